@@ -1,0 +1,16 @@
+/* talon — a web framework for C: HTTP routes, middleware and (soon)
+ * WebSocket routes on one listener. Include this umbrella header. */
+#ifndef TALON_H
+#define TALON_H
+
+#define TALON_VERSION_MAJOR 0
+#define TALON_VERSION_MINOR 1
+#define TALON_VERSION_PATCH 0
+
+#include "talon/common.h"
+#include "talon/http.h"
+#include "talon/middleware.h"
+#include "talon/router.h"
+#include "talon/app.h"
+
+#endif /* TALON_H */

@@ -1,0 +1,213 @@
+/* talon — HTTP requests and responses.
+ *
+ * Lifetimes (read these once; every function below follows them):
+ *  1. A `tl_req *` and its `tl_res *` are created by talon when a request's
+ *     head has been parsed and its body fully read. They stay valid until the
+ *     response is finished (tl_res_send / tl_res_end / the handler returning
+ *     without tl_res_defer) or, for a deferred response, until the client goes
+ *     away (the abort callback, if any, is the last moment they are valid).
+ *  2. Every string talon returns from a request (path, headers, params, query
+ *     values, body) lives exactly as long as the request. Copy what you keep.
+ *  3. Every pointer you pass to a tl_res_* function is copied before the call
+ *     returns, except where a function says otherwise.
+ *  4. A handler that returns without finishing its response and without
+ *     calling tl_res_defer() gets it finished by talon with the status and
+ *     headers set so far and an empty body.
+ */
+#ifndef TALON_HTTP_H
+#define TALON_HTTP_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tl_req tl_req;
+typedef struct tl_res tl_res;
+typedef struct tl_app tl_app;
+
+/* ---- Request ------------------------------------------------------------ */
+
+/* The method as an upper-case, NUL-terminated string ("GET"). Static. */
+TL_EXTERN const char *tl_req_method(const tl_req *req);
+
+/* The percent-decoded path, without the query string ("/users/a b").
+ * NUL-terminated; lives as long as the request. Never NULL. */
+TL_EXTERN const char *tl_req_path(tl_req *req);
+
+/* The request target exactly as received ("/users/a%20b?x=1").
+ * NUL-terminated; lives as long as the request. */
+TL_EXTERN const char *tl_req_target(const tl_req *req);
+
+/* The raw query string after '?', without the '?' ("" if none).
+ * NUL-terminated; lives as long as the request. */
+TL_EXTERN const char *tl_req_query_string(const tl_req *req);
+
+/* The first value of query parameter `name`, percent- and '+'-decoded
+ * ("?a=b+c" gives "b c"); "" for a key without '='; NULL if absent.
+ * `name` is matched against the decoded key. The result lives as long as
+ * the request. */
+TL_EXTERN const char *tl_req_query(tl_req *req, const char *name);
+
+/* The value of route parameter `name` (":id" in the pattern is "id";
+ * "*" for the wildcard), percent-decoded; NULL if the route has no such
+ * parameter. Lives as long as the request. */
+TL_EXTERN const char *tl_req_param(tl_req *req, const char *name);
+
+/* The value of header `name`, matched case-insensitively, leading and
+ * trailing whitespace removed; NULL if absent. For a header sent more than
+ * once this is the first; see tl_req_header_at(). Lives as long as the
+ * request. */
+TL_EXTERN const char *tl_req_header(const tl_req *req, const char *name);
+
+/* The `index`-th (0-based) occurrence of header `name`, or NULL. */
+TL_EXTERN const char *tl_req_header_at(const tl_req *req, const char *name,
+                                       size_t index);
+
+/* The number of header lines in the request. */
+TL_EXTERN size_t tl_req_header_count(const tl_req *req);
+
+/* Header line `i` (0-based, in arrival order): name and value slices,
+ * NUL-terminated, living as long as the request. Returns 0, or TL_ENOENT
+ * if `i` is out of range. */
+TL_EXTERN int tl_req_header_get(const tl_req *req, size_t i, tl_slice *name,
+                                tl_slice *value);
+
+/* The request body (empty slice, ptr non-NULL, if none). Chunked bodies
+ * are de-chunked. Not NUL-terminated; lives as long as the request. */
+TL_EXTERN tl_slice tl_req_body(const tl_req *req);
+
+/* HTTP version: 10 for HTTP/1.0, 11 for HTTP/1.1. */
+TL_EXTERN int tl_req_version(const tl_req *req);
+
+/* The peer's address as text ("127.0.0.1", "::1") into `buf` of `size`
+ * bytes, NUL-terminated. Returns 0, TL_ETOOBIG if `buf` is too small, or a
+ * libuv error. */
+TL_EXTERN int tl_req_remote_address(const tl_req *req, char *buf, size_t size);
+
+/* The app serving this request. */
+TL_EXTERN tl_app *tl_req_app(const tl_req *req);
+
+/* Allocate `size` bytes (aligned for any type) that are freed
+ * automatically when the request ends. Returns NULL on failure. For
+ * middleware that builds request-scoped data (parsed cookies, ...). */
+TL_EXTERN void *tl_req_alloc(tl_req *req, size_t size);
+
+/* Per-request locals: attach `value` under `key` so later middleware and
+ * the handler can read it with tl_req_get(). `key` is borrowed for the
+ * request's lifetime (use a string literal). Setting an existing key
+ * replaces its value (the old value's `free_fn` runs). `free_fn`, if not
+ * NULL, is called with `value` when the request ends; otherwise the caller
+ * keeps ownership of `value`. Returns 0 or TL_ENOMEM (then `free_fn` is
+ * not called and ownership stays with the caller). */
+TL_EXTERN int tl_req_set(tl_req *req, const char *key, void *value,
+                         void (*free_fn)(void *));
+
+/* The value stored under `key`, or NULL. */
+TL_EXTERN void *tl_req_get(const tl_req *req, const char *key);
+
+/* ---- Response ----------------------------------------------------------- */
+
+/* Set the status code (100-999; default 200). Returns 0, TL_EINVAL for an
+ * out-of-range code, or TL_ESTATE once the head has been sent. */
+TL_EXTERN int tl_res_status(tl_res *res, int status);
+
+/* The status set so far. */
+TL_EXTERN int tl_res_get_status(const tl_res *res);
+
+/* Add a header line. `name` and `value` are copied. talon writes Date,
+ * Content-Length / Transfer-Encoding and Connection itself; setting
+ * Content-Length here is honoured only by streamed responses. Returns 0,
+ * TL_EINVAL if either contains CR, LF or NUL (header injection), TL_ENOMEM,
+ * or TL_ESTATE once the head has been sent. */
+TL_EXTERN int tl_res_header(tl_res *res, const char *name, const char *value);
+
+/* Like tl_res_header() with a printf-formatted value. */
+TL_EXTERN int tl_res_headerf(tl_res *res, const char *name, const char *fmt,
+                             ...) __attribute__((format(printf, 3, 4)));
+
+/* Whether a header named `name` (case-insensitive) has been added. */
+TL_EXTERN bool tl_res_has_header(const tl_res *res, const char *name);
+
+/* Send the whole response with `body` (copied; may be NULL when `len` is
+ * 0) and finish it. Content-Length is set. For HEAD requests the body is
+ * not sent but Content-Length is. Returns 0, TL_ESTATE if the response was
+ * already finished or streaming started, TL_ECLOSED if the client is gone,
+ * or TL_ENOMEM. After it returns (whatever it returns) `req` and `res` must
+ * not be used again, unless it returned TL_ESTATE. */
+TL_EXTERN int tl_res_send(tl_res *res, const void *body, size_t len);
+
+/* tl_res_send() of a NUL-terminated string with Content-Type
+ * "text/plain; charset=utf-8" (unless a Content-Type was set). */
+TL_EXTERN int tl_res_text(tl_res *res, const char *text);
+
+/* tl_res_send() of a JSON text (not validated) with Content-Type
+ * "application/json". */
+TL_EXTERN int tl_res_json(tl_res *res, const char *json);
+
+/* Redirect to `location` with `status` (301, 302, 303, 307 or 308; 0 means
+ * 302) and finish the response. */
+TL_EXTERN int tl_res_redirect(tl_res *res, int status, const char *location);
+
+/* Streaming. Send `len` bytes of body now; the head goes out with the first
+ * write, with Transfer-Encoding: chunked for HTTP/1.1 unless a
+ * Content-Length header was set (HTTP/1.0 clients get the body unframed and
+ * the connection closes at the end). Returns 0 when the socket took
+ * everything or the backlog is small, 1 when the socket's backlog passed its
+ * high-water mark (stop writing and wait for the drain callback), or
+ * TL_ECLOSED / TL_ESTATE / TL_ENOMEM. The bytes are always queued unless an
+ * error is returned. */
+TL_EXTERN int tl_res_write(tl_res *res, const void *data, size_t len);
+
+/* Finish a response: sends the head if not yet sent, then `data` (may be
+ * NULL), then the chunked terminator if needed. Returns like
+ * tl_res_send(). */
+TL_EXTERN int tl_res_end(tl_res *res, const void *data, size_t len);
+
+/* Send the file at `path` as the whole body with sendfile(2), then finish
+ * the response. Sets Content-Length (the caller sets Content-Type). Opening
+ * the file happens on the loop thread. Returns 0; TL_ENOENT if the file
+ * does not exist or is not a regular file (the response is then still
+ * open, so the caller can send a 404); a libuv error for other open
+ * failures (response still open); or errors like tl_res_send(). */
+TL_EXTERN int tl_res_send_file(tl_res *res, const char *path);
+
+/* Called once when the socket's backlog has drained below its low-water
+ * mark after tl_res_write() returned 1. `arg` is the caller's. */
+typedef void (*tl_res_drain_cb)(tl_res *res, void *arg);
+TL_EXTERN void tl_res_on_drain(tl_res *res, tl_res_drain_cb cb, void *arg);
+
+/* Called when the client goes away before a deferred response finished.
+ * Inside the callback `req` and `res` are valid for the last time; nothing
+ * is written. */
+typedef void (*tl_res_abort_cb)(tl_res *res, void *arg);
+
+/* Keep the response open after the handler (or a middleware) returns: it
+ * is finished later with tl_res_send/end/... from a timer, a database
+ * callback, a drain callback. `on_abort` (may be NULL) is told if the
+ * client disconnects first; after it returns the request is gone. Further
+ * requests on the same connection wait, so pipelined responses keep their
+ * order. */
+TL_EXTERN void tl_res_defer(tl_res *res, tl_res_abort_cb on_abort, void *arg);
+
+/* Whether the response has been finished (sent in full or aborted). */
+TL_EXTERN bool tl_res_finished(const tl_res *res);
+
+/* Whether the head has gone out (streaming started). */
+TL_EXTERN bool tl_res_head_sent(const tl_res *res);
+
+/* Close the connection after this response even if keep-alive was
+ * possible. */
+TL_EXTERN void tl_res_close_after(tl_res *res);
+
+/* The request this response answers. */
+TL_EXTERN tl_req *tl_res_req(const tl_res *res);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TALON_HTTP_H */

@@ -1,0 +1,50 @@
+/* talon — middleware.
+ *
+ * A middleware is a small value: a function that sees every request before
+ * its handler, plus an opaque context. It runs at app level (tl_app_use),
+ * router level (tl_router_use: only for routes of that router) or route
+ * level (the `mw` arguments of tl_app_route / tl_router_route). Order:
+ * app middleware in registration order, then the middleware of each router
+ * on the way from the app to the route (outermost first), then the route's
+ * own, then the handler. App middleware also runs for requests that match
+ * no route, before the not-found (404) or method-not-allowed (405) answer,
+ * so a middleware like a static file server can answer them.
+ */
+#ifndef TALON_MIDDLEWARE_H
+#define TALON_MIDDLEWARE_H
+
+#include "http.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What a middleware function returns. */
+enum {
+  TL_NEXT = 0,   /* continue with the next middleware or the handler */
+  TL_DONE = 1,   /* the middleware answered (or will have answered): stop */
+  TL_PENDING = 2 /* async: the middleware called tl_res_defer() and will
+                    later call tl_next() to continue or finish `res` */
+};
+
+/* `ctx` is the middleware's own context (tl_middleware.ctx). A negative
+ * return (a TL_E* code) answers 500 unless a response was already started. */
+typedef int (*tl_mw_fn)(tl_req *req, tl_res *res, void *ctx);
+
+typedef struct tl_middleware {
+  tl_mw_fn fn;             /* required */
+  void *ctx;               /* passed to fn; owned by the middleware */
+  void (*free)(void *ctx); /* called once when the app is freed (may be NULL) */
+  const char *name;        /* for diagnostics (static string; may be NULL) */
+} tl_middleware;
+
+/* Continue the chain of a request whose middleware returned TL_PENDING:
+ * runs the next middleware (or the handler). Must be called at most once
+ * per TL_PENDING, and not after the response was finished or aborted.
+ * Returns 0, or TL_ESTATE if the request is not waiting. */
+TL_EXTERN int tl_next(tl_req *req, tl_res *res);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TALON_MIDDLEWARE_H */

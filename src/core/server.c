@@ -1,0 +1,441 @@
+#include "core/server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "talon/common.h"
+
+#define RBUF_SIZE (64 * 1024)
+/* After a graceful end, how long we keep reading (and discarding) before
+ * giving up on the peer's FIN. */
+#define LINGER_MS 2000
+
+typedef struct write_req {
+  uv_write_t req;
+  tl__conn *conn;
+  size_t len;
+  char data[];
+} write_req;
+
+static void conn_unlink(tl__conn *c) {
+  tl__server *s = c->srv;
+  if (c->prev)
+    c->prev->next = c->next;
+  else if (s->conns == c)
+    s->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+}
+
+static void maybe_finish_stop(tl__server *s);
+
+static void on_conn_closed(uv_handle_t *h) {
+  tl__conn *c = (tl__conn *)h;
+  tl__server *s = c->srv;
+  tl__buf_free(&c->out);
+  free(c);
+  s->nconns--;
+  maybe_finish_stop(s);
+}
+
+void tl__conn_close(tl__conn *c) {
+  if (c->flags & TL__CONN_CLOSING)
+    return;
+  c->flags |= TL__CONN_CLOSING;
+  /* A connection on the flush list stays there; the flusher skips closing
+   * ones, and the block lives until after the loop turn. */
+  conn_unlink(c);
+  if (c->proto->on_close)
+    c->proto->on_close(c);
+  c->out.len = 0;
+  uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void on_write_done(uv_write_t *req, int status) {
+  write_req *w = (write_req *)req;
+  tl__conn *c = w->conn;
+  c->backlog -= w->len;
+  free(w);
+  if (c->flags & TL__CONN_CLOSING)
+    return;
+  if (status < 0) {
+    tl__conn_close(c);
+    return;
+  }
+  if (c->backlog == 0 && c->out.len == 0 && c->proto->on_drain &&
+      !(c->flags & TL__CONN_ENDING))
+    c->proto->on_drain(c);
+}
+
+void tl__conn_flush(tl__conn *c) {
+  if ((c->flags & TL__CONN_CLOSING) || c->out.len == 0)
+    return;
+  size_t off = 0;
+  if (c->backlog == 0) {
+    uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+      tl__conn_close(c);
+      return;
+    }
+    if (n > 0)
+      off = (size_t)n;
+  }
+  size_t rest = c->out.len - off;
+  if (rest > 0) {
+    write_req *w = malloc(sizeof *w + rest);
+    if (!w) {
+      tl__conn_close(c);
+      return;
+    }
+    memcpy(w->data, c->out.data + off, rest);
+    w->conn = c;
+    w->len = rest;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)rest);
+    int err = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write_done);
+    if (err) {
+      free(w);
+      tl__conn_close(c);
+      return;
+    }
+    c->backlog += rest;
+  }
+  /* Give back memory a big response made the cork buffer take. */
+  tl__buf_reset(&c->out, 64 * 1024);
+}
+
+int tl__conn_write(tl__conn *c, const void *p, size_t n) {
+  if (c->flags & (TL__CONN_CLOSING | TL__CONN_LINGER))
+    return TL_ECLOSED;
+  int err = tl__buf_append(&c->out, p, n);
+  if (err)
+    return err;
+  tl__conn_mark_dirty(c);
+  return 0;
+}
+
+void tl__conn_mark_dirty(tl__conn *c) {
+  if (c->flags & (TL__CONN_DIRTY | TL__CONN_CLOSING))
+    return;
+  c->flags |= TL__CONN_DIRTY;
+  c->dirty_next = c->srv->dirty;
+  c->srv->dirty = c;
+}
+
+size_t tl__conn_pending(const tl__conn *c) { return c->out.len + c->backlog; }
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  tl__conn *c = (tl__conn *)h;
+  buf->base = c->srv->rbuf;
+  buf->len = c->srv->rbuf_size;
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+  tl__conn *c = (tl__conn *)st;
+  if (c->flags & TL__CONN_CLOSING)
+    return;
+  if (c->flags & TL__CONN_LINGER) {
+    if (n < 0)
+      tl__conn_close(c);
+    return; /* discard */
+  }
+  if (n > 0)
+    c->proto->on_read(c, buf->base, (size_t)n);
+  else if (n < 0)
+    c->proto->on_eof(c, (int)n);
+}
+
+void tl__conn_read_start(tl__conn *c) {
+  if (c->flags & (TL__CONN_READING | TL__CONN_CLOSING))
+    return;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    c->flags |= TL__CONN_READING;
+}
+
+void tl__conn_read_stop(tl__conn *c) {
+  if (!(c->flags & TL__CONN_READING))
+    return;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->flags &= ~TL__CONN_READING;
+}
+
+void tl__conn_timeout(tl__conn *c, unsigned ms) {
+  c->deadline = ms ? tl__server_now(c->srv) + ms : 0;
+}
+
+static void on_shutdown_done(uv_shutdown_t *req, int status) {
+  tl__conn *c = req->data;
+  free(req);
+  if (c->flags & TL__CONN_CLOSING)
+    return;
+  if (status < 0) {
+    tl__conn_close(c);
+    return;
+  }
+  /* Our FIN is out; read and discard until the peer's, within a limit. */
+  c->flags |= TL__CONN_LINGER;
+  c->deadline = tl__server_now(c->srv) + LINGER_MS;
+  tl__conn_read_start(c);
+}
+
+void tl__conn_end(tl__conn *c) {
+  if (c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING))
+    return;
+  c->flags |= TL__CONN_ENDING;
+  tl__conn_flush(c);
+  if (c->flags & TL__CONN_CLOSING)
+    return;
+  uv_shutdown_t *req = malloc(sizeof *req);
+  if (!req) {
+    tl__conn_close(c);
+    return;
+  }
+  req->data = c;
+  /* libuv runs the shutdown after every queued write has gone out. */
+  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown_done) != 0) {
+    free(req);
+    tl__conn_close(c);
+  }
+}
+
+uint64_t tl__server_now(const tl__server *s) { return uv_now(&s->loop); }
+
+/* ---- server ----------------------------------------------------------- */
+
+static void on_flush(uv_check_t *h) {
+  tl__server *s = h->data;
+  tl__conn *c = s->dirty;
+  s->dirty = NULL;
+  while (c) {
+    tl__conn *next = c->dirty_next;
+    c->flags &= ~TL__CONN_DIRTY;
+    c->dirty_next = NULL;
+    if (!(c->flags & TL__CONN_CLOSING)) {
+      tl__conn_flush(c);
+      /* Everything went out at once: tell a writer waiting for room. */
+      if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) &&
+          c->backlog == 0 && c->out.len == 0 && c->proto->on_drain)
+        c->proto->on_drain(c);
+    }
+    c = next;
+  }
+}
+
+static void on_sweep(uv_timer_t *t) {
+  tl__server *s = t->data;
+  uint64_t now = uv_now(&s->loop);
+  tl__conn *c = s->conns;
+  while (c) {
+    /* on_timeout may close c (unlinking it), so take next first. Closing
+     * only ever unlinks the closing connection itself. */
+    tl__conn *next = c->next;
+    if (c->deadline && now >= c->deadline) {
+      c->deadline = 0;
+      if (c->flags & TL__CONN_LINGER)
+        tl__conn_close(c);
+      else if (c->proto->on_timeout)
+        c->proto->on_timeout(c);
+      else
+        tl__conn_close(c);
+    }
+    c = next;
+  }
+}
+
+static void on_connection(uv_stream_t *ls, int status) {
+  tl__server *s = ls->data;
+  if (status < 0 || s->stopping)
+    return;
+  tl__conn *c = s->factory(s);
+  if (!c) {
+    /* Out of memory: accept into a throwaway handle and close it, so the
+     * client is not left hanging in the backlog. */
+    uv_tcp_t *tmp = malloc(sizeof *tmp);
+    if (tmp && uv_tcp_init(&s->loop, tmp) == 0) {
+      if (uv_accept(ls, (uv_stream_t *)tmp) == 0) {
+      }
+      uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
+    } else {
+      free(tmp);
+    }
+    return;
+  }
+  c->srv = s;
+  uv_tcp_init(&s->loop, &c->tcp);
+  s->nconns++;
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    c->flags |= TL__CONN_CLOSING;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    return;
+  }
+  if (s->nconns > s->cfg.max_connections) {
+    c->flags |= TL__CONN_CLOSING;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  s->conns = c;
+  tl__conn_read_start(c);
+}
+
+static void close_handle(uv_handle_t *h) {
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+static void maybe_finish_stop(tl__server *s) {
+  if (!s->stopping || s->nconns > 0 || !s->handles_open)
+    return;
+  s->handles_open = false;
+  close_handle((uv_handle_t *)&s->sweep);
+  close_handle((uv_handle_t *)&s->shutdown_timer);
+  close_handle((uv_handle_t *)&s->flusher);
+  if (!s->cfg.no_signal_handlers) {
+    close_handle((uv_handle_t *)&s->sigint);
+    close_handle((uv_handle_t *)&s->sigterm);
+  }
+}
+
+static void on_shutdown_deadline(uv_timer_t *t) {
+  tl__server *s = t->data;
+  while (s->conns)
+    tl__conn_close(s->conns);
+}
+
+static void begin_stop(tl__server *s) {
+  if (s->stopping || !s->running)
+    return;
+  s->stopping = true;
+  close_handle((uv_handle_t *)&s->listener);
+  tl__conn *c = s->conns;
+  while (c) {
+    tl__conn *next = c->next;
+    if (c->proto->on_shutdown)
+      c->proto->on_shutdown(c);
+    else
+      tl__conn_close(c);
+    c = next;
+  }
+  if (s->conns) {
+    uv_timer_start(&s->shutdown_timer, on_shutdown_deadline,
+                   s->cfg.shutdown_timeout_ms, 0);
+  }
+  maybe_finish_stop(s);
+}
+
+static void on_stop_async(uv_async_t *a) { begin_stop(a->data); }
+
+static void on_signal(uv_signal_t *sig, int signum) {
+  begin_stop(sig->data);
+}
+
+int tl__server_init(tl__server *s, void *owner) {
+  memset(s, 0, sizeof *s);
+  s->owner = owner;
+  int err = uv_loop_init(&s->loop);
+  if (err)
+    return err;
+  /* The async handle exists for the server's whole life so tl_app_stop()
+   * is safe from other threads at any time; unref'd so it does not keep
+   * the loop alive. */
+  err = uv_async_init(&s->loop, &s->stop_async, on_stop_async);
+  if (err) {
+    uv_loop_close(&s->loop);
+    return err;
+  }
+  s->stop_async.data = s;
+  uv_unref((uv_handle_t *)&s->stop_async);
+  return 0;
+}
+
+static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
+  if (port < 0 || port > 65535)
+    return TL_EINVAL;
+  if (!host || !*host)
+    host = "0.0.0.0";
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+    return 0;
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+    return 0;
+  return TL_EINVAL;
+}
+
+int tl__server_run(tl__server *s, const char *host, int port,
+                   void (*on_listen)(tl__server *s)) {
+  if (s->running)
+    return TL_ESTATE;
+  struct sockaddr_storage ss;
+  int err = parse_addr(host, port, &ss);
+  if (err)
+    return err;
+  snprintf(s->listen_host, sizeof s->listen_host, "%s",
+           host && *host ? host : "0.0.0.0");
+  s->rbuf_size = RBUF_SIZE;
+  s->rbuf = malloc(s->rbuf_size);
+  if (!s->rbuf)
+    return TL_ENOMEM;
+
+  uv_tcp_init(&s->loop, &s->listener);
+  s->listener.data = s;
+  err = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
+  if (!err)
+    err = uv_listen((uv_stream_t *)&s->listener, s->cfg.backlog, on_connection);
+  if (err) {
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    uv_run(&s->loop, UV_RUN_NOWAIT);
+    free(s->rbuf);
+    s->rbuf = NULL;
+    return err;
+  }
+  struct sockaddr_storage bound;
+  int blen = sizeof bound;
+  uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &blen);
+  s->port = ntohs(bound.ss_family == AF_INET6
+                      ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                      : ((struct sockaddr_in *)&bound)->sin_port);
+
+  uv_timer_init(&s->loop, &s->sweep);
+  s->sweep.data = s;
+  uv_timer_start(&s->sweep, on_sweep, s->cfg.tick_ms, s->cfg.tick_ms);
+  uv_timer_init(&s->loop, &s->shutdown_timer);
+  s->shutdown_timer.data = s;
+  uv_check_init(&s->loop, &s->flusher);
+  s->flusher.data = s;
+  uv_check_start(&s->flusher, on_flush);
+  if (!s->cfg.no_signal_handlers) {
+    uv_signal_init(&s->loop, &s->sigint);
+    uv_signal_init(&s->loop, &s->sigterm);
+    s->sigint.data = s->sigterm.data = s;
+    uv_signal_start(&s->sigint, on_signal, SIGINT);
+    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    uv_unref((uv_handle_t *)&s->sigint);
+    uv_unref((uv_handle_t *)&s->sigterm);
+  }
+  s->handles_open = true;
+  s->running = true;
+  s->stopping = false;
+  if (on_listen)
+    on_listen(s);
+  /* A stop requested before we started running takes effect now. */
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  /* Closing handles need one more turn to finish. */
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  s->running = false;
+  s->port = 0;
+  free(s->rbuf);
+  s->rbuf = NULL;
+  return 0;
+}
+
+void tl__server_stop(tl__server *s) { uv_async_send(&s->stop_async); }
+
+void tl__server_close(tl__server *s) {
+  close_handle((uv_handle_t *)&s->stop_async);
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&s->loop);
+}

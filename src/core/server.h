@@ -1,0 +1,133 @@
+/* The transport core: one loop, one listener, connections with corked
+ * writes, a backlog, two-phase close and coarse timeouts. Knows nothing of
+ * HTTP: a protocol plugs in through tl__conn_proto.
+ *
+ * Connection lifetime:
+ *  1. tl__server accepts a socket and asks the factory for a connection
+ *     block (protocol state first, tl__conn embedded in it).
+ *  2. Reads arrive in the server's one receive buffer (valid only during
+ *     proto->on_read); the protocol copies what it must keep.
+ *  3. Writes are appended to the connection's cork buffer and flushed once
+ *     per loop turn (uv_check), with uv_try_write; what the kernel does not
+ *     take becomes a queued uv_write (the backlog).
+ *  4. tl__conn_close() calls proto->on_close at once (the protocol
+ *     releases its state and tells the user), then uv_close; the block is
+ *     freed in the close callback, after the loop turn.
+ */
+#ifndef TALON_SRC_CORE_SERVER_H
+#define TALON_SRC_CORE_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/buf.h"
+
+typedef struct tl__server tl__server;
+typedef struct tl__conn tl__conn;
+
+typedef struct tl__conn_proto {
+  /* Bytes arrived. `data` is the server's receive buffer: writable, valid
+   * only during the call. */
+  void (*on_read)(tl__conn *c, char *data, size_t len);
+  /* The peer closed its side or the read failed (`status` < 0). */
+  void (*on_eof)(tl__conn *c, int status);
+  /* The backlog fell to zero after a write had to queue. */
+  void (*on_drain)(tl__conn *c);
+  /* The deadline passed. */
+  void (*on_timeout)(tl__conn *c);
+  /* The server is shutting down: finish or close. */
+  void (*on_shutdown)(tl__conn *c);
+  /* The connection is closing: last call before the memory goes. */
+  void (*on_close)(tl__conn *c);
+} tl__conn_proto;
+
+enum {
+  TL__CONN_CLOSING = 1u << 0,   /* tl__conn_close() ran */
+  TL__CONN_READING = 1u << 1,   /* uv_read_start active */
+  TL__CONN_DIRTY = 1u << 2,     /* on the flush list */
+  TL__CONN_ENDING = 1u << 3,    /* close once the backlog is written */
+  TL__CONN_LINGER = 1u << 4,    /* write side shut: discard input until EOF */
+};
+
+struct tl__conn {
+  uv_tcp_t tcp;
+  tl__server *srv;
+  const tl__conn_proto *proto;
+  tl__conn *prev, *next;  /* the server's connection list */
+  tl__conn *dirty_next;   /* the flush list */
+  tl__buf out;            /* corked bytes, flushed once per loop turn */
+  size_t backlog;         /* bytes handed to uv_write, not yet written */
+  uint64_t deadline;      /* loop time (ms) when on_timeout fires; 0: none */
+  unsigned flags;
+};
+
+/* Allocates a connection block of the protocol's size, with tl__conn
+ * embedded, zeroed; returns NULL on out of memory. */
+typedef tl__conn *(*tl__conn_factory)(tl__server *srv);
+
+typedef struct tl__server_config {
+  unsigned max_connections;
+  int backlog;
+  unsigned shutdown_timeout_ms;
+  unsigned tick_ms;         /* the timeout sweep period */
+  bool no_signal_handlers;
+} tl__server_config;
+
+struct tl__server {
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_timer_t sweep;
+  uv_timer_t shutdown_timer;
+  uv_check_t flusher;
+  uv_signal_t sigint, sigterm;
+  uv_async_t stop_async;
+  tl__server_config cfg;
+  tl__conn_factory factory;
+  void *owner;              /* the app */
+  char *rbuf;               /* the one receive buffer */
+  size_t rbuf_size;
+  tl__conn *conns;          /* all open connections */
+  size_t nconns;
+  tl__conn *dirty;          /* connections with corked bytes */
+  int port;
+  char listen_host[64];     /* as given to tl__server_run */
+  bool running, stopping, handles_open;
+};
+
+/* Initialise the loop (the rest starts in tl__server_run). 0 or a libuv
+ * error. */
+int tl__server_init(tl__server *s, void *owner);
+/* Bind, listen and run until stopped. 0 after a clean stop, else an
+ * error. `on_listen` runs once listening. */
+int tl__server_run(tl__server *s, const char *host, int port,
+                   void (*on_listen)(tl__server *s));
+/* Ask for a graceful stop; safe from any thread. */
+void tl__server_stop(tl__server *s);
+/* Close the loop; the server must not be running. */
+void tl__server_close(tl__server *s);
+/* Loop time in ms (cached per iteration). */
+uint64_t tl__server_now(const tl__server *s);
+
+/* Queue bytes in the cork buffer; flushed at the end of the loop turn.
+ * Returns 0, TL_ECLOSED or TL_ENOMEM. */
+int tl__conn_write(tl__conn *c, const void *p, size_t n);
+/* Flush the cork buffer now (order is kept with queued writes). */
+void tl__conn_flush(tl__conn *c);
+/* Bytes not yet written: corked plus backlog. */
+size_t tl__conn_pending(const tl__conn *c);
+/* Mark the connection for the flush at the end of this loop turn. */
+void tl__conn_mark_dirty(tl__conn *c);
+/* Close now: on_close runs before this returns; memory goes after the
+ * loop turn. Idempotent. */
+void tl__conn_close(tl__conn *c);
+/* Close after everything queued has been written, with a lingering read
+ * so the peer sees the last response rather than a reset. */
+void tl__conn_end(tl__conn *c);
+/* Start or stop reading. */
+void tl__conn_read_start(tl__conn *c);
+void tl__conn_read_stop(tl__conn *c);
+/* Set the deadline `ms` from now (0: none). */
+void tl__conn_timeout(tl__conn *c, unsigned ms);
+
+#endif

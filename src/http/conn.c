@@ -1,0 +1,421 @@
+/* The HTTP/1.1 connection: llhttp glue and input management.
+ *
+ * Input lives in one of two places. During a read callback the bytes are
+ * in the server's receive buffer and requests are parsed there with no
+ * copy: tl_req keeps offsets relative to `h->msg`, the start of the current
+ * message. Whatever must outlive the callback (a partial head, a body in
+ * progress, a request whose response is deferred, pipelined bytes behind
+ * it) is copied into `h->in`, and later reads are appended there until it
+ * empties again. Offsets make moving the message a matter of updating
+ * `h->msg`.
+ *
+ * A head split across reads is not parsed piecemeal: we keep its bytes,
+ * reset the parser and parse the whole head again once its blank line has
+ * arrived. That keeps every header a contiguous span (so values can be
+ * NUL-terminated in place) at the price of scanning a split head twice.
+ *
+ * Each message complete pauses llhttp, so the request is dispatched outside
+ * the parser and a deferred response simply stops the parse loop; the
+ * loop resumes where it stopped once the response is done, which keeps
+ * pipelined responses in order.
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/http.h"
+
+static tl__hconn *H(llhttp_t *p) { return p->data; }
+
+static int fail(tl__hconn *h, int status, const char *reason) {
+  h->err_status = status;
+  h->err_reason = reason;
+  return -1;
+}
+
+/* Checks the head size so far; `end` is one past the latest head byte. */
+static int check_head(tl__hconn *h, const char *end) {
+  if ((size_t)(end - h->msg) > h->app->opt.max_header_bytes)
+    return fail(h, 431, "Request Header Fields Too Large");
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  tl__hconn *h = H(p);
+  tl_req *r = &h->req;
+  h->phase = TL__P_HEAD;
+  r->nhdrs = 0;
+  r->cur_hdr_state = 0;
+  r->url_off = r->url_len = 0;
+  r->body_off = r->body_len = 0;
+  r->has_body_framing = false;
+  tl__conn_timeout(&h->conn, h->app->opt.header_timeout_ms);
+  return 0;
+}
+
+/* Extends the span (*off, *len) with [at, at+len), which must follow it. */
+static int extend(tl__hconn *h, uint32_t *off, uint32_t *len, const char *at,
+                  size_t n, bool fresh) {
+  uint32_t o = (uint32_t)(at - h->msg);
+  if (fresh) {
+    *off = o;
+    *len = (uint32_t)n;
+    return 0;
+  }
+  if (*off + *len != o)
+    return fail(h, 400, "Bad Request");
+  *len += (uint32_t)n;
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n) {
+  tl__hconn *h = H(p);
+  tl_req *r = &h->req;
+  if (extend(h, &r->url_off, &r->url_len, at, n, r->url_len == 0))
+    return -1;
+  if (r->url_len > h->app->opt.max_url_bytes)
+    return fail(h, 414, "URI Too Long");
+  return check_head(h, at + n);
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+  tl__hconn *h = H(p);
+  tl_req *r = &h->req;
+  if (r->cur_hdr_state != 1) {
+    if (r->nhdrs >= h->app->opt.max_headers)
+      return fail(h, 431, "Request Header Fields Too Large");
+    tl__hdr *hd = &r->hdrs[r->nhdrs++];
+    hd->value_off = UINT32_MAX;
+    hd->value_len = 0;
+    r->cur_hdr_state = 1;
+    if (extend(h, &hd->name_off, &hd->name_len, at, n, true))
+      return -1;
+  } else if (extend(h, &r->hdrs[r->nhdrs - 1].name_off,
+                    &r->hdrs[r->nhdrs - 1].name_len, at, n, false)) {
+    return -1;
+  }
+  return check_head(h, at + n);
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+  tl__hconn *h = H(p);
+  tl_req *r = &h->req;
+  tl__hdr *hd = &r->hdrs[r->nhdrs - 1];
+  bool fresh = hd->value_off == UINT32_MAX;
+  r->cur_hdr_state = 2;
+  if (extend(h, &hd->value_off, &hd->value_len, at, n, fresh))
+    return -1;
+  return check_head(h, at + n);
+}
+
+static bool is_ows(char c) { return c == ' ' || c == '\t'; }
+
+static int on_headers_complete(llhttp_t *p) {
+  tl__hconn *h = H(p);
+  tl_req *r = &h->req;
+  const tl_app_config *o = &h->app->opt;
+  /* Trim and NUL-terminate every span in place: the byte after each is
+   * part of the already-parsed head (':' , OWS, CR or a space). */
+  for (uint32_t i = 0; i < r->nhdrs; i++) {
+    tl__hdr *hd = &r->hdrs[i];
+    h->msg[hd->name_off + hd->name_len] = '\0';
+    if (hd->value_off == UINT32_MAX)
+      continue;
+    while (hd->value_len && is_ows(h->msg[hd->value_off]))
+      hd->value_off++, hd->value_len--;
+    while (hd->value_len && is_ows(h->msg[hd->value_off + hd->value_len - 1]))
+      hd->value_len--;
+    h->msg[hd->value_off + hd->value_len] = '\0';
+  }
+  if (r->url_len == 0)
+    return fail(h, 400, "Bad Request");
+  h->msg[r->url_off + r->url_len] = '\0';
+  r->method = p->method;
+  r->version = p->http_major * 10 + p->http_minor;
+  if (p->http_major != 1)
+    return fail(h, 505, "HTTP Version Not Supported");
+  r->keep_alive = llhttp_should_keep_alive(p);
+  bool chunked = (p->flags & F_CHUNKED) != 0;
+  bool has_len = (p->flags & F_CONTENT_LENGTH) != 0;
+  r->has_body_framing = chunked || has_len;
+  if (has_len && p->content_length > o->max_body_bytes)
+    return fail(h, 413, "Content Too Large");
+  const char *expect = tl_req_header(r, "expect");
+  if (expect) {
+    if (!tl__strncasecmp_eq(expect, strlen(expect), "100-continue", 12))
+      return fail(h, 417, "Expectation Failed");
+    if (r->version >= 11 && (chunked || p->content_length > 0)) {
+      static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      tl__conn_write(&h->conn, cont, sizeof cont - 1);
+    }
+  }
+  h->phase = TL__P_BODY;
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  tl__hconn *h = H(p);
+  tl_req *r = &h->req;
+  if (r->body_len + n > h->app->opt.max_body_bytes)
+    return fail(h, 413, "Content Too Large");
+  uint32_t off = (uint32_t)(at - h->msg);
+  if (r->body_len == 0) {
+    r->body_off = off;
+  } else if (r->body_off + r->body_len != off) {
+    /* De-chunk in place: the target is always behind the source. */
+    memmove(h->msg + r->body_off + r->body_len, at, n);
+  }
+  r->body_len += (uint32_t)n;
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  tl__hconn *h = H(p);
+  h->phase = TL__P_DISPATCH;
+  return HPE_PAUSED;
+}
+
+void tl__http_settings_init(llhttp_settings_t *s);
+void tl__http_settings_init(llhttp_settings_t *s) {
+  llhttp_settings_init(s);
+  s->on_message_begin = on_message_begin;
+  s->on_url = on_url;
+  s->on_header_field = on_header_field;
+  s->on_header_value = on_header_value;
+  s->on_headers_complete = on_headers_complete;
+  s->on_body = on_body;
+  s->on_message_complete = on_message_complete;
+}
+
+static bool conn_done(const tl__hconn *h) {
+  return (h->conn.flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) != 0;
+}
+
+/* Parses and dispatches what is available from parse_pos on. */
+static void process(tl__hconn *h) {
+  h->in_process = true;
+  while (!conn_done(h) && h->phase != TL__P_DISPATCH &&
+         h->parse_pos < h->avail) {
+    if (h->phase == TL__P_IDLE) {
+      /* A new message starts here: offsets count from it. */
+      h->msg += h->parse_pos;
+      h->avail -= h->parse_pos;
+      h->parse_pos = 0;
+    }
+    const char *start = h->msg + h->parse_pos;
+    size_t len = h->avail - h->parse_pos;
+    llhttp_errno_t err = llhttp_execute(&h->parser, start, len);
+    if (err == HPE_OK) {
+      h->parse_pos = h->avail;
+      break;
+    }
+    h->parse_pos += (size_t)(llhttp_get_error_pos(&h->parser) - start);
+    if (err == HPE_PAUSED) {
+      llhttp_resume(&h->parser);
+      tl__dispatch(h);
+      continue;
+    }
+    if (err == HPE_PAUSED_UPGRADE) {
+      /* What follows is not HTTP; the response to the upgrade request
+       * closes the connection (WebSocket routes take over here). */
+      h->avail = h->parse_pos;
+      break;
+    }
+    int status = h->err_status ? h->err_status : 400;
+    const char *reason = h->err_reason ? h->err_reason : "Bad Request";
+    tl__res_send_error(h, status, reason);
+    break;
+  }
+  h->in_process = false;
+}
+
+static int scan_head_end(const char *p, size_t from, size_t n) {
+  for (size_t i = from; i < n; i++) {
+    if (p[i] != '\n')
+      continue;
+    if (i + 1 < n && p[i + 1] == '\n')
+      return 1;
+    if (i + 2 < n && p[i + 1] == '\r' && p[i + 2] == '\n')
+      return 1;
+  }
+  return 0;
+}
+
+/* At the end of a read (or of a deferred response), keeps what is still
+ * needed in h->in so the receive buffer can be reused. */
+static void keep_input(tl__hconn *h) {
+  if (conn_done(h))
+    return;
+  if (h->phase == TL__P_IDLE) {
+    h->msg += h->parse_pos;
+    h->avail -= h->parse_pos;
+    h->parse_pos = 0;
+    if (h->avail == 0) {
+      h->in.len = 0;
+      h->msg = NULL;
+      tl__buf_reset(&h->in, 16 * 1024);
+      return;
+    }
+  }
+  if (h->phase == TL__P_BODY) {
+    /* llhttp consumed everything; only the head and the body so far are
+     * needed, not the chunk framing behind them. */
+    tl_req *r = &h->req;
+    if (r->body_len > 0)
+      h->avail = h->parse_pos = r->body_off + r->body_len;
+  }
+  if (h->phase == TL__P_HEAD) {
+    /* Parse the whole head again once it is complete. */
+    llhttp_reset(&h->parser);
+    h->phase = TL__P_IDLE;
+    h->reparse = true;
+  }
+  bool in_in = h->in.data && h->msg >= h->in.data &&
+               h->msg < h->in.data + h->in.cap;
+  if (in_in) {
+    if (h->msg != h->in.data)
+      memmove(h->in.data, h->msg, h->avail);
+    h->in.len = h->avail;
+  } else {
+    h->in.len = 0;
+    if (tl__buf_append(&h->in, h->msg, h->avail)) {
+      tl__conn_close(&h->conn);
+      return;
+    }
+  }
+  h->msg = h->in.data;
+  if (h->phase == TL__P_DISPATCH &&
+      h->avail - h->parse_pos > h->app->opt.max_header_bytes)
+    tl__conn_read_stop(&h->conn); /* resumes when the response is done */
+}
+
+static void on_read(tl__conn *c, char *data, size_t len) {
+  tl__hconn *h = (tl__hconn *)c;
+  if (conn_done(h))
+    return;
+  size_t scan_from = 0;
+  if (h->in.len > 0) {
+    const tl_app_config *o = &h->app->opt;
+    size_t limit = o->max_header_bytes + o->max_body_bytes + 64 * 1024;
+    if (h->in.len + len > limit) {
+      tl__res_send_error(h, h->phase == TL__P_BODY ? 413 : 431,
+                         h->phase == TL__P_BODY
+                             ? "Content Too Large"
+                             : "Request Header Fields Too Large");
+      return;
+    }
+    scan_from = h->in.len > 3 ? h->in.len - 3 : 0;
+    if (tl__buf_append(&h->in, data, len)) {
+      tl__conn_close(c);
+      return;
+    }
+    h->msg = h->in.data;
+    h->avail = h->in.len;
+  } else {
+    h->msg = data;
+    h->avail = len;
+    h->parse_pos = 0;
+  }
+  if (h->reparse) {
+    if (!scan_head_end(h->msg, scan_from, h->avail)) {
+      if (h->avail > h->app->opt.max_header_bytes)
+        tl__res_send_error(h, 431, "Request Header Fields Too Large");
+      return;
+    }
+    h->reparse = false;
+    h->parse_pos = 0;
+  }
+  process(h);
+  keep_input(h);
+}
+
+void tl__hconn_response_done(tl__hconn *h) {
+  tl__req_reset(&h->req);
+  tl__arena_reset(&h->arena);
+  h->phase = TL__P_IDLE;
+  bool close = (h->res.flags & TL__R_CLOSE) || h->shutting_down;
+  tl__res_reset(&h->res);
+  if (close) {
+    tl__conn_end(&h->conn);
+    return;
+  }
+  tl__conn_timeout(&h->conn, h->app->opt.keepalive_timeout_ms);
+  if (h->in_process)
+    return; /* the parse loop goes on by itself */
+  /* A deferred response finished: parse what waited behind it. */
+  tl__conn_read_start(&h->conn);
+  process(h);
+  keep_input(h);
+}
+
+static void on_eof(tl__conn *c, int status) {
+  tl__hconn *h = (tl__hconn *)c;
+  if (h->phase == TL__P_DISPATCH) {
+    tl__conn_close(c); /* on_close tells a deferred response */
+    return;
+  }
+  if (h->phase == TL__P_IDLE && !h->reparse && status == UV_EOF) {
+    tl__conn_end(c); /* flush what is corked, then close */
+    return;
+  }
+  tl__conn_close(c);
+}
+
+static void on_timeout(tl__conn *c) {
+  tl__hconn *h = (tl__hconn *)c;
+  if (h->phase == TL__P_DISPATCH)
+    return;
+  if (h->phase == TL__P_IDLE && !h->reparse && h->in.len == 0) {
+    tl__conn_close(c); /* idle keep-alive */
+    return;
+  }
+  tl__res_send_error(h, 408, "Request Timeout");
+}
+
+static void on_shutdown(tl__conn *c) {
+  tl__hconn *h = (tl__hconn *)c;
+  h->shutting_down = true;
+  if (h->phase == TL__P_DISPATCH || h->phase == TL__P_BODY)
+    return; /* finishes, then closes */
+  tl__conn_end(c);
+}
+
+static void on_drain(tl__conn *c) { tl__res_on_drain((tl__hconn *)c); }
+
+static void on_close(tl__conn *c) {
+  tl__hconn *h = (tl__hconn *)c;
+  if (h->phase == TL__P_DISPATCH && !(h->res.flags & TL__R_FINISHED))
+    tl__res_abort(h);
+  tl__req_reset(&h->req);
+  tl__res_reset(&h->res);
+  tl__buf_free(&h->res.hdrs);
+  tl__arena_free(&h->arena);
+  tl__buf_free(&h->in);
+}
+
+static const tl__conn_proto http_proto = {
+    .on_read = on_read,
+    .on_eof = on_eof,
+    .on_drain = on_drain,
+    .on_timeout = on_timeout,
+    .on_shutdown = on_shutdown,
+    .on_close = on_close,
+};
+
+tl__conn *tl__hconn_new(tl__server *srv) {
+  tl_app *app = srv->owner;
+  tl__hconn *h =
+      calloc(1, sizeof *h + app->opt.max_headers * sizeof(tl__hdr));
+  if (!h)
+    return NULL;
+  h->app = app;
+  h->conn.proto = &http_proto;
+  h->conn.srv = srv;
+  llhttp_init(&h->parser, HTTP_REQUEST, &app->settings);
+  h->parser.data = h;
+  h->req.h = h;
+  h->req.hdrs = h->hdr_store;
+  tl__res_init(&h->res, h);
+  tl__conn_timeout(&h->conn, app->opt.header_timeout_ms);
+  return &h->conn;
+}

@@ -1,0 +1,185 @@
+/* Dispatch: route matching and the middleware chain. */
+#include <string.h>
+
+#include "http/http.h"
+
+static int method_slot(uint8_t m) {
+  switch (m) {
+  case HTTP_GET:
+    return TL__M_GET;
+  case HTTP_HEAD:
+    return TL__M_HEAD;
+  case HTTP_POST:
+    return TL__M_POST;
+  case HTTP_PUT:
+    return TL__M_PUT;
+  case HTTP_PATCH:
+    return TL__M_PATCH;
+  case HTTP_DELETE:
+    return TL__M_DELETE;
+  case HTTP_OPTIONS:
+    return TL__M_OPTIONS;
+  default:
+    return TL__M_OTHER;
+  }
+}
+
+static size_t path_len(const tl_req *r) {
+  const char *u = r->h->msg + r->url_off;
+  const char *q = memchr(u, '?', r->url_len);
+  return q ? (size_t)(q - u) : r->url_len;
+}
+
+static void route(tl_req *r) {
+  tl__hconn *h = r->h;
+  tl__rmatch m;
+  const char *path = h->msg + r->url_off;
+  size_t plen = path_len(r);
+  r->slot = method_slot(r->method);
+  r->nparams = 0;
+  r->route = NULL;
+  r->allow = 0;
+  if (plen == 0 || path[0] != '/') {
+    /* "*" (OPTIONS *) or an absolute-form target: no route has it. */
+    r->match_status = 404;
+    return;
+  }
+  r->match_status = tl__rtree_match(h->app->tree, r->slot, path, plen, &m);
+  if (r->match_status == 0) {
+    r->route = m.value;
+    r->nparams = m.nparams;
+    for (size_t i = 0; i < m.nparams; i++) {
+      r->params[i].name = m.params[i].name;
+      r->params[i].off = (uint32_t)(m.params[i].value - h->msg);
+      r->params[i].len = (uint32_t)m.params[i].value_len;
+      r->params[i].decoded = NULL;
+    }
+  } else if (r->match_status == 405) {
+    r->allow = m.allow;
+  }
+}
+
+static void send_405(tl_req *r, tl_res *res) {
+  char allow[96];
+  size_t n = 0;
+  allow[0] = '\0';
+  unsigned bits = r->allow;
+  if (bits & (1u << TL__M_ALL))
+    bits = (1u << TL__M_ALL) - 1;
+  if (bits & (1u << TL__M_GET))
+    bits |= 1u << TL__M_HEAD;
+  for (int s = 0; s < TL__M_ALL; s++) {
+    if (!(bits & (1u << s)))
+      continue;
+    const char *name = tl__rtree_slot_name(s);
+    size_t l = strlen(name);
+    if (n + l + 3 >= sizeof allow)
+      break;
+    if (n) {
+      memcpy(allow + n, ", ", 2);
+      n += 2;
+    }
+    memcpy(allow + n, name, l + 1);
+    n += l;
+  }
+  tl_res_status(res, 405);
+  tl_res_header(res, "Allow", allow);
+  tl_res_text(res, "Method Not Allowed\n");
+}
+
+static void default_not_found(tl_req *req, tl_res *res) {
+  tl_res_status(res, 404);
+  tl_res_text(res, "Not Found\n");
+}
+
+static bool res_open(const tl_res *res) {
+  return !(res->flags & (TL__R_FINISHED | TL__R_DEFERRED));
+}
+
+/* Runs the chain from r->mw_idx on. */
+static void run_chain(tl_req *r) {
+  tl__hconn *h = r->h;
+  tl_res *res = &h->res;
+  tl_router *root = h->app->root;
+  for (;;) {
+    size_t napp = root->nmw;
+    const tl_middleware *mw = NULL;
+    if (r->mw_idx < napp)
+      mw = &root->mw[r->mw_idx];
+    else if (r->route && r->mw_idx - napp < r->route->nchain)
+      mw = r->route->chain[r->mw_idx - napp];
+    if (!mw)
+      break;
+    r->mw_idx++;
+    int rc = mw->fn(r, res, mw->ctx);
+    if (res->flags & TL__R_FINISHED)
+      return;
+    if (rc == TL_NEXT && !(res->flags & TL__R_DEFERRED))
+      continue;
+    if (rc == TL_PENDING || (res->flags & TL__R_DEFERRED)) {
+      r->waiting = true;
+      res->flags |= TL__R_DEFERRED;
+      return;
+    }
+    if (rc < 0) {
+      if (!(res->flags & TL__R_HEAD_SENT)) {
+        tl__buf_reset(&res->hdrs, 4096);
+        res->flags &= ~(TL__R_HAS_CLEN | TL__R_HAS_CTYPE);
+        tl_res_status(res, 500);
+        tl_res_text(res, "Internal Server Error\n");
+      } else {
+        res->flags |= TL__R_CLOSE;
+        tl_res_end(res, NULL, 0);
+      }
+      return;
+    }
+    /* TL_DONE without an answer: finish what was set. */
+    tl_res_end(res, NULL, 0);
+    return;
+  }
+  if (r->route)
+    r->route->handler(r, res);
+  else if (r->match_status == 405)
+    send_405(r, res);
+  else
+    (h->app->not_found ? h->app->not_found : default_not_found)(r, res);
+  if (res_open(res))
+    tl_res_end(res, NULL, 0);
+}
+
+void tl__dispatch(tl__hconn *h) {
+  tl_req *r = &h->req;
+  tl_res *res = &h->res;
+  tl__conn_timeout(&h->conn, 0);
+  res->status = 200;
+  if (!r->keep_alive || h->shutting_down || llhttp_get_upgrade(&h->parser))
+    res->flags |= TL__R_CLOSE;
+  if (r->method == HTTP_HEAD)
+    res->flags |= TL__R_NO_BODY;
+  route(r);
+  r->mw_idx = 0;
+  r->waiting = false;
+  run_chain(r);
+}
+
+int tl_next(tl_req *req, tl_res *res) {
+  if (!req->waiting || (res->flags & TL__R_FINISHED))
+    return TL_ESTATE;
+  req->waiting = false;
+  res->flags &= ~TL__R_DEFERRED;
+  res->abort_cb = NULL;
+  run_chain(req);
+  return 0;
+}
+
+void tl__req_reset(tl_req *r) {
+  for (size_t i = 0; i < r->nlocals; i++)
+    if (r->locals[i].free_fn)
+      r->locals[i].free_fn(r->locals[i].value);
+  r->nlocals = r->cap_locals = 0;
+  r->locals = NULL; /* arena memory */
+  r->path = NULL;
+  r->nparams = 0;
+  r->route = NULL;
+  r->waiting = false;
+}

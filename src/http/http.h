@@ -1,0 +1,193 @@
+/* Internal HTTP state: the app, routers, the HTTP connection with its
+ * embedded request and response. Private to src/. */
+#ifndef TALON_SRC_HTTP_HTTP_H
+#define TALON_SRC_HTTP_HTTP_H
+
+#include <llhttp.h>
+#include <stdbool.h>
+
+#include "core/buf.h"
+#include "core/server.h"
+#include "http/rtree.h"
+#include "talon.h"
+
+/* ---- routers and the compiled routes -------------------------------- */
+
+typedef struct tl__route_def {
+  int slot;
+  char *pattern;
+  tl_handler handler;
+  tl_middleware *mw;
+  size_t nmw;
+} tl__route_def;
+
+typedef struct tl__mount {
+  char *prefix;
+  tl_router *child;
+} tl__mount;
+
+struct tl_router {
+  tl__route_def *routes;
+  size_t nroutes, cap_routes;
+  tl_middleware *mw;
+  size_t nmw, cap_mw;
+  tl__mount *mounts;
+  size_t nmounts, cap_mounts;
+  tl_app *app;  /* set once the router belongs to an app */
+  bool mounted; /* owned by a parent */
+};
+
+/* A compiled route: the value stored in the route tree. */
+typedef struct tl__route {
+  tl_handler handler;
+  const tl_middleware **chain; /* router middleware (outer first), then
+                                  route middleware */
+  size_t nchain;
+  struct tl__route *next_alloc; /* all compiled routes, for freeing */
+} tl__route;
+
+int tl__router_compile(tl_app *app);
+void tl__router_free_compiled(tl_app *app);
+void tl__router_destroy(tl_router *r, bool run_mw_free);
+
+/* ---- the app ---------------------------------------------------------- */
+
+struct tl_app {
+  tl__server srv;
+  tl_app_config opt;
+  tl_router *root;
+  tl__rtree *tree;
+  tl__route *compiled;
+  tl_handler not_found;
+  void *data;
+  bool compiled_ok;
+  llhttp_settings_t settings;
+  /* The Date header value, refreshed once a second. */
+  char date[40];
+  int64_t date_sec;
+};
+
+/* ---- the HTTP connection ---------------------------------------------- */
+
+typedef struct tl__hdr {
+  uint32_t name_off, name_len;
+  uint32_t value_off, value_len; /* value_off == UINT32_MAX: empty */
+} tl__hdr;
+
+typedef struct tl__param {
+  const char *name;
+  uint32_t off, len;  /* in the message */
+  const char *decoded; /* NULL until read */
+} tl__param;
+
+typedef struct tl__local {
+  const char *key;
+  void *value;
+  void (*free_fn)(void *);
+} tl__local;
+
+typedef struct tl__hconn tl__hconn;
+
+enum { /* request parse phases */
+  TL__P_IDLE,     /* between messages */
+  TL__P_HEAD,     /* head in progress */
+  TL__P_BODY,     /* head done, body in progress */
+  TL__P_DISPATCH  /* complete, in the handler or deferred */
+};
+
+struct tl_req {
+  tl__hconn *h;
+  uint8_t method;  /* llhttp_method_t */
+  int slot;        /* route tree slot, or TL__M_OTHER */
+  int version;     /* 10 or 11 */
+  bool keep_alive;
+  bool has_body_framing;
+  uint32_t url_off, url_len;
+  uint32_t body_off, body_len;
+  uint32_t head_len;
+  uint32_t nhdrs;
+  int cur_hdr_state; /* 0 none, 1 in name, 2 in value */
+  tl__hdr *hdrs;     /* max_headers entries, after the conn block */
+  /* Routing result. */
+  const tl__route *route;
+  int match_status;   /* 0, 404, 405 */
+  unsigned allow;
+  size_t nparams;
+  tl__param params[TL__MAX_PARAMS];
+  /* Middleware cursor: app middleware first, then the route chain. */
+  size_t mw_idx;
+  bool waiting; /* a middleware returned TL_PENDING */
+  /* Lazily computed. */
+  const char *path;
+  tl__local *locals;
+  size_t nlocals, cap_locals;
+};
+
+enum { /* response flags */
+  TL__R_HEAD_SENT = 1u << 0,
+  TL__R_FINISHED = 1u << 1,
+  TL__R_DEFERRED = 1u << 2,
+  TL__R_CHUNKED = 1u << 3,
+  TL__R_CLOSE = 1u << 4,     /* close the connection after this response */
+  TL__R_HAS_CLEN = 1u << 5,  /* user set Content-Length */
+  TL__R_HAS_CTYPE = 1u << 6,
+  TL__R_NO_BODY = 1u << 7,   /* HEAD, 204, 304, 1xx */
+  TL__R_UNFRAMED = 1u << 8,  /* HTTP/1.0 stream: ends by closing */
+  TL__R_FILE = 1u << 9,      /* a file body is being sent */
+  TL__R_WANT_DRAIN = 1u << 10,
+};
+
+struct tl_res {
+  tl__hconn *h;
+  int status;
+  unsigned flags;
+  tl__buf hdrs; /* "Name: value\r\n" lines, reused across requests */
+  tl_res_drain_cb drain_cb;
+  void *drain_arg;
+  tl_res_abort_cb abort_cb;
+  void *abort_arg;
+  int file_fd;
+  int64_t file_off, file_end;
+};
+
+struct tl__hconn {
+  tl__conn conn; /* first: the core's view of us */
+  tl_app *app;
+  llhttp_t parser;
+  int phase;
+  bool in_process;   /* inside process(): completions must not recurse */
+  bool reparse;      /* head was incomplete: re-parse from the start */
+  bool shutting_down;
+  int err_status;    /* status chosen by a callback that failed parsing */
+  const char *err_reason;
+  /* Where the current message lives: the receive buffer during a read,
+   * else `in`. Offsets in tl_req are relative to `msg`. */
+  char *msg;
+  tl__buf in;        /* carried input (see conn.c) */
+  size_t parse_pos;  /* offset from msg where unparsed input starts */
+  size_t avail;      /* bytes from msg that are available */
+  tl__arena arena;
+  tl_req req;
+  tl_res res;
+  tl__hdr hdr_store[]; /* app->opt.max_headers entries */
+};
+
+/* conn.c */
+tl__conn *tl__hconn_new(tl__server *srv);
+void tl__hconn_response_done(tl__hconn *h);
+
+/* dispatch.c */
+void tl__dispatch(tl__hconn *h);
+void tl__req_reset(tl_req *req);
+
+/* response.c */
+void tl__res_init(tl_res *res, tl__hconn *h);
+void tl__res_reset(tl_res *res);
+void tl__res_send_error(tl__hconn *h, int status, const char *reason);
+const char *tl__status_reason(int status);
+void tl__res_on_drain(tl__hconn *h);
+void tl__res_abort(tl__hconn *h);
+
+#include "http/util.h"
+
+#endif

@@ -1,0 +1,184 @@
+/* Request accessors. Strings are slices of the message, NUL-terminated in
+ * place when the head completed, or copies in the request's arena. */
+#include <string.h>
+#include <uv.h>
+
+#include "http/http.h"
+
+const char *tl_req_method(const tl_req *req) {
+  return llhttp_method_name((llhttp_method_t)req->method);
+}
+
+const char *tl_req_target(const tl_req *req) {
+  return req->h->msg + req->url_off;
+}
+
+static size_t target_path_len(const tl_req *req, const char **q) {
+  const char *u = req->h->msg + req->url_off;
+  *q = memchr(u, '?', req->url_len);
+  return *q ? (size_t)(*q - u) : req->url_len;
+}
+
+const char *tl_req_path(tl_req *req) {
+  if (req->path)
+    return req->path;
+  const char *q;
+  const char *u = req->h->msg + req->url_off;
+  size_t n = target_path_len(req, &q);
+  if (!q && !memchr(u, '%', n)) {
+    req->path = u; /* already NUL-terminated */
+    return u;
+  }
+  char *p = tl__arena_alloc(&req->h->arena, n + 1);
+  if (!p)
+    return "";
+  p[tl__pct_decode(p, u, n, false)] = '\0';
+  req->path = p;
+  return p;
+}
+
+const char *tl_req_query_string(const tl_req *req) {
+  const char *q;
+  const char *u = req->h->msg + req->url_off;
+  size_t n = target_path_len(req, &q);
+  return q ? q + 1 : u + n; /* u + n is the terminating NUL */
+}
+
+const char *tl_req_query(tl_req *req, const char *name) {
+  const char *qs = tl_req_query_string(req);
+  const char *val;
+  size_t vlen;
+  if (!name || !tl__query_find(qs, strlen(qs), name, &val, &vlen))
+    return NULL;
+  char *p = tl__arena_alloc(&req->h->arena, vlen + 1);
+  if (!p)
+    return NULL;
+  p[tl__pct_decode(p, val, vlen, true)] = '\0';
+  return p;
+}
+
+const char *tl_req_param(tl_req *req, const char *name) {
+  if (!name)
+    return NULL;
+  for (size_t i = 0; i < req->nparams; i++) {
+    tl__param *pm = &req->params[i];
+    if (strcmp(pm->name, name) != 0)
+      continue;
+    if (!pm->decoded) {
+      char *p = tl__arena_alloc(&req->h->arena, pm->len + 1);
+      if (!p)
+        return NULL;
+      p[tl__pct_decode(p, req->h->msg + pm->off, pm->len, false)] = '\0';
+      pm->decoded = p;
+    }
+    return pm->decoded;
+  }
+  return NULL;
+}
+
+static const char *hdr_value(const tl_req *req, const tl__hdr *hd) {
+  return hd->value_off == UINT32_MAX ? "" : req->h->msg + hd->value_off;
+}
+
+const char *tl_req_header_at(const tl_req *req, const char *name,
+                             size_t index) {
+  if (!name)
+    return NULL;
+  size_t n = strlen(name);
+  for (uint32_t i = 0; i < req->nhdrs; i++) {
+    const tl__hdr *hd = &req->hdrs[i];
+    if (tl__strncasecmp_eq(req->h->msg + hd->name_off, hd->name_len, name, n) &&
+        index-- == 0)
+      return hdr_value(req, hd);
+  }
+  return NULL;
+}
+
+const char *tl_req_header(const tl_req *req, const char *name) {
+  return tl_req_header_at(req, name, 0);
+}
+
+size_t tl_req_header_count(const tl_req *req) { return req->nhdrs; }
+
+int tl_req_header_get(const tl_req *req, size_t i, tl_slice *name,
+                      tl_slice *value) {
+  if (i >= req->nhdrs)
+    return TL_ENOENT;
+  const tl__hdr *hd = &req->hdrs[i];
+  if (name)
+    *name = (tl_slice){req->h->msg + hd->name_off, hd->name_len};
+  if (value)
+    *value = (tl_slice){hdr_value(req, hd), hd->value_len};
+  return 0;
+}
+
+tl_slice tl_req_body(const tl_req *req) {
+  if (req->body_len == 0)
+    return (tl_slice){"", 0};
+  return (tl_slice){req->h->msg + req->body_off, req->body_len};
+}
+
+int tl_req_version(const tl_req *req) { return req->version; }
+
+int tl_req_remote_address(const tl_req *req, char *buf, size_t size) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int err = uv_tcp_getpeername(&req->h->conn.tcp, (struct sockaddr *)&ss, &len);
+  if (err)
+    return err;
+  char tmp[64];
+  if (ss.ss_family == AF_INET6)
+    err = uv_ip6_name((struct sockaddr_in6 *)&ss, tmp, sizeof tmp);
+  else
+    err = uv_ip4_name((struct sockaddr_in *)&ss, tmp, sizeof tmp);
+  if (err)
+    return err;
+  size_t n = strlen(tmp);
+  if (n + 1 > size)
+    return TL_ETOOBIG;
+  memcpy(buf, tmp, n + 1);
+  return 0;
+}
+
+tl_app *tl_req_app(const tl_req *req) { return req->h->app; }
+
+void *tl_req_alloc(tl_req *req, size_t size) {
+  return tl__arena_alloc(&req->h->arena, size);
+}
+
+int tl_req_set(tl_req *req, const char *key, void *value,
+               void (*free_fn)(void *)) {
+  if (!key)
+    return TL_EINVAL;
+  for (size_t i = 0; i < req->nlocals; i++) {
+    tl__local *l = &req->locals[i];
+    if (strcmp(l->key, key) == 0) {
+      if (l->free_fn && l->value != value)
+        l->free_fn(l->value);
+      l->value = value;
+      l->free_fn = free_fn;
+      return 0;
+    }
+  }
+  if (req->nlocals == req->cap_locals) {
+    size_t cap = req->cap_locals ? req->cap_locals * 2 : 8;
+    tl__local *n = tl__arena_alloc(&req->h->arena, cap * sizeof *n);
+    if (!n)
+      return TL_ENOMEM;
+    if (req->nlocals)
+      memcpy(n, req->locals, req->nlocals * sizeof *n);
+    req->locals = n;
+    req->cap_locals = cap;
+  }
+  req->locals[req->nlocals++] = (tl__local){key, value, free_fn};
+  return 0;
+}
+
+void *tl_req_get(const tl_req *req, const char *key) {
+  if (!key)
+    return NULL;
+  for (size_t i = 0; i < req->nlocals; i++)
+    if (strcmp(req->locals[i].key, key) == 0)
+      return req->locals[i].value;
+  return NULL;
+}

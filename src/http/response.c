@@ -1,0 +1,520 @@
+/* Responses: the head is built straight into the connection's cork
+ * buffer, so a whole response usually costs one copy of the body and no
+ * allocation. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http/http.h"
+
+/* Files up to this size are copied into the cork buffer; larger ones go
+ * out with sendfile(2). */
+#define SMALL_FILE (64 * 1024)
+
+const char *tl__status_reason(int s) {
+  switch (s) {
+  case 100: return "Continue";
+  case 101: return "Switching Protocols";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 206: return "Partial Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 303: return "See Other";
+  case 304: return "Not Modified";
+  case 307: return "Temporary Redirect";
+  case 308: return "Permanent Redirect";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 406: return "Not Acceptable";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 410: return "Gone";
+  case 411: return "Length Required";
+  case 412: return "Precondition Failed";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 416: return "Range Not Satisfiable";
+  case 417: return "Expectation Failed";
+  case 422: return "Unprocessable Content";
+  case 426: return "Upgrade Required";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  case 505: return "HTTP Version Not Supported";
+  default: return "Unknown";
+  }
+}
+
+void tl__res_init(tl_res *res, tl__hconn *h) {
+  res->h = h;
+  res->status = 200;
+  res->file_fd = -1;
+}
+
+void tl__res_reset(tl_res *res) {
+  if (res->file_fd >= 0)
+    close(res->file_fd);
+  res->file_fd = -1;
+  res->status = 200;
+  res->flags = 0;
+  res->drain_cb = NULL;
+  res->abort_cb = NULL;
+  tl__buf_reset(&res->hdrs, 4096);
+}
+
+static const char *date_now(tl_app *app) {
+  time_t now = time(NULL);
+  if (now != app->date_sec) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(app->date, sizeof app->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    app->date_sec = now;
+  }
+  return app->date;
+}
+
+static char *put(char *p, const char *s, size_t n) {
+  memcpy(p, s, n);
+  return p + n;
+}
+#define PUTS(p, lit) put(p, lit, sizeof lit - 1)
+
+static char *put_u64(char *p, uint64_t v) {
+  char tmp[24];
+  int i = 0;
+  do {
+    tmp[i++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (i)
+    *p++ = tmp[--i];
+  return p;
+}
+
+static bool status_has_body(int s) {
+  return !(s < 200 || s == 204 || s == 304);
+}
+
+/* Writes the head. `clen` >= 0: Content-Length; -1: chunked; -2: no
+ * framing header (unframed stream or a status without body). */
+static int write_head(tl_res *res, int64_t clen) {
+  tl__hconn *h = res->h;
+  tl__conn *c = &h->conn;
+  const char *reason = tl__status_reason(res->status);
+  size_t rlen = strlen(reason);
+  int err = tl__buf_reserve(&c->out, 128 + rlen + res->hdrs.len);
+  if (err)
+    return err;
+  char *p = c->out.data + c->out.len;
+  p = PUTS(p, "HTTP/1.1 ");
+  p = put_u64(p, (uint64_t)res->status);
+  *p++ = ' ';
+  p = put(p, reason, rlen);
+  p = PUTS(p, "\r\n");
+  p = put(p, res->hdrs.data, res->hdrs.len);
+  p = PUTS(p, "Date: ");
+  p = put(p, date_now(h->app), 29);
+  p = PUTS(p, "\r\n");
+  if (clen >= 0) {
+    p = PUTS(p, "Content-Length: ");
+    p = put_u64(p, (uint64_t)clen);
+    p = PUTS(p, "\r\n");
+  } else if (clen == -1) {
+    p = PUTS(p, "Transfer-Encoding: chunked\r\n");
+  }
+  if (res->flags & TL__R_CLOSE)
+    p = PUTS(p, "Connection: close\r\n");
+  else if (h->req.version == 10)
+    p = PUTS(p, "Connection: keep-alive\r\n");
+  p = PUTS(p, "\r\n");
+  c->out.len = (size_t)(p - c->out.data);
+  res->flags |= TL__R_HEAD_SENT;
+  tl__conn_mark_dirty(c);
+  return 0;
+}
+
+static void finish(tl_res *res) {
+  res->flags |= TL__R_FINISHED;
+  res->flags &= ~TL__R_DEFERRED;
+  tl__hconn_response_done(res->h);
+}
+
+static int check_open(const tl_res *res) {
+  if (res->flags & TL__R_FINISHED)
+    return TL_ESTATE;
+  if (res->h->conn.flags & TL__CONN_CLOSING)
+    return TL_ECLOSED;
+  return 0;
+}
+
+int tl_res_status(tl_res *res, int status) {
+  if (status < 100 || status > 999)
+    return TL_EINVAL;
+  if (res->flags & TL__R_HEAD_SENT)
+    return TL_ESTATE;
+  res->status = status;
+  return 0;
+}
+
+int tl_res_get_status(const tl_res *res) { return res->status; }
+
+static bool bad_header_text(const char *s) {
+  for (; *s; s++)
+    if (*s == '\r' || *s == '\n')
+      return true;
+  return false;
+}
+
+int tl_res_header(tl_res *res, const char *name, const char *value) {
+  if (!name || !value || !*name || bad_header_text(name) ||
+      bad_header_text(value) || strchr(name, ':'))
+    return TL_EINVAL;
+  if (res->flags & (TL__R_HEAD_SENT | TL__R_FINISHED))
+    return TL_ESTATE;
+  size_t nl = strlen(name), vl = strlen(value);
+  int err = tl__buf_reserve(&res->hdrs, nl + vl + 4);
+  if (err)
+    return err;
+  tl__buf *b = &res->hdrs;
+  memcpy(b->data + b->len, name, nl);
+  b->len += nl;
+  memcpy(b->data + b->len, ": ", 2);
+  b->len += 2;
+  memcpy(b->data + b->len, value, vl);
+  b->len += vl;
+  memcpy(b->data + b->len, "\r\n", 2);
+  b->len += 2;
+  if (tl__strncasecmp_eq(name, nl, "content-length", 14))
+    res->flags |= TL__R_HAS_CLEN;
+  else if (tl__strncasecmp_eq(name, nl, "content-type", 12))
+    res->flags |= TL__R_HAS_CTYPE;
+  return 0;
+}
+
+int tl_res_headerf(tl_res *res, const char *name, const char *fmt, ...) {
+  char small[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(small, sizeof small, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return TL_EINVAL;
+  if ((size_t)n < sizeof small)
+    return tl_res_header(res, name, small);
+  char *big = malloc((size_t)n + 1);
+  if (!big)
+    return TL_ENOMEM;
+  va_start(ap, fmt);
+  vsnprintf(big, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  int err = tl_res_header(res, name, big);
+  free(big);
+  return err;
+}
+
+bool tl_res_has_header(const tl_res *res, const char *name) {
+  size_t nl = strlen(name);
+  const char *p = res->hdrs.data, *end = p + res->hdrs.len;
+  while (p < end) {
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (!colon || !eol)
+      break;
+    if (tl__strncasecmp_eq(p, (size_t)(colon - p), name, nl))
+      return true;
+    p = eol + 1;
+  }
+  return false;
+}
+
+int tl_res_send(tl_res *res, const void *body, size_t len) {
+  int err = check_open(res);
+  if (err)
+    return err;
+  if (res->flags & TL__R_HEAD_SENT)
+    return TL_ESTATE;
+  bool has_body = status_has_body(res->status);
+  err = write_head(res, has_body ? (int64_t)len : -2);
+  if (!err && has_body && !(res->flags & TL__R_NO_BODY))
+    err = tl__conn_write(&res->h->conn, body, len);
+  if (err) {
+    res->flags |= TL__R_CLOSE;
+    finish(res);
+    return err;
+  }
+  finish(res);
+  return 0;
+}
+
+static int send_typed(tl_res *res, const char *type, const char *s) {
+  if (!(res->flags & TL__R_HAS_CTYPE) && !(res->flags & TL__R_HEAD_SENT))
+    tl_res_header(res, "Content-Type", type);
+  return tl_res_send(res, s, s ? strlen(s) : 0);
+}
+
+int tl_res_text(tl_res *res, const char *text) {
+  return send_typed(res, "text/plain; charset=utf-8", text);
+}
+
+int tl_res_json(tl_res *res, const char *json) {
+  return send_typed(res, "application/json", json);
+}
+
+int tl_res_redirect(tl_res *res, int status, const char *location) {
+  if (status == 0)
+    status = 302;
+  if (status != 301 && status != 302 && status != 303 && status != 307 &&
+      status != 308)
+    return TL_EINVAL;
+  int err = tl_res_status(res, status);
+  if (!err)
+    err = tl_res_header(res, "Location", location);
+  if (err)
+    return err;
+  return tl_res_send(res, NULL, 0);
+}
+
+static int stream_head(tl_res *res) {
+  if (res->flags & TL__R_HEAD_SENT)
+    return 0;
+  int64_t framing;
+  if (!status_has_body(res->status) || (res->flags & TL__R_HAS_CLEN)) {
+    framing = -2;
+  } else if (res->h->req.version >= 11) {
+    framing = -1;
+    res->flags |= TL__R_CHUNKED;
+  } else {
+    framing = -2;
+    res->flags |= TL__R_UNFRAMED | TL__R_CLOSE;
+  }
+  if (res->flags & TL__R_NO_BODY)
+    res->flags &= ~TL__R_CHUNKED;
+  return write_head(res, framing);
+}
+
+static int stream_data(tl_res *res, const void *data, size_t len) {
+  tl__conn *c = &res->h->conn;
+  if (len == 0 || (res->flags & TL__R_NO_BODY) ||
+      !status_has_body(res->status))
+    return 0;
+  if (!(res->flags & TL__R_CHUNKED))
+    return tl__conn_write(c, data, len);
+  char hdr[24];
+  int n = snprintf(hdr, sizeof hdr, "%zx\r\n", len);
+  int err = tl__conn_write(c, hdr, (size_t)n);
+  if (!err)
+    err = tl__conn_write(c, data, len);
+  if (!err)
+    err = tl__conn_write(c, "\r\n", 2);
+  return err;
+}
+
+int tl_res_write(tl_res *res, const void *data, size_t len) {
+  int err = check_open(res);
+  if (!err)
+    err = stream_head(res);
+  if (!err)
+    err = stream_data(res, data, len);
+  if (err)
+    return err;
+  if (tl__conn_pending(&res->h->conn) > res->h->app->opt.write_high_water) {
+    res->flags |= TL__R_WANT_DRAIN;
+    return 1;
+  }
+  return 0;
+}
+
+int tl_res_end(tl_res *res, const void *data, size_t len) {
+  int err = check_open(res);
+  if (err)
+    return err;
+  if (!(res->flags & TL__R_HEAD_SENT))
+    return tl_res_send(res, data, len);
+  err = stream_data(res, data, len);
+  if (!err && (res->flags & TL__R_CHUNKED))
+    err = tl__conn_write(&res->h->conn, "0\r\n\r\n", 5);
+  if (err)
+    res->flags |= TL__R_CLOSE;
+  finish(res);
+  return err;
+}
+
+/* Sends the rest of a file body. Waits for the drain callback whenever
+ * the socket is full; see tl__res_on_drain. */
+static void file_pump(tl_res *res) {
+  tl__conn *c = &res->h->conn;
+  int sock;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0) {
+    tl__conn_close(c);
+    return;
+  }
+  while (res->file_off < res->file_end) {
+    if (c->flags & TL__CONN_CLOSING)
+      return;
+    if (tl__conn_pending(c) > 0) {
+      tl__conn_flush(c);
+      if (tl__conn_pending(c) > 0)
+        return; /* on_drain resumes */
+    }
+    off_t off = (off_t)res->file_off;
+    int64_t rest = res->file_end - res->file_off;
+    size_t want = rest > (1 << 30) ? (size_t)1 << 30 : (size_t)rest;
+    ssize_t n = sendfile(sock, res->file_fd, &off, want);
+    if (n > 0) {
+      res->file_off += n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno == EAGAIN) {
+      /* The socket is full. Queue one chunk through libuv, which then
+       * tells us (drain) when the socket takes bytes again. */
+      char chunk[16384];
+      size_t m = want < sizeof chunk ? want : sizeof chunk;
+      ssize_t r = pread(res->file_fd, chunk, m, (off_t)res->file_off);
+      if (r > 0 && tl__conn_write(c, chunk, (size_t)r) == 0) {
+        res->file_off += r;
+        tl__conn_flush(c);
+        continue;
+      }
+    }
+    /* A read error or a file that shrank: the length is promised, so the
+     * only honest end is to close. */
+    tl__conn_close(c);
+    return;
+  }
+  close(res->file_fd);
+  res->file_fd = -1;
+  res->flags &= ~TL__R_FILE;
+  finish(res);
+}
+
+int tl_res_send_file(tl_res *res, const char *path) {
+  int err = check_open(res);
+  if (err)
+    return err;
+  if (res->flags & TL__R_HEAD_SENT)
+    return TL_ESTATE;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT || errno == ENOTDIR ? TL_ENOENT : -errno;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return TL_ENOENT;
+  }
+  if ((res->flags & TL__R_NO_BODY) || !status_has_body(res->status) ||
+      st.st_size <= SMALL_FILE) {
+    size_t size = (size_t)st.st_size;
+    bool body = !(res->flags & TL__R_NO_BODY) && status_has_body(res->status);
+    err = write_head(res, status_has_body(res->status) ? (int64_t)size : -2);
+    if (!err && body && size > 0) {
+      err = tl__buf_reserve(&res->h->conn.out, size);
+      if (!err) {
+        tl__buf *o = &res->h->conn.out;
+        ssize_t r = pread(fd, o->data + o->len, size, 0);
+        if (r == (ssize_t)size)
+          o->len += size;
+        else
+          err = TL_EIO;
+      }
+    }
+    close(fd);
+    if (err) {
+      tl__conn_close(&res->h->conn);
+      return err;
+    }
+    finish(res);
+    return 0;
+  }
+  err = write_head(res, st.st_size);
+  if (err) {
+    close(fd);
+    return err;
+  }
+  res->file_fd = fd;
+  res->file_off = 0;
+  res->file_end = st.st_size;
+  res->flags |= TL__R_FILE | TL__R_DEFERRED;
+  file_pump(res);
+  return 0;
+}
+
+void tl_res_on_drain(tl_res *res, tl_res_drain_cb cb, void *arg) {
+  res->drain_cb = cb;
+  res->drain_arg = arg;
+}
+
+void tl__res_on_drain(tl__hconn *h) {
+  tl_res *res = &h->res;
+  if (h->phase != TL__P_DISPATCH || (res->flags & TL__R_FINISHED))
+    return;
+  if (res->flags & TL__R_FILE) {
+    file_pump(res);
+    return;
+  }
+  if ((res->flags & TL__R_WANT_DRAIN) && res->drain_cb) {
+    res->flags &= ~TL__R_WANT_DRAIN;
+    res->drain_cb(res, res->drain_arg);
+  }
+}
+
+void tl_res_defer(tl_res *res, tl_res_abort_cb on_abort, void *arg) {
+  if (res->flags & TL__R_FINISHED)
+    return;
+  res->flags |= TL__R_DEFERRED;
+  res->abort_cb = on_abort;
+  res->abort_arg = arg;
+}
+
+void tl__res_abort(tl__hconn *h) {
+  tl_res *res = &h->res;
+  tl_res_abort_cb cb = res->abort_cb;
+  res->abort_cb = NULL;
+  res->flags |= TL__R_FINISHED;
+  if (cb)
+    cb(res, res->abort_arg);
+}
+
+bool tl_res_finished(const tl_res *res) {
+  return (res->flags & TL__R_FINISHED) != 0;
+}
+
+bool tl_res_head_sent(const tl_res *res) {
+  return (res->flags & TL__R_HEAD_SENT) != 0;
+}
+
+void tl_res_close_after(tl_res *res) { res->flags |= TL__R_CLOSE; }
+
+tl_req *tl_res_req(const tl_res *res) { return &res->h->req; }
+
+void tl__res_send_error(tl__hconn *h, int status, const char *reason) {
+  tl_res *res = &h->res;
+  tl__buf_reset(&res->hdrs, 4096);
+  res->flags = TL__R_CLOSE;
+  res->status = status;
+  char body[96];
+  int n = snprintf(body, sizeof body, "%d %s\n", status, reason);
+  tl_res_header(res, "Content-Type", "text/plain; charset=utf-8");
+  if (write_head(res, n) == 0)
+    tl__conn_write(&h->conn, body, (size_t)n);
+  res->flags |= TL__R_FINISHED;
+  tl__conn_end(&h->conn);
+}
