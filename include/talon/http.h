@@ -6,8 +6,14 @@
  *     response is finished (tl_res_send / tl_res_end / the handler returning
  *     without tl_res_defer) or, for a deferred response, until the client goes
  *     away (the abort callback, if any, is the last moment they are valid).
- *  2. Every string talon returns from a request (path, headers, params, query
- *     values, body) lives exactly as long as the request. Copy what you keep.
+ *  2. Strings talon returns from a request (path, headers, params, query
+ *     values, body) point into the bytes as received, with no copy. They are
+ *     valid until the callback that obtained them (handler, middleware,
+ *     timer...) returns. A deferred response's request is moved out of the
+ *     receive buffer after the handler returns; call the accessor again in
+ *     the later callback, and from then on its result stays valid until the
+ *     response finishes. Values from tl_req_alloc() and tl_req_set() live
+ *     until the response finishes. Copy anything you keep longer.
  *  3. Every pointer you pass to a tl_res_* function is copied before the call
  *     returns, except where a function says otherwise.
  *  4. A handler that returns without finishing its response and without

@@ -124,7 +124,9 @@ void tl__conn_mark_dirty(tl__conn *c) {
   c->srv->dirty = c;
 }
 
-size_t tl__conn_pending(const tl__conn *c) { return c->out.len + c->backlog; }
+size_t tl__conn_pending(const tl__conn *c) {
+  return c->out.len + c->backlog;
+}
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   tl__conn *c = (tl__conn *)h;
@@ -200,27 +202,41 @@ void tl__conn_end(tl__conn *c) {
   }
 }
 
-uint64_t tl__server_now(const tl__server *s) { return uv_now(&s->loop); }
+uint64_t tl__server_now(const tl__server *s) {
+  return uv_now(&s->loop);
+}
 
 /* ---- server ----------------------------------------------------------- */
 
-static void on_flush(uv_check_t *h) {
-  tl__server *s = h->data;
-  tl__conn *c = s->dirty;
-  s->dirty = NULL;
-  while (c) {
-    tl__conn *next = c->dirty_next;
-    c->flags &= ~TL__CONN_DIRTY;
-    c->dirty_next = NULL;
-    if (!(c->flags & TL__CONN_CLOSING)) {
-      tl__conn_flush(c);
-      /* Everything went out at once: tell a writer waiting for room. */
-      if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) &&
-          c->backlog == 0 && c->out.len == 0 && c->proto->on_drain)
-        c->proto->on_drain(c);
+/* Flushes every corked connection. Runs in the check phase (after the
+ * reads of this turn) and in the prepare phase (after timers and other
+ * callbacks, before the loop blocks in poll), so nothing corked waits for
+ * an unrelated event. A drain callback may cork more: loop until empty. */
+static void flush_all(tl__server *s) {
+  while (s->dirty) {
+    tl__conn *c = s->dirty;
+    s->dirty = NULL;
+    while (c) {
+      tl__conn *next = c->dirty_next;
+      c->flags &= ~TL__CONN_DIRTY;
+      c->dirty_next = NULL;
+      if (!(c->flags & TL__CONN_CLOSING)) {
+        tl__conn_flush(c);
+        /* Everything went out at once: tell a writer waiting for room. */
+        if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) &&
+            c->backlog == 0 && c->out.len == 0 && c->proto->on_drain)
+          c->proto->on_drain(c);
+      }
+      c = next;
     }
-    c = next;
   }
+}
+
+static void on_check(uv_check_t *h) {
+  flush_all(h->data);
+}
+static void on_prepare(uv_prepare_t *h) {
+  flush_all(h->data);
 }
 
 static void on_sweep(uv_timer_t *t) {
@@ -295,6 +311,7 @@ static void maybe_finish_stop(tl__server *s) {
   close_handle((uv_handle_t *)&s->sweep);
   close_handle((uv_handle_t *)&s->shutdown_timer);
   close_handle((uv_handle_t *)&s->flusher);
+  close_handle((uv_handle_t *)&s->preflusher);
   if (!s->cfg.no_signal_handlers) {
     close_handle((uv_handle_t *)&s->sigint);
     close_handle((uv_handle_t *)&s->sigterm);
@@ -328,7 +345,9 @@ static void begin_stop(tl__server *s) {
   maybe_finish_stop(s);
 }
 
-static void on_stop_async(uv_async_t *a) { begin_stop(a->data); }
+static void on_stop_async(uv_async_t *a) {
+  begin_stop(a->data);
+}
 
 static void on_signal(uv_signal_t *sig, int signum) {
   begin_stop(sig->data);
@@ -406,7 +425,10 @@ int tl__server_run(tl__server *s, const char *host, int port,
   s->shutdown_timer.data = s;
   uv_check_init(&s->loop, &s->flusher);
   s->flusher.data = s;
-  uv_check_start(&s->flusher, on_flush);
+  uv_check_start(&s->flusher, on_check);
+  uv_prepare_init(&s->loop, &s->preflusher);
+  s->preflusher.data = s;
+  uv_prepare_start(&s->preflusher, on_prepare);
   if (!s->cfg.no_signal_handlers) {
     uv_signal_init(&s->loop, &s->sigint);
     uv_signal_init(&s->loop, &s->sigterm);
@@ -432,7 +454,9 @@ int tl__server_run(tl__server *s, const char *host, int port,
   return 0;
 }
 
-void tl__server_stop(tl__server *s) { uv_async_send(&s->stop_async); }
+void tl__server_stop(tl__server *s) {
+  uv_async_send(&s->stop_async);
+}
 
 void tl__server_close(tl__server *s) {
   close_handle((uv_handle_t *)&s->stop_async);

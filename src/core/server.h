@@ -80,6 +80,7 @@ struct tl__server {
   uv_timer_t sweep;
   uv_timer_t shutdown_timer;
   uv_check_t flusher;
+  uv_prepare_t preflusher;
   uv_signal_t sigint, sigterm;
   uv_async_t stop_async;
   tl__server_config cfg;

@@ -284,15 +284,24 @@ static void keep_input(tl__hconn *h) {
     }
   }
   h->msg = h->in.data;
-  if (h->phase == TL__P_DISPATCH &&
-      h->avail - h->parse_pos > h->app->opt.max_header_bytes)
-    tl__conn_read_stop(&h->conn); /* resumes when the response is done */
 }
 
 static void on_read(tl__conn *c, char *data, size_t len) {
   tl__hconn *h = (tl__hconn *)c;
   if (conn_done(h))
     return;
+  if (h->phase == TL__P_DISPATCH) {
+    /* A deferred response is in flight and its request sits in h->in,
+     * which must not move: park pipelined bytes in h->later. Reading goes
+     * on (so a disconnect is noticed) until a head's worth is parked. */
+    if (tl__buf_append(&h->later, data, len)) {
+      tl__conn_close(c);
+      return;
+    }
+    if (h->later.len > h->app->opt.max_header_bytes)
+      tl__conn_read_stop(c); /* resumes when the response is done */
+    return;
+  }
   size_t scan_from = 0;
   if (h->in.len > 0) {
     const tl_app_config *o = &h->app->opt;
@@ -330,6 +339,7 @@ static void on_read(tl__conn *c, char *data, size_t len) {
 }
 
 void tl__hconn_response_done(tl__hconn *h) {
+  h->seq++;
   tl__req_reset(&h->req);
   tl__arena_reset(&h->arena);
   h->phase = TL__P_IDLE;
@@ -342,7 +352,20 @@ void tl__hconn_response_done(tl__hconn *h) {
   tl__conn_timeout(&h->conn, h->app->opt.keepalive_timeout_ms);
   if (h->in_process)
     return; /* the parse loop goes on by itself */
-  /* A deferred response finished: parse what waited behind it. */
+  /* A deferred response finished: its request is at the start of h->in.
+   * Drop it, add what was parked meanwhile, and parse on. */
+  size_t rest = h->avail - h->parse_pos;
+  if (rest)
+    memmove(h->in.data, h->in.data + h->parse_pos, rest);
+  h->in.len = rest;
+  if (tl__buf_append(&h->in, h->later.data, h->later.len)) {
+    tl__conn_close(&h->conn);
+    return;
+  }
+  tl__buf_reset(&h->later, 4096);
+  h->msg = h->in.data;
+  h->avail = h->in.len;
+  h->parse_pos = 0;
   tl__conn_read_start(&h->conn);
   process(h);
   keep_input(h);
@@ -391,6 +414,7 @@ static void on_close(tl__conn *c) {
   tl__buf_free(&h->res.hdrs);
   tl__arena_free(&h->arena);
   tl__buf_free(&h->in);
+  tl__buf_free(&h->later);
 }
 
 static const tl__conn_proto http_proto = {

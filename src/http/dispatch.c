@@ -92,15 +92,15 @@ static void default_not_found(tl_req *req, tl_res *res) {
   tl_res_text(res, "Not Found\n");
 }
 
-static bool res_open(const tl_res *res) {
-  return !(res->flags & (TL__R_FINISHED | TL__R_DEFERRED));
-}
-
-/* Runs the chain from r->mw_idx on. */
+/* Runs the chain from r->mw_idx on. A finished response resets the
+ * connection's request state at once (the next pipelined request may start
+ * parsing), so completion is detected by the request sequence number
+ * changing, not by flags. */
 static void run_chain(tl_req *r) {
   tl__hconn *h = r->h;
   tl_res *res = &h->res;
   tl_router *root = h->app->root;
+  const uint64_t seq = h->seq;
   for (;;) {
     size_t napp = root->nmw;
     const tl_middleware *mw = NULL;
@@ -112,7 +112,7 @@ static void run_chain(tl_req *r) {
       break;
     r->mw_idx++;
     int rc = mw->fn(r, res, mw->ctx);
-    if (res->flags & TL__R_FINISHED)
+    if (h->seq != seq || (h->conn.flags & TL__CONN_CLOSING))
       return;
     if (rc == TL_NEXT && !(res->flags & TL__R_DEFERRED))
       continue;
@@ -143,7 +143,8 @@ static void run_chain(tl_req *r) {
     send_405(r, res);
   else
     (h->app->not_found ? h->app->not_found : default_not_found)(r, res);
-  if (res_open(res))
+  if (h->seq == seq && !(h->conn.flags & TL__CONN_CLOSING) &&
+      !(res->flags & TL__R_DEFERRED))
     tl_res_end(res, NULL, 0);
 }
 
@@ -152,6 +153,7 @@ void tl__dispatch(tl__hconn *h) {
   tl_res *res = &h->res;
   tl__conn_timeout(&h->conn, 0);
   res->status = 200;
+  res->flags = 0;
   if (!r->keep_alive || h->shutting_down || llhttp_get_upgrade(&h->parser))
     res->flags |= TL__R_CLOSE;
   if (r->method == HTTP_HEAD)

@@ -155,6 +155,7 @@ struct tl__hconn {
   tl_app *app;
   llhttp_t parser;
   int phase;
+  uint64_t seq;      /* responses finished on this connection */
   bool in_process;   /* inside process(): completions must not recurse */
   bool reparse;      /* head was incomplete: re-parse from the start */
   bool shutting_down;
@@ -164,6 +165,7 @@ struct tl__hconn {
    * else `in`. Offsets in tl_req are relative to `msg`. */
   char *msg;
   tl__buf in;        /* carried input (see conn.c) */
+  tl__buf later;     /* bytes that arrived behind a deferred request */
   size_t parse_pos;  /* offset from msg where unparsed input starts */
   size_t avail;      /* bytes from msg that are available */
   tl__arena arena;

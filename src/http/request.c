@@ -25,10 +25,8 @@ const char *tl_req_path(tl_req *req) {
   const char *q;
   const char *u = req->h->msg + req->url_off;
   size_t n = target_path_len(req, &q);
-  if (!q && !memchr(u, '%', n)) {
-    req->path = u; /* already NUL-terminated */
-    return u;
-  }
+  if (!q && !memchr(u, '%', n))
+    return u; /* already NUL-terminated; not cached: the message may move */
   char *p = tl__arena_alloc(&req->h->arena, n + 1);
   if (!p)
     return "";

@@ -73,7 +73,9 @@ void tl__res_reset(tl_res *res) {
     close(res->file_fd);
   res->file_fd = -1;
   res->status = 200;
-  res->flags = 0;
+  /* Until the next request is dispatched, calls on the old response are
+   * refused (TL_ESTATE) instead of answering a request twice. */
+  res->flags = TL__R_FINISHED;
   res->drain_cb = NULL;
   res->abort_cb = NULL;
   tl__buf_reset(&res->hdrs, 4096);

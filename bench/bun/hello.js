@@ -1,0 +1,16 @@
+// Bun.serve hello world: the baseline that bench/http.sh measures talon against.
+// Port: first argument, else $PORT, else 3000. Host: $HOST, else 127.0.0.1.
+const port = Number(process.argv[2] || process.env.PORT || 3000);
+const hostname = process.env.HOST || "127.0.0.1";
+
+const server = Bun.serve({
+  port,
+  hostname,
+  fetch() {
+    return new Response("Hello World", {
+      headers: { "Content-Type": "text/plain" },
+    });
+  },
+});
+
+console.log(`bun hello listening on http://${server.hostname}:${server.port}`);

@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# HTTP benchmark: talon's examples/hello against Bun.serve's hello world.
+#
+# Each server is pinned to one core (SERVER_CPU, default 0) and wrk to the
+# other (CLIENT_CPU, default 1), wrk with one thread. Two modes are measured:
+#   plain      CONNECTIONS keep-alive connections, one request in flight each
+#   pipelined  the same, with PIPELINE requests written at once (pipeline.lua)
+# Each mode: a short warm-up per server, then ROUNDS rounds alternating talon
+# and bun, DURATION seconds each. Prints requests/s per round, the median and
+# mean, and the talon/bun ratio of the medians. Traffic goes to 127.0.0.1 only.
+#
+# Environment (defaults in brackets):
+#   DURATION [10]  seconds per round        WARMUP [2]       seconds of warm-up
+#   CONNECTIONS [64]                        ROUNDS [3]
+#   PIPELINE [16]  requests per write in pipelined mode
+#   MODES ["plain pipelined"]               SERVERS ["talon bun"]
+#   TALON_PORT [18081]  BUN_PORT [18082]    SERVER_CPU [0]   CLIENT_CPU [1]
+#   SKIP_BUILD [0]  1: use the existing build-bench/examples/hello as it is
+#   TALON_BIN      talon server binary [build-bench/examples/hello]; it gets the
+#                  port as its first argument and in PORT
+#   VERIFY [1]     check first that 1 and PIPELINE pipelined GET / get exactly
+#                  as many "200 Hello World" responses; 0: only warn
+#   BUN            path to a bun binary to use instead of bench/node_modules
+#
+# Exit status: 0 on success, non-zero if a build, an install, a server start,
+# the response check (VERIFY) or a wrk run fails. Both servers are killed on
+# exit, error or interrupt.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+ROUNDS=${ROUNDS:-3}
+PIPELINE=${PIPELINE:-16}
+MODES=${MODES:-plain pipelined}
+SERVERS=${SERVERS:-talon bun}
+TALON_PORT=${TALON_PORT:-18081}
+BUN_PORT=${BUN_PORT:-18082}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+SKIP_BUILD=${SKIP_BUILD:-0}
+VERIFY=${VERIFY:-1}
+HOST=127.0.0.1
+
+BUILD_DIR="$ROOT/build-bench"
+TALON_BIN=${TALON_BIN:-"$BUILD_DIR/examples/hello"}
+RESULTS_DIR="$BENCH_DIR/.results"
+STAMP=$(date +%Y%m%d-%H%M%S)
+LOG_DIR="$RESULTS_DIR/$STAMP"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+for v in DURATION WARMUP CONNECTIONS ROUNDS PIPELINE TALON_PORT BUN_PORT SERVER_CPU CLIENT_CPU; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
+done
+(( DURATION > 0 && ROUNDS > 0 && CONNECTIONS > 0 && PIPELINE > 0 )) \
+  || die "DURATION, ROUNDS, CONNECTIONS and PIPELINE must be positive"
+for s in $SERVERS; do [[ $s == talon || $s == bun ]] || die "unknown server '$s' in SERVERS"; done
+for m in $MODES; do [[ $m == plain || $m == pipelined ]] || die "unknown mode '$m' in MODES"; done
+
+mkdir -p "$LOG_DIR"
+
+# ---- cleanup ---------------------------------------------------------------
+declare -A PID=()
+cleanup() {
+  local rc=$? name pid
+  trap - EXIT INT TERM
+  for name in "${!PID[@]}"; do
+    pid=${PID[$name]}
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+    fi
+  done
+  for name in "${!PID[@]}"; do
+    pid=${PID[$name]}
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- tools -----------------------------------------------------------------
+ensure_wrk() {
+  command -v wrk >/dev/null 2>&1 && return
+  log "wrk not found; installing it with apt-get"
+  command -v apt-get >/dev/null 2>&1 || die "wrk is missing and apt-get is not available"
+  local sudo=""; (( EUID == 0 )) || sudo="sudo"
+  $sudo apt-get install -y wrk >/dev/null 2>&1 \
+    || { $sudo apt-get update >/dev/null && $sudo apt-get install -y wrk >/dev/null; } \
+    || die "could not install wrk"
+  command -v wrk >/dev/null 2>&1 || die "wrk still missing after install"
+}
+
+bun_works() { [[ -n $1 && -x $1 ]] && "$1" --version >/dev/null 2>&1; }
+
+# Prints the path of a working bun binary, installing the npm package `bun`
+# into bench/node_modules when none is there. Bun's postinstall moves the
+# binary of the platform package (@oven/bun-linux-x64 and kin) into
+# node_modules/bun/bin/bun.exe; if it did not run, the binary is still in the
+# platform package and is used from there.
+find_bun() {
+  local c
+  local -a cands=(
+    "$BENCH_DIR/node_modules/bun/bin/bun.exe"
+    "$BENCH_DIR/node_modules/.bin/bun"
+  )
+  for c in "$BENCH_DIR"/node_modules/@oven/bun-*/bin/bun; do cands+=("$c"); done
+  for c in "${cands[@]}"; do
+    if bun_works "$c"; then printf '%s\n' "$c"; return 0; fi
+  done
+  return 1
+}
+
+ensure_bun() {
+  if [[ -n ${BUN:-} ]]; then
+    bun_works "$BUN" || die "BUN=$BUN does not run"
+    return
+  fi
+  if BUN=$(find_bun); then return; fi
+  command -v npm >/dev/null 2>&1 || die "bun is missing and npm is not available to install it"
+  log "installing bun from npm into bench/node_modules"
+  (cd "$BENCH_DIR" && npm install --prefix "$BENCH_DIR" --no-audit --no-fund >"$LOG_DIR/npm.log" 2>&1) \
+    || { cat "$LOG_DIR/npm.log" >&2; die "npm install of bun failed"; }
+  if BUN=$(find_bun); then return; fi
+  # The default x64 build needs AVX2; the baseline build runs without it.
+  if [[ $(uname -m) == x86_64 ]] && ! grep -qw avx2 /proc/cpuinfo; then
+    log "CPU lacks AVX2; installing @oven/bun-linux-x64-baseline"
+    (cd "$BENCH_DIR" && npm install --prefix "$BENCH_DIR" --no-save --no-audit --no-fund \
+       @oven/bun-linux-x64-baseline >>"$LOG_DIR/npm.log" 2>&1) || true
+    if BUN=$(find_bun); then return; fi
+  fi
+  cat "$LOG_DIR/npm.log" >&2
+  die "no working bun binary under bench/node_modules after npm install"
+}
+
+build_talon() {
+  if [[ $SKIP_BUILD == 1 ]]; then
+    log "SKIP_BUILD=1: using $TALON_BIN as it is"
+  else
+    log "building talon (Release) in build-bench/"
+    (cd "$ROOT" \
+      && cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DTALON_BUILD_TESTS=OFF \
+           -DTALON_BUILD_EXAMPLES=ON >"$LOG_DIR/build.log" 2>&1 \
+      && cmake --build build-bench -j2 >>"$LOG_DIR/build.log" 2>&1) \
+      || { tail -n 40 "$LOG_DIR/build.log" >&2; die "talon build failed (log: $LOG_DIR/build.log)"; }
+  fi
+  [[ -x $TALON_BIN ]] || die "$TALON_BIN not found after the build"
+}
+
+# ---- servers ---------------------------------------------------------------
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# Sends N (default 1) pipelined GET / on one fresh connection, the last one
+# with "Connection: close"; prints the raw bytes received.
+http_get() {
+  timeout 3 bash -c '
+    exec 3<>"/dev/tcp/$0/$1" || exit 1
+    for ((i = 1; i < $2; i++)); do
+      printf "GET / HTTP/1.1\r\nHost: %s:%s\r\n\r\n" "$0" "$1"
+    done >&3
+    printf "GET / HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n\r\n" "$0" "$1" >&3
+    cat <&3' "$HOST" "$1" "${2:-1}" 2>/dev/null
+}
+
+# The numbers only mean something if every request gets exactly one
+# "200 Hello World" response: wrk counts responses, not requests.
+verify_server() {
+  local name=$1 port=$2 n resp statuses ok bodies
+  for n in 1 "$PIPELINE"; do
+    resp=$(http_get "$port" "$n") || true
+    # (a body is not followed by a newline: count matches, not lines)
+    statuses=$(grep -o 'HTTP/1\.[01] [0-9][0-9][0-9] ' <<<"$resp" | wc -l)
+    ok=$(grep -o 'HTTP/1\.[01] 200 ' <<<"$resp" | wc -l)
+    bodies=$(grep -o 'Hello World' <<<"$resp" | wc -l)
+    if (( statuses != n || ok != n || bodies != n )); then
+      head -n 40 <<<"$resp" >&2
+      log "$name: $n request(s) on one connection got $statuses response(s), $ok with 200, $bodies with 'Hello World' (want $n each)"
+      if [[ $VERIFY == 1 ]]; then
+        die "$name does not answer one 200 'Hello World' per request; its requests/s would be wrong (VERIFY=0 to run anyway)"
+      fi
+      log "warning: VERIFY=0, going on; $name's numbers count responses, not requests"
+      return 0
+    fi
+  done
+}
+
+start_server() {
+  local name=$1 port=$2; shift 2
+  local logf="$LOG_DIR/$name.log"
+  port_open "$port" && die "port $port ($name) is already in use; set ${name^^}_PORT"
+  log "starting $name on $HOST:$port (cpu $SERVER_CPU): $*"
+  PORT=$port HOST=$HOST taskset -c "$SERVER_CPU" "$@" >"$logf" 2>&1 &
+  PID[$name]=$!
+  local i ready=0
+  for i in $(seq 1 100); do
+    if ! kill -0 "${PID[$name]}" 2>/dev/null; then
+      cat "$logf" >&2
+      die "$name exited during start-up (log: $logf)"
+    fi
+    if grep -q "listening on http://" "$logf" && port_open "$port"; then ready=1; break; fi
+    sleep 0.1
+  done
+  (( ready )) || { cat "$logf" >&2; die "$name did not report 'listening on http://' within 10 s"; }
+  verify_server "$name" "$port"
+}
+
+port_of() { if [[ $1 == talon ]]; then echo "$TALON_PORT"; else echo "$BUN_PORT"; fi; }
+
+# run_wrk NAME MODE SECONDS TAG -> prints requests/s
+run_wrk() {
+  local name=$1 mode=$2 secs=$3 tag=$4 port out
+  port=$(port_of "$name")
+  local -a args=(-t1 "-c$CONNECTIONS" "-d${secs}s" --timeout 5s)
+  [[ $mode == pipelined ]] && args+=(-s "$BENCH_DIR/pipeline.lua")
+  args+=("http://$HOST:$port/")
+  [[ $mode == pipelined ]] && args+=(-- "$PIPELINE")
+  out="$LOG_DIR/wrk-$mode-$name-$tag.txt"
+  taskset -c "$CLIENT_CPU" wrk "${args[@]}" >"$out" 2>&1 \
+    || { cat "$out" >&2; die "wrk failed against $name ($mode)"; }
+  kill -0 "${PID[$name]}" 2>/dev/null || die "$name died during the $mode run (log: $LOG_DIR/$name.log)"
+  local rps
+  rps=$(awk '/^Requests\/sec:/ {printf "%d", $2}' "$out")
+  [[ -n $rps ]] || { cat "$out" >&2; die "no Requests/sec in wrk output ($name, $mode)"; }
+  if grep -qE 'Non-2xx|Socket errors' "$out"; then
+    log "warning: $name $mode $tag: $(grep -E 'Non-2xx|Socket errors' "$out" | tr -s ' ' | tr '\n' ' ')"
+  fi
+  echo "$rps"
+}
+
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
+mean() { printf '%s\n' "$@" | awk '{s+=$1} END {printf "%d\n", s/NR}'; }
+
+# ---- main ------------------------------------------------------------------
+ensure_wrk
+command -v taskset >/dev/null 2>&1 || die "taskset (util-linux) is required"
+ncpu=$(nproc)
+(( SERVER_CPU < ncpu && CLIENT_CPU < ncpu )) \
+  || die "SERVER_CPU=$SERVER_CPU / CLIENT_CPU=$CLIENT_CPU out of range for $ncpu CPU(s)"
+(( SERVER_CPU != CLIENT_CPU )) || log "warning: server and wrk share CPU $SERVER_CPU"
+
+have() { [[ " $SERVERS " == *" $1 "* ]]; }
+if have talon; then build_talon; fi
+if have bun; then ensure_bun; fi
+
+if have talon; then start_server talon "$TALON_PORT" "$TALON_BIN" "$TALON_PORT"; fi
+if have bun; then
+  log "bun: $BUN ($("$BUN" --version))"
+  start_server bun "$BUN_PORT" "$BUN" "$BENCH_DIR/bun/hello.js" "$BUN_PORT"
+fi
+
+declare -A RES=()
+for mode in $MODES; do
+  if (( WARMUP > 0 )); then
+    for s in $SERVERS; do
+      log "warm-up: $s $mode ${WARMUP}s"
+      run_wrk "$s" "$mode" "$WARMUP" warmup >/dev/null
+    done
+  fi
+  for r in $(seq 1 "$ROUNDS"); do
+    for s in $SERVERS; do
+      rps=$(run_wrk "$s" "$mode" "$DURATION" "r$r")
+      log "$mode round $r: $s $rps req/s"
+      RES[$mode,$s]+="$rps "
+    done
+  done
+done
+
+# ---- report ----------------------------------------------------------------
+report() {
+  local mode s vals med
+  printf 'talon vs Bun.serve, hello world; %s conns, wrk -t1 on cpu %s, server on cpu %s, %s x %ss rounds\n' \
+    "$CONNECTIONS" "$CLIENT_CPU" "$SERVER_CPU" "$ROUNDS" "$DURATION"
+  printf '%-10s %-6s' mode server
+  for r in $(seq 1 "$ROUNDS"); do printf ' %10s' "round$r"; done
+  printf ' %10s %10s\n' median mean
+  for mode in $MODES; do
+    declare -A med_of=()
+    local label=$mode
+    [[ $mode == pipelined ]] && label="pipe$PIPELINE"
+    for s in $SERVERS; do
+      read -ra vals <<<"${RES[$mode,$s]}"
+      med=$(median "${vals[@]}")
+      med_of[$s]=$med
+      printf '%-10s %-6s' "$label" "$s"
+      for v in "${vals[@]}"; do printf ' %10s' "$v"; done
+      printf ' %10s %10s\n' "$med" "$(mean "${vals[@]}")"
+    done
+    if have talon && have bun; then
+      printf '%-10s %-6s %s\n' "$label" ratio \
+        "$(awk -v t="${med_of[talon]}" -v b="${med_of[bun]}" \
+             'BEGIN {if (b > 0) printf "talon/bun = %.2f (medians)", t/b; else print "n/a"}')"
+    fi
+    unset med_of
+  done
+}
+
+report | tee "$LOG_DIR/summary.txt"
+log "logs and wrk output: ${LOG_DIR#"$ROOT/"}/"
