@@ -12,5 +12,6 @@
 #include "talon/middleware.h"
 #include "talon/router.h"
 #include "talon/app.h"
+#include "talon/ws.h"
 
 #endif /* TALON_H */

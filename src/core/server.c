@@ -299,6 +299,15 @@ static void on_connection(uv_stream_t *ls, int status) {
   tl__conn_read_start(c);
 }
 
+void tl__server_adopt(tl__server *s, tl__conn *c) {
+  c->srv = s;
+  s->nconns++;
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  s->conns = c;
+}
+
 static void close_handle(uv_handle_t *h) {
   if (!uv_is_closing(h))
     uv_close(h, NULL);

@@ -110,6 +110,10 @@ void tl__server_close(tl__server *s);
 /* Loop time in ms (cached per iteration). */
 uint64_t tl__server_now(const tl__server *s);
 
+/* Take over an initialised, open handle as a new connection of `s`
+ * (counted and listed like an accepted one). */
+void tl__server_adopt(tl__server *s, tl__conn *c);
+
 /* Queue bytes in the cork buffer; flushed at the end of the loop turn.
  * Returns 0, TL_ECLOSED or TL_ENOMEM. */
 int tl__conn_write(tl__conn *c, const void *p, size_t n);

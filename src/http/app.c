@@ -135,6 +135,11 @@ SHORTHAND(options, "OPTIONS")
 SHORTHAND(head, "HEAD")
 SHORTHAND(all, "*")
 
+int tl_app_ws(tl_app *app, const char *pattern, const tl_ws_handlers *h,
+              size_t data_size) {
+  return tl_router_ws(app->root, pattern, h, data_size);
+}
+
 void tl_app_not_found(tl_app *app, tl_handler handler) {
   app->not_found = handler;
 }

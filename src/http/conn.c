@@ -340,6 +340,8 @@ static void on_read(tl__conn *c, char *data, size_t len) {
 
 void tl__hconn_response_done(tl__hconn *h) {
   h->seq++;
+  if (h->ws_pending) /* an upgrade answered without accepting */
+    tl__ws_pending_free(h);
   tl__req_reset(&h->req);
   tl__arena_reset(&h->arena);
   h->phase = TL__P_IDLE;
@@ -409,6 +411,7 @@ static void on_close(tl__conn *c) {
   tl__hconn *h = (tl__hconn *)c;
   if (h->phase == TL__P_DISPATCH && !(h->res.flags & TL__R_FINISHED))
     tl__res_abort(h);
+  tl__ws_pending_free(h);
   tl__req_reset(&h->req);
   tl__res_reset(&h->res);
   tl__buf_free(&h->res.hdrs);

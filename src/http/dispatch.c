@@ -44,7 +44,19 @@ static void route(tl_req *r) {
     r->match_status = 404;
     return;
   }
-  r->match_status = tl__rtree_match(h->app->tree, r->slot, path, plen, &m);
+  r->ws_upgrade = false;
+  if (r->method == HTTP_GET) {
+    const char *up = tl_req_header(r, "upgrade");
+    r->ws_upgrade = up && tl__token_list_has(up, strlen(up), "websocket");
+  }
+  r->match_status = 404;
+  if (r->ws_upgrade)
+    r->match_status = tl__rtree_match(h->app->tree, TL__M_WS, path, plen, &m);
+  if (r->match_status != 0)
+    r->match_status = tl__rtree_match(h->app->tree, r->slot, path, plen, &m);
+  if (r->match_status == 405 && (m.allow & (1u << TL__M_WS)) &&
+      (r->slot == TL__M_GET || r->slot == TL__M_HEAD))
+    r->match_status = 426; /* a WebSocket endpoint, asked for by plain GET */
   if (r->match_status == 0) {
     r->route = m.value;
     r->nparams = m.nparams;
@@ -55,7 +67,7 @@ static void route(tl_req *r) {
       r->params[i].decoded = NULL;
     }
   } else if (r->match_status == 405) {
-    r->allow = m.allow;
+    r->allow = m.allow & ~(1u << TL__M_WS);
   }
 }
 
@@ -85,6 +97,14 @@ static void send_405(tl_req *r, tl_res *res) {
   tl_res_status(res, 405);
   tl_res_header(res, "Allow", allow);
   tl_res_text(res, "Method Not Allowed\n");
+}
+
+static void send_426(tl_res *res) {
+  tl_res_status(res, 426);
+  tl_res_header(res, "Upgrade", "websocket");
+  tl_res_header(res, "Connection", "Upgrade");
+  tl_res_header(res, "Sec-WebSocket-Version", "13");
+  tl_res_text(res, "Upgrade Required: this is a WebSocket endpoint\n");
 }
 
 static void default_not_found(tl_req *req, tl_res *res) {
@@ -137,8 +157,12 @@ static void run_chain(tl_req *r) {
     tl_res_end(res, NULL, 0);
     return;
   }
-  if (r->route)
+  if (r->route && r->route->ws)
+    tl__ws_upgrade(r, res);
+  else if (r->route)
     r->route->handler(r, res);
+  else if (r->match_status == 426)
+    send_426(res);
   else if (r->match_status == 405)
     send_405(r, res);
   else

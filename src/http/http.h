@@ -13,10 +13,13 @@
 
 /* ---- routers and the compiled routes -------------------------------- */
 
+struct tl__wsroute;
+
 typedef struct tl__route_def {
   int slot;
   char *pattern;
   tl_handler handler;
+  struct tl__wsroute *ws; /* TL__M_WS routes; owned */
   tl_middleware *mw;
   size_t nmw;
 } tl__route_def;
@@ -40,6 +43,7 @@ struct tl_router {
 /* A compiled route: the value stored in the route tree. */
 typedef struct tl__route {
   tl_handler handler;
+  const struct tl__wsroute *ws; /* a ws route: handler is NULL */
   const tl_middleware **chain; /* router middleware (outer first), then
                                   route middleware */
   size_t nchain;
@@ -102,6 +106,7 @@ struct tl_req {
   int version;     /* 10 or 11 */
   bool keep_alive;
   bool has_body_framing;
+  bool ws_upgrade; /* GET with Upgrade: websocket */
   uint32_t url_off, url_len;
   uint32_t body_off, body_len;
   uint32_t head_len;
@@ -171,12 +176,17 @@ struct tl__hconn {
   tl__arena arena;
   tl_req req;
   tl_res res;
+  struct tl_ws *ws_pending; /* context block of an undecided upgrade */
   tl__hdr hdr_store[]; /* app->opt.max_headers entries */
 };
 
 /* conn.c */
 tl__conn *tl__hconn_new(tl__server *srv);
 void tl__hconn_response_done(tl__hconn *h);
+
+/* ws/upgrade.c */
+void tl__ws_upgrade(tl_req *req, tl_res *res);
+void tl__ws_pending_free(tl__hconn *h);
 
 /* dispatch.c */
 void tl__dispatch(tl__hconn *h);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "http/http.h"
+#include "ws/wsconn.h"
 
 #define GROW(arr, n, cap)                                                      \
   ((n) < (cap) ? 0 : grow((void **)&(arr), &(cap), sizeof *(arr)))
@@ -33,6 +34,7 @@ void tl__router_destroy(tl_router *r, bool run_mw_free) {
     return;
   for (size_t i = 0; i < r->nroutes; i++) {
     free(r->routes[i].pattern);
+    free(r->routes[i].ws);
     free_mw(r->routes[i].mw, r->routes[i].nmw, run_mw_free);
   }
   free(r->routes);
@@ -54,16 +56,15 @@ static bool frozen(const tl_router *r) {
   return r->app && r->app->compiled_ok;
 }
 
-int tl_router_route(tl_router *r, const char *method, const char *pattern,
-                    tl_handler handler, const tl_middleware *mw, size_t nmw) {
-  if (!r || !method || !pattern || !handler || pattern[0] != '/' ||
-      (nmw && !mw))
+/* Adds a route of `slot`: an HTTP handler, or (TL__M_WS) a ws route whose
+ * ownership passes to the router on success. */
+static int add_route(tl_router *r, int slot, const char *pattern,
+                     tl_handler handler, tl__wsroute *ws,
+                     const tl_middleware *mw, size_t nmw) {
+  if (!r || !pattern || pattern[0] != '/' || (nmw && !mw))
     return TL_EINVAL;
   if (frozen(r))
     return TL_ESTATE;
-  int slot = tl__rtree_method_slot(method);
-  if (slot < 0)
-    return TL_EINVAL;
   for (size_t i = 0; i < nmw; i++)
     if (!mw[i].fn)
       return TL_EINVAL;
@@ -87,6 +88,7 @@ int tl_router_route(tl_router *r, const char *method, const char *pattern,
   tl__route_def *d = &r->routes[r->nroutes];
   d->slot = slot;
   d->handler = handler;
+  d->ws = ws;
   d->pattern = strdup(pattern);
   d->nmw = nmw;
   d->mw = nmw ? malloc(nmw * sizeof *mw) : NULL;
@@ -99,6 +101,27 @@ int tl_router_route(tl_router *r, const char *method, const char *pattern,
     memcpy(d->mw, mw, nmw * sizeof *mw);
   r->nroutes++;
   return 0;
+}
+
+int tl_router_route(tl_router *r, const char *method, const char *pattern,
+                    tl_handler handler, const tl_middleware *mw, size_t nmw) {
+  int slot = method ? tl__rtree_method_slot(method) : -1;
+  if (slot < 0 || slot == TL__M_WS || !handler)
+    return TL_EINVAL;
+  return add_route(r, slot, pattern, handler, NULL, mw, nmw);
+}
+
+int tl_router_ws(tl_router *r, const char *pattern,
+                 const tl_ws_handlers *handlers, size_t data_size) {
+  if (!handlers)
+    return TL_EINVAL;
+  tl__wsroute *ws = tl__wsroute_new(handlers, data_size);
+  if (!ws)
+    return TL_ENOMEM;
+  int err = add_route(r, TL__M_WS, pattern, NULL, ws, NULL, 0);
+  if (err)
+    free(ws);
+  return err;
 }
 
 #define SHORTHAND(fn, m)                                                       \
@@ -193,6 +216,7 @@ static int compile_router(tl_app *app, tl_router *r, const char *prefix,
     memcpy(full + plen, d->pattern, dlen);
     full[plen + dlen] = '\0';
     rt->handler = d->handler;
+    rt->ws = d->ws;
     rt->chain = (const tl_middleware **)(rt + 1);
     rt->nchain = nchain;
     for (size_t k = 0; k < cc->depth; k++)

@@ -87,7 +87,7 @@ struct tl__rtree {
 };
 
 static const char *const slot_names[TL__M_COUNT] = {
-    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "*"};
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "*", "WS"};
 
 int tl__rtree_method_slot(const char *method) {
   int i;
@@ -382,6 +382,10 @@ int tl__rtree_add(tl__rtree *t, int slot, const char *pattern, size_t len,
 /* The route of `n` that serves `slot`: its own, else GET for HEAD, else
  * ALL. */
 static const rroute *pick(const rnode *n, int slot, int *used) {
+  if (slot == TL__M_WS) {
+    *used = slot;
+    return n->routes[TL__M_WS];
+  }
   if (slot >= 0 && slot < TL__M_ALL && n->routes[slot] != NULL) {
     *used = slot;
     return n->routes[slot];

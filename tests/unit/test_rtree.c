@@ -82,10 +82,10 @@ static size_t rng_below(size_t n) { return (size_t)rng() % n; }
 
 static void test_method_slots(void **state) {
   static const char *names[] = {"GET",   "HEAD",   "POST",    "PUT",
-                                "PATCH", "DELETE", "OPTIONS", "*"};
+                                "PATCH", "DELETE", "OPTIONS", "*", "WS"};
   int i;
   (void)state;
-  assert_int_equal(TL__M_COUNT, 8);
+  assert_int_equal(TL__M_COUNT, 9);
   for (i = 0; i < TL__M_COUNT; i++) {
     assert_int_equal(tl__rtree_method_slot(names[i]), i);
     assert_string_equal(tl__rtree_slot_name(i), names[i]);
@@ -101,6 +101,31 @@ static void test_method_slots(void **state) {
 }
 
 /* ---- paths -------------------------------------------------------------- */
+
+/* WebSocket routes: only an upgrade (the WS slot) reaches them, and the WS
+ * slot never falls back to an ALL route. */
+static void test_ws_slot(void **state) {
+  (void)state;
+  tl__rtree *t = tl__rtree_new();
+  assert_int_equal(add(t, TL__M_ALL, "/any", 1), 0);
+  assert_int_equal(add(t, TL__M_WS, "/chat/:room", 2), 0);
+  assert_int_equal(add(t, TL__M_GET, "/both", 3), 0);
+  assert_int_equal(add(t, TL__M_WS, "/both", 4), 0);
+  assert_int_equal(add(t, TL__M_WS, "/both", 5), TL_EEXIST);
+  tl__rmatch m;
+  assert_int_equal(match(t, TL__M_WS, "/chat/lobby", &m), 0);
+  assert_ptr_equal(m.value, V(2));
+  assert_int_equal(m.method_slot, TL__M_WS);
+  assert_int_equal(m.nparams, 1);
+  assert_memory_equal(m.params[0].value, "lobby", 5);
+  expect_code(t, TL__M_GET, "/chat/lobby", 405, BIT(TL__M_WS));
+  expect_code(t, TL__M_WS, "/any", 405, BIT(TL__M_ALL));
+  assert_int_equal(match(t, TL__M_GET, "/both", &m), 0);
+  assert_ptr_equal(m.value, V(3));
+  assert_int_equal(match(t, TL__M_WS, "/both", &m), 0);
+  assert_ptr_equal(m.value, V(4));
+  tl__rtree_free(t);
+}
 
 static void test_root(void **state) {
   tl__rtree *t = tl__rtree_new();
@@ -1226,6 +1251,7 @@ static void test_alloc_failure(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_method_slots),
+      cmocka_unit_test(test_ws_slot),
       cmocka_unit_test(test_root),
       cmocka_unit_test(test_static_and_trailing_slash),
       cmocka_unit_test(test_edge_splits),

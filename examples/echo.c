@@ -1,0 +1,70 @@
+/* echo: a WebSocket echo server.
+ *
+ *   GET /      a small page that talks to /ws
+ *   /ws        every message is sent back as it came (text as text,
+ *              binary as binary)
+ *
+ * Limits are large (64 MiB) so that conformance suites can send their
+ * 16 MiB messages. Usage: echo [PORT]   (or PORT=..., HOST=...)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <talon.h>
+
+static const char page[] =
+    "<!doctype html><meta charset=utf-8><title>talon echo</title>\n"
+    "<style>body{font:16px system-ui;margin:2em auto;max-width:40em}"
+    "#log{white-space:pre-wrap;border:1px solid #ccc;padding:.5em;"
+    "min-height:8em}</style>\n"
+    "<h1>talon echo</h1>\n"
+    "<form id=f><input id=m autofocus placeholder='say something'> "
+    "<button>send</button></form><div id=log></div>\n"
+    "<script>\n"
+    "const log = document.getElementById('log');\n"
+    "const ws = new WebSocket(`ws://${location.host}/ws`);\n"
+    "const say = t => { log.textContent += t + '\\n'; };\n"
+    "ws.onopen = () => say('connected');\n"
+    "ws.onmessage = e => say('echo: ' + e.data);\n"
+    "ws.onclose = e => say('closed ' + e.code);\n"
+    "document.getElementById('f').onsubmit = e => { e.preventDefault();\n"
+    "  const m = document.getElementById('m'); ws.send(m.value); m.value = ''; };\n"
+    "</script>\n";
+
+static void index_page(tl_req *req, tl_res *res) {
+  tl_res_header(res, "Content-Type", "text/html; charset=utf-8");
+  tl_res_send(res, page, sizeof page - 1);
+}
+
+static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
+  tl_ws_send(ws, data, len, op);
+}
+
+static const tl_ws_handlers echo = {
+    .message = on_message,
+    .max_payload = 64u << 20,
+    .max_backpressure = 64u << 20,
+};
+
+static void on_listen(tl_app *app, const char *host, int port) {
+  printf("echo: listening on http://%s:%d\n", host, port);
+  fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+  const char *port_s = argc > 1 ? argv[1] : getenv("PORT");
+  const char *host = getenv("HOST");
+  int port = port_s ? atoi(port_s) : 3000;
+  if (!host || !*host)
+    host = "0.0.0.0";
+  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
+  if (!app)
+    return 1;
+  tl_app_get(app, "/", index_page);
+  tl_app_ws(app, "/ws", &echo, 0);
+  int err = tl_app_listen(app, host, port);
+  if (err)
+    fprintf(stderr, "echo: %s\n", tl_strerror(err));
+  tl_app_free(app);
+  return err ? 1 : 0;
+}

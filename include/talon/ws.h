@@ -1,0 +1,193 @@
+/* talon — WebSocket routes (RFC 6455).
+ *
+ *   typedef struct { char name[32]; } user;
+ *   static int up(tl_req *req, tl_res *res, void *data) {
+ *     user *u = data;                               // zeroed, sizeof(user)
+ *     const char *n = tl_req_query(req, "name");
+ *     if (!n) { tl_res_status(res, 401); return TL_REJECT; }
+ *     snprintf(u->name, sizeof u->name, "%s", n);
+ *     return TL_ACCEPT;
+ *   }
+ *   static void msg(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
+ *     tl_ws_send(ws, p, n, op);                     // echo
+ *   }
+ *   static const tl_ws_handlers chat = {.upgrade = up, .message = msg};
+ *   tl_app_ws(app, "/chat", &chat, sizeof(user));
+ *
+ * Lifetimes:
+ *  1. A `tl_ws *` is valid from `open` until the `close` handler returns
+ *     (`close` is always called once for a socket that was opened). After
+ *     that it must not be used. Sends after a close started return
+ *     TL_WS_DROPPED and send nothing.
+ *  2. The context block (`data`, `data_size` bytes, zeroed, aligned for any
+ *     type) is allocated with the connection before `upgrade` runs and
+ *     freed after `close` returns (or after a rejected or abandoned
+ *     upgrade). tl_ws_data() returns it.
+ *  3. Message data passed to handlers is valid only during the call.
+ *  4. Everything a handler sends within one callback (open, message, drain,
+ *     ...) leaves in one write, after the callback returns.
+ */
+#ifndef TALON_WS_H
+#define TALON_WS_H
+
+#include "app.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tl_ws tl_ws;
+
+typedef enum tl_opcode {
+  TL_WS_TEXT = 1,
+  TL_WS_BINARY = 2,
+  TL_WS_CLOSE = 8,
+  TL_WS_PING = 9,
+  TL_WS_PONG = 10
+} tl_opcode;
+
+/* What an upgrade handler returns. TL_PENDING (from talon/middleware.h)
+ * means "decided later": call tl_ws_upgrade_accept() or answer `res` (e.g.
+ * tl_res_status + tl_res_text) from a later callback; register an abort
+ * callback with tl_res_defer() to learn that the client left first. */
+enum { TL_ACCEPT = 0, TL_REJECT = 1 };
+
+/* Send results (like Bun's ServerWebSocket.send). */
+#define TL_WS_BACKPRESSURE (-1) /* queued; the backlog is past the limit
+                                   soon: wait for `drain` */
+#define TL_WS_DROPPED 0         /* not sent: over max_backpressure, or
+                                   the socket is closing */
+
+typedef enum tl_ws_state {
+  TL_WS_OPEN = 1,    /* messages flow */
+  TL_WS_CLOSING = 2, /* a close frame was sent or received */
+  TL_WS_CLOSED = 3   /* gone (only seen inside the close handler) */
+} tl_ws_state;
+
+typedef struct tl_ws_handlers {
+  /* Decide the upgrade. `data` is the zeroed context block. Return
+   * TL_ACCEPT, TL_REJECT (the client gets the status and headers set on
+   * `res`, 403 if none was set) or TL_PENDING. Headers set on `res` go out
+   * with the 101. NULL: accept every valid handshake. */
+  int (*upgrade)(tl_req *req, tl_res *res, void *data);
+  /* The socket is open; sends are allowed. */
+  void (*open)(tl_ws *ws);
+  /* A whole message (fragments reassembled; text is valid UTF-8). */
+  void (*message)(tl_ws *ws, const void *data, size_t len, tl_opcode op);
+  /* The socket closed: `code` is the peer's close code (1005 if it sent
+   * none, 1006 if the connection was lost without a close frame); the
+   * reason (UTF-8, not NUL-terminated) is valid during the call. */
+  void (*close)(tl_ws *ws, int code, const char *reason, size_t len);
+  /* The backlog emptied after a send returned TL_WS_BACKPRESSURE. */
+  void (*drain)(tl_ws *ws);
+  /* Something failed on this socket (a TL_E* or libuv code); `close`
+   * follows. */
+  void (*error)(tl_ws *ws, int err);
+  /* A ping arrived (the pong is sent automatically) / a pong arrived. */
+  void (*ping)(tl_ws *ws, const void *data, size_t len);
+  void (*pong)(tl_ws *ws, const void *data, size_t len);
+  /* A message was dropped for backpressure (not sent). */
+  void (*dropped)(tl_ws *ws, const void *data, size_t len, tl_opcode op);
+
+  /* Options (0 = default, in brackets). */
+  size_t max_payload;         /* bytes of one message [16 MiB]; over: 1009 */
+  unsigned idle_timeout_s;    /* close after this long without a frame
+                                 [120]; TL_WS_NO_TIMEOUT disables */
+  int send_pings;             /* ping at half the idle timeout [off] */
+  size_t max_backpressure;    /* backlog bytes before sends drop [1 MiB] */
+  int close_on_backpressure_limit; /* close (1008) instead of dropping */
+  unsigned max_lifetime_s;    /* close with 1000 after this long [off] */
+  /* Allowed Origin values, NULL-terminated; NULL: any origin. Borrowed: it
+   * must outlive the app (use a static array). A browser sends Origin on
+   * every WebSocket handshake; when cookies carry identity, set this, or a
+   * foreign page could open a socket with the user's cookies (cross-site
+   * WebSocket hijacking). A refused upgrade gets 403. Requests without an
+   * Origin header (non-browser clients) are allowed. */
+  const char *const *allowed_origins;
+  /* permessage-deflate (a later issue): 0 = off. */
+  int compression;
+} tl_ws_handlers;
+
+#define TL_WS_NO_TIMEOUT ((unsigned)-1)
+
+/* Register a WebSocket route. `handlers` is copied (allowed_origins stays
+ * borrowed). `data_size` is the size of the per-connection context block
+ * (0 allowed). A path may have both HTTP routes and a ws route: a GET with
+ * `Upgrade: websocket` goes to the ws route, everything else to the HTTP
+ * routes; a plain GET on a path with only a ws route gets 426. Returns 0,
+ * TL_EINVAL (bad pattern, NULL handlers), TL_EEXIST, TL_ESTATE (after
+ * listen) or TL_ENOMEM. */
+TL_EXTERN int tl_router_ws(tl_router *router, const char *pattern,
+                           const tl_ws_handlers *handlers, size_t data_size);
+TL_EXTERN int tl_app_ws(tl_app *app, const char *pattern,
+                        const tl_ws_handlers *handlers, size_t data_size);
+
+/* Finish an upgrade whose handler returned TL_PENDING: send the 101 and
+ * open the socket (`open` runs before this returns). Returns 0, TL_ESTATE
+ * if `res` is not a pending upgrade, TL_ECLOSED if the client left. */
+TL_EXTERN int tl_ws_upgrade_accept(tl_res *res);
+
+/* Whether the client offered subprotocol `name` in Sec-WebSocket-Protocol
+ * (exact match). */
+TL_EXTERN bool tl_ws_protocol_offered(const tl_req *req, const char *name);
+
+/* Choose the subprotocol for the 101 (at most one; a later call replaces
+ * it). `name` must be one the client offered: else TL_EINVAL. */
+TL_EXTERN int tl_ws_select_protocol(tl_res *res, const char *name);
+
+/* Send a message (`op` TL_WS_TEXT or TL_WS_BINARY; text must be valid
+ * UTF-8, which is not checked). `data` is copied or written at once.
+ * Returns the bytes accepted (> 0, frame included), TL_WS_BACKPRESSURE
+ * (-1: queued, but the backlog is over the limit's half: wait for drain),
+ * TL_WS_DROPPED (0: over max_backpressure, or closing; `dropped` is told),
+ * or TL_EINVAL for a bad opcode. */
+TL_EXTERN int tl_ws_send(tl_ws *ws, const void *data, size_t len,
+                         tl_opcode op);
+TL_EXTERN int tl_ws_send_text(tl_ws *ws, const char *text);
+TL_EXTERN int tl_ws_send_binary(tl_ws *ws, const void *data, size_t len);
+
+/* Send a ping with up to 125 bytes of payload. Returns like tl_ws_send;
+ * TL_EINVAL if `len` > 125. */
+TL_EXTERN int tl_ws_ping(tl_ws *ws, const void *data, size_t len);
+
+/* Start the closing handshake: send a close frame with `code` (1000, or
+ * 3000-4999; 0 means none) and `reason` (may be NULL; at most 123 bytes),
+ * then wait for the peer's close (or a timeout) and close TCP. The `close`
+ * handler runs when the socket is gone. Returns 0, TL_EINVAL, or
+ * TL_ESTATE if already closing. */
+TL_EXTERN int tl_ws_close(tl_ws *ws, int code, const char *reason);
+
+/* Close TCP at once, without a close frame. `close` runs with 1006. */
+TL_EXTERN void tl_ws_terminate(tl_ws *ws);
+
+/* Run `fn(ws, arg)` with sends corked: everything it sends leaves in one
+ * write. Sends inside open/message/drain/ping/pong handlers are corked
+ * already; use this from timers and other sockets' callbacks. */
+TL_EXTERN void tl_ws_cork(tl_ws *ws, void (*fn)(tl_ws *ws, void *arg),
+                          void *arg);
+
+/* The per-connection context block (data_size bytes; NULL if 0). */
+TL_EXTERN void *tl_ws_data(const tl_ws *ws);
+
+/* The peer address as text; see tl_req_remote_address(). */
+TL_EXTERN int tl_ws_remote_address(const tl_ws *ws, char *buf, size_t size);
+
+/* Bytes queued and not yet taken by the kernel. */
+TL_EXTERN size_t tl_ws_buffered_amount(const tl_ws *ws);
+
+TL_EXTERN tl_ws_state tl_ws_ready_state(const tl_ws *ws);
+
+/* The app serving this socket. */
+TL_EXTERN tl_app *tl_ws_app(const tl_ws *ws);
+
+/* Stop reading from the socket (inbound flow control) / start again.
+ * talon also stops reading by itself while the socket's backlog is over
+ * max_backpressure, so a client that sends without reading cannot grow
+ * the server's memory. */
+TL_EXTERN void tl_ws_pause(tl_ws *ws);
+TL_EXTERN void tl_ws_resume(tl_ws *ws);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TALON_WS_H */

@@ -1,0 +1,126 @@
+/* WebSocket frame parser and frame writer (RFC 6455), server side. Pure
+ * code: no libuv, no sockets; unit-tested at every input split and fuzzed.
+ *
+ * The parser consumes every byte it is given. Complete frames found whole
+ * in the caller's buffer are unmasked in place and delivered without a
+ * copy; a frame or message that spans calls is unmasked into the parser's
+ * own message buffer as its bytes arrive, so the caller never keeps input.
+ *
+ * It enforces every MUST of RFC 6455 sections 5 and 7 for a server:
+ *   - client frames must be masked                           -> 1002
+ *   - RSV1-3 must be 0 (RSV1 allowed on the first frame of a data message
+ *     only when `allow_rsv1` is set, for permessage-deflate)  -> 1002
+ *   - unknown opcodes (3-7, 11-15)                             -> 1002
+ *   - control frames: FIN set, payload <= 125                  -> 1002
+ *   - continuation without a message in progress, or a new data frame
+ *     inside a fragmented message                              -> 1002
+ *   - 64-bit length with the top bit set                       -> 1002
+ *   - text messages must be UTF-8: checked incrementally, failing at the
+ *     first invalid byte even mid-fragment (a truncated sequence at the
+ *     end of the message fails at FIN)                          -> 1007
+ *     (not checked when the message is compressed: the caller checks
+ *     after inflating)
+ *   - a message (sum of its fragments) over `max_payload`: fails as soon
+ *     as a frame header announces it, before buffering the excess -> 1009
+ *   - close frames: payload of 1 byte, or a code that is not valid on the
+ *     wire (see tl__ws_close_code_valid)                       -> 1002;
+ *     reason not UTF-8                                          -> 1007
+ * After an error the parser stays failed: tl__wsp_feed returns the same
+ * code again without reading.
+ */
+#ifndef TALON_SRC_WS_PARSER_H
+#define TALON_SRC_WS_PARSER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+enum {
+  TL__WS_OP_CONT = 0,
+  TL__WS_OP_TEXT = 1,
+  TL__WS_OP_BINARY = 2,
+  TL__WS_OP_CLOSE = 8,
+  TL__WS_OP_PING = 9,
+  TL__WS_OP_PONG = 10
+};
+
+/* Returned by tl__wsp_feed when a callback asked to stop. */
+#define TL__WSP_STOPPED (-1)
+
+typedef struct tl__wsp_callbacks {
+  /* A whole data message. `data` is writable and valid only during the
+   * call. `compressed`: RSV1 was set on its first frame. Return 0 to go on,
+   * non-zero to stop feeding (tl__wsp_feed returns TL__WSP_STOPPED). */
+  int (*on_message)(void *ud, int opcode, uint8_t *data, size_t len,
+                    bool compressed);
+  /* A ping or pong (payload <= 125 bytes, unmasked). Same return rule. */
+  int (*on_control)(void *ud, int opcode, uint8_t *data, size_t len);
+  /* A valid close frame: code 1005 and no reason if its payload was
+   * empty. Same return rule. */
+  int (*on_close)(void *ud, int code, const char *reason, size_t len);
+} tl__wsp_callbacks;
+
+typedef struct tl__wsp {
+  /* Settings: set before the first feed. */
+  size_t max_payload; /* bytes of one message; 0 means no limit */
+  bool allow_rsv1;    /* permessage-deflate negotiated */
+  /* State: private. */
+  uint8_t hdr[14];    /* a frame header split across calls */
+  uint8_t hdr_len;
+  bool in_frame;      /* header parsed, payload in progress */
+  bool fin;
+  uint8_t opcode;     /* of the current frame */
+  uint8_t mask[4];
+  uint64_t remaining; /* payload bytes left in the current frame */
+  uint64_t frame_len;
+  size_t mask_pos;    /* payload bytes of the frame seen so far (mod 4) */
+  bool in_message;    /* a fragmented data message is in progress */
+  uint8_t msg_opcode;
+  bool msg_compressed;
+  uint64_t msg_len;   /* bytes of the message so far */
+  uint32_t utf8_state;
+  tl__buf msg;        /* message (or control frame) bytes that span calls */
+  uint8_t ctl[125];   /* a control frame that spans calls */
+  size_t ctl_len;
+  int error;          /* sticky close code (1002/1007/1009) or 0 */
+} tl__wsp;
+
+/* Initialise (zero) a parser; then set max_payload / allow_rsv1. */
+void tl__wsp_init(tl__wsp *p);
+/* Release the message buffer. */
+void tl__wsp_free(tl__wsp *p);
+
+/* Feed `len` bytes (writable: unmasked in place). Returns 0 when all were
+ * consumed, a close code (1002, 1007, 1009) on a protocol error, or
+ * TL__WSP_STOPPED if a callback returned non-zero (the rest of the input
+ * is not parsed; the parser must not be fed again). */
+int tl__wsp_feed(tl__wsp *p, uint8_t *data, size_t len,
+                 const tl__wsp_callbacks *cb, void *ud);
+
+/* Write a server (unmasked) frame header into `out` (at least 10 bytes).
+ * Returns its length (2, 4 or 10). */
+size_t tl__ws_frame_header(uint8_t *out, bool fin, bool rsv1, int opcode,
+                           uint64_t len);
+
+/* XOR `len` bytes with `mask`, starting at mask phase `pos` (0-3). Fast
+ * for large buffers (word at a time). */
+void tl__ws_unmask(uint8_t *data, size_t len, const uint8_t mask[4],
+                   size_t pos);
+
+/* Whether a close code may appear in a close frame on the wire: 1000-1003,
+ * 1007-1011 (and 1012-1014, which IANA assigned later and the Autobahn
+ * testsuite accepts), 3000-4999. Not: <1000, 1004-1006, 1015, 1016-2999,
+ * >= 5000. */
+bool tl__ws_close_code_valid(int code);
+
+/* Incremental UTF-8 validation (RFC 3629: no overlongs, no surrogates, at
+ * most U+10FFFF). Start with state TL__UTF8_ACCEPT; feed pieces; the state
+ * is TL__UTF8_REJECT as soon as an invalid byte is seen (and stays so);
+ * a message is valid if the final state is TL__UTF8_ACCEPT. */
+#define TL__UTF8_ACCEPT 0u
+#define TL__UTF8_REJECT 1u
+uint32_t tl__utf8_validate(uint32_t state, const uint8_t *p, size_t len);
+
+#endif

@@ -1,0 +1,213 @@
+/* The WebSocket opening handshake on an HTTP connection, and the switch
+ * from the HTTP connection to a WebSocket connection.
+ *
+ * The HTTP connection block is sized for HTTP (parser, header table); a
+ * WebSocket needs far less, plus the user's context. So an accepted
+ * upgrade moves the socket to a new block: the descriptor is duplicated
+ * into the new libuv handle and the HTTP handle is closed, which leaves
+ * one small allocation per WebSocket. */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http/http.h"
+#include "ws/handshake.h"
+#include "ws/wsconn.h"
+
+/* Implemented in ws.c. */
+void tl__ws_start(tl_ws *ws, const char *pre, size_t prelen);
+
+void tl__ws_pending_free(tl__hconn *h) {
+  tl_ws *ws = h->ws_pending;
+  h->ws_pending = NULL;
+  if (ws)
+    tl__ws_discard(ws);
+}
+
+static void reject(tl_res *res, int status, const char *text) {
+  tl_res_status(res, status);
+  tl_res_text(res, text);
+}
+
+static bool origin_allowed(const tl__wsroute *rt, const char *origin) {
+  const char *const *list = rt->h.allowed_origins;
+  if (!list || !origin)
+    return true;
+  for (; *list; list++)
+    if (strcmp(*list, origin) == 0)
+      return true;
+  return false;
+}
+
+/* Writes the 101 into the new connection's cork and moves the socket. */
+static int accept_upgrade(tl__hconn *h) {
+  tl_req *req = &h->req;
+  tl_res *res = &h->res;
+  tl_ws *ws = h->ws_pending;
+  tl__conn *old = &h->conn;
+  const char *key = tl_req_header(req, "sec-websocket-key");
+  char accept[29];
+  if (!key || tl__ws_accept_key(key, strlen(key), accept) != 0)
+    return TL_EINVAL;
+  /* Whatever an earlier pipelined response left corked goes first; a
+   * response still queued in the kernel would be overtaken, so refuse. */
+  tl__conn_flush(old);
+  if (old->flags & TL__CONN_CLOSING)
+    return TL_ECLOSED;
+  if (tl__conn_pending(old) > 0)
+    return TL_EAGAIN;
+  int fd;
+  if (uv_fileno((uv_handle_t *)&old->tcp, &fd) != 0)
+    return TL_EIO;
+  int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (nfd < 0)
+    return TL_EIO;
+  tl__server *srv = old->srv;
+  uv_tcp_init(&srv->loop, &ws->conn.tcp);
+  if (uv_tcp_open(&ws->conn.tcp, nfd) != 0) {
+    close(nfd);
+    /* The handle was initialised: it must be closed, so the block is
+     * freed through the normal close path. */
+    h->ws_pending = NULL;
+    ws->conn.srv = srv;
+    tl__server_adopt(srv, &ws->conn);
+    tl__conn_close(&ws->conn);
+    return TL_EIO;
+  }
+  h->ws_pending = NULL;
+  tl__server_adopt(srv, &ws->conn);
+
+  tl__buf head = {0};
+  int err = tl__buf_reserve(&head, 160 + res->hdrs.len);
+  if (!err) {
+    tl__buf_append(&head, "HTTP/1.1 101 Switching Protocols\r\n"
+                          "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                          "Sec-WebSocket-Accept: ", 97);
+    tl__buf_append(&head, accept, 28);
+    tl__buf_append(&head, "\r\n", 2);
+    if (ws->protocol) {
+      tl__buf_append(&head, "Sec-WebSocket-Protocol: ", 24);
+      tl__buf_append(&head, ws->protocol, strlen(ws->protocol));
+      tl__buf_append(&head, "\r\n", 2);
+    }
+    tl__buf_append(&head, res->hdrs.data, res->hdrs.len);
+    err = tl__buf_append(&head, "\r\n", 2);
+  }
+  /* Bytes the client sent behind the handshake are WebSocket frames. */
+  tl__buf pre = {0};
+  if (!err && h->avail > h->parse_pos)
+    err = tl__buf_append(&pre, h->msg + h->parse_pos, h->avail - h->parse_pos);
+  if (!err)
+    err = tl__buf_append(&pre, h->later.data, h->later.len);
+  if (!err)
+    err = tl__conn_write(&ws->conn, head.data, head.len);
+  tl__buf_free(&head);
+
+  /* The HTTP connection is done: closing it closes only its descriptor. */
+  res->flags |= TL__R_FINISHED;
+  res->abort_cb = NULL;
+  tl__conn_close(old);
+  if (err) {
+    tl__buf_free(&pre);
+    tl__conn_close(&ws->conn);
+    return err;
+  }
+  tl__ws_start(ws, pre.data, pre.len);
+  tl__buf_free(&pre);
+  return 0;
+}
+
+/* Finishes an upgrade the handler accepted, or answers the failure. */
+static void do_accept(tl__hconn *h) {
+  int err = accept_upgrade(h);
+  if (err && !(h->conn.flags & TL__CONN_CLOSING)) {
+    tl__ws_pending_free(h);
+    tl_res_close_after(&h->res);
+    reject(&h->res, 503, "Service Unavailable\n");
+  }
+}
+
+void tl__ws_upgrade(tl_req *req, tl_res *res) {
+  tl__hconn *h = req->h;
+  const tl__wsroute *rt = req->route->ws;
+  const char *conn = tl_req_header(req, "connection");
+  const char *ver = tl_req_header(req, "sec-websocket-version");
+  const char *key = tl_req_header(req, "sec-websocket-key");
+  if (!ver || strcmp(ver, "13") != 0) {
+    tl_res_status(res, 426);
+    tl_res_header(res, "Sec-WebSocket-Version", "13");
+    tl_res_text(res, "Upgrade Required: WebSocket version 13 only\n");
+    return;
+  }
+  if (req->version < 11 || !conn ||
+      !tl__token_list_has(conn, strlen(conn), "upgrade") || !key ||
+      !tl__ws_key_valid(key, strlen(key))) {
+    reject(res, 400, "Bad Request: invalid WebSocket handshake\n");
+    return;
+  }
+  if (!origin_allowed(rt, tl_req_header(req, "origin"))) {
+    reject(res, 403, "Forbidden: origin not allowed\n");
+    return;
+  }
+  /* Upgrades never keep the HTTP connection: success moves the socket,
+   * failure closes it (the client may already be sending frames). */
+  tl_res_close_after(res);
+  h->ws_pending = tl__ws_new(h->app, rt);
+  if (!h->ws_pending) {
+    reject(res, 503, "Service Unavailable\n");
+    return;
+  }
+  int rc = TL_ACCEPT;
+  if (rt->h.upgrade) {
+    const uint64_t seq = h->seq;
+    rc = rt->h.upgrade(req, res, h->ws_pending->data);
+    if (h->seq != seq || (h->conn.flags & TL__CONN_CLOSING))
+      return; /* the handler answered itself (the block was freed) */
+  }
+  if (rc == TL_ACCEPT) {
+    do_accept(h);
+  } else if (rc == TL_PENDING) {
+    res->flags |= TL__R_DEFERRED;
+  } else {
+    tl__ws_pending_free(h);
+    if (tl_res_get_status(res) == 200)
+      tl_res_status(res, 403);
+    tl_res_end(res, NULL, 0);
+  }
+}
+
+int tl_ws_upgrade_accept(tl_res *res) {
+  tl__hconn *h = res->h;
+  if (!h->ws_pending || (res->flags & TL__R_FINISHED))
+    return TL_ESTATE;
+  if (h->conn.flags & TL__CONN_CLOSING)
+    return TL_ECLOSED;
+  res->flags &= ~TL__R_DEFERRED;
+  do_accept(h);
+  return 0;
+}
+
+bool tl_ws_protocol_offered(const tl_req *req, const char *name) {
+  for (size_t i = 0;; i++) {
+    const char *list = tl_req_header_at(req, "sec-websocket-protocol", i);
+    if (!list)
+      return false;
+    if (name && tl__ws_protocol_listed(list, strlen(list), name))
+      return true;
+  }
+}
+
+int tl_ws_select_protocol(tl_res *res, const char *name) {
+  tl__hconn *h = res->h;
+  if (!h->ws_pending)
+    return TL_ESTATE;
+  if (!name || !tl_ws_protocol_offered(&h->req, name))
+    return TL_EINVAL;
+  char *copy = strdup(name);
+  if (!copy)
+    return TL_ENOMEM;
+  free(h->ws_pending->protocol);
+  h->ws_pending->protocol = copy;
+  return 0;
+}

@@ -1,0 +1,407 @@
+/* The WebSocket connection: frames in through the parser, handlers,
+ * sends corked with the rest of the loop turn, backpressure, the closing
+ * handshake and timeouts. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/http.h"
+#include "ws/wsconn.h"
+
+/* How long we wait for the peer's close frame after sending ours. */
+#define CLOSE_TIMEOUT_MS 5000
+
+static uint64_t now_ms(const tl_ws *ws) { return tl__server_now(ws->conn.srv); }
+
+tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size) {
+  tl__wsroute *rt = calloc(1, sizeof *rt);
+  if (!rt)
+    return NULL;
+  rt->h = *h;
+  rt->data_size = data_size;
+  if (!rt->h.max_payload)
+    rt->h.max_payload = 16 * 1024 * 1024;
+  if (!rt->h.idle_timeout_s)
+    rt->h.idle_timeout_s = 120;
+  if (!rt->h.max_backpressure)
+    rt->h.max_backpressure = 16 * 1024 * 1024;
+  return rt;
+}
+
+tl_ws *tl__ws_new(tl_app *app, const tl__wsroute *route) {
+  size_t size = sizeof(tl_ws) + route->data_size;
+  tl_ws *ws = calloc(1, size);
+  if (!ws)
+    return NULL;
+  ws->app = app;
+  ws->route = route;
+  return ws;
+}
+
+void tl__ws_discard(tl_ws *ws) {
+  free(ws->protocol);
+  free(ws);
+}
+
+/* ---- deadlines -------------------------------------------------------- */
+
+static void update_deadline(tl_ws *ws) {
+  uint64_t d = ws->idle_deadline;
+  if (ws->life_deadline && (!d || ws->life_deadline < d))
+    d = ws->life_deadline;
+  ws->conn.deadline = d;
+}
+
+/* Traffic from the peer: push the idle deadline (half of it when we ping
+ * quiet peers, so the ping has time to be answered). */
+static void touch(tl_ws *ws) {
+  unsigned s = ws->route->h.idle_timeout_s;
+  if (s == TL_WS_NO_TIMEOUT || ws->state != TL_WS_OPEN)
+    return;
+  uint64_t ms = (uint64_t)s * 1000;
+  if (ws->route->h.send_pings)
+    ms /= 2;
+  ws->idle_deadline = now_ms(ws) + ms;
+  ws->ping_outstanding = false;
+  update_deadline(ws);
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+static int write_frame(tl_ws *ws, int op, const void *data, size_t len) {
+  uint8_t hdr[10];
+  size_t n = tl__ws_frame_header(hdr, true, false, op, len);
+  tl__conn *c = &ws->conn;
+  int err = tl__buf_reserve(&c->out, n + len);
+  if (err)
+    return err;
+  tl__conn_write(c, hdr, n);
+  return tl__conn_write(c, data, len);
+}
+
+static void send_close_frame(tl_ws *ws, int code, const char *reason,
+                             size_t rlen) {
+  uint8_t payload[125];
+  size_t n = 0;
+  if (code) {
+    payload[0] = (uint8_t)(code >> 8);
+    payload[1] = (uint8_t)code;
+    if (rlen > 123)
+      rlen = 123;
+    if (rlen)
+      memcpy(payload + 2, reason, rlen);
+    n = 2 + rlen;
+  }
+  ws->sent_close = true;
+  write_frame(ws, TL__WS_OP_CLOSE, payload, n);
+}
+
+/* Runs the close handler once; the socket is unusable afterwards. */
+static void report_close(tl_ws *ws, int code, const char *reason, size_t len) {
+  if (ws->close_called)
+    return;
+  ws->close_called = true;
+  bool opened = ws->state != 0;
+  ws->state = TL_WS_CLOSED;
+  if (opened && ws->route->h.close)
+    ws->route->h.close(ws, code, reason ? reason : "", len);
+}
+
+/* Fail the connection: send a close frame with `code`, tell the user, and
+ * close TCP once the frame is out. */
+static void fail(tl_ws *ws, int code, const char *reason) {
+  if (ws->state == TL_WS_OPEN || ws->state == TL_WS_CLOSING) {
+    if (!ws->sent_close)
+      send_close_frame(ws, code, reason, strlen(reason));
+  }
+  report_close(ws, code, reason, strlen(reason));
+  tl__conn_end(&ws->conn);
+}
+
+int tl_ws_send(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
+  if (op != TL_WS_TEXT && op != TL_WS_BINARY)
+    return TL_EINVAL;
+  if (ws->state != TL_WS_OPEN || (ws->conn.flags & TL__CONN_CLOSING))
+    return TL_WS_DROPPED;
+  tl__conn *c = &ws->conn;
+  size_t frame = len + (len < 126 ? 2 : len < 65536 ? 4 : 10);
+  if (tl__conn_pending(c) + frame > ws->route->h.max_backpressure &&
+      tl__conn_pending(c) > 0) {
+    if (ws->route->h.close_on_backpressure_limit) {
+      fail(ws, 1008, "backpressure limit");
+    } else if (ws->route->h.dropped) {
+      ws->route->h.dropped(ws, data, len, op);
+    }
+    return TL_WS_DROPPED;
+  }
+  if (write_frame(ws, op, data, len) != 0) {
+    if (ws->route->h.error)
+      ws->route->h.error(ws, TL_ENOMEM);
+    fail(ws, 1011, "out of memory");
+    return TL_WS_DROPPED;
+  }
+  if (c->backlog > 0 || tl__conn_pending(c) > ws->route->h.max_backpressure) {
+    ws->want_drain = true;
+    return TL_WS_BACKPRESSURE;
+  }
+  return frame > (size_t)INT32_MAX ? INT32_MAX : (int)frame;
+}
+
+int tl_ws_send_text(tl_ws *ws, const char *text) {
+  return tl_ws_send(ws, text, text ? strlen(text) : 0, TL_WS_TEXT);
+}
+
+int tl_ws_send_binary(tl_ws *ws, const void *data, size_t len) {
+  return tl_ws_send(ws, data, len, TL_WS_BINARY);
+}
+
+int tl_ws_ping(tl_ws *ws, const void *data, size_t len) {
+  if (len > 125)
+    return TL_EINVAL;
+  if (ws->state != TL_WS_OPEN)
+    return TL_WS_DROPPED;
+  if (write_frame(ws, TL__WS_OP_PING, data, len) != 0)
+    return TL_WS_DROPPED;
+  return (int)len + 2;
+}
+
+int tl_ws_close(tl_ws *ws, int code, const char *reason) {
+  size_t rlen = reason ? strlen(reason) : 0;
+  if (code != 0 && code != 1000 && (code < 3000 || code > 4999))
+    return TL_EINVAL;
+  if (rlen > 123 || (code == 0 && rlen > 0))
+    return TL_EINVAL;
+  if (ws->state != TL_WS_OPEN)
+    return TL_ESTATE;
+  send_close_frame(ws, code, reason, rlen);
+  ws->state = TL_WS_CLOSING;
+  ws->close_code = code ? code : 1005;
+  ws->idle_deadline = now_ms(ws) + CLOSE_TIMEOUT_MS;
+  ws->life_deadline = 0;
+  update_deadline(ws);
+  return 0;
+}
+
+void tl_ws_terminate(tl_ws *ws) {
+  report_close(ws, 1006, "", 0);
+  tl__conn_close(&ws->conn);
+}
+
+void tl_ws_cork(tl_ws *ws, void (*fn)(tl_ws *ws, void *arg), void *arg) {
+  /* Every send is corked until the end of the loop turn already; this
+   * only runs fn. */
+  fn(ws, arg);
+}
+
+void *tl_ws_data(const tl_ws *ws) {
+  return ws->route->data_size ? (void *)ws->data : NULL;
+}
+
+int tl_ws_remote_address(const tl_ws *ws, char *buf, size_t size) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int err = uv_tcp_getpeername(&ws->conn.tcp, (struct sockaddr *)&ss, &len);
+  if (err)
+    return err;
+  char tmp[64];
+  if (ss.ss_family == AF_INET6)
+    err = uv_ip6_name((struct sockaddr_in6 *)&ss, tmp, sizeof tmp);
+  else
+    err = uv_ip4_name((struct sockaddr_in *)&ss, tmp, sizeof tmp);
+  if (err)
+    return err;
+  size_t n = strlen(tmp);
+  if (n + 1 > size)
+    return TL_ETOOBIG;
+  memcpy(buf, tmp, n + 1);
+  return 0;
+}
+
+size_t tl_ws_buffered_amount(const tl_ws *ws) {
+  return tl__conn_pending(&ws->conn);
+}
+
+tl_ws_state tl_ws_ready_state(const tl_ws *ws) { return (tl_ws_state)ws->state; }
+
+tl_app *tl_ws_app(const tl_ws *ws) { return ws->app; }
+
+void tl_ws_pause(tl_ws *ws) {
+  ws->user_paused = true;
+  tl__conn_read_stop(&ws->conn);
+}
+
+void tl_ws_resume(tl_ws *ws) {
+  ws->user_paused = false;
+  if (!ws->auto_paused)
+    tl__conn_read_start(&ws->conn);
+}
+
+/* ---- receiving --------------------------------------------------------- */
+
+/* Stops the parser once the socket can no longer take messages. */
+static int gone(const tl_ws *ws) {
+  return ws->state != TL_WS_OPEN || (ws->conn.flags & TL__CONN_CLOSING);
+}
+
+/* A client that sends without reading our answers would grow the backlog
+ * without bound: stop reading until it drains. */
+static void check_inbound(tl_ws *ws) {
+  if (!ws->auto_paused &&
+      tl__conn_pending(&ws->conn) > ws->route->h.max_backpressure) {
+    ws->auto_paused = true;
+    tl__conn_read_stop(&ws->conn);
+  }
+}
+
+static int on_message(void *ud, int op, uint8_t *data, size_t len,
+                      bool compressed) {
+  tl_ws *ws = ud;
+  if (ws->state != TL_WS_OPEN)
+    return 0; /* closing: data after our close frame is discarded */
+  if (ws->route->h.message)
+    ws->route->h.message(ws, data, len, (tl_opcode)op);
+  check_inbound(ws);
+  return gone(ws) && ws->state != TL_WS_CLOSING;
+}
+
+static int on_control(void *ud, int op, uint8_t *data, size_t len) {
+  tl_ws *ws = ud;
+  if (op == TL__WS_OP_PING) {
+    if (ws->state == TL_WS_OPEN) {
+      write_frame(ws, TL__WS_OP_PONG, data, len);
+      if (ws->route->h.ping)
+        ws->route->h.ping(ws, data, len);
+    }
+  } else if (ws->route->h.pong && ws->state == TL_WS_OPEN) {
+    ws->route->h.pong(ws, data, len);
+  }
+  return gone(ws) && ws->state != TL_WS_CLOSING;
+}
+
+static int on_close_frame(void *ud, int code, const char *reason,
+                          size_t len) {
+  tl_ws *ws = ud;
+  if (ws->state == TL_WS_OPEN) {
+    /* The peer starts the closing handshake: echo its code. */
+    ws->state = TL_WS_CLOSING;
+    send_close_frame(ws, code == 1005 ? 0 : code, NULL, 0);
+  }
+  report_close(ws, code, reason, len);
+  tl__conn_end(&ws->conn); /* the server closes TCP first (RFC 6455 7.1.1) */
+  return 1;
+}
+
+static const tl__wsp_callbacks parser_cb = {
+    .on_message = on_message,
+    .on_control = on_control,
+    .on_close = on_close_frame,
+};
+
+static void feed(tl_ws *ws, char *data, size_t len) {
+  touch(ws);
+  int rc = tl__wsp_feed(&ws->parser, (uint8_t *)data, len, &parser_cb, ws);
+  if (rc > 0) {
+    const char *why = rc == 1007   ? "invalid UTF-8"
+                      : rc == 1009 ? "message too big"
+                                   : "protocol error";
+    fail(ws, rc, why);
+  }
+}
+
+static void on_read(tl__conn *c, char *data, size_t len) {
+  tl_ws *ws = (tl_ws *)c;
+  if (c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING))
+    return;
+  feed(ws, data, len);
+}
+
+static void on_eof(tl__conn *c, int status) {
+  tl_ws *ws = (tl_ws *)c;
+  report_close(ws, ws->state == TL_WS_CLOSING ? ws->close_code : 1006, "", 0);
+  tl__conn_close(c);
+}
+
+static void on_drain(tl__conn *c) {
+  tl_ws *ws = (tl_ws *)c;
+  if (ws->auto_paused) {
+    ws->auto_paused = false;
+    if (!ws->user_paused)
+      tl__conn_read_start(c);
+  }
+  if (ws->want_drain && ws->state == TL_WS_OPEN) {
+    ws->want_drain = false;
+    if (ws->route->h.drain)
+      ws->route->h.drain(ws);
+  }
+}
+
+static void on_timeout(tl__conn *c) {
+  tl_ws *ws = (tl_ws *)c;
+  uint64_t now = now_ms(ws);
+  if (ws->state == TL_WS_CLOSING) {
+    /* The peer never answered our close frame. */
+    report_close(ws, ws->close_code, "", 0);
+    tl__conn_close(c);
+    return;
+  }
+  if (ws->life_deadline && now >= ws->life_deadline) {
+    ws->life_deadline = 0;
+    tl_ws_close(ws, 1000, "max lifetime");
+    return;
+  }
+  if (ws->route->h.send_pings && !ws->ping_outstanding) {
+    ws->ping_outstanding = true;
+    write_frame(ws, TL__WS_OP_PING, NULL, 0);
+    ws->idle_deadline = now + (uint64_t)ws->route->h.idle_timeout_s * 500;
+    update_deadline(ws);
+    return;
+  }
+  fail(ws, 1001, "idle timeout");
+}
+
+static void on_shutdown(tl__conn *c) {
+  tl_ws *ws = (tl_ws *)c;
+  if (ws->state == TL_WS_OPEN)
+    fail(ws, 1001, "server shutting down");
+  else
+    tl__conn_end(c);
+}
+
+static void on_close(tl__conn *c) {
+  tl_ws *ws = (tl_ws *)c;
+  report_close(ws, ws->state == TL_WS_CLOSING ? ws->close_code : 1006, "", 0);
+  tl__wsp_free(&ws->parser);
+  free(ws->protocol);
+  ws->protocol = NULL;
+}
+
+static const tl__conn_proto ws_proto = {
+    .on_read = on_read,
+    .on_eof = on_eof,
+    .on_drain = on_drain,
+    .on_timeout = on_timeout,
+    .on_shutdown = on_shutdown,
+    .on_close = on_close,
+};
+
+void tl__ws_start(tl_ws *ws, const char *pre, size_t prelen);
+void tl__ws_start(tl_ws *ws, const char *pre, size_t prelen) {
+  tl__conn *c = &ws->conn;
+  c->proto = &ws_proto;
+  uv_tcp_nodelay(&c->tcp, 1);
+  tl__wsp_init(&ws->parser);
+  ws->parser.max_payload = ws->route->h.max_payload;
+  free(ws->protocol);
+  ws->protocol = NULL;
+  ws->state = TL_WS_OPEN;
+  ws->close_code = 1005;
+  unsigned life = ws->route->h.max_lifetime_s;
+  if (life)
+    ws->life_deadline = now_ms(ws) + (uint64_t)life * 1000;
+  touch(ws);
+  if (ws->route->h.open)
+    ws->route->h.open(ws);
+  if (!gone(ws) && prelen)
+    feed(ws, (char *)pre, prelen);
+  if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) && !ws->user_paused)
+    tl__conn_read_start(c);
+}

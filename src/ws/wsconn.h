@@ -1,0 +1,48 @@
+/* Internal: WebSocket routes and connections. */
+#ifndef TALON_SRC_WS_WSCONN_H
+#define TALON_SRC_WS_WSCONN_H
+
+#include <stdalign.h>
+
+#include "core/server.h"
+#include "talon.h"
+#include "ws/parser.h"
+
+/* A registered ws route: the handlers (copied, defaults applied) and the
+ * context size. Owned by the router that registered it. */
+typedef struct tl__wsroute {
+  tl_ws_handlers h;
+  size_t data_size;
+} tl__wsroute;
+
+struct tl_ws {
+  tl__conn conn; /* first: the core's view */
+  const tl__wsroute *route;
+  tl_app *app;
+  tl__wsp parser;
+  uint64_t idle_deadline;  /* loop ms; 0: none */
+  uint64_t life_deadline;  /* loop ms; 0: none */
+  int state;               /* tl_ws_state, 0 before open */
+  int close_code;          /* reported to the close handler */
+  bool close_called;
+  bool in_callback;        /* a handler is running (for deferred work) */
+  bool want_drain;
+  bool user_paused;
+  bool auto_paused;
+  bool ping_outstanding;
+  bool sent_close;
+  char *protocol;          /* chosen subprotocol while upgrading */
+  alignas(max_align_t) unsigned char data[];
+};
+
+/* A route's settings: `h` copied with defaults applied. NULL on out of
+ * memory. Freed with free(). */
+tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size);
+
+/* Allocate a connection block with `route->data_size` zeroed bytes of
+ * context. NULL on out of memory. */
+tl_ws *tl__ws_new(tl_app *app, const tl__wsroute *route);
+/* Free a block that never became a connection (rejected upgrade). */
+void tl__ws_discard(tl_ws *ws);
+
+#endif
