@@ -21,8 +21,6 @@
 
 #include <string.h>
 
-#include "talon/common.h"
-
 /* After a buffered message is delivered its buffer is kept for the next
  * one only if it is this small, so one large message does not pin memory
  * for the life of the connection. */
@@ -36,68 +34,103 @@
  * code points above U+10FFFF are thereby rejected at their first wrong
  * byte, not at the end of the sequence). */
 enum {
-  C_ASCII,   /* 00..7F */
-  C_CONT8,   /* 80..8F */
-  C_CONT9,   /* 90..9F */
-  C_CONTA,   /* A0..BF */
-  C_BAD,     /* C0 C1 F5..FF: never valid */
-  C_LEAD2,   /* C2..DF */
-  C_E0,      /* E0: next byte A0..BF */
-  C_LEAD3,   /* E1..EC EE EF */
-  C_ED,      /* ED: next byte 80..9F */
-  C_F0,      /* F0: next byte 90..BF */
-  C_LEAD4,   /* F1..F3 */
-  C_F4,      /* F4: next byte 80..8F */
+  C_ASCII, /* 00..7F */
+  C_CONT8, /* 80..8F */
+  C_CONT9, /* 90..9F */
+  C_CONTA, /* A0..BF */
+  C_BAD,   /* C0 C1 F5..FF: never valid */
+  C_LEAD2, /* C2..DF */
+  C_E0,    /* E0: next byte A0..BF */
+  C_LEAD3, /* E1..EC EE EF */
+  C_ED,    /* ED: next byte 80..9F */
+  C_F0,    /* F0: next byte 90..BF */
+  C_LEAD4, /* F1..F3 */
+  C_F4,    /* F4: next byte 80..8F */
   C_COUNT
 };
 
 /* States 0 and 1 are TL__UTF8_ACCEPT and TL__UTF8_REJECT. */
-enum { S_ACC, S_REJ, S_NEED1, S_NEED2, S_NEED3, S_E0, S_ED, S_F0, S_F4,
-       S_COUNT };
+enum {
+  S_ACC,   /* between sequences */
+  S_REJ,   /* an invalid byte was seen */
+  S_NEED1, /* 1 more continuation byte (80..BF) */
+  S_NEED2, /* 2 more */
+  S_NEED3, /* 3 more */
+  S_E0,    /* after E0: A0..BF, then 1 more */
+  S_ED,    /* after ED: 80..9F, then 1 more */
+  S_F0,    /* after F0: 90..BF, then 2 more */
+  S_F4,    /* after F4: 80..8F, then 2 more */
+  S_COUNT
+};
 
+/* clang-format off */
+#define A C_ASCII
+#define X C_BAD
+#define L2 C_LEAD2
+#define L3 C_LEAD3
+#define L4 C_LEAD4
+#define C8 C_CONT8
+#define C9 C_CONT9
+#define CA C_CONTA
 static const uint8_t utf8_class[256] = {
-#define R16(c) c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c
-    R16(C_ASCII), R16(C_ASCII), R16(C_ASCII), R16(C_ASCII), /* 00..3F */
-    R16(C_ASCII), R16(C_ASCII), R16(C_ASCII), R16(C_ASCII), /* 40..7F */
-    R16(C_CONT8),                                           /* 80..8F */
-    R16(C_CONT9),                                           /* 90..9F */
-    R16(C_CONTA), R16(C_CONTA),                             /* A0..BF */
-    C_BAD, C_BAD, C_LEAD2, C_LEAD2, C_LEAD2, C_LEAD2, C_LEAD2, C_LEAD2,
-    C_LEAD2, C_LEAD2, C_LEAD2, C_LEAD2, C_LEAD2, C_LEAD2, C_LEAD2,
-    C_LEAD2,                                                /* C0..CF */
-    R16(C_LEAD2),                                           /* D0..DF */
-    C_E0, C_LEAD3, C_LEAD3, C_LEAD3, C_LEAD3, C_LEAD3, C_LEAD3, C_LEAD3,
-    C_LEAD3, C_LEAD3, C_LEAD3, C_LEAD3, C_LEAD3, C_ED, C_LEAD3,
-    C_LEAD3,                                                /* E0..EF */
-    C_F0, C_LEAD4, C_LEAD4, C_LEAD4, C_F4, C_BAD, C_BAD, C_BAD,
-    C_BAD, C_BAD, C_BAD, C_BAD, C_BAD, C_BAD, C_BAD, C_BAD, /* F0..FF */
-#undef R16
+  A, A, A, A, A, A, A, A, A, A, A, A, A, A, A, A,                  /* 00 */
+  A, A, A, A, A, A, A, A, A, A, A, A, A, A, A, A,                  /* 10 */
+  A, A, A, A, A, A, A, A, A, A, A, A, A, A, A, A,                  /* 20 */
+  A, A, A, A, A, A, A, A, A, A, A, A, A, A, A, A,                  /* 30 */
+  A, A, A, A, A, A, A, A, A, A, A, A, A, A, A, A,                  /* 40 */
+  A, A, A, A, A, A, A, A, A, A, A, A, A, A, A, A,                  /* 50 */
+  A, A, A, A, A, A, A, A, A, A, A, A, A, A, A, A,                  /* 60 */
+  A, A, A, A, A, A, A, A, A, A, A, A, A, A, A, A,                  /* 70 */
+  C8, C8, C8, C8, C8, C8, C8, C8, C8, C8, C8, C8, C8, C8, C8, C8,  /* 80 */
+  C9, C9, C9, C9, C9, C9, C9, C9, C9, C9, C9, C9, C9, C9, C9, C9,  /* 90 */
+  CA, CA, CA, CA, CA, CA, CA, CA, CA, CA, CA, CA, CA, CA, CA, CA,  /* A0 */
+  CA, CA, CA, CA, CA, CA, CA, CA, CA, CA, CA, CA, CA, CA, CA, CA,  /* B0 */
+  X,  X,  L2, L2, L2, L2, L2, L2, L2, L2, L2, L2, L2, L2, L2, L2,  /* C0 */
+  L2, L2, L2, L2, L2, L2, L2, L2, L2, L2, L2, L2, L2, L2, L2, L2,  /* D0 */
+  C_E0, L3, L3, L3, L3, L3, L3, L3, L3, L3, L3, L3, L3, C_ED, L3, L3, /* E0 */
+  C_F0, L4, L4, L4, C_F4, X, X, X, X, X, X, X, X, X, X, X,         /* F0 */
 };
+#undef A
+#undef X
+#undef L2
+#undef L3
+#undef L4
+#undef C8
+#undef C9
+#undef CA
 
-#define REJ12 S_REJ, S_REJ, S_REJ, S_REJ, S_REJ, S_REJ, S_REJ, S_REJ, \
-              S_REJ, S_REJ, S_REJ, S_REJ
+/* Next state by [state][class]; short names keep the table readable. */
+#define OK S_ACC
+#define R S_REJ
+#define N1 S_NEED1
+#define N2 S_NEED2
+#define N3 S_NEED3
+#define E0 S_E0
+#define ED S_ED
+#define F0 S_F0
+#define F4 S_F4
 static const uint8_t utf8_next[S_COUNT][C_COUNT] = {
-    /*            ASCII  CONT8    CONT9    CONTA    BAD    LEAD2    E0
-     *            LEAD3    ED    F0    LEAD4    F4 */
-    [S_ACC] = {S_ACC, S_REJ, S_REJ, S_REJ, S_REJ, S_NEED1, S_E0,
-               S_NEED2, S_ED, S_F0, S_NEED3, S_F4},
-    [S_REJ] = {REJ12},
-    [S_NEED1] = {S_REJ, S_ACC, S_ACC, S_ACC, S_REJ, S_REJ, S_REJ,
-                 S_REJ, S_REJ, S_REJ, S_REJ, S_REJ},
-    [S_NEED2] = {S_REJ, S_NEED1, S_NEED1, S_NEED1, S_REJ, S_REJ, S_REJ,
-                 S_REJ, S_REJ, S_REJ, S_REJ, S_REJ},
-    [S_NEED3] = {S_REJ, S_NEED2, S_NEED2, S_NEED2, S_REJ, S_REJ, S_REJ,
-                 S_REJ, S_REJ, S_REJ, S_REJ, S_REJ},
-    [S_E0] = {S_REJ, S_REJ, S_REJ, S_NEED1, S_REJ, S_REJ, S_REJ,
-              S_REJ, S_REJ, S_REJ, S_REJ, S_REJ},
-    [S_ED] = {S_REJ, S_NEED1, S_NEED1, S_REJ, S_REJ, S_REJ, S_REJ,
-              S_REJ, S_REJ, S_REJ, S_REJ, S_REJ},
-    [S_F0] = {S_REJ, S_REJ, S_NEED2, S_NEED2, S_REJ, S_REJ, S_REJ,
-              S_REJ, S_REJ, S_REJ, S_REJ, S_REJ},
-    [S_F4] = {S_REJ, S_NEED2, S_REJ, S_REJ, S_REJ, S_REJ, S_REJ,
-              S_REJ, S_REJ, S_REJ, S_REJ, S_REJ},
+  /* class:     ASC C8  C9  CA  BAD L2  E0  L3  ED  F0  L4  F4 */
+  [S_ACC]   = {OK, R,  R,  R,  R,  N1, E0, N2, ED, F0, N3, F4},
+  [S_REJ]   = {R,  R,  R,  R,  R,  R,  R,  R,  R,  R,  R,  R},
+  [S_NEED1] = {R,  OK, OK, OK, R,  R,  R,  R,  R,  R,  R,  R},
+  [S_NEED2] = {R,  N1, N1, N1, R,  R,  R,  R,  R,  R,  R,  R},
+  [S_NEED3] = {R,  N2, N2, N2, R,  R,  R,  R,  R,  R,  R,  R},
+  [S_E0]    = {R,  R,  R,  N1, R,  R,  R,  R,  R,  R,  R,  R},
+  [S_ED]    = {R,  N1, N1, R,  R,  R,  R,  R,  R,  R,  R,  R},
+  [S_F0]    = {R,  R,  N2, N2, R,  R,  R,  R,  R,  R,  R,  R},
+  [S_F4]    = {R,  N2, R,  R,  R,  R,  R,  R,  R,  R,  R,  R},
 };
-#undef REJ12
+#undef OK
+#undef R
+#undef N1
+#undef N2
+#undef N3
+#undef E0
+#undef ED
+#undef F0
+#undef F4
+/* clang-format on */
 
 _Static_assert(S_ACC == TL__UTF8_ACCEPT && S_REJ == TL__UTF8_REJECT,
                "DFA states 0/1 are the public ACCEPT/REJECT values");
@@ -185,7 +218,9 @@ bool tl__ws_close_code_valid(int code) {
 
 /* ---- parser ------------------------------------------------------------ */
 
-void tl__wsp_init(tl__wsp *p) { memset(p, 0, sizeof *p); }
+void tl__wsp_init(tl__wsp *p) {
+  memset(p, 0, sizeof *p);
+}
 
 void tl__wsp_free(tl__wsp *p) {
   tl__buf_free(&p->msg);
@@ -193,7 +228,9 @@ void tl__wsp_free(tl__wsp *p) {
   p->in_message = false;
 }
 
-static bool is_control(int opcode) { return opcode >= 8; }
+static bool is_control(int opcode) {
+  return opcode >= 8;
+}
 
 /* Sets the sticky error and returns it. */
 static int fail(tl__wsp *p, int code) {
@@ -203,7 +240,9 @@ static int fail(tl__wsp *p, int code) {
 
 /* A callback asked to stop. The input after this point was not parsed,
  * so the parser is out of step with the stream: that is sticky too. */
-static int stopped(tl__wsp *p) { return fail(p, TL__WSP_STOPPED); }
+static int stopped(tl__wsp *p) {
+  return fail(p, TL__WSP_STOPPED);
+}
 
 /* Checks byte 0 of a header: FIN, RSV1-3, opcode. */
 static int check_byte0(const tl__wsp *p, uint8_t b) {
@@ -227,8 +266,7 @@ static int check_byte0(const tl__wsp *p, uint8_t b) {
     if (!fin || rsv1)
       return 1002;
     return 0;
-  default:
-    return 1002;
+  default: return 1002;
   }
 }
 
@@ -346,8 +384,7 @@ static int control_frame(tl__wsp *p, uint8_t *d, size_t n,
 }
 
 /* The last frame of a data message ended; its bytes are in p->msg. */
-static int buffered_message(tl__wsp *p, const tl__wsp_callbacks *cb,
-                            void *ud) {
+static int buffered_message(tl__wsp *p, const tl__wsp_callbacks *cb, void *ud) {
   if (checks_utf8(p) && p->utf8_state != TL__UTF8_ACCEPT)
     return fail(p, 1007); /* a sequence was cut by the end of the message */
   /* Callbacks get a non-NULL pointer even for an empty message. */
@@ -365,7 +402,7 @@ int tl__wsp_feed(tl__wsp *p, uint8_t *data, size_t len,
   if (p->error)
     return p->error;
   if (len == 0)
-    return 0; /* no frame can end without input: see the loop below */
+    return 0; /* a frame never waits with no payload left, so none ends */
   size_t off = 0;
   int rc;
   for (;;) {
@@ -402,25 +439,31 @@ int tl__wsp_feed(tl__wsp *p, uint8_t *data, size_t len,
       }
     }
 
-    /* Part of a frame: unmask what is here and keep it. */
+    /* Part of a frame: unmask what is here and keep it. (n is 0 when
+     * the input ended with the header, or for an empty frame.) */
     size_t n = len - off;
     if (p->remaining < n)
       n = (size_t)p->remaining;
-    uint8_t *d = data + off;
-    tl__ws_unmask(d, n, p->mask, p->mask_pos);
-    p->mask_pos = (p->mask_pos + n) & 3;
-    if (is_control(p->opcode)) {
-      memcpy(p->ctl + p->ctl_len, d, n); /* remaining <= 125 - ctl_len */
-      p->ctl_len += n;
-    } else {
-      if (checks_utf8(p)) {
-        p->utf8_state = tl__utf8_validate(p->utf8_state, d, n);
-        if (p->utf8_state == TL__UTF8_REJECT)
-          return fail(p, 1007);
+    if (n > 0) {
+      uint8_t *d = data + off;
+      tl__ws_unmask(d, n, p->mask, p->mask_pos);
+      p->mask_pos = (p->mask_pos + n) & 3;
+      if (is_control(p->opcode)) {
+        memcpy(p->ctl + p->ctl_len, d, n); /* remaining <= 125 - ctl_len */
+        p->ctl_len += n;
+      } else {
+        if (checks_utf8(p)) {
+          p->utf8_state = tl__utf8_validate(p->utf8_state, d, n);
+          if (p->utf8_state == TL__UTF8_REJECT)
+            return fail(p, 1007);
+        }
+        /* Out of memory fails this connection only: 1011 is the close code
+         * for "the server hit an unexpected condition", and being a close
+         * code it takes the caller's usual path for a failed parse. */
+        if (tl__buf_append(&p->msg, d, n))
+          return fail(p, 1011);
+        p->msg_len += n;
       }
-      if ((rc = tl__buf_append(&p->msg, d, n)))
-        return fail(p, rc);
-      p->msg_len += n;
     }
     off += n;
     p->remaining -= n;

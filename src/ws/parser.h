@@ -25,8 +25,9 @@
  *   - close frames: payload of 1 byte, or a code that is not valid on the
  *     wire (see tl__ws_close_code_valid)                       -> 1002;
  *     reason not UTF-8                                          -> 1007
- * After an error the parser stays failed: tl__wsp_feed returns the same
- * code again without reading.
+ *   - out of memory while buffering a message                 -> 1011
+ * After an error (or a stop) the parser stays failed: tl__wsp_feed returns
+ * the same code again without reading.
  */
 #ifndef TALON_SRC_WS_PARSER_H
 #define TALON_SRC_WS_PARSER_H
@@ -93,7 +94,7 @@ void tl__wsp_init(tl__wsp *p);
 void tl__wsp_free(tl__wsp *p);
 
 /* Feed `len` bytes (writable: unmasked in place). Returns 0 when all were
- * consumed, a close code (1002, 1007, 1009) on a protocol error, or
+ * consumed, a close code (1002, 1007, 1009, 1011) on an error, or
  * TL__WSP_STOPPED if a callback returned non-zero (the rest of the input
  * is not parsed; the parser must not be fed again). */
 int tl__wsp_feed(tl__wsp *p, uint8_t *data, size_t len,

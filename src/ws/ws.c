@@ -67,6 +67,11 @@ static void touch(tl_ws *ws) {
 
 /* ---- sending ----------------------------------------------------------- */
 
+/* Sends are corked until the end of the loop turn, unless the cork grows
+ * past this: then it is flushed early, so a burst of sends finds out about
+ * a slow socket (and reports backpressure) instead of piling up memory. */
+#define CORK_LIMIT (64 * 1024)
+
 static int write_frame(tl_ws *ws, int op, const void *data, size_t len) {
   uint8_t hdr[10];
   size_t n = tl__ws_frame_header(hdr, true, false, op, len);
@@ -75,7 +80,10 @@ static int write_frame(tl_ws *ws, int op, const void *data, size_t len) {
   if (err)
     return err;
   tl__conn_write(c, hdr, n);
-  return tl__conn_write(c, data, len);
+  err = tl__conn_write(c, data, len);
+  if (!err && c->out.len >= CORK_LIMIT)
+    tl__conn_flush(c);
+  return err;
 }
 
 static void send_close_frame(tl_ws *ws, int code, const char *reason,
@@ -128,9 +136,11 @@ int tl_ws_send(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
       tl__conn_pending(c) > 0) {
     if (ws->route->h.close_on_backpressure_limit) {
       fail(ws, 1008, "backpressure limit");
-    } else if (ws->route->h.dropped) {
-      ws->route->h.dropped(ws, data, len, op);
+      return TL_WS_DROPPED;
     }
+    ws->want_drain = true;
+    if (ws->route->h.dropped)
+      ws->route->h.dropped(ws, data, len, op);
     return TL_WS_DROPPED;
   }
   if (write_frame(ws, op, data, len) != 0) {
@@ -302,6 +312,7 @@ static void feed(tl_ws *ws, char *data, size_t len) {
   if (rc > 0) {
     const char *why = rc == 1007   ? "invalid UTF-8"
                       : rc == 1009 ? "message too big"
+                      : rc == 1011 ? "out of memory"
                                    : "protocol error";
     fail(ws, rc, why);
   }
