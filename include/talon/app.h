@@ -65,7 +65,8 @@ TL_EXTERN void tl_app_free(tl_app *app);
  * compile the routes, and run the loop until the app stops (tl_app_stop,
  * SIGINT or SIGTERM). Shutdown is graceful: stop accepting, close idle
  * connections, let in-flight requests finish within shutdown_timeout_ms,
- * then close the rest. Returns 0 after a clean stop; TL_EINVAL for a bad
+ * then close the rest. SIGPIPE is ignored from here on (a peer resetting
+ * a connection must not kill the process). Returns 0 after a clean stop; TL_EINVAL for a bad
  * host or port; TL_ESTATE if already listening; a libuv error if bind or
  * listen failed (e.g. UV_EADDRINUSE); TL_ENOMEM. */
 TL_EXTERN int tl_app_listen(tl_app *app, const char *host, int port);

@@ -1,5 +1,6 @@
 #include "core/server.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,10 +144,13 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
       tl__conn_close(c);
     return; /* discard */
   }
-  if (n > 0)
+  if (n > 0) {
     c->proto->on_read(c, buf->base, (size_t)n);
-  else if (n < 0)
+  } else if (n < 0) {
+    if (n == UV_EOF)
+      c->flags |= TL__CONN_PEER_EOF;
     c->proto->on_eof(c, (int)n);
+  }
 }
 
 void tl__conn_read_start(tl__conn *c) {
@@ -174,6 +178,10 @@ static void on_shutdown_done(uv_shutdown_t *req, int status) {
     return;
   if (status < 0) {
     tl__conn_close(c);
+    return;
+  }
+  if (c->flags & TL__CONN_PEER_EOF) {
+    tl__conn_close(c); /* both sides are done */
     return;
   }
   /* Our FIN is out; read and discard until the peer's, within a limit. */
@@ -403,6 +411,9 @@ int tl__server_run(tl__server *s, const char *host, int port,
     return err;
   snprintf(s->listen_host, sizeof s->listen_host, "%s",
            host && *host ? host : "0.0.0.0");
+  /* A peer that resets the connection while we write must cost only that
+   * connection: write(2) and sendfile(2) would raise SIGPIPE. */
+  signal(SIGPIPE, SIG_IGN);
   s->rbuf_size = RBUF_SIZE;
   s->rbuf = malloc(s->rbuf_size);
   if (!s->rbuf)

@@ -48,6 +48,7 @@ enum {
   TL__CONN_DIRTY = 1u << 2,     /* on the flush list */
   TL__CONN_ENDING = 1u << 3,    /* close once the backlog is written */
   TL__CONN_LINGER = 1u << 4,    /* write side shut: discard input until EOF */
+  TL__CONN_PEER_EOF = 1u << 5,  /* the peer's FIN was read */
 };
 
 struct tl__conn {

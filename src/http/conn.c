@@ -110,6 +110,22 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
 
 static bool is_ows(char c) { return c == ' ' || c == '\t'; }
 
+/* RFC 9110 5.6.2 tchar: what a header name may be made of. llhttp lets
+ * some others through; a name with a space or an empty name is a request
+ * smuggling vector, so it gets 400. */
+static bool is_token(const char *p, size_t n) {
+  static const char extra[] = "!#$%&'*+-.^_`|~";
+  if (n == 0)
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || (c && strchr(extra, c))))
+      return false;
+  }
+  return true;
+}
+
 static int on_headers_complete(llhttp_t *p) {
   tl__hconn *h = H(p);
   tl_req *r = &h->req;
@@ -118,6 +134,8 @@ static int on_headers_complete(llhttp_t *p) {
    * part of the already-parsed head (':' , OWS, CR or a space). */
   for (uint32_t i = 0; i < r->nhdrs; i++) {
     tl__hdr *hd = &r->hdrs[i];
+    if (!is_token(h->msg + hd->name_off, hd->name_len))
+      return fail(h, 400, "Bad Request");
     h->msg[hd->name_off + hd->name_len] = '\0';
     if (hd->value_off == UINT32_MAX)
       continue;
@@ -169,6 +187,15 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+/* A chunk announces its size first: refuse one that cannot fit before its
+ * bytes arrive. */
+static int on_chunk_header(llhttp_t *p) {
+  tl__hconn *h = H(p);
+  if (h->req.body_len + p->content_length > h->app->opt.max_body_bytes)
+    return fail(h, 413, "Content Too Large");
+  return 0;
+}
+
 static int on_message_complete(llhttp_t *p) {
   tl__hconn *h = H(p);
   h->phase = TL__P_DISPATCH;
@@ -184,6 +211,7 @@ void tl__http_settings_init(llhttp_settings_t *s) {
   s->on_header_value = on_header_value;
   s->on_headers_complete = on_headers_complete;
   s->on_body = on_body;
+  s->on_chunk_header = on_chunk_header;
   s->on_message_complete = on_message_complete;
 }
 

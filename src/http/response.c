@@ -141,6 +141,8 @@ static int write_head(tl_res *res, int64_t clen) {
   } else if (clen == -1) {
     p = PUTS(p, "Transfer-Encoding: chunked\r\n");
   }
+  if (h->shutting_down)
+    res->flags |= TL__R_CLOSE;
   if (res->flags & TL__R_CLOSE)
     p = PUTS(p, "Connection: close\r\n");
   else if (h->req.version == 10)
