@@ -28,7 +28,8 @@ static const char page[] =
     "ws.onmessage = e => say('echo: ' + e.data);\n"
     "ws.onclose = e => say('closed ' + e.code);\n"
     "document.getElementById('f').onsubmit = e => { e.preventDefault();\n"
-    "  const m = document.getElementById('m'); ws.send(m.value); m.value = ''; };\n"
+    "  const m = document.getElementById('m'); ws.send(m.value); m.value = ''; "
+    "};\n"
     "</script>\n";
 
 static void index_page(tl_req *req, tl_res *res) {

@@ -43,7 +43,9 @@ static void user(tl_req *req, tl_res *res) {
   tl_res_json(res, body);
 }
 
-static void health(tl_req *req, tl_res *res) { tl_res_json(res, "{\"ok\":true}"); }
+static void health(tl_req *req, tl_res *res) {
+  tl_res_json(res, "{\"ok\":true}");
+}
 
 static void now(tl_req *req, tl_res *res) {
   char body[64];

@@ -7,11 +7,11 @@
 #define TALON_VERSION_MINOR 1
 #define TALON_VERSION_PATCH 0
 
+#include "talon/app.h"
 #include "talon/common.h"
 #include "talon/http.h"
 #include "talon/middleware.h"
 #include "talon/router.h"
-#include "talon/app.h"
 #include "talon/ws.h"
 
 #endif /* TALON_H */

@@ -66,9 +66,9 @@ TL_EXTERN void tl_app_free(tl_app *app);
  * SIGINT or SIGTERM). Shutdown is graceful: stop accepting, close idle
  * connections, let in-flight requests finish within shutdown_timeout_ms,
  * then close the rest. SIGPIPE is ignored from here on (a peer resetting
- * a connection must not kill the process). Returns 0 after a clean stop; TL_EINVAL for a bad
- * host or port; TL_ESTATE if already listening; a libuv error if bind or
- * listen failed (e.g. UV_EADDRINUSE); TL_ENOMEM. */
+ * a connection must not kill the process). Returns 0 after a clean stop;
+ * TL_EINVAL for a bad host or port; TL_ESTATE if already listening; a libuv
+ * error if bind or listen failed (e.g. UV_EADDRINUSE); TL_ENOMEM. */
 TL_EXTERN int tl_app_listen(tl_app *app, const char *host, int port);
 
 /* Ask a running app to shut down gracefully; tl_app_listen() then returns.
@@ -99,9 +99,9 @@ TL_EXTERN int tl_app_use(tl_app *app, tl_middleware mw);
 TL_EXTERN int tl_app_mount(tl_app *app, const char *prefix, tl_router *child);
 
 /* Route shorthands on the root router; see tl_router_route(). */
-TL_EXTERN int tl_app_route(tl_app *app, const char *method,
-                           const char *pattern, tl_handler handler,
-                           const tl_middleware *mw, size_t nmw);
+TL_EXTERN int tl_app_route(tl_app *app, const char *method, const char *pattern,
+                           tl_handler handler, const tl_middleware *mw,
+                           size_t nmw);
 TL_EXTERN int tl_app_get(tl_app *app, const char *pattern, tl_handler h);
 TL_EXTERN int tl_app_post(tl_app *app, const char *pattern, tl_handler h);
 TL_EXTERN int tl_app_put(tl_app *app, const char *pattern, tl_handler h);

@@ -39,7 +39,7 @@ typedef enum {
 #define TL__ERRNO_ENUM(name, val, msg) TL_E##name = val,
   TL_ERRNO_MAP(TL__ERRNO_ENUM)
 #undef TL__ERRNO_ENUM
-  TL_OK = 0
+      TL_OK = 0
 } tl_errno;
 
 /* A human-readable message for `err` (a TL_E* or libuv code). Never NULL;

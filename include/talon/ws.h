@@ -53,10 +53,12 @@ typedef enum tl_opcode {
 enum { TL_ACCEPT = 0, TL_REJECT = 1 };
 
 /* Send results (like Bun's ServerWebSocket.send). */
-#define TL_WS_BACKPRESSURE (-1) /* queued; the backlog is past the limit
-                                   soon: wait for `drain` */
-#define TL_WS_DROPPED 0         /* not sent: over max_backpressure, or
-                                   the socket is closing */
+#define TL_WS_BACKPRESSURE                                                     \
+  (-1) /* queued; the backlog is past the limit                                \
+          soon: wait for `drain` */
+#define TL_WS_DROPPED                                                          \
+  0 /* not sent: over max_backpressure, or                                     \
+       the socket is closing */
 
 typedef enum tl_ws_state {
   TL_WS_OPEN = 1,    /* messages flow */
@@ -90,13 +92,13 @@ typedef struct tl_ws_handlers {
   void (*dropped)(tl_ws *ws, const void *data, size_t len, tl_opcode op);
 
   /* Options (0 = default, in brackets). */
-  size_t max_payload;         /* bytes of one message [16 MiB]; over: 1009 */
-  unsigned idle_timeout_s;    /* close after this long without a frame
-                                 [120]; TL_WS_NO_TIMEOUT disables */
-  int send_pings;             /* ping at half the idle timeout [off] */
-  size_t max_backpressure;    /* backlog bytes before sends drop [1 MiB] */
+  size_t max_payload;      /* bytes of one message [16 MiB]; over: 1009 */
+  unsigned idle_timeout_s; /* close after this long without a frame
+                              [120]; TL_WS_NO_TIMEOUT disables */
+  int send_pings;          /* ping at half the idle timeout [off] */
+  size_t max_backpressure; /* backlog bytes before sends drop [1 MiB] */
   int close_on_backpressure_limit; /* close (1008) instead of dropping */
-  unsigned max_lifetime_s;    /* close with 1000 after this long [off] */
+  unsigned max_lifetime_s;         /* close with 1000 after this long [off] */
   /* Allowed Origin values, NULL-terminated; NULL: any origin. Borrowed: it
    * must outlive the app (use a static array). A browser sends Origin on
    * every WebSocket handshake; when cookies carry identity, set this, or a
@@ -141,8 +143,7 @@ TL_EXTERN int tl_ws_select_protocol(tl_res *res, const char *name);
  * (-1: queued, but the backlog is over the limit's half: wait for drain),
  * TL_WS_DROPPED (0: over max_backpressure, or closing; `dropped` is told),
  * or TL_EINVAL for a bad opcode. */
-TL_EXTERN int tl_ws_send(tl_ws *ws, const void *data, size_t len,
-                         tl_opcode op);
+TL_EXTERN int tl_ws_send(tl_ws *ws, const void *data, size_t len, tl_opcode op);
 TL_EXTERN int tl_ws_send_text(tl_ws *ws, const char *text);
 TL_EXTERN int tl_ws_send_binary(tl_ws *ws, const void *data, size_t len);
 

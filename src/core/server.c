@@ -214,6 +214,26 @@ uint64_t tl__server_now(const tl__server *s) {
   return uv_now(&s->loop);
 }
 
+int tl__conn_peer_name(const tl__conn *c, char *buf, size_t size) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int err = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
+  if (err)
+    return err;
+  char tmp[64];
+  if (ss.ss_family == AF_INET6)
+    err = uv_ip6_name((struct sockaddr_in6 *)&ss, tmp, sizeof tmp);
+  else
+    err = uv_ip4_name((struct sockaddr_in *)&ss, tmp, sizeof tmp);
+  if (err)
+    return err;
+  size_t n = strlen(tmp);
+  if (n + 1 > size)
+    return TL_ETOOBIG;
+  memcpy(buf, tmp, n + 1);
+  return 0;
+}
+
 /* ---- server ----------------------------------------------------------- */
 
 /* Flushes every corked connection. Runs in the check phase (after the

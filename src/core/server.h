@@ -43,23 +43,23 @@ typedef struct tl__conn_proto {
 } tl__conn_proto;
 
 enum {
-  TL__CONN_CLOSING = 1u << 0,   /* tl__conn_close() ran */
-  TL__CONN_READING = 1u << 1,   /* uv_read_start active */
-  TL__CONN_DIRTY = 1u << 2,     /* on the flush list */
-  TL__CONN_ENDING = 1u << 3,    /* close once the backlog is written */
-  TL__CONN_LINGER = 1u << 4,    /* write side shut: discard input until EOF */
-  TL__CONN_PEER_EOF = 1u << 5,  /* the peer's FIN was read */
+  TL__CONN_CLOSING = 1u << 0,  /* tl__conn_close() ran */
+  TL__CONN_READING = 1u << 1,  /* uv_read_start active */
+  TL__CONN_DIRTY = 1u << 2,    /* on the flush list */
+  TL__CONN_ENDING = 1u << 3,   /* close once the backlog is written */
+  TL__CONN_LINGER = 1u << 4,   /* write side shut: discard input until EOF */
+  TL__CONN_PEER_EOF = 1u << 5, /* the peer's FIN was read */
 };
 
 struct tl__conn {
   uv_tcp_t tcp;
   tl__server *srv;
   const tl__conn_proto *proto;
-  tl__conn *prev, *next;  /* the server's connection list */
-  tl__conn *dirty_next;   /* the flush list */
-  tl__buf out;            /* corked bytes, flushed once per loop turn */
-  size_t backlog;         /* bytes handed to uv_write, not yet written */
-  uint64_t deadline;      /* loop time (ms) when on_timeout fires; 0: none */
+  tl__conn *prev, *next; /* the server's connection list */
+  tl__conn *dirty_next;  /* the flush list */
+  tl__buf out;           /* corked bytes, flushed once per loop turn */
+  size_t backlog;        /* bytes handed to uv_write, not yet written */
+  uint64_t deadline;     /* loop time (ms) when on_timeout fires; 0: none */
   unsigned flags;
 };
 
@@ -71,7 +71,7 @@ typedef struct tl__server_config {
   unsigned max_connections;
   int backlog;
   unsigned shutdown_timeout_ms;
-  unsigned tick_ms;         /* the timeout sweep period */
+  unsigned tick_ms; /* the timeout sweep period */
   bool no_signal_handlers;
 } tl__server_config;
 
@@ -86,14 +86,14 @@ struct tl__server {
   uv_async_t stop_async;
   tl__server_config cfg;
   tl__conn_factory factory;
-  void *owner;              /* the app */
-  char *rbuf;               /* the one receive buffer */
+  void *owner; /* the app */
+  char *rbuf;  /* the one receive buffer */
   size_t rbuf_size;
-  tl__conn *conns;          /* all open connections */
+  tl__conn *conns; /* all open connections */
   size_t nconns;
-  tl__conn *dirty;          /* connections with corked bytes */
+  tl__conn *dirty; /* connections with corked bytes */
   int port;
-  char listen_host[64];     /* as given to tl__server_run */
+  char listen_host[64]; /* as given to tl__server_run */
   bool running, stopping, handles_open;
 };
 
@@ -133,6 +133,8 @@ void tl__conn_end(tl__conn *c);
 /* Start or stop reading. */
 void tl__conn_read_start(tl__conn *c);
 void tl__conn_read_stop(tl__conn *c);
+/* The peer's address as text into buf; 0, TL_ETOOBIG or a libuv error. */
+int tl__conn_peer_name(const tl__conn *c, char *buf, size_t size);
 /* Set the deadline `ms` from now (0: none). */
 void tl__conn_timeout(tl__conn *c, unsigned ms);
 

@@ -31,7 +31,9 @@ static void apply_defaults(tl_app_config *o) {
     o->write_high_water = 64 * 1024;
 }
 
-static unsigned min_u(unsigned a, unsigned b) { return a < b ? a : b; }
+static unsigned min_u(unsigned a, unsigned b) {
+  return a < b ? a : b;
+}
 
 tl_app *tl_app_new(const tl_app_config *options) {
   tl_app *app = calloc(1, sizeof *app);
@@ -99,15 +101,25 @@ void tl_app_stop(tl_app *app) {
     tl__server_stop(&app->srv);
 }
 
-int tl_app_port(const tl_app *app) { return app->srv.port; }
+int tl_app_port(const tl_app *app) {
+  return app->srv.port;
+}
 
-struct uv_loop_s *tl_app_loop(tl_app *app) { return &app->srv.loop; }
+struct uv_loop_s *tl_app_loop(tl_app *app) {
+  return &app->srv.loop;
+}
 
-void tl_app_set_data(tl_app *app, void *data) { app->data = data; }
+void tl_app_set_data(tl_app *app, void *data) {
+  app->data = data;
+}
 
-void *tl_app_data(const tl_app *app) { return app->data; }
+void *tl_app_data(const tl_app *app) {
+  return app->data;
+}
 
-tl_router *tl_app_router(tl_app *app) { return app->root; }
+tl_router *tl_app_router(tl_app *app) {
+  return app->root;
+}
 
 int tl_app_use(tl_app *app, tl_middleware mw) {
   return tl_router_use(app->root, mw);

@@ -25,7 +25,9 @@
 
 #include "http/http.h"
 
-static tl__hconn *H(llhttp_t *p) { return p->data; }
+static tl__hconn *H(llhttp_t *p) {
+  return p->data;
+}
 
 static int fail(tl__hconn *h, int status, const char *reason) {
   h->err_status = status;
@@ -108,7 +110,9 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   return check_head(h, at + n);
 }
 
-static bool is_ows(char c) { return c == ' ' || c == '\t'; }
+static bool is_ows(char c) {
+  return c == ' ' || c == '\t';
+}
 
 /* RFC 9110 5.6.2 tchar: what a header name may be made of. llhttp lets
  * some others through; a name with a space or an empty name is a request
@@ -298,8 +302,8 @@ static void keep_input(tl__hconn *h) {
     h->phase = TL__P_IDLE;
     h->reparse = true;
   }
-  bool in_in = h->in.data && h->msg >= h->in.data &&
-               h->msg < h->in.data + h->in.cap;
+  bool in_in =
+      h->in.data && h->msg >= h->in.data && h->msg < h->in.data + h->in.cap;
   if (in_in) {
     if (h->msg != h->in.data)
       memmove(h->in.data, h->msg, h->avail);
@@ -433,7 +437,9 @@ static void on_shutdown(tl__conn *c) {
   tl__conn_end(c);
 }
 
-static void on_drain(tl__conn *c) { tl__res_on_drain((tl__hconn *)c); }
+static void on_drain(tl__conn *c) {
+  tl__res_on_drain((tl__hconn *)c);
+}
 
 static void on_close(tl__conn *c) {
   tl__hconn *h = (tl__hconn *)c;
@@ -459,8 +465,7 @@ static const tl__conn_proto http_proto = {
 
 tl__conn *tl__hconn_new(tl__server *srv) {
   tl_app *app = srv->owner;
-  tl__hconn *h =
-      calloc(1, sizeof *h + app->opt.max_headers * sizeof(tl__hdr));
+  tl__hconn *h = calloc(1, sizeof *h + app->opt.max_headers * sizeof(tl__hdr));
   if (!h)
     return NULL;
   h->app = app;

@@ -5,22 +5,14 @@
 
 static int method_slot(uint8_t m) {
   switch (m) {
-  case HTTP_GET:
-    return TL__M_GET;
-  case HTTP_HEAD:
-    return TL__M_HEAD;
-  case HTTP_POST:
-    return TL__M_POST;
-  case HTTP_PUT:
-    return TL__M_PUT;
-  case HTTP_PATCH:
-    return TL__M_PATCH;
-  case HTTP_DELETE:
-    return TL__M_DELETE;
-  case HTTP_OPTIONS:
-    return TL__M_OPTIONS;
-  default:
-    return TL__M_OTHER;
+  case HTTP_GET: return TL__M_GET;
+  case HTTP_HEAD: return TL__M_HEAD;
+  case HTTP_POST: return TL__M_POST;
+  case HTTP_PUT: return TL__M_PUT;
+  case HTTP_PATCH: return TL__M_PATCH;
+  case HTTP_DELETE: return TL__M_DELETE;
+  case HTTP_OPTIONS: return TL__M_OPTIONS;
+  default: return TL__M_OTHER;
   }
 }
 

@@ -44,8 +44,8 @@ struct tl_router {
 typedef struct tl__route {
   tl_handler handler;
   const struct tl__wsroute *ws; /* a ws route: handler is NULL */
-  const tl_middleware **chain; /* router middleware (outer first), then
-                                  route middleware */
+  const tl_middleware **chain;  /* router middleware (outer first), then
+                                   route middleware */
   size_t nchain;
   struct tl__route *next_alloc; /* all compiled routes, for freeing */
 } tl__route;
@@ -80,7 +80,7 @@ typedef struct tl__hdr {
 
 typedef struct tl__param {
   const char *name;
-  uint32_t off, len;  /* in the message */
+  uint32_t off, len;   /* in the message */
   const char *decoded; /* NULL until read */
 } tl__param;
 
@@ -92,18 +92,18 @@ typedef struct tl__local {
 
 typedef struct tl__hconn tl__hconn;
 
-enum { /* request parse phases */
-  TL__P_IDLE,     /* between messages */
-  TL__P_HEAD,     /* head in progress */
-  TL__P_BODY,     /* head done, body in progress */
-  TL__P_DISPATCH  /* complete, in the handler or deferred */
+enum {                /* request parse phases */
+       TL__P_IDLE,    /* between messages */
+       TL__P_HEAD,    /* head in progress */
+       TL__P_BODY,    /* head done, body in progress */
+       TL__P_DISPATCH /* complete, in the handler or deferred */
 };
 
 struct tl_req {
   tl__hconn *h;
-  uint8_t method;  /* llhttp_method_t */
-  int slot;        /* route tree slot, or TL__M_OTHER */
-  int version;     /* 10 or 11 */
+  uint8_t method; /* llhttp_method_t */
+  int slot;       /* route tree slot, or TL__M_OTHER */
+  int version;    /* 10 or 11 */
   bool keep_alive;
   bool has_body_framing;
   bool ws_upgrade; /* GET with Upgrade: websocket */
@@ -115,7 +115,7 @@ struct tl_req {
   tl__hdr *hdrs;     /* max_headers entries, after the conn block */
   /* Routing result. */
   const tl__route *route;
-  int match_status;   /* 0, 404, 405 */
+  int match_status; /* 0, 404, 405 */
   unsigned allow;
   size_t nparams;
   tl__param params[TL__MAX_PARAMS];
@@ -129,17 +129,17 @@ struct tl_req {
 };
 
 enum { /* response flags */
-  TL__R_HEAD_SENT = 1u << 0,
-  TL__R_FINISHED = 1u << 1,
-  TL__R_DEFERRED = 1u << 2,
-  TL__R_CHUNKED = 1u << 3,
-  TL__R_CLOSE = 1u << 4,     /* close the connection after this response */
-  TL__R_HAS_CLEN = 1u << 5,  /* user set Content-Length */
-  TL__R_HAS_CTYPE = 1u << 6,
-  TL__R_NO_BODY = 1u << 7,   /* HEAD, 204, 304, 1xx */
-  TL__R_UNFRAMED = 1u << 8,  /* HTTP/1.0 stream: ends by closing */
-  TL__R_FILE = 1u << 9,      /* a file body is being sent */
-  TL__R_WANT_DRAIN = 1u << 10,
+       TL__R_HEAD_SENT = 1u << 0,
+       TL__R_FINISHED = 1u << 1,
+       TL__R_DEFERRED = 1u << 2,
+       TL__R_CHUNKED = 1u << 3,
+       TL__R_CLOSE = 1u << 4,    /* close the connection after this response */
+       TL__R_HAS_CLEN = 1u << 5, /* user set Content-Length */
+       TL__R_HAS_CTYPE = 1u << 6,
+       TL__R_NO_BODY = 1u << 7,  /* HEAD, 204, 304, 1xx */
+       TL__R_UNFRAMED = 1u << 8, /* HTTP/1.0 stream: ends by closing */
+       TL__R_FILE = 1u << 9,     /* a file body is being sent */
+       TL__R_WANT_DRAIN = 1u << 10,
 };
 
 struct tl_res {
@@ -160,24 +160,24 @@ struct tl__hconn {
   tl_app *app;
   llhttp_t parser;
   int phase;
-  uint64_t seq;      /* responses finished on this connection */
-  bool in_process;   /* inside process(): completions must not recurse */
-  bool reparse;      /* head was incomplete: re-parse from the start */
+  uint64_t seq;    /* responses finished on this connection */
+  bool in_process; /* inside process(): completions must not recurse */
+  bool reparse;    /* head was incomplete: re-parse from the start */
   bool shutting_down;
-  int err_status;    /* status chosen by a callback that failed parsing */
+  int err_status; /* status chosen by a callback that failed parsing */
   const char *err_reason;
   /* Where the current message lives: the receive buffer during a read,
    * else `in`. Offsets in tl_req are relative to `msg`. */
   char *msg;
-  tl__buf in;        /* carried input (see conn.c) */
-  tl__buf later;     /* bytes that arrived behind a deferred request */
-  size_t parse_pos;  /* offset from msg where unparsed input starts */
-  size_t avail;      /* bytes from msg that are available */
+  tl__buf in;       /* carried input (see conn.c) */
+  tl__buf later;    /* bytes that arrived behind a deferred request */
+  size_t parse_pos; /* offset from msg where unparsed input starts */
+  size_t avail;     /* bytes from msg that are available */
   tl__arena arena;
   tl_req req;
   tl_res res;
   struct tl_ws *ws_pending; /* context block of an undecided upgrade */
-  tl__hdr hdr_store[]; /* app->opt.max_headers entries */
+  tl__hdr hdr_store[];      /* app->opt.max_headers entries */
 };
 
 /* conn.c */

@@ -96,7 +96,9 @@ const char *tl_req_header(const tl_req *req, const char *name) {
   return tl_req_header_at(req, name, 0);
 }
 
-size_t tl_req_header_count(const tl_req *req) { return req->nhdrs; }
+size_t tl_req_header_count(const tl_req *req) {
+  return req->nhdrs;
+}
 
 int tl_req_header_get(const tl_req *req, size_t i, tl_slice *name,
                       tl_slice *value) {
@@ -116,29 +118,17 @@ tl_slice tl_req_body(const tl_req *req) {
   return (tl_slice){req->h->msg + req->body_off, req->body_len};
 }
 
-int tl_req_version(const tl_req *req) { return req->version; }
-
-int tl_req_remote_address(const tl_req *req, char *buf, size_t size) {
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  int err = uv_tcp_getpeername(&req->h->conn.tcp, (struct sockaddr *)&ss, &len);
-  if (err)
-    return err;
-  char tmp[64];
-  if (ss.ss_family == AF_INET6)
-    err = uv_ip6_name((struct sockaddr_in6 *)&ss, tmp, sizeof tmp);
-  else
-    err = uv_ip4_name((struct sockaddr_in *)&ss, tmp, sizeof tmp);
-  if (err)
-    return err;
-  size_t n = strlen(tmp);
-  if (n + 1 > size)
-    return TL_ETOOBIG;
-  memcpy(buf, tmp, n + 1);
-  return 0;
+int tl_req_version(const tl_req *req) {
+  return req->version;
 }
 
-tl_app *tl_req_app(const tl_req *req) { return req->h->app; }
+int tl_req_remote_address(const tl_req *req, char *buf, size_t size) {
+  return tl__conn_peer_name(&req->h->conn, buf, size);
+}
+
+tl_app *tl_req_app(const tl_req *req) {
+  return req->h->app;
+}
 
 void *tl_req_alloc(tl_req *req, size_t size) {
   return tl__arena_alloc(&req->h->arena, size);

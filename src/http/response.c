@@ -177,7 +177,9 @@ int tl_res_status(tl_res *res, int status) {
   return 0;
 }
 
-int tl_res_get_status(const tl_res *res) { return res->status; }
+int tl_res_get_status(const tl_res *res) {
+  return res->status;
+}
 
 static bool bad_header_text(const char *s) {
   for (; *s; s++)
@@ -315,8 +317,7 @@ static int stream_head(tl_res *res) {
 
 static int stream_data(tl_res *res, const void *data, size_t len) {
   tl__conn *c = &res->h->conn;
-  if (len == 0 || (res->flags & TL__R_NO_BODY) ||
-      !status_has_body(res->status))
+  if (len == 0 || (res->flags & TL__R_NO_BODY) || !status_has_body(res->status))
     return 0;
   if (!(res->flags & TL__R_CHUNKED))
     return tl__conn_write(c, data, len);
@@ -505,9 +506,13 @@ bool tl_res_head_sent(const tl_res *res) {
   return (res->flags & TL__R_HEAD_SENT) != 0;
 }
 
-void tl_res_close_after(tl_res *res) { res->flags |= TL__R_CLOSE; }
+void tl_res_close_after(tl_res *res) {
+  res->flags |= TL__R_CLOSE;
+}
 
-tl_req *tl_res_req(const tl_res *res) { return &res->h->req; }
+tl_req *tl_res_req(const tl_res *res) {
+  return &res->h->req;
+}
 
 void tl__res_send_error(tl__hconn *h, int status, const char *reason) {
   tl_res *res = &h->res;

@@ -20,7 +20,9 @@ static int grow(void **arr, size_t *cap, size_t elem) {
   return 0;
 }
 
-tl_router *tl_router_new(void) { return calloc(1, sizeof(tl_router)); }
+tl_router *tl_router_new(void) {
+  return calloc(1, sizeof(tl_router));
+}
 
 static void free_mw(tl_middleware *mw, size_t n, bool run_free) {
   for (size_t i = 0; run_free && i < n; i++)

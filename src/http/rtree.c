@@ -424,8 +424,8 @@ static int terminal(const rnode *n, int slot, size_t k, tl__rmatch *m,
   return 0;
 }
 
-int tl__rtree_match(const tl__rtree *t, int slot, const char *path,
-                    size_t len, tl__rmatch *m) {
+int tl__rtree_match(const tl__rtree *t, int slot, const char *path, size_t len,
+                    tl__rmatch *m) {
   const rnode *n = t->root;
   size_t pos = 0, k = 0;
   int phase = PH_ENTER, found = 0;

@@ -33,17 +33,17 @@ enum {
 typedef struct tl__rtree tl__rtree;
 
 typedef struct tl__rparam {
-  const char *name; /* NUL-terminated, owned by the tree */
+  const char *name;  /* NUL-terminated, owned by the tree */
   const char *value; /* slice of the matched path (not NUL-terminated) */
   size_t value_len;
 } tl__rparam;
 
 typedef struct tl__rmatch {
-  void *value;        /* the matched route's value, or NULL */
-  int method_slot;    /* slot that matched (may be TL__M_GET for HEAD, or
-                         TL__M_ALL) */
-  unsigned allow;     /* on a path match with no usable method: bit i set
-                         for each slot i with a route (for 405 Allow) */
+  void *value;     /* the matched route's value, or NULL */
+  int method_slot; /* slot that matched (may be TL__M_GET for HEAD, or
+                      TL__M_ALL) */
+  unsigned allow;  /* on a path match with no usable method: bit i set
+                      for each slot i with a route (for 405 Allow) */
   size_t nparams;
   tl__rparam params[TL__MAX_PARAMS];
 } tl__rmatch;
@@ -74,7 +74,7 @@ int tl__rtree_add(tl__rtree *t, int slot, const char *pattern, size_t len,
  *        implies HEAD).
  * HEAD falls back to GET, then to ALL; every method falls back to ALL.
  * Never allocates. */
-int tl__rtree_match(const tl__rtree *t, int slot, const char *path,
-                    size_t len, tl__rmatch *m);
+int tl__rtree_match(const tl__rtree *t, int slot, const char *path, size_t len,
+                    tl__rmatch *m);
 
 #endif

@@ -102,7 +102,8 @@ bool tl__token_list_has(const char *list, size_t n, const char *token) {
     size_t end = i;
     while (end > start && (list[end - 1] == ' ' || list[end - 1] == '\t'))
       end--;
-    if (end > start && tl__strncasecmp_eq(list + start, end - start, token, tlen))
+    if (end > start &&
+        tl__strncasecmp_eq(list + start, end - start, token, tlen))
       return true;
   }
   return false;

@@ -68,24 +68,24 @@ typedef struct tl__wsp {
   size_t max_payload; /* bytes of one message; 0 means no limit */
   bool allow_rsv1;    /* permessage-deflate negotiated */
   /* State: private. */
-  uint8_t hdr[14];    /* a frame header split across calls */
+  uint8_t hdr[14]; /* a frame header split across calls */
   uint8_t hdr_len;
-  bool in_frame;      /* header parsed, payload in progress */
+  bool in_frame; /* header parsed, payload in progress */
   bool fin;
-  uint8_t opcode;     /* of the current frame */
+  uint8_t opcode; /* of the current frame */
   uint8_t mask[4];
   uint64_t remaining; /* payload bytes left in the current frame */
   uint64_t frame_len;
-  size_t mask_pos;    /* payload bytes of the frame seen so far (mod 4) */
-  bool in_message;    /* a fragmented data message is in progress */
+  size_t mask_pos; /* payload bytes of the frame seen so far (mod 4) */
+  bool in_message; /* a fragmented data message is in progress */
   uint8_t msg_opcode;
   bool msg_compressed;
-  uint64_t msg_len;   /* bytes of the message so far */
+  uint64_t msg_len; /* bytes of the message so far */
   uint32_t utf8_state;
-  tl__buf msg;        /* message (or control frame) bytes that span calls */
-  uint8_t ctl[125];   /* a control frame that spans calls */
+  tl__buf msg;      /* message (or control frame) bytes that span calls */
+  uint8_t ctl[125]; /* a control frame that spans calls */
   size_t ctl_len;
-  int error;          /* sticky close code (1002/1007/1009) or 0 */
+  int error; /* sticky close code (1002/1007/1009) or 0 */
 } tl__wsp;
 
 /* Initialise (zero) a parser; then set max_payload / allow_rsv1. */

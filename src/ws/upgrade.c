@@ -81,9 +81,11 @@ static int accept_upgrade(tl__hconn *h) {
   tl__buf head = {0};
   int err = tl__buf_reserve(&head, 160 + res->hdrs.len);
   if (!err) {
-    tl__buf_append(&head, "HTTP/1.1 101 Switching Protocols\r\n"
-                          "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                          "Sec-WebSocket-Accept: ", 97);
+    tl__buf_append(&head,
+                   "HTTP/1.1 101 Switching Protocols\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Accept: ",
+                   97);
     tl__buf_append(&head, accept, 28);
     tl__buf_append(&head, "\r\n", 2);
     if (ws->protocol) {

@@ -10,7 +10,9 @@
 /* How long we wait for the peer's close frame after sending ours. */
 #define CLOSE_TIMEOUT_MS 5000
 
-static uint64_t now_ms(const tl_ws *ws) { return tl__server_now(ws->conn.srv); }
+static uint64_t now_ms(const tl_ws *ws) {
+  return tl__server_now(ws->conn.srv);
+}
 
 tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size) {
   tl__wsroute *rt = calloc(1, sizeof *rt);
@@ -207,32 +209,20 @@ void *tl_ws_data(const tl_ws *ws) {
 }
 
 int tl_ws_remote_address(const tl_ws *ws, char *buf, size_t size) {
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  int err = uv_tcp_getpeername(&ws->conn.tcp, (struct sockaddr *)&ss, &len);
-  if (err)
-    return err;
-  char tmp[64];
-  if (ss.ss_family == AF_INET6)
-    err = uv_ip6_name((struct sockaddr_in6 *)&ss, tmp, sizeof tmp);
-  else
-    err = uv_ip4_name((struct sockaddr_in *)&ss, tmp, sizeof tmp);
-  if (err)
-    return err;
-  size_t n = strlen(tmp);
-  if (n + 1 > size)
-    return TL_ETOOBIG;
-  memcpy(buf, tmp, n + 1);
-  return 0;
+  return tl__conn_peer_name(&ws->conn, buf, size);
 }
 
 size_t tl_ws_buffered_amount(const tl_ws *ws) {
   return tl__conn_pending(&ws->conn);
 }
 
-tl_ws_state tl_ws_ready_state(const tl_ws *ws) { return (tl_ws_state)ws->state; }
+tl_ws_state tl_ws_ready_state(const tl_ws *ws) {
+  return (tl_ws_state)ws->state;
+}
 
-tl_app *tl_ws_app(const tl_ws *ws) { return ws->app; }
+tl_app *tl_ws_app(const tl_ws *ws) {
+  return ws->app;
+}
 
 void tl_ws_pause(tl_ws *ws) {
   ws->user_paused = true;
@@ -287,8 +277,7 @@ static int on_control(void *ud, int op, uint8_t *data, size_t len) {
   return gone(ws) && ws->state != TL_WS_CLOSING;
 }
 
-static int on_close_frame(void *ud, int code, const char *reason,
-                          size_t len) {
+static int on_close_frame(void *ud, int code, const char *reason, size_t len) {
   tl_ws *ws = ud;
   if (ws->state == TL_WS_OPEN) {
     /* The peer starts the closing handshake: echo its code. */

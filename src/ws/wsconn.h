@@ -20,18 +20,18 @@ struct tl_ws {
   const tl__wsroute *route;
   tl_app *app;
   tl__wsp parser;
-  uint64_t idle_deadline;  /* loop ms; 0: none */
-  uint64_t life_deadline;  /* loop ms; 0: none */
-  int state;               /* tl_ws_state, 0 before open */
-  int close_code;          /* reported to the close handler */
+  uint64_t idle_deadline; /* loop ms; 0: none */
+  uint64_t life_deadline; /* loop ms; 0: none */
+  int state;              /* tl_ws_state, 0 before open */
+  int close_code;         /* reported to the close handler */
   bool close_called;
-  bool in_callback;        /* a handler is running (for deferred work) */
+  bool in_callback; /* a handler is running (for deferred work) */
   bool want_drain;
   bool user_paused;
   bool auto_paused;
   bool ping_outstanding;
   bool sent_close;
-  char *protocol;          /* chosen subprotocol while upgrading */
+  char *protocol; /* chosen subprotocol while upgrading */
   alignas(max_align_t) unsigned char data[];
 };
 

@@ -23,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pats[plen] = '\0';
   char *save = NULL;
   int slot = 0;
-  for (char *p = strtok_r(pats, "\n", &save); p; p = strtok_r(NULL, "\n", &save))
+  for (char *p = strtok_r(pats, "\n", &save); p;
+       p = strtok_r(NULL, "\n", &save))
     tl__rtree_add(t, slot++ % TL__M_COUNT, p, strlen(p), p);
   size_t off = nul ? plen + 1 : plen;
   size_t n = size - off;

@@ -23,7 +23,7 @@ static void test_pct_decode(void **state) {
   decode("a+b", false, "a+b");
   decode("a+b", true, "a b");
   decode("%41%62%2f", false, "Ab/");
-  decode("%zz%4", false, "%zz%4");   /* malformed escapes stay */
+  decode("%zz%4", false, "%zz%4"); /* malformed escapes stay */
   decode("100%", false, "100%");
   decode("%e2%82%ac", false, "\xe2\x82\xac");
   decode("", false, "");

@@ -39,8 +39,7 @@ static int match(const tl__rtree *t, int slot, const char *path,
 /* Asserts that `path` matches for `slot`, serving route value `v` through
  * slot `used`, with `nparams` parameters. */
 static void expect_match(const tl__rtree *t, int slot, const char *path,
-                         uintptr_t v, int used, size_t nparams,
-                         tl__rmatch *m) {
+                         uintptr_t v, int used, size_t nparams, tl__rmatch *m) {
   int rc = match(t, slot, path, m);
   if (rc != 0)
     fail_msg("%s: expected a match, got %d", path, rc);
@@ -76,13 +75,15 @@ static uint32_t rng(void) {
   return (rng_state >> 8) & 0xffffffu;
 }
 
-static size_t rng_below(size_t n) { return (size_t)rng() % n; }
+static size_t rng_below(size_t n) {
+  return (size_t)rng() % n;
+}
 
 /* ---- method slots ------------------------------------------------------- */
 
 static void test_method_slots(void **state) {
-  static const char *names[] = {"GET",   "HEAD",   "POST",    "PUT",
-                                "PATCH", "DELETE", "OPTIONS", "*", "WS"};
+  static const char *names[] = {"GET",    "HEAD",    "POST", "PUT", "PATCH",
+                                "DELETE", "OPTIONS", "*",    "WS"};
   int i;
   (void)state;
   assert_int_equal(TL__M_COUNT, 9);
@@ -466,8 +467,8 @@ static void test_params(void **state) {
   add_ok(t, TL__M_GET, "/:a/:b/:c", 2);
   add_ok(t, TL__M_GET, "/d/:x.json", 3);
 
-  expect_match(t, TL__M_GET, "/org/talon/repo/core/issues/42", 1, TL__M_GET,
-               3, &m);
+  expect_match(t, TL__M_GET, "/org/talon/repo/core/issues/42", 1, TL__M_GET, 3,
+               &m);
   expect_param(&m, 0, "org", "talon");
   expect_param(&m, 1, "repo", "core");
   expect_param(&m, 2, "n", "42");
@@ -634,11 +635,10 @@ static void test_wildcard_without_slash_precedence(void **state) {
 /* ---- registration errors ------------------------------------------------ */
 
 static void test_malformed(void **state) {
-  static const char *bad[] = {
-      "",       "a",       "a/b",     "*",      ":x",      "/:",
-      "/:/x",   "/a/:",    "/a/:/",   "/a/*/b", "/a*",     "/*x",
-      "/a/**",  "/*/",     "/a/b*",   "/:x*",   "/a/*b/c", "/a/x*y",
-      "/*/*",   "/a/:x/*/"};
+  static const char *bad[] = {"",     "a",       "a/b",    "*",     ":x",
+                              "/:",   "/:/x",    "/a/:",   "/a/:/", "/a/*/b",
+                              "/a*",  "/*x",     "/a/**",  "/*/",   "/a/b*",
+                              "/:x*", "/a/*b/c", "/a/x*y", "/*/*",  "/a/:x/*/"};
   tl__rtree *t = tl__rtree_new();
   size_t i;
   (void)state;
@@ -941,8 +941,8 @@ static int key_less(const int *a, size_t na, const int *b, size_t nb) {
   return na < nb;
 }
 
-static int ref_pick(const ref_route *r, size_t n, const char *shape,
-                    int slot, size_t *which, int *used) {
+static int ref_pick(const ref_route *r, size_t n, const char *shape, int slot,
+                    size_t *which, int *used) {
   size_t i, found_all = n, found_get = n;
   for (i = 0; i < n; i++) {
     if (strcmp(r[i].shape, shape) != 0)
@@ -970,8 +970,8 @@ static int ref_pick(const ref_route *r, size_t n, const char *shape,
   return 0;
 }
 
-static void ref_match(const ref_route *r, size_t n, int slot,
-                      const char *path, ref_result *out) {
+static void ref_match(const ref_route *r, size_t n, int slot, const char *path,
+                      ref_result *out) {
   int tried[RMAX] = {0};
   unsigned allow = 0;
   int any = 0;
@@ -1194,10 +1194,9 @@ static const struct {
 
 static void fi_expect(const tl__rtree *t, size_t i, int present) {
   tl__rmatch m;
-  int rc = fi_rtree_match(t, fi_routes[i].slot == TL__M_ALL
-                                 ? TL__M_DELETE
-                                 : fi_routes[i].slot,
-                          fi_routes[i].probe, strlen(fi_routes[i].probe), &m);
+  int rc = fi_rtree_match(
+      t, fi_routes[i].slot == TL__M_ALL ? TL__M_DELETE : fi_routes[i].slot,
+      fi_routes[i].probe, strlen(fi_routes[i].probe), &m);
   if (present) {
     assert_int_equal(rc, 0);
     assert_ptr_equal(m.value, V(i + 1));

@@ -4,7 +4,9 @@
 #include <string.h>
 #include <talon.h>
 
-static void hello(tl_req *req, tl_res *res) { tl_res_text(res, "hi"); }
+static void hello(tl_req *req, tl_res *res) {
+  tl_res_text(res, "hi");
+}
 
 int main(void) {
   tl_app *app = tl_app_new(NULL);
