@@ -51,8 +51,8 @@ RESULTS_DIR="$BENCH_DIR/.results"
 STAMP=$(date +%Y%m%d-%H%M%S)
 LOG_DIR="$RESULTS_DIR/$STAMP"
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+# log, die, cleanup, ensure_bun, build_talon, port_open, start_server, median
+source "$BENCH_DIR/lib.sh"
 
 for v in DURATION WARMUP CONNECTIONS ROUNDS PIPELINE TALON_PORT BUN_PORT SERVER_CPU CLIENT_CPU; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
@@ -64,25 +64,7 @@ for m in $MODES; do [[ $m == plain || $m == pipelined ]] || die "unknown mode '$
 
 mkdir -p "$LOG_DIR"
 
-# ---- cleanup ---------------------------------------------------------------
-declare -A PID=()
-cleanup() {
-  local rc=$? name pid
-  trap - EXIT INT TERM
-  for name in "${!PID[@]}"; do
-    pid=${PID[$name]}
-    if kill -0 "$pid" 2>/dev/null; then
-      kill "$pid" 2>/dev/null || true
-    fi
-  done
-  for name in "${!PID[@]}"; do
-    pid=${PID[$name]}
-    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  exit "$rc"
-}
+# ---- cleanup (cleanup() is in lib.sh) ------------------------------------
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -99,65 +81,7 @@ ensure_wrk() {
   command -v wrk >/dev/null 2>&1 || die "wrk still missing after install"
 }
 
-bun_works() { [[ -n $1 && -x $1 ]] && "$1" --version >/dev/null 2>&1; }
-
-# Prints the path of a working bun binary, installing the npm package `bun`
-# into bench/node_modules when none is there. Bun's postinstall moves the
-# binary of the platform package (@oven/bun-linux-x64 and kin) into
-# node_modules/bun/bin/bun.exe; if it did not run, the binary is still in the
-# platform package and is used from there.
-find_bun() {
-  local c
-  local -a cands=(
-    "$BENCH_DIR/node_modules/bun/bin/bun.exe"
-    "$BENCH_DIR/node_modules/.bin/bun"
-  )
-  for c in "$BENCH_DIR"/node_modules/@oven/bun-*/bin/bun; do cands+=("$c"); done
-  for c in "${cands[@]}"; do
-    if bun_works "$c"; then printf '%s\n' "$c"; return 0; fi
-  done
-  return 1
-}
-
-ensure_bun() {
-  if [[ -n ${BUN:-} ]]; then
-    bun_works "$BUN" || die "BUN=$BUN does not run"
-    return
-  fi
-  if BUN=$(find_bun); then return; fi
-  command -v npm >/dev/null 2>&1 || die "bun is missing and npm is not available to install it"
-  log "installing bun from npm into bench/node_modules"
-  (cd "$BENCH_DIR" && npm install --prefix "$BENCH_DIR" --no-audit --no-fund >"$LOG_DIR/npm.log" 2>&1) \
-    || { cat "$LOG_DIR/npm.log" >&2; die "npm install of bun failed"; }
-  if BUN=$(find_bun); then return; fi
-  # The default x64 build needs AVX2; the baseline build runs without it.
-  if [[ $(uname -m) == x86_64 ]] && ! grep -qw avx2 /proc/cpuinfo; then
-    log "CPU lacks AVX2; installing @oven/bun-linux-x64-baseline"
-    (cd "$BENCH_DIR" && npm install --prefix "$BENCH_DIR" --no-save --no-audit --no-fund \
-       @oven/bun-linux-x64-baseline >>"$LOG_DIR/npm.log" 2>&1) || true
-    if BUN=$(find_bun); then return; fi
-  fi
-  cat "$LOG_DIR/npm.log" >&2
-  die "no working bun binary under bench/node_modules after npm install"
-}
-
-build_talon() {
-  if [[ $SKIP_BUILD == 1 ]]; then
-    log "SKIP_BUILD=1: using $TALON_BIN as it is"
-  else
-    log "building talon (Release) in build-bench/"
-    (cd "$ROOT" \
-      && cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DTALON_BUILD_TESTS=OFF \
-           -DTALON_BUILD_EXAMPLES=ON >"$LOG_DIR/build.log" 2>&1 \
-      && cmake --build build-bench -j2 >>"$LOG_DIR/build.log" 2>&1) \
-      || { tail -n 40 "$LOG_DIR/build.log" >&2; die "talon build failed (log: $LOG_DIR/build.log)"; }
-  fi
-  [[ -x $TALON_BIN ]] || die "$TALON_BIN not found after the build"
-}
-
 # ---- servers ---------------------------------------------------------------
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
 # Sends N (default 1) pipelined GET / on one fresh connection, the last one
 # with "Connection: close"; prints the raw bytes received.
 http_get() {
@@ -192,26 +116,6 @@ verify_server() {
   done
 }
 
-start_server() {
-  local name=$1 port=$2; shift 2
-  local logf="$LOG_DIR/$name.log"
-  port_open "$port" && die "port $port ($name) is already in use; set ${name^^}_PORT"
-  log "starting $name on $HOST:$port (cpu $SERVER_CPU): $*"
-  PORT=$port HOST=$HOST taskset -c "$SERVER_CPU" "$@" >"$logf" 2>&1 &
-  PID[$name]=$!
-  local i ready=0
-  for i in $(seq 1 100); do
-    if ! kill -0 "${PID[$name]}" 2>/dev/null; then
-      cat "$logf" >&2
-      die "$name exited during start-up (log: $logf)"
-    fi
-    if grep -q "listening on http://" "$logf" && port_open "$port"; then ready=1; break; fi
-    sleep 0.1
-  done
-  (( ready )) || { cat "$logf" >&2; die "$name did not report 'listening on http://' within 10 s"; }
-  verify_server "$name" "$port"
-}
-
 port_of() { if [[ $1 == talon ]]; then echo "$TALON_PORT"; else echo "$BUN_PORT"; fi; }
 
 # run_wrk NAME MODE SECONDS TAG -> prints requests/s
@@ -234,9 +138,6 @@ run_wrk() {
   fi
   echo "$rps"
 }
-
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
-mean() { printf '%s\n' "$@" | awk '{s+=$1} END {printf "%d\n", s/NR}'; }
 
 # ---- main ------------------------------------------------------------------
 ensure_wrk

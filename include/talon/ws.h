@@ -76,9 +76,14 @@ typedef struct tl_ws_handlers {
   void (*open)(tl_ws *ws);
   /* A whole message (fragments reassembled; text is valid UTF-8). */
   void (*message)(tl_ws *ws, const void *data, size_t len, tl_opcode op);
-  /* The socket closed: `code` is the peer's close code (1005 if it sent
-   * none, 1006 if the connection was lost without a close frame); the
-   * reason (UTF-8, not NUL-terminated) is valid during the call. */
+  /* The socket closed. `code`: the peer's close code when it sent a close
+   * frame (1005 if that frame had none); the code talon sent when it
+   * failed the connection itself (1002 protocol error, 1007 invalid UTF-8,
+   * 1009 too big, 1001 idle timeout or shutdown, 1008 backpressure limit,
+   * 1011 out of memory); 1006 when the connection ended without a close
+   * frame from the peer (also after tl_ws_close() if the peer never
+   * answered). The reason (UTF-8, not NUL-terminated) is valid during the
+   * call. */
   void (*close)(tl_ws *ws, int code, const char *reason, size_t len);
   /* The backlog emptied after a send returned TL_WS_BACKPRESSURE. */
   void (*drain)(tl_ws *ws);

@@ -147,6 +147,12 @@ static int on_headers_complete(llhttp_t *p) {
       hd->value_off++, hd->value_len--;
     while (hd->value_len && is_ows(h->msg[hd->value_off + hd->value_len - 1]))
       hd->value_len--;
+    if (hd->value_len == 0) {
+      /* llhttp may report an empty value at the start of the next line:
+       * never write there. */
+      hd->value_off = UINT32_MAX;
+      continue;
+    }
     h->msg[hd->value_off + hd->value_len] = '\0';
   }
   if (r->url_len == 0)

@@ -186,7 +186,6 @@ int tl_ws_close(tl_ws *ws, int code, const char *reason) {
     return TL_ESTATE;
   send_close_frame(ws, code, reason, rlen);
   ws->state = TL_WS_CLOSING;
-  ws->close_code = code ? code : 1005;
   ws->idle_deadline = now_ms(ws) + CLOSE_TIMEOUT_MS;
   ws->life_deadline = 0;
   update_deadline(ws);
@@ -316,7 +315,7 @@ static void on_read(tl__conn *c, char *data, size_t len) {
 
 static void on_eof(tl__conn *c, int status) {
   tl_ws *ws = (tl_ws *)c;
-  report_close(ws, ws->state == TL_WS_CLOSING ? ws->close_code : 1006, "", 0);
+  report_close(ws, 1006, "", 0);
   tl__conn_close(c);
 }
 
@@ -339,7 +338,7 @@ static void on_timeout(tl__conn *c) {
   uint64_t now = now_ms(ws);
   if (ws->state == TL_WS_CLOSING) {
     /* The peer never answered our close frame. */
-    report_close(ws, ws->close_code, "", 0);
+    report_close(ws, 1006, "", 0);
     tl__conn_close(c);
     return;
   }
@@ -368,7 +367,7 @@ static void on_shutdown(tl__conn *c) {
 
 static void on_close(tl__conn *c) {
   tl_ws *ws = (tl_ws *)c;
-  report_close(ws, ws->state == TL_WS_CLOSING ? ws->close_code : 1006, "", 0);
+  report_close(ws, 1006, "", 0);
   tl__wsp_free(&ws->parser);
   free(ws->protocol);
   ws->protocol = NULL;
@@ -393,7 +392,6 @@ void tl__ws_start(tl_ws *ws, const char *pre, size_t prelen) {
   free(ws->protocol);
   ws->protocol = NULL;
   ws->state = TL_WS_OPEN;
-  ws->close_code = 1005;
   unsigned life = ws->route->h.max_lifetime_s;
   if (life)
     ws->life_deadline = now_ms(ws) + (uint64_t)life * 1000;

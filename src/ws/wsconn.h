@@ -23,7 +23,6 @@ struct tl_ws {
   uint64_t idle_deadline; /* loop ms; 0: none */
   uint64_t life_deadline; /* loop ms; 0: none */
   int state;              /* tl_ws_state, 0 before open */
-  int close_code;         /* reported to the close handler */
   bool close_called;
   bool in_callback; /* a handler is running (for deferred work) */
   bool want_drain;
