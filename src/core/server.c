@@ -12,12 +12,42 @@
  * giving up on the peer's FIN. */
 #define LINGER_MS 2000
 
+/* A write libuv could not finish at once. Own bytes are copied into
+ * `own`; shared blocks are referenced, not copied. */
 typedef struct write_req {
   uv_write_t req;
   tl__conn *conn;
   size_t len;
-  char data[];
+  uint32_t nrefs;
+  tl__shared **refs;
+  uv_buf_t *bufs;
+  char own[];
 } write_req;
+
+tl__shared *tl__shared_new(size_t len) {
+  tl__shared *f = malloc(sizeof *f + len);
+  if (!f)
+    return NULL;
+  f->refs = 1;
+  f->len = len;
+  return f;
+}
+
+void tl__shared_unref(tl__shared *f) {
+  if (f && --f->refs == 0)
+    free(f);
+}
+
+static void drop_segs(tl__conn *c) {
+  for (uint32_t i = 0; i < c->nsegs; i++)
+    tl__shared_unref(c->segs[i].ref);
+  c->nsegs = 0;
+  c->shared_bytes = 0;
+}
+
+static size_t corked(const tl__conn *c) {
+  return c->out.len + c->shared_bytes;
+}
 
 static void conn_unlink(tl__conn *c) {
   tl__server *s = c->srv;
@@ -36,6 +66,7 @@ static void on_conn_closed(uv_handle_t *h) {
   tl__conn *c = (tl__conn *)h;
   tl__server *s = c->srv;
   tl__buf_free(&c->out);
+  free(c->segs);
   free(c);
   s->nconns--;
   maybe_finish_stop(s);
@@ -51,6 +82,7 @@ void tl__conn_close(tl__conn *c) {
   if (c->proto->on_close)
     c->proto->on_close(c);
   c->out.len = 0;
+  drop_segs(c);
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
@@ -58,6 +90,8 @@ static void on_write_done(uv_write_t *req, int status) {
   write_req *w = (write_req *)req;
   tl__conn *c = w->conn;
   c->backlog -= w->len;
+  for (uint32_t i = 0; i < w->nrefs; i++)
+    tl__shared_unref(w->refs[i]);
   free(w);
   if (c->flags & TL__CONN_CLOSING)
     return;
@@ -65,54 +99,159 @@ static void on_write_done(uv_write_t *req, int status) {
     tl__conn_close(c);
     return;
   }
-  if (c->backlog == 0 && c->out.len == 0 && c->proto->on_drain &&
+  if (c->backlog == 0 && corked(c) == 0 && c->proto->on_drain &&
       !(c->flags & TL__CONN_ENDING))
     c->proto->on_drain(c);
 }
 
-void tl__conn_flush(tl__conn *c) {
-  if ((c->flags & TL__CONN_CLOSING) || c->out.len == 0)
-    return;
-  size_t off = 0;
-  if (c->backlog == 0) {
-    uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (n < 0 && n != UV_EAGAIN) {
-      tl__conn_close(c);
-      return;
-    }
-    if (n > 0)
-      off = (size_t)n;
+/* Hands what the kernel did not take to libuv: `bufs[0..n)` after the
+ * first `skip` bytes. Own bytes are copied; shared blocks keep their
+ * reference (taken over from the segments). */
+static int queue_rest(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n,
+                      size_t skip) {
+  size_t own = 0, total = 0, nrefs = 0;
+  size_t first = 0;
+  while (first < n && skip >= bufs[first].len)
+    skip -= bufs[first++].len;
+  for (size_t i = first; i < n; i++) {
+    size_t l = bufs[i].len - (i == first ? skip : 0);
+    total += l;
+    if (segs && segs[i].ref)
+      nrefs++;
+    else
+      own += l;
   }
-  size_t rest = c->out.len - off;
-  if (rest > 0) {
-    write_req *w = malloc(sizeof *w + rest);
-    if (!w) {
+  if (total == 0)
+    return 0;
+  size_t nb = n - first;
+  /* Layout after the header: own bytes, padded so that the buf and ref
+   * arrays that follow are aligned. */
+  size_t own_pad = (own + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
+  write_req *w = malloc(sizeof *w + own_pad + nb * sizeof(uv_buf_t) +
+                        nrefs * sizeof(tl__shared *));
+  if (!w)
+    return TL_ENOMEM;
+  w->bufs = (uv_buf_t *)(void *)(w->own + own_pad);
+  w->refs = (tl__shared **)(void *)(w->bufs + nb);
+  w->nrefs = 0;
+  w->conn = c;
+  w->len = total;
+  char *o = w->own;
+  for (size_t i = first; i < n; i++) {
+    size_t cut = i == first ? skip : 0;
+    char *p = bufs[i].base + cut;
+    size_t l = bufs[i].len - cut;
+    if (segs && segs[i].ref) {
+      w->refs[w->nrefs++] = segs[i].ref;
+      segs[i].ref = NULL;
+      w->bufs[i - first] = uv_buf_init(p, (unsigned)l);
+    } else {
+      memcpy(o, p, l);
+      w->bufs[i - first] = uv_buf_init(o, (unsigned)l);
+      o += l;
+    }
+  }
+  int err = uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, (unsigned)nb,
+                     on_write_done);
+  if (err) {
+    for (uint32_t i = 0; i < w->nrefs; i++)
+      tl__shared_unref(w->refs[i]);
+    free(w);
+    return err;
+  }
+  c->backlog += total;
+  return 0;
+}
+
+/* Writes as much as the kernel takes of `bufs` (nothing when a backlog
+ * is queued: order), and queues the rest. */
+static int write_bufs(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n) {
+  size_t done = 0;
+  if (c->backlog == 0) {
+    size_t batch = n < 1024 ? n : 1024; /* IOV_MAX */
+    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)batch);
+    if (w < 0 && w != UV_EAGAIN)
+      return w;
+    if (w > 0)
+      done = (size_t)w;
+  }
+  return queue_rest(c, bufs, segs, n, done);
+}
+
+void tl__conn_flush(tl__conn *c) {
+  if ((c->flags & TL__CONN_CLOSING) || corked(c) == 0)
+    return;
+  int err;
+  if (c->nsegs == 0) {
+    uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    err = write_bufs(c, &b, NULL, 1);
+  } else {
+    uv_buf_t small[64];
+    uv_buf_t *bufs = c->nsegs <= 64 ? small : malloc(c->nsegs * sizeof *bufs);
+    if (!bufs) {
       tl__conn_close(c);
       return;
     }
-    memcpy(w->data, c->out.data + off, rest);
-    w->conn = c;
-    w->len = rest;
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)rest);
-    int err = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write_done);
-    if (err) {
-      free(w);
-      tl__conn_close(c);
-      return;
+    for (uint32_t i = 0; i < c->nsegs; i++) {
+      tl__seg *g = &c->segs[i];
+      char *p = g->ref ? g->ref->data : c->out.data + g->off;
+      bufs[i] = uv_buf_init(p, (unsigned)g->len);
     }
-    c->backlog += rest;
+    err = write_bufs(c, bufs, c->segs, c->nsegs);
+    if (bufs != small)
+      free(bufs);
+    drop_segs(c); /* references not handed to libuv are released */
+  }
+  c->out.len = 0;
+  if (err) {
+    tl__conn_close(c);
+    return;
   }
   /* Give back memory a big response made the cork buffer take. */
   tl__buf_reset(&c->out, 64 * 1024);
 }
 
+int tl__conn_write_shared(tl__conn *c, tl__shared *f) {
+  if (c->flags & (TL__CONN_CLOSING | TL__CONN_LINGER | TL__CONN_ENDING))
+    return TL_ECLOSED;
+  if (c->nsegs + 2 > c->cap_segs) {
+    uint32_t cap = c->cap_segs ? c->cap_segs * 2 : 8;
+    tl__seg *n = realloc(c->segs, cap * sizeof *n);
+    if (!n)
+      return TL_ENOMEM;
+    c->segs = n;
+    c->cap_segs = cap;
+  }
+  if (c->nsegs == 0 && c->out.len > 0)
+    c->segs[c->nsegs++] = (tl__seg){NULL, 0, c->out.len};
+  f->refs++;
+  c->segs[c->nsegs++] = (tl__seg){f, 0, f->len};
+  c->shared_bytes += f->len;
+  tl__conn_mark_dirty(c);
+  return 0;
+}
+
 int tl__conn_write(tl__conn *c, const void *p, size_t n) {
   if (c->flags & (TL__CONN_CLOSING | TL__CONN_LINGER))
     return TL_ECLOSED;
+  if (n == 0)
+    return 0;
+  if (c->nsegs && c->segs[c->nsegs - 1].ref) {
+    /* After a shared block: own bytes start a new segment. */
+    if (c->nsegs == c->cap_segs) {
+      tl__seg *g = realloc(c->segs, c->cap_segs * 2 * sizeof *g);
+      if (!g)
+        return TL_ENOMEM;
+      c->segs = g;
+      c->cap_segs *= 2;
+    }
+    c->segs[c->nsegs++] = (tl__seg){NULL, c->out.len, 0};
+  }
   int err = tl__buf_append(&c->out, p, n);
   if (err)
     return err;
+  if (c->nsegs)
+    c->segs[c->nsegs - 1].len += n;
   tl__conn_mark_dirty(c);
   return 0;
 }
@@ -126,7 +265,7 @@ void tl__conn_mark_dirty(tl__conn *c) {
 }
 
 size_t tl__conn_pending(const tl__conn *c) {
-  return c->out.len + c->backlog;
+  return corked(c) + c->backlog;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -252,7 +391,7 @@ static void flush_all(tl__server *s) {
         tl__conn_flush(c);
         /* Everything went out at once: tell a writer waiting for room. */
         if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) &&
-            c->backlog == 0 && c->out.len == 0 && c->proto->on_drain)
+            c->backlog == 0 && corked(c) == 0 && c->proto->on_drain)
           c->proto->on_drain(c);
       }
       c = next;

@@ -51,6 +51,25 @@ enum {
   TL__CONN_PEER_EOF = 1u << 5, /* the peer's FIN was read */
 };
 
+/* A reference-counted byte block written to many connections without a
+ * copy (a published WebSocket frame). Created with one reference. */
+typedef struct tl__shared {
+  uint32_t refs;
+  size_t len;
+  char data[];
+} tl__shared;
+
+tl__shared *tl__shared_new(size_t len);
+void tl__shared_unref(tl__shared *f);
+
+/* A piece of a connection's queued output: bytes of `out` (ref NULL) or a
+ * shared block. Used only once a shared block is queued; until then `out`
+ * alone is the queue. */
+typedef struct tl__seg {
+  tl__shared *ref;
+  size_t off, len;
+} tl__seg;
+
 struct tl__conn {
   uv_tcp_t tcp;
   tl__server *srv;
@@ -58,8 +77,11 @@ struct tl__conn {
   tl__conn *prev, *next; /* the server's connection list */
   tl__conn *dirty_next;  /* the flush list */
   tl__buf out;           /* corked bytes, flushed once per loop turn */
-  size_t backlog;        /* bytes handed to uv_write, not yet written */
-  uint64_t deadline;     /* loop time (ms) when on_timeout fires; 0: none */
+  tl__seg *segs;         /* order of `out` and shared blocks, if any */
+  uint32_t nsegs, cap_segs;
+  size_t shared_bytes; /* bytes of shared blocks in segs */
+  size_t backlog;      /* bytes handed to uv_write, not yet written */
+  uint64_t deadline;   /* loop time (ms) when on_timeout fires; 0: none */
   unsigned flags;
 };
 
@@ -118,6 +140,9 @@ void tl__server_adopt(tl__server *s, tl__conn *c);
 /* Queue bytes in the cork buffer; flushed at the end of the loop turn.
  * Returns 0, TL_ECLOSED or TL_ENOMEM. */
 int tl__conn_write(tl__conn *c, const void *p, size_t n);
+/* Queue a shared block after everything queued so far (a reference is
+ * taken; no copy). Returns 0, TL_ECLOSED or TL_ENOMEM. */
+int tl__conn_write_shared(tl__conn *c, tl__shared *f);
 /* Flush the cork buffer now (order is kept with queued writes). */
 void tl__conn_flush(tl__conn *c);
 /* Bytes not yet written: corked plus backlog. */

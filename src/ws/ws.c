@@ -83,7 +83,7 @@ static int write_frame(tl_ws *ws, int op, const void *data, size_t len) {
     return err;
   tl__conn_write(c, hdr, n);
   err = tl__conn_write(c, data, len);
-  if (!err && c->out.len >= CORK_LIMIT)
+  if (!err && c->out.len + c->shared_bytes >= CORK_LIMIT)
     tl__conn_flush(c);
   return err;
 }
