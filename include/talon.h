@@ -1,5 +1,5 @@
-/* talon — a web framework for C: HTTP routes, middleware and (soon)
- * WebSocket routes on one listener. Include this umbrella header. */
+/* talon — a web framework for C: HTTP routes, middleware and WebSocket
+ * routes with pub/sub on one listener. Include this umbrella header. */
 #ifndef TALON_H
 #define TALON_H
 
@@ -13,5 +13,6 @@
 #include "talon/middleware.h"
 #include "talon/router.h"
 #include "talon/ws.h"
+#include "talon/pubsub.h"
 
 #endif /* TALON_H */

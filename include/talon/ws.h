@@ -95,6 +95,11 @@ typedef struct tl_ws_handlers {
   void (*pong)(tl_ws *ws, const void *data, size_t len);
   /* A message was dropped for backpressure (not sent). */
   void (*dropped)(tl_ws *ws, const void *data, size_t len, tl_opcode op);
+  /* `ws` joined or left `topic` (talon/pubsub.h): the topic's subscriber
+   * count went from `old_count` to `new_count`. Also called for each topic
+   * a closing socket leaves, after its `close` handler. */
+  void (*subscription)(tl_ws *ws, const char *topic, int new_count,
+                       int old_count);
 
   /* Options (0 = default, in brackets). */
   size_t max_payload;      /* bytes of one message [16 MiB]; over: 1009 */
@@ -111,6 +116,9 @@ typedef struct tl_ws_handlers {
    * WebSocket hijacking). A refused upgrade gets 403. Requests without an
    * Origin header (non-browser clients) are allowed. */
   const char *const *allowed_origins;
+  /* tl_ws_publish() from a socket of this route also reaches the socket
+   * itself (Bun's publishToSelf) [off]. */
+  int publish_to_self;
   /* permessage-deflate (a later issue): 0 = off. */
   int compression;
 } tl_ws_handlers;

@@ -49,6 +49,7 @@ tl_app *tl_app_new(const tl_app_config *options) {
     return NULL;
   }
   app->root->app = app;
+  tl__pubsub_init(&app->pubsub);
   tl__http_settings_init(&app->settings);
   const tl_app_config *o = &app->opt;
   /* Timeouts are checked by one sweep; a quarter of the shortest timeout
@@ -74,6 +75,7 @@ void tl_app_free(tl_app *app) {
   if (!app || app->srv.running)
     return;
   tl__server_close(&app->srv);
+  tl__pubsub_free(&app->pubsub);
   tl__router_free_compiled(app);
   tl__router_destroy(app->root, true);
   free(app);

@@ -9,6 +9,7 @@
 #include "core/buf.h"
 #include "core/server.h"
 #include "http/rtree.h"
+#include "pubsub/pubsub.h"
 #include "talon.h"
 
 /* ---- routers and the compiled routes -------------------------------- */
@@ -64,6 +65,7 @@ struct tl_app {
   tl__route *compiled;
   tl_handler not_found;
   void *data;
+  tl__pubsub pubsub;
   bool compiled_ok;
   llhttp_settings_t settings;
   /* The Date header value, refreshed once a second. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "http/http.h"
+#include "pubsub/pubsub.h"
 #include "ws/wsconn.h"
 
 /* How long we wait for the peer's close frame after sending ours. */
@@ -114,6 +115,8 @@ static void report_close(tl_ws *ws, int code, const char *reason, size_t len) {
   ws->state = TL_WS_CLOSED;
   if (opened && ws->route->h.close)
     ws->route->h.close(ws, code, reason ? reason : "", len);
+  /* After the close handler, so it could still see and publish to them. */
+  tl__pubsub_leave_all(ws);
 }
 
 /* Fail the connection: send a close frame with `code`, tell the user, and
@@ -127,35 +130,71 @@ static void fail(tl_ws *ws, int code, const char *reason) {
   tl__conn_end(&ws->conn);
 }
 
+/* Whether a message of `frame` bytes may be queued now. Over
+ * max_backpressure it is dropped (counted, `dropped` told) or the socket
+ * is closed, per the route's option. A single message larger than the
+ * limit still goes out when nothing else is queued. */
+static bool admit(tl_ws *ws, size_t frame, const void *data, size_t len,
+                  int op) {
+  size_t pending = tl__conn_pending(&ws->conn);
+  if (pending == 0 || pending + frame <= ws->route->h.max_backpressure)
+    return true;
+  ws->dropped++;
+  if (ws->route->h.close_on_backpressure_limit) {
+    fail(ws, 1008, "backpressure limit");
+    return false;
+  }
+  ws->want_drain = true;
+  if (ws->route->h.dropped)
+    ws->route->h.dropped(ws, data, len, (tl_opcode)op);
+  return false;
+}
+
+/* The send result once a frame is queued. */
+static int queued(tl_ws *ws, size_t frame) {
+  tl__conn *c = &ws->conn;
+  if (c->backlog > 0 || tl__conn_pending(c) > ws->route->h.max_backpressure) {
+    ws->want_drain = true;
+    return TL_WS_BACKPRESSURE;
+  }
+  return frame > (size_t)INT32_MAX ? INT32_MAX : (int)frame;
+}
+
+static bool sendable(const tl_ws *ws) {
+  return ws->state == TL_WS_OPEN && !(ws->conn.flags & TL__CONN_CLOSING);
+}
+
 int tl_ws_send(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   if (op != TL_WS_TEXT && op != TL_WS_BINARY)
     return TL_EINVAL;
-  if (ws->state != TL_WS_OPEN || (ws->conn.flags & TL__CONN_CLOSING))
+  if (!sendable(ws))
     return TL_WS_DROPPED;
-  tl__conn *c = &ws->conn;
   size_t frame = len + (len < 126 ? 2 : len < 65536 ? 4 : 10);
-  if (tl__conn_pending(c) + frame > ws->route->h.max_backpressure &&
-      tl__conn_pending(c) > 0) {
-    if (ws->route->h.close_on_backpressure_limit) {
-      fail(ws, 1008, "backpressure limit");
-      return TL_WS_DROPPED;
-    }
-    ws->want_drain = true;
-    if (ws->route->h.dropped)
-      ws->route->h.dropped(ws, data, len, op);
+  if (!admit(ws, frame, data, len, op))
     return TL_WS_DROPPED;
-  }
   if (write_frame(ws, op, data, len) != 0) {
     if (ws->route->h.error)
       ws->route->h.error(ws, TL_ENOMEM);
     fail(ws, 1011, "out of memory");
     return TL_WS_DROPPED;
   }
-  if (c->backlog > 0 || tl__conn_pending(c) > ws->route->h.max_backpressure) {
-    ws->want_drain = true;
-    return TL_WS_BACKPRESSURE;
-  }
-  return frame > (size_t)INT32_MAX ? INT32_MAX : (int)frame;
+  return queued(ws, frame);
+}
+
+int tl__ws_queue_shared(tl_ws *ws, tl__shared *f, const void *data, size_t len,
+                        int op) {
+  if (!sendable(ws) || !admit(ws, f->len, data, len, op))
+    return TL_WS_DROPPED;
+  tl__conn *c = &ws->conn;
+  if (tl__conn_write_shared(c, f) != 0)
+    return TL_WS_DROPPED;
+  if (c->out.len + c->shared_bytes >= CORK_LIMIT)
+    tl__conn_flush(c);
+  return queued(ws, f->len);
+}
+
+size_t tl_ws_dropped_count(const tl_ws *ws) {
+  return ws->dropped;
 }
 
 int tl_ws_send_text(tl_ws *ws, const char *text) {

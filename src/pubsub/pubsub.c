@@ -1,0 +1,331 @@
+/* Topic registry and fan-out by reference; see pubsub.h. */
+#include "pubsub/pubsub.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/http.h"
+#include "ws/wsconn.h"
+
+/* A subscriber slot in a topic: the socket and its slot in ws->subs. */
+typedef struct topic_sub {
+  tl_ws *ws;
+  uint32_t ws_idx;
+} topic_sub;
+
+struct tl__topic {
+  tl__topic *next; /* hash chain */
+  uint32_t hash;
+  uint32_t nsubs, cap; /* slots in subs (some NULL while walking) */
+  uint32_t live;       /* subscribers */
+  uint32_t walking;    /* publishes in progress over this topic */
+  bool holes;
+  topic_sub *subs;
+  size_t len;
+  char name[];
+};
+
+static uint32_t hash_of(const char *s, size_t n) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (unsigned char)s[i]) * 16777619u;
+  return h;
+}
+
+void tl__pubsub_init(tl__pubsub *ps) {
+  memset(ps, 0, sizeof *ps);
+  ps->publish = tl__pubsub_deliver;
+}
+
+void tl__pubsub_free(tl__pubsub *ps) {
+  for (size_t b = 0; b < ps->nbuckets; b++) {
+    tl__topic *t = ps->buckets[b];
+    while (t) {
+      tl__topic *next = t->next;
+      free(t->subs);
+      free(t);
+      t = next;
+    }
+  }
+  free(ps->buckets);
+  ps->buckets = NULL;
+  ps->nbuckets = ps->ntopics = 0;
+}
+
+static tl__topic *find(const tl__pubsub *ps, const char *name, size_t n,
+                       uint32_t h) {
+  if (!ps->nbuckets)
+    return NULL;
+  for (tl__topic *t = ps->buckets[h & (ps->nbuckets - 1)]; t; t = t->next)
+    if (t->hash == h && t->len == n && memcmp(t->name, name, n) == 0)
+      return t;
+  return NULL;
+}
+
+static int grow_table(tl__pubsub *ps) {
+  size_t nb = ps->nbuckets ? ps->nbuckets * 2 : 64;
+  tl__topic **b = calloc(nb, sizeof *b);
+  if (!b)
+    return TL_ENOMEM;
+  for (size_t i = 0; i < ps->nbuckets; i++) {
+    tl__topic *t = ps->buckets[i];
+    while (t) {
+      tl__topic *next = t->next;
+      t->next = b[t->hash & (nb - 1)];
+      b[t->hash & (nb - 1)] = t;
+      t = next;
+    }
+  }
+  free(ps->buckets);
+  ps->buckets = b;
+  ps->nbuckets = nb;
+  return 0;
+}
+
+static tl__topic *create(tl_app *app, const char *name, size_t n, uint32_t h) {
+  tl__pubsub *ps = &app->pubsub;
+  if (ps->ntopics >= ps->nbuckets && grow_table(ps) != 0)
+    return NULL;
+  tl__topic *t = calloc(1, sizeof *t + n + 1);
+  if (!t)
+    return NULL;
+  t->hash = h;
+  t->len = n;
+  memcpy(t->name, name, n + 1);
+  t->next = ps->buckets[h & (ps->nbuckets - 1)];
+  ps->buckets[h & (ps->nbuckets - 1)] = t;
+  ps->ntopics++;
+  if (ps->topic_active)
+    ps->topic_active(app, t->name, true);
+  return t;
+}
+
+/* Frees a topic nobody subscribes to and nobody is walking. */
+static void maybe_destroy(tl_app *app, tl__topic *t) {
+  if (t->live > 0 || t->walking > 0)
+    return;
+  tl__pubsub *ps = &app->pubsub;
+  tl__topic **pp = &ps->buckets[t->hash & (ps->nbuckets - 1)];
+  while (*pp != t)
+    pp = &(*pp)->next;
+  *pp = t->next;
+  ps->ntopics--;
+  if (ps->topic_active)
+    ps->topic_active(app, t->name, false);
+  free(t->subs);
+  free(t);
+}
+
+/* Closes the holes a walk left, fixing the sockets' back indices. */
+static void compact(tl__topic *t) {
+  uint32_t o = 0;
+  for (uint32_t i = 0; i < t->nsubs; i++) {
+    topic_sub s = t->subs[i];
+    if (!s.ws)
+      continue;
+    t->subs[o] = s;
+    s.ws->subs[s.ws_idx].idx = o;
+    o++;
+  }
+  t->nsubs = o;
+  t->holes = false;
+}
+
+static void topic_remove(tl__topic *t, uint32_t idx) {
+  if (t->walking) {
+    t->subs[idx].ws = NULL;
+    t->holes = true;
+  } else {
+    topic_sub last = t->subs[--t->nsubs];
+    if (idx != t->nsubs) {
+      t->subs[idx] = last;
+      last.ws->subs[last.ws_idx].idx = idx;
+    }
+  }
+  t->live--;
+}
+
+static int check_topic(const char *topic, size_t *n) {
+  if (!topic || !*topic)
+    return TL_EINVAL;
+  *n = strnlen(topic, TL_TOPIC_MAX + 1);
+  return *n > TL_TOPIC_MAX ? TL_ETOOBIG : 0;
+}
+
+static int sub_index(const tl_ws *ws, const tl__topic *t) {
+  for (uint32_t i = 0; i < ws->nsubs; i++)
+    if (ws->subs[i].topic == t)
+      return (int)i;
+  return -1;
+}
+
+static void tell(tl_ws *ws, const tl__topic *t, uint32_t old) {
+  if (ws->route->h.subscription)
+    ws->route->h.subscription(ws, t->name, (int)t->live, (int)old);
+}
+
+int tl_ws_subscribe(tl_ws *ws, const char *topic) {
+  size_t n;
+  int err = check_topic(topic, &n);
+  if (err)
+    return err;
+  if (ws->state != TL_WS_OPEN && ws->state != TL_WS_CLOSING)
+    return TL_ESTATE;
+  tl__pubsub *ps = &ws->app->pubsub;
+  uint32_t h = hash_of(topic, n);
+  tl__topic *t = find(ps, topic, n, h);
+  if (t && sub_index(ws, t) >= 0)
+    return 0;
+  if (ws->nsubs == ws->cap_subs) {
+    uint32_t cap = ws->cap_subs ? ws->cap_subs * 2 : 4;
+    tl__sub *s = realloc(ws->subs, cap * sizeof *s);
+    if (!s)
+      return TL_ENOMEM;
+    ws->subs = s;
+    ws->cap_subs = cap;
+  }
+  bool fresh = !t;
+  if (fresh && !(t = create(ws->app, topic, n, h)))
+    return TL_ENOMEM;
+  if (t->nsubs == t->cap) {
+    uint32_t cap = t->cap ? t->cap * 2 : 4;
+    topic_sub *s = realloc(t->subs, cap * sizeof *s);
+    if (!s) {
+      if (fresh)
+        maybe_destroy(ws->app, t);
+      return TL_ENOMEM;
+    }
+    t->subs = s;
+    t->cap = cap;
+  }
+  t->subs[t->nsubs] = (topic_sub){ws, ws->nsubs};
+  ws->subs[ws->nsubs++] = (tl__sub){t, t->nsubs++};
+  t->live++;
+  tell(ws, t, t->live - 1);
+  return 0;
+}
+
+/* Removes subscription `i` of `ws`; tells the handler; may free the
+ * topic. */
+static void leave(tl_ws *ws, uint32_t i) {
+  tl__sub s = ws->subs[i];
+  tl__topic *t = s.topic;
+  topic_remove(t, s.idx);
+  tl__sub last = ws->subs[--ws->nsubs];
+  if (i != ws->nsubs) {
+    ws->subs[i] = last;
+    if (last.topic->subs[last.idx].ws == ws)
+      last.topic->subs[last.idx].ws_idx = i;
+  }
+  t->walking++; /* keep the topic alive through the handler */
+  tell(ws, t, t->live + 1);
+  t->walking--;
+  if (!t->walking && t->holes)
+    compact(t);
+  maybe_destroy(ws->app, t);
+}
+
+int tl_ws_unsubscribe(tl_ws *ws, const char *topic) {
+  size_t n;
+  if (check_topic(topic, &n) != 0)
+    return TL_ENOENT;
+  tl__topic *t = find(&ws->app->pubsub, topic, n, hash_of(topic, n));
+  int i = t ? sub_index(ws, t) : -1;
+  if (i < 0)
+    return TL_ENOENT;
+  leave(ws, (uint32_t)i);
+  return 0;
+}
+
+void tl__pubsub_leave_all(tl_ws *ws) {
+  while (ws->nsubs)
+    leave(ws, ws->nsubs - 1);
+  free(ws->subs);
+  ws->subs = NULL;
+  ws->cap_subs = 0;
+}
+
+bool tl_ws_is_subscribed(const tl_ws *ws, const char *topic) {
+  size_t n;
+  if (check_topic(topic, &n) != 0)
+    return false;
+  tl__topic *t = find(&ws->app->pubsub, topic, n, hash_of(topic, n));
+  return t && sub_index(ws, t) >= 0;
+}
+
+size_t tl_ws_topic_count(const tl_ws *ws) {
+  return ws->nsubs;
+}
+
+const char *tl_ws_topic_at(const tl_ws *ws, size_t i) {
+  return i < ws->nsubs ? ws->subs[i].topic->name : NULL;
+}
+
+size_t tl_app_subscriber_count(const tl_app *app, const char *topic) {
+  size_t n;
+  if (check_topic(topic, &n) != 0)
+    return 0;
+  tl__topic *t = find(&app->pubsub, topic, n, hash_of(topic, n));
+  return t ? t->live : 0;
+}
+
+int tl__pubsub_deliver(tl_app *app, const char *topic, size_t tlen,
+                       const void *data, size_t len, int op, tl_ws *exclude) {
+  tl__topic *t = find(&app->pubsub, topic, tlen, hash_of(topic, tlen));
+  if (!t || t->live == 0 ||
+      (t->live == 1 && exclude && t->subs && sub_index(exclude, t) >= 0))
+    return TL_WS_DROPPED;
+  uint8_t hdr[10];
+  size_t hl = tl__ws_frame_header(hdr, true, false, op, len);
+  tl__shared *f = tl__shared_new(hl + len);
+  if (!f)
+    return TL_ENOMEM;
+  memcpy(f->data, hdr, hl);
+  if (len)
+    memcpy(f->data + hl, data, len);
+  int result = TL_WS_DROPPED;
+  bool pressure = false;
+  t->walking++;
+  /* Subscribers that join during the walk are not visited. */
+  uint32_t n = t->nsubs;
+  for (uint32_t i = 0; i < n; i++) {
+    tl_ws *ws = t->subs[i].ws;
+    if (!ws || ws == exclude)
+      continue;
+    int r = tl__ws_queue_shared(ws, f, data, len, op);
+    if (r == TL_WS_BACKPRESSURE)
+      pressure = true;
+    else if (r > 0)
+      result = r;
+  }
+  t->walking--;
+  if (!t->walking && t->holes)
+    compact(t);
+  maybe_destroy(app, t);
+  tl__shared_unref(f);
+  if (pressure)
+    return TL_WS_BACKPRESSURE;
+  return result;
+}
+
+static int publish(tl_app *app, const char *topic, const void *data, size_t len,
+                   tl_opcode op, tl_ws *exclude) {
+  size_t n;
+  int err = check_topic(topic, &n);
+  if (err)
+    return err;
+  if (op != TL_WS_TEXT && op != TL_WS_BINARY)
+    return TL_EINVAL;
+  return app->pubsub.publish(app, topic, n, data, len, op, exclude);
+}
+
+int tl_ws_publish(tl_ws *ws, const char *topic, const void *data, size_t len,
+                  tl_opcode op) {
+  return publish(ws->app, topic, data, len, op,
+                 ws->route->h.publish_to_self ? NULL : ws);
+}
+
+int tl_app_publish(tl_app *app, const char *topic, const void *data, size_t len,
+                   tl_opcode op) {
+  return publish(app, topic, data, len, op, NULL);
+}

@@ -1,0 +1,57 @@
+/* Topic registry and fan-out. Internal.
+ *
+ * A topic holds an array of its subscribers; each socket holds an array of
+ * its subscriptions; each entry knows its twin's index, so subscribe and
+ * unsubscribe are O(1) (swap-remove), and a topic's subscriber count is
+ * read in O(1) after a hash lookup. While a publish walks a topic
+ * (`walking` > 0) removals only clear the slot; the array is compacted
+ * when the walk ends, so handlers that run during a publish may subscribe,
+ * unsubscribe or close freely.
+ *
+ * The backend seam: every publish goes through app->pubsub.publish, which
+ * by default delivers locally (tl__pubsub_deliver). A bridge across
+ * workers or machines replaces it (forward, then deliver locally) and
+ * learns from `topic_active` when a topic gains its first local subscriber
+ * or loses its last, to subscribe upstream only while needed. */
+#ifndef TALON_SRC_PUBSUB_PUBSUB_H
+#define TALON_SRC_PUBSUB_PUBSUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "talon.h"
+
+typedef struct tl__topic tl__topic;
+
+/* One of a socket's subscriptions. */
+typedef struct tl__sub {
+  tl__topic *topic;
+  uint32_t idx; /* the socket's slot in topic->subs */
+} tl__sub;
+
+typedef struct tl__pubsub {
+  tl__topic **buckets;
+  size_t nbuckets;
+  size_t ntopics;
+  /* The backend: publish a message to `topic` (len bytes), skipping
+   * `exclude` (may be NULL). Default: tl__pubsub_deliver. */
+  int (*publish)(tl_app *app, const char *topic, size_t tlen, const void *data,
+                 size_t len, int op, tl_ws *exclude);
+  /* Told when a topic gets its first local subscriber (active) or loses
+   * its last (!active). May be NULL. */
+  void (*topic_active)(tl_app *app, const char *topic, bool active);
+} tl__pubsub;
+
+void tl__pubsub_init(tl__pubsub *ps);
+void tl__pubsub_free(tl__pubsub *ps);
+
+/* Local delivery: frame once, reference it into every subscriber's queue. */
+int tl__pubsub_deliver(tl_app *app, const char *topic, size_t tlen,
+                       const void *data, size_t len, int op, tl_ws *exclude);
+
+/* Remove every subscription of a closing socket (subscription handler
+ * told of each). */
+void tl__pubsub_leave_all(tl_ws *ws);
+
+#endif
