@@ -182,6 +182,31 @@ TL_EXTERN int tl_res_end(tl_res *res, const void *data, size_t len);
  * failures (response still open); or errors like tl_res_send(). */
 TL_EXTERN int tl_res_send_file(tl_res *res, const char *path);
 
+/* Send `length` bytes of the file at `path` from `offset` (length -1: to
+ * the end) as the body, like tl_res_send_file(); for Range answers (the
+ * caller sets 206 and Content-Range). Returns like tl_res_send_file(), and
+ * TL_EINVAL for a range outside the file (the response stays open). */
+TL_EXTERN int tl_res_send_file_range(tl_res *res, const char *path,
+                                     int64_t offset, int64_t length);
+
+/* Called once when the response is finished (sent in full, or aborted
+ * because the client left): for loggers and metrics. Inside, `res` and its
+ * request are still valid (re-read request strings there), and
+ * tl_res_get_status, tl_res_body_bytes and tl_res_aborted describe the
+ * outcome. Nothing may be sent from it. */
+typedef void (*tl_res_finish_cb)(tl_res *res, void *arg);
+
+/* Register a finish callback (any number; they run in registration order).
+ * Returns 0, TL_EINVAL, TL_ESTATE if already finished, or TL_ENOMEM. */
+TL_EXTERN int tl_res_on_finish(tl_res *res, tl_res_finish_cb cb, void *arg);
+
+/* Body bytes queued for this response so far (without the head; for HEAD
+ * requests 0). */
+TL_EXTERN uint64_t tl_res_body_bytes(const tl_res *res);
+
+/* Whether the client left before the response was finished. */
+TL_EXTERN bool tl_res_aborted(const tl_res *res);
+
 /* Called once when the socket's backlog has drained below its low-water
  * mark after tl_res_write() returned 1. `arg` is the caller's. */
 typedef void (*tl_res_drain_cb)(tl_res *res, void *arg);

@@ -142,7 +142,14 @@ enum { /* response flags */
        TL__R_UNFRAMED = 1u << 8, /* HTTP/1.0 stream: ends by closing */
        TL__R_FILE = 1u << 9,     /* a file body is being sent */
        TL__R_WANT_DRAIN = 1u << 10,
+       TL__R_ABORTED = 1u << 11, /* the client left before the end */
 };
+
+typedef struct tl__finish_hook {
+  tl_res_finish_cb cb;
+  void *arg;
+  struct tl__finish_hook *next;
+} tl__finish_hook;
 
 struct tl_res {
   tl__hconn *h;
@@ -155,6 +162,8 @@ struct tl_res {
   void *abort_arg;
   int file_fd;
   int64_t file_off, file_end;
+  uint64_t body_bytes;    /* body bytes queued so far */
+  tl__finish_hook *hooks; /* newest first; arena memory */
 };
 
 struct tl__hconn {

@@ -78,6 +78,8 @@ void tl__res_reset(tl_res *res) {
   res->flags = TL__R_FINISHED;
   res->drain_cb = NULL;
   res->abort_cb = NULL;
+  res->hooks = NULL;
+  res->body_bytes = 0;
   tl__buf_reset(&res->hdrs, 4096);
 }
 
@@ -154,9 +156,13 @@ static int write_head(tl_res *res, int64_t clen) {
   return 0;
 }
 
+static void run_hooks(tl_res *res);
+
 static void finish(tl_res *res) {
   res->flags |= TL__R_FINISHED;
   res->flags &= ~TL__R_DEFERRED;
+  if (res->hooks)
+    run_hooks(res);
   tl__hconn_response_done(res->h);
 }
 
@@ -258,8 +264,10 @@ int tl_res_send(tl_res *res, const void *body, size_t len) {
     return TL_ESTATE;
   bool has_body = status_has_body(res->status);
   err = write_head(res, has_body ? (int64_t)len : -2);
-  if (!err && has_body && !(res->flags & TL__R_NO_BODY))
+  if (!err && has_body && !(res->flags & TL__R_NO_BODY)) {
     err = tl__conn_write(&res->h->conn, body, len);
+    res->body_bytes += len;
+  }
   if (err) {
     res->flags |= TL__R_CLOSE;
     finish(res);
@@ -319,6 +327,7 @@ static int stream_data(tl_res *res, const void *data, size_t len) {
   tl__conn *c = &res->h->conn;
   if (len == 0 || (res->flags & TL__R_NO_BODY) || !status_has_body(res->status))
     return 0;
+  res->body_bytes += len;
   if (!(res->flags & TL__R_CHUNKED))
     return tl__conn_write(c, data, len);
   char hdr[24];
@@ -411,12 +420,15 @@ static void file_pump(tl_res *res) {
   finish(res);
 }
 
-int tl_res_send_file(tl_res *res, const char *path) {
+int tl_res_send_file_range(tl_res *res, const char *path, int64_t offset,
+                           int64_t length) {
   int err = check_open(res);
   if (err)
     return err;
   if (res->flags & TL__R_HEAD_SENT)
     return TL_ESTATE;
+  if (offset < 0 || length < -1)
+    return TL_EINVAL;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return errno == ENOENT || errno == ENOTDIR ? TL_ENOENT : -errno;
@@ -425,20 +437,28 @@ int tl_res_send_file(tl_res *res, const char *path) {
     close(fd);
     return TL_ENOENT;
   }
-  if ((res->flags & TL__R_NO_BODY) || !status_has_body(res->status) ||
-      st.st_size <= SMALL_FILE) {
-    size_t size = (size_t)st.st_size;
-    bool body = !(res->flags & TL__R_NO_BODY) && status_has_body(res->status);
-    err = write_head(res, status_has_body(res->status) ? (int64_t)size : -2);
+  if (length == -1)
+    length = st.st_size > offset ? st.st_size - offset : 0;
+  if (offset > st.st_size || length > st.st_size - offset) {
+    close(fd);
+    return TL_EINVAL;
+  }
+  bool has_body = status_has_body(res->status);
+  bool body = !(res->flags & TL__R_NO_BODY) && has_body;
+  if (!body || length <= SMALL_FILE) {
+    size_t size = (size_t)length;
+    err = write_head(res, has_body ? length : -2);
     if (!err && body && size > 0) {
       err = tl__buf_reserve(&res->h->conn.out, size);
       if (!err) {
         tl__buf *o = &res->h->conn.out;
-        ssize_t r = pread(fd, o->data + o->len, size, 0);
-        if (r == (ssize_t)size)
+        ssize_t r = pread(fd, o->data + o->len, size, (off_t)offset);
+        if (r == (ssize_t)size) {
           o->len += size;
-        else
+          res->body_bytes += size;
+        } else {
           err = TL_EIO;
+        }
       }
     }
     close(fd);
@@ -449,17 +469,59 @@ int tl_res_send_file(tl_res *res, const char *path) {
     finish(res);
     return 0;
   }
-  err = write_head(res, st.st_size);
+  err = write_head(res, length);
   if (err) {
     close(fd);
     return err;
   }
   res->file_fd = fd;
-  res->file_off = 0;
-  res->file_end = st.st_size;
+  res->file_off = offset;
+  res->file_end = offset + length;
+  res->body_bytes += (uint64_t)length;
   res->flags |= TL__R_FILE | TL__R_DEFERRED;
   file_pump(res);
   return 0;
+}
+
+int tl_res_send_file(tl_res *res, const char *path) {
+  return tl_res_send_file_range(res, path, 0, -1);
+}
+
+int tl_res_on_finish(tl_res *res, tl_res_finish_cb cb, void *arg) {
+  if (!cb)
+    return TL_EINVAL;
+  if (res->flags & TL__R_FINISHED)
+    return TL_ESTATE;
+  tl__finish_hook *hk = tl__arena_alloc(&res->h->arena, sizeof *hk);
+  if (!hk)
+    return TL_ENOMEM;
+  hk->cb = cb;
+  hk->arg = arg;
+  hk->next = res->hooks;
+  res->hooks = hk;
+  return 0;
+}
+
+/* Runs the finish hooks once, in registration order. */
+static void run_hooks(tl_res *res) {
+  tl__finish_hook *hk = res->hooks, *rev = NULL;
+  res->hooks = NULL;
+  while (hk) {
+    tl__finish_hook *next = hk->next;
+    hk->next = rev;
+    rev = hk;
+    hk = next;
+  }
+  for (; rev; rev = rev->next)
+    rev->cb(res, rev->arg);
+}
+
+uint64_t tl_res_body_bytes(const tl_res *res) {
+  return res->body_bytes;
+}
+
+bool tl_res_aborted(const tl_res *res) {
+  return (res->flags & TL__R_ABORTED) != 0;
 }
 
 void tl_res_on_drain(tl_res *res, tl_res_drain_cb cb, void *arg) {
@@ -493,9 +555,11 @@ void tl__res_abort(tl__hconn *h) {
   tl_res *res = &h->res;
   tl_res_abort_cb cb = res->abort_cb;
   res->abort_cb = NULL;
-  res->flags |= TL__R_FINISHED;
+  res->flags |= TL__R_FINISHED | TL__R_ABORTED;
   if (cb)
     cb(res, res->abort_arg);
+  if (res->hooks)
+    run_hooks(res);
 }
 
 bool tl_res_finished(const tl_res *res) {
