@@ -24,12 +24,13 @@ typedef struct write_req {
   char own[];
 } write_req;
 
-tl__shared *tl__shared_new(size_t len) {
-  tl__shared *f = malloc(sizeof *f + len);
+tl__shared *tl__shared_new(size_t cap) {
+  tl__shared *f = malloc(sizeof *f + cap);
   if (!f)
     return NULL;
   f->refs = 1;
-  f->len = len;
+  f->len = 0;
+  f->cap = cap;
   return f;
 }
 
@@ -194,7 +195,7 @@ void tl__conn_flush(tl__conn *c) {
     }
     for (uint32_t i = 0; i < c->nsegs; i++) {
       tl__seg *g = &c->segs[i];
-      char *p = g->ref ? g->ref->data : c->out.data + g->off;
+      char *p = (g->ref ? g->ref->data : c->out.data) + g->off;
       bufs[i] = uv_buf_init(p, (unsigned)g->len);
     }
     err = write_bufs(c, bufs, c->segs, c->nsegs);
@@ -211,9 +212,17 @@ void tl__conn_flush(tl__conn *c) {
   tl__buf_reset(&c->out, 64 * 1024);
 }
 
-int tl__conn_write_shared(tl__conn *c, tl__shared *f) {
+int tl__conn_write_shared(tl__conn *c, tl__shared *f, size_t off, size_t len) {
   if (c->flags & (TL__CONN_CLOSING | TL__CONN_LINGER | TL__CONN_ENDING))
     return TL_ECLOSED;
+  if (c->nsegs) {
+    tl__seg *last = &c->segs[c->nsegs - 1];
+    if (last->ref == f && last->off + last->len == off) {
+      last->len += len;
+      c->shared_bytes += len;
+      return 0;
+    }
+  }
   if (c->nsegs + 2 > c->cap_segs) {
     uint32_t cap = c->cap_segs ? c->cap_segs * 2 : 8;
     tl__seg *n = realloc(c->segs, cap * sizeof *n);
@@ -225,8 +234,8 @@ int tl__conn_write_shared(tl__conn *c, tl__shared *f) {
   if (c->nsegs == 0 && c->out.len > 0)
     c->segs[c->nsegs++] = (tl__seg){NULL, 0, c->out.len};
   f->refs++;
-  c->segs[c->nsegs++] = (tl__seg){f, 0, f->len};
-  c->shared_bytes += f->len;
+  c->segs[c->nsegs++] = (tl__seg){f, off, len};
+  c->shared_bytes += len;
   tl__conn_mark_dirty(c);
   return 0;
 }
@@ -399,11 +408,17 @@ static void flush_all(tl__server *s) {
   }
 }
 
+static void flush_phase(tl__server *s) {
+  flush_all(s);
+  if (s->after_flush)
+    s->after_flush(s->owner);
+}
+
 static void on_check(uv_check_t *h) {
-  flush_all(h->data);
+  flush_phase(h->data);
 }
 static void on_prepare(uv_prepare_t *h) {
-  flush_all(h->data);
+  flush_phase(h->data);
 }
 
 static void on_sweep(uv_timer_t *t) {

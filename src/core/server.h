@@ -55,11 +55,13 @@ enum {
  * copy (a published WebSocket frame). Created with one reference. */
 typedef struct tl__shared {
   uint32_t refs;
-  size_t len;
+  size_t len; /* bytes used */
+  size_t cap; /* bytes allocated; data never moves */
   char data[];
 } tl__shared;
 
-tl__shared *tl__shared_new(size_t len);
+/* A block of `cap` bytes, `len` 0, one reference. NULL on out of memory. */
+tl__shared *tl__shared_new(size_t cap);
 void tl__shared_unref(tl__shared *f);
 
 /* A piece of a connection's queued output: bytes of `out` (ref NULL) or a
@@ -108,6 +110,8 @@ struct tl__server {
   uv_async_t stop_async;
   tl__server_config cfg;
   tl__conn_factory factory;
+  /* Called after each flush of all connections (end of a loop phase). */
+  void (*after_flush)(void *owner);
   void *owner; /* the app */
   char *rbuf;  /* the one receive buffer */
   size_t rbuf_size;
@@ -140,9 +144,12 @@ void tl__server_adopt(tl__server *s, tl__conn *c);
 /* Queue bytes in the cork buffer; flushed at the end of the loop turn.
  * Returns 0, TL_ECLOSED or TL_ENOMEM. */
 int tl__conn_write(tl__conn *c, const void *p, size_t n);
-/* Queue a shared block after everything queued so far (a reference is
- * taken; no copy). Returns 0, TL_ECLOSED or TL_ENOMEM. */
-int tl__conn_write_shared(tl__conn *c, tl__shared *f);
+/* Queue bytes [off, off+len) of a shared block after everything queued so
+ * far (a reference is taken; no copy). When they directly follow the last
+ * queued piece of the same block, that piece just grows: subscribers that
+ * receive the same run of frames get one contiguous write. Returns 0,
+ * TL_ECLOSED or TL_ENOMEM. */
+int tl__conn_write_shared(tl__conn *c, tl__shared *f, size_t off, size_t len);
 /* Flush the cork buffer now (order is kept with queued writes). */
 void tl__conn_flush(tl__conn *c);
 /* Bytes not yet written: corked plus backlog. */

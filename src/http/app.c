@@ -35,6 +35,10 @@ static unsigned min_u(unsigned a, unsigned b) {
   return a < b ? a : b;
 }
 
+static void after_flush(void *owner) {
+  tl__pubsub_after_flush(owner);
+}
+
 tl_app *tl_app_new(const tl_app_config *options) {
   tl_app *app = calloc(1, sizeof *app);
   if (!app)
@@ -68,6 +72,7 @@ tl_app *tl_app_new(const tl_app_config *options) {
       .no_signal_handlers = o->no_signal_handlers != 0,
   };
   app->srv.factory = tl__hconn_new;
+  app->srv.after_flush = after_flush;
   return app;
 }
 

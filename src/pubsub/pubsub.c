@@ -20,6 +20,9 @@ struct tl__topic {
   uint32_t live;       /* subscribers */
   uint32_t walking;    /* publishes in progress over this topic */
   bool holes;
+  bool busy;           /* published to since the last flush */
+  tl__shared *run;     /* this turn's frames, appended back to back */
+  tl__topic *next_run; /* topics holding a run (pubsub->runs) */
   topic_sub *subs;
   size_t len;
   char name[];
@@ -42,6 +45,7 @@ void tl__pubsub_free(tl__pubsub *ps) {
     tl__topic *t = ps->buckets[b];
     while (t) {
       tl__topic *next = t->next;
+      tl__shared_unref(t->run);
       free(t->subs);
       free(t);
       t = next;
@@ -112,6 +116,13 @@ static void maybe_destroy(tl_app *app, tl__topic *t) {
   ps->ntopics--;
   if (ps->topic_active)
     ps->topic_active(app, t->name, false);
+  if (t->run) {
+    tl__topic **rp = &ps->runs;
+    while (*rp != t)
+      rp = &(*rp)->next_run;
+    *rp = t->next_run;
+    tl__shared_unref(t->run);
+  }
   free(t->subs);
   free(t);
 }
@@ -269,20 +280,82 @@ size_t tl_app_subscriber_count(const tl_app *app, const char *topic) {
   return t ? t->live : 0;
 }
 
+/* The smallest run buffer; it doubles while a turn's frames overflow it,
+ * up to RUN_MAX (larger frames get a buffer of their own size). */
+#define RUN_MIN 4096
+#define RUN_MAX (256 * 1024)
+
+/* Appends a frame to the topic's run buffer, starting a new one when it is
+ * full. Frames published to one topic within a loop turn lie back to back
+ * in one buffer, so a subscriber that receives all of them gets one
+ * contiguous piece to write, and every such subscriber writes the same
+ * bytes. The buffer never moves once allocated, so pieces already handed
+ * to the kernel stay valid. Returns the frame's offset, or -1 on out of
+ * memory. */
+static int64_t run_append(tl__pubsub *ps, tl__topic *t, const uint8_t *hdr,
+                          size_t hl, const void *data, size_t len) {
+  size_t need = hl + len;
+  if (!t->run || t->run->cap - t->run->len < need) {
+    size_t cap = t->run ? t->run->cap * 2 : RUN_MIN;
+    if (cap > RUN_MAX)
+      cap = RUN_MAX;
+    if (cap < need)
+      cap = need;
+    tl__shared *r = tl__shared_new(cap);
+    if (!r)
+      return -1;
+    if (t->run) {
+      tl__shared_unref(t->run);
+    } else {
+      t->next_run = ps->runs;
+      ps->runs = t;
+    }
+    t->run = r;
+  }
+  size_t off = t->run->len;
+  memcpy(t->run->data + off, hdr, hl);
+  if (len)
+    memcpy(t->run->data + off + hl, data, len);
+  t->run->len += need;
+  t->busy = true;
+  return (int64_t)off;
+}
+
+void tl__pubsub_after_flush(tl_app *app) {
+  tl__pubsub *ps = &app->pubsub;
+  tl__topic **pp = &ps->runs;
+  while (*pp) {
+    tl__topic *t = *pp;
+    if (t->busy && t->run->refs == 1) {
+      /* Everyone wrote it: reuse the buffer from its start. */
+      t->run->len = 0;
+      t->busy = false;
+      pp = &t->next_run;
+    } else {
+      /* Idle since the last flush, or still referenced by a slow
+       * subscriber's queue: let it go. */
+      tl__shared_unref(t->run);
+      t->run = NULL;
+      t->busy = false;
+      *pp = t->next_run;
+    }
+  }
+}
+
 int tl__pubsub_deliver(tl_app *app, const char *topic, size_t tlen,
                        const void *data, size_t len, int op, tl_ws *exclude) {
-  tl__topic *t = find(&app->pubsub, topic, tlen, hash_of(topic, tlen));
+  tl__pubsub *ps = &app->pubsub;
+  tl__topic *t = find(ps, topic, tlen, hash_of(topic, tlen));
   if (!t || t->live == 0 ||
-      (t->live == 1 && exclude && t->subs && sub_index(exclude, t) >= 0))
+      (t->live == 1 && exclude && sub_index(exclude, t) >= 0))
     return TL_WS_DROPPED;
   uint8_t hdr[10];
   size_t hl = tl__ws_frame_header(hdr, true, false, op, len);
-  tl__shared *f = tl__shared_new(hl + len);
-  if (!f)
+  int64_t off = run_append(ps, t, hdr, hl, data, len);
+  if (off < 0)
     return TL_ENOMEM;
-  memcpy(f->data, hdr, hl);
-  if (len)
-    memcpy(f->data + hl, data, len);
+  tl__shared *run = t->run;
+  run->refs++; /* a nested publish may replace t->run during the walk */
   int result = TL_WS_DROPPED;
   bool pressure = false;
   t->walking++;
@@ -292,17 +365,17 @@ int tl__pubsub_deliver(tl_app *app, const char *topic, size_t tlen,
     tl_ws *ws = t->subs[i].ws;
     if (!ws || ws == exclude)
       continue;
-    int r = tl__ws_queue_shared(ws, f, data, len, op);
+    int r = tl__ws_queue_shared(ws, run, (size_t)off, hl + len, data, len, op);
     if (r == TL_WS_BACKPRESSURE)
       pressure = true;
     else if (r > 0)
       result = r;
   }
   t->walking--;
+  tl__shared_unref(run);
   if (!t->walking && t->holes)
     compact(t);
   maybe_destroy(app, t);
-  tl__shared_unref(f);
   if (pressure)
     return TL_WS_BACKPRESSURE;
   return result;

@@ -34,6 +34,7 @@ typedef struct tl__pubsub {
   tl__topic **buckets;
   size_t nbuckets;
   size_t ntopics;
+  tl__topic *runs; /* topics holding a run buffer */
   /* The backend: publish a message to `topic` (len bytes), skipping
    * `exclude` (may be NULL). Default: tl__pubsub_deliver. */
   int (*publish)(tl_app *app, const char *topic, size_t tlen, const void *data,
@@ -49,6 +50,9 @@ void tl__pubsub_free(tl__pubsub *ps);
 /* Local delivery: frame once, reference it into every subscriber's queue. */
 int tl__pubsub_deliver(tl_app *app, const char *topic, size_t tlen,
                        const void *data, size_t len, int op, tl_ws *exclude);
+
+/* After each flush: recycle or release the topics' run buffers. */
+void tl__pubsub_after_flush(tl_app *app);
 
 /* Remove every subscription of a closing socket (subscription handler
  * told of each). */

@@ -181,16 +181,17 @@ int tl_ws_send(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   return queued(ws, frame);
 }
 
-int tl__ws_queue_shared(tl_ws *ws, tl__shared *f, const void *data, size_t len,
-                        int op) {
-  if (!sendable(ws) || !admit(ws, f->len, data, len, op))
+int tl__ws_queue_shared(tl_ws *ws, tl__shared *f, size_t off, size_t flen,
+                        const void *data, size_t len, int op) {
+  if (!sendable(ws) || !admit(ws, flen, data, len, op))
     return TL_WS_DROPPED;
   tl__conn *c = &ws->conn;
-  if (tl__conn_write_shared(c, f) != 0)
+  if (tl__conn_write_shared(c, f, off, flen) != 0)
     return TL_WS_DROPPED;
-  if (c->out.len + c->shared_bytes >= CORK_LIMIT)
-    tl__conn_flush(c);
-  return queued(ws, f->len);
+  /* No early flush here: a burst of publishes is meant to reach each
+   * subscriber as one run of bytes in one write at the end of the turn
+   * (max_backpressure still bounds what may pile up). */
+  return queued(ws, flen);
 }
 
 size_t tl_ws_dropped_count(const tl_ws *ws) {

@@ -44,11 +44,12 @@ tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size);
 /* Allocate a connection block with `route->data_size` zeroed bytes of
  * context. NULL on out of memory. */
 tl_ws *tl__ws_new(tl_app *app, const tl__wsroute *route);
-/* Queue a published frame `f` (built from `data`, `len`, `op`) for `ws`
- * with the same backpressure rules as tl_ws_send. Returns the frame size,
- * TL_WS_BACKPRESSURE, or TL_WS_DROPPED (also for a socket not open). */
-int tl__ws_queue_shared(tl_ws *ws, tl__shared *f, const void *data, size_t len,
-                        int op);
+/* Queue a published frame (bytes [off, off+flen) of `f`, built from
+ * `data`, `len`, `op`) for `ws` with the same backpressure rules as
+ * tl_ws_send. Returns the frame size, TL_WS_BACKPRESSURE, or TL_WS_DROPPED
+ * (also for a socket not open). */
+int tl__ws_queue_shared(tl_ws *ws, tl__shared *f, size_t off, size_t flen,
+                        const void *data, size_t len, int op);
 
 /* Free a block that never became a connection (rejected upgrade). */
 void tl__ws_discard(tl_ws *ws);
