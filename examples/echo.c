@@ -5,7 +5,8 @@
  *              binary as binary)
  *
  * Limits are large (64 MiB) so that conformance suites can send their
- * 16 MiB messages. Usage: echo [PORT]   (or PORT=..., HOST=...)
+ * 16 MiB messages. permessage-deflate is on for clients that offer it. Usage:
+ * echo [PORT]   (or PORT=..., HOST=...)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,9 @@ static const tl_ws_handlers echo = {
     .message = on_message,
     .max_payload = 64u << 20,
     .max_backpressure = 64u << 20,
+    /* permessage-deflate for every client that offers it: a compressor and
+     * a decompressor per connection, keeping context (best ratio). */
+    .compression = TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR,
 };
 
 static void on_listen(tl_app *app, const char *host, int port) {

@@ -55,10 +55,12 @@ TL_EXTERN const char *tl_ws_topic_at(const tl_ws *ws, size_t i);
 /* Publish to every subscriber of `topic` except `ws` itself (unless its
  * route sets publish_to_self). `data` is copied once into the shared
  * frame. Returns the frame's size in bytes when every copy was queued
- * without backpressure, TL_WS_BACKPRESSURE (-1) when at least one
- * subscriber is over its backlog (its `drain` will fire), TL_WS_DROPPED
- * (0) when every copy was dropped or nobody is subscribed; TL_EINVAL for a
- * bad opcode or topic; TL_ENOMEM. */
+ * without backpressure; TL_WS_BACKPRESSURE (-1) when at least one
+ * subscriber is over its backlog (its copy was queued and its `drain` will
+ * fire, or its copy was dropped) while some copy was queued;
+ * TL_WS_DROPPED (0) when every copy was dropped or nobody (else) is
+ * subscribed; TL_EINVAL for a bad opcode or an empty topic, TL_ETOOBIG for
+ * a topic longer than TL_TOPIC_MAX; TL_ENOMEM. */
 TL_EXTERN int tl_ws_publish(tl_ws *ws, const char *topic, const void *data,
                             size_t len, tl_opcode op);
 

@@ -106,7 +106,7 @@ typedef struct tl_ws_handlers {
   unsigned idle_timeout_s; /* close after this long without a frame
                               [120]; TL_WS_NO_TIMEOUT disables */
   int send_pings;          /* ping at half the idle timeout [off] */
-  size_t max_backpressure; /* backlog bytes before sends drop [1 MiB] */
+  size_t max_backpressure; /* backlog bytes before sends drop [16 MiB] */
   int close_on_backpressure_limit; /* close (1008) instead of dropping */
   unsigned max_lifetime_s;         /* close with 1000 after this long [off] */
   /* Allowed Origin values, NULL-terminated; NULL: any origin. Borrowed: it
@@ -119,11 +119,37 @@ typedef struct tl_ws_handlers {
   /* tl_ws_publish() from a socket of this route also reaches the socket
    * itself (Bun's publishToSelf) [off]. */
   int publish_to_self;
-  /* permessage-deflate (a later issue): 0 = off. */
+  /* permessage-deflate (RFC 7692): TL_NO_COMPRESSION (default), or an OR
+   * of one compressor and one decompressor below (a compressor alone
+   * implies TL_SHARED_DECOMPRESSOR). Offers a client makes are parsed and
+   * the first one these settings can honour is accepted; otherwise the
+   * extension is declined and the socket works uncompressed. */
   int compression;
+  /* Window of a dedicated compressor, 9..15 [15], and its zlib memLevel,
+   * 1..9 [8]: its memory is about 2^(bits+2) + 2^(mem_level+9) bytes per
+   * connection (15/8: 256 KiB; 9/1: 3 KiB). */
+  int compress_window_bits;
+  int compress_mem_level;
+  /* Messages shorter than this are sent uncompressed [128]. */
+  size_t compress_threshold;
 } tl_ws_handlers;
 
 #define TL_WS_NO_TIMEOUT ((unsigned)-1)
+
+/* tl_ws_handlers.compression. Memory per connection, measured in the
+ * notes: shared compressor and decompressor cost nothing per connection
+ * (one zlib stream per app, reset per message: server_no_context_takeover
+ * / client_no_context_takeover are negotiated); a dedicated compressor
+ * keeps context per connection (best ratio, see compress_window_bits); a
+ * dedicated decompressor lets clients keep their context (about 40 KiB per
+ * connection). */
+enum {
+  TL_NO_COMPRESSION = 0,
+  TL_SHARED_COMPRESSOR = 1,
+  TL_DEDICATED_COMPRESSOR = 2,
+  TL_SHARED_DECOMPRESSOR = 4,
+  TL_DEDICATED_DECOMPRESSOR = 8
+};
 
 /* Register a WebSocket route. `handlers` is copied (allowed_origins stays
  * borrowed). `data_size` is the size of the per-connection context block
@@ -157,6 +183,13 @@ TL_EXTERN int tl_ws_select_protocol(tl_res *res, const char *name);
  * TL_WS_DROPPED (0: over max_backpressure, or closing; `dropped` is told),
  * or TL_EINVAL for a bad opcode. */
 TL_EXTERN int tl_ws_send(tl_ws *ws, const void *data, size_t len, tl_opcode op);
+/* tl_ws_send() with an explicit compression choice (Bun's
+ * send(msg, compress)): `compress` 1 compresses when permessage-deflate
+ * was negotiated (even under compress_threshold), 0 never compresses, -1
+ * is tl_ws_send()'s default: compress when negotiated and the message is
+ * at least compress_threshold bytes. */
+TL_EXTERN int tl_ws_send_ex(tl_ws *ws, const void *data, size_t len,
+                            tl_opcode op, int compress);
 TL_EXTERN int tl_ws_send_text(tl_ws *ws, const char *text);
 TL_EXTERN int tl_ws_send_binary(tl_ws *ws, const void *data, size_t len);
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "http/http.h"
+#include "ws/wsconn.h"
 
 void tl__http_settings_init(llhttp_settings_t *s);
 
@@ -33,6 +34,12 @@ static void apply_defaults(tl_app_config *o) {
 
 static unsigned min_u(unsigned a, unsigned b) {
   return a < b ? a : b;
+}
+
+tl__pmd_shared *tl__app_pmd(tl_app *app) {
+  if (!app->pmd)
+    app->pmd = calloc(1, sizeof *app->pmd);
+  return app->pmd;
 }
 
 static void after_flush(void *owner) {
@@ -81,6 +88,10 @@ void tl_app_free(tl_app *app) {
     return;
   tl__server_close(&app->srv);
   tl__pubsub_free(&app->pubsub);
+  if (app->pmd) {
+    tl__pmd_shared_free(app->pmd);
+    free(app->pmd);
+  }
   tl__router_free_compiled(app);
   tl__router_destroy(app->root, true);
   free(app);

@@ -66,6 +66,7 @@ struct tl_app {
   tl_handler not_found;
   void *data;
   tl__pubsub pubsub;
+  struct tl__pmd_shared *pmd; /* permessage-deflate state, on first use */
   bool compiled_ok;
   llhttp_settings_t settings;
   /* The Date header value, refreshed once a second. */

@@ -342,6 +342,32 @@ void tl__pubsub_after_flush(tl_app *app) {
   }
 }
 
+/* Compresses a published message once with the app's shared compressor
+ * for `bits` and appends the frame (RSV1 set) to the topic's run buffer.
+ * Returns its offset (and a reference to its buffer in *buf), or -1 when
+ * compression failed or did not make it smaller. */
+static int64_t compressed_frame(tl_app *app, tl__topic *t, int bits,
+                                const void *data, size_t len, int op,
+                                size_t *flen, tl__shared **buf) {
+  tl__pmd_shared *ps = tl__app_pmd(app);
+  z_stream *zs = tl__pmd_shared_deflater(app, bits);
+  if (!ps || !zs)
+    return -1;
+  tl__buf *z = &ps->scratch;
+  z->len = 0;
+  if (tl__pmd_deflate(zs, data, len, true, z) != 0 || z->len >= len)
+    return -1;
+  uint8_t hdr[10];
+  size_t hl = tl__ws_frame_header(hdr, true, true, op, z->len);
+  int64_t off = run_append(&app->pubsub, t, hdr, hl, z->data, z->len);
+  if (off < 0)
+    return -1;
+  *flen = hl + z->len;
+  *buf = t->run;
+  t->run->refs++;
+  return off;
+}
+
 int tl__pubsub_deliver(tl_app *app, const char *topic, size_t tlen,
                        const void *data, size_t len, int op, tl_ws *exclude) {
   tl__pubsub *ps = &app->pubsub;
@@ -356,8 +382,15 @@ int tl__pubsub_deliver(tl_app *app, const char *topic, size_t tlen,
     return TL_ENOMEM;
   tl__shared *run = t->run;
   run->refs++; /* a nested publish may replace t->run during the walk */
+  /* Subscribers that take compressed frames share one compressed copy per
+   * window size, built on first need, also in the run buffer. */
+  int64_t zoff[16];
+  size_t zlen[16];
+  tl__shared *zrun[16];
+  for (int b = 0; b < 16; b++)
+    zoff[b] = -2; /* not built yet; -1: failed or not smaller */
   int result = TL_WS_DROPPED;
-  bool pressure = false;
+  bool pressure = false, queued = false;
   t->walking++;
   /* Subscribers that join during the walk are not visited. */
   uint32_t n = t->nsubs;
@@ -365,20 +398,33 @@ int tl__pubsub_deliver(tl_app *app, const char *topic, size_t tlen,
     tl_ws *ws = t->subs[i].ws;
     if (!ws || ws == exclude)
       continue;
-    int r = tl__ws_queue_shared(ws, run, (size_t)off, hl + len, data, len, op);
-    if (r == TL_WS_BACKPRESSURE)
-      pressure = true;
-    else if (r > 0)
+    int r;
+    int b = tl__ws_shares_compressed(ws, len) ? ws->pmd.server_bits : 0;
+    if (b && zoff[b] == -2)
+      zoff[b] = compressed_frame(app, t, b, data, len, op, &zlen[b], &zrun[b]);
+    if (b && zoff[b] >= 0)
+      r = tl__ws_queue_shared(ws, zrun[b], (size_t)zoff[b], zlen[b], data, len,
+                              op);
+    else
+      r = tl__ws_queue_shared(ws, run, (size_t)off, hl + len, data, len, op);
+    if (r == TL_WS_BACKPRESSURE || r == TL_WS_DROPPED)
+      pressure = true; /* this subscriber is over its backlog */
+    if (r > 0 || r == TL_WS_BACKPRESSURE)
+      queued = true;
+    if (r > 0)
       result = r;
   }
   t->walking--;
+  for (int b = 0; b < 16; b++)
+    if (zoff[b] >= 0)
+      tl__shared_unref(zrun[b]);
   tl__shared_unref(run);
   if (!t->walking && t->holes)
     compact(t);
   maybe_destroy(app, t);
-  if (pressure)
-    return TL_WS_BACKPRESSURE;
-  return result;
+  if (!queued)
+    return TL_WS_DROPPED;
+  return pressure ? TL_WS_BACKPRESSURE : result;
 }
 
 static int publish(tl_app *app, const char *topic, const void *data, size_t len,

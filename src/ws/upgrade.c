@@ -40,6 +40,36 @@ static bool origin_allowed(const tl__wsroute *rt, const char *origin) {
   return false;
 }
 
+/* permessage-deflate: answers the first offer the route can honour. */
+static void negotiate(tl_req *req, tl_ws *ws, tl__buf *head) {
+  tl__buf offers = {0};
+  for (size_t i = 0;; i++) {
+    const char *v = tl_req_header_at(req, "sec-websocket-extensions", i);
+    if (!v)
+      break;
+    if ((i && tl__buf_append(&offers, ", ", 2)) ||
+        tl__buf_append(&offers, v, strlen(v)))
+      break;
+  }
+  int c = ws->route->h.compression;
+  tl__pmd_policy pol = {
+      .compress = (c & (TL_SHARED_COMPRESSOR | TL_DEDICATED_COMPRESSOR)) != 0,
+      .ctx_takeover = (c & TL_DEDICATED_COMPRESSOR) != 0,
+      .max_window_bits = (c & TL_DEDICATED_COMPRESSOR)
+                             ? ws->route->h.compress_window_bits
+                             : 15,
+      .inflate_takeover = (c & TL_DEDICATED_DECOMPRESSOR) != 0,
+  };
+  char answer[160];
+  if (offers.len && tl__pmd_negotiate(offers.data, offers.len, &pol, &ws->pmd,
+                                      answer, sizeof answer)) {
+    tl__buf_append(head, "Sec-WebSocket-Extensions: ", 26);
+    tl__buf_append(head, answer, strlen(answer));
+    tl__buf_append(head, "\r\n", 2);
+  }
+  tl__buf_free(&offers);
+}
+
 /* Writes the 101 into the new connection's cork and moves the socket. */
 static int accept_upgrade(tl__hconn *h) {
   tl_req *req = &h->req;
@@ -88,6 +118,8 @@ static int accept_upgrade(tl__hconn *h) {
                    97);
     tl__buf_append(&head, accept, 28);
     tl__buf_append(&head, "\r\n", 2);
+    if (ws->route->h.compression)
+      negotiate(req, ws, &head);
     if (ws->protocol) {
       tl__buf_append(&head, "Sec-WebSocket-Protocol: ", 24);
       tl__buf_append(&head, ws->protocol, strlen(ws->protocol));

@@ -27,6 +27,15 @@ tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size) {
     rt->h.idle_timeout_s = 120;
   if (!rt->h.max_backpressure)
     rt->h.max_backpressure = 16 * 1024 * 1024;
+  if (rt->h.compression && !(rt->h.compression & (TL_SHARED_DECOMPRESSOR |
+                                                  TL_DEDICATED_DECOMPRESSOR)))
+    rt->h.compression |= TL_SHARED_DECOMPRESSOR;
+  if (rt->h.compress_window_bits < 9 || rt->h.compress_window_bits > 15)
+    rt->h.compress_window_bits = 15;
+  if (rt->h.compress_mem_level < 1 || rt->h.compress_mem_level > 9)
+    rt->h.compress_mem_level = 8;
+  if (!rt->h.compress_threshold)
+    rt->h.compress_threshold = 128;
   return rt;
 }
 
@@ -75,9 +84,10 @@ static void touch(tl_ws *ws) {
  * a slow socket (and reports backpressure) instead of piling up memory. */
 #define CORK_LIMIT (64 * 1024)
 
-static int write_frame(tl_ws *ws, int op, const void *data, size_t len) {
+static int write_frame_rsv(tl_ws *ws, int op, bool rsv1, const void *data,
+                           size_t len) {
   uint8_t hdr[10];
-  size_t n = tl__ws_frame_header(hdr, true, false, op, len);
+  size_t n = tl__ws_frame_header(hdr, true, rsv1, op, len);
   tl__conn *c = &ws->conn;
   int err = tl__buf_reserve(&c->out, n + len);
   if (err)
@@ -87,6 +97,117 @@ static int write_frame(tl_ws *ws, int op, const void *data, size_t len) {
   if (!err && c->out.len + c->shared_bytes >= CORK_LIMIT)
     tl__conn_flush(c);
   return err;
+}
+
+static int write_frame(tl_ws *ws, int op, const void *data, size_t len) {
+  return write_frame_rsv(ws, op, false, data, len);
+}
+
+/* ---- permessage-deflate ------------------------------------------------ */
+
+void tl__pmd_shared_free(tl__pmd_shared *ps) {
+  for (int i = 0; i < 16; i++) {
+    if (ps->deflate[i]) {
+      deflateEnd(ps->deflate[i]);
+      free(ps->deflate[i]);
+      ps->deflate[i] = NULL;
+    }
+  }
+  if (ps->inflate) {
+    inflateEnd(ps->inflate);
+    free(ps->inflate);
+    ps->inflate = NULL;
+  }
+  tl__buf_free(&ps->scratch);
+  tl__buf_free(&ps->scratch_in);
+}
+
+static z_stream *new_deflater(int bits, int mem_level) {
+  z_stream *zs = malloc(sizeof *zs);
+  if (zs && tl__pmd_deflate_init(zs, bits, mem_level) != 0) {
+    free(zs);
+    zs = NULL;
+  }
+  return zs;
+}
+
+static z_stream *new_inflater(void) {
+  z_stream *zs = malloc(sizeof *zs);
+  if (zs && tl__pmd_inflate_init(zs, 15) != 0) {
+    free(zs);
+    zs = NULL;
+  }
+  return zs;
+}
+
+z_stream *tl__pmd_shared_deflater(tl_app *app, int bits) {
+  tl__pmd_shared *ps = tl__app_pmd(app);
+  if (!ps)
+    return NULL;
+  if (!ps->deflate[bits])
+    ps->deflate[bits] = new_deflater(bits, 8);
+  return ps->deflate[bits];
+}
+
+static void free_streams(tl_ws *ws) {
+  if (ws->deflater) {
+    deflateEnd(ws->deflater);
+    free(ws->deflater);
+    ws->deflater = NULL;
+  }
+  if (ws->inflater) {
+    inflateEnd(ws->inflater);
+    free(ws->inflater);
+    ws->inflater = NULL;
+  }
+}
+
+/* Compresses a message for `ws` into the app's scratch buffer. Returns
+ * the buffer, or NULL (send uncompressed) when compression is not possible
+ * or not worth it. */
+static tl__buf *compress_for(tl_ws *ws, const void *data, size_t len) {
+  tl__pmd_shared *ps = tl__app_pmd(ws->app);
+  if (!ps)
+    return NULL;
+  tl__buf *out = &ps->scratch;
+  out->len = 0;
+  bool dedicated = (ws->route->h.compression & TL_DEDICATED_COMPRESSOR) &&
+                   !ws->pmd.server_no_takeover;
+  z_stream *zs;
+  if (dedicated) {
+    if (!ws->deflater)
+      ws->deflater =
+          new_deflater(ws->pmd.server_bits, ws->route->h.compress_mem_level);
+    zs = ws->deflater;
+  } else {
+    zs = tl__pmd_shared_deflater(ws->app, ws->pmd.server_bits);
+  }
+  if (!zs || tl__pmd_deflate(zs, data, len, !dedicated, out) != 0)
+    return NULL;
+  /* With no context kept, an uncompressed frame is as good when smaller;
+   * a dedicated stream has taken the bytes into its history, so the
+   * client must see them compressed. */
+  if (!dedicated && out->len >= len)
+    return NULL;
+  return out;
+}
+
+/* Whether to compress a message of `len` bytes for `ws` (compress: 1, 0,
+ * -1 as in tl_ws_send_ex). */
+static bool want_compress(const tl_ws *ws, size_t len, int compress) {
+  if (!ws->pmd.on || compress == 0 ||
+      !(ws->route->h.compression &
+        (TL_SHARED_COMPRESSOR | TL_DEDICATED_COMPRESSOR)))
+    return false;
+  return compress > 0 || len >= ws->route->h.compress_threshold;
+}
+
+bool tl__ws_shares_compressed(const tl_ws *ws, size_t len) {
+  /* A subscriber can take the once-compressed published frame when its
+   * compressor keeps no context (the frame is built by a fresh stream). */
+  return want_compress(ws, len, -1) &&
+         (ws->pmd.server_no_takeover ||
+          !(ws->route->h.compression & TL_DEDICATED_COMPRESSOR));
 }
 
 static void send_close_frame(tl_ws *ws, int code, const char *reason,
@@ -165,14 +286,23 @@ static bool sendable(const tl_ws *ws) {
 }
 
 int tl_ws_send(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
+  return tl_ws_send_ex(ws, data, len, op, -1);
+}
+
+int tl_ws_send_ex(tl_ws *ws, const void *data, size_t len, tl_opcode op,
+                  int compress) {
   if (op != TL_WS_TEXT && op != TL_WS_BINARY)
     return TL_EINVAL;
   if (!sendable(ws))
     return TL_WS_DROPPED;
-  size_t frame = len + (len < 126 ? 2 : len < 65536 ? 4 : 10);
+  tl__buf *z =
+      want_compress(ws, len, compress) ? compress_for(ws, data, len) : NULL;
+  const void *payload = z ? z->data : data;
+  size_t plen = z ? z->len : len;
+  size_t frame = plen + (plen < 126 ? 2 : plen < 65536 ? 4 : 10);
   if (!admit(ws, frame, data, len, op))
     return TL_WS_DROPPED;
-  if (write_frame(ws, op, data, len) != 0) {
+  if (write_frame_rsv(ws, op, z != NULL, payload, plen) != 0) {
     if (ws->route->h.error)
       ws->route->h.error(ws, TL_ENOMEM);
     fail(ws, 1011, "out of memory");
@@ -183,7 +313,9 @@ int tl_ws_send(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
 
 int tl__ws_queue_shared(tl_ws *ws, tl__shared *f, size_t off, size_t flen,
                         const void *data, size_t len, int op) {
-  if (!sendable(ws) || !admit(ws, flen, data, len, op))
+  if (!sendable(ws))
+    return TL_ECLOSED;
+  if (!admit(ws, flen, data, len, op))
     return TL_WS_DROPPED;
   tl__conn *c = &ws->conn;
   if (tl__conn_write_shared(c, f, off, flen) != 0)
@@ -291,11 +423,63 @@ static void check_inbound(tl_ws *ws) {
   }
 }
 
+static void fail(tl_ws *ws, int code, const char *reason);
+
+/* Inflates a compressed message into the app's inbound scratch buffer.
+ * Returns 0 or a close code (1007 corrupt or not UTF-8, 1009 too big,
+ * 1011 out of memory). */
+static int inflate_message(tl_ws *ws, int op, uint8_t **data, size_t *len) {
+  tl__pmd_shared *ps = tl__app_pmd(ws->app);
+  if (!ps)
+    return 1011;
+  bool dedicated = ws->route->h.compression & TL_DEDICATED_DECOMPRESSOR;
+  z_stream *zs;
+  if (dedicated) {
+    if (!ws->inflater)
+      ws->inflater = new_inflater();
+    zs = ws->inflater;
+  } else {
+    if (!ps->inflate)
+      ps->inflate = new_inflater();
+    zs = ps->inflate;
+  }
+  if (!zs)
+    return 1011;
+  tl__buf *out = &ps->scratch_in;
+  out->len = 0;
+  /* A shared stream starts fresh for every message (the client agreed to
+   * client_no_context_takeover); a dedicated one only if the client
+   * said it resets. The size limit applies to the inflated message, and
+   * inflating stops as soon as it is passed: a bomb costs nothing. */
+  int rc =
+      tl__pmd_inflate(zs, *data, *len, !dedicated || ws->pmd.client_no_takeover,
+                      ws->route->h.max_payload, out);
+  if (rc)
+    return rc;
+  if (op == TL_WS_TEXT &&
+      tl__utf8_validate(TL__UTF8_ACCEPT, (const uint8_t *)out->data,
+                        out->len) != TL__UTF8_ACCEPT)
+    return 1007;
+  *data = (uint8_t *)out->data;
+  *len = out->len;
+  return 0;
+}
+
 static int on_message(void *ud, int op, uint8_t *data, size_t len,
                       bool compressed) {
   tl_ws *ws = ud;
   if (ws->state != TL_WS_OPEN)
     return 0; /* closing: data after our close frame is discarded */
+  if (compressed) {
+    int rc = inflate_message(ws, op, &data, &len);
+    if (rc) {
+      fail(ws, rc,
+           rc == 1009   ? "message too big"
+           : rc == 1011 ? "out of memory"
+                        : "invalid compressed data");
+      return 1;
+    }
+  }
   if (ws->route->h.message)
     ws->route->h.message(ws, data, len, (tl_opcode)op);
   check_inbound(ws);
@@ -409,6 +593,7 @@ static void on_close(tl__conn *c) {
   tl_ws *ws = (tl_ws *)c;
   report_close(ws, 1006, "", 0);
   tl__wsp_free(&ws->parser);
+  free_streams(ws);
   free(ws->protocol);
   ws->protocol = NULL;
 }
@@ -429,6 +614,7 @@ void tl__ws_start(tl_ws *ws, const char *pre, size_t prelen) {
   uv_tcp_nodelay(&c->tcp, 1);
   tl__wsp_init(&ws->parser);
   ws->parser.max_payload = ws->route->h.max_payload;
+  ws->parser.allow_rsv1 = ws->pmd.on;
   free(ws->protocol);
   ws->protocol = NULL;
   ws->state = TL_WS_OPEN;

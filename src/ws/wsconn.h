@@ -7,6 +7,7 @@
 #include "core/server.h"
 #include "talon.h"
 #include "ws/parser.h"
+#include "ws/pmd.h"
 
 /* A registered ws route: the handlers (copied, defaults applied) and the
  * context size. Owned by the router that registered it. */
@@ -33,9 +34,30 @@ struct tl_ws {
   char *protocol;       /* chosen subprotocol while upgrading */
   struct tl__sub *subs; /* topics (src/pubsub) */
   uint32_t nsubs, cap_subs;
-  size_t dropped; /* messages dropped for backpressure */
+  size_t dropped;     /* messages dropped for backpressure */
+  tl__pmd_agreed pmd; /* permessage-deflate, if negotiated */
+  z_stream *deflater; /* dedicated compressor (lazily created) */
+  z_stream *inflater; /* dedicated decompressor (lazily created) */
   alignas(max_align_t) unsigned char data[];
 };
+
+/* Per-app compression state: shared streams (one per window size for
+ * compressors) and a scratch buffer for (de)compressed messages. */
+typedef struct tl__pmd_shared {
+  z_stream *deflate[16]; /* by window bits, created on first use */
+  z_stream *inflate;
+  tl__buf scratch;    /* compressed output */
+  tl__buf scratch_in; /* inflated input */
+} tl__pmd_shared;
+
+void tl__pmd_shared_free(tl__pmd_shared *ps);
+/* The app's compression state (src/http/app.c). */
+tl__pmd_shared *tl__app_pmd(tl_app *app);
+/* The app's shared compressor for `bits` (NULL on out of memory). */
+z_stream *tl__pmd_shared_deflater(tl_app *app, int bits);
+/* Whether a published message of `len` bytes goes to `ws` compressed by
+ * the shared (context-free) compressor. */
+bool tl__ws_shares_compressed(const tl_ws *ws, size_t len);
 
 /* A route's settings: `h` copied with defaults applied. NULL on out of
  * memory. Freed with free(). */
@@ -46,8 +68,8 @@ tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size);
 tl_ws *tl__ws_new(tl_app *app, const tl__wsroute *route);
 /* Queue a published frame (bytes [off, off+flen) of `f`, built from
  * `data`, `len`, `op`) for `ws` with the same backpressure rules as
- * tl_ws_send. Returns the frame size, TL_WS_BACKPRESSURE, or TL_WS_DROPPED
- * (also for a socket not open). */
+ * tl_ws_send. Returns the frame size, TL_WS_BACKPRESSURE, TL_WS_DROPPED
+ * (over its backlog limit), or TL_ECLOSED (not open: skipped). */
 int tl__ws_queue_shared(tl_ws *ws, tl__shared *f, size_t off, size_t flen,
                         const void *data, size_t len, int op);
 

@@ -1,0 +1,233 @@
+/* permessage-deflate: negotiation and zlib glue. See pmd.h. */
+#include "ws/pmd.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "talon/common.h"
+
+/* ---- negotiation --------------------------------------------------------- */
+
+typedef struct offer {
+  bool is_pmd;
+  bool valid;
+  bool snct, cnct; /* server/client_no_context_takeover */
+  bool has_sbits, has_cbits;
+  int sbits, cbits; /* 0: client_max_window_bits without a value */
+} offer;
+
+static bool ws_char(char c) {
+  return c == ' ' || c == '\t';
+}
+
+static void trim(const char **p, const char **e) {
+  while (*p < *e && ws_char(**p))
+    (*p)++;
+  while (*e > *p && ws_char((*e)[-1]))
+    (*e)--;
+}
+
+static bool eq(const char *p, const char *e, const char *lit) {
+  size_t n = strlen(lit);
+  return (size_t)(e - p) == n && memcmp(p, lit, n) == 0;
+}
+
+/* A window-bits value: 8..15, digits only, no leading zero; quoted
+ * allowed. Returns the value or -1. */
+static int bits_value(const char *p, const char *e) {
+  if (e - p >= 2 && *p == '"' && e[-1] == '"') {
+    p++;
+    e--;
+  }
+  if (e - p == 1 && *p >= '8' && *p <= '9')
+    return *p - '0';
+  if (e - p == 2 && p[0] == '1' && p[1] >= '0' && p[1] <= '5')
+    return 10 + p[1] - '0';
+  return -1;
+}
+
+/* Parses one parameter "name[=value]" into `o`; marks the offer invalid
+ * for unknown names, duplicates and bad values. */
+static void param(offer *o, const char *p, const char *e) {
+  trim(&p, &e);
+  const char *eqs = memchr(p, '=', (size_t)(e - p));
+  const char *ne = eqs ? eqs : e;
+  const char *vp = eqs ? eqs + 1 : e, *ve = e;
+  trim(&p, &ne);
+  trim(&vp, &ve);
+  if (eq(p, ne, "server_no_context_takeover") && !eqs && !o->snct) {
+    o->snct = true;
+  } else if (eq(p, ne, "client_no_context_takeover") && !eqs && !o->cnct) {
+    o->cnct = true;
+  } else if (eq(p, ne, "server_max_window_bits") && eqs && !o->has_sbits &&
+             (o->sbits = bits_value(vp, ve)) > 0) {
+    o->has_sbits = true;
+  } else if (eq(p, ne, "client_max_window_bits") && !o->has_cbits &&
+             (!eqs || (o->cbits = bits_value(vp, ve)) > 0)) {
+    o->has_cbits = true;
+  } else {
+    o->valid = false;
+  }
+}
+
+/* Finds the end of the element starting at p: the next `sep` outside a
+ * quoted string. */
+static const char *next_sep(const char *p, const char *e, char sep) {
+  bool quoted = false;
+  for (; p < e; p++) {
+    if (*p == '"')
+      quoted = !quoted;
+    else if (*p == '\\' && quoted && p + 1 < e)
+      p++;
+    else if (*p == sep && !quoted)
+      return p;
+  }
+  return e;
+}
+
+static offer parse_offer(const char *p, const char *e) {
+  offer o = {.valid = true};
+  const char *semi = next_sep(p, e, ';');
+  const char *np = p, *ne = semi;
+  trim(&np, &ne);
+  o.is_pmd = eq(np, ne, "permessage-deflate");
+  p = semi;
+  while (o.is_pmd && o.valid && p < e) {
+    p++; /* past ';' */
+    const char *end = next_sep(p, e, ';');
+    param(&o, p, end);
+    p = end;
+  }
+  return o;
+}
+
+bool tl__pmd_negotiate(const char *header, size_t len,
+                       const tl__pmd_policy *pol, tl__pmd_agreed *ag, char *out,
+                       size_t out_size) {
+  const char *p = header, *e = header + len;
+  memset(ag, 0, sizeof *ag);
+  while (p < e) {
+    const char *end = next_sep(p, e, ',');
+    offer o = parse_offer(p, end);
+    p = end < e ? end + 1 : e;
+    if (!o.is_pmd || !o.valid)
+      continue;
+    int sbits = pol->max_window_bits;
+    if (o.has_sbits) {
+      /* zlib cannot compress raw deflate with an 8-bit window. */
+      if (o.sbits < 9)
+        continue;
+      if (o.sbits < sbits)
+        sbits = o.sbits;
+    }
+    ag->on = true;
+    ag->server_no_takeover = o.snct || !pol->ctx_takeover;
+    ag->client_no_takeover = o.cnct || !pol->inflate_takeover;
+    ag->server_bits = sbits;
+    /* Our inflater always has a 15-bit window, which reads any client
+     * window, so client_max_window_bits needs no answer. */
+    ag->client_bits = 15;
+    int n =
+        snprintf(out, out_size, "permessage-deflate%s%s",
+                 ag->server_no_takeover ? "; server_no_context_takeover" : "",
+                 ag->client_no_takeover ? "; client_no_context_takeover" : "");
+    if (n > 0 && (o.has_sbits || sbits < 15) && (size_t)n < out_size)
+      snprintf(out + n, out_size - (size_t)n, "; server_max_window_bits=%d",
+               sbits);
+    return true;
+  }
+  return false;
+}
+
+/* ---- zlib glue ------------------------------------------------------------
+ */
+
+int tl__pmd_deflate_init(z_stream *zs, int bits, int mem_level) {
+  memset(zs, 0, sizeof *zs);
+  return deflateInit2(zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -bits, mem_level,
+                      Z_DEFAULT_STRATEGY) == Z_OK
+             ? 0
+             : TL_ENOMEM;
+}
+
+int tl__pmd_inflate_init(z_stream *zs, int bits) {
+  memset(zs, 0, sizeof *zs);
+  return inflateInit2(zs, -bits) == Z_OK ? 0 : TL_ENOMEM;
+}
+
+int tl__pmd_deflate(z_stream *zs, const void *data, size_t len, bool reset,
+                    tl__buf *out) {
+  if (reset && deflateReset(zs) != Z_OK)
+    return TL_EIO;
+  zs->next_in = (Bytef *)data;
+  zs->avail_in = (uInt)len;
+  for (;;) {
+    size_t room = deflateBound(zs, zs->avail_in) + 16;
+    if (tl__buf_reserve(out, room) != 0)
+      return TL_ENOMEM;
+    zs->next_out = (Bytef *)out->data + out->len;
+    zs->avail_out = (uInt)(out->cap - out->len);
+    int rc = deflate(zs, Z_SYNC_FLUSH);
+    out->len = out->cap - zs->avail_out;
+    if (rc != Z_OK && rc != Z_BUF_ERROR)
+      return TL_EIO;
+    if (zs->avail_in == 0 && zs->avail_out > 0)
+      break;
+  }
+  /* A sync flush ends with an empty stored block 00 00 ff ff, which the
+   * receiver adds back (RFC 7692 7.2.1). */
+  if (out->len >= 4 &&
+      memcmp(out->data + out->len - 4, "\x00\x00\xff\xff", 4) == 0)
+    out->len -= 4;
+  return 0;
+}
+
+/* Feeds `len` bytes to the inflater; the output may not pass `max`. */
+static int inflate_some(z_stream *zs, const void *data, size_t len, size_t max,
+                        size_t start, tl__buf *out) {
+  zs->next_in = (Bytef *)data;
+  zs->avail_in = (uInt)len;
+  while (zs->avail_in > 0) {
+    size_t room = out->cap - out->len;
+    if (room < 4096) {
+      size_t want = (out->len - start) < 65536 ? 16384 : out->len - start;
+      if (tl__buf_reserve(out, want) != 0)
+        return 1011;
+      room = out->cap - out->len;
+    }
+    /* Never let zlib write past the limit (+1 to detect passing it). */
+    size_t allowed = max - (out->len - start) + 1;
+    if (room > allowed)
+      room = allowed;
+    zs->next_out = (Bytef *)out->data + out->len;
+    zs->avail_out = (uInt)room;
+    int rc = inflate(zs, Z_SYNC_FLUSH);
+    out->len += room - zs->avail_out;
+    if (out->len - start > max)
+      return 1009;
+    if (rc == Z_STREAM_END)
+      return zs->avail_in ? 1007 : 2; /* a final block: nothing may follow */
+    if (rc == Z_BUF_ERROR && zs->avail_out > 0)
+      break; /* needs more input */
+    if (rc != Z_OK && rc != Z_BUF_ERROR)
+      return rc == Z_MEM_ERROR ? 1011 : 1007;
+  }
+  return 0;
+}
+
+int tl__pmd_inflate(z_stream *zs, const void *data, size_t len, bool reset,
+                    size_t max, tl__buf *out) {
+  static const unsigned char tail[4] = {0x00, 0x00, 0xff, 0xff};
+  if (reset && inflateReset(zs) != Z_OK)
+    return 1011;
+  size_t start = out->len;
+  int rc = inflate_some(zs, data, len, max, start, out);
+  if (rc == 0)
+    rc = inflate_some(zs, tail, sizeof tail, max, start, out);
+  if (rc == 2) {
+    /* The message ended its deflate stream (BFINAL): the next one starts
+     * a new stream. */
+    return inflateReset(zs) == Z_OK ? 0 : 1011;
+  }
+  return rc;
+}

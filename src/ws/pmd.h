@@ -1,0 +1,60 @@
+/* permessage-deflate (RFC 7692): offer negotiation (pure) and the zlib
+ * glue for compressing and inflating messages. No libuv. */
+#ifndef TALON_SRC_WS_PMD_H
+#define TALON_SRC_WS_PMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <zlib.h>
+
+#include "core/buf.h"
+
+/* What the server is willing to do (from the route's options). */
+typedef struct tl__pmd_policy {
+  bool compress;         /* we may send compressed messages */
+  bool ctx_takeover;     /* dedicated compressor: keep context */
+  int max_window_bits;   /* our compressor's window, 9..15 */
+  bool inflate_takeover; /* dedicated decompressor: the client may keep
+                            its context; else we ask for
+                            client_no_context_takeover */
+} tl__pmd_policy;
+
+/* What was agreed for one connection. */
+typedef struct tl__pmd_agreed {
+  bool on;
+  bool server_no_takeover; /* we reset our compressor per message */
+  bool client_no_takeover; /* the client resets its compressor */
+  int server_bits;         /* our compressor's window bits (9..15) */
+  int client_bits;         /* the client's window bits (8..15) */
+} tl__pmd_agreed;
+
+/* Parse every offer in `header` (the Sec-WebSocket-Extensions values,
+ * joined by ", " if repeated) and pick the first acceptable
+ * permessage-deflate offer. Invalid offers (unknown or duplicate
+ * parameters, bad values) are skipped, not fatal. On success writes the
+ * response header value into `out` (NUL-terminated) and returns true;
+ * returns false when nothing fits (decline: no extension). */
+bool tl__pmd_negotiate(const char *header, size_t len,
+                       const tl__pmd_policy *policy, tl__pmd_agreed *agreed,
+                       char *out, size_t out_size);
+
+/* Compress `len` bytes as one message into `out` (appended), with the
+ * trailing 00 00 ff ff removed (RFC 7692 7.2.1). If `reset`, the stream
+ * starts fresh (no context takeover). Returns 0 or TL_ENOMEM / TL_EIO. */
+int tl__pmd_deflate(z_stream *zs, const void *data, size_t len, bool reset,
+                    tl__buf *out);
+
+/* Inflate one compressed message (the tail 00 00 ff ff is appended here)
+ * into `out` (appended), refusing to produce more than `max` bytes.
+ * Returns 0, 1009 if the output would pass `max`, 1007 for corrupt data,
+ * or 1011 on out of memory. If `reset`, the stream starts fresh. */
+int tl__pmd_inflate(z_stream *zs, const void *data, size_t len, bool reset,
+                    size_t max, tl__buf *out);
+
+/* Initialise zlib streams for raw deflate with `bits` window. 0 or
+ * TL_ENOMEM. */
+int tl__pmd_deflate_init(z_stream *zs, int bits, int mem_level);
+int tl__pmd_inflate_init(z_stream *zs, int bits);
+
+#endif
