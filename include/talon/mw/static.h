@@ -61,8 +61,8 @@ typedef struct tl_static_mime {
  * add more (Content-Disposition, ...). `path` is the absolute path of the
  * file on disk that is about to be sent (the .br/.gz sibling when one is
  * served), valid during the call only. `arg` is set_headers_arg. */
-typedef void (*tl_static_headers_fn)(tl_req *req, tl_res *res,
-                                     const char *path, void *arg);
+typedef void (*tl_static_headers_fn)(tl_req *req, tl_res *res, const char *path,
+                                     void *arg);
 
 /* Options for tl_static(). A zero field means the default in brackets. */
 typedef struct tl_static_options {
