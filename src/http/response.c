@@ -95,7 +95,8 @@ static const char *date_now(tl_app *app) {
 }
 
 static char *put(char *p, const char *s, size_t n) {
-  memcpy(p, s, n);
+  if (n) /* s may be NULL when n is 0 (no headers yet) */
+    memcpy(p, s, n);
   return p + n;
 }
 #define PUTS(p, lit) put(p, lit, sizeof lit - 1)
