@@ -1,0 +1,826 @@
+/* talon — request body parsers (contract in include/talon/mw/body.h).
+ *
+ * All three work on the body talon has already buffered (tl_req_body):
+ * the core has no streaming body API yet, so a parser sees the whole body
+ * at once and needs no state machine across reads.
+ *
+ * Parsed data is request-scoped: strings go into the request arena
+ * (tl_req_alloc), the field and upload arrays into a malloc'd store hung
+ * on the request with tl_req_set, whose free function runs when the
+ * request ends. Temporary files are removed by a finish hook (so they are
+ * gone when the client has its answer) and, as a fallback, by the store's
+ * free function. */
+#include <talon.h>
+#include <talon/mw/body.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FORM_KEY "talon.body.form"
+#define JSON_KEY "talon.body.json"
+
+#define MiB (1024 * 1024)
+#define PART_HEADERS_MAX 8192
+#define JANSSON_MAX_DEPTH 2048
+
+/* ---- the per-request store ------------------------------------------ */
+
+typedef struct form_field {
+  tl_slice name, value;
+} form_field;
+
+typedef struct upload_rec {
+  tl_upload pub;
+  bool keep;
+  bool removed;
+} upload_rec;
+
+typedef struct store {
+  form_field *f;
+  size_t nf, capf;
+  upload_rec *u;
+  size_t nu, capu;
+  bool hooked; /* finish hook registered */
+} store;
+
+static void remove_files(store *s) {
+  for (size_t i = 0; i < s->nu; i++) {
+    upload_rec *u = &s->u[i];
+    if (!u->keep && !u->removed && u->pub.path)
+      unlink(u->pub.path);
+    u->removed = true;
+  }
+}
+
+static void store_free(void *p) {
+  store *s = p;
+  remove_files(s);
+  free(s->f);
+  free(s->u);
+  free(s);
+}
+
+static void store_on_finish(tl_res *res, void *arg) {
+  remove_files(arg);
+}
+
+static store *get_store(const tl_req *req) {
+  return tl_req_get(req, FORM_KEY);
+}
+
+static store *make_store(tl_req *req) {
+  store *s = get_store(req);
+  if (s)
+    return s;
+  s = calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  if (tl_req_set(req, FORM_KEY, s, store_free)) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+static int add_field(store *s, const char *name, size_t nlen,
+                     const char *value, size_t vlen) {
+  if (s->nf == s->capf) {
+    size_t cap = s->capf ? s->capf * 2 : 16;
+    form_field *f = realloc(s->f, cap * sizeof *f);
+    if (!f)
+      return TL_ENOMEM;
+    s->f = f;
+    s->capf = cap;
+  }
+  s->f[s->nf++] = (form_field){{name, nlen}, {value, vlen}};
+  return 0;
+}
+
+/* A NUL-terminated arena copy. */
+static char *req_strndup(tl_req *req, const char *p, size_t n) {
+  char *d = tl_req_alloc(req, n + 1);
+  if (d) {
+    memcpy(d, p, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+/* ---- responses ------------------------------------------------------- */
+
+static int fail(tl_res *res, int status, const char *msg) {
+  tl_res_status(res, status);
+  tl_res_header(res, "X-Content-Type-Options", "nosniff");
+  tl_res_text(res, msg);
+  return TL_DONE;
+}
+
+/* ---- Content-Type ---------------------------------------------------- */
+
+static bool is_tchar(int c) {
+  return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static const char *skip_ws(const char *p) {
+  while (*p == ' ' || *p == '\t')
+    p++;
+  return p;
+}
+
+/* The media type of `ct` ("type/subtype", lower-cased into `out`), or
+ * false if there is none or it does not fit. */
+static bool media_type(const char *ct, char *out, size_t size) {
+  if (!ct)
+    return false;
+  const char *p = skip_ws(ct);
+  size_t n = 0;
+  while (p[n] && p[n] != ';' && p[n] != ' ' && p[n] != '\t')
+    n++;
+  if (!n || n >= size)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    out[i] = (char)tolower((unsigned char)p[i]);
+  out[n] = '\0';
+  return true;
+}
+
+/* Parameter `name` of a header value of the form `x; a=b; c="d"` (the
+ * part before the first ';' is skipped). The value, unquoted and
+ * unescaped, goes into `out` (at most `size`-1 bytes). Returns 1 if found,
+ * 0 if absent, -1 if the parameters are malformed (unterminated quote, no
+ * '=', value too long). */
+static int header_param(const char *v, const char *name, char *out,
+                        size_t size) {
+  const char *p = strchr(v, ';');
+  size_t nlen = strlen(name);
+  int found = 0;
+  while (p && *p == ';') {
+    p = skip_ws(p + 1);
+    if (!*p)
+      break; /* a trailing ';' */
+    const char *k = p;
+    while (is_tchar((unsigned char)*p))
+      p++;
+    size_t klen = (size_t)(p - k);
+    p = skip_ws(p);
+    if (!klen || *p != '=')
+      return -1;
+    p = skip_ws(p + 1);
+    bool match = !found && klen == nlen && strncasecmp(k, name, nlen) == 0;
+    size_t o = 0;
+    if (*p == '"') {
+      p++;
+      while (*p && *p != '"') {
+        char c = *p++;
+        /* A backslash escapes only '"' and '\': Windows browsers have
+         * sent raw backslashes in paths. */
+        if (c == '\\' && (*p == '"' || *p == '\\'))
+          c = *p++;
+        if (match) {
+          if (o + 1 >= size)
+            return -1;
+          out[o++] = c;
+        }
+      }
+      if (*p != '"')
+        return -1;
+      p++;
+    } else {
+      const char *s = p;
+      while (is_tchar((unsigned char)*p))
+        p++;
+      if (p == s)
+        return -1;
+      if (match) {
+        if ((size_t)(p - s) >= size)
+          return -1;
+        memcpy(out, s, (size_t)(p - s));
+        o = (size_t)(p - s);
+      }
+    }
+    if (match) {
+      out[o] = '\0';
+      found = 1;
+    }
+    p = skip_ws(p);
+    if (*p && *p != ';')
+      return -1;
+  }
+  return found;
+}
+
+/* ---- JSON ------------------------------------------------------------ */
+
+typedef struct json_ctx {
+  size_t max_bytes;
+  unsigned max_depth;
+  int require;
+  int reject_duplicates;
+} json_ctx;
+
+static bool is_json_type(const char *mt) {
+  if (strcmp(mt, "application/json") == 0)
+    return true;
+  size_t n = strlen(mt);
+  return strncmp(mt, "application/", 12) == 0 && n > 17 &&
+         strcmp(mt + n - 5, "+json") == 0;
+}
+
+/* Whether arrays/objects nest deeper than `max` (a scan that only tracks
+ * strings, so it is cheap and runs before jansson recurses). */
+static bool too_deep(const char *p, size_t n, unsigned max) {
+  unsigned depth = 0;
+  bool in_str = false;
+  for (size_t i = 0; i < n; i++) {
+    char c = p[i];
+    if (in_str) {
+      if (c == '\\')
+        i++;
+      else if (c == '"')
+        in_str = false;
+    } else if (c == '"') {
+      in_str = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max)
+        return true;
+    } else if ((c == ']' || c == '}') && depth) {
+      depth--;
+    }
+  }
+  return false;
+}
+
+static void json_free(void *p) {
+  json_decref(p);
+}
+
+static int json_fn(tl_req *req, tl_res *res, void *ctx) {
+  json_ctx *c = ctx;
+  tl_slice body = tl_req_body(req);
+  if (!body.len)
+    return TL_NEXT;
+  char mt[128];
+  const char *ct = tl_req_header(req, "Content-Type");
+  if (!media_type(ct, mt, sizeof mt) || !is_json_type(mt))
+    return c->require ? fail(res, 415, "expected a JSON body\n") : TL_NEXT;
+  char cs[32];
+  if (header_param(ct, "charset", cs, sizeof cs) == 1 &&
+      strcasecmp(cs, "utf-8") != 0 && strcasecmp(cs, "utf8") != 0)
+    return fail(res, 415, "JSON must be UTF-8\n");
+  if (body.len > c->max_bytes)
+    return fail(res, 413, "JSON body too large\n");
+  if (too_deep(body.ptr, body.len, c->max_depth))
+    return fail(res, 400, "invalid JSON: nesting too deep\n");
+  json_error_t err;
+  size_t flags = JSON_DECODE_ANY;
+  if (c->reject_duplicates)
+    flags |= JSON_REJECT_DUPLICATES;
+  json_t *root = json_loadb(body.ptr, body.len, flags, &err);
+  if (!root) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "invalid JSON: %s at line %d, column %d (byte %d)\n",
+             err.text, err.line, err.column, err.position);
+    return fail(res, 400, msg);
+  }
+  if (tl_req_set(req, JSON_KEY, root, json_free)) {
+    json_decref(root);
+    return TL_ENOMEM;
+  }
+  return TL_NEXT;
+}
+
+tl_middleware tl_body_json(const tl_body_json_options *opts) {
+  tl_middleware mw = {.fn = NULL, .ctx = NULL, .free = free, .name = "body_json"};
+  json_ctx *c = calloc(1, sizeof *c);
+  if (!c)
+    return mw;
+  tl_body_json_options o = {0};
+  if (opts)
+    o = *opts;
+  c->max_bytes = o.max_bytes ? o.max_bytes : MiB;
+  c->max_depth = o.max_depth ? o.max_depth : 64;
+  if (c->max_depth > JANSSON_MAX_DEPTH)
+    c->max_depth = JANSSON_MAX_DEPTH;
+  c->require = o.require;
+  c->reject_duplicates = o.reject_duplicates;
+  mw.fn = json_fn;
+  mw.ctx = c;
+  return mw;
+}
+
+json_t *tl_req_json(const tl_req *req) {
+  return tl_req_get(req, JSON_KEY);
+}
+
+/* ---- application/x-www-form-urlencoded ------------------------------ */
+
+typedef struct urlenc_ctx {
+  size_t max_bytes;
+  unsigned max_fields;
+  int require;
+} urlenc_ctx;
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  c = tolower(c);
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  return -1;
+}
+
+/* Decodes n bytes of s into out ('+' is a space; a bad % escape stays as
+ * it is); returns the decoded length (never more than n). */
+static size_t form_decode(char *out, const char *s, size_t n) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    int hi, lo;
+    if (s[i] == '+') {
+      out[o++] = ' ';
+    } else if (s[i] == '%' && i + 2 < n &&
+               (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
+               (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+      out[o++] = (char)(hi << 4 | lo);
+      i += 2;
+    } else {
+      out[o++] = s[i];
+    }
+  }
+  return o;
+}
+
+static int urlenc_fn(tl_req *req, tl_res *res, void *ctx) {
+  urlenc_ctx *c = ctx;
+  tl_slice body = tl_req_body(req);
+  if (!body.len)
+    return TL_NEXT;
+  char mt[128];
+  if (!media_type(tl_req_header(req, "Content-Type"), mt, sizeof mt) ||
+      strcmp(mt, "application/x-www-form-urlencoded") != 0)
+    return c->require ? fail(res, 415, "expected a URL-encoded form\n")
+                      : TL_NEXT;
+  if (body.len > c->max_bytes)
+    return fail(res, 413, "form too large\n");
+  size_t npairs = 0;
+  for (size_t i = 0; i < body.len;) {
+    const char *amp = memchr(body.ptr + i, '&', body.len - i);
+    size_t end = amp ? (size_t)(amp - body.ptr) : body.len;
+    if (end > i)
+      npairs++;
+    i = end + 1;
+  }
+  if (npairs > c->max_fields)
+    return fail(res, 413, "too many form fields\n");
+  store *s = make_store(req);
+  /* Decoded names and values never outgrow their encoded form; each pair
+   * needs two NULs more than its bytes. */
+  char *out = s ? tl_req_alloc(req, body.len + 2 * npairs + 1) : NULL;
+  if (!out)
+    return TL_ENOMEM;
+  for (size_t i = 0; i < body.len;) {
+    const char *p = body.ptr + i;
+    const char *amp = memchr(p, '&', body.len - i);
+    size_t n = amp ? (size_t)(amp - p) : body.len - i;
+    i += n + 1;
+    if (!n)
+      continue;
+    const char *eq = memchr(p, '=', n);
+    size_t klen = eq ? (size_t)(eq - p) : n;
+    char *name = out;
+    size_t nl = form_decode(out, p, klen);
+    out[nl] = '\0';
+    out += nl + 1;
+    char *value = out;
+    size_t vl = eq ? form_decode(out, eq + 1, n - klen - 1) : 0;
+    out[vl] = '\0';
+    out += vl + 1;
+    if (add_field(s, name, nl, value, vl))
+      return TL_ENOMEM;
+  }
+  return TL_NEXT;
+}
+
+tl_middleware tl_body_urlencoded(const tl_body_urlencoded_options *opts) {
+  tl_middleware mw = {.fn = NULL, .ctx = NULL, .free = free,
+                      .name = "body_urlencoded"};
+  urlenc_ctx *c = calloc(1, sizeof *c);
+  if (!c)
+    return mw;
+  tl_body_urlencoded_options o = {0};
+  if (opts)
+    o = *opts;
+  c->max_bytes = o.max_bytes ? o.max_bytes : MiB;
+  c->max_fields = o.max_fields ? o.max_fields : 1000;
+  c->require = o.require;
+  mw.fn = urlenc_fn;
+  mw.ctx = c;
+  return mw;
+}
+
+const char *tl_req_form(const tl_req *req, const char *name) {
+  return tl_req_form_at(req, name, 0);
+}
+
+size_t tl_req_form_count(const tl_req *req, const char *name) {
+  store *s = get_store(req);
+  if (!s)
+    return 0;
+  if (!name)
+    return s->nf;
+  size_t n = 0;
+  for (size_t i = 0; i < s->nf; i++)
+    if (strcmp(s->f[i].name.ptr, name) == 0)
+      n++;
+  return n;
+}
+
+const char *tl_req_form_at(const tl_req *req, const char *name,
+                           size_t index) {
+  store *s = get_store(req);
+  if (!s || !name)
+    return NULL;
+  for (size_t i = 0; i < s->nf; i++)
+    if (strcmp(s->f[i].name.ptr, name) == 0 && index-- == 0)
+      return s->f[i].value.ptr;
+  return NULL;
+}
+
+int tl_req_form_field(const tl_req *req, size_t i, tl_slice *name,
+                      tl_slice *value) {
+  store *s = get_store(req);
+  if (!s || i >= s->nf)
+    return TL_ENOENT;
+  if (name)
+    *name = s->f[i].name;
+  if (value)
+    *value = s->f[i].value;
+  return 0;
+}
+
+/* ---- multipart/form-data -------------------------------------------- */
+
+typedef struct mp_ctx {
+  char *dir;
+  uint64_t max_file_bytes;
+  unsigned max_files;
+  unsigned max_fields;
+  uint64_t max_total_bytes;
+  int require;
+} mp_ctx;
+
+static void mp_free(void *p) {
+  mp_ctx *c = p;
+  if (c)
+    free(c->dir);
+  free(c);
+}
+
+/* The client's file name without directories or control bytes. */
+static char *sanitize_filename(tl_req *req, const char *name) {
+  const char *base = name;
+  for (const char *p = name; *p; p++)
+    if (*p == '/' || *p == '\\')
+      base = p + 1;
+  size_t n = strlen(base);
+  char *out = tl_req_alloc(req, n + 1);
+  if (!out)
+    return NULL;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)base[i];
+    if (c >= 0x20 && c != 0x7f)
+      out[o++] = (char)c;
+  }
+  out[o] = '\0';
+  if (strcmp(out, ".") == 0 || strcmp(out, "..") == 0)
+    out[0] = '\0';
+  return out;
+}
+
+/* Writes a temporary file; returns 0 or a negative errno-style code. */
+static int write_temp(const char *path_template, char *path, const char *data,
+                      size_t len) {
+  strcpy(path, path_template);
+  int fd = mkostemp(path, O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  fchmod(fd, 0600); /* mkstemp's mode already; whatever the umask */
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = write(fd, data + off, len - off);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      int e = -errno;
+      close(fd);
+      unlink(path);
+      return e;
+    }
+    off += (size_t)w;
+  }
+  if (close(fd)) {
+    int e = -errno;
+    unlink(path);
+    return e;
+  }
+  return 0;
+}
+
+typedef struct part {
+  char name[512];
+  char filename[1024];
+  char ctype[256];
+  bool has_filename;
+  bool has_disposition;
+} part;
+
+/* Parses the header block [p, end) of one part (CRLF-separated lines).
+ * Returns 0 or -1 if malformed. */
+static int parse_part_headers(const char *p, const char *end, part *pt) {
+  char line[PART_HEADERS_MAX + 1];
+  memset(pt, 0, sizeof *pt);
+  while (p < end) {
+    const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
+    if (!eol)
+      eol = end;
+    size_t n = (size_t)(eol - p);
+    if (n > PART_HEADERS_MAX || memchr(p, '\0', n) || memchr(p, '\n', n) ||
+        memchr(p, '\r', n))
+      return -1; /* bare CR/LF or NUL: header smuggling */
+    memcpy(line, p, n);
+    line[n] = '\0';
+    p = eol + 2;
+    char *colon = strchr(line, ':');
+    if (!colon || colon == line)
+      return -1;
+    for (char *k = line; k < colon; k++)
+      if (!is_tchar((unsigned char)*k))
+        return -1; /* also rejects obs-fold continuation lines */
+    *colon = '\0';
+    const char *v = skip_ws(colon + 1);
+    size_t vl = strlen(v);
+    while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+      vl--;
+    ((char *)v)[vl] = '\0';
+    if (strcasecmp(line, "Content-Disposition") == 0) {
+      if (pt->has_disposition)
+        return -1;
+      pt->has_disposition = true;
+      size_t tl = strcspn(v, "; \t");
+      if (tl != 9 || strncasecmp(v, "form-data", 9) != 0)
+        return -1;
+      if (header_param(v, "name", pt->name, sizeof pt->name) != 1)
+        return -1;
+      int r = header_param(v, "filename", pt->filename, sizeof pt->filename);
+      if (r < 0)
+        return -1;
+      pt->has_filename = r == 1;
+    } else if (strcasecmp(line, "Content-Type") == 0) {
+      if (vl >= sizeof pt->ctype)
+        return -1;
+      memcpy(pt->ctype, v, vl + 1);
+    }
+  }
+  return pt->has_disposition ? 0 : -1;
+}
+
+/* Room for one more upload, made before its file exists so that a failed
+ * allocation cannot leave an unrecorded file behind. */
+static int reserve_upload(store *s) {
+  if (s->nu < s->capu)
+    return 0;
+  size_t cap = s->capu ? s->capu * 2 : 4;
+  upload_rec *u = realloc(s->u, cap * sizeof *u);
+  if (!u)
+    return TL_ENOMEM;
+  s->u = u;
+  s->capu = cap;
+  return 0;
+}
+
+static int add_upload(store *s, tl_req *req, const part *pt, const char *path,
+                      uint64_t size) {
+  upload_rec *u = &s->u[s->nu];
+  memset(u, 0, sizeof *u);
+  u->pub.path = path;
+  s->nu++; /* counted now, so the file is removed on any later error */
+  u->pub.field = req_strndup(req, pt->name, strlen(pt->name));
+  u->pub.filename = sanitize_filename(req, pt->filename);
+  u->pub.content_type = pt->ctype[0]
+                            ? req_strndup(req, pt->ctype, strlen(pt->ctype))
+                            : "application/octet-stream";
+  u->pub.size = size;
+  if (!u->pub.field || !u->pub.filename || !u->pub.content_type)
+    return TL_ENOMEM;
+  return 0;
+}
+
+/* Parses the whole body; returns 0, or an HTTP status (400, 413, 500) with
+ * *msg set, or TL_ENOMEM. */
+static int mp_parse(tl_req *req, tl_res *res, mp_ctx *c, store *s,
+                    tl_slice body, const char *boundary, const char **msg) {
+  size_t blen = strlen(boundary);
+  char delim[80];
+  size_t dl = (size_t)snprintf(delim, sizeof delim, "\r\n--%s", boundary);
+  const char *p = body.ptr, *end = body.ptr + body.len;
+  /* The first delimiter may start the body (no CRLF before it). */
+  if (body.len >= blen + 2 && memcmp(p, delim + 2, blen + 2) == 0) {
+    p += blen + 2;
+  } else {
+    const char *d = memmem(p, body.len, delim, dl);
+    if (!d) {
+      *msg = "multipart: boundary not found\n";
+      return 400;
+    }
+    p = d + dl;
+  }
+  char tmpl[4200];
+  int tn = snprintf(tmpl, sizeof tmpl, "%s/talon-upload-XXXXXX", c->dir);
+  if (tn < 0 || (size_t)tn >= sizeof tmpl) {
+    *msg = "multipart: upload directory path too long\n";
+    return 500;
+  }
+  unsigned nfiles = 0, nfields = 0;
+  uint64_t total = 0;
+  bool hooked = s->hooked;
+  for (;;) {
+    /* After a delimiter: "--" closes, else optional padding and CRLF. */
+    if (end - p >= 2 && p[0] == '-' && p[1] == '-')
+      return 0; /* the epilogue is ignored */
+    while (p < end && (*p == ' ' || *p == '\t'))
+      p++;
+    if (end - p < 2 || p[0] != '\r' || p[1] != '\n') {
+      *msg = p >= end ? "multipart: missing closing boundary\n"
+                      : "multipart: bad boundary line\n";
+      return 400;
+    }
+    p += 2;
+    /* Part headers end at an empty line; "\r\n" right away means none. */
+    const char *hend;
+    if (end - p >= 2 && p[0] == '\r' && p[1] == '\n') {
+      hend = p;
+    } else {
+      size_t room = (size_t)(end - p);
+      if (room > PART_HEADERS_MAX + 4)
+        room = PART_HEADERS_MAX + 4;
+      hend = memmem(p, room, "\r\n\r\n", 4);
+      if (!hend) {
+        *msg = "multipart: part headers too long or unterminated\n";
+        return 400;
+      }
+    }
+    part pt;
+    if (parse_part_headers(p, hend, &pt)) {
+      *msg = "multipart: bad part headers\n";
+      return 400;
+    }
+    const char *content = hend + (hend == p ? 2 : 4);
+    const char *cend = memmem(content, (size_t)(end - content), delim, dl);
+    if (!cend) {
+      *msg = "multipart: missing closing boundary\n";
+      return 400;
+    }
+    size_t clen = (size_t)(cend - content);
+    p = cend + dl;
+    if (pt.has_filename) {
+      if (!pt.filename[0] && !clen)
+        continue; /* an empty file input */
+      if (++nfiles > c->max_files) {
+        *msg = "multipart: too many files\n";
+        return 413;
+      }
+      if (clen > c->max_file_bytes) {
+        *msg = "multipart: file too large\n";
+        return 413;
+      }
+    } else if (++nfields > c->max_fields) {
+      *msg = "multipart: too many fields\n";
+      return 413;
+    }
+    total += clen;
+    if (total > c->max_total_bytes) {
+      *msg = "multipart: form too large\n";
+      return 413;
+    }
+    if (!pt.has_filename) {
+      char *name = req_strndup(req, pt.name, strlen(pt.name));
+      char *value = req_strndup(req, content, clen);
+      if (!name || !value ||
+          add_field(s, name, strlen(name), value, clen))
+        return TL_ENOMEM;
+      continue;
+    }
+    char *path = tl_req_alloc(req, (size_t)tn + 1);
+    if (!path || reserve_upload(s))
+      return TL_ENOMEM;
+    if (!hooked) {
+      /* Removal at finish; the store's free function is the fallback. */
+      hooked = s->hooked = tl_res_on_finish(res, store_on_finish, s) == 0;
+    }
+    if (write_temp(tmpl, path, content, clen)) {
+      *msg = "multipart: cannot store the upload\n";
+      return 500;
+    }
+    int err = add_upload(s, req, &pt, path, clen);
+    if (err)
+      return err;
+  }
+}
+
+static int mp_fn(tl_req *req, tl_res *res, void *ctx) {
+  mp_ctx *c = ctx;
+  tl_slice body = tl_req_body(req);
+  if (!body.len)
+    return TL_NEXT;
+  char mt[128];
+  const char *ct = tl_req_header(req, "Content-Type");
+  if (!media_type(ct, mt, sizeof mt) || strcmp(mt, "multipart/form-data") != 0)
+    return c->require ? fail(res, 415, "expected multipart/form-data\n")
+                      : TL_NEXT;
+  char boundary[72];
+  int r = header_param(ct, "boundary", boundary, sizeof boundary);
+  size_t bl = r == 1 ? strlen(boundary) : 0;
+  /* RFC 2046: 1 to 70 characters, not ending in a space. */
+  if (r != 1 || bl < 1 || bl > 70 || boundary[bl - 1] == ' ')
+    return fail(res, 400, "multipart: missing or invalid boundary\n");
+  store *s = make_store(req);
+  if (!s)
+    return TL_ENOMEM;
+  const char *msg = NULL;
+  int st = mp_parse(req, res, c, s, body, boundary, &msg);
+  if (st == 0)
+    return TL_NEXT;
+  remove_files(s);
+  if (st < 0)
+    return st;
+  return fail(res, st, msg);
+}
+
+tl_middleware tl_body_multipart(const tl_body_multipart_options *opts) {
+  tl_middleware mw = {.fn = NULL, .ctx = NULL, .free = mp_free,
+                      .name = "body_multipart"};
+  mp_ctx *c = calloc(1, sizeof *c);
+  if (!c)
+    return mw;
+  tl_body_multipart_options o = {0};
+  if (opts)
+    o = *opts;
+  c->dir = strdup(o.dir && *o.dir ? o.dir : "/tmp");
+  if (!c->dir) {
+    free(c);
+    return mw;
+  }
+  size_t dl = strlen(c->dir);
+  while (dl > 1 && c->dir[dl - 1] == '/')
+    c->dir[--dl] = '\0';
+  c->max_file_bytes = o.max_file_bytes ? o.max_file_bytes : 10 * (uint64_t)MiB;
+  c->max_files = o.max_files ? o.max_files : 16;
+  c->max_fields = o.max_fields ? o.max_fields : 1000;
+  c->max_total_bytes =
+      o.max_total_bytes ? o.max_total_bytes : 50 * (uint64_t)MiB;
+  c->require = o.require;
+  mw.fn = mp_fn;
+  mw.ctx = c;
+  return mw;
+}
+
+size_t tl_req_file_count(const tl_req *req) {
+  store *s = get_store(req);
+  return s ? s->nu : 0;
+}
+
+const tl_upload *tl_req_file_at(const tl_req *req, size_t i) {
+  store *s = get_store(req);
+  return s && i < s->nu ? &s->u[i].pub : NULL;
+}
+
+const tl_upload *tl_req_file(const tl_req *req, const char *field) {
+  store *s = get_store(req);
+  if (!s || !field)
+    return NULL;
+  for (size_t i = 0; i < s->nu; i++)
+    if (strcmp(s->u[i].pub.field, field) == 0)
+      return &s->u[i].pub;
+  return NULL;
+}
+
+int tl_upload_keep(tl_req *req, const tl_upload *upload) {
+  store *s = get_store(req);
+  if (!s || !upload)
+    return TL_EINVAL;
+  for (size_t i = 0; i < s->nu; i++)
+    if (&s->u[i].pub == upload) {
+      s->u[i].keep = true;
+      return 0;
+    }
+  return TL_EINVAL;
+}
