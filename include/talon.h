@@ -14,5 +14,6 @@
 #include "talon/router.h"
 #include "talon/ws.h"
 #include "talon/pubsub.h"
+#include "talon/mw.h"
 
 #endif /* TALON_H */
