@@ -7,6 +7,10 @@
 #include "talon/common.h"
 
 int tl__buf_reserve(tl__buf *b, size_t extra) {
+  return tl__buf_reserve_capped(b, extra, SIZE_MAX);
+}
+
+int tl__buf_reserve_capped(tl__buf *b, size_t extra, size_t max_cap) {
   if (b->cap - b->len >= extra)
     return 0;
   if (extra > SIZE_MAX / 2 - b->len)
@@ -14,6 +18,8 @@ int tl__buf_reserve(tl__buf *b, size_t extra) {
   size_t cap = b->cap ? b->cap : 256;
   while (cap < b->len + extra)
     cap *= 2;
+  if (cap > max_cap)
+    cap = max_cap > b->len + extra ? max_cap : b->len + extra;
   char *p = realloc(b->data, cap);
   if (!p)
     return TL_ENOMEM;

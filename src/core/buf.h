@@ -14,6 +14,9 @@ typedef struct tl__buf {
 /* Make room for `extra` more bytes. Returns 0 or TL_ENOMEM (buffer
  * unchanged). */
 int tl__buf_reserve(tl__buf *b, size_t extra);
+/* Like tl__buf_reserve, but the capacity does not grow past `max_cap`
+ * (unless the reservation itself needs more). */
+int tl__buf_reserve_capped(tl__buf *b, size_t extra, size_t max_cap);
 /* Append bytes. Returns 0 or TL_ENOMEM (buffer unchanged). */
 int tl__buf_append(tl__buf *b, const void *p, size_t n);
 /* Drop the first `n` bytes. */

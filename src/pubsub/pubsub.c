@@ -360,9 +360,10 @@ static int64_t compressed_frame(tl_app *app, tl__topic *t, int bits,
   uint8_t hdr[10];
   size_t hl = tl__ws_frame_header(hdr, true, true, op, z->len);
   int64_t off = run_append(&app->pubsub, t, hdr, hl, z->data, z->len);
+  *flen = hl + z->len;
+  tl__buf_reset(z, 64 * 1024);
   if (off < 0)
     return -1;
-  *flen = hl + z->len;
   *buf = t->run;
   t->run->refs++;
   return off;

@@ -159,6 +159,7 @@ int tl__pmd_deflate(z_stream *zs, const void *data, size_t len, bool reset,
                     tl__buf *out) {
   if (reset && deflateReset(zs) != Z_OK)
     return TL_EIO;
+  size_t start = out->len;
   zs->next_in = (Bytef *)data;
   zs->avail_in = (uInt)len;
   for (;;) {
@@ -176,9 +177,14 @@ int tl__pmd_deflate(z_stream *zs, const void *data, size_t len, bool reset,
   }
   /* A sync flush ends with an empty stored block 00 00 ff ff, which the
    * receiver adds back (RFC 7692 7.2.1). */
-  if (out->len >= 4 &&
+  if (out->len - start >= 4 &&
       memcmp(out->data + out->len - 4, "\x00\x00\xff\xff", 4) == 0)
     out->len -= 4;
+  /* An empty message on a stream that was just flushed produces nothing;
+   * the payload must still be a valid block: one empty fixed block
+   * (RFC 7692 7.2.3.6). */
+  if (out->len == start)
+    return tl__buf_append(out, "\x00", 1);
   return 0;
 }
 
@@ -190,8 +196,12 @@ static int inflate_some(z_stream *zs, const void *data, size_t len, size_t max,
   while (zs->avail_in > 0) {
     size_t room = out->cap - out->len;
     if (room < 4096) {
-      size_t want = (out->len - start) < 65536 ? 16384 : out->len - start;
-      if (tl__buf_reserve(out, want) != 0)
+      size_t made = out->len - start;
+      size_t want = made < 65536 ? 16384 : made;
+      /* Never reserve past the limit (+1 byte to see it passed). */
+      if (want > max + 1 - made)
+        want = max + 1 - made;
+      if (tl__buf_reserve_capped(out, want, start + max + 1) != 0)
         return 1011;
       room = out->cap - out->len;
     }

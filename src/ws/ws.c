@@ -302,7 +302,10 @@ int tl_ws_send_ex(tl_ws *ws, const void *data, size_t len, tl_opcode op,
   size_t frame = plen + (plen < 126 ? 2 : plen < 65536 ? 4 : 10);
   if (!admit(ws, frame, data, len, op))
     return TL_WS_DROPPED;
-  if (write_frame_rsv(ws, op, z != NULL, payload, plen) != 0) {
+  int werr = write_frame_rsv(ws, op, z != NULL, payload, plen);
+  if (z)
+    tl__buf_reset(z, 64 * 1024);
+  if (werr != 0) {
     if (ws->route->h.error)
       ws->route->h.error(ws, TL_ENOMEM);
     fail(ws, 1011, "out of memory");
@@ -482,6 +485,8 @@ static int on_message(void *ud, int op, uint8_t *data, size_t len,
   }
   if (ws->route->h.message)
     ws->route->h.message(ws, data, len, (tl_opcode)op);
+  if (compressed) /* one large message must not pin its memory */
+    tl__buf_reset(&tl__app_pmd(ws->app)->scratch_in, 64 * 1024);
   check_inbound(ws);
   return gone(ws) && ws->state != TL_WS_CLOSING;
 }
