@@ -207,6 +207,35 @@ TL_EXTERN uint64_t tl_res_body_bytes(const tl_res *res);
 /* Whether the client left before the response was finished. */
 TL_EXTERN bool tl_res_aborted(const tl_res *res);
 
+/* A response body filter, for middleware that transforms bodies (e.g.
+ * compression). Filters see bodies given to tl_res_send, tl_res_write and
+ * tl_res_end; not file bodies (tl_res_send_file*), HEAD responses or
+ * statuses without a body. */
+typedef struct tl_res_filter {
+  /* Called once, just before the head is written: `body_len` is the
+   * whole body's length for tl_res_send, or -1 when streaming. Return 1 to
+   * engage (headers may still be added here, e.g. Content-Encoding and
+   * Vary), anything else to stay out of the way. An engaged filter makes a
+   * streamed response chunked (a Content-Length the handler set is then
+   * not used: do not engage when the response has one). */
+  int (*begin)(tl_res *res, void *ctx, int64_t body_len);
+  /* Transform `len` bytes; `last` is set with the final piece (possibly
+   * empty). Pass output on with tl_res_filter_out(). Return 0, or a TL_E*
+   * code: the connection is then closed. */
+  int (*data)(tl_res *res, void *ctx, const void *data, size_t len, bool last);
+} tl_res_filter;
+
+/* Install a filter on this response (one per response; `filter` is
+ * borrowed and must outlive it, `ctx` is passed back). Returns 0,
+ * TL_EINVAL, TL_EEXIST if one is set, or TL_ESTATE once the head went
+ * out. */
+TL_EXTERN int tl_res_set_filter(tl_res *res, const tl_res_filter *filter,
+                                void *ctx);
+
+/* Emit filtered body bytes (copied) from a filter's `data` callback.
+ * Returns 0, TL_ESTATE outside an engaged filter, or TL_ENOMEM. */
+TL_EXTERN int tl_res_filter_out(tl_res *res, const void *data, size_t len);
+
 /* Called once when the socket's backlog has drained below its low-water
  * mark after tl_res_write() returned 1. `arg` is the caller's. */
 typedef void (*tl_res_drain_cb)(tl_res *res, void *arg);

@@ -227,6 +227,31 @@ TL_EXTERN tl_ws_state tl_ws_ready_state(const tl_ws *ws);
 /* The app serving this socket. */
 TL_EXTERN tl_app *tl_ws_app(const tl_ws *ws);
 
+/* Counters of a socket, for loggers and metrics. */
+typedef struct tl_ws_stats {
+  uint64_t messages_in, messages_out; /* whole messages (out: queued) */
+  uint64_t bytes_in, bytes_out;       /* payload bytes, before compression */
+  uint64_t opened_ms;                 /* loop time (uv_now) at open */
+} tl_ws_stats;
+
+/* Fill `stats` for `ws`. */
+TL_EXTERN void tl_ws_get_stats(const tl_ws *ws, tl_ws_stats *stats);
+
+/* Observe every WebSocket of an app (what a logger middleware needs: it
+ * cannot see sockets otherwise). `open` runs after the route's open
+ * handler, with the upgrade request (valid only during the call); `close`
+ * runs after the route's close handler, with the same code. Either may be
+ * NULL. */
+typedef struct tl_ws_observer {
+  void (*open)(tl_ws *ws, tl_req *req, void *arg);
+  void (*close)(tl_ws *ws, int code, void *arg);
+  void *arg;
+} tl_ws_observer;
+
+/* Add an observer (copied; at most 8 per app). Returns 0, TL_EINVAL, or
+ * TL_ENOMEM when 8 are registered. Call before tl_app_listen(). */
+TL_EXTERN int tl_app_ws_observe(tl_app *app, const tl_ws_observer *observer);
+
 /* Stop reading from the socket (inbound flow control) / start again.
  * talon also stops reading by itself while the socket's backlog is over
  * max_backpressure, so a client that sends without reading cannot grow

@@ -170,6 +170,15 @@ int tl_app_ws(tl_app *app, const char *pattern, const tl_ws_handlers *h,
   return tl_router_ws(app->root, pattern, h, data_size);
 }
 
+int tl_app_ws_observe(tl_app *app, const tl_ws_observer *obs) {
+  if (!app || !obs)
+    return TL_EINVAL;
+  if (app->nobservers == sizeof app->observers / sizeof app->observers[0])
+    return TL_ENOMEM;
+  app->observers[app->nobservers++] = *obs;
+  return 0;
+}
+
 void tl_app_not_found(tl_app *app, tl_handler handler) {
   app->not_found = handler;
 }

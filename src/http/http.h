@@ -67,6 +67,8 @@ struct tl_app {
   void *data;
   tl__pubsub pubsub;
   struct tl__pmd_shared *pmd; /* permessage-deflate state, on first use */
+  tl_ws_observer observers[8];
+  size_t nobservers;
   bool compiled_ok;
   llhttp_settings_t settings;
   /* The Date header value, refreshed once a second. */
@@ -144,6 +146,7 @@ enum { /* response flags */
        TL__R_FILE = 1u << 9,     /* a file body is being sent */
        TL__R_WANT_DRAIN = 1u << 10,
        TL__R_ABORTED = 1u << 11, /* the client left before the end */
+       TL__R_COLLECT = 1u << 12, /* filter output goes to fbuf (tl_res_send) */
 };
 
 typedef struct tl__finish_hook {
@@ -165,6 +168,10 @@ struct tl_res {
   int64_t file_off, file_end;
   uint64_t body_bytes;    /* body bytes queued so far */
   tl__finish_hook *hooks; /* newest first; arena memory */
+  const tl_res_filter *filter;
+  void *filter_ctx;
+  int filter_state; /* 0 undecided, 1 engaged, 2 declined */
+  tl__buf fbuf;     /* filtered body of a tl_res_send */
 };
 
 struct tl__hconn {

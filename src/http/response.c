@@ -80,6 +80,10 @@ void tl__res_reset(tl_res *res) {
   res->abort_cb = NULL;
   res->hooks = NULL;
   res->body_bytes = 0;
+  res->filter = NULL;
+  res->filter_ctx = NULL;
+  res->filter_state = 0;
+  tl__buf_free(&res->fbuf);
   tl__buf_reset(&res->hdrs, 4096);
 }
 
@@ -257,12 +261,43 @@ bool tl_res_has_header(const tl_res *res, const char *name) {
   return false;
 }
 
+/* Runs a filter's begin once; true when it engaged. */
+static bool filter_begin(tl_res *res, int64_t body_len) {
+  if (!res->filter || res->filter_state)
+    return res->filter_state == 1;
+  bool engage = !(res->flags & TL__R_NO_BODY) && status_has_body(res->status) &&
+                res->filter->begin(res, res->filter_ctx, body_len) == 1;
+  res->filter_state = engage ? 1 : 2;
+  return engage;
+}
+
 int tl_res_send(tl_res *res, const void *body, size_t len) {
   int err = check_open(res);
   if (err)
     return err;
   if (res->flags & TL__R_HEAD_SENT)
     return TL_ESTATE;
+  if (filter_begin(res, (int64_t)len)) {
+    /* The whole body is known: filter it into a buffer first, so the
+     * response still carries a Content-Length. */
+    res->flags |= TL__R_COLLECT;
+    err = res->filter->data(res, res->filter_ctx, body, len, true);
+    res->flags &= ~TL__R_COLLECT;
+    if (err) {
+      tl__buf_free(&res->fbuf);
+      tl__conn_close(&res->h->conn);
+      return err;
+    }
+    err = write_head(res, (int64_t)res->fbuf.len);
+    if (!err)
+      err = tl__conn_write(&res->h->conn, res->fbuf.data, res->fbuf.len);
+    res->body_bytes += res->fbuf.len;
+    tl__buf_free(&res->fbuf);
+    if (err)
+      res->flags |= TL__R_CLOSE;
+    finish(res);
+    return err;
+  }
   bool has_body = status_has_body(res->status);
   err = write_head(res, has_body ? (int64_t)len : -2);
   if (!err && has_body && !(res->flags & TL__R_NO_BODY)) {
@@ -310,7 +345,9 @@ static int stream_head(tl_res *res) {
   if (res->flags & TL__R_HEAD_SENT)
     return 0;
   int64_t framing;
-  if (!status_has_body(res->status) || (res->flags & TL__R_HAS_CLEN)) {
+  bool filtered = filter_begin(res, -1);
+  if (!status_has_body(res->status) ||
+      ((res->flags & TL__R_HAS_CLEN) && !filtered)) {
     framing = -2;
   } else if (res->h->req.version >= 11) {
     framing = -1;
@@ -324,7 +361,8 @@ static int stream_head(tl_res *res) {
   return write_head(res, framing);
 }
 
-static int stream_data(tl_res *res, const void *data, size_t len) {
+/* Frames and queues body bytes (after any filter). */
+static int raw_data(tl_res *res, const void *data, size_t len) {
   tl__conn *c = &res->h->conn;
   if (len == 0 || (res->flags & TL__R_NO_BODY) || !status_has_body(res->status))
     return 0;
@@ -341,12 +379,38 @@ static int stream_data(tl_res *res, const void *data, size_t len) {
   return err;
 }
 
+static int stream_data(tl_res *res, const void *data, size_t len, bool last) {
+  if (res->filter_state == 1)
+    return res->filter->data(res, res->filter_ctx, data, len, last);
+  return raw_data(res, data, len);
+}
+
+int tl_res_filter_out(tl_res *res, const void *data, size_t len) {
+  if (res->filter_state != 1)
+    return TL_ESTATE;
+  if (res->flags & TL__R_COLLECT)
+    return tl__buf_append(&res->fbuf, data, len);
+  return raw_data(res, data, len);
+}
+
+int tl_res_set_filter(tl_res *res, const tl_res_filter *filter, void *ctx) {
+  if (!filter || !filter->begin || !filter->data)
+    return TL_EINVAL;
+  if (res->flags & (TL__R_HEAD_SENT | TL__R_FINISHED))
+    return TL_ESTATE;
+  if (res->filter)
+    return TL_EEXIST;
+  res->filter = filter;
+  res->filter_ctx = ctx;
+  return 0;
+}
+
 int tl_res_write(tl_res *res, const void *data, size_t len) {
   int err = check_open(res);
   if (!err)
     err = stream_head(res);
   if (!err)
-    err = stream_data(res, data, len);
+    err = stream_data(res, data, len, false);
   if (err)
     return err;
   if (tl__conn_pending(&res->h->conn) > res->h->app->opt.write_high_water) {
@@ -362,7 +426,7 @@ int tl_res_end(tl_res *res, const void *data, size_t len) {
     return err;
   if (!(res->flags & TL__R_HEAD_SENT))
     return tl_res_send(res, data, len);
-  err = stream_data(res, data, len);
+  err = stream_data(res, data, len, true);
   if (!err && (res->flags & TL__R_CHUNKED))
     err = tl__conn_write(&res->h->conn, "0\r\n\r\n", 5);
   if (err)

@@ -16,7 +16,7 @@
 #include "ws/wsconn.h"
 
 /* Implemented in ws.c. */
-void tl__ws_start(tl_ws *ws, const char *pre, size_t prelen);
+void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen);
 
 void tl__ws_pending_free(tl__hconn *h) {
   tl_ws *ws = h->ws_pending;
@@ -85,6 +85,10 @@ static int accept_upgrade(tl__hconn *h) {
   tl__conn_flush(old);
   if (old->flags & TL__CONN_CLOSING)
     return TL_ECLOSED;
+  /* An upgrade decided while the server shuts down would open a socket
+   * the shutdown has already passed over: refuse it (503). */
+  if (old->srv->stopping)
+    return TL_ESTATE;
   if (tl__conn_pending(old) > 0)
     return TL_EAGAIN;
   int fd;
@@ -138,16 +142,19 @@ static int accept_upgrade(tl__hconn *h) {
     err = tl__conn_write(&ws->conn, head.data, head.len);
   tl__buf_free(&head);
 
-  /* The HTTP connection is done: closing it closes only its descriptor. */
+  /* The HTTP connection is done: closing it closes only its descriptor.
+   * It is closed after the socket has opened, so the upgrade request is
+   * still intact for the observers that open calls. */
   res->flags |= TL__R_FINISHED;
   res->abort_cb = NULL;
-  tl__conn_close(old);
   if (err) {
+    tl__conn_close(old);
     tl__buf_free(&pre);
     tl__conn_close(&ws->conn);
     return err;
   }
-  tl__ws_start(ws, pre.data, pre.len);
+  tl__ws_start(ws, req, pre.data, pre.len);
+  tl__conn_close(old);
   tl__buf_free(&pre);
   return 0;
 }

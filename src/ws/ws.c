@@ -236,6 +236,9 @@ static void report_close(tl_ws *ws, int code, const char *reason, size_t len) {
   ws->state = TL_WS_CLOSED;
   if (opened && ws->route->h.close)
     ws->route->h.close(ws, code, reason ? reason : "", len);
+  for (size_t i = 0; opened && i < ws->app->nobservers; i++)
+    if (ws->app->observers[i].close)
+      ws->app->observers[i].close(ws, code, ws->app->observers[i].arg);
   /* After the close handler, so it could still see and publish to them. */
   tl__pubsub_leave_all(ws);
 }
@@ -274,6 +277,7 @@ static bool admit(tl_ws *ws, size_t frame, const void *data, size_t len,
 /* The send result once a frame is queued. */
 static int queued(tl_ws *ws, size_t frame) {
   tl__conn *c = &ws->conn;
+  ws->stats.messages_out++;
   if (c->backlog > 0 || tl__conn_pending(c) > ws->route->h.max_backpressure) {
     ws->want_drain = true;
     return TL_WS_BACKPRESSURE;
@@ -302,6 +306,7 @@ int tl_ws_send_ex(tl_ws *ws, const void *data, size_t len, tl_opcode op,
   size_t frame = plen + (plen < 126 ? 2 : plen < 65536 ? 4 : 10);
   if (!admit(ws, frame, data, len, op))
     return TL_WS_DROPPED;
+  ws->stats.bytes_out += len;
   int werr = write_frame_rsv(ws, op, z != NULL, payload, plen);
   if (z)
     tl__buf_reset(z, 64 * 1024);
@@ -323,6 +328,7 @@ int tl__ws_queue_shared(tl_ws *ws, tl__shared *f, size_t off, size_t flen,
   tl__conn *c = &ws->conn;
   if (tl__conn_write_shared(c, f, off, flen) != 0)
     return TL_WS_DROPPED;
+  ws->stats.bytes_out += len;
   /* No early flush here: a burst of publishes is meant to reach each
    * subscriber as one run of bytes in one write at the end of the turn
    * (max_backpressure still bounds what may pile up). */
@@ -483,6 +489,8 @@ static int on_message(void *ud, int op, uint8_t *data, size_t len,
       return 1;
     }
   }
+  ws->stats.messages_in++;
+  ws->stats.bytes_in += len;
   if (ws->route->h.message)
     ws->route->h.message(ws, data, len, (tl_opcode)op);
   if (compressed) /* one large message must not pin its memory */
@@ -612,8 +620,12 @@ static const tl__conn_proto ws_proto = {
     .on_close = on_close,
 };
 
-void tl__ws_start(tl_ws *ws, const char *pre, size_t prelen);
-void tl__ws_start(tl_ws *ws, const char *pre, size_t prelen) {
+void tl_ws_get_stats(const tl_ws *ws, tl_ws_stats *stats) {
+  *stats = ws->stats;
+}
+
+void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen);
+void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   tl__conn *c = &ws->conn;
   c->proto = &ws_proto;
   uv_tcp_nodelay(&c->tcp, 1);
@@ -627,8 +639,12 @@ void tl__ws_start(tl_ws *ws, const char *pre, size_t prelen) {
   if (life)
     ws->life_deadline = now_ms(ws) + (uint64_t)life * 1000;
   touch(ws);
+  ws->stats.opened_ms = now_ms(ws);
   if (ws->route->h.open)
     ws->route->h.open(ws);
+  for (size_t i = 0; !gone(ws) && i < ws->app->nobservers; i++)
+    if (ws->app->observers[i].open)
+      ws->app->observers[i].open(ws, req, ws->app->observers[i].arg);
   if (!gone(ws) && prelen)
     feed(ws, (char *)pre, prelen);
   if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) && !ws->user_paused)

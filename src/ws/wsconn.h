@@ -36,6 +36,7 @@ struct tl_ws {
   uint32_t nsubs, cap_subs;
   size_t dropped;     /* messages dropped for backpressure */
   tl__pmd_agreed pmd; /* permessage-deflate, if negotiated */
+  tl_ws_stats stats;
   z_stream *deflater; /* dedicated compressor (lazily created) */
   z_stream *inflater; /* dedicated decompressor (lazily created) */
   alignas(max_align_t) unsigned char data[];
