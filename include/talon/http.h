@@ -136,6 +136,11 @@ TL_EXTERN int tl_res_header(tl_res *res, const char *name, const char *value);
 TL_EXTERN int tl_res_headerf(tl_res *res, const char *name, const char *fmt,
                              ...) __attribute__((format(printf, 3, 4)));
 
+/* The value of the first response header named `name`
+ * (case-insensitive) added so far, or NULL (also on out of memory). The
+ * copy lives until the response finishes. */
+TL_EXTERN const char *tl_res_get_header(tl_res *res, const char *name);
+
 /* Whether a header named `name` (case-insensitive) has been added. */
 TL_EXTERN bool tl_res_has_header(const tl_res *res, const char *name);
 

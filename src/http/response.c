@@ -246,6 +246,25 @@ int tl_res_headerf(tl_res *res, const char *name, const char *fmt, ...) {
   return err;
 }
 
+const char *tl_res_get_header(tl_res *res, const char *name) {
+  size_t nl = name ? strlen(name) : 0;
+  const char *p = res->hdrs.data, *end = p + res->hdrs.len;
+  while (nl && p < end) {
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    const char *eol = memchr(p, '\r', (size_t)(end - p));
+    if (!colon || !eol)
+      break;
+    if (colon < eol && tl__strncasecmp_eq(p, (size_t)(colon - p), name, nl)) {
+      const char *v = colon + 1;
+      while (v < eol && *v == ' ')
+        v++;
+      return tl__arena_strndup(&res->h->arena, v, (size_t)(eol - v));
+    }
+    p = eol + 2;
+  }
+  return NULL;
+}
+
 bool tl_res_has_header(const tl_res *res, const char *name) {
   size_t nl = strlen(name);
   const char *p = res->hdrs.data, *end = p + res->hdrs.len;
