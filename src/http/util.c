@@ -90,21 +90,36 @@ bool tl__query_find(const char *qs, size_t n, const char *name,
   return false;
 }
 
-bool tl__token_list_has(const char *list, size_t n, const char *token) {
-  size_t tlen = strlen(token);
-  size_t i = 0;
-  while (i < n) {
+bool tl__list_next(const char *list, size_t n, size_t *pos, const char **elem,
+                   size_t *len) {
+  size_t i = *pos;
+  for (;;) {
     while (i < n && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
       i++;
+    if (i >= n) {
+      *pos = i;
+      return false;
+    }
     size_t start = i;
     while (i < n && list[i] != ',')
       i++;
     size_t end = i;
     while (end > start && (list[end - 1] == ' ' || list[end - 1] == '\t'))
       end--;
-    if (end > start &&
-        tl__strncasecmp_eq(list + start, end - start, token, tlen))
+    if (end > start) {
+      *pos = i;
+      *elem = list + start;
+      *len = end - start;
       return true;
+    }
   }
+}
+
+bool tl__token_list_has(const char *list, size_t n, const char *token) {
+  size_t tlen = strlen(token), pos = 0, len;
+  const char *e;
+  while (tl__list_next(list, n, &pos, &e, &len))
+    if (tl__strncasecmp_eq(e, len, token, tlen))
+      return true;
   return false;
 }

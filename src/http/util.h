@@ -17,6 +17,11 @@ bool tl__pct_key_eq(const char *enc, size_t n, const char *name);
  * sets *val, *vlen to its still-encoded value. */
 bool tl__query_find(const char *qs, size_t n, const char *name,
                     const char **val, size_t *vlen);
+/* Iterates a comma-separated list[0..n): from *pos, finds the next
+ * non-empty element with surrounding whitespace removed. Returns false at
+ * the end. */
+bool tl__list_next(const char *list, size_t n, size_t *pos, const char **elem,
+                   size_t *len);
 /* Whether the comma-separated list[0..n) holds `token` (ASCII
  * case-insensitive, whitespace around elements ignored). */
 bool tl__token_list_has(const char *list, size_t n, const char *token);

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <string.h>
 
+#include "http/util.h"
 #include "talon/common.h"
 
 static bool is_b64(unsigned char c) {
@@ -38,19 +39,10 @@ int tl__ws_accept_key(const char *key, size_t len, char out[29]) {
 }
 
 bool tl__ws_protocol_listed(const char *list, size_t n, const char *name) {
-  size_t nl = strlen(name);
-  size_t i = 0;
-  while (i < n) {
-    while (i < n && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
-      i++;
-    size_t start = i;
-    while (i < n && list[i] != ',')
-      i++;
-    size_t end = i;
-    while (end > start && (list[end - 1] == ' ' || list[end - 1] == '\t'))
-      end--;
-    if (end - start == nl && memcmp(list + start, name, nl) == 0)
+  size_t nl = strlen(name), pos = 0, len;
+  const char *e;
+  while (tl__list_next(list, n, &pos, &e, &len))
+    if (len == nl && memcmp(e, name, nl) == 0)
       return true;
-  }
   return false;
 }
