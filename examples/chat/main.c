@@ -1,0 +1,627 @@
+/* chat: the main example. Chat rooms in the browser, served by one talon
+ * process on one port: the page and its assets, a sign-in form, and a
+ * WebSocket per room with pub/sub.
+ *
+ *   GET  /              the page (public/, served by tl_static)
+ *   GET  /api/me        {"name":"alice"} when signed in, else 401
+ *   POST /login         form name=...&room=... : sets the signed `name`
+ *                       cookie and answers 303 to /?room=ROOM (a form
+ *                       posted from another site gets 403)
+ *   GET  /logout        clears the cookie, 303 to /
+ *   ws   /chat/:room    the room; needs the cookie (else 401) and a page of
+ *                       this server (a foreign Origin gets 403)
+ *
+ * Messages, server to client (JSON text):
+ *   {"type":"welcome","name":"alice","room":"lobby","max_bytes":2048,
+ *    "history":[<message>...]}                      on connect
+ *   {"type":"message","id":7,"name":"bob","text":"hi","time":<ms>}
+ *   {"type":"join","name":"bob","members":2,"time":<ms>}
+ *   {"type":"leave","name":"bob","members":1,"time":<ms>}
+ *   {"type":"error","text":"..."}                   only to the sender
+ * Client to server: the text of a message (UTF-8, at most 2 KiB; a longer
+ * one closes the socket with 1009, which the page reports).
+ *
+ * Each room keeps its last 50 messages in memory; they are sent on join.
+ *
+ * Usage: chat [PORT]   (or PORT=..., HOST=...; CHAT_SECRET=... (16+ bytes)
+ * keeps sign-ins valid across restarts; CHAT_PUBLIC=dir serves another
+ * front end)
+ */
+#include <ctype.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <talon.h>
+#include <uv.h>
+
+#define NAME_MAX_CHARS 24
+#define ROOM_MAX_CHARS 32
+#define HISTORY 50           /* messages kept per room */
+#define MAX_PAYLOAD 2048     /* bytes of one message from a client */
+#define MAX_ROOMS 256        /* rooms kept in memory at most */
+#define RATE_BURST 20.0      /* messages a client may send at once... */
+#define RATE_PER_SEC 5.0     /* ...and per second after that */
+#define COOKIE_MAX_AGE (7 * 24 * 3600)
+
+/* One per WebSocket (tl_app_ws's data block), filled by `upgrade`. */
+typedef struct chat_user {
+  char name[NAME_MAX_CHARS + 1];
+  char room[ROOM_MAX_CHARS + 1];
+  char topic[ROOM_MAX_CHARS + 6]; /* "room:" + room */
+  double tokens;                  /* rate limit bucket */
+  uint64_t tokens_at;             /* loop time of the last refill, ms */
+} chat_user;
+
+/* A room: the ring of its last HISTORY messages. */
+typedef struct room {
+  struct room *next;
+  char name[ROOM_MAX_CHARS + 1];
+  json_t *ring[HISTORY];
+  unsigned first, count; /* ring[first] is the oldest */
+  uint64_t used;         /* loop time of the last activity, for eviction */
+} room;
+
+typedef struct chat_state {
+  room *rooms;
+  size_t nrooms;
+  json_int_t next_id;
+} chat_state;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static chat_state *state_of(tl_app *app) { return tl_app_data(app); }
+
+static json_int_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Display names: 1 to 24 printable ASCII characters, no leading or
+ * trailing space, no two spaces in a row. */
+static bool valid_name(const char *s) {
+  size_t n = strlen(s);
+  if (n < 1 || n > NAME_MAX_CHARS || s[0] == ' ' || s[n - 1] == ' ')
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c > 0x7e || (c == ' ' && s[i + 1] == ' '))
+      return false;
+  }
+  return true;
+}
+
+/* Room names: 1 to 32 of [A-Za-z0-9_-]. */
+static bool valid_room(const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  if (n < 1 || n > ROOM_MAX_CHARS)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
+      return false;
+  return true;
+}
+
+/* Cookie values must be RFC 6265 cookie-octets: a name's space, '"', ',',
+ * ';', '\' and '%' are percent-encoded. */
+static void cookie_encode(const char *s, char *out, size_t size) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t o = 0;
+  for (; *s && o + 4 < size; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c <= 0x20 || c >= 0x7f || strchr("\"%,;\\", c)) {
+      out[o++] = '%';
+      out[o++] = hex[c >> 4];
+      out[o++] = hex[c & 15];
+    } else {
+      out[o++] = (char)c;
+    }
+  }
+  out[o] = '\0';
+}
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  c = tolower(c);
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Decodes into `out` (size bytes); false if malformed or too long. */
+static bool cookie_decode(const char *s, char *out, size_t size) {
+  size_t o = 0;
+  for (; *s; s++) {
+    int c = (unsigned char)*s;
+    if (c == '%') {
+      int hi = hexval(s[1]), lo = hi < 0 ? -1 : hexval(s[2]);
+      if (lo < 0)
+        return false;
+      c = hi * 16 + lo;
+      s += 2;
+    }
+    if (o + 1 >= size)
+      return false;
+    out[o++] = (char)c;
+  }
+  out[o] = '\0';
+  return true;
+}
+
+/* The signed-in user's name (validated) into `out`, or false. */
+static bool signed_in(tl_req *req, char out[NAME_MAX_CHARS + 1]) {
+  const char *v = tl_req_signed_cookie(req, "name");
+  return v && cookie_decode(v, out, NAME_MAX_CHARS + 1) && valid_name(out);
+}
+
+/* Same origin: the Origin header's host[:port] equals the Host header
+ * (scheme http or https; default ports ignored). No Origin header (a
+ * non-browser client) is allowed: the cookie still has to be valid. */
+static bool same_origin(const tl_req *req) {
+  const char *origin = tl_req_header(req, "origin");
+  const char *host = tl_req_header(req, "host");
+  if (!origin)
+    return true;
+  if (!host)
+    return false;
+  const char *o;
+  const char *dflt;
+  if (strncasecmp(origin, "http://", 7) == 0) {
+    o = origin + 7;
+    dflt = ":80";
+  } else if (strncasecmp(origin, "https://", 8) == 0) {
+    o = origin + 8;
+    dflt = ":443";
+  } else {
+    return false; /* "null", file://, ... */
+  }
+  size_t on = strlen(o), hn = strlen(host), dn = strlen(dflt);
+  if (on > dn && strcmp(o + on - dn, dflt) == 0)
+    on -= dn;
+  if (hn > dn && strcmp(host + hn - dn, dflt) == 0)
+    hn -= dn;
+  return on == hn && strncasecmp(o, host, on) == 0;
+}
+
+/* Serializes and frees `j`; NULL on failure. */
+static char *dump(json_t *j) {
+  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  return s;
+}
+
+static void publish_json(tl_app *app, const char *topic, json_t *j) {
+  char *s = dump(j);
+  if (s)
+    tl_app_publish(app, topic, s, strlen(s), TL_WS_TEXT);
+  free(s);
+}
+
+static void send_json(tl_ws *ws, json_t *j) {
+  char *s = dump(j);
+  if (s)
+    tl_ws_send(ws, s, strlen(s), TL_WS_TEXT);
+  free(s);
+}
+
+static void send_error(tl_ws *ws, const char *text) {
+  send_json(ws, json_pack("{s:s, s:s}", "type", "error", "text", text));
+}
+
+/* ---- rooms --------------------------------------------------------------- */
+
+static void room_free(room *r) {
+  for (unsigned i = 0; i < r->count; i++)
+    json_decref(r->ring[(r->first + i) % HISTORY]);
+  free(r);
+}
+
+static room *room_find(chat_state *st, const char *name) {
+  for (room *r = st->rooms; r; r = r->next)
+    if (strcmp(r->name, name) == 0)
+      return r;
+  return NULL;
+}
+
+/* Finds or creates room `name`. At MAX_ROOMS, the least recently used
+ * room nobody is in is forgotten first; NULL if every room is in use (or
+ * out of memory). */
+static room *room_get(tl_app *app, const char *name) {
+  chat_state *st = state_of(app);
+  uint64_t now = uv_now(tl_app_loop(app));
+  room *r = room_find(st, name);
+  if (r) {
+    r->used = now;
+    return r;
+  }
+  if (st->nrooms >= MAX_ROOMS) {
+    room **victim = NULL;
+    for (room **p = &st->rooms; *p; p = &(*p)->next) {
+      char topic[sizeof ((chat_user *)0)->topic];
+      snprintf(topic, sizeof topic, "room:%s", (*p)->name);
+      if (tl_app_subscriber_count(app, topic) == 0 &&
+          (!victim || (*p)->used < (*victim)->used))
+        victim = p;
+    }
+    if (!victim)
+      return NULL;
+    room *v = *victim;
+    *victim = v->next;
+    room_free(v);
+    st->nrooms--;
+  }
+  r = calloc(1, sizeof *r);
+  if (!r)
+    return NULL;
+  snprintf(r->name, sizeof r->name, "%s", name);
+  r->used = now;
+  r->next = st->rooms;
+  st->rooms = r;
+  st->nrooms++;
+  return r;
+}
+
+/* Keeps `msg` (a reference is taken) as the room's newest message. */
+static void room_remember(room *r, json_t *msg) {
+  if (r->count == HISTORY) {
+    json_decref(r->ring[r->first]);
+    r->ring[r->first] = json_incref(msg);
+    r->first = (r->first + 1) % HISTORY;
+  } else {
+    r->ring[(r->first + r->count++) % HISTORY] = json_incref(msg);
+  }
+}
+
+/* ---- HTTP routes ------------------------------------------------------- */
+
+static void me(tl_req *req, tl_res *res) {
+  char name[NAME_MAX_CHARS + 1];
+  tl_res_header(res, "Cache-Control", "no-store");
+  if (!signed_in(req, name)) {
+    tl_res_status(res, 401);
+    tl_res_json(res, "{\"name\":null}");
+    return;
+  }
+  char *s = dump(json_pack("{s:s}", "name", name));
+  if (!s) {
+    tl_res_status(res, 500);
+    tl_res_text(res, "out of memory\n");
+    return;
+  }
+  tl_res_json(res, s);
+  free(s);
+}
+
+/* Form field `key`, or NULL if absent or if it holds a NUL byte (%00). */
+static const char *form_value(tl_req *req, const char *key) {
+  tl_slice k, v;
+  for (size_t i = 0; tl_req_form_field(req, i, &k, &v) == 0; i++)
+    if (strcmp(k.ptr, key) == 0)
+      return strlen(v.ptr) == v.len ? v.ptr : NULL;
+  return NULL;
+}
+
+static void login(tl_req *req, tl_res *res) {
+  const char *name = form_value(req, "name");
+  const char *room = form_value(req, "room");
+  char trimmed[256];
+  char location[64];
+  /* A form on another site must not sign the visitor in (login CSRF). */
+  if (!same_origin(req)) {
+    tl_res_status(res, 403);
+    tl_res_text(res, "Forbidden: foreign origin\n");
+    return;
+  }
+  if (!room || !*room)
+    room = "lobby";
+  if (!valid_room(room)) {
+    tl_res_redirect(res, 303, "/?error=room");
+    return;
+  }
+  /* Leading and trailing spaces are forgiven; everything else must be
+   * valid as typed. */
+  size_t n = name ? strlen(name) : 0;
+  if (name && n < sizeof trimmed) {
+    while (*name == ' ')
+      name++, n--;
+    while (n && name[n - 1] == ' ')
+      n--;
+    memcpy(trimmed, name, n);
+    trimmed[n] = '\0';
+  } else {
+    trimmed[0] = '\0';
+  }
+  if (!valid_name(trimmed)) {
+    snprintf(location, sizeof location, "/?error=name&room=%s", room);
+    tl_res_redirect(res, 303, location);
+    return;
+  }
+  char value[3 * NAME_MAX_CHARS + 1];
+  cookie_encode(trimmed, value, sizeof value);
+  int err = tl_res_cookie_signed(
+      res, "name", value,
+      &(tl_cookie_attrs){.path = "/", .max_age = COOKIE_MAX_AGE,
+                         .http_only = true, .same_site = TL_SAMESITE_LAX});
+  if (err) {
+    tl_res_status(res, 500);
+    tl_res_text(res, "could not set the cookie\n");
+    return;
+  }
+  snprintf(location, sizeof location, "/?room=%s", room);
+  tl_res_redirect(res, 303, location);
+}
+
+static void logout(tl_req *req, tl_res *res) {
+  tl_res_clear_cookie(res, "name", &(tl_cookie_attrs){.path = "/"});
+  tl_res_header(res, "Cache-Control", "no-store");
+  tl_res_redirect(res, 303, "/");
+}
+
+/* ---- the WebSocket route ------------------------------------------------ */
+
+static int refuse(tl_res *res, int status, const char *text) {
+  tl_res_status(res, status);
+  tl_res_text(res, text);
+  return TL_REJECT;
+}
+
+static int on_upgrade(tl_req *req, tl_res *res, void *data) {
+  chat_user *u = data;
+  /* A page of another site could open this socket with the user's cookie
+   * (cross-site WebSocket hijacking): same origin only. */
+  if (!same_origin(req))
+    return refuse(res, 403, "Forbidden: foreign origin\n");
+  if (!signed_in(req, u->name))
+    return refuse(res, 401, "Unauthorized: sign in first\n");
+  const char *r = tl_req_param(req, "room");
+  if (!valid_room(r))
+    return refuse(res, 400, "Bad Request: room names are 1-32 of A-Z a-z 0-9 _ -\n");
+  if (!room_get(tl_req_app(req), r))
+    return refuse(res, 503, "Service Unavailable: too many rooms\n");
+  snprintf(u->room, sizeof u->room, "%s", r);
+  snprintf(u->topic, sizeof u->topic, "room:%s", r);
+  u->tokens = RATE_BURST;
+  u->tokens_at = uv_now(tl_app_loop(tl_req_app(req)));
+  return TL_ACCEPT;
+}
+
+static void on_open(tl_ws *ws) {
+  chat_user *u = tl_ws_data(ws);
+  room *r = room_get(tl_ws_app(ws), u->room);
+  json_t *history = json_array();
+  if (r)
+    for (unsigned i = 0; i < r->count; i++)
+      json_array_append(history, r->ring[(r->first + i) % HISTORY]);
+  send_json(ws, json_pack("{s:s, s:s, s:s, s:i, s:o}", "type", "welcome",
+                          "name", u->name, "room", u->room, "max_bytes",
+                          MAX_PAYLOAD, "history", history));
+  /* The join announcement comes from the subscription handler. */
+  if (tl_ws_subscribe(ws, u->topic) != 0)
+    tl_ws_close(ws, 4011, "could not join the room");
+}
+
+/* Joins and leaves (also of closing sockets): announce them with the new
+ * member count. */
+static void on_subscription(tl_ws *ws, const char *topic, int new_count,
+                            int old_count) {
+  chat_user *u = tl_ws_data(ws);
+  publish_json(tl_ws_app(ws), topic,
+               json_pack("{s:s, s:s, s:i, s:I}", "type",
+                         new_count > old_count ? "join" : "leave", "name",
+                         u->name, "members", new_count, "time", now_ms()));
+}
+
+/* Whether the text has something other than white space. */
+static bool blank(const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!isspace((unsigned char)p[i]))
+      return false;
+  return true;
+}
+
+static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
+  chat_user *u = tl_ws_data(ws);
+  tl_app *app = tl_ws_app(ws);
+  if (op != TL_WS_TEXT) {
+    send_error(ws, "only text messages");
+    return;
+  }
+  if (blank(data, len))
+    return;
+  /* Rate limit: a token bucket per socket. */
+  uint64_t now = uv_now(tl_app_loop(app));
+  u->tokens += (double)(now - u->tokens_at) * RATE_PER_SEC / 1000.0;
+  if (u->tokens > RATE_BURST)
+    u->tokens = RATE_BURST;
+  u->tokens_at = now;
+  if (u->tokens < 1.0) {
+    send_error(ws, "slow down: too many messages");
+    return;
+  }
+  u->tokens -= 1.0;
+
+  room *r = room_get(app, u->room);
+  chat_state *st = state_of(app);
+  /* talon checked that text is valid UTF-8; jansson escapes it. A NUL
+   * (valid UTF-8, "\u0000") makes json_stringn fail: refused. */
+  json_t *msg = json_pack("{s:s, s:I, s:s, s:s%, s:I}", "type", "message",
+                          "id", ++st->next_id, "name", u->name, "text",
+                          (const char *)data, len, "time", now_ms());
+  if (!msg) {
+    send_error(ws, "message refused");
+    return;
+  }
+  if (r)
+    room_remember(r, msg);
+  publish_json(app, u->topic, msg); /* to everyone, the sender included */
+}
+
+static void on_dropped(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
+  /* A client too slow to read: it misses messages (it gets the history
+   * again when it reconnects). */
+}
+
+static const tl_ws_handlers chat_route = {
+    .upgrade = on_upgrade,
+    .open = on_open,
+    .message = on_message,
+    .subscription = on_subscription,
+    .dropped = on_dropped,
+    .max_payload = MAX_PAYLOAD,
+    .idle_timeout_s = 60,
+    .send_pings = 1,
+    .max_backpressure = 1u << 20,
+    .compression = TL_SHARED_COMPRESSOR,
+};
+
+/* ---- startup ---------------------------------------------------------------
+ */
+
+static bool is_dir(const char *p) {
+  struct stat sb;
+  return p && stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* The front end: $CHAT_PUBLIC, else the source folder this binary was
+ * built from, else public/ or ../../examples/chat/public next to the
+ * executable, else examples/chat/public under the current directory. */
+static const char *find_public(char *buf, size_t size) {
+  const char *env = getenv("CHAT_PUBLIC");
+  if (env && *env)
+    return env;
+#ifdef CHAT_PUBLIC_DIR
+  if (is_dir(CHAT_PUBLIC_DIR))
+    return CHAT_PUBLIC_DIR;
+#endif
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = '\0';
+      static const char *const rel[] = {"chat-public", "public",
+                                        "../../examples/chat/public"};
+      for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
+        int len = snprintf(buf, size, "%s/%s", exe, rel[i]);
+        if (len > 0 && (size_t)len < size && is_dir(buf))
+          return buf;
+      }
+    }
+  }
+  return "examples/chat/public";
+}
+
+/* 32 random bytes as hex, from /dev/urandom. */
+static bool random_secret(char out[65]) {
+  unsigned char b[32];
+  FILE *f = fopen("/dev/urandom", "rb");
+  if (!f)
+    return false;
+  size_t got = fread(b, 1, sizeof b, f);
+  fclose(f);
+  if (got != sizeof b)
+    return false;
+  for (size_t i = 0; i < sizeof b; i++)
+    snprintf(out + 2 * i, 3, "%02x", b[i]);
+  return true;
+}
+
+static void on_listen(tl_app *app, const char *host, int port) {
+  bool any = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
+  bool v6 = strchr(host, ':') != NULL;
+  printf("chat: listening on http://%s%s%s:%d\n", v6 ? "[" : "", host,
+         v6 ? "]" : "", port);
+  printf("chat: open http://%s%s%s:%d/ in two browser windows (Ctrl-C stops)\n",
+         !any && v6 ? "[" : "", any ? "localhost" : host, !any && v6 ? "]" : "",
+         port);
+  fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+  const char *port_s = argc > 1 ? argv[1] : getenv("PORT");
+  const char *host = getenv("HOST");
+  int port = port_s && *port_s ? atoi(port_s) : 3000;
+  if (!host || !*host)
+    host = "0.0.0.0";
+
+  char pubbuf[PATH_MAX];
+  const char *pub = find_public(pubbuf, sizeof pubbuf);
+  if (!is_dir(pub)) {
+    fprintf(stderr, "chat: front end folder %s not found (set CHAT_PUBLIC)\n",
+            pub);
+    return 1;
+  }
+
+  char generated[65];
+  const char *secret = getenv("CHAT_SECRET");
+  if (secret && *secret) {
+    if (strlen(secret) < TL_COOKIES_MIN_SECRET) {
+      fprintf(stderr, "chat: CHAT_SECRET must have at least %d bytes\n",
+              TL_COOKIES_MIN_SECRET);
+      return 1;
+    }
+  } else {
+    if (!random_secret(generated)) {
+      fprintf(stderr, "chat: cannot read /dev/urandom\n");
+      return 1;
+    }
+    secret = generated;
+    printf("chat: no CHAT_SECRET: using a random one (sign-ins end when the "
+           "server stops)\n");
+  }
+  const char *const secrets[] = {secret, NULL};
+
+  chat_state state = {0};
+  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen,
+                                            .max_body_bytes = 16 << 10});
+  if (!app)
+    return 1;
+  tl_app_set_data(app, &state);
+
+  int err = 0;
+  /* Logger first (it sees every answer), then the headers every answer
+   * gets, cookies (also for the WebSocket upgrade), the front end. */
+  err |= tl_app_use(app, tl_logger(NULL));
+  err |= tl_app_use(app, tl_security_headers(&(tl_security_headers_options){
+                             .csp = TL_CSP_STRICT "; img-src 'self' data:",
+                             /* not no-referrer: with it Chromium sends
+                              * "Origin: null" on the login form's POST */
+                             .referrer_policy = "same-origin",
+                             .coop = "same-origin",
+                             .corp = "same-origin"}));
+  err |= tl_app_use(app, tl_cookies(&(tl_cookies_options){.secrets = secrets}));
+  err |= tl_app_use(app, tl_static(pub, &(tl_static_options){
+                                            .cache_control = "no-cache"}));
+
+  tl_middleware form[] = {tl_body_urlencoded(
+      &(tl_body_urlencoded_options){.max_bytes = 4096, .max_fields = 8})};
+  err |= tl_app_route(app, "POST", "/login", login, form, 1);
+  err |= tl_app_get(app, "/logout", logout);
+  err |= tl_app_get(app, "/api/me", me);
+  err |= tl_app_ws(app, "/chat/:room", &chat_route, sizeof(chat_user));
+  if (err) {
+    fprintf(stderr, "chat: setting up the app failed\n");
+    tl_app_free(app);
+    return 1;
+  }
+
+  err = tl_app_listen(app, host, port);
+  if (err)
+    fprintf(stderr, "chat: %s\n", tl_strerror(err));
+  tl_app_free(app);
+  while (state.rooms) {
+    room *r = state.rooms;
+    state.rooms = r->next;
+    room_free(r);
+  }
+  return err ? 1 : 0;
+}
