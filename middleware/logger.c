@@ -11,7 +11,15 @@
  * next line to try again. That keeps at most one threadpool thread busy,
  * and lets the loop end on shutdown (a job in flight lasts ~100 ms at
  * most; no handle is ever left open, since middleware has no stop hook and
- * is freed after the loop is closed). */
+ * is freed after the loop is closed).
+ *
+ * WebSocket sessions: middleware never sees a socket, so the logger
+ * registers an observer on the app (tl_app_ws_observe) the first time it
+ * sees a request. The observer's open gets the upgrade request, whose
+ * strings die with the call: what the close line needs (target, path,
+ * address, an id that pairs the two lines) is copied into a record kept
+ * in a small hash table keyed by the socket pointer, and removed at
+ * close. */
 #include <talon.h>
 #include <talon/mw/logger.h>
 
@@ -54,7 +62,22 @@ typedef struct logger {
   int werr;      /* worker: errno of a failed write, 0 if none */
   uv_work_t work;
   uint64_t lines, dropped, unreported, write_errors;
+  /* WebSocket sessions (loop thread). */
+  bool observing;         /* tried to register the observer */
+  struct wsrec **wsmap;   /* buckets, chained */
+  size_t wsmap_size, nws; /* buckets (a power of two), records */
+  uint64_t ws_ids;        /* the last session id given */
 } logger;
+
+/* One open WebSocket: what its close line needs. */
+typedef struct wsrec {
+  struct wsrec *next;
+  const tl_ws *ws;
+  uint64_t id;
+  char remote[64];
+  const char *path; /* into text, after the target */
+  char text[];      /* target NUL path NUL */
+} wsrec;
 
 typedef struct reqlog {
   logger *lg;
@@ -403,6 +426,204 @@ static void emit(logger *lg, const char *line, size_t len) {
   kick(lg);
 }
 
+/* ---- WebSocket sessions --------------------------------------------- */
+
+static size_t ws_hash(const tl_ws *ws, size_t size) {
+  uint64_t h = (uint64_t)(uintptr_t)ws * 0x9e3779b97f4a7c15ull;
+  return (size_t)(h >> 32) & (size - 1);
+}
+
+/* Adds `r`; false when the table cannot grow (the record is not kept). */
+static bool ws_put(logger *lg, wsrec *r) {
+  if (lg->nws + 1 > lg->wsmap_size / 4 * 3) {
+    size_t size = lg->wsmap_size ? lg->wsmap_size * 2 : 64;
+    wsrec **m = calloc(size, sizeof *m);
+    if (!m)
+      return false;
+    for (size_t i = 0; i < lg->wsmap_size; i++) {
+      wsrec *e = lg->wsmap[i];
+      while (e) {
+        wsrec *next = e->next;
+        size_t h = ws_hash(e->ws, size);
+        e->next = m[h];
+        m[h] = e;
+        e = next;
+      }
+    }
+    free(lg->wsmap);
+    lg->wsmap = m;
+    lg->wsmap_size = size;
+  }
+  size_t h = ws_hash(r->ws, lg->wsmap_size);
+  r->next = lg->wsmap[h];
+  lg->wsmap[h] = r;
+  lg->nws++;
+  return true;
+}
+
+/* Removes and returns the record of `ws`, or NULL. */
+static wsrec *ws_take(logger *lg, const tl_ws *ws) {
+  if (!lg->wsmap_size)
+    return NULL;
+  for (wsrec **pp = &lg->wsmap[ws_hash(ws, lg->wsmap_size)]; *pp;
+       pp = &(*pp)->next) {
+    wsrec *r = *pp;
+    if (r->ws == ws) {
+      *pp = r->next;
+      lg->nws--;
+      return r;
+    }
+  }
+  return NULL;
+}
+
+/* The part both ws lines start with. Text:
+ *   127.0.0.1 - - [time] "WS /chat?x=1" EVENT id=N
+ * JSON: {"time":...,"type":"ws","event":"EVENT","id":N,"remote_addr":...,
+ *        "target":...,"path":... */
+static void ws_line_start(logger *lg, buf *b, const char *event,
+                          const wsrec *r, const char *remote) {
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  if (lg->format == TL_LOG_JSON) {
+    buf_str(b, "{\"time\":");
+    iso_time(b, lg, &now);
+    buf_printf(b, ",\"type\":\"ws\",\"event\":\"%s\",\"id\":", event);
+    if (r)
+      buf_printf(b, "%llu", (unsigned long long)r->id);
+    else
+      buf_str(b, "null");
+    buf_str(b, ",\"remote_addr\":");
+    esc_json(b, remote);
+    buf_str(b, ",\"target\":");
+    esc_json(b, r ? r->text : NULL);
+    buf_str(b, ",\"path\":");
+    esc_json(b, r ? r->path : NULL);
+    return;
+  }
+  esc_text(b, remote);
+  buf_str(b, " - - ");
+  clf_time(b, lg, &now);
+  buf_str(b, " \"WS ");
+  esc_text(b, r ? r->text : NULL);
+  buf_printf(b, "\" %s id=", event);
+  if (r)
+    buf_printf(b, "%llu", (unsigned long long)r->id);
+  else
+    buf_str(b, "-");
+}
+
+static void ws_line_emit(logger *lg, buf *b) {
+  /* A failed append leaves a line without its '\n'. */
+  if (b->len && b->data[b->len - 1] == '\n') {
+    emit(lg, b->data, b->len);
+    return;
+  }
+  lg->dropped++;
+  if (!lg->write)
+    lg->unreported++;
+}
+
+static void ws_open(tl_ws *ws, tl_req *req, void *arg) {
+  logger *lg = arg;
+  const char *target = tl_req_target(req);
+  const char *path = tl_req_path(req);
+  size_t tl = strlen(target), pl = strlen(path);
+  wsrec *r = malloc(sizeof *r + tl + pl + 2);
+  char remote[64];
+  if (tl_req_remote_address(req, remote, sizeof remote))
+    strcpy(remote, "-");
+  if (r) {
+    r->ws = ws;
+    r->id = ++lg->ws_ids;
+    memcpy(r->remote, remote, sizeof remote);
+    memcpy(r->text, target, tl + 1);
+    memcpy(r->text + tl + 1, path, pl + 1);
+    r->path = r->text + tl + 1;
+    if (!ws_put(lg, r)) {
+      free(r);
+      r = NULL;
+    }
+  }
+  buf *b = &lg->line;
+  b->len = 0;
+  if (buf_reserve(b, 512) == 0) {
+    ws_line_start(lg, b, "open", r, remote);
+    const char *origin = tl_req_header(req, "Origin");
+    const char *ua = tl_req_header(req, "User-Agent");
+    if (lg->format == TL_LOG_JSON) {
+      buf_str(b, ",\"origin\":");
+      esc_json(b, origin);
+      buf_str(b, ",\"user_agent\":");
+      esc_json(b, ua);
+      buf_str(b, "}\n");
+    } else {
+      if (lg->format == TL_LOG_COMBINED) {
+        buf_str(b, " \"");
+        esc_text(b, origin);
+        buf_str(b, "\" \"");
+        esc_text(b, ua);
+        buf_str(b, "\"");
+      }
+      buf_str(b, "\n");
+    }
+  }
+  ws_line_emit(lg, b);
+}
+
+static void ws_close(tl_ws *ws, int code, void *arg) {
+  logger *lg = arg;
+  wsrec *r = ws_take(lg, ws);
+  char remote[64];
+  if (r)
+    memcpy(remote, r->remote, sizeof remote);
+  else if (tl_ws_remote_address(ws, remote, sizeof remote))
+    strcpy(remote, "-");
+  tl_ws_stats st;
+  tl_ws_get_stats(ws, &st);
+  uint64_t now = uv_now(tl_app_loop(tl_ws_app(ws)));
+  unsigned long long ms =
+      now > st.opened_ms ? (unsigned long long)(now - st.opened_ms) : 0;
+  buf *b = &lg->line;
+  b->len = 0;
+  if (buf_reserve(b, 512) == 0) {
+    ws_line_start(lg, b, "close", r, remote);
+    if (lg->format == TL_LOG_JSON)
+      buf_printf(b,
+                 ",\"code\":%d,\"duration_ms\":%llu,\"messages_in\":%llu,"
+                 "\"messages_out\":%llu,\"bytes_in\":%llu,"
+                 "\"bytes_out\":%llu}\n",
+                 code, ms, (unsigned long long)st.messages_in,
+                 (unsigned long long)st.messages_out,
+                 (unsigned long long)st.bytes_in,
+                 (unsigned long long)st.bytes_out);
+    else
+      buf_printf(b,
+                 " code=%d messages_in=%llu messages_out=%llu bytes_in=%llu"
+                 " bytes_out=%llu duration_ms=%llu\n",
+                 code, (unsigned long long)st.messages_in,
+                 (unsigned long long)st.messages_out,
+                 (unsigned long long)st.bytes_in,
+                 (unsigned long long)st.bytes_out, ms);
+  }
+  free(r);
+  ws_line_emit(lg, b);
+}
+
+static void ws_free_all(logger *lg) {
+  for (size_t i = 0; i < lg->wsmap_size; i++) {
+    wsrec *e = lg->wsmap[i];
+    while (e) {
+      wsrec *next = e->next;
+      free(e);
+      e = next;
+    }
+  }
+  free(lg->wsmap);
+  lg->wsmap = NULL;
+  lg->wsmap_size = lg->nws = 0;
+}
+
 /* ---- the middleware -------------------------------------------------- */
 
 static void on_finish(tl_res *res, void *arg) {
@@ -476,6 +697,14 @@ static int logger_fn(tl_req *req, tl_res *res, void *ctx) {
   logger *lg = ctx;
   if (!lg->loop)
     lg->loop = tl_app_loop(tl_req_app(req));
+  if (!lg->observing) {
+    /* Once: on failure (8 observers already) sockets are just not
+     * logged. Sockets opened from now on are seen, including the one
+     * this request may be upgrading to. */
+    lg->observing = true;
+    tl_ws_observer obs = {.open = ws_open, .close = ws_close, .arg = lg};
+    (void)tl_app_ws_observe(tl_req_app(req), &obs);
+  }
   reqlog *rl = tl_req_alloc(req, sizeof *rl);
   if (!rl) {
     lg->dropped++;
@@ -495,6 +724,7 @@ static void logger_free(void *ctx) {
   logger *lg = ctx;
   if (!lg)
     return;
+  ws_free_all(lg);
   if (lg->busy)
     return; /* a job still owns the buffers: leak rather than race */
   /* The loop is gone: a last, bounded, synchronous attempt. */

@@ -4,6 +4,7 @@
 #define TALON_MW_H
 
 #include "mw/body.h"
+#include "mw/compress.h"
 #include "mw/cookies.h"
 #include "mw/cors.h"
 #include "mw/csrf.h"

@@ -218,6 +218,9 @@ void tl__res_send_error(tl__hconn *h, int status, const char *reason);
 const char *tl__status_reason(int status);
 void tl__res_on_drain(tl__hconn *h);
 void tl__res_abort(tl__hconn *h);
+/* The response became a 101 and the socket moved to a WebSocket: mark it
+ * finished and run its finish hooks. */
+void tl__res_upgraded(tl_res *res);
 
 #include "http/util.h"
 

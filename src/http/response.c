@@ -600,6 +600,15 @@ static void run_hooks(tl_res *res) {
     rev->cb(res, rev->arg);
 }
 
+void tl__res_upgraded(tl_res *res) {
+  res->status = 101;
+  res->flags |= TL__R_FINISHED;
+  res->flags &= ~TL__R_DEFERRED;
+  res->abort_cb = NULL;
+  if (res->hooks)
+    run_hooks(res);
+}
+
 uint64_t tl_res_body_bytes(const tl_res *res) {
   return res->body_bytes;
 }

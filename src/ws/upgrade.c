@@ -145,14 +145,15 @@ static int accept_upgrade(tl__hconn *h) {
   /* The HTTP connection is done: closing it closes only its descriptor.
    * It is closed after the socket has opened, so the upgrade request is
    * still intact for the observers that open calls. */
-  res->flags |= TL__R_FINISHED;
-  res->abort_cb = NULL;
   if (err) {
+    res->flags |= TL__R_FINISHED;
+    res->abort_cb = NULL;
     tl__conn_close(old);
     tl__buf_free(&pre);
     tl__conn_close(&ws->conn);
     return err;
   }
+  tl__res_upgraded(res); /* finish hooks see the 101 before open runs */
   tl__ws_start(ws, req, pre.data, pre.len);
   tl__conn_close(old);
   tl__buf_free(&pre);

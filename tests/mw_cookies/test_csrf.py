@@ -139,9 +139,14 @@ def test_wrong_tokens_rejected(server):
     raw = base64.urlsafe_b64decode(token + "==")
     secret_b64 = base64.urlsafe_b64encode(
         bytes(a ^ b for a, b in zip(raw[:32], raw[32:]))).rstrip(b"=").decode()
-    for bad in [flip, token[:-1], token + "A", "x", "A" * 86, "%" * 86,
-                token.replace("-", "+").replace("_", "/"),
-                secret_b64]:  # the unmasked secret itself is no token
+    bads = [flip, token[:-1], token + "A", "x", "A" * 86, "%" * 86,
+            secret_b64]  # the unmasked secret itself is no token
+    # The standard-alphabet spelling differs only if the token has a '-' or
+    # '_' (about 94% of random tokens): test it only then.
+    std = token.replace("-", "+").replace("_", "/")
+    if std != token:
+        bads.append(std)
+    for bad in bads:
         assert_forbidden(submit(server.port, c, bad), INVALID)
     assert submit(server.port, c, token).status == 200
 

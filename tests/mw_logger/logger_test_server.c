@@ -6,7 +6,9 @@
  * inherited descriptor, e.g. a pipe nobody reads) or a file path. Two
  * loggers run: one to SINK (UTC timestamps, queue of MAX_QUEUE bytes), one
  * to a callback that keeps the lines in memory (local time), served by
- * GET /_lines. GET /_stats gives the SINK logger's counters. */
+ * GET /_lines. GET /_stats gives the SINK logger's counters. /ws is a
+ * WebSocket echo route; the text message "close:N" makes the server close
+ * with code N instead. */
 #define _GNU_SOURCE /* fdopen, and the pthread types uv.h needs under -std=c11 */
 #include <talon.h>
 #include <talon/mw/logger.h>
@@ -112,6 +114,19 @@ static void slow_route(tl_req *req, tl_res *res) {
   tl_res_defer(res, slow_abort, s);
 }
 
+static void ws_message(tl_ws *ws, const void *data, size_t len,
+                       tl_opcode op) {
+  if (op == TL_WS_TEXT && len > 6 && memcmp(data, "close:", 6) == 0) {
+    char code[16] = {0};
+    memcpy(code, (const char *)data + 6, len - 6 < 15 ? len - 6 : 15);
+    tl_ws_close(ws, atoi(code), "server says bye");
+    return;
+  }
+  tl_ws_send(ws, data, len, op);
+}
+
+static const tl_ws_handlers ws_echo = {.message = ws_message};
+
 static void on_listen(tl_app *app, const char *host, int port) {
   printf("listening on http://127.0.0.1:%d\n", port);
   fflush(stdout);
@@ -153,6 +168,7 @@ int main(int argc, char **argv) {
   tl_app_get(app, "/slow", slow_route);
   tl_app_get(app, "/_lines", lines);
   tl_app_get(app, "/_stats", stats);
+  tl_app_ws(app, "/ws", &ws_echo, 0);
   int rc = tl_app_listen(app, "127.0.0.1", atoi(argv[1]));
   tl_app_free(app);
   free(mem);

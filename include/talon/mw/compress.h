@@ -11,7 +11,7 @@
  *     (204, 304, 1xx never have one);
  *   - the response has no Content-Encoding and no Content-Range header,
  *     and its (first) Cache-Control header has no "no-transform";
- *   - its Content-Type is compressible (by default text/*,
+ *   - its Content-Type is compressible (by default text/<any>,
  *     application/json, application/javascript, application/xml,
  *     image/svg+xml and any type ending in +json or +xml; see the
  *     `compressible` option);
@@ -94,7 +94,7 @@ typedef struct tl_compress_options {
  * (tl_app_use() then returns TL_EINVAL). */
 TL_EXTERN tl_middleware tl_compress(const tl_compress_options *opts);
 
-/* The default type predicate: true for text/*, application/json,
+/* The default type predicate: true for text/<any>, application/json,
  * application/javascript, application/xml, image/svg+xml and any type
  * whose subtype ends in "+json" or "+xml" (case-insensitive, parameters
  * ignored); false for NULL and everything else. */

@@ -9,7 +9,13 @@
  * full or aborted because the client left: see tl_res_on_finish). Requests
  * that talon answers before any middleware runs (400 malformed, 408, 413
  * body too large, 414, 431) are not seen by middleware and so not logged.
- * WebSocket sessions are logged as their upgrade request only.
+ * An accepted WebSocket upgrade is logged as an HTTP line with status 101;
+ * besides, every WebSocket session of the app gets one line when it opens
+ * and one when it closes (see below). The logger
+ * registers its WebSocket observer (tl_app_ws_observe) on the app at its
+ * first request, so it sees every socket of the app opened from then on,
+ * whatever level (app, router, route) it was registered at; with 8
+ * observers already registered, sessions are not logged.
  *
  * Formats (the duration is in milliseconds with 3 decimals; an aborted
  * request gets a trailing "aborted" token, or "aborted":true in JSON):
@@ -22,6 +28,24 @@
  *      "method":"GET","target":"/a?b","path":"/a","protocol":"HTTP/1.1",
  *      "status":200,"bytes":11,"duration_ms":0.143,"referer":null,
  *      "user_agent":"curl/7.88.1","aborted":false}
+ * WebSocket session lines (id numbers the logger's sessions from 1 and
+ * pairs the two lines; target, path and address are the upgrade
+ * request's; code is the close code the route's close handler got;
+ * messages and payload bytes from tl_ws_get_stats; duration_ms is loop
+ * time from open to close, whole milliseconds):
+ *   text   127.0.0.1 - - [...] "WS /chat?r=1" open id=7
+ *          (TL_LOG_COMBINED adds "Origin" "User-Agent" to the open line)
+ *          127.0.0.1 - - [...] "WS /chat?r=1" close id=7 code=1000
+ *            messages_in=3 messages_out=4 bytes_in=45 bytes_out=60
+ *            duration_ms=2012
+ *   JSON   {"time":...,"type":"ws","event":"open","id":7,
+ *           "remote_addr":"127.0.0.1","target":"/chat?r=1","path":"/chat",
+ *           "origin":null,"user_agent":"..."}
+ *          {"time":...,"type":"ws","event":"close","id":7,"remote_addr":...,
+ *           "target":...,"path":...,"code":1000,"duration_ms":2012,
+ *           "messages_in":3,"messages_out":4,"bytes_in":45,"bytes_out":60}
+ *   (HTTP request lines have no "type" member.) Each open socket holds a
+ *   record of about 100 bytes plus its target and path until it closes.
  * In the text formats a body of 0 bytes is "-" and a missing Referer or
  * User-Agent is "-"; `"`, `\`, control bytes and bytes >= 0x80 in the
  * request line and headers are written as \" \\ \xHH (no log injection). In
