@@ -1,43 +1,42 @@
 #!/usr/bin/env bash
-# Chat room on pub/sub: talon (bench/chat_server.c: tl_ws_subscribe in open,
-# tl_ws_publish in message) against Bun.serve (bench/bun/chat.js:
-# ws.subscribe / ws.publish), driven by bench/chat_load.c. The benchmark of
-# Bun's "7x more throughput than Node + ws" claim: clients in one room, every
-# message a client sends is published to the room, all others receive it.
+# Bun's WebSocket chat benchmark (oven-sh/bun, bench/websocket-server), run
+# against talon (bench/chat_server.c) and Bun.serve (bench/bunchat/
+# chat-server.js), both speaking that benchmark's protocol: every client
+# connects with ?name=NAME and joins one room; when CLIENTS_COUNT clients
+# are in, the server publishes "ready"; every message M from NAME is
+# published to the room as "NAME: M", sender included. The number is
+# messages received per second by all clients together.
 #
-# Each server is pinned to one core (SERVER_CPU, default 0) and chat_load to
-# the other (CLIENT_CPU, default 1). Scenarios (SCENARIOS):
-#   k1    CLIENTS clients, lock-step rounds: every client sends one message,
-#         the round ends when every client has the CLIENTS-1 others', then
-#         the next starts
-#   k8    the same with INFLIGHT rounds in flight (pipelined)
-#   c64   BIG_CLIENTS clients, lock-step rounds
-# Each scenario: ROUNDS rounds alternating talon and bun; each round is one
-# chat_load run (fresh connections, WARMUP seconds not counted, then
-# DURATION seconds measured). chat_load checks every delivery (sender, and
-# per sender the exact next sequence number, bytes) and fails on any loss,
-# duplicate, reordering or protocol error. Prints deliveries/s (messages
-# received by clients; CLIENTS*(CLIENTS-1) per round), the p50 and p99 time
-# of one round and deliveries per second of server CPU time, per run, their
-# medians, and the talon/bun ratios.
-# Traffic goes to 127.0.0.1 only.
+# Each server is pinned to one core (SERVER_CPU, default 0) and the client
+# to the other (CLIENT_CPU, default 1). Scenarios (SCENARIOS):
+#   cNkM   bench/chat_load.c: N clients, each keeping M messages in flight
+#          (sent and not yet back from the room); checks every message
+#   jsN    bench/bunchat/chat-client.js (our JS reconstruction of Bun's
+#          client, run by bun): N clients, batches of BATCH messages each
+# For each client count the servers are (re)started with CLIENTS_COUNT=N;
+# each scenario runs ROUNDS rounds alternating talon and bun, each round one
+# client run with fresh connections: WARMUP seconds after "ready" not
+# counted, then DURATION seconds measured. chat_load reads the server's CPU
+# time (/proc/PID/stat utime+stime) at the start and end of the window:
+# server CPU use and messages per server CPU-second. Prints every round,
+# the medians and the talon/bun ratios. Traffic goes to 127.0.0.1 only.
 #
 # Environment (defaults in brackets):
-#   DURATION [10]  seconds per round        WARMUP [1]   warm-up seconds per run
-#   ROUNDS [3]                              SCENARIOS ["k1 k8 c64"]
-#   CLIENTS [16]  SIZE [32]  INFLIGHT [8]   BIG_CLIENTS [64]
+#   DURATION [10]  measured seconds per round   WARMUP [1]
+#   ROUNDS [3]     SCENARIOS ["c16k1 c16k16 c64k1 c256k1 js16"]
+#   SIZE [16]      bytes of each chat_load message
+#   BATCH [1600]   messages per client per batch (js scenarios)
 #   SERVERS ["talon bun"]
-#   TALON_PORT [18101]  BUN_PORT [18102]    SERVER_CPU [0]   CLIENT_CPU [1]
-#   SKIP_BUILD [0]  1: do not run cmake (chat_server and chat_load are still
-#                  compiled: one gcc line each, against build-bench/)
-#   TALON_BIN      talon server binary [build-bench/chat_server]; it gets the
-#                  port as its first argument and in PORT, and must serve the
-#                  room on /chat
-#   BUN            path to a bun binary to use instead of bench/node_modules
+#   TALON_PORT [18101]  BUN_PORT [18102]  SERVER_CPU [0]  CLIENT_CPU [1]
+#   SKIP_BUILD [0] 1: do not run cmake (chat_server and chat_load are still
+#                  built when missing or older than their source)
+#   TALON_BIN      talon chat server [build-bench/bench/chat_server]: port as
+#                  first argument and in PORT, CLIENTS_COUNT in the env
+#   BUN            path to a bun binary instead of bench/node_modules
 #
-# Exit status: 0 on success, non-zero if a build, an install, a server start,
-# the check or a chat_load run fails. Both servers are killed on exit, error
-# or interrupt.
+# Exit status: 0 on success, non-zero if a build, an install, a server start
+# or check, or a client run fails (a lost, duplicated, reordered or
+# malformed message fails chat_load). Servers are killed on exit or error.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,11 +45,9 @@ ROOT=$(cd "$BENCH_DIR/.." && pwd)
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-3}
-SCENARIOS=${SCENARIOS:-k1 k8 c64}
-CLIENTS=${CLIENTS:-16}
-SIZE=${SIZE:-32}
-INFLIGHT=${INFLIGHT:-8}
-BIG_CLIENTS=${BIG_CLIENTS:-64}
+SCENARIOS=${SCENARIOS:-c16k1 c16k16 c64k1 c256k1 js16}
+SIZE=${SIZE:-16}
+BATCH=${BATCH:-1600}
 SERVERS=${SERVERS:-talon bun}
 TALON_PORT=${TALON_PORT:-18101}
 BUN_PORT=${BUN_PORT:-18102}
@@ -60,7 +57,7 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 HOST=127.0.0.1 # used by lib.sh
 
 BUILD_DIR="$ROOT/build-bench"
-CHAT_SERVER="$BUILD_DIR/chat_server"
+CHAT_SERVER="$BUILD_DIR/bench/chat_server"
 TALON_BIN=${TALON_BIN:-$CHAT_SERVER}
 CHAT_LOAD="$BUILD_DIR/chat_load"
 RESULTS_DIR="$BENCH_DIR/.results"
@@ -70,17 +67,17 @@ LOG_DIR="$RESULTS_DIR/chat-$STAMP"
 # log, die, cleanup, ensure_bun, build_talon, port_open, start_server, median
 source "$BENCH_DIR/lib.sh"
 
-for v in DURATION WARMUP ROUNDS CLIENTS SIZE INFLIGHT BIG_CLIENTS \
-         TALON_PORT BUN_PORT SERVER_CPU CLIENT_CPU; do
+for v in DURATION WARMUP ROUNDS SIZE BATCH TALON_PORT BUN_PORT SERVER_CPU CLIENT_CPU; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
 done
-(( DURATION > 0 && ROUNDS > 0 && INFLIGHT > 0 )) \
-  || die "DURATION, ROUNDS and INFLIGHT must be positive"
-(( CLIENTS >= 2 && BIG_CLIENTS >= 2 )) || die "CLIENTS and BIG_CLIENTS must be at least 2"
-(( SIZE >= 16 )) || die "SIZE must be at least 16 (sender id and sequence number)"
+(( DURATION > 0 && ROUNDS > 0 && BATCH > 0 )) || die "DURATION, ROUNDS and BATCH must be positive"
+(( SIZE >= 9 )) || die "SIZE must be at least 9 (sequence number and a space)"
 for s in $SERVERS; do [[ $s == talon || $s == bun ]] || die "unknown server '$s' in SERVERS"; done
-for m in $SCENARIOS; do
-  [[ $m == k1 || $m == k8 || $m == c64 ]] || die "unknown scenario '$m' in SCENARIOS"
+for sc in $SCENARIOS; do
+  [[ $sc =~ ^c([0-9]+)k([0-9]+)$ || $sc =~ ^js([0-9]+)$ ]] \
+    || die "bad scenario '$sc' in SCENARIOS (cNkM or jsN)"
+  [[ ${BASH_REMATCH[1]} -ge 1 ]] || die "scenario '$sc': at least 1 client"
+  [[ $sc != c* || ${BASH_REMATCH[2]} -ge 1 ]] || die "scenario '$sc': at least 1 in flight"
 done
 
 mkdir -p "$LOG_DIR"
@@ -91,88 +88,120 @@ trap 'exit 143' TERM
 
 # ---- tools -----------------------------------------------------------------
 build_chat_load() {
+  if [[ $SKIP_BUILD == 1 && -x $CHAT_LOAD && $CHAT_LOAD -nt $BENCH_DIR/chat_load.c ]]; then return; fi
   log "building chat_load: gcc -O2 -o build-bench/chat_load bench/chat_load.c -luv"
   mkdir -p "$BUILD_DIR"
   gcc -O2 -Wall -o "$CHAT_LOAD" "$BENCH_DIR/chat_load.c" -luv >"$LOG_DIR/chat_load-build.log" 2>&1 \
     || { cat "$LOG_DIR/chat_load-build.log" >&2
-         die "building chat_load failed (it needs gcc and libuv1-dev: .ci/install-deps installs them)"; }
+         die "building chat_load failed (it needs gcc and libuv1-dev)"; }
 }
 
-# talon in Release (lib.sh's cmake configure and build), then the chat server
-# against build-bench/libtalon.so, found at run time through the rpath.
+# talon in Release (lib.sh's cmake configure and build, which builds the
+# chat_server target when the top-level CMakeLists.txt adds bench/); else
+# the same program with one gcc line against build-bench/libtalon.so.
 build_chat_server() {
   TALON_BIN="$BUILD_DIR/libtalon.so" build_talon
-  log "building chat_server: gcc -O2 bench/chat_server.c -Iinclude -Lbuild-bench -ltalon"
+  if [[ $SKIP_BUILD == 1 && -x $CHAT_SERVER && $CHAT_SERVER -nt $BENCH_DIR/chat_server.c ]]; then
+    return
+  fi
+  # (only if the target exists: make exits 0 for an unknown target that
+  # names an existing file)
+  if [[ $SKIP_BUILD != 1 ]] \
+     && cmake --build "$BUILD_DIR" --target help 2>/dev/null | grep -qw chat_server; then
+    cmake --build "$BUILD_DIR" --target chat_server >"$LOG_DIR/chat_server-build.log" 2>&1 \
+      || { tail -n 40 "$LOG_DIR/chat_server-build.log" >&2; die "building chat_server failed"; }
+    [[ -x $CHAT_SERVER ]] || die "the chat_server target did not produce $CHAT_SERVER"
+    return
+  fi
+  log "building chat_server: gcc -O2 bench/chat_server.c -Iinclude -Lbuild-bench -ltalon -luv"
+  mkdir -p "$(dirname "$CHAT_SERVER")"
   gcc -O2 -Wall -Wextra -Wno-unused-parameter -I"$ROOT/include" \
       -o "$CHAT_SERVER" "$BENCH_DIR/chat_server.c" \
-      -L"$BUILD_DIR" -ltalon -Wl,-rpath,"$BUILD_DIR" >"$LOG_DIR/chat_server-build.log" 2>&1 \
+      -L"$BUILD_DIR" -ltalon -luv -Wl,-rpath,"$BUILD_DIR" >>"$LOG_DIR/chat_server-build.log" 2>&1 \
     || { cat "$LOG_DIR/chat_server-build.log" >&2
          die "building chat_server failed (log: $LOG_DIR/chat_server-build.log)"; }
-  [[ -x $TALON_BIN ]] || die "$TALON_BIN not found"
 }
 
 # ---- servers ---------------------------------------------------------------
-# Short chat_load runs before measuring: lock-step and pipelined rounds,
-# messages bigger than 64 KiB (64-bit length) in binary. chat_load checks
-# every delivery and exits non-zero on anything wrong.
+GROUP_CLIENTS=0 # CLIENTS_COUNT of the servers running now
+
+# Short chat_load runs before measuring: one and four in flight, and
+# messages long enough for 16-bit (and, with few clients, 64-bit) lengths.
 verify_server() {
-  local name=$1 port=$2
-  local out="$LOG_DIR/verify-$name.txt"
+  local name=$1 port=$2 n=$GROUP_CLIENTS
+  local out="$LOG_DIR/verify-$name-c$n.txt"
   : >"$out"
-  local -a a
-  for args in "-c 16 -k 1" "-c 5 -k 8 -s 100" "-c 3 -k 2 -s 70000 -b"; do
+  local -a a checks=("-k 1" "-k 4 -s 300")
+  (( n <= 16 )) && checks+=("-k 1 -s 70000")
+  for args in "${checks[@]}"; do
     read -ra a <<<"$args"
-    taskset -c "$CLIENT_CPU" "$CHAT_LOAD" "${a[@]}" -w 0 -d 0.3 "$port" >>"$out" 2>&1 \
-      || { cat "$out" >&2; die "$name fails the chat check (chat_load $args -w 0 -d 0.3 $port)"; }
+    taskset -c "$CLIENT_CPU" "$CHAT_LOAD" -c "$n" "${a[@]}" -w 0 -d 0.3 "$port" >>"$out" 2>&1 \
+      || { cat "$out" >&2; die "$name fails the chat check (chat_load -c $n $args -w 0 -d 0.3 $port)"; }
   done
 }
 
 port_of() { if [[ $1 == talon ]]; then echo "$TALON_PORT"; else echo "$BUN_PORT"; fi; }
 
-# chat_load arguments of a scenario
-scenario_args() {
-  case $1 in
-    k1)  echo "-c $CLIENTS -k 1 -s $SIZE" ;;
-    k8)  echo "-c $CLIENTS -k $INFLIGHT -s $SIZE" ;;
-    c64) echo "-c $BIG_CLIENTS -k 1 -s $SIZE" ;;
-  esac
+stop_server() {
+  local name=$1 pid=${PID[$1]:-}
+  [[ -n $pid ]] || return 0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "PID[$name]"
+  mv "$LOG_DIR/$name.log" "$LOG_DIR/$name-c$GROUP_CLIENTS.log" 2>/dev/null || true
 }
 
-scenario_label() {
-  case $1 in
-    k1)  echo "c${CLIENTS}-k1-${SIZE}B" ;;
-    k8)  echo "c${CLIENTS}-k${INFLIGHT}-${SIZE}B" ;;
-    c64) echo "c${BIG_CLIENTS}-k1-${SIZE}B" ;;
-  esac
+# start_group N: both servers, fresh, waiting for N clients.
+start_group() {
+  local s
+  for s in $SERVERS; do stop_server "$s"; done
+  GROUP_CLIENTS=$1
+  export CLIENTS_COUNT=$1
+  if have talon; then start_server talon "$TALON_PORT" "$TALON_BIN" "$TALON_PORT"; fi
+  if have bun; then start_server bun "$BUN_PORT" "$BUN" "$BENCH_DIR/bunchat/chat-server.js" "$BUN_PORT"; fi
 }
 
 # CPU time (user + system, all threads) a process has used, in clock ticks.
 cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
+load1() { cut -d' ' -f1 /proc/loadavg; }
 
 # run_load NAME SCENARIO TAG -> prints
-#   "deliveries_per_s round_p50_us round_p99_us deliveries_per_cpu_s"
-# The last is every delivery of the run (warm-up and close included) per
-# second of CPU time the server used during the run: its cost, which other
-# load on the machine disturbs much less than the rate.
+#   "msgs_per_s server_cpu_pct msgs_per_server_cpu_s client_cpu_pct rtt_p99_us"
 run_load() {
-  local name=$1 sc=$2 tag=$3 port out line c0 c1
-  local -a a
+  local name=$1 sc=$2 tag=$3 port out line pid
   port=$(port_of "$name")
-  read -ra a <<<"$(scenario_args "$sc")"
-  out="$LOG_DIR/chat_load-$sc-$name-$tag.txt"
-  c0=$(cpu_ticks "${PID[$name]}")
-  taskset -c "$CLIENT_CPU" "$CHAT_LOAD" "${a[@]}" -w "$WARMUP" -d "$DURATION" "$port" >"$out" 2>&1 \
-    || { cat "$out" >&2; die "chat_load failed against $name ($sc, $tag)"; }
-  kill -0 "${PID[$name]}" 2>/dev/null || die "$name died during the $sc run (log: $LOG_DIR/$name.log)"
-  c1=$(cpu_ticks "${PID[$name]}")
-  line=$(grep '^RESULT ' "$out" || true)
-  [[ -n $line ]] || { cat "$out" >&2; die "no RESULT line in chat_load output ($name, $sc)"; }
-  grep -q 'warning' "$out" && log "$name $sc $tag: $(grep warning "$out" | tr '\n' ' ')"
-  awk -v ticks=$((c1 - c0)) -v hz="$CLK_TCK" \
-      '{for (i = 2; i <= NF; i++) {split($i, kv, "="); v[kv[1]] = kv[2]}
-        printf "%s %s %s %d\n", v["deliveries_per_s"], v["round_p50_us"], v["round_p99_us"],
-               (ticks > 0 ? v["all_deliveries"] * hz / ticks : 0)}' <<<"$line"
+  pid=${PID[$name]}
+  out="$LOG_DIR/client-$sc-$name-$tag.txt"
+  echo "load average before: $(cat /proc/loadavg)" >"$out"
+  if [[ $sc =~ ^c([0-9]+)k([0-9]+)$ ]]; then
+    taskset -c "$CLIENT_CPU" "$CHAT_LOAD" -c "${BASH_REMATCH[1]}" -k "${BASH_REMATCH[2]}" \
+        -s "$SIZE" -w "$WARMUP" -d "$DURATION" -P "$pid" "$port" >>"$out" 2>&1 \
+      || { cat "$out" >&2; die "chat_load failed against $name ($sc, $tag)"; }
+    line=$(grep '^RESULT ' "$out" || true)
+    [[ -n $line ]] || { cat "$out" >&2; die "no RESULT line from chat_load ($name, $sc)"; }
+    grep -q 'warning' "$out" && log "$name $sc $tag: $(grep warning "$out" | tr '\n' ' ')"
+    awk '{for (i = 2; i <= NF; i++) {split($i, kv, "="); v[kv[1]] = kv[2]}
+          printf "%s %s %s %s %s\n", v["msgs_per_s"], v["server_cpu_pct"],
+                 v["msgs_per_server_cpu_s"], v["client_cpu_pct"], v["rtt_p99_us"]}' <<<"$line"
+  else
+    # The JS client: server CPU over the whole client run (connect and
+    # warm-up included), so only its percentage is shown.
+    local c0 c1 t0 t1
+    c0=$(cpu_ticks "$pid"); t0=$(date +%s%N)
+    SERVER="ws://$HOST:$port/" CLIENTS_COUNT="${sc#js}" BATCH=$BATCH DURATION=$DURATION \
+      WARMUP=$WARMUP taskset -c "$CLIENT_CPU" "$BUN" "$BENCH_DIR/bunchat/chat-client.js" \
+      >>"$out" 2>&1 || { cat "$out" >&2; die "chat-client.js failed against $name ($sc, $tag)"; }
+    c1=$(cpu_ticks "$pid"); t1=$(date +%s%N)
+    line=$(grep '^RESULT ' "$out" || true)
+    [[ -n $line ]] || { cat "$out" >&2; die "no RESULT line from chat-client.js ($name, $sc)"; }
+    awk -v ticks=$((c1 - c0)) -v hz="$CLK_TCK" -v ns=$((t1 - t0)) \
+        '{for (i = 2; i <= NF; i++) {split($i, kv, "="); v[kv[1]] = kv[2]}
+          printf "%s %.1f - - -\n", v["msgs_per_s"], ticks * 1e11 / hz / ns}' <<<"$line"
+  fi
+  kill -0 "$pid" 2>/dev/null || die "$name died during the $sc run (log: $LOG_DIR/$name.log)"
 }
 
 # ---- main ------------------------------------------------------------------
@@ -181,80 +210,102 @@ command -v gcc >/dev/null 2>&1 || die "gcc is required to build bench/chat_load.
 ncpu=$(nproc)
 (( SERVER_CPU < ncpu && CLIENT_CPU < ncpu )) \
   || die "SERVER_CPU=$SERVER_CPU / CLIENT_CPU=$CLIENT_CPU out of range for $ncpu CPU(s)"
-(( SERVER_CPU != CLIENT_CPU )) || log "warning: server and chat_load share CPU $SERVER_CPU"
+(( SERVER_CPU != CLIENT_CPU )) || log "warning: server and client share CPU $SERVER_CPU"
 
 have() { [[ " $SERVERS " == *" $1 "* ]]; }
+needs_bun=0
+have bun && needs_bun=1
+[[ " $SCENARIOS" == *" js"* ]] && needs_bun=1
 build_chat_load
 if have talon; then
   if [[ $TALON_BIN == "$CHAT_SERVER" ]]; then
     build_chat_server
-  else
-    [[ -x $TALON_BIN ]] || die "TALON_BIN=$TALON_BIN not found"
   fi
+  [[ -x $TALON_BIN ]] || die "TALON_BIN=$TALON_BIN not found"
 fi
-if have bun; then ensure_bun; fi
+if (( needs_bun )); then ensure_bun; log "bun: $BUN ($("$BUN" --version))"; fi
 
-if have talon; then start_server talon "$TALON_PORT" "$TALON_BIN" "$TALON_PORT"; fi
-if have bun; then
-  log "bun: $BUN ($("$BUN" --version))"
-  start_server bun "$BUN_PORT" "$BUN" "$BENCH_DIR/bun/chat.js" "$BUN_PORT"
-fi
+LOAD_START=$(cat /proc/loadavg)
+log "load average at start: $LOAD_START"
 
-declare -A DPS=() P50=() P99=() DPC=()
+declare -A MPS=() SCPU=() MPC=() CCPU=() P99=() LOADS=()
+# Scenarios grouped by client count, in the order of their first mention.
+declare -a counts=()
 for sc in $SCENARIOS; do
-  for r in $(seq 1 "$ROUNDS"); do
-    for s in $SERVERS; do
-      read -r dps p50 p99 dpc <<<"$(run_load "$s" "$sc" "r$r")"
-      log "$(scenario_label "$sc") round $r: $s $dps deliveries/s, round p50 ${p50} us, p99 ${p99} us, $dpc deliveries per server CPU-second"
-      DPS[$sc,$s]+="$dps "
-      P50[$sc,$s]+="$p50 "
-      P99[$sc,$s]+="$p99 "
-      DPC[$sc,$s]+="$dpc "
+  n=${sc#js}; n=${n#c}; n=${n%%k*}
+  [[ " ${counts[*]} " == *" $n "* ]] || counts+=("$n")
+done
+for n in "${counts[@]}"; do
+  start_group "$n"
+  for sc in $SCENARIOS; do
+    m=${sc#js}; m=${m#c}; m=${m%%k*}
+    [[ $m == "$n" ]] || continue
+    for r in $(seq 1 "$ROUNDS"); do
+      for s in $SERVERS; do
+        l=$(load1)
+        res=$(run_load "$s" "$sc" "r$r") || exit 1
+        read -r mps scpu mpc ccpu p99 <<<"$res"
+        log "$sc round $r: $s $mps msgs/s, server cpu ${scpu}%, $mpc msgs per server CPU-s, client cpu ${ccpu}%, rtt p99 ${p99} us (load $l)"
+        MPS[$sc,$s]+="$mps "; SCPU[$sc,$s]+="$scpu "; MPC[$sc,$s]+="$mpc "
+        CCPU[$sc,$s]+="$ccpu "; P99[$sc,$s]+="$p99 "; LOADS[$sc]+="$l "
+      done
     done
   done
 done
+for s in $SERVERS; do stop_server "$s"; done
+LOAD_END=$(cat /proc/loadavg)
 
 # ---- report ----------------------------------------------------------------
+# median of numbers that may be "-" or decimals
+medf() {
+  printf '%s\n' "$@" | grep -v '^-$' | sort -g \
+    | awk '{a[NR]=$1} END {if (!NR) print "-"; else if (NR%2) print a[(NR+1)/2];
+                           else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'
+}
+
 report() {
-  local sc s vals label metric med
-  printf 'talon vs Bun.serve, chat room on pub/sub; chat_load on cpu %s, servers on cpu %s, %s x %ss rounds (+%ss warm-up each)\n' \
-    "$CLIENT_CPU" "$SERVER_CPU" "$ROUNDS" "$DURATION" "$WARMUP"
-  printf '%-16s %-6s %-9s' scenario server metric
-  for r in $(seq 1 "$ROUNDS"); do printf ' %10s' "run$r"; done
-  printf ' %10s\n' median
+  local sc s vals med metric
+  printf 'talon vs Bun.serve, Bun'"'"'s chat benchmark protocol (publish "NAME: msg" to all, sender included)\n'
+  printf 'client on cpu %s, servers on cpu %s, %s rounds x %ss (+%ss warm-up), bun %s\n' \
+    "$CLIENT_CPU" "$SERVER_CPU" "$ROUNDS" "$DURATION" "$WARMUP" "$("$BUN" --version 2>/dev/null || echo -)"
+  printf 'load average: start %s; end %s\n' "$LOAD_START" "$LOAD_END"
+  printf '%-8s %-6s %-10s' scenario server metric
+  for r in $(seq 1 "$ROUNDS"); do printf ' %11s' "round$r"; done
+  printf ' %11s\n' median
   for sc in $SCENARIOS; do
-    declare -A med_dps=() med_p99=() med_dpc=()
-    label=$(scenario_label "$sc")
+    declare -A med_mps=() med_mpc=()
     for s in $SERVERS; do
-      for metric in deliv/s round_p50 round_p99 deliv/cpu; do
+      for metric in msgs/s srv_cpu% msgs/cpu-s cli_cpu% rtt_p99us; do
         case $metric in
-          deliv/s)   read -ra vals <<<"${DPS[$sc,$s]}" ;;
-          round_p50) read -ra vals <<<"${P50[$sc,$s]}" ;;
-          round_p99) read -ra vals <<<"${P99[$sc,$s]}" ;;
-          deliv/cpu) read -ra vals <<<"${DPC[$sc,$s]}" ;;
+          msgs/s)     read -ra vals <<<"${MPS[$sc,$s]}" ;;
+          srv_cpu%)   read -ra vals <<<"${SCPU[$sc,$s]}" ;;
+          msgs/cpu-s) read -ra vals <<<"${MPC[$sc,$s]}" ;;
+          cli_cpu%)   read -ra vals <<<"${CCPU[$sc,$s]}" ;;
+          rtt_p99us)  read -ra vals <<<"${P99[$sc,$s]}" ;;
         esac
-        printf '%-16s %-6s %-9s' "$label" "$s" "$metric"
-        for v in "${vals[@]}"; do printf ' %10s' "$v"; done
-        med=$(median "${vals[@]}")
-        printf ' %10s\n' "$med"
-        [[ $metric == deliv/s ]] && med_dps[$s]=$med
-        [[ $metric == round_p99 ]] && med_p99[$s]=$med
-        [[ $metric == deliv/cpu ]] && med_dpc[$s]=$med
+        [[ $sc == js* && $metric != msgs/s && $metric != srv_cpu% ]] && continue
+        printf '%-8s %-6s %-10s' "$sc" "$s" "$metric"
+        for v in "${vals[@]}"; do printf ' %11s' "$v"; done
+        med=$(medf "${vals[@]}")
+        printf ' %11s\n' "$med"
+        [[ $metric == msgs/s ]] && med_mps[$s]=$med
+        [[ $metric == msgs/cpu-s ]] && med_mpc[$s]=$med
       done
     done
     if have talon && have bun; then
-      printf '%-16s %-6s %s\n' "$label" ratio \
-        "$(awk -v t="${med_dps[talon]}" -v b="${med_dps[bun]}" -v tp="${med_p99[talon]}" -v bp="${med_p99[bun]}" \
-               -v tc="${med_dpc[talon]}" -v bc="${med_dpc[bun]}" \
+      printf '%-8s %-6s %s\n' "$sc" ratio \
+        "$(awk -v t="${med_mps[talon]}" -v b="${med_mps[bun]}" -v tc="${med_mpc[talon]:--}" \
+               -v bc="${med_mpc[bun]:--}" -v js="${sc%%[0-9]*}" \
              'BEGIN {
-                if (b > 0) printf "talon/bun deliveries/s = %.2f", t/b; else printf "deliveries/s n/a"
-                if (bp > 0) printf ", round p99 = %.2f", tp/bp; else printf ", round p99 n/a"
-                if (bc > 0) printf ", deliveries per CPU-s = %.2f (medians)", tc/bc; else printf ", per CPU-s n/a"
+                if (b > 0) printf "talon/bun msgs/s = %.2f", t/b; else printf "msgs/s n/a"
+                if (js != "js" && bc > 0) printf ", msgs per server CPU-s = %.2f", tc/bc
+                printf " (medians)"
               }')"
     fi
-    unset med_dps med_p99 med_dpc
+    printf '%-8s %-6s 1-min load average before each run (talon, bun alternating): %s\n' "$sc" load "${LOADS[$sc]}"
+    unset med_mps med_mpc
   done
 }
 
 report | tee "$LOG_DIR/summary.txt"
-log "logs and chat_load output: ${LOG_DIR#"$ROOT/"}/"
+log "logs and client output: ${LOG_DIR#"$ROOT/"}/"

@@ -1,59 +1,67 @@
-/* chat_load: a load generator for a WebSocket chat room on pub/sub.
+/* chat_load: the client side of Bun's WebSocket chat benchmark
+ * (oven-sh/bun, bench/websocket-server), in C on libuv (it uses none of
+ * talon's code), fast enough to keep a one-core server busy.
  *
- * Bun's documentation claims "7x more throughput" than Node+ws for a chat
- * room on its pub/sub: CLIENTS clients in one room, every message a client
- * sends is published to the room, so every other client receives it. This
- * program is that benchmark's client, on libuv only (it uses none of
- * talon's code): it opens CLIENTS connections to ws://HOST:PORT/PATH, does
- * the RFC 6455 client handshake on each (random key, checks the 101 and
- * Sec-WebSocket-Accept, no extension), then runs rounds:
+ * The protocol (bench/chat_server.c, bench/bunchat/chat-server.js): every
+ * client connects to ws://HOST:PORT/PATH?name=NAME and is subscribed to one
+ * room; once CLIENTS_COUNT clients are connected the server publishes the
+ * text "ready" to all of them; from then on every message M a client sends
+ * is published to the room as "NAME: M", the sender included, so every
+ * message reaches every client.
  *
- *   round r: every client sends one SIZE-byte message (sequence number r);
- *   the round is complete when every client has received the CLIENTS-1
- *   messages of round r of the others, i.e. CLIENTS*(CLIENTS-1)
- *   deliveries. The next round starts at once.
+ * This program connects -c clients named user0, user1, ... (the server
+ * must expect exactly that many: CLIENTS_COUNT), does the RFC 6455 client
+ * handshake on each (random key; checks the 101, Upgrade, Connection,
+ * Sec-WebSocket-Accept, and that no extension was chosen) and waits until
+ * every client has received "ready". Then each client keeps -k messages in
+ * flight: a message is in flight from its send until the sender receives
+ * it back from the room, and each one that comes back is replaced by the
+ * next at once. -k 1 is bound by round trips; a larger -k (or more
+ * clients) keeps the server busy.
  *
- * With -k W, W rounds are in flight: when the oldest completes, round
- * r+W is sent (pipelined; the server reads and writes in batches).
+ *   chat_load [-c clients] [-k inflight] [-d seconds] [-w warmup] [-s size]
+ *             [-p path] [-P server_pid] [-H ipv4] PORT
  *
- *   chat_load [-c clients] [-d seconds] [-w warmup] [-s size] [-k inflight]
- *             [-p path] [-b] [-H host] PORT
- *
- *   -c N   clients in the room                      [16]  (at least 2)
+ *   -c N   clients (= the server's CLIENTS_COUNT)   [16]
+ *   -k N   messages in flight per client            [1]
  *   -d S   measured seconds                         [10]
- *   -w S   warm-up seconds, not counted             [1]
- *   -s N   message size in bytes                    [32]  (at least 16)
- *   -k N   rounds in flight                         [1]   (1 = lock-step)
- *   -p P   request path                             [/chat]
- *   -b     binary messages (default: text, printable ASCII)
+ *   -w S   warm-up seconds (after "ready"), not counted [1]
+ *   -s N   bytes of one message sent                [16]  (at least 9)
+ *   -p P   request path (the name is appended as ?name=) [/]
+ *   -P PID the server's pid: its CPU time (utime + stime of all threads,
+ *          /proc/PID/stat) is read at the start and end of the measured
+ *          window, giving its CPU use and the messages per CPU-second
  *   -H IP  server IPv4 address                      [127.0.0.1]
  *
- * A message is the sender's id (8 hex digits), its sequence number (8 hex
- * digits) and SIZE-16 filler bytes that depend on both. Every delivery is
- * checked whole: opcode, length, sender (known, and not the receiver
- * itself: a publish skips the sender), and, per receiver and sender, the
- * sequence number must be exactly the next one: a lost message (one
+ * A message is its sequence number (8 hex digits), a space and filler text
+ * (printable ASCII) that depends on sender and sequence number. Every
+ * message received is checked whole: the first must be the text "ready";
+ * each later one must be a text message "NAME: " + a message, with NAME a
+ * client of this run, and per receiver and sender the sequence number must
+ * be exactly the next one, with the right filler. So a lost message (one
  * skipped), a duplicate, a reordering within one sender's messages, a
- * message never sent and corrupted bytes are errors. Fragmented messages,
- * split reads, pings (answered with a pong) and pongs are handled; a
- * masked server frame, RSV bits, a bad opcode, a non-minimal length, an
- * unsolicited close frame or TCP close is a protocol error. If no round
- * completes for 5 s, the messages still missing are listed and the run
- * fails.
+ * message never sent, a wrong name or format and corrupted bytes are all
+ * errors. Split reads, fragmented messages, pings (answered with a pong)
+ * and pongs are handled; a masked server frame, RSV bits, a bad opcode, a
+ * non-minimal length, an unsolicited close frame or TCP close is a protocol
+ * error. If nothing arrives for 5 s while messages are owed, the missing
+ * ones are listed and the run fails.
  *
- * Deliveries received during the -w warm-up are not counted; then for -d
- * seconds it counts deliveries and completed rounds, and records each
- * round's time (its messages sent to its last delivery). When the time is
- * up no new round starts; the rounds in flight must complete, then every
- * connection sends a close frame (1000) and waits for the server's.
+ * Messages received during the warm-up are not counted; then for -d seconds
+ * it counts messages received by all clients (the headline number, like
+ * Bun's client: messages received per second), messages sent, and each
+ * message's round trip (send to the sender's own copy coming back). When
+ * the time is up no new message is sent; every message sent must then
+ * reach every client (checked: exact counts per receiver and sender), then
+ * each connection sends a close frame (1000) and waits for the server's.
  *
  * Output: details on stderr and one line on stdout,
- *   RESULT deliveries_per_s=N rounds_per_s=N msgs_in_per_s=N
- *          round_p50_us=X round_p99_us=X deliveries=N rounds=N secs=X
- *          all_deliveries=N clients=N size=N inflight=N mode=text|binary
- * (on one line; all_deliveries includes the warm-up and the last rounds). Exit status 0 on success, 1 on a usage error, a failed
- * connection or handshake, a protocol error or a lost, duplicated,
- * reordered, unexpected or corrupted message.
+ *   RESULT msgs_per_s=N sent_per_s=N rtt_p50_us=X rtt_p99_us=X
+ *          server_cpu_pct=X msgs_per_server_cpu_s=N client_cpu_pct=X
+ *          received=N sent=N secs=X all_received=N clients=N inflight=N size=N
+ * (on one line; the server_* fields are 0 without -P). Exit status 0 on
+ * success, 1 on a usage error, a failed connection or handshake, a
+ * protocol error or a wrong, lost, duplicated or reordered message.
  *
  * Build: gcc -O2 -o chat_load chat_load.c -luv
  */
@@ -65,26 +73,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <uv.h>
 
-#define SETUP_TIMEOUT_MS 10000 /* connect + handshake of every client */
-#define STALL_MS 5000          /* no round completed for this long: lost */
+#define SETUP_TIMEOUT_MS 15000 /* connect + handshake + "ready" */
+#define STALL_MS 5000          /* nothing received for this long: lost */
 #define CLOSE_TIMEOUT_MS 5000  /* close handshake at the end */
 #define HS_MAX 8192            /* handshake response headers */
 #define PAT_SPREAD 251         /* filler of (id, seq) starts at pattern[..% 251] */
-#define MSG_HDR 16             /* 8 hex digits sender id + 8 hex digits seq */
+#define SEQ_LEN 9              /* 8 hex digits + ' ' */
+#define NAME_PREFIX "user"
+#define NAME_ROOM 24           /* "user" + digits + ": " fits */
 
 /* ---- settings ------------------------------------------------------------ */
 
 static int opt_clients = 16;
+static unsigned opt_inflight = 1;
 static double opt_secs = 10;
 static double opt_warmup = 1;
-static size_t opt_size = 32;
-static unsigned opt_inflight = 1;
-static const char *opt_path = "/chat";
-static int opt_binary = 0;
+static size_t opt_size = 16;
+static const char *opt_path = "/";
+static int opt_pid = 0;
 static const char *opt_host = "127.0.0.1";
 static int opt_port = 0;
 
@@ -94,7 +105,7 @@ static void fatal(int conn, const char *fmt, ...) {
   va_list ap;
   fflush(stdout);
   if (conn >= 0)
-    fprintf(stderr, "chat_load: error: client %d: ", conn);
+    fprintf(stderr, "chat_load: error: client %d (" NAME_PREFIX "%d): ", conn, conn);
   else
     fprintf(stderr, "chat_load: error: ");
   va_start(ap, fmt);
@@ -108,6 +119,13 @@ static void *xmalloc(size_t n) {
   void *p = malloc(n ? n : 1);
   if (!p)
     fatal(-1, "out of memory (%zu bytes)", n);
+  return p;
+}
+
+static void *xcalloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size);
+  if (!p)
+    fatal(-1, "out of memory");
   return p;
 }
 
@@ -267,7 +285,7 @@ static double hist_pct(double p) { /* ns */
 
 /* ---- connections ---------------------------------------------------------- */
 
-enum { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_FINISH, PH_CLOSING };
+enum { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_CLOSING };
 static int phase = PH_SETUP;
 
 enum { CS_CONNECTING, CS_HANDSHAKE, CS_OPEN, CS_CLOSE_RCVD, CS_CLOSED };
@@ -283,6 +301,7 @@ typedef struct conn {
   uv_write_t wreq;
   int id;
   int state;
+  int ready;       /* "ready" received */
   char accept[32]; /* expected Sec-WebSocket-Accept */
   char *hs;        /* handshake response so far */
   size_t hs_len;
@@ -290,42 +309,40 @@ typedef struct conn {
   buf out, wbuf;
   int writing;
   int sent_close;
-  /* Frame parser. */
+  /* Frame parser (the slow path, for frames split across reads). */
   uint8_t hdr[14];
   size_t hdr_len, hdr_need;
   int in_payload;
   int f_fin, f_op;
   uint64_t remaining;
-  int in_msg;     /* a data message is in progress (maybe fragmented) */
-  uint8_t *msg;   /* its bytes so far (at most opt_size) */
+  int in_msg;   /* a data message is in progress (maybe fragmented) */
+  uint8_t *msg; /* its bytes so far (at most msg_cap) */
   size_t msg_len;
   uint8_t ctrl[125];
   size_t ctrl_len;
   /* expect[j]: the sequence number of the next message due from client j
    * (all of 0..expect[j]-1 arrived, in order, once each). */
   uint32_t *expect;
-  uint64_t received;
+  uint32_t sent;     /* messages sent: 0..sent-1 */
+  uint64_t *t_sent;  /* send time of message seq, at [seq % inflight] */
+  uint64_t received; /* messages received after "ready" */
 } conn;
 
 static uv_loop_t *loop;
 static conn *conns;
 static uint8_t *pattern; /* opt_size + PAT_SPREAD bytes of filler */
 static uint8_t *scratch; /* one outgoing message */
-static int n_open, n_closed;
-/* Round r = the messages with sequence number r, one per client. Rounds
- * complete in order (per-sender order is checked), so the rounds in flight
- * are rounds_done .. rounds_sent-1, at most opt_inflight of them; their
- * delivery counts and start times live in rings indexed by r % inflight. */
-static uint32_t rounds_sent, rounds_done;
-static uint64_t *round_count, *round_t0;
-static uint64_t per_round; /* clients * (clients - 1) */
-static uint64_t n_deliveries, n_rounds, total_deliveries; /* measured; all */
-static uint64_t t_start, t_end; /* measured window, ns */
+static size_t msg_cap;   /* longest message a client can receive */
+static int n_open, n_ready, n_closed;
+static uint64_t total_sent, total_received;  /* since "ready" */
+static uint64_t n_recv, n_sent;              /* in the measured window */
+static uint64_t t_start, t_end;              /* measured window, ns */
+static double srv_cpu0 = -1, srv_cpu1 = -1;  /* server CPU seconds */
+static double cli_cpu0, cli_cpu1;            /* our CPU seconds */
 static uv_timer_t t_setup, t_phase, t_close, t_watch;
-static uint32_t watch_rounds;
-static unsigned watch_idle_ms;
+static uint64_t watch_received, watch_last_recv;
+static unsigned watch_idle_ms, watch_secs;
 static int close_unanswered;
-static int flush_pending;
 
 static void buf_reserve(buf *b, size_t more) {
   if (b->len + more <= b->cap)
@@ -377,16 +394,6 @@ static void on_write(uv_write_t *req, int status) {
   flush(c);
 }
 
-/* Flushes every connection that has output queued (sends of a new round go
- * to all clients; they leave once per read callback, batched). */
-static void flush_all(void) {
-  if (!flush_pending)
-    return;
-  flush_pending = 0;
-  for (int i = 0; i < opt_clients; i++)
-    flush(&conns[i]);
-}
-
 /* Appends one masked frame (FIN set) to `out`. */
 static void put_frame(conn *c, int op, const uint8_t *data, size_t len) {
   buf_reserve(&c->out, len + 14);
@@ -420,7 +427,38 @@ static void put_frame(conn *c, int op, const uint8_t *data, size_t len) {
   for (; i < len; i++)
     d[i] = data[i] ^ mask[i & 3];
   c->out.len = (size_t)(d + len - (uint8_t *)c->out.p);
-  flush_pending = 1;
+}
+
+/* ---- CPU time --------------------------------------------------------------- */
+
+/* utime + stime of process `pid` (all its threads), in seconds; -1 if
+ * unreadable. */
+static double proc_cpu(int pid) {
+  char path[64], line[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return -1;
+  size_t n = fread(line, 1, sizeof line - 1, f);
+  fclose(f);
+  line[n] = 0;
+  char *p = strrchr(line, ')');
+  if (!p)
+    return -1;
+  unsigned long long ut, st;
+  /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt
+   * majflt cmajflt utime stime */
+  if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+             &st) != 2)
+    return -1;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+         (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 /* ---- messages ------------------------------------------------------------- */
@@ -452,98 +490,107 @@ static const uint8_t *filler(uint32_t id, uint32_t seq) {
   return pattern + (id * 37u + seq) % PAT_SPREAD;
 }
 
-static int msg_opcode(void) { return opt_binary ? 2 : 1; }
-
-/* Starts the next round: every client sends its message number rounds_sent. */
-static void send_round(uint64_t now) {
-  uint32_t seq = rounds_sent++;
-  round_count[seq % opt_inflight] = 0;
-  round_t0[seq % opt_inflight] = now;
-  for (int i = 0; i < opt_clients; i++) {
-    conn *c = &conns[i];
-    put_hex32(scratch, (uint32_t)c->id);
-    put_hex32(scratch + 8, seq);
-    memcpy(scratch + MSG_HDR, filler((uint32_t)c->id, seq), opt_size - MSG_HDR);
-    put_frame(c, msg_opcode(), scratch, opt_size);
-  }
+/* Client `c` sends its next message. */
+static void send_msg(conn *c, uint64_t now) {
+  uint32_t seq = c->sent++;
+  put_hex32(scratch, seq);
+  scratch[8] = ' ';
+  memcpy(scratch + SEQ_LEN, filler((uint32_t)c->id, seq), opt_size - SEQ_LEN);
+  put_frame(c, 1, scratch, opt_size);
+  c->t_sent[seq % opt_inflight] = now;
+  total_sent++;
+  if (phase == PH_MEASURE)
+    n_sent++;
 }
 
 static void start_closing(void);
 
+static uint64_t owed(void) { return total_sent * (uint64_t)opt_clients - total_received; }
+
 /* Lists what is missing (which receiver lacks which sender's messages) and
  * fails. */
 static void fail_missing(const char *why) {
-  uint64_t missing = 0;
   int lines = 0;
   fflush(stdout);
   for (int i = 0; i < opt_clients; i++)
     for (int j = 0; j < opt_clients; j++) {
-      if (j == i || conns[i].expect[j] >= rounds_sent)
+      if (conns[i].expect[j] >= conns[j].sent)
         continue;
-      missing += rounds_sent - conns[i].expect[j];
       if (lines++ < 12)
         fprintf(stderr, "chat_load:   client %d has messages 0..%" PRId64
                 " of client %d, which sent 0..%u\n", i,
-                (int64_t)conns[i].expect[j] - 1, j, rounds_sent - 1);
+                (int64_t)conns[i].expect[j] - 1, j, conns[j].sent - 1);
     }
   if (lines > 12)
     fprintf(stderr, "chat_load:   (%d more receiver/sender pairs)\n", lines - 12);
-  fatal(-1, "%s: %" PRIu64 " deliveries missing (lost) in rounds %u..%u; "
-        "%" PRIu64 " delivered in all", why, missing, rounds_done, rounds_sent - 1,
-        total_deliveries);
+  fatal(-1, "%s: %" PRIu64 " message(s) sent and not received (lost); %" PRIu64
+        " sent, %" PRIu64 " received in all", why, owed(), total_sent, total_received);
 }
 
-/* A whole data message arrived on `c`: check it and count it. */
-static void message_done(conn *c, uint64_t now) {
-  uint32_t from, seq;
-  c->in_msg = 0;
-  if (c->msg_len != opt_size)
-    fatal(c->id, "received a message of %zu bytes, all sent are %zu", c->msg_len,
-          opt_size);
-  if (get_hex32(c->msg, &from) || get_hex32(c->msg + 8, &seq))
-    fatal(c->id, "received a message that does not start with a sender id and a "
-          "sequence number: '%.16s'", (const char *)c->msg);
+static void start_run(void);
+
+/* A whole data message `m` of `len` bytes arrived on `c`: check and count
+ * it. */
+static void message_done(conn *c, const uint8_t *m, size_t len, uint64_t now) {
+  if (!c->ready) {
+    if (len != 5 || memcmp(m, "ready", 5) != 0)
+      fatal(c->id, "the first message is '%.*s', want 'ready'", (int)(len < 80 ? len : 80),
+            (const char *)m);
+    c->ready = 1;
+    if (++n_ready == opt_clients)
+      start_run();
+    return;
+  }
+  /* "user<id>: <seq> <filler>" */
+  size_t pl = sizeof NAME_PREFIX - 1, i = pl;
+  uint32_t from = 0, seq;
+  if (len < pl + 3 + opt_size || memcmp(m, NAME_PREFIX, pl) != 0)
+    goto bad;
+  if (m[i] < '0' || m[i] > '9' || (m[i] == '0' && m[i + 1] != ':'))
+    goto bad;
+  while (i < len && m[i] >= '0' && m[i] <= '9' && i < pl + 6)
+    from = from * 10 + (uint32_t)(m[i++] - '0');
+  if (i + 2 + opt_size != len || m[i] != ':' || m[i + 1] != ' ')
+    goto bad;
   if (from >= (uint32_t)opt_clients)
-    fatal(c->id, "received a message from unknown client %u", from);
-  if (from == (uint32_t)c->id)
-    fatal(c->id, "received its own message %u (a publish must skip the sender)", seq);
+    fatal(c->id, "received a message from unknown client '%.*s'", (int)i, (const char *)m);
+  m += i + 2;
+  if (get_hex32(m, &seq) || m[8] != ' ')
+    goto bad;
   uint32_t want = c->expect[from];
-  if (seq >= rounds_sent)
+  if (seq >= conns[from].sent)
     fatal(c->id, "received message %u of client %u, which sent only 0..%u%s", seq,
-          from, rounds_sent - 1, seq < want ? "" : " (duplicate or corrupted)");
+          from, conns[from].sent - 1, seq < want ? "" : " (duplicate or corrupted)");
   if (seq < want)
     fatal(c->id, "duplicate: message %u of client %u again (had 0..%u already)", seq,
           from, want - 1);
   if (seq > want)
     fatal(c->id, "message %u of client %u arrived while %u was due: %u message(s) "
           "lost or reordered", seq, from, want, seq - want);
-  if (memcmp(c->msg + MSG_HDR, filler(from, seq), opt_size - MSG_HDR) != 0) {
-    size_t i = 0;
-    while (c->msg[MSG_HDR + i] == filler(from, seq)[i])
-      i++;
-    fatal(c->id, "message %u of client %u corrupted at byte %zu (got 0x%02x, sent "
-          "0x%02x)", seq, from, MSG_HDR + i, c->msg[MSG_HDR + i],
-          filler(from, seq)[i]);
-  }
+  const uint8_t *f = filler(from, seq);
+  for (size_t k = SEQ_LEN; k < opt_size; k++)
+    if (m[k] != f[k - SEQ_LEN])
+      fatal(c->id, "message %u of client %u corrupted: '%.*s'", seq, from, (int)opt_size,
+          (const char *)m);
   c->expect[from] = seq + 1;
   c->received++;
-  total_deliveries++;
+  total_received++;
   if (phase == PH_MEASURE)
-    n_deliveries++;
-  if (++round_count[seq % opt_inflight] < per_round)
-    return;
-  /* Round `seq` is complete; rounds complete in order. */
-  if (seq != rounds_done)
-    fatal(-1, "round %u complete before round %u (internal error)", seq, rounds_done);
-  rounds_done++;
-  if (phase == PH_MEASURE) {
-    n_rounds++;
-    hist_add(now - round_t0[seq % opt_inflight]);
+    n_recv++;
+  if (from == (uint32_t)c->id) { /* our own message is back */
+    if (phase == PH_MEASURE)
+      hist_add(now - c->t_sent[seq % opt_inflight]);
+    if (phase == PH_WARMUP || phase == PH_MEASURE)
+      send_msg(c, now);
   }
-  if (phase == PH_WARMUP || phase == PH_MEASURE)
-    send_round(now);
-  else if (phase == PH_FINISH && rounds_done == rounds_sent)
+  if (phase == PH_DRAIN && total_received == total_sent * (uint64_t)opt_clients)
     start_closing();
+  return;
+bad:
+  if (len == 5 && memcmp(m, "ready", 5) == 0)
+    fatal(c->id, "a second 'ready'");
+  fatal(c->id, "received '%.*s', want '" NAME_PREFIX "<id>: ' and a %zu-byte message",
+        (int)(len < 120 ? len : 120), (const char *)m, opt_size);
 }
 
 static void send_close(conn *c) {
@@ -605,21 +652,20 @@ static void frame_begin(conn *c) {
       fatal(c->id, "continuation frame without a message in progress");
     break;
   case 1:
-  case 2:
     if (c->in_msg)
-      fatal(c->id, "new data frame (opcode %d) inside a fragmented message", c->f_op);
-    if (c->f_op != msg_opcode())
-      fatal(c->id, "received a message with opcode %d, all sent have %d", c->f_op,
-            msg_opcode());
+      fatal(c->id, "new data frame inside a fragmented message");
     c->in_msg = 1;
     c->msg_len = 0;
+    break;
+  case 2:
+    fatal(c->id, "received a binary message (all are text)");
     break;
   default:
     fatal(c->id, "reserved opcode %d", c->f_op);
   }
-  if (c->msg_len + len > opt_size)
-    fatal(c->id, "received a message of at least %" PRIu64 " bytes, all sent are %zu",
-          c->msg_len + len, opt_size);
+  if (c->msg_len + len > msg_cap)
+    fatal(c->id, "received a message of at least %" PRIu64 " bytes, the longest "
+          "possible is %zu", c->msg_len + len, msg_cap);
 }
 
 static void frame_data(conn *c, const uint8_t *p, size_t n) {
@@ -655,14 +701,25 @@ static void frame_end(conn *c, uint64_t now) {
   case 10:
     return;
   default:
-    if (c->f_fin)
-      message_done(c, now);
+    if (c->f_fin) {
+      c->in_msg = 0;
+      message_done(c, c->msg, c->msg_len, now);
+    }
   }
 }
 
 static void feed(conn *c, const uint8_t *p, size_t n, uint64_t now) {
   while (n > 0) {
     if (!c->in_payload) {
+      /* Fast path: a whole unfragmented, unmasked short text frame in the
+       * buffer is checked where it lies. */
+      if (c->hdr_len == 0 && n >= 2 && p[0] == 0x81 && p[1] < 126 &&
+          (size_t)p[1] + 2 <= n && !c->in_msg && c->state != CS_CLOSE_RCVD) {
+        size_t len = p[1];
+        message_done(c, p + 2, len, now);
+        p += 2 + len, n -= 2 + len;
+        continue;
+      }
       size_t take = c->hdr_need - c->hdr_len;
       if (take > n)
         take = n;
@@ -690,7 +747,6 @@ static void feed(conn *c, const uint8_t *p, size_t n, uint64_t now) {
 
 /* ---- handshake ------------------------------------------------------------ */
 
-static void start_run(void);
 
 /* Returns the value of header `name` (NUL-terminated in place) or NULL. */
 static char *header(char *hdrs, const char *name) {
@@ -804,11 +860,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     if (!done)
       return;
     p += used, n -= used;
-    if (++n_open == opt_clients)
-      start_run();
+    n_open++;
   }
   feed(c, p, n, now);
-  flush_all();
+  flush(c);
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -825,7 +880,7 @@ static void on_connect(uv_connect_t *req, int status) {
   base64(digest, sizeof digest, c->accept);
   char req_s[1024];
   int len = snprintf(req_s, sizeof req_s,
-                     "GET %s HTTP/1.1\r\n"
+                     "GET %s?name=" NAME_PREFIX "%d HTTP/1.1\r\n"
                      "Host: %s:%d\r\n"
                      "Upgrade: websocket\r\n"
                      "Connection: Upgrade\r\n"
@@ -833,7 +888,7 @@ static void on_connect(uv_connect_t *req, int status) {
                      "Sec-WebSocket-Version: 13\r\n"
                      "User-Agent: chat_load\r\n"
                      "\r\n",
-                     opt_path, opt_host, opt_port, key64);
+                     opt_path, c->id, opt_host, opt_port, key64);
   if (len < 0 || (size_t)len >= sizeof req_s)
     fatal(c->id, "request path too long");
   c->state = CS_HANDSHAKE;
@@ -854,7 +909,12 @@ static void on_end(uv_timer_t *t);
 static void begin_measure(void) {
   phase = PH_MEASURE;
   uv_update_time(loop); /* the timer counts from now, not from the loop turn */
+  if (opt_pid)
+    srv_cpu0 = proc_cpu(opt_pid);
+  cli_cpu0 = self_cpu();
   t_start = uv_hrtime();
+  watch_secs = 0;
+  watch_last_recv = 0;
   uv_timer_start(&t_phase, on_end, (uint64_t)(opt_secs * 1000 + 0.5), 0);
 }
 
@@ -863,36 +923,46 @@ static void on_warmup_done(uv_timer_t *t) {
   begin_measure();
 }
 
-/* Every second: if rounds are in flight and none completed for STALL_MS,
- * messages were lost (or the server hangs). */
+/* Every second: log the last second's rate while measuring; if messages
+ * are owed and nothing arrived for STALL_MS, they were lost (or the server
+ * hangs). */
 static void on_watch(uv_timer_t *t) {
   (void)t;
-  if (rounds_done != watch_rounds || rounds_done == rounds_sent) {
-    watch_rounds = rounds_done;
+  if (phase == PH_MEASURE) {
+    fprintf(stderr, "chat_load: %2us: %" PRIu64 " messages received\n", ++watch_secs,
+            n_recv - watch_last_recv);
+    watch_last_recv = n_recv;
+  }
+  if (total_received != watch_received || owed() == 0) {
+    watch_received = total_received;
     watch_idle_ms = 0;
     return;
   }
   watch_idle_ms += 1000;
   if (watch_idle_ms >= STALL_MS)
-    fail_missing(phase == PH_FINISH ? "the rounds in flight at the end did not complete "
-                                      "within 5 s"
-                                    : "no round completed for 5 s");
+    fail_missing(phase == PH_DRAIN ? "the messages in flight at the end did not all "
+                                     "arrive within 5 s"
+                                   : "nothing received for 5 s");
 }
 
+/* Every client has "ready": the run starts. */
 static void start_run(void) {
   uv_timer_stop(&t_setup);
   uint64_t now = uv_hrtime();
   phase = opt_warmup > 0 ? PH_WARMUP : PH_MEASURE;
-  for (unsigned k = 0; k < opt_inflight; k++)
-    send_round(now);
-  fprintf(stderr, "chat_load: %d clients in the room, %u round(s) in flight; warm-up "
+  fprintf(stderr, "chat_load: %d clients ready, %u message(s) in flight each; warm-up "
           "%.1fs, then %.1fs measured\n", opt_clients, opt_inflight, opt_warmup,
           opt_secs);
-  uv_timer_start(&t_watch, on_watch, 1000, 1000);
   if (opt_warmup > 0)
     uv_timer_start(&t_phase, on_warmup_done, (uint64_t)(opt_warmup * 1000 + 0.5), 0);
   else
     begin_measure();
+  for (int i = 0; i < opt_clients; i++) {
+    for (unsigned k = 0; k < opt_inflight; k++)
+      send_msg(&conns[i], now);
+    flush(&conns[i]);
+  }
+  uv_timer_start(&t_watch, on_watch, 1000, 1000);
 }
 
 static void on_close_timeout(uv_timer_t *t) {
@@ -907,25 +977,28 @@ static void on_close_timeout(uv_timer_t *t) {
   }
 }
 
-/* Every round sent has completed: close every connection. */
+/* Every message sent has reached every client: close every connection. */
 static void start_closing(void) {
   phase = PH_CLOSING;
   uv_timer_stop(&t_watch);
-  for (int i = 0; i < opt_clients; i++)
+  for (int i = 0; i < opt_clients; i++) {
     send_close(&conns[i]);
+    flush(&conns[i]);
+  }
   uv_timer_start(&t_close, on_close_timeout, CLOSE_TIMEOUT_MS, 0);
 }
 
 static void on_end(uv_timer_t *t) {
   (void)t;
   t_end = uv_hrtime();
-  phase = PH_FINISH;
-  if (rounds_done == rounds_sent) {
+  if (opt_pid)
+    srv_cpu1 = proc_cpu(opt_pid);
+  cli_cpu1 = self_cpu();
+  phase = PH_DRAIN;
+  if (owed() == 0)
     start_closing();
-    flush_all();
-  }
-  /* else the last delivery of the last round calls start_closing(); the
-   * watchdog fails the run if that never comes. */
+  /* else the last message owed calls start_closing(); the watchdog fails
+   * the run if that never comes. */
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -940,16 +1013,17 @@ static void on_handle_closed(uv_handle_t *h) {
 
 static void on_setup_timeout(uv_timer_t *t) {
   (void)t;
-  fatal(-1, "only %d of %d clients finished the handshake within %d ms", n_open,
-        opt_clients, SETUP_TIMEOUT_MS);
+  fatal(-1, "after %d ms, %d of %d clients finished the handshake and %d received "
+        "'ready' (does the server expect CLIENTS_COUNT=%d?)", SETUP_TIMEOUT_MS, n_open,
+        opt_clients, n_ready, opt_clients);
 }
 
 /* ---- main ----------------------------------------------------------------- */
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: chat_load [-c clients] [-d seconds] [-w warmup] [-s size] [-k inflight]\n"
-          "                 [-p path] [-b] [-H ipv4] PORT\n");
+          "usage: chat_load [-c clients] [-k inflight] [-d seconds] [-w warmup] [-s size]\n"
+          "                 [-p path] [-P server_pid] [-H ipv4] PORT\n");
   exit(1);
 }
 
@@ -978,15 +1052,15 @@ static double parse_secs(const char *s, double lo, const char *what) {
 
 int main(int argc, char **argv) {
   int ch;
-  while ((ch = getopt(argc, argv, "c:d:w:s:k:p:bH:")) != -1) {
+  while ((ch = getopt(argc, argv, "c:k:d:w:s:p:P:H:")) != -1) {
     switch (ch) {
-    case 'c': opt_clients = (int)parse_int(optarg, 2, 10000, "-c"); break;
+    case 'c': opt_clients = (int)parse_int(optarg, 1, 100000, "-c"); break;
+    case 'k': opt_inflight = (unsigned)parse_int(optarg, 1, 1 << 16, "-k"); break;
     case 'd': opt_secs = parse_secs(optarg, 0.001, "-d"); break;
     case 'w': opt_warmup = parse_secs(optarg, 0, "-w"); break;
-    case 's': opt_size = (size_t)parse_int(optarg, MSG_HDR, 16L << 20, "-s"); break;
-    case 'k': opt_inflight = (unsigned)parse_int(optarg, 1, 1 << 16, "-k"); break;
+    case 's': opt_size = (size_t)parse_int(optarg, SEQ_LEN, 1 << 20, "-s"); break;
     case 'p': opt_path = optarg; break;
-    case 'b': opt_binary = 1; break;
+    case 'P': opt_pid = (int)parse_int(optarg, 1, 1 << 30, "-P"); break;
     case 'H': opt_host = optarg; break;
     default: usage();
     }
@@ -994,8 +1068,10 @@ int main(int argc, char **argv) {
   if (optind != argc - 1)
     usage();
   opt_port = (int)parse_int(argv[optind], 1, 65535, "PORT");
-  if (opt_path[0] != '/' || strpbrk(opt_path, " \r\n"))
-    fatal(-1, "path must start with '/' and contain no spaces or line breaks");
+  if (opt_path[0] != '/' || strpbrk(opt_path, " \r\n?#"))
+    fatal(-1, "path must start with '/' and contain no spaces, line breaks, '?' or '#'");
+  if (opt_pid && proc_cpu(opt_pid) < 0)
+    fatal(-1, "cannot read /proc/%d/stat", opt_pid);
 
   struct sockaddr_in addr;
   int r = uv_ip4_addr(opt_host, opt_port, &addr);
@@ -1005,17 +1081,10 @@ int main(int argc, char **argv) {
   os_random(&rng_state, sizeof rng_state);
   rng_state |= 1;
   pattern = xmalloc(opt_size + PAT_SPREAD);
-  for (size_t i = 0; i < opt_size + PAT_SPREAD; i++) {
-    uint64_t x = rng();
-    /* text: printable ASCII, so the message is valid UTF-8 */
-    pattern[i] = opt_binary ? (uint8_t)(x >> 32) : (uint8_t)(' ' + (x >> 32) % 95);
-  }
+  for (size_t i = 0; i < opt_size + PAT_SPREAD; i++) /* printable ASCII: valid UTF-8 */
+    pattern[i] = (uint8_t)(' ' + (rng() >> 32) % 95);
   scratch = xmalloc(opt_size);
-  per_round = (uint64_t)opt_clients * (uint64_t)(opt_clients - 1);
-  round_count = calloc(opt_inflight, sizeof *round_count);
-  round_t0 = calloc(opt_inflight, sizeof *round_t0);
-  if (!round_count || !round_t0)
-    fatal(-1, "out of memory");
+  msg_cap = opt_size + NAME_ROOM;
 
   loop = uv_default_loop();
   uv_timer_init(loop, &t_setup);
@@ -1024,18 +1093,15 @@ int main(int argc, char **argv) {
   uv_timer_init(loop, &t_watch);
   uv_timer_start(&t_setup, on_setup_timeout, SETUP_TIMEOUT_MS, 0);
 
-  conns = calloc((size_t)opt_clients, sizeof *conns);
-  if (!conns)
-    fatal(-1, "out of memory");
+  conns = xcalloc((size_t)opt_clients, sizeof *conns);
   size_t per_write = (size_t)opt_inflight * (opt_size + 14) + 256;
   for (int i = 0; i < opt_clients; i++) {
     conn *c = &conns[i];
     c->id = i;
     c->hdr_need = 2;
-    c->msg = xmalloc(opt_size);
-    c->expect = calloc((size_t)opt_clients, sizeof *c->expect);
-    if (!c->expect)
-      fatal(-1, "out of memory");
+    c->msg = xmalloc(msg_cap);
+    c->expect = xcalloc((size_t)opt_clients, sizeof *c->expect);
+    c->t_sent = xcalloc(opt_inflight, sizeof *c->t_sent);
     buf_reserve(&c->out, per_write);
     buf_reserve(&c->wbuf, per_write);
     c->tcp.data = c;
@@ -1049,9 +1115,16 @@ int main(int argc, char **argv) {
 
   uv_run(loop, UV_RUN_DEFAULT);
 
+  /* Every message sent reached every client once, in order (checked as
+   * they came; this is the final count). */
+  for (int i = 0; i < opt_clients; i++)
+    for (int j = 0; j < opt_clients; j++)
+      if (conns[i].expect[j] != conns[j].sent)
+        fatal(i, "has %u of the %u messages of client %d", conns[i].expect[j],
+              conns[j].sent, j);
   double secs = (double)(t_end - t_start) / 1e9;
-  if (n_rounds == 0)
-    fatal(-1, "no round completed in the measured %.2fs", secs);
+  if (n_recv == 0)
+    fatal(-1, "no message received in the measured %.2fs", secs);
   uint64_t cmin = UINT64_MAX, cmax = 0;
   for (int i = 0; i < opt_clients; i++) {
     if (conns[i].received < cmin)
@@ -1059,29 +1132,35 @@ int main(int argc, char **argv) {
     if (conns[i].received > cmax)
       cmax = conns[i].received;
   }
-  fprintf(stderr, "chat_load: %" PRIu64 " deliveries and %" PRIu64 " rounds in %.3fs; "
-          "%u rounds and %" PRIu64 " deliveries in all (per client %" PRIu64 "..%" PRIu64
-          "), none lost, duplicated or reordered\n", n_deliveries, n_rounds, secs,
-          rounds_sent, total_deliveries, cmin, cmax);
+  double srv = opt_pid && srv_cpu0 >= 0 && srv_cpu1 >= 0 ? srv_cpu1 - srv_cpu0 : 0;
+  double cli = cli_cpu1 - cli_cpu0;
+  fprintf(stderr, "chat_load: %" PRIu64 " messages received and %" PRIu64 " sent in "
+          "%.3fs; %" PRIu64 " sent and %" PRIu64 " received in all (per client %" PRIu64
+          "..%" PRIu64 "), none lost, duplicated or reordered\n", n_recv, n_sent, secs,
+          total_sent, total_received, cmin, cmax);
+  if (opt_pid)
+    fprintf(stderr, "chat_load: server pid %d used %.2fs of CPU in the window (%.0f%%); "
+            "chat_load used %.2fs (%.0f%%)\n", opt_pid, srv, 100 * srv / secs, cli,
+            100 * cli / secs);
   if (close_unanswered)
     fprintf(stderr, "chat_load: warning: %d connection(s) got no close frame back "
             "within %d ms (all messages had arrived)\n", close_unanswered,
             CLOSE_TIMEOUT_MS);
-  printf("RESULT deliveries_per_s=%.0f rounds_per_s=%.0f msgs_in_per_s=%.0f "
-         "round_p50_us=%.1f round_p99_us=%.1f deliveries=%" PRIu64 " rounds=%" PRIu64
-         " secs=%.3f all_deliveries=%" PRIu64 " clients=%d size=%zu inflight=%u "
-         "mode=%s\n",
-         (double)n_deliveries / secs, (double)n_rounds / secs,
-         (double)n_rounds * opt_clients / secs, hist_pct(0.50) / 1e3,
-         hist_pct(0.99) / 1e3, n_deliveries, n_rounds, secs, total_deliveries,
-         opt_clients, opt_size, opt_inflight, opt_binary ? "binary" : "text");
+  printf("RESULT msgs_per_s=%.0f sent_per_s=%.0f rtt_p50_us=%.1f rtt_p99_us=%.1f "
+         "server_cpu_pct=%.1f msgs_per_server_cpu_s=%.0f client_cpu_pct=%.1f "
+         "received=%" PRIu64 " sent=%" PRIu64 " secs=%.3f all_received=%" PRIu64
+         " clients=%d inflight=%u size=%zu\n",
+         (double)n_recv / secs, (double)n_sent / secs, hist_pct(0.50) / 1e3,
+         hist_pct(0.99) / 1e3, 100 * srv / secs, srv > 0 ? (double)n_recv / srv : 0,
+         100 * cli / secs, n_recv, n_sent, secs, total_received, opt_clients,
+         opt_inflight, opt_size);
   fflush(stdout);
   for (int i = 0; i < opt_clients; i++) {
-    free(conns[i].msg), free(conns[i].expect);
+    free(conns[i].msg), free(conns[i].expect), free(conns[i].t_sent);
     free(conns[i].out.p), free(conns[i].wbuf.p), free(conns[i].hs);
   }
   free(conns);
-  free(pattern), free(scratch), free(round_count), free(round_t0);
+  free(pattern), free(scratch);
   uv_loop_close(loop);
   return 0;
 }

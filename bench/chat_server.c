@@ -1,74 +1,156 @@
-/* chat_server: the talon side of bench/chat.sh, a chat room on pub/sub.
+/* chat_server: the talon side of bench/chat.sh, the chat room of Bun's
+ * WebSocket benchmark (oven-sh/bun, bench/websocket-server), same protocol:
  *
- *   /chat   WebSocket route: `open` subscribes the socket to "room";
- *           every message is published to "room", so every other member
- *           receives it (tl_ws_publish skips the sender), as it came
- *           (text as text, binary as binary).
+ *   - Any path upgrades (the client connects to ws://HOST:PORT/?name=NAME);
+ *     the client's name is the `name` query parameter, else "Client #N".
+ *   - `open` subscribes the socket to "room". When CLIENTS_COUNT sockets
+ *     are open, the server waits 100 ms and publishes the text "ready" to
+ *     the room: the start signal.
+ *   - Every message M from client NAME is published to the room as
+ *     "NAME: M", sender included (the route sets publish_to_self, like
+ *     Bun's publishToSelf: true), so each message reaches every client.
+ *   - A close gives the socket's place back: the next CLIENTS_COUNT
+ *     connections start a new run (another "ready").
  *
- * The same program as bench/bun/chat.js (Bun's ws.subscribe/ws.publish).
- * Limits are large (64 MiB backlog per socket) so that no published
- * message is ever dropped for backpressure: the load generator counts
- * every delivery and a drop would show up as a lost message.
+ * The backlog limit per socket is 64 MiB (bench/bunchat/chat-server.js sets
+ * the same for Bun) so that no published message is dropped for
+ * backpressure: the load generator counts every delivery. A drop is
+ * reported on stderr.
  *
- * Usage: chat_server [PORT]   (or PORT=..., HOST=...; default 3000 on
- * 127.0.0.1). Prints "chat: listening on http://HOST:PORT" once it accepts
- * connections.
+ * Usage: chat_server [PORT]   (or PORT=...; default 3000; HOST=... default
+ * 127.0.0.1; CLIENTS_COUNT=... default 16). Prints
+ * "chat: listening on http://HOST:PORT" once it accepts connections.
  *
- * Build (bench/chat.sh does this against build-bench/):
- *   gcc -O2 bench/chat_server.c -Iinclude -Lbuild-bench -ltalon \
- *       -Wl,-rpath,$PWD/build-bench -o build-bench/chat_server
+ * Build: the CMake target `chat_server` (bench/CMakeLists.txt) gives
+ * build/bench/chat_server; bench/chat.sh builds build-bench/bench/chat_server.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <talon.h>
+#include <uv.h>
+
+#define NAME_MAX_LEN 64
+
+typedef struct {
+  char name[NAME_MAX_LEN + 1];
+  size_t name_len;
+} client;
 
 static const char room[] = "room";
-static size_t n_dropped; /* should stay 0 */
+static tl_app *app;
+static int clients_count = 16;
+static int remaining; /* sockets still awaited before "ready" */
+static int joined;    /* sockets accepted so far, for default names */
+static uv_timer_t ready_timer;
+static size_t n_dropped, n_failed;
+static char *out;     /* "NAME: " + message */
+static size_t out_cap;
+
+static int on_upgrade(tl_req *req, tl_res *res, void *data) {
+  client *c = data;
+  const char *n = tl_req_query(req, "name");
+  int len;
+  if (n && *n)
+    len = snprintf(c->name, sizeof c->name, "%s", n);
+  else
+    len = snprintf(c->name, sizeof c->name, "Client #%d", joined);
+  joined++;
+  c->name_len = len < 0 ? 0 : (size_t)len > NAME_MAX_LEN ? NAME_MAX_LEN : (size_t)len;
+  return TL_ACCEPT;
+}
+
+static void publish_ready(uv_timer_t *t) {
+  (void)t;
+  printf("chat: publishing \"ready\" to %zu subscriber(s)\n",
+         tl_app_subscriber_count(app, room));
+  fflush(stdout);
+  tl_app_publish(app, room, "ready", 5, TL_WS_TEXT);
+}
 
 static void on_open(tl_ws *ws) {
   int r = tl_ws_subscribe(ws, room);
   if (r != 0) {
     fprintf(stderr, "chat: subscribe failed: %s\n", tl_strerror(r));
     tl_ws_close(ws, 1011, "subscribe failed");
+    return;
+  }
+  if (--remaining == 0) {
+    printf("chat: all %d clients connected\n", clients_count);
+    fflush(stdout);
+    uv_timer_start(&ready_timer, publish_ready, 100, 0);
   }
 }
 
 static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
-  tl_ws_publish(ws, room, data, len, op);
+  client *c = tl_ws_data(ws);
+  size_t need = c->name_len + 2 + len;
+  if (need > out_cap) {
+    size_t cap = out_cap ? out_cap : 256;
+    while (cap < need)
+      cap *= 2;
+    char *p = realloc(out, cap);
+    if (!p) {
+      n_failed++;
+      return;
+    }
+    out = p, out_cap = cap;
+  }
+  memcpy(out, c->name, c->name_len);
+  out[c->name_len] = ':';
+  out[c->name_len + 1] = ' ';
+  memcpy(out + c->name_len + 2, data, len);
+  /* Bun publishes text ("publishText"); a binary message stays binary. */
+  int r = tl_ws_publish(ws, room, out, need, op == TL_WS_BINARY ? TL_WS_BINARY : TL_WS_TEXT);
+  if (r == TL_WS_DROPPED || r < TL_WS_BACKPRESSURE) {
+    if (n_failed++ == 0)
+      fprintf(stderr, "chat: warning: publish failed (%d)\n", r);
+  }
+}
+
+static void on_close(tl_ws *ws, int code, const char *reason, size_t len) {
+  remaining++;
 }
 
 static void on_dropped(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
-  (void)ws, (void)data, (void)op;
   if (n_dropped++ == 0)
-    fprintf(stderr, "chat: warning: a %zu-byte message was dropped for "
-            "backpressure\n", len);
+    fprintf(stderr, "chat: warning: a %zu-byte message was dropped for backpressure\n",
+            len);
 }
 
 static const tl_ws_handlers chat = {
+    .upgrade = on_upgrade,
     .open = on_open,
     .message = on_message,
+    .close = on_close,
     .dropped = on_dropped,
-    .max_payload = 64u << 20,
+    .publish_to_self = 1,
     .max_backpressure = 64u << 20,
 };
 
-static void on_listen(tl_app *app, const char *host, int port) {
-  (void)app;
-  printf("chat: listening on http://%s:%d\n", host, port);
+static void on_listen(tl_app *a, const char *host, int port) {
+  printf("chat: waiting for %d clients; listening on http://%s:%d\n", clients_count,
+         host, port);
   fflush(stdout);
 }
 
 int main(int argc, char **argv) {
   const char *port_s = argc > 1 ? argv[1] : getenv("PORT");
   const char *host = getenv("HOST");
+  const char *count_s = getenv("CLIENTS_COUNT");
   int port = port_s ? atoi(port_s) : 3000;
   if (!host || !*host)
     host = "127.0.0.1";
-  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
+  if (count_s && atoi(count_s) > 0)
+    clients_count = atoi(count_s);
+  remaining = clients_count;
+  app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
   if (!app)
     return 1;
-  int err = tl_app_ws(app, "/chat", &chat, 0);
+  uv_timer_init(tl_app_loop(app), &ready_timer);
+  uv_unref((uv_handle_t *)&ready_timer);
+  int err = tl_app_ws(app, "/*", &chat, sizeof(client));
   if (err) {
     fprintf(stderr, "chat: tl_app_ws: %s\n", tl_strerror(err));
     tl_app_free(app);
@@ -77,8 +159,12 @@ int main(int argc, char **argv) {
   err = tl_app_listen(app, host, port);
   if (err)
     fprintf(stderr, "chat: %s\n", tl_strerror(err));
-  if (n_dropped)
-    fprintf(stderr, "chat: %zu message(s) dropped for backpressure\n", n_dropped);
+  if (n_dropped || n_failed)
+    fprintf(stderr, "chat: %zu message(s) dropped for backpressure, %zu publish(es) "
+            "failed\n", n_dropped, n_failed);
+  uv_close((uv_handle_t *)&ready_timer, NULL);
+  uv_run(tl_app_loop(app), UV_RUN_NOWAIT);
   tl_app_free(app);
+  free(out);
   return err ? 1 : 0;
 }
