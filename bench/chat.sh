@@ -88,10 +88,11 @@ trap 'exit 143' TERM
 
 # ---- tools -----------------------------------------------------------------
 build_chat_load() {
-  if [[ $SKIP_BUILD == 1 && -x $CHAT_LOAD && $CHAT_LOAD -nt $BENCH_DIR/chat_load.c ]]; then return; fi
-  log "building chat_load: gcc -O2 -o build-bench/chat_load bench/chat_load.c -luv"
+  if [[ $SKIP_BUILD == 1 && -x $CHAT_LOAD && $CHAT_LOAD -nt $BENCH_DIR/chat_load.c
+        && $CHAT_LOAD -nt $BENCH_DIR/wsclient.c && $CHAT_LOAD -nt $BENCH_DIR/wsclient.h ]]; then return; fi
+  log "building chat_load: gcc -O2 -o build-bench/chat_load bench/chat_load.c bench/wsclient.c -luv"
   mkdir -p "$BUILD_DIR"
-  gcc -O2 -Wall -o "$CHAT_LOAD" "$BENCH_DIR/chat_load.c" -luv >"$LOG_DIR/chat_load-build.log" 2>&1 \
+  gcc -O2 -Wall -o "$CHAT_LOAD" "$BENCH_DIR/chat_load.c" "$BENCH_DIR/wsclient.c" -luv >"$LOG_DIR/chat_load-build.log" 2>&1 \
     || { cat "$LOG_DIR/chat_load-build.log" >&2
          die "building chat_load failed (it needs gcc and libuv1-dev)"; }
 }

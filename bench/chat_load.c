@@ -63,29 +63,30 @@
  * success, 1 on a usage error, a failed connection or handshake, a
  * protocol error or a wrong, lost, duplicated or reordered message.
  *
- * Build: gcc -O2 -o chat_load chat_load.c -luv
+ * Build: gcc -O2 -o chat_load chat_load.c wsclient.c -luv
  */
-#include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <uv.h>
 
+#include "wsclient.h"
+
 #define SETUP_TIMEOUT_MS 15000 /* connect + handshake + "ready" */
 #define STALL_MS 5000          /* nothing received for this long: lost */
 #define CLOSE_TIMEOUT_MS 5000  /* close handshake at the end */
-#define HS_MAX 8192            /* handshake response headers */
 #define PAT_SPREAD 251         /* filler of (id, seq) starts at pattern[..% 251] */
 #define SEQ_LEN 9              /* 8 hex digits + ' ' */
 #define NAME_PREFIX "user"
 #define NAME_ROOM 24           /* "user" + digits + ": " fits */
+
+#define fatal wsc_fatal
+#define xmalloc wsc_xmalloc
+#define xcalloc wsc_xcalloc
 
 /* ---- settings ------------------------------------------------------------ */
 
@@ -99,227 +100,16 @@ static int opt_pid = 0;
 static const char *opt_host = "127.0.0.1";
 static int opt_port = 0;
 
-/* ---- errors -------------------------------------------------------------- */
-
-static void fatal(int conn, const char *fmt, ...) {
-  va_list ap;
-  fflush(stdout);
-  if (conn >= 0)
-    fprintf(stderr, "chat_load: error: client %d (" NAME_PREFIX "%d): ", conn, conn);
-  else
-    fprintf(stderr, "chat_load: error: ");
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-  exit(1);
-}
-
-static void *xmalloc(size_t n) {
-  void *p = malloc(n ? n : 1);
-  if (!p)
-    fatal(-1, "out of memory (%zu bytes)", n);
-  return p;
-}
-
-static void *xcalloc(size_t n, size_t size) {
-  void *p = calloc(n ? n : 1, size);
-  if (!p)
-    fatal(-1, "out of memory");
-  return p;
-}
-
-/* ---- SHA-1 and base64, for the handshake -------------------------------- */
-
-typedef struct {
-  uint32_t h[5];
-  uint64_t len;
-  uint8_t blk[64];
-  size_t n;
-} sha1_ctx;
-
-static uint32_t rol(uint32_t x, int s) { return (x << s) | (x >> (32 - s)); }
-
-static void sha1_block(sha1_ctx *c, const uint8_t *p) {
-  uint32_t w[80], a, b, d, e, f, k, t, cc;
-  for (int i = 0; i < 16; i++)
-    w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-           (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-  for (int i = 16; i < 80; i++)
-    w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-  a = c->h[0], b = c->h[1], cc = c->h[2], d = c->h[3], e = c->h[4];
-  for (int i = 0; i < 80; i++) {
-    if (i < 20)
-      f = (b & cc) | (~b & d), k = 0x5A827999;
-    else if (i < 40)
-      f = b ^ cc ^ d, k = 0x6ED9EBA1;
-    else if (i < 60)
-      f = (b & cc) | (b & d) | (cc & d), k = 0x8F1BBCDC;
-    else
-      f = b ^ cc ^ d, k = 0xCA62C1D6;
-    t = rol(a, 5) + f + e + k + w[i];
-    e = d, d = cc, cc = rol(b, 30), b = a, a = t;
-  }
-  c->h[0] += a, c->h[1] += b, c->h[2] += cc, c->h[3] += d, c->h[4] += e;
-}
-
-static void sha1(const void *data, size_t len, uint8_t out[20]) {
-  sha1_ctx c = {{0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0},
-                0, {0}, 0};
-  const uint8_t *p = data;
-  uint8_t pad[72];
-  size_t padn;
-  c.len = (uint64_t)len * 8;
-  while (len >= 64) {
-    sha1_block(&c, p);
-    p += 64, len -= 64;
-  }
-  memcpy(c.blk, p, len);
-  c.n = len;
-  padn = (c.n < 56 ? 56 : 120) - c.n;
-  memset(pad, 0, sizeof pad);
-  pad[0] = 0x80;
-  for (int i = 0; i < 8; i++)
-    pad[padn + i] = (uint8_t)(c.len >> (56 - 8 * i));
-  /* c.blk holds c.n bytes; append padn + 8 bytes of pad. */
-  {
-    uint8_t tail[128];
-    memcpy(tail, c.blk, c.n);
-    memcpy(tail + c.n, pad, padn + 8);
-    sha1_block(&c, tail);
-    if (c.n + padn + 8 == 128)
-      sha1_block(&c, tail + 64);
-  }
-  for (int i = 0; i < 5; i++) {
-    out[4 * i] = (uint8_t)(c.h[i] >> 24);
-    out[4 * i + 1] = (uint8_t)(c.h[i] >> 16);
-    out[4 * i + 2] = (uint8_t)(c.h[i] >> 8);
-    out[4 * i + 3] = (uint8_t)c.h[i];
-  }
-}
-
-static void base64(const uint8_t *in, size_t n, char *out) {
-  static const char tab[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t i = 0, o = 0;
-  for (; i + 2 < n; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-    out[o++] = tab[v >> 18], out[o++] = tab[(v >> 12) & 63];
-    out[o++] = tab[(v >> 6) & 63], out[o++] = tab[v & 63];
-  }
-  if (i < n) {
-    uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
-    out[o++] = tab[v >> 18], out[o++] = tab[(v >> 12) & 63];
-    out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-    out[o++] = '=';
-  }
-  out[o] = 0;
-}
-
-/* ---- random numbers (mask keys, filler) -------------------------------- */
-
-static uint64_t rng_state;
-
-static uint64_t rng(void) { /* xorshift64* */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 0x2545F4914F6CDD1DULL;
-}
-
-static void os_random(void *p, size_t n) {
-  int r = uv_random(NULL, NULL, p, n, 0, NULL);
-  if (r)
-    fatal(-1, "uv_random: %s", uv_strerror(r));
-}
-
-/* ---- latency histogram (log-linear, < 1% error) --------------------------- */
-
-#define SUB 128 /* linear sub-buckets per power of two */
-#define NBUCKETS (SUB + 57 * SUB)
-static uint64_t hist[NBUCKETS];
-static uint64_t hist_n, hist_max;
-static double hist_sum;
-
-static int bucket_of(uint64_t v) {
-  if (v < SUB)
-    return (int)v;
-  int e = 63 - __builtin_clzll(v); /* >= 7 */
-  int shift = e - 7;
-  return SUB + shift * SUB + (int)((v >> shift) - SUB);
-}
-
-static double bucket_mid(int i) {
-  if (i < SUB)
-    return i;
-  int shift = (i - SUB) / SUB;
-  uint64_t lo = (uint64_t)(SUB + (i - SUB) % SUB) << shift;
-  return (double)lo + ((double)((uint64_t)1 << shift) - 1) / 2;
-}
-
-static void hist_add(uint64_t ns) {
-  hist[bucket_of(ns)]++;
-  hist_n++;
-  hist_sum += (double)ns;
-  if (ns > hist_max)
-    hist_max = ns;
-}
-
-static double hist_pct(double p) { /* ns */
-  if (!hist_n)
-    return 0;
-  uint64_t rank = (uint64_t)(p * (double)hist_n + 0.5), seen = 0;
-  if (rank < 1)
-    rank = 1;
-  if (rank > hist_n)
-    rank = hist_n;
-  for (int i = 0; i < NBUCKETS; i++) {
-    seen += hist[i];
-    if (seen >= rank) {
-      double m = bucket_mid(i);
-      return m > (double)hist_max ? (double)hist_max : m;
-    }
-  }
-  return (double)hist_max;
-}
-
 /* ---- connections ---------------------------------------------------------- */
 
 enum { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_CLOSING };
 static int phase = PH_SETUP;
 
-enum { CS_CONNECTING, CS_HANDSHAKE, CS_OPEN, CS_CLOSE_RCVD, CS_CLOSED };
-
-typedef struct {
-  char *p;
-  size_t len, cap;
-} buf;
-
 typedef struct conn {
-  uv_tcp_t tcp;
-  uv_connect_t creq;
-  uv_write_t wreq;
-  int id;
-  int state;
-  int ready;       /* "ready" received */
-  char accept[32]; /* expected Sec-WebSocket-Accept */
-  char *hs;        /* handshake response so far */
-  size_t hs_len;
-  /* Output: frames are appended to `out`; `wbuf` is being written. */
-  buf out, wbuf;
-  int writing;
-  int sent_close;
-  /* Frame parser (the slow path, for frames split across reads). */
-  uint8_t hdr[14];
-  size_t hdr_len, hdr_need;
-  int in_payload;
-  int f_fin, f_op;
-  uint64_t remaining;
-  int in_msg;   /* a data message is in progress (maybe fragmented) */
-  uint8_t *msg; /* its bytes so far (at most msg_cap) */
+  wsc_conn ws;  /* first: a wsc_conn * is a conn * */
+  int ready;    /* "ready" received */
+  uint8_t *msg; /* the data message so far (at most msg_cap) */
   size_t msg_len;
-  uint8_t ctrl[125];
-  size_t ctrl_len;
   /* expect[j]: the sequence number of the next message due from client j
    * (all of 0..expect[j]-1 arrived, in order, once each). */
   uint32_t *expect;
@@ -344,91 +134,6 @@ static uint64_t watch_received, watch_last_recv;
 static unsigned watch_idle_ms, watch_secs;
 static int close_unanswered;
 
-static void buf_reserve(buf *b, size_t more) {
-  if (b->len + more <= b->cap)
-    return;
-  size_t cap = b->cap ? b->cap : 4096;
-  while (cap < b->len + more)
-    cap *= 2;
-  char *p = realloc(b->p, cap);
-  if (!p)
-    fatal(-1, "out of memory");
-  b->p = p, b->cap = cap;
-}
-
-static void on_write(uv_write_t *req, int status);
-
-/* Sends what `out` holds unless a write is in progress (then on_write does). */
-static void flush(conn *c) {
-  if (c->writing || !c->out.len || c->state == CS_CLOSED)
-    return;
-  uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
-  int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-  if (r == (int)c->out.len) {
-    c->out.len = 0;
-    return;
-  }
-  if (r < 0 && r != UV_EAGAIN)
-    fatal(c->id, "write: %s", uv_strerror(r));
-  if (r < 0)
-    r = 0;
-  buf t = c->wbuf;
-  c->wbuf = c->out;
-  c->out = t;
-  c->out.len = 0;
-  b = uv_buf_init(c->wbuf.p + r, (unsigned)(c->wbuf.len - (size_t)r));
-  c->writing = 1;
-  r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-  if (r)
-    fatal(c->id, "write: %s", uv_strerror(r));
-}
-
-static void on_write(uv_write_t *req, int status) {
-  conn *c = req->data;
-  c->writing = 0;
-  c->wbuf.len = 0;
-  if (status == UV_ECANCELED && c->state == CS_CLOSED)
-    return;
-  if (status < 0)
-    fatal(c->id, "write: %s", uv_strerror(status));
-  flush(c);
-}
-
-/* Appends one masked frame (FIN set) to `out`. */
-static void put_frame(conn *c, int op, const uint8_t *data, size_t len) {
-  buf_reserve(&c->out, len + 14);
-  uint8_t *h = (uint8_t *)c->out.p + c->out.len, *d;
-  h[0] = (uint8_t)(0x80 | op);
-  if (len < 126) {
-    h[1] = (uint8_t)(0x80 | len);
-    d = h + 2;
-  } else if (len < 65536) {
-    h[1] = 0x80 | 126;
-    h[2] = (uint8_t)(len >> 8), h[3] = (uint8_t)len;
-    d = h + 4;
-  } else {
-    h[1] = 0x80 | 127;
-    for (int i = 0; i < 8; i++)
-      h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
-    d = h + 10;
-  }
-  uint32_t m32 = (uint32_t)rng();
-  memcpy(d, &m32, 4);
-  uint8_t *mask = d;
-  d += 4;
-  uint64_t m64 = (uint64_t)m32 << 32 | m32;
-  size_t i = 0;
-  for (; i + 8 <= len; i += 8) {
-    uint64_t v;
-    memcpy(&v, data + i, 8);
-    v ^= m64;
-    memcpy(d + i, &v, 8);
-  }
-  for (; i < len; i++)
-    d[i] = data[i] ^ mask[i & 3];
-  c->out.len = (size_t)(d + len - (uint8_t *)c->out.p);
-}
-
 /* ---- CPU time --------------------------------------------------------------- */
 
 /* utime + stime of process `pid` (all its threads), in seconds; -1 if
@@ -452,13 +157,6 @@ static double proc_cpu(int pid) {
              &st) != 2)
     return -1;
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static double self_cpu(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-         (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 /* ---- messages ------------------------------------------------------------- */
@@ -495,8 +193,8 @@ static void send_msg(conn *c, uint64_t now) {
   uint32_t seq = c->sent++;
   put_hex32(scratch, seq);
   scratch[8] = ' ';
-  memcpy(scratch + SEQ_LEN, filler((uint32_t)c->id, seq), opt_size - SEQ_LEN);
-  put_frame(c, 1, scratch, opt_size);
+  memcpy(scratch + SEQ_LEN, filler((uint32_t)c->ws.id, seq), opt_size - SEQ_LEN);
+  wsc_put_frame(&c->ws, 1, 0, scratch, opt_size);
   c->t_sent[seq % opt_inflight] = now;
   total_sent++;
   if (phase == PH_MEASURE)
@@ -534,7 +232,7 @@ static void start_run(void);
 static void message_done(conn *c, const uint8_t *m, size_t len, uint64_t now) {
   if (!c->ready) {
     if (len != 5 || memcmp(m, "ready", 5) != 0)
-      fatal(c->id, "the first message is '%.*s', want 'ready'", (int)(len < 80 ? len : 80),
+      fatal(c->ws.id, "the first message is '%.*s', want 'ready'", (int)(len < 80 ? len : 80),
             (const char *)m);
     c->ready = 1;
     if (++n_ready == opt_clients)
@@ -553,33 +251,33 @@ static void message_done(conn *c, const uint8_t *m, size_t len, uint64_t now) {
   if (i + 2 + opt_size != len || m[i] != ':' || m[i + 1] != ' ')
     goto bad;
   if (from >= (uint32_t)opt_clients)
-    fatal(c->id, "received a message from unknown client '%.*s'", (int)i, (const char *)m);
+    fatal(c->ws.id, "received a message from unknown client '%.*s'", (int)i, (const char *)m);
   m += i + 2;
   if (get_hex32(m, &seq) || m[8] != ' ')
     goto bad;
   uint32_t want = c->expect[from];
   if (seq >= conns[from].sent)
-    fatal(c->id, "received message %u of client %u, which sent only 0..%u%s", seq,
+    fatal(c->ws.id, "received message %u of client %u, which sent only 0..%u%s", seq,
           from, conns[from].sent - 1, seq < want ? "" : " (duplicate or corrupted)");
   if (seq < want)
-    fatal(c->id, "duplicate: message %u of client %u again (had 0..%u already)", seq,
+    fatal(c->ws.id, "duplicate: message %u of client %u again (had 0..%u already)", seq,
           from, want - 1);
   if (seq > want)
-    fatal(c->id, "message %u of client %u arrived while %u was due: %u message(s) "
+    fatal(c->ws.id, "message %u of client %u arrived while %u was due: %u message(s) "
           "lost or reordered", seq, from, want, seq - want);
   const uint8_t *f = filler(from, seq);
   for (size_t k = SEQ_LEN; k < opt_size; k++)
     if (m[k] != f[k - SEQ_LEN])
-      fatal(c->id, "message %u of client %u corrupted: '%.*s'", seq, from, (int)opt_size,
+      fatal(c->ws.id, "message %u of client %u corrupted: '%.*s'", seq, from, (int)opt_size,
           (const char *)m);
   c->expect[from] = seq + 1;
   c->received++;
   total_received++;
   if (phase == PH_MEASURE)
     n_recv++;
-  if (from == (uint32_t)c->id) { /* our own message is back */
+  if (from == (uint32_t)c->ws.id) { /* our own message is back */
     if (phase == PH_MEASURE)
-      hist_add(now - c->t_sent[seq % opt_inflight]);
+      wsc_hist_add(now - c->t_sent[seq % opt_inflight]);
     if (phase == PH_WARMUP || phase == PH_MEASURE)
       send_msg(c, now);
   }
@@ -588,319 +286,71 @@ static void message_done(conn *c, const uint8_t *m, size_t len, uint64_t now) {
   return;
 bad:
   if (len == 5 && memcmp(m, "ready", 5) == 0)
-    fatal(c->id, "a second 'ready'");
-  fatal(c->id, "received '%.*s', want '" NAME_PREFIX "<id>: ' and a %zu-byte message",
+    fatal(c->ws.id, "a second 'ready'");
+  fatal(c->ws.id, "received '%.*s', want '" NAME_PREFIX "<id>: ' and a %zu-byte message",
         (int)(len < 120 ? len : 120), (const char *)m, opt_size);
-}
-
-static void send_close(conn *c) {
-  uint8_t code[2] = {1000 >> 8, 1000 & 0xff};
-  put_frame(c, 8, code, 2);
-  c->sent_close = 1;
-}
-
-static void on_handle_closed(uv_handle_t *h);
-
-static void close_conn(conn *c) {
-  if (c->state == CS_CLOSED)
-    return;
-  c->state = CS_CLOSED;
-  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
 /* ---- incoming frames ------------------------------------------------------ */
 
-static void frame_begin(conn *c) {
-  const uint8_t *h = c->hdr;
-  int rsv = (h[0] >> 4) & 7;
-  uint64_t len = h[1] & 127;
-  c->f_fin = h[0] >> 7;
-  c->f_op = h[0] & 15;
-  if (h[1] & 0x80)
-    fatal(c->id, "server frame is masked (opcode %d)", c->f_op);
+static void frame_begin(wsc_conn *w) {
+  conn *c = (conn *)w;
+  int rsv = wsc_frame_rsv(w);
   if (rsv)
-    fatal(c->id, "RSV bits 0x%x set without a negotiated extension", rsv);
-  if (len == 126) {
-    len = (uint64_t)h[2] << 8 | h[3];
-    if (len < 126)
-      fatal(c->id, "16-bit length %" PRIu64 " not minimal", len);
-  } else if (len == 127) {
-    len = 0;
-    for (int i = 0; i < 8; i++)
-      len = len << 8 | h[2 + i];
-    if (len >> 63)
-      fatal(c->id, "64-bit length with the top bit set");
-    if (len < 65536)
-      fatal(c->id, "64-bit length %" PRIu64 " not minimal", len);
-  }
-  c->remaining = len;
-  c->in_payload = 1;
-  if (c->state == CS_CLOSE_RCVD)
-    fatal(c->id, "frame (opcode %d) after the server's close frame", c->f_op);
-  switch (c->f_op) {
-  case 8:
-  case 9:
-  case 10:
-    if (!c->f_fin)
-      fatal(c->id, "fragmented control frame (opcode %d)", c->f_op);
-    if (len > 125)
-      fatal(c->id, "control frame (opcode %d) of %" PRIu64 " bytes", c->f_op, len);
-    c->ctrl_len = 0;
+    fatal(w->id, "RSV bits 0x%x set without a negotiated extension", rsv);
+  uint64_t len = wsc_frame_len(w);
+  if (w->f_op >= 8)
     return;
-  case 0:
-    if (!c->in_msg)
-      fatal(c->id, "continuation frame without a message in progress");
-    break;
-  case 1:
-    if (c->in_msg)
-      fatal(c->id, "new data frame inside a fragmented message");
-    c->in_msg = 1;
+  if (w->f_op == 1) {
+    if (w->in_msg)
+      fatal(w->id, "new data frame inside a fragmented message");
+    w->in_msg = 1;
     c->msg_len = 0;
-    break;
-  case 2:
-    fatal(c->id, "received a binary message (all are text)");
-    break;
-  default:
-    fatal(c->id, "reserved opcode %d", c->f_op);
+  } else if (w->f_op == 2) {
+    fatal(w->id, "received a binary message (all are text)");
   }
   if (c->msg_len + len > msg_cap)
-    fatal(c->id, "received a message of at least %" PRIu64 " bytes, the longest "
+    fatal(w->id, "received a message of at least %" PRIu64 " bytes, the longest "
           "possible is %zu", c->msg_len + len, msg_cap);
 }
 
-static void frame_data(conn *c, const uint8_t *p, size_t n) {
-  if (c->f_op >= 8) {
-    memcpy(c->ctrl + c->ctrl_len, p, n);
-    c->ctrl_len += n;
-    return;
-  }
+static void frame_data(wsc_conn *w, const uint8_t *p, size_t n) {
+  conn *c = (conn *)w;
   memcpy(c->msg + c->msg_len, p, n);
   c->msg_len += n;
 }
 
-static void frame_end(conn *c, uint64_t now) {
-  c->in_payload = 0;
-  c->hdr_len = 0;
-  c->hdr_need = 2;
-  switch (c->f_op) {
-  case 8: {
-    int code = c->ctrl_len >= 2 ? c->ctrl[0] << 8 | c->ctrl[1] : 1005;
-    if (c->ctrl_len == 1)
-      fatal(c->id, "close frame with a 1-byte payload");
-    if (!c->sent_close)
-      fatal(c->id, "server closed the connection (close code %d, reason '%.*s')",
-            code, (int)(c->ctrl_len > 2 ? c->ctrl_len - 2 : 0), c->ctrl + 2);
-    if (c->in_msg)
-      fatal(c->id, "close frame inside a fragmented message");
-    c->state = CS_CLOSE_RCVD; /* the server closes TCP next */
-    return;
-  }
-  case 9:
-    put_frame(c, 10, c->ctrl, c->ctrl_len); /* flushed by the caller */
-    return;
-  case 10:
-    return;
-  default:
-    if (c->f_fin) {
-      c->in_msg = 0;
-      message_done(c, c->msg, c->msg_len, now);
-    }
-  }
+static void message_end(wsc_conn *w, uint64_t now) {
+  conn *c = (conn *)w;
+  w->in_msg = 0;
+  message_done(c, c->msg, c->msg_len, now);
 }
 
-static void feed(conn *c, const uint8_t *p, size_t n, uint64_t now) {
-  while (n > 0) {
-    if (!c->in_payload) {
-      /* Fast path: a whole unfragmented, unmasked short text frame in the
-       * buffer is checked where it lies. */
-      if (c->hdr_len == 0 && n >= 2 && p[0] == 0x81 && p[1] < 126 &&
-          (size_t)p[1] + 2 <= n && !c->in_msg && c->state != CS_CLOSE_RCVD) {
-        size_t len = p[1];
-        message_done(c, p + 2, len, now);
-        p += 2 + len, n -= 2 + len;
-        continue;
-      }
-      size_t take = c->hdr_need - c->hdr_len;
-      if (take > n)
-        take = n;
-      memcpy(c->hdr + c->hdr_len, p, take);
-      c->hdr_len += take, p += take, n -= take;
-      if (c->hdr_len == 2) {
-        uint8_t l = c->hdr[1] & 127;
-        c->hdr_need = 2 + (l == 126 ? 2 : l == 127 ? 8 : 0) + (c->hdr[1] & 0x80 ? 4 : 0);
-      }
-      if (c->hdr_len < c->hdr_need)
-        continue;
-      frame_begin(c);
-      if (c->remaining == 0)
-        frame_end(c, now);
-      continue;
-    }
-    size_t take = c->remaining < n ? (size_t)c->remaining : n;
-    frame_data(c, p, take);
-    p += take, n -= take;
-    c->remaining -= take;
-    if (c->remaining == 0)
-      frame_end(c, now);
-  }
+static void short_text(wsc_conn *w, const uint8_t *p, size_t len, uint64_t now) {
+  message_done((conn *)w, p, len, now);
 }
 
-/* ---- handshake ------------------------------------------------------------ */
-
-
-/* Returns the value of header `name` (NUL-terminated in place) or NULL. */
-static char *header(char *hdrs, const char *name) {
-  size_t nl = strlen(name);
-  for (char *line = hdrs; line && *line;) {
-    char *eol = strstr(line, "\r\n");
-    if (!eol)
-      break;
-    if ((size_t)(eol - line) > nl && strncasecmp(line, name, nl) == 0 &&
-        line[nl] == ':') {
-      char *v = line + nl + 1, *e = eol;
-      while (*v == ' ' || *v == '\t')
-        v++;
-      while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
-        e--;
-      static char val[512];
-      size_t vl = (size_t)(e - v) < sizeof val - 1 ? (size_t)(e - v) : sizeof val - 1;
-      memcpy(val, v, vl);
-      val[vl] = 0;
-      return val;
-    }
-    line = eol + 2;
-  }
-  return NULL;
+static void opened(wsc_conn *w) {
+  (void)w;
+  n_open++;
 }
 
-static int has_token(const char *list, const char *tok) {
-  size_t tl = strlen(tok);
-  for (const char *p = list; *p;) {
-    while (*p == ' ' || *p == '\t' || *p == ',')
-      p++;
-    const char *s = p;
-    while (*p && *p != ',')
-      p++;
-    const char *e = p;
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-      e--;
-    if ((size_t)(e - s) == tl && strncasecmp(s, tok, tl) == 0)
-      return 1;
-  }
-  return 0;
+/* The request target: the path and the client's name. */
+static void target(wsc_conn *w, char *buf, size_t size) {
+  snprintf(buf, size, "%s?name=" NAME_PREFIX "%d", opt_path, w->id);
 }
 
-/* Handshake bytes arrived; returns how many of `n` belong to it (the rest
- * are frames). *done is set once the headers are complete. */
-static size_t handshake_data(conn *c, const char *p, size_t n, int *done) {
-  size_t old = c->hs_len, take = n;
-  *done = 0;
-  if (old + take > HS_MAX)
-    take = HS_MAX - old;
-  memcpy(c->hs + old, p, take);
-  c->hs_len += take;
-  c->hs[c->hs_len] = 0;
-  char *end = strstr(c->hs, "\r\n\r\n");
-  if (!end) {
-    if (c->hs_len >= HS_MAX)
-      fatal(c->id, "handshake response headers exceed %d bytes", HS_MAX);
-    return n;
-  }
-  size_t hdr_len = (size_t)(end + 4 - c->hs);
-  end[2] = 0; /* keep the last CRLF for header() */
-  char *eol = strstr(c->hs, "\r\n");
-  if (strncmp(c->hs, "HTTP/1.1 101", 12) != 0 || (c->hs[12] != ' ' && c->hs[12] != '\r'))
-    fatal(c->id, "handshake: expected 'HTTP/1.1 101', got '%.*s'",
-          (int)(eol - c->hs), c->hs);
-  char *v;
-  if (!(v = header(eol + 2, "Upgrade")) || strcasecmp(v, "websocket") != 0)
-    fatal(c->id, "handshake: Upgrade is '%s', want 'websocket'", v ? v : "(missing)");
-  if (!(v = header(eol + 2, "Connection")) || !has_token(v, "upgrade"))
-    fatal(c->id, "handshake: Connection is '%s', want 'Upgrade'", v ? v : "(missing)");
-  if (!(v = header(eol + 2, "Sec-WebSocket-Accept")) || strcmp(v, c->accept) != 0)
-    fatal(c->id, "handshake: Sec-WebSocket-Accept is '%s', want '%s'",
-          v ? v : "(missing)", c->accept);
-  if ((v = header(eol + 2, "Sec-WebSocket-Extensions")))
-    fatal(c->id, "handshake: server chose extensions '%s' that were not offered", v);
-  free(c->hs);
-  c->hs = NULL;
-  c->state = CS_OPEN;
-  *done = 1;
-  return hdr_len - old; /* bytes of this read that were headers */
-}
+static void on_closed(wsc_conn *w);
 
-static uint8_t rbuf[256 * 1024];
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
-  (void)h, (void)suggested;
-  *b = uv_buf_init((char *)rbuf, sizeof rbuf);
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
-  conn *c = s->data;
-  if (nread == 0 || c->state == CS_CLOSED)
-    return;
-  if (nread < 0) {
-    if (c->state == CS_CLOSE_RCVD) { /* the server closed after its close frame */
-      close_conn(c);
-      return;
-    }
-    if (nread == UV_EOF)
-      fatal(c->id, "server closed the TCP connection %s",
-            c->state == CS_HANDSHAKE ? "during the handshake"
-                                     : "without a close frame");
-    fatal(c->id, "read: %s", uv_strerror((int)nread));
-  }
-  uint64_t now = uv_hrtime();
-  const uint8_t *p = (const uint8_t *)b->base;
-  size_t n = (size_t)nread;
-  if (c->state == CS_HANDSHAKE) {
-    int done;
-    size_t used = handshake_data(c, (const char *)p, n, &done);
-    if (!done)
-      return;
-    p += used, n -= used;
-    n_open++;
-  }
-  feed(c, p, n, now);
-  flush(c);
-}
-
-static void on_connect(uv_connect_t *req, int status) {
-  conn *c = req->data;
-  if (status < 0)
-    fatal(c->id, "connect to %s:%d: %s", opt_host, opt_port, uv_strerror(status));
-  uv_tcp_nodelay(&c->tcp, 1);
-  uint8_t key[16], digest[20];
-  char key64[32], cat[96];
-  os_random(key, sizeof key);
-  base64(key, sizeof key, key64);
-  snprintf(cat, sizeof cat, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key64);
-  sha1(cat, strlen(cat), digest);
-  base64(digest, sizeof digest, c->accept);
-  char req_s[1024];
-  int len = snprintf(req_s, sizeof req_s,
-                     "GET %s?name=" NAME_PREFIX "%d HTTP/1.1\r\n"
-                     "Host: %s:%d\r\n"
-                     "Upgrade: websocket\r\n"
-                     "Connection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\n"
-                     "User-Agent: chat_load\r\n"
-                     "\r\n",
-                     opt_path, c->id, opt_host, opt_port, key64);
-  if (len < 0 || (size_t)len >= sizeof req_s)
-    fatal(c->id, "request path too long");
-  c->state = CS_HANDSHAKE;
-  c->hs = xmalloc(HS_MAX + 1);
-  buf_reserve(&c->out, (size_t)len);
-  memcpy(c->out.p, req_s, (size_t)len);
-  c->out.len = (size_t)len;
-  int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-  if (r)
-    fatal(c->id, "read_start: %s", uv_strerror(r));
-  flush(c);
-}
+static const wsc_ops ops = {
+    .target = target,
+    .opened = opened,
+    .frame_begin = frame_begin,
+    .frame_data = frame_data,
+    .message_end = message_end,
+    .short_text = short_text,
+    .closed = on_closed,
+};
 
 /* ---- phases --------------------------------------------------------------- */
 
@@ -911,7 +361,7 @@ static void begin_measure(void) {
   uv_update_time(loop); /* the timer counts from now, not from the loop turn */
   if (opt_pid)
     srv_cpu0 = proc_cpu(opt_pid);
-  cli_cpu0 = self_cpu();
+  cli_cpu0 = wsc_self_cpu();
   t_start = uv_hrtime();
   watch_secs = 0;
   watch_last_recv = 0;
@@ -960,7 +410,7 @@ static void start_run(void) {
   for (int i = 0; i < opt_clients; i++) {
     for (unsigned k = 0; k < opt_inflight; k++)
       send_msg(&conns[i], now);
-    flush(&conns[i]);
+    wsc_flush(&conns[i].ws);
   }
   uv_timer_start(&t_watch, on_watch, 1000, 1000);
 }
@@ -969,11 +419,11 @@ static void on_close_timeout(uv_timer_t *t) {
   (void)t;
   for (int i = 0; i < opt_clients; i++) {
     conn *c = &conns[i];
-    if (c->state == CS_CLOSED)
+    if (c->ws.state == WSC_CLOSED)
       continue;
-    if (c->state != CS_CLOSE_RCVD)
+    if (c->ws.state != WSC_CLOSE_RCVD)
       close_unanswered++;
-    close_conn(c);
+    wsc_close(&c->ws);
   }
 }
 
@@ -982,8 +432,8 @@ static void start_closing(void) {
   phase = PH_CLOSING;
   uv_timer_stop(&t_watch);
   for (int i = 0; i < opt_clients; i++) {
-    send_close(&conns[i]);
-    flush(&conns[i]);
+    wsc_send_close(&conns[i].ws);
+    wsc_flush(&conns[i].ws);
   }
   uv_timer_start(&t_close, on_close_timeout, CLOSE_TIMEOUT_MS, 0);
 }
@@ -993,7 +443,7 @@ static void on_end(uv_timer_t *t) {
   t_end = uv_hrtime();
   if (opt_pid)
     srv_cpu1 = proc_cpu(opt_pid);
-  cli_cpu1 = self_cpu();
+  cli_cpu1 = wsc_self_cpu();
   phase = PH_DRAIN;
   if (owed() == 0)
     start_closing();
@@ -1001,8 +451,8 @@ static void on_end(uv_timer_t *t) {
    * the run if that never comes. */
 }
 
-static void on_handle_closed(uv_handle_t *h) {
-  (void)h;
+static void on_closed(wsc_conn *w) {
+  (void)w;
   if (++n_closed == opt_clients) {
     uv_close((uv_handle_t *)&t_setup, NULL);
     uv_close((uv_handle_t *)&t_phase, NULL);
@@ -1027,31 +477,13 @@ static void usage(void) {
   exit(1);
 }
 
-static long parse_int(const char *s, long lo, long hi, const char *what) {
-  char *e;
-  errno = 0;
-  long v = strtol(s, &e, 10);
-  if (errno || e == s || *e || v < lo || v > hi) {
-    fprintf(stderr, "chat_load: %s must be an integer in [%ld, %ld], got '%s'\n", what,
-            lo, hi, s);
-    exit(1);
-  }
-  return v;
-}
-
-static double parse_secs(const char *s, double lo, const char *what) {
-  char *e;
-  double v = strtod(s, &e);
-  if (e == s || *e || !(v >= lo) || v > 86400) {
-    fprintf(stderr, "chat_load: %s must be a number of seconds >= %g, got '%s'\n", what,
-            lo, s);
-    exit(1);
-  }
-  return v;
-}
+#define parse_int wsc_parse_int
+#define parse_secs wsc_parse_secs
 
 int main(int argc, char **argv) {
   int ch;
+  wsc_prog = "chat_load";
+  wsc_conn_fmt = "client %d (" NAME_PREFIX "%d): ";
   while ((ch = getopt(argc, argv, "c:k:d:w:s:p:P:H:")) != -1) {
     switch (ch) {
     case 'c': opt_clients = (int)parse_int(optarg, 1, 100000, "-c"); break;
@@ -1078,11 +510,12 @@ int main(int argc, char **argv) {
   if (r)
     fatal(-1, "bad IPv4 address '%s': %s", opt_host, uv_strerror(r));
 
-  os_random(&rng_state, sizeof rng_state);
-  rng_state |= 1;
+  wsc_hooks = ops;
+  wsc_host = opt_host, wsc_port = opt_port, wsc_path = opt_path;
+  wsc_rng_seed();
   pattern = xmalloc(opt_size + PAT_SPREAD);
   for (size_t i = 0; i < opt_size + PAT_SPREAD; i++) /* printable ASCII: valid UTF-8 */
-    pattern[i] = (uint8_t)(' ' + (rng() >> 32) % 95);
+    pattern[i] = (uint8_t)(' ' + (wsc_rng() >> 32) % 95);
   scratch = xmalloc(opt_size);
   msg_cap = opt_size + NAME_ROOM;
 
@@ -1097,20 +530,13 @@ int main(int argc, char **argv) {
   size_t per_write = (size_t)opt_inflight * (opt_size + 14) + 256;
   for (int i = 0; i < opt_clients; i++) {
     conn *c = &conns[i];
-    c->id = i;
-    c->hdr_need = 2;
+    c->ws.id = i;
     c->msg = xmalloc(msg_cap);
     c->expect = xcalloc((size_t)opt_clients, sizeof *c->expect);
     c->t_sent = xcalloc(opt_inflight, sizeof *c->t_sent);
-    buf_reserve(&c->out, per_write);
-    buf_reserve(&c->wbuf, per_write);
-    c->tcp.data = c;
-    c->creq.data = c;
-    c->wreq.data = c;
-    if ((r = uv_tcp_init(loop, &c->tcp)))
-      fatal(i, "tcp_init: %s", uv_strerror(r));
-    if ((r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&addr, on_connect)))
-      fatal(i, "connect: %s", uv_strerror(r));
+    wsc_buf_reserve(&c->ws.out, per_write);
+    wsc_buf_reserve(&c->ws.wbuf, per_write);
+    wsc_connect(&c->ws, loop, &addr);
   }
 
   uv_run(loop, UV_RUN_DEFAULT);
@@ -1150,14 +576,14 @@ int main(int argc, char **argv) {
          "server_cpu_pct=%.1f msgs_per_server_cpu_s=%.0f client_cpu_pct=%.1f "
          "received=%" PRIu64 " sent=%" PRIu64 " secs=%.3f all_received=%" PRIu64
          " clients=%d inflight=%u size=%zu\n",
-         (double)n_recv / secs, (double)n_sent / secs, hist_pct(0.50) / 1e3,
-         hist_pct(0.99) / 1e3, 100 * srv / secs, srv > 0 ? (double)n_recv / srv : 0,
+         (double)n_recv / secs, (double)n_sent / secs, wsc_hist_pct(0.50) / 1e3,
+         wsc_hist_pct(0.99) / 1e3, 100 * srv / secs, srv > 0 ? (double)n_recv / srv : 0,
          100 * cli / secs, n_recv, n_sent, secs, total_received, opt_clients,
          opt_inflight, opt_size);
   fflush(stdout);
   for (int i = 0; i < opt_clients; i++) {
     free(conns[i].msg), free(conns[i].expect), free(conns[i].t_sent);
-    free(conns[i].out.p), free(conns[i].wbuf.p), free(conns[i].hs);
+    free(conns[i].ws.out.p), free(conns[i].ws.wbuf.p), free(conns[i].ws.hs);
   }
   free(conns);
   free(pattern), free(scratch);

@@ -112,9 +112,9 @@ have_talon() { local s; for s in $SERVERS; do is_bun "$s" || return 0; done; ret
 
 # ---- builds ----------------------------------------------------------------
 build_load() {
-  log "building ws_load_deflate: gcc -O2 -o build-bench/ws_load_deflate bench/ws_load_deflate.c -luv -lz"
+  log "building ws_load_deflate: gcc -O2 -o build-bench/ws_load_deflate bench/ws_load_deflate.c bench/wsclient.c -luv -lz"
   mkdir -p "$BUILD_DIR"
-  gcc -O2 -Wall -o "$LOAD" "$BENCH_DIR/ws_load_deflate.c" -luv -lz >"$LOG_DIR/ws_load_deflate-build.log" 2>&1 \
+  gcc -O2 -Wall -o "$LOAD" "$BENCH_DIR/ws_load_deflate.c" "$BENCH_DIR/wsclient.c" -luv -lz >"$LOG_DIR/ws_load_deflate-build.log" 2>&1 \
     || { cat "$LOG_DIR/ws_load_deflate-build.log" >&2
          die "building ws_load_deflate failed (it needs gcc, libuv1-dev and zlib1g-dev)"; }
 }

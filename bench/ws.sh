@@ -84,9 +84,9 @@ trap 'exit 143' TERM
 
 # ---- tools -----------------------------------------------------------------
 build_ws_load() {
-  log "building ws_load: gcc -O2 -o build-bench/ws_load bench/ws_load.c -luv"
+  log "building ws_load: gcc -O2 -o build-bench/ws_load bench/ws_load.c bench/wsclient.c -luv"
   mkdir -p "$BUILD_DIR"
-  gcc -O2 -Wall -o "$WS_LOAD" "$BENCH_DIR/ws_load.c" -luv >"$LOG_DIR/ws_load-build.log" 2>&1 \
+  gcc -O2 -Wall -o "$WS_LOAD" "$BENCH_DIR/ws_load.c" "$BENCH_DIR/wsclient.c" -luv >"$LOG_DIR/ws_load-build.log" 2>&1 \
     || { cat "$LOG_DIR/ws_load-build.log" >&2
          die "building ws_load failed (it needs gcc and libuv1-dev: .ci/install-deps installs them)"; }
 }

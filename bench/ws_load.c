@@ -36,24 +36,25 @@
  * usage error, a failed connection or handshake, a protocol error or a
  * wrong or missing echo.
  *
- * Build: gcc -O2 -o ws_load ws_load.c -luv
+ * Build: gcc -O2 -o ws_load ws_load.c wsclient.c -luv
  */
-#include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include <uv.h>
 
+#include "wsclient.h"
+
 #define SETUP_TIMEOUT_MS 10000 /* connect + handshake of every connection */
 #define DRAIN_TIMEOUT_MS 5000  /* outstanding echoes + close handshake */
-#define HS_MAX 8192            /* handshake response headers */
 #define PAT_SPREAD 251         /* message i starts at pattern[i % 251] */
+
+#define fatal wsc_fatal
+#define xmalloc wsc_xmalloc
 
 /* ---- settings ------------------------------------------------------------ */
 
@@ -67,219 +68,15 @@ static int opt_binary = 0;
 static const char *opt_host = "127.0.0.1";
 static int opt_port = 0;
 
-/* ---- errors -------------------------------------------------------------- */
-
-static void fatal(int conn, const char *fmt, ...) {
-  va_list ap;
-  fflush(stdout);
-  if (conn >= 0)
-    fprintf(stderr, "ws_load: error: conn %d: ", conn);
-  else
-    fprintf(stderr, "ws_load: error: ");
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-  exit(1);
-}
-
-static void *xmalloc(size_t n) {
-  void *p = malloc(n ? n : 1);
-  if (!p)
-    fatal(-1, "out of memory (%zu bytes)", n);
-  return p;
-}
-
-/* ---- SHA-1 and base64, for the handshake -------------------------------- */
-
-typedef struct {
-  uint32_t h[5];
-  uint64_t len;
-  uint8_t blk[64];
-  size_t n;
-} sha1_ctx;
-
-static uint32_t rol(uint32_t x, int s) { return (x << s) | (x >> (32 - s)); }
-
-static void sha1_block(sha1_ctx *c, const uint8_t *p) {
-  uint32_t w[80], a, b, d, e, f, k, t, cc;
-  for (int i = 0; i < 16; i++)
-    w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-           (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-  for (int i = 16; i < 80; i++)
-    w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-  a = c->h[0], b = c->h[1], cc = c->h[2], d = c->h[3], e = c->h[4];
-  for (int i = 0; i < 80; i++) {
-    if (i < 20)
-      f = (b & cc) | (~b & d), k = 0x5A827999;
-    else if (i < 40)
-      f = b ^ cc ^ d, k = 0x6ED9EBA1;
-    else if (i < 60)
-      f = (b & cc) | (b & d) | (cc & d), k = 0x8F1BBCDC;
-    else
-      f = b ^ cc ^ d, k = 0xCA62C1D6;
-    t = rol(a, 5) + f + e + k + w[i];
-    e = d, d = cc, cc = rol(b, 30), b = a, a = t;
-  }
-  c->h[0] += a, c->h[1] += b, c->h[2] += cc, c->h[3] += d, c->h[4] += e;
-}
-
-static void sha1(const void *data, size_t len, uint8_t out[20]) {
-  sha1_ctx c = {{0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0},
-                0, {0}, 0};
-  const uint8_t *p = data;
-  uint8_t pad[72];
-  size_t padn;
-  c.len = (uint64_t)len * 8;
-  while (len >= 64) {
-    sha1_block(&c, p);
-    p += 64, len -= 64;
-  }
-  memcpy(c.blk, p, len);
-  c.n = len;
-  padn = (c.n < 56 ? 56 : 120) - c.n;
-  memset(pad, 0, sizeof pad);
-  pad[0] = 0x80;
-  for (int i = 0; i < 8; i++)
-    pad[padn + i] = (uint8_t)(c.len >> (56 - 8 * i));
-  /* c.blk holds c.n bytes; append padn + 8 bytes of pad. */
-  {
-    uint8_t tail[128];
-    memcpy(tail, c.blk, c.n);
-    memcpy(tail + c.n, pad, padn + 8);
-    sha1_block(&c, tail);
-    if (c.n + padn + 8 == 128)
-      sha1_block(&c, tail + 64);
-  }
-  for (int i = 0; i < 5; i++) {
-    out[4 * i] = (uint8_t)(c.h[i] >> 24);
-    out[4 * i + 1] = (uint8_t)(c.h[i] >> 16);
-    out[4 * i + 2] = (uint8_t)(c.h[i] >> 8);
-    out[4 * i + 3] = (uint8_t)c.h[i];
-  }
-}
-
-static void base64(const uint8_t *in, size_t n, char *out) {
-  static const char tab[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t i = 0, o = 0;
-  for (; i + 2 < n; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-    out[o++] = tab[v >> 18], out[o++] = tab[(v >> 12) & 63];
-    out[o++] = tab[(v >> 6) & 63], out[o++] = tab[v & 63];
-  }
-  if (i < n) {
-    uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
-    out[o++] = tab[v >> 18], out[o++] = tab[(v >> 12) & 63];
-    out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-    out[o++] = '=';
-  }
-  out[o] = 0;
-}
-
-/* ---- random numbers (mask keys, payloads) -------------------------------- */
-
-static uint64_t rng_state;
-
-static uint64_t rng(void) { /* xorshift64* */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 0x2545F4914F6CDD1DULL;
-}
-
-static void os_random(void *p, size_t n) {
-  int r = uv_random(NULL, NULL, p, n, 0, NULL);
-  if (r)
-    fatal(-1, "uv_random: %s", uv_strerror(r));
-}
-
-/* ---- latency histogram (log-linear, < 1% error) --------------------------- */
-
-#define SUB 128 /* linear sub-buckets per power of two */
-#define NBUCKETS (SUB + 57 * SUB)
-static uint64_t hist[NBUCKETS];
-static uint64_t hist_n, hist_max;
-static double hist_sum;
-
-static int bucket_of(uint64_t v) {
-  if (v < SUB)
-    return (int)v;
-  int e = 63 - __builtin_clzll(v); /* >= 7 */
-  int shift = e - 7;
-  return SUB + shift * SUB + (int)((v >> shift) - SUB);
-}
-
-static double bucket_mid(int i) {
-  if (i < SUB)
-    return i;
-  int shift = (i - SUB) / SUB;
-  uint64_t lo = (uint64_t)(SUB + (i - SUB) % SUB) << shift;
-  return (double)lo + ((double)((uint64_t)1 << shift) - 1) / 2;
-}
-
-static void hist_add(uint64_t ns) {
-  hist[bucket_of(ns)]++;
-  hist_n++;
-  hist_sum += (double)ns;
-  if (ns > hist_max)
-    hist_max = ns;
-}
-
-static double hist_pct(double p) { /* ns */
-  if (!hist_n)
-    return 0;
-  uint64_t rank = (uint64_t)(p * (double)hist_n + 0.5), seen = 0;
-  if (rank < 1)
-    rank = 1;
-  if (rank > hist_n)
-    rank = hist_n;
-  for (int i = 0; i < NBUCKETS; i++) {
-    seen += hist[i];
-    if (seen >= rank) {
-      double m = bucket_mid(i);
-      return m > (double)hist_max ? (double)hist_max : m;
-    }
-  }
-  return (double)hist_max;
-}
-
 /* ---- connections ---------------------------------------------------------- */
 
 enum { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_DRAIN };
 static int phase = PH_SETUP;
 
-enum { CS_CONNECTING, CS_HANDSHAKE, CS_OPEN, CS_CLOSE_RCVD, CS_CLOSED };
-
-typedef struct {
-  char *p;
-  size_t len, cap;
-} buf;
-
 typedef struct conn {
-  uv_tcp_t tcp;
-  uv_connect_t creq;
-  uv_write_t wreq;
-  int id;
-  int state;
-  char accept[32]; /* expected Sec-WebSocket-Accept */
-  char *hs;        /* handshake response so far */
-  size_t hs_len;
-  /* Output: frames are appended to `out`; `wbuf` is being written. */
-  buf out, wbuf;
-  int writing;
-  int sent_close;
-  /* Frame parser. */
-  uint8_t hdr[14];
-  size_t hdr_len, hdr_need;
-  int in_payload;
-  int f_fin, f_op;
-  uint64_t remaining;
-  int in_msg;   /* a data message is in progress (maybe fragmented) */
+  wsc_conn ws; /* first: a wsc_conn * is a conn * */
   int msg_op;
   uint64_t msg_off; /* bytes of the current message seen */
-  uint8_t ctrl[125];
-  size_t ctrl_len;
   /* Messages in flight, oldest first: ring of opt_inflight entries. */
   uint64_t *sent_at;
   uint32_t *sent_seq;
@@ -298,431 +95,99 @@ static uv_timer_t t_setup, t_phase, t_drain;
 static uint64_t n_measured;
 static int close_unanswered;
 
-static void buf_reserve(buf *b, size_t more) {
-  if (b->len + more <= b->cap)
-    return;
-  size_t cap = b->cap ? b->cap : 4096;
-  while (cap < b->len + more)
-    cap *= 2;
-  char *p = realloc(b->p, cap);
-  if (!p)
-    fatal(-1, "out of memory");
-  b->p = p, b->cap = cap;
-}
-
-static void on_write(uv_write_t *req, int status);
-
-/* Sends what `out` holds unless a write is in progress (then on_write does). */
-static void flush(conn *c) {
-  if (c->writing || !c->out.len || c->state == CS_CLOSED)
-    return;
-  uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
-  int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-  if (r == (int)c->out.len) {
-    c->out.len = 0;
-    return;
-  }
-  if (r < 0 && r != UV_EAGAIN)
-    fatal(c->id, "write: %s", uv_strerror(r));
-  if (r < 0)
-    r = 0;
-  buf t = c->wbuf;
-  c->wbuf = c->out;
-  c->out = t;
-  c->out.len = 0;
-  b = uv_buf_init(c->wbuf.p + r, (unsigned)(c->wbuf.len - (size_t)r));
-  c->writing = 1;
-  r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-  if (r)
-    fatal(c->id, "write: %s", uv_strerror(r));
-}
-
-static void on_write(uv_write_t *req, int status) {
-  conn *c = req->data;
-  c->writing = 0;
-  c->wbuf.len = 0;
-  if (status == UV_ECANCELED && c->state == CS_CLOSED)
-    return;
-  if (status < 0)
-    fatal(c->id, "write: %s", uv_strerror(status));
-  flush(c);
-}
-
-/* Appends one masked frame (FIN set) to `out`. */
-static void put_frame(conn *c, int op, const uint8_t *data, size_t len) {
-  buf_reserve(&c->out, len + 14);
-  uint8_t *h = (uint8_t *)c->out.p + c->out.len, *d;
-  h[0] = (uint8_t)(0x80 | op);
-  if (len < 126) {
-    h[1] = (uint8_t)(0x80 | len);
-    d = h + 2;
-  } else if (len < 65536) {
-    h[1] = 0x80 | 126;
-    h[2] = (uint8_t)(len >> 8), h[3] = (uint8_t)len;
-    d = h + 4;
-  } else {
-    h[1] = 0x80 | 127;
-    for (int i = 0; i < 8; i++)
-      h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
-    d = h + 10;
-  }
-  uint32_t m32 = (uint32_t)rng();
-  memcpy(d, &m32, 4);
-  uint8_t *mask = d;
-  d += 4;
-  uint64_t m64 = (uint64_t)m32 << 32 | m32;
-  size_t i = 0;
-  for (; i + 8 <= len; i += 8) {
-    uint64_t v;
-    memcpy(&v, data + i, 8);
-    v ^= m64;
-    memcpy(d + i, &v, 8);
-  }
-  for (; i < len; i++)
-    d[i] = data[i] ^ mask[i & 3];
-  c->out.len = (size_t)(d + len - (uint8_t *)c->out.p);
-}
-
 static void send_message(conn *c, uint64_t now) {
   uint32_t seq = c->next_seq++;
   size_t slot = c->tail % opt_inflight;
-  put_frame(c, opt_binary ? 2 : 1, pattern + seq % PAT_SPREAD, opt_size);
+  wsc_put_frame(&c->ws, opt_binary ? 2 : 1, 0, pattern + seq % PAT_SPREAD, opt_size);
   c->sent_at[slot] = now;
   c->sent_seq[slot] = seq;
   c->tail++;
 }
 
-static void send_close(conn *c) {
-  uint8_t code[2] = {1000 >> 8, 1000 & 0xff};
-  put_frame(c, 8, code, 2);
-  c->sent_close = 1;
-}
-
-static void on_handle_closed(uv_handle_t *h);
-
-static void close_conn(conn *c) {
-  if (c->state == CS_CLOSED)
-    return;
-  c->state = CS_CLOSED;
-  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-}
-
 /* ---- incoming frames ------------------------------------------------------ */
 
-static void frame_begin(conn *c) {
-  const uint8_t *h = c->hdr;
-  int rsv = (h[0] >> 4) & 7;
-  uint64_t len = h[1] & 127;
-  c->f_fin = h[0] >> 7;
-  c->f_op = h[0] & 15;
-  if (h[1] & 0x80)
-    fatal(c->id, "server frame is masked (opcode %d)", c->f_op);
+static void frame_begin(wsc_conn *w) {
+  conn *c = (conn *)w;
+  int rsv = wsc_frame_rsv(w);
   if (rsv)
-    fatal(c->id, "RSV bits 0x%x set without a negotiated extension", rsv);
-  if (len == 126) {
-    len = (uint64_t)h[2] << 8 | h[3];
-    if (len < 126)
-      fatal(c->id, "16-bit length %" PRIu64 " not minimal", len);
-  } else if (len == 127) {
-    len = 0;
-    for (int i = 0; i < 8; i++)
-      len = len << 8 | h[2 + i];
-    if (len >> 63)
-      fatal(c->id, "64-bit length with the top bit set");
-    if (len < 65536)
-      fatal(c->id, "64-bit length %" PRIu64 " not minimal", len);
-  }
-  c->remaining = len;
-  c->in_payload = 1;
-  if (c->state == CS_CLOSE_RCVD)
-    fatal(c->id, "frame (opcode %d) after the server's close frame", c->f_op);
-  switch (c->f_op) {
-  case 8:
-  case 9:
-  case 10:
-    if (!c->f_fin)
-      fatal(c->id, "fragmented control frame (opcode %d)", c->f_op);
-    if (len > 125)
-      fatal(c->id, "control frame (opcode %d) of %" PRIu64 " bytes", c->f_op, len);
-    c->ctrl_len = 0;
+    fatal(w->id, "RSV bits 0x%x set without a negotiated extension", rsv);
+  uint64_t len = wsc_frame_len(w);
+  if (w->f_op >= 8)
     return;
-  case 0:
-    if (!c->in_msg)
-      fatal(c->id, "continuation frame without a message in progress");
-    break;
-  case 1:
-  case 2:
-    if (c->in_msg)
-      fatal(c->id, "new data frame (opcode %d) inside a fragmented message",
-            c->f_op);
+  if (w->f_op != 0) { /* 1 or 2: a new message */
+    if (w->in_msg)
+      fatal(w->id, "new data frame (opcode %d) inside a fragmented message",
+            w->f_op);
     if (c->head == c->tail)
-      fatal(c->id, "unexpected message (opcode %d, nothing in flight)", c->f_op);
-    if (c->f_op != (opt_binary ? 2 : 1))
-      fatal(c->id, "echo has opcode %d, sent %d", c->f_op, opt_binary ? 2 : 1);
-    c->in_msg = 1;
-    c->msg_op = c->f_op;
+      fatal(w->id, "unexpected message (opcode %d, nothing in flight)", w->f_op);
+    if (w->f_op != (opt_binary ? 2 : 1))
+      fatal(w->id, "echo has opcode %d, sent %d", w->f_op, opt_binary ? 2 : 1);
+    w->in_msg = 1;
+    c->msg_op = w->f_op;
     c->msg_off = 0;
-    break;
-  default:
-    fatal(c->id, "reserved opcode %d", c->f_op);
   }
   if (c->msg_off + len > opt_size)
-    fatal(c->id, "echo %u is longer than sent: at least %" PRIu64 " bytes, sent %zu",
+    fatal(w->id, "echo %u is longer than sent: at least %" PRIu64 " bytes, sent %zu",
           c->sent_seq[c->head % opt_inflight], c->msg_off + len, opt_size);
 }
 
-static void frame_data(conn *c, const uint8_t *p, size_t n) {
-  if (c->f_op >= 8) {
-    memcpy(c->ctrl + c->ctrl_len, p, n);
-    c->ctrl_len += n;
-    return;
-  }
+static void frame_data(wsc_conn *w, const uint8_t *p, size_t n) {
+  conn *c = (conn *)w;
   uint32_t seq = c->sent_seq[c->head % opt_inflight];
   if (memcmp(p, pattern + seq % PAT_SPREAD + c->msg_off, n) != 0) {
     size_t i = 0;
     while (i < n && p[i] == pattern[seq % PAT_SPREAD + c->msg_off + i])
       i++;
-    fatal(c->id, "echo of message %u differs from what was sent at byte %" PRIu64
+    fatal(w->id, "echo of message %u differs from what was sent at byte %" PRIu64
           " (got 0x%02x, sent 0x%02x)", seq, c->msg_off + i, p[i],
           pattern[seq % PAT_SPREAD + c->msg_off + i]);
   }
   c->msg_off += n;
 }
 
-static void message_done(conn *c, uint64_t now) {
+static void message_done(wsc_conn *w, uint64_t now) {
+  conn *c = (conn *)w;
   size_t slot = c->head % opt_inflight;
   if (c->msg_off != opt_size)
-    fatal(c->id, "echo of message %u has %" PRIu64 " bytes, sent %zu",
+    fatal(w->id, "echo of message %u has %" PRIu64 " bytes, sent %zu",
           c->sent_seq[slot], c->msg_off, opt_size);
-  c->in_msg = 0;
+  w->in_msg = 0;
   c->head++;
   c->echoed++;
   if (phase == PH_MEASURE) {
-    hist_add(now - c->sent_at[slot]);
+    wsc_hist_add(now - c->sent_at[slot]);
     c->measured++;
     n_measured++;
   }
-  if ((phase == PH_WARMUP || phase == PH_MEASURE) && !c->sent_close)
+  if ((phase == PH_WARMUP || phase == PH_MEASURE) && !w->sent_close)
     send_message(c, now);
 }
 
-static void frame_end(conn *c, uint64_t now) {
-  c->in_payload = 0;
-  c->hdr_len = 0;
-  c->hdr_need = 2;
-  switch (c->f_op) {
-  case 8: {
-    int code = c->ctrl_len >= 2 ? c->ctrl[0] << 8 | c->ctrl[1] : 1005;
-    if (c->ctrl_len == 1)
-      fatal(c->id, "close frame with a 1-byte payload");
-    if (!c->sent_close)
-      fatal(c->id, "server closed the connection (close code %d, reason '%.*s')",
-            code, (int)(c->ctrl_len > 2 ? c->ctrl_len - 2 : 0), c->ctrl + 2);
-    if (c->head != c->tail)
-      fatal(c->id, "server's close frame came with %" PRIu64
-            " echo(es) still missing (lost)", c->tail - c->head);
-    if (c->in_msg)
-      fatal(c->id, "close frame inside a fragmented message");
-    c->state = CS_CLOSE_RCVD; /* the server closes TCP next */
-    return;
-  }
-  case 9:
-    put_frame(c, 10, c->ctrl, c->ctrl_len); /* flushed by the caller */
-    return;
-  case 10:
-    return;
-  default:
-    if (c->f_fin)
-      message_done(c, now);
-  }
+static void close_check(wsc_conn *w) {
+  conn *c = (conn *)w;
+  if (c->head != c->tail)
+    fatal(w->id, "server's close frame came with %" PRIu64
+          " echo(es) still missing (lost)", c->tail - c->head);
 }
-
-static void feed(conn *c, const uint8_t *p, size_t n, uint64_t now) {
-  while (n > 0) {
-    if (!c->in_payload) {
-      size_t take = c->hdr_need - c->hdr_len;
-      if (take > n)
-        take = n;
-      memcpy(c->hdr + c->hdr_len, p, take);
-      c->hdr_len += take, p += take, n -= take;
-      if (c->hdr_len == 2) {
-        uint8_t l = c->hdr[1] & 127;
-        c->hdr_need = 2 + (l == 126 ? 2 : l == 127 ? 8 : 0) + (c->hdr[1] & 0x80 ? 4 : 0);
-      }
-      if (c->hdr_len < c->hdr_need)
-        continue;
-      frame_begin(c);
-      if (c->remaining == 0)
-        frame_end(c, now);
-      continue;
-    }
-    size_t take = c->remaining < n ? (size_t)c->remaining : n;
-    frame_data(c, p, take);
-    p += take, n -= take;
-    c->remaining -= take;
-    if (c->remaining == 0)
-      frame_end(c, now);
-  }
-}
-
-/* ---- handshake ------------------------------------------------------------ */
 
 static void start_run(void);
 
-/* Returns the value of header `name` (NUL-terminated in place) or NULL. */
-static char *header(char *hdrs, const char *name) {
-  size_t nl = strlen(name);
-  for (char *line = hdrs; line && *line;) {
-    char *eol = strstr(line, "\r\n");
-    if (!eol)
-      break;
-    if ((size_t)(eol - line) > nl && strncasecmp(line, name, nl) == 0 &&
-        line[nl] == ':') {
-      char *v = line + nl + 1, *e = eol;
-      while (*v == ' ' || *v == '\t')
-        v++;
-      while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
-        e--;
-      static char val[512];
-      size_t vl = (size_t)(e - v) < sizeof val - 1 ? (size_t)(e - v) : sizeof val - 1;
-      memcpy(val, v, vl);
-      val[vl] = 0;
-      return val;
-    }
-    line = eol + 2;
-  }
-  return NULL;
+static void opened(wsc_conn *w) {
+  (void)w;
+  if (++n_open == opt_conns)
+    start_run();
 }
 
-static int has_token(const char *list, const char *tok) {
-  size_t tl = strlen(tok);
-  for (const char *p = list; *p;) {
-    while (*p == ' ' || *p == '\t' || *p == ',')
-      p++;
-    const char *s = p;
-    while (*p && *p != ',')
-      p++;
-    const char *e = p;
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-      e--;
-    if ((size_t)(e - s) == tl && strncasecmp(s, tok, tl) == 0)
-      return 1;
-  }
-  return 0;
-}
+static void on_closed(wsc_conn *w);
 
-/* Handshake bytes arrived; returns how many of `n` belong to it (the rest
- * are frames), or 0 (all consumed, need more). */
-static size_t handshake_data(conn *c, const char *p, size_t n, int *done) {
-  size_t old = c->hs_len, take = n;
-  *done = 0;
-  if (old + take > HS_MAX)
-    take = HS_MAX - old;
-  memcpy(c->hs + old, p, take);
-  c->hs_len += take;
-  c->hs[c->hs_len] = 0;
-  char *end = strstr(c->hs, "\r\n\r\n");
-  if (!end) {
-    if (c->hs_len >= HS_MAX)
-      fatal(c->id, "handshake response headers exceed %d bytes", HS_MAX);
-    return n;
-  }
-  size_t hdr_len = (size_t)(end + 4 - c->hs);
-  end[2] = 0; /* keep the last CRLF for header() */
-  char *eol = strstr(c->hs, "\r\n");
-  if (strncmp(c->hs, "HTTP/1.1 101", 12) != 0 || (c->hs[12] != ' ' && c->hs[12] != '\r'))
-    fatal(c->id, "handshake: expected 'HTTP/1.1 101', got '%.*s'",
-          (int)(eol - c->hs), c->hs);
-  char *v;
-  if (!(v = header(eol + 2, "Upgrade")) || strcasecmp(v, "websocket") != 0)
-    fatal(c->id, "handshake: Upgrade is '%s', want 'websocket'", v ? v : "(missing)");
-  if (!(v = header(eol + 2, "Connection")) || !has_token(v, "upgrade"))
-    fatal(c->id, "handshake: Connection is '%s', want 'Upgrade'", v ? v : "(missing)");
-  if (!(v = header(eol + 2, "Sec-WebSocket-Accept")) || strcmp(v, c->accept) != 0)
-    fatal(c->id, "handshake: Sec-WebSocket-Accept is '%s', want '%s'",
-          v ? v : "(missing)", c->accept);
-  if ((v = header(eol + 2, "Sec-WebSocket-Extensions")))
-    fatal(c->id, "handshake: server chose extensions '%s' that were not offered", v);
-  free(c->hs);
-  c->hs = NULL;
-  c->state = CS_OPEN;
-  *done = 1;
-  return hdr_len - old; /* bytes of this read that were headers */
-}
-
-static uint8_t rbuf[256 * 1024];
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
-  (void)h, (void)suggested;
-  *b = uv_buf_init((char *)rbuf, sizeof rbuf);
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
-  conn *c = s->data;
-  if (nread == 0 || c->state == CS_CLOSED)
-    return;
-  if (nread < 0) {
-    if (c->state == CS_CLOSE_RCVD) { /* the server closed after its close frame */
-      close_conn(c);
-      return;
-    }
-    if (nread == UV_EOF)
-      fatal(c->id, "server closed the TCP connection %s",
-            c->state == CS_HANDSHAKE ? "during the handshake"
-                                     : "without a close frame");
-    fatal(c->id, "read: %s", uv_strerror((int)nread));
-  }
-  uint64_t now = uv_hrtime();
-  const uint8_t *p = (const uint8_t *)b->base;
-  size_t n = (size_t)nread;
-  if (c->state == CS_HANDSHAKE) {
-    int done;
-    size_t used = handshake_data(c, (const char *)p, n, &done);
-    if (!done)
-      return;
-    p += used, n -= used;
-    if (++n_open == opt_conns)
-      start_run();
-  }
-  feed(c, p, n, now);
-  flush(c);
-}
-
-static void on_connect(uv_connect_t *req, int status) {
-  conn *c = req->data;
-  if (status < 0)
-    fatal(c->id, "connect to %s:%d: %s", opt_host, opt_port, uv_strerror(status));
-  uv_tcp_nodelay(&c->tcp, 1);
-  uint8_t key[16], digest[20];
-  char key64[32], cat[96];
-  os_random(key, sizeof key);
-  base64(key, sizeof key, key64);
-  snprintf(cat, sizeof cat, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key64);
-  sha1(cat, strlen(cat), digest);
-  base64(digest, sizeof digest, c->accept);
-  char req_s[1024];
-  int len = snprintf(req_s, sizeof req_s,
-                     "GET %s HTTP/1.1\r\n"
-                     "Host: %s:%d\r\n"
-                     "Upgrade: websocket\r\n"
-                     "Connection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\n"
-                     "User-Agent: ws_load\r\n"
-                     "\r\n",
-                     opt_path, opt_host, opt_port, key64);
-  if (len < 0 || (size_t)len >= sizeof req_s)
-    fatal(c->id, "request path too long");
-  c->state = CS_HANDSHAKE;
-  c->hs = xmalloc(HS_MAX + 1);
-  buf_reserve(&c->out, (size_t)len);
-  memcpy(c->out.p, req_s, (size_t)len);
-  c->out.len = (size_t)len;
-  int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-  if (r)
-    fatal(c->id, "read_start: %s", uv_strerror(r));
-  flush(c);
-}
+static const wsc_ops ops = {
+    .opened = opened,
+    .frame_begin = frame_begin,
+    .frame_data = frame_data,
+    .message_end = message_done,
+    .close_check = close_check,
+    .closed = on_closed,
+};
 
 /* ---- phases --------------------------------------------------------------- */
 
@@ -746,7 +211,7 @@ static void start_run(void) {
     conn *c = &conns[i];
     for (unsigned k = 0; k < opt_inflight; k++)
       send_message(c, now);
-    flush(c);
+    wsc_flush(&c->ws);
   }
   fprintf(stderr, "ws_load: %d connections open; warm-up %.1fs, then %.1fs measured\n",
           opt_conns, opt_warmup, opt_secs);
@@ -762,15 +227,15 @@ static void on_drain_timeout(uv_timer_t *t) {
   (void)t;
   for (int i = 0; i < opt_conns; i++) {
     conn *c = &conns[i];
-    if (c->state == CS_CLOSED)
+    if (c->ws.state == WSC_CLOSED)
       continue;
     if (c->head != c->tail)
-      fatal(c->id, "%" PRIu64 " echo(es) not received within %d ms after the run "
+      fatal(c->ws.id, "%" PRIu64 " echo(es) not received within %d ms after the run "
             "(lost; %" PRIu64 " echoed on this connection)",
             c->tail - c->head, DRAIN_TIMEOUT_MS, c->echoed);
-    if (c->state != CS_CLOSE_RCVD)
+    if (c->ws.state != WSC_CLOSE_RCVD)
       close_unanswered++;
-    close_conn(c);
+    wsc_close(&c->ws);
   }
 }
 
@@ -780,14 +245,14 @@ static void on_end(uv_timer_t *t) {
   phase = PH_DRAIN;
   for (int i = 0; i < opt_conns; i++) {
     conn *c = &conns[i];
-    send_close(c);
-    flush(c);
+    wsc_send_close(&c->ws);
+    wsc_flush(&c->ws);
   }
   uv_timer_start(&t_drain, on_drain_timeout, DRAIN_TIMEOUT_MS, 0);
 }
 
-static void on_handle_closed(uv_handle_t *h) {
-  (void)h;
+static void on_closed(wsc_conn *w) {
+  (void)w;
   if (++n_closed == opt_conns) {
     uv_close((uv_handle_t *)&t_setup, NULL);
     uv_close((uv_handle_t *)&t_phase, NULL);
@@ -810,31 +275,12 @@ static void usage(void) {
   exit(1);
 }
 
-static long parse_int(const char *s, long lo, long hi, const char *what) {
-  char *e;
-  errno = 0;
-  long v = strtol(s, &e, 10);
-  if (errno || e == s || *e || v < lo || v > hi) {
-    fprintf(stderr, "ws_load: %s must be an integer in [%ld, %ld], got '%s'\n", what,
-            lo, hi, s);
-    exit(1);
-  }
-  return v;
-}
-
-static double parse_secs(const char *s, double lo, const char *what) {
-  char *e;
-  double v = strtod(s, &e);
-  if (e == s || *e || !(v >= lo) || v > 86400) {
-    fprintf(stderr, "ws_load: %s must be a number of seconds >= %g, got '%s'\n", what,
-            lo, s);
-    exit(1);
-  }
-  return v;
-}
+#define parse_int wsc_parse_int
+#define parse_secs wsc_parse_secs
 
 int main(int argc, char **argv) {
   int ch;
+  wsc_prog = "ws_load";
   while ((ch = getopt(argc, argv, "c:d:w:s:k:p:bH:")) != -1) {
     switch (ch) {
     case 'c': opt_conns = (int)parse_int(optarg, 1, 100000, "-c"); break;
@@ -858,12 +304,13 @@ int main(int argc, char **argv) {
   int r = uv_ip4_addr(opt_host, opt_port, &addr);
   if (r)
     fatal(-1, "bad IPv4 address '%s': %s", opt_host, uv_strerror(r));
+  wsc_hooks = ops;
+  wsc_host = opt_host, wsc_port = opt_port, wsc_path = opt_path;
 
-  os_random(&rng_state, sizeof rng_state);
-  rng_state |= 1;
+  wsc_rng_seed();
   pattern = xmalloc(opt_size + PAT_SPREAD);
   for (size_t i = 0; i < opt_size + PAT_SPREAD; i++) {
-    uint64_t x = rng();
+    uint64_t x = wsc_rng();
     /* text: printable ASCII, so the message is valid UTF-8 */
     pattern[i] = opt_binary ? (uint8_t)(x >> 32) : (uint8_t)(' ' + (x >> 32) % 95);
   }
@@ -879,19 +326,12 @@ int main(int argc, char **argv) {
     fatal(-1, "out of memory");
   for (int i = 0; i < opt_conns; i++) {
     conn *c = &conns[i];
-    c->id = i;
-    c->hdr_need = 2;
+    c->ws.id = i;
     c->sent_at = xmalloc(opt_inflight * sizeof *c->sent_at);
     c->sent_seq = xmalloc(opt_inflight * sizeof *c->sent_seq);
-    buf_reserve(&c->out, opt_inflight * (opt_size + 14) + 256);
-    buf_reserve(&c->wbuf, opt_inflight * (opt_size + 14) + 256);
-    c->tcp.data = c;
-    c->creq.data = c;
-    c->wreq.data = c;
-    if ((r = uv_tcp_init(loop, &c->tcp)))
-      fatal(i, "tcp_init: %s", uv_strerror(r));
-    if ((r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&addr, on_connect)))
-      fatal(i, "connect: %s", uv_strerror(r));
+    wsc_buf_reserve(&c->ws.out, opt_inflight * (opt_size + 14) + 256);
+    wsc_buf_reserve(&c->ws.wbuf, opt_inflight * (opt_size + 14) + 256);
+    wsc_connect(&c->ws, loop, &addr);
   }
 
   uv_run(loop, UV_RUN_DEFAULT);
@@ -916,14 +356,14 @@ int main(int argc, char **argv) {
   printf("RESULT msgs_per_s=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f "
          "mean_us=%.1f msgs=%" PRIu64 " secs=%.3f conns=%d size=%zu inflight=%u "
          "mode=%s\n",
-         (double)n_measured / secs, hist_pct(0.50) / 1e3, hist_pct(0.99) / 1e3,
-         hist_pct(0.999) / 1e3, (double)hist_max / 1e3,
-         hist_sum / (double)hist_n / 1e3, n_measured, secs, opt_conns, opt_size,
+         (double)n_measured / secs, wsc_hist_pct(0.50) / 1e3, wsc_hist_pct(0.99) / 1e3,
+         wsc_hist_pct(0.999) / 1e3, (double)wsc_hist_max / 1e3,
+         wsc_hist_sum / (double)wsc_hist_n / 1e3, n_measured, secs, opt_conns, opt_size,
          opt_inflight, opt_binary ? "binary" : "text");
   fflush(stdout);
   for (int i = 0; i < opt_conns; i++) {
     free(conns[i].sent_at), free(conns[i].sent_seq);
-    free(conns[i].out.p), free(conns[i].wbuf.p), free(conns[i].hs);
+    free(conns[i].ws.out.p), free(conns[i].ws.wbuf.p), free(conns[i].ws.hs);
   }
   free(conns);
   free(pattern);
