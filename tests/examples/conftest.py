@@ -15,24 +15,20 @@ python3-websockets.
 """
 import http.client
 import os
-import re
-import signal
 import subprocess
-import tempfile
-import time
+import sys
 
 import pytest
 
-HOST = "127.0.0.1"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+from talon_server import (HOST, LISTEN_RE, SANITIZER_MARKS,  # noqa: E402,F401
+                          TalonServer, finish, finish_all, sanitizer_env)
+
 EXAMPLES = ("hello", "echo", "rest", "upload", "auth")
-SANITIZER_MARKS = (
-    "ERROR: AddressSanitizer",
-    "ERROR: LeakSanitizer",
-    "LeakSanitizer",
-    "runtime error",
-    "UndefinedBehaviorSanitizer",
-)
-LISTEN_RE = re.compile(r"listening on http://([^\s:]+|\[[^\]]+\]):(\d+)")
+# Only what a test sets of these reaches an example.
+EXAMPLE_ENV = ("PORT", "UPLOAD_DIR", "CORS_ORIGIN", "SESSION_SECRET",
+               "RATE_LIMIT", "RATE_BURST", "LOOKUP_DELAY_MS")
 
 
 def pytest_addoption(parser):
@@ -51,108 +47,25 @@ def example_bin(config, name):
 
 
 def _env(extra=None):
-    env = dict(os.environ)
-    for k in ("PORT", "UPLOAD_DIR", "CORS_ORIGIN", "SESSION_SECRET",
-              "RATE_LIMIT", "RATE_BURST", "LOOKUP_DELAY_MS"):
-        env.pop(k, None)  # only what a test sets
-    env["HOST"] = HOST
-    asan = env.get("ASAN_OPTIONS", "")
-    if "detect_leaks" not in asan:
-        asan = (asan + ":" if asan else "") + "detect_leaks=1"
-    env["ASAN_OPTIONS"] = asan
-    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-    if extra:
-        env.update(extra)
-    return env
+    return sanitizer_env({"HOST": HOST, **(extra or {})}, drop=EXAMPLE_ENV)
 
 
-class Example:
-    """An example server subprocess; start() waits for its listening line."""
+class Example(TalonServer):
+    """An example server subprocess; start() waits for its listening line
+    (which must be on HOST)."""
 
     def __init__(self, path, name, env=None, cwd=None):
-        self.argv = [path, "0"]
-        self.name = name
+        super().__init__([path, "0"], name=name, cwd=cwd,
+                         tmp_prefix=f"talon-ex-{name}-", expect_host=HOST,
+                         stop_timeout=15.0)
         self.env = _env(env)
-        self.cwd = cwd
-        self.proc = None
-        self.port = None
-        self.returncode = None
-        self.tmp = tempfile.TemporaryDirectory(prefix=f"talon-ex-{name}-")
-        self.out_path = os.path.join(self.tmp.name, "stdout")
-        self.err_path = os.path.join(self.tmp.name, "stderr")
 
-    def start(self, timeout=15.0):
-        self._out = open(self.out_path, "wb")
-        self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(self.argv, stdout=self._out,
-                                     stderr=self._err, env=self.env,
-                                     cwd=self.cwd, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = LISTEN_RE.search(self.stdout())
-            if m:
-                assert m.group(1) == HOST, m.group(0)
-                self.port = int(m.group(2))
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.01)
-        rc = self.proc.poll()
-        if rc is None:
-            self.proc.kill()
-            self.proc.wait()
-        pytest.fail(f"{self.name} did not start (rc={rc}); stderr:\n"
-                    f"{self.stderr()}\nstdout:\n{self.stdout()}")
-
-    def stdout(self):
-        with open(self.out_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stderr(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def wait_stdout(self, pattern, timeout=5.0):
-        """Waits until stdout matches the regex `pattern`; returns the match."""
-        deadline = time.monotonic() + timeout
-        while True:
-            m = re.search(pattern, self.stdout())
-            if m or time.monotonic() > deadline:
-                assert m, f"{self.name}: {pattern!r} not in stdout:\n" \
-                          f"{self.stdout()}"
-                return m
-            time.sleep(0.02)
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=15.0):
+    def stop(self, timeout=None):
         """SIGTERM, wait, and assert a clean exit (code 0, no sanitizer
         report in stderr)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.returncode = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"{self.name} did not exit within {timeout}s of "
-                        f"SIGTERM; stderr:\n{self.stderr()}")
-        err = self.stderr()
-        for mark in SANITIZER_MARKS:
-            assert mark not in err, \
-                f"{self.name}: sanitizer report in stderr:\n{err}"
-        assert self.returncode == 0, \
-            f"{self.name} exited with {self.returncode}; stderr:\n{err}"
-
-    def close(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        for f in (getattr(self, "_out", None), getattr(self, "_err", None)):
-            if f:
-                f.close()
-        self.tmp.cleanup()
+        rc = super().stop(timeout)
+        self.check_clean_exit()
+        return rc
 
 
 @pytest.fixture
@@ -167,25 +80,15 @@ def start_example(pytestconfig):
         return ex.start()
 
     yield start
-    try:
-        for ex in started:
-            ex.stop()
-    finally:
-        for ex in started:
-            ex.close()
+    finish_all(started)
 
 
 def module_example(pytestconfig, name, env=None, cwd=None):
     """Generator body for a module-scoped example fixture."""
     ex = Example(example_bin(pytestconfig, name), name, env, cwd)
     ex.start()
-    try:
-        yield ex
-        assert ex.alive(), f"{name} died during the module " \
-                           f"(rc={ex.proc.returncode}); stderr:\n{ex.stderr()}"
-        ex.stop()
-    finally:
-        ex.close()
+    yield ex
+    finish(ex, during="the module")
 
 
 # ---- HTTP with the standard library -----------------------------------------

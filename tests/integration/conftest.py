@@ -13,20 +13,16 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
 
-HOST = "127.0.0.1"
-SANITIZER_MARKS = (
-    "ERROR: AddressSanitizer",
-    "ERROR: LeakSanitizer",
-    "LeakSanitizer",
-    "runtime error",
-    "UndefinedBehaviorSanitizer",
-)
-LISTEN_RE = re.compile(r"listening on http://([^\s:]+|\[[^\]]+\]):(\d+)")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+from talon_server import (HOST, LISTEN_RE, SANITIZER_MARKS,  # noqa: E402,F401
+                          TalonServer, binary_option, finish, finish_all)
 
 # The limits compiled into test_server.c.
 MAX_HEADER_BYTES = 4096
@@ -49,87 +45,16 @@ def pytest_addoption(parser):
 
 
 def _binary(config, opt):
-    path = config.getoption(opt)
-    if not path:
-        pytest.fail(f"--{opt} PATH is required")
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"--{opt}: {path} is not an executable")
-    return path
+    return binary_option(config, opt, flag=f"--{opt}")
 
 
-def _sanitizer_env(extra=None):
-    env = dict(os.environ)
-    asan = env.get("ASAN_OPTIONS", "")
-    if "detect_leaks" not in asan:
-        asan = (asan + ":" if asan else "") + "detect_leaks=1"
-    env["ASAN_OPTIONS"] = asan
-    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-    if extra:
-        env.update(extra)
-    return env
-
-
-class ServerProcess:
+class ServerProcess(TalonServer):
     """A server subprocess: start() waits for its 'listening on' line."""
 
     def __init__(self, argv, env=None, name="server"):
-        self.argv = argv
-        self.env = _sanitizer_env(env)
-        self.name = name
-        self.proc = None
-        self.port = None
-        self.host = HOST
-        self.tmp = tempfile.TemporaryDirectory(prefix="talon-it-")
-        self.out_path = os.path.join(self.tmp.name, "stdout")
-        self.err_path = os.path.join(self.tmp.name, "stderr")
-        self.returncode = None
+        super().__init__(argv, env=env, name=name, tmp_prefix="talon-it-",
+                         stop_timeout=10.0)
         self.stopping = False  # a test asked it to stop (signal or /stop)
-
-    def start(self, timeout=15.0):
-        self._out = open(self.out_path, "wb")
-        self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(self.argv, stdout=self._out,
-                                     stderr=self._err, env=self.env,
-                                     stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with open(self.out_path, "rb") as f:
-                m = LISTEN_RE.search(f.read().decode("utf-8", "replace"))
-            if m:
-                self.port = int(m.group(2))
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.01)
-        rc = self.proc.poll()
-        if rc is None:
-            self.proc.kill()
-            self.proc.wait()
-        pytest.fail(f"{self.name} did not start (rc={rc}); stderr:\n"
-                    f"{self.stderr()}\nstdout:\n{self.stdout()}")
-
-    def stdout(self):
-        with open(self.out_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stderr(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def wait_exit(self, timeout=10.0):
-        """Waits for the process to exit; returns its exit code (kills it
-        and fails the test if it does not exit in time)."""
-        try:
-            self.returncode = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"{self.name} did not exit within {timeout}s; "
-                        f"stderr:\n{self.stderr()}")
-        return self.returncode
 
     def send_signal(self, sig):
         """Sends `sig` and remembers that a stop is under way."""
@@ -152,21 +77,6 @@ class ServerProcess:
             self.stopping = True
             self.proc.send_signal(sig)
         return self.wait_exit(timeout)
-
-    def check_clean_exit(self):
-        """Asserts exit code 0 and no sanitizer report in stderr."""
-        err = self.stderr()
-        for mark in SANITIZER_MARKS:
-            assert mark not in err, \
-                f"{self.name}: sanitizer report in stderr:\n{err}"
-        assert self.returncode == 0, \
-            f"{self.name} exited with {self.returncode}; stderr:\n{err}"
-
-    def close(self):
-        for f in (getattr(self, "_out", None), getattr(self, "_err", None)):
-            if f:
-                f.close()
-        self.tmp.cleanup()
 
 
 @pytest.fixture(scope="session")
@@ -226,13 +136,7 @@ def start_server(server_bin, files_dir):
         return s.start()
 
     yield start
-    try:
-        for s in started:
-            s.stop()
-            s.check_clean_exit()
-    finally:
-        for s in started:
-            s.close()
+    finish_all(started)
 
 
 @pytest.fixture(scope="module")
@@ -240,33 +144,16 @@ def server(server_bin, files_dir):
     """One test_server per test module."""
     s = ServerProcess([server_bin, "0", files_dir[0]], name="test_server")
     s.start()
-    try:
-        yield s
-        assert s.alive(), \
-            f"test_server died during the module (rc={s.proc.returncode}); " \
-            f"stderr:\n{s.stderr()}"
-        s.stop()
-        s.check_clean_exit()
-    finally:
-        if s.alive():
-            s.proc.kill()
-            s.proc.wait()
-        s.close()
+    yield s
+    finish(s, during="the module")
 
 
 @pytest.fixture(scope="module")
 def hello(hello_bin):
     s = ServerProcess([hello_bin, "0"], env={"HOST": HOST}, name="hello")
     s.start()
-    try:
-        yield s
-        s.stop()
-        s.check_clean_exit()
-    finally:
-        if s.alive():
-            s.proc.kill()
-            s.proc.wait()
-        s.close()
+    yield s
+    finish(s, check_alive=False)
 
 
 # ---- raw HTTP client -------------------------------------------------------

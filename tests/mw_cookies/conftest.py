@@ -12,23 +12,16 @@ import hashlib
 import hmac
 import os
 import re
-import signal
 import socket
 import subprocess
-import tempfile
-import time
+import sys
 
 import pytest
 
-HOST = "127.0.0.1"
-SANITIZER_MARKS = (
-    "ERROR: AddressSanitizer",
-    "ERROR: LeakSanitizer",
-    "LeakSanitizer",
-    "runtime error",
-    "UndefinedBehaviorSanitizer",
-)
-LISTEN_RE = re.compile(r"listening on http://([^\s:]+):(\d+)")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+from talon_server import (HOST, LISTEN_RE, SANITIZER_MARKS,  # noqa: E402,F401
+                          TalonServer, binary_option, finish)
 
 # The secrets compiled into cookies_test_server.c.
 SECRET_NEW = b"secret-new-0123456789abcdef"
@@ -53,91 +46,22 @@ def sign(secret, name, value):
     return b64url(mac.digest())
 
 
-class ServerProcess:
+class ServerProcess(TalonServer):
     def __init__(self, path):
+        super().__init__([path, "0"], tmp_prefix="talon-mwc-",
+                         stop_timeout=10)
         self.path = path
-        self.tmp = tempfile.TemporaryDirectory(prefix="talon-mwc-")
-        self.out_path = os.path.join(self.tmp.name, "stdout")
-        self.err_path = os.path.join(self.tmp.name, "stderr")
-        self.proc = None
-        self.port = None
-        self.returncode = None
-
-    def start(self, timeout=15.0):
-        env = dict(os.environ)
-        asan = env.get("ASAN_OPTIONS", "")
-        if "detect_leaks" not in asan:
-            env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "detect_leaks=1"
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-        self._out = open(self.out_path, "wb")
-        self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen([self.path, "0"], stdout=self._out,
-                                     stderr=self._err, env=env,
-                                     stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with open(self.out_path, "rb") as f:
-                m = LISTEN_RE.search(f.read().decode("utf-8", "replace"))
-            if m:
-                self.port = int(m.group(2))
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.01)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        pytest.fail(f"server did not start; stderr:\n{self.stderr()}")
-
-    def stderr(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.returncode = self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"server did not exit; stderr:\n{self.stderr()}")
-
-    def check_clean_exit(self):
-        err = self.stderr()
-        for mark in SANITIZER_MARKS:
-            assert mark not in err, f"sanitizer report in stderr:\n{err}"
-        assert self.returncode == 0, \
-            f"server exited with {self.returncode}; stderr:\n{err}"
-
-    def close(self):
-        for f in (getattr(self, "_out", None), getattr(self, "_err", None)):
-            if f:
-                f.close()
-        self.tmp.cleanup()
 
 
 def _run(path):
     s = ServerProcess(path).start()
-    try:
-        yield s
-        assert s.proc.poll() is None, \
-            f"server died (rc={s.proc.returncode}); stderr:\n{s.stderr()}"
-        s.stop()
-        s.check_clean_exit()
-    finally:
-        if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait()
-        s.close()
+    yield s
+    finish(s)
 
 
 @pytest.fixture(scope="session")
 def server_bin(pytestconfig):
-    path = pytestconfig.getoption("--mw-server")
-    if not path or not os.access(path, os.X_OK):
-        pytest.fail("--mw-server PATH (an executable) is required")
-    return path
+    return binary_option(pytestconfig, "mw_server")
 
 
 @pytest.fixture(scope="module")

@@ -6,19 +6,16 @@ so the rate limiter's memory-bound check measures the table, not ASan's
 freed-memory cache). Real clients only:
 raw sockets and curl."""
 import os
-import re
-import signal
 import socket
 import subprocess
-import tempfile
-import time
+import sys
 
 import pytest
 
-HOST = "127.0.0.1"
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "LeakSanitizer",
-                   "runtime error", "UndefinedBehaviorSanitizer")
-LISTEN_RE = re.compile(r"listening on http://([^\s:]+):(\d+)")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+from talon_server import (HOST, LISTEN_RE, SANITIZER_MARKS,  # noqa: E402,F401
+                          TalonServer, finish)
 
 
 def pytest_addoption(parser):
@@ -26,77 +23,22 @@ def pytest_addoption(parser):
                      help="path to mw_http_test_server")
 
 
-class Server:
+class Server(TalonServer):
+    """Started by the constructor."""
+
     def __init__(self, argv):
-        env = dict(os.environ)
-        asan = env.get("ASAN_OPTIONS", "")
-        if "detect_leaks" not in asan:
-            asan = (asan + ":" if asan else "") + "detect_leaks=1"
-        if "quarantine_size_mb" not in asan:
-            asan += ":quarantine_size_mb=4"
-        env["ASAN_OPTIONS"] = asan
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-        self.tmp = tempfile.TemporaryDirectory(prefix="talon-mwhttp-")
-        self.out_path = os.path.join(self.tmp.name, "out")
-        self.err_path = os.path.join(self.tmp.name, "err")
-        self._out = open(self.out_path, "wb")
-        self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=self._err,
-                                     stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + 15
-        self.port = None
-        while time.monotonic() < deadline:
-            m = LISTEN_RE.search(self._read(self.out_path))
-            if m:
-                self.port = int(m.group(2))
-                break
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.01)
-        if self.port is None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"server did not start (rc={self.proc.returncode}); "
-                        f"stderr:\n{self.stderr()}")
-
-    @staticmethod
-    def _read(path):
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stderr(self):
-        return self._read(self.err_path)
+        super().__init__(argv, tmp_prefix="talon-mwhttp-",
+                         asan_extra=("quarantine_size_mb=4",),
+                         stop_timeout=15, out_name="out", err_name="err")
+        self.start()
 
     def rss_kb(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+        return self.rss_kib()
 
     def stop_and_check(self):
-        assert self.proc.poll() is None, \
-            f"server died (rc={self.proc.returncode}):\n{self.stderr()}"
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail("server did not exit after SIGTERM")
-        err = self.stderr()
-        for mark in SANITIZER_MARKS:
-            assert mark not in err, f"sanitizer report:\n{err}"
-        assert rc == 0, f"server exited with {rc}:\n{err}"
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._out.close()
-        self._err.close()
-        self.tmp.cleanup()
+        self.assert_alive()
+        self.stop()
+        self.check_clean_exit()
 
 
 def _start(pytestconfig, mode):
@@ -110,22 +52,16 @@ def _start(pytestconfig, mode):
 def server(pytestconfig):
     """The server with per-route middleware configurations."""
     s = _start(pytestconfig, "routes")
-    try:
-        yield s
-        s.stop_and_check()
-    finally:
-        s.close()
+    yield s
+    finish(s)
 
 
 @pytest.fixture(scope="module")
 def app_server(pytestconfig):
     """The server with app-level CORS, request id and security headers."""
     s = _start(pytestconfig, "app")
-    try:
-        yield s
-        s.stop_and_check()
-    finally:
-        s.close()
+    yield s
+    finish(s)
 
 
 # ---- raw HTTP client -------------------------------------------------------

@@ -2,19 +2,17 @@
 stop it with SIGTERM at teardown, assert exit code 0 and no sanitizer
 report in its stderr (ASAN_OPTIONS gets detect_leaks=1)."""
 import os
-import re
-import signal
 import socket
-import subprocess
-import tempfile
-import time
+import sys
 
 import pytest
 
-HOST = "127.0.0.1"
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "LeakSanitizer",
-                   "runtime error", "UndefinedBehaviorSanitizer")
-LISTEN_RE = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+from talon_server import (HOST, SANITIZER_MARKS,  # noqa: E402,F401
+                          TalonServer, binary_option, finish_all, listen_re)
+
+LISTEN_RE = listen_re(HOST)
 
 
 def pytest_addoption(parser):
@@ -24,72 +22,18 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session")
 def server_bin(pytestconfig):
-    path = pytestconfig.getoption("--mw-server")
-    if not path or not os.access(path, os.X_OK):
-        pytest.fail("--mw-server PATH (an executable) is required")
-    return path
+    return binary_option(pytestconfig, "mw_server")
 
 
-class Server:
+class Server(TalonServer):
+    """Started by the constructor; stop() returns the exit code for
+    check_clean_exit(rc)."""
+
     def __init__(self, argv, env=None, pass_fds=()):
-        self.tmp = tempfile.TemporaryDirectory(prefix="talon-mwlog-")
-        self.out_path = os.path.join(self.tmp.name, "stdout")
-        self.err_path = os.path.join(self.tmp.name, "stderr")
-        e = dict(os.environ)
-        asan = e.get("ASAN_OPTIONS", "")
-        if "detect_leaks" not in asan:
-            e["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "detect_leaks=1"
-        e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-        e.update(env or {})
-        self._out = open(self.out_path, "wb")
-        self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=self._err,
-                                     stdin=subprocess.DEVNULL, env=e,
-                                     pass_fds=pass_fds)
-        deadline = time.monotonic() + 15
-        self.port = None
-        while time.monotonic() < deadline:
-            m = LISTEN_RE.search(self.stdout())
-            if m:
-                self.port = int(m.group(1))
-                break
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.01)
-        if self.port is None:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"server did not start; stderr:\n{self.stderr()}")
-
-    def stdout(self):
-        with open(self.out_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stderr(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stop(self, timeout=10):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"server did not exit within {timeout}s")
-        return rc
-
-    def check_clean_exit(self, rc):
-        err = self.stderr()
-        for mark in SANITIZER_MARKS:
-            assert mark not in err, f"sanitizer report:\n{err}"
-        assert rc == 0, f"exit code {rc}; stderr:\n{err}"
-
-    def close(self):
-        self._out.close()
-        self._err.close()
-        self.tmp.cleanup()
+        super().__init__(argv, env=env, pass_fds=pass_fds,
+                         tmp_prefix="talon-mwlog-", listen_host=HOST,
+                         stop_timeout=10)
+        self.start()
 
 
 @pytest.fixture
@@ -107,12 +51,7 @@ def start(server_bin):
         return s
 
     yield _start
-    try:
-        for s in started:
-            s.check_clean_exit(s.stop())
-    finally:
-        for s in started:
-            s.close()
+    finish_all(started)
 
 
 def raw(port, data, read=True, timeout=5.0):

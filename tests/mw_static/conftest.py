@@ -13,18 +13,19 @@ import gzip
 import hashlib
 import os
 import re
-import signal
 import socket
 import subprocess
+import sys
 import tempfile
-import time
 
 import pytest
 
-HOST = "127.0.0.1"
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "LeakSanitizer",
-                   "runtime error", "UndefinedBehaviorSanitizer")
-LISTEN_RE = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+from talon_server import (HOST, SANITIZER_MARKS,  # noqa: E402,F401
+                          TalonServer, finish, listen_re)
+
+LISTEN_RE = listen_re(HOST)
 
 LARGE_SIZE = 5 * 1024 * 1024 + 123
 SECRET = b"TOP SECRET outside the root\n"
@@ -169,61 +170,23 @@ def tree():
     d.cleanup()
 
 
-class Server:
+class Server(TalonServer):
+    """Started by the constructor; stop() also checks the exit."""
+
     def __init__(self, binary, root):
-        env = dict(os.environ)
-        asan = env.get("ASAN_OPTIONS", "")
-        if "detect_leaks" not in asan:
-            env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "detect_leaks=1"
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-        self.tmp = tempfile.TemporaryDirectory(prefix="talon-static-srv-")
-        self.out = open(os.path.join(self.tmp.name, "out"), "wb+")
-        self.err = open(os.path.join(self.tmp.name, "err"), "wb+")
-        self.proc = subprocess.Popen([binary, "0", root], stdout=self.out,
-                                     stderr=self.err, env=env,
-                                     stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        self.port = None
-        while time.monotonic() < deadline:
-            m = LISTEN_RE.search(self.stdout())
-            if m:
-                self.port = int(m.group(1))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.01)
-        rc = self.proc.poll()
-        if rc is None:
-            self.proc.kill()
-            self.proc.wait()
-        pytest.fail(f"server did not start (rc={rc}): {self.stderr()}")
+        super().__init__([binary, "0", root],
+                         tmp_prefix="talon-static-srv-", listen_host=HOST,
+                         stop_timeout=10, out_name="out", err_name="err")
+        self.start()
 
-    def stdout(self):
-        with open(self.out.name, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+    def stop(self, timeout=None):
+        rc = super().stop(timeout)
+        self.check_clean_exit()
+        return rc
 
-    def stderr(self):
-        with open(self.err.name, "rb") as f:
-            return f.read().decode("utf-8", "replace")
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail("server did not exit on SIGTERM")
-        err = self.stderr()
-        for mark in SANITIZER_MARKS:
-            assert mark not in err, f"sanitizer report:\n{err}"
-        assert rc == 0, f"server exited with {rc}:\n{err}"
-
-    def close(self):
-        self.out.close()
-        self.err.close()
-        self.tmp.cleanup()
+def _ctor_checks(s):
+    assert "ctor-checks ok" in s.stdout()
 
 
 @pytest.fixture(scope="module")
@@ -232,16 +195,8 @@ def server(pytestconfig, tree):
     if not binary or not os.access(binary, os.X_OK):
         pytest.fail("--mw-server PATH to static_test_server is required")
     s = Server(binary, tree.rootlink)
-    try:
-        yield s
-        assert s.proc.poll() is None, f"server died:\n{s.stderr()}"
-        assert "ctor-checks ok" in s.stdout()
-        s.stop()
-    finally:
-        if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait()
-        s.close()
+    yield s
+    finish(s, check=_ctor_checks)
 
 
 # ---- raw HTTP client ---------------------------------------------------------

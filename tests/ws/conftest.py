@@ -9,24 +9,17 @@ detect_leaks=1 when not set).
 """
 import json
 import os
-import re
-import signal
-import subprocess
-import tempfile
+import sys
 import time
 
 import pytest
 
 from wsclient import HOST, http_request
 
-SANITIZER_MARKS = (
-    "ERROR: AddressSanitizer",
-    "ERROR: LeakSanitizer",
-    "LeakSanitizer",
-    "runtime error",
-    "UndefinedBehaviorSanitizer",
-)
-LISTEN_RE = re.compile(r"listening on http://([^\s:]+|\[[^\]]+\]):(\d+)")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+from talon_server import (LISTEN_RE, SANITIZER_MARKS,  # noqa: E402,F401
+                          TalonServer, binary_option, finish, finish_all)
 
 
 def pytest_addoption(parser):
@@ -37,112 +30,15 @@ def pytest_addoption(parser):
 
 
 def _binary(config, opt):
-    path = config.getoption(opt)
-    if not path:
-        pytest.fail(f"--{opt} PATH is required")
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"--{opt}: {path} is not an executable")
-    return path
+    return binary_option(config, opt, flag=f"--{opt}")
 
 
-def _env(extra=None):
-    env = dict(os.environ)
-    asan = env.get("ASAN_OPTIONS", "")
-    if "detect_leaks" not in asan:
-        asan = (asan + ":" if asan else "") + "detect_leaks=1"
-    env["ASAN_OPTIONS"] = asan
-    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-    if extra:
-        env.update(extra)
-    return env
-
-
-class ServerProcess:
+class ServerProcess(TalonServer):
     """A server subprocess; start() waits for its 'listening on' line."""
 
     def __init__(self, argv, env=None, name="server"):
-        self.argv = argv
-        self.env = _env(env)
-        self.name = name
-        self.proc = None
-        self.port = None
-        self.tmp = tempfile.TemporaryDirectory(prefix="talon-ws-")
-        self.out_path = os.path.join(self.tmp.name, "stdout")
-        self.err_path = os.path.join(self.tmp.name, "stderr")
-        self.returncode = None
-
-    def start(self, timeout=15.0):
-        self._out = open(self.out_path, "wb")
-        self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(self.argv, stdout=self._out,
-                                     stderr=self._err, env=self.env,
-                                     stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with open(self.out_path, "rb") as f:
-                m = LISTEN_RE.search(f.read().decode("utf-8", "replace"))
-            if m:
-                self.port = int(m.group(2))
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.01)
-        rc = self.proc.poll()
-        if rc is None:
-            self.proc.kill()
-            self.proc.wait()
-        pytest.fail(f"{self.name} did not start (rc={rc}); stderr:\n"
-                    f"{self.stderr()}")
-
-    def stderr(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def rss_kib(self):
-        """VmRSS of the server process in KiB."""
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmRSS")
-
-    def wait_exit(self, timeout=15.0):
-        try:
-            self.returncode = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"{self.name} did not exit within {timeout}s; "
-                        f"stderr:\n{self.stderr()}")
-        return self.returncode
-
-    def stop(self, timeout=15.0):
-        """SIGTERM (if still running) and wait; returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.wait_exit(timeout)
-
-    def check_clean_exit(self):
-        err = self.stderr()
-        for mark in SANITIZER_MARKS:
-            assert mark not in err, \
-                f"{self.name}: sanitizer report in stderr:\n{err}"
-        assert self.returncode == 0, \
-            f"{self.name} exited with {self.returncode}; stderr:\n{err}"
-
-    def close(self):
-        if self.alive():
-            self.proc.kill()
-            self.proc.wait()
-        for f in (getattr(self, "_out", None), getattr(self, "_err", None)):
-            if f:
-                f.close()
-        self.tmp.cleanup()
+        super().__init__(argv, env=env, name=name, tmp_prefix="talon-ws-",
+                         stop_timeout=15.0)
 
     # -- ws_test_server helpers --
     def stats(self):
@@ -188,14 +84,7 @@ class ServerProcess:
 
 
 def _finish(s):
-    try:
-        assert s.alive(), \
-            f"{s.name} died during the tests (rc={s.proc.returncode}); " \
-            f"stderr:\n{s.stderr()}"
-        s.stop()
-        s.check_clean_exit()
-    finally:
-        s.close()
+    finish(s)
 
 
 @pytest.fixture(scope="session")
@@ -231,13 +120,7 @@ def start_server(ws_server_bin):
     for s in started:
         if s.proc.poll() is not None and s.returncode is None:
             s.returncode = s.proc.returncode
-    try:
-        for s in started:
-            s.stop()
-            s.check_clean_exit()
-    finally:
-        for s in started:
-            s.close()
+    finish_all(started)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,250 @@
+"""Shared test-server process handling for talon's pytest suites.
+
+A talon test server runs as a subprocess with stdout and stderr captured
+to files in a temp dir. start() waits (with a timeout) for its
+"listening on http://HOST:PORT" line and reads the port from it. At
+teardown the server gets SIGTERM; the caller waits for it (with a
+timeout) and asserts exit code 0 and no sanitizer report in its stderr
+(build with -DTALON_SANITIZE=ON; ASAN_OPTIONS gets detect_leaks=1 when
+unset).
+
+    s = TalonServer([binary, "0"], name="x").start()
+    ... s.port ...
+    finish(s)                      # alive?, SIGTERM, wait, exit 0, no report
+
+Each suite's conftest.py subclasses TalonServer for its own helpers and
+keeps its own fixture names.
+"""
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+HOST = "127.0.0.1"
+SANITIZER_MARKS = (
+    "ERROR: AddressSanitizer",
+    "ERROR: LeakSanitizer",
+    "LeakSanitizer",
+    "runtime error",
+    "UndefinedBehaviorSanitizer",
+)
+LISTEN_RE = re.compile(
+    r"listening on http://(?P<host>[^\s:]+|\[[^\]]+\]):(?P<port>\d+)")
+START_TIMEOUT = 15.0
+
+
+def listen_re(host=None):
+    """The 'listening on' regex; with `host`, only that host matches."""
+    if host is None:
+        return LISTEN_RE
+    return re.compile(r"listening on http://(?P<host>%s):(?P<port>\d+)"
+                      % re.escape(host))
+
+
+def sanitizer_env(extra=None, drop=(), asan_extra=()):
+    """os.environ without `drop`, with ASAN_OPTIONS getting detect_leaks=1
+    (and each `asan_extra` "key=value" whose key is not set) and
+    UBSAN_OPTIONS a default; then `extra` applied on top."""
+    env = dict(os.environ)
+    for k in drop:
+        env.pop(k, None)
+    asan = env.get("ASAN_OPTIONS", "")
+    if "detect_leaks" not in asan:
+        asan = (asan + ":" if asan else "") + "detect_leaks=1"
+    for opt in asan_extra:
+        if opt.split("=", 1)[0] not in asan:
+            asan = (asan + ":" if asan else "") + opt
+    env["ASAN_OPTIONS"] = asan
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def binary_option(config, opt, flag=None):
+    """The executable given with command-line option `opt` (fails the
+    test if missing or not executable)."""
+    flag = flag or "--" + opt.replace("_", "-")
+    path = config.getoption(opt)
+    if not path:
+        pytest.fail(f"{flag} PATH is required")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{flag}: {path} is not an executable")
+    return path
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+class TalonServer:
+    """A server subprocess; start() waits for its 'listening on' line.
+
+    argv, env (extra variables over the sanitizer defaults), cwd and
+    pass_fds go to the subprocess; drop_env names variables removed from
+    the inherited environment, asan_extra adds ASAN_OPTIONS defaults.
+    listen_host restricts the 'listening on' line to that host;
+    expect_host accepts any line but asserts its host.
+    stop_timeout is how long stop() waits after SIGTERM by default."""
+
+    def __init__(self, argv, env=None, name="server", cwd=None, pass_fds=(),
+                 tmp_prefix="talon-", drop_env=(), asan_extra=(),
+                 listen_host=None, expect_host=None, stop_timeout=10.0,
+                 out_name="stdout", err_name="stderr"):
+        self.argv = list(argv)
+        self.env = sanitizer_env(env, drop=drop_env, asan_extra=asan_extra)
+        self.name = name
+        self.cwd = cwd
+        self.pass_fds = tuple(pass_fds)
+        self.listen_re = listen_re(listen_host)
+        self.expect_host = expect_host
+        self.stop_timeout = stop_timeout
+        self.host = HOST
+        self.proc = None
+        self.port = None
+        self.returncode = None
+        self.tmp = tempfile.TemporaryDirectory(prefix=tmp_prefix)
+        self.out_path = os.path.join(self.tmp.name, out_name)
+        self.err_path = os.path.join(self.tmp.name, err_name)
+        self._out = self._err = None
+
+    # ---- start -------------------------------------------------------------
+    def start(self, timeout=START_TIMEOUT):
+        """Starts the process and waits up to `timeout` seconds for its
+        'listening on' line; returns self (fails the test otherwise)."""
+        self._out = open(self.out_path, "wb")
+        self._err = open(self.err_path, "wb")
+        self.proc = subprocess.Popen(self.argv, stdout=self._out,
+                                     stderr=self._err, env=self.env,
+                                     cwd=self.cwd, pass_fds=self.pass_fds,
+                                     stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = self.listen_re.search(self.stdout())
+            if m:
+                if self.expect_host is not None:
+                    assert m.group("host") == self.expect_host, m.group(0)
+                self.port = int(m.group("port"))
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        rc = self.proc.poll()
+        if rc is None:
+            self.proc.kill()
+            self.proc.wait()
+        pytest.fail(f"{self.name} did not start (rc={rc}); stderr:\n"
+                    f"{self.stderr()}\nstdout:\n{self.stdout()}")
+
+    # ---- output ------------------------------------------------------------
+    def stdout(self):
+        return _read(self.out_path)
+
+    def stderr(self):
+        return _read(self.err_path)
+
+    def wait_stdout(self, pattern, timeout=5.0):
+        """Waits until stdout matches the regex `pattern`; returns the
+        match (assertion failure after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.stdout())
+            if m or time.monotonic() > deadline:
+                assert m, f"{self.name}: {pattern!r} not in stdout:\n" \
+                          f"{self.stdout()}"
+                return m
+            time.sleep(0.02)
+
+    # ---- state -------------------------------------------------------------
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss_kib(self):
+        """VmRSS of the server process in KiB."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def assert_alive(self, during="the tests"):
+        assert self.alive(), \
+            f"{self.name} died during {during} " \
+            f"(rc={self.proc.returncode}); stderr:\n{self.stderr()}"
+
+    # ---- stop and check ----------------------------------------------------
+    def wait_exit(self, timeout=None):
+        """Waits for the process to exit; returns its exit code (kills it
+        and fails the test if it does not exit in time)."""
+        if timeout is None:
+            timeout = self.stop_timeout
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"{self.name} did not exit within {timeout}s; "
+                        f"stderr:\n{self.stderr()}")
+        return self.returncode
+
+    def stop(self, timeout=None, sig=signal.SIGTERM):
+        """Sends `sig` (if still running) and waits; returns the code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.wait_exit(timeout)
+
+    def check_clean_exit(self, rc=None):
+        """Asserts no sanitizer report in stderr and exit code 0 (`rc`,
+        or the code stop()/wait_exit() saw)."""
+        if rc is None:
+            rc = self.returncode
+        err = self.stderr()
+        for mark in SANITIZER_MARKS:
+            assert mark not in err, \
+                f"{self.name}: sanitizer report in stderr:\n{err}"
+        assert rc == 0, f"{self.name} exited with {rc}; stderr:\n{err}"
+
+    def close(self):
+        """Kills the process if still running, closes and removes the
+        captured output."""
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait()
+        for f in (self._out, self._err):
+            if f:
+                f.close()
+        self.tmp.cleanup()
+
+
+def finish(s, check_alive=True, during="the tests", check=None):
+    """Fixture teardown for one server: assert it is still running
+    (check_alive), run `check(s)` if given, SIGTERM and wait, assert a
+    clean exit; always close it."""
+    try:
+        if check_alive:
+            s.assert_alive(during)
+        if check is not None:
+            check(s)
+        s.stop()
+        s.check_clean_exit()
+    finally:
+        s.close()
+
+
+def finish_all(servers):
+    """Fixture teardown for a factory's servers: each one SIGTERM, wait,
+    clean exit; always close them all."""
+    try:
+        for s in servers:
+            s.stop()
+            s.check_clean_exit()
+    finally:
+        for s in servers:
+            s.close()
