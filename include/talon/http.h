@@ -244,6 +244,7 @@ TL_EXTERN int tl_res_filter_out(tl_res *res, const void *data, size_t len);
 /* Called once when the socket's backlog has drained below its low-water
  * mark after tl_res_write() returned 1. `arg` is the caller's. */
 typedef void (*tl_res_drain_cb)(tl_res *res, void *arg);
+/* Set the drain callback (replacing any earlier one; NULL removes it). */
 TL_EXTERN void tl_res_on_drain(tl_res *res, tl_res_drain_cb cb, void *arg);
 
 /* Called when the client goes away before a deferred response finished.

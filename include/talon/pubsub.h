@@ -45,6 +45,7 @@ TL_EXTERN int tl_ws_subscribe(tl_ws *ws, const char *topic);
 /* Leave `topic`. Returns 0, or TL_ENOENT if `ws` was not subscribed. */
 TL_EXTERN int tl_ws_unsubscribe(tl_ws *ws, const char *topic);
 
+/* Whether `ws` is subscribed to `topic` (false for an invalid topic). */
 TL_EXTERN bool tl_ws_is_subscribed(const tl_ws *ws, const char *topic);
 
 /* The socket's topics: how many, and the i-th (NUL-terminated, valid

@@ -222,6 +222,8 @@ TL_EXTERN int tl_ws_remote_address(const tl_ws *ws, char *buf, size_t size);
 /* Bytes queued and not yet taken by the kernel. */
 TL_EXTERN size_t tl_ws_buffered_amount(const tl_ws *ws);
 
+/* The socket's state: TL_WS_OPEN, TL_WS_CLOSING (a close frame went one
+ * way), or TL_WS_CLOSED (only seen inside the close handler). */
 TL_EXTERN tl_ws_state tl_ws_ready_state(const tl_ws *ws);
 
 /* The app serving this socket. */
