@@ -5,8 +5,6 @@
 #include "http/http.h"
 #include "ws/wsconn.h"
 
-void tl__http_settings_init(llhttp_settings_t *s);
-
 static void apply_defaults(tl_app_config *o) {
   if (!o->max_header_bytes)
     o->max_header_bytes = 16384;
@@ -152,18 +150,19 @@ int tl_app_route(tl_app *app, const char *method, const char *pattern,
   return tl_router_route(app->root, method, pattern, handler, mw, nmw);
 }
 
-#define SHORTHAND(fn, m)                                                       \
+/* The app's shorthands are the root router's. */
+#define SHORTHAND(fn)                                                          \
   int tl_app_##fn(tl_app *app, const char *p, tl_handler h) {                  \
-    return tl_router_route(app->root, m, p, h, NULL, 0);                       \
+    return tl_router_##fn(app->root, p, h);                                    \
   }
-SHORTHAND(get, "GET")
-SHORTHAND(post, "POST")
-SHORTHAND(put, "PUT")
-SHORTHAND(patch, "PATCH")
-SHORTHAND(delete, "DELETE")
-SHORTHAND(options, "OPTIONS")
-SHORTHAND(head, "HEAD")
-SHORTHAND(all, "*")
+SHORTHAND(get)
+SHORTHAND(post)
+SHORTHAND(put)
+SHORTHAND(patch)
+SHORTHAND(delete)
+SHORTHAND(options)
+SHORTHAND(head)
+SHORTHAND(all)
 
 int tl_app_ws(tl_app *app, const char *pattern, const tl_ws_handlers *h,
               size_t data_size) {

@@ -50,7 +50,6 @@ static int on_message_begin(llhttp_t *p) {
   r->cur_hdr_state = 0;
   r->url_off = r->url_len = 0;
   r->body_off = r->body_len = 0;
-  r->has_body_framing = false;
   tl__conn_timeout(&h->conn, h->app->opt.header_timeout_ms);
   return 0;
 }
@@ -165,7 +164,6 @@ static int on_headers_complete(llhttp_t *p) {
   r->keep_alive = llhttp_should_keep_alive(p);
   bool chunked = (p->flags & F_CHUNKED) != 0;
   bool has_len = (p->flags & F_CONTENT_LENGTH) != 0;
-  r->has_body_framing = chunked || has_len;
   if (has_len && p->content_length > o->max_body_bytes)
     return fail(h, 413, "Content Too Large");
   const char *expect = tl_req_header(r, "expect");
@@ -212,7 +210,6 @@ static int on_message_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
-void tl__http_settings_init(llhttp_settings_t *s);
 void tl__http_settings_init(llhttp_settings_t *s) {
   llhttp_settings_init(s);
   s->on_message_begin = on_message_begin;

@@ -16,17 +16,11 @@ static int method_slot(uint8_t m) {
   }
 }
 
-static size_t path_len(const tl_req *r) {
-  const char *u = r->h->msg + r->url_off;
-  const char *q = memchr(u, '?', r->url_len);
-  return q ? (size_t)(q - u) : r->url_len;
-}
-
 static void route(tl_req *r) {
   tl__hconn *h = r->h;
   tl__rmatch m;
   const char *path = h->msg + r->url_off;
-  size_t plen = path_len(r);
+  size_t plen = tl__req_path_len(r, NULL);
   r->slot = method_slot(r->method);
   r->nparams = 0;
   r->route = NULL;

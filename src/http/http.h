@@ -110,11 +110,9 @@ struct tl_req {
   int slot;       /* route tree slot, or TL__M_OTHER */
   int version;    /* 10 or 11 */
   bool keep_alive;
-  bool has_body_framing;
   bool ws_upgrade; /* GET with Upgrade: websocket */
   uint32_t url_off, url_len;
   uint32_t body_off, body_len;
-  uint32_t head_len;
   uint32_t nhdrs;
   int cur_hdr_state; /* 0 none, 1 in name, 2 in value */
   tl__hdr *hdrs;     /* max_headers entries, after the conn block */
@@ -141,9 +139,8 @@ enum { /* response flags */
        TL__R_CLOSE = 1u << 4,    /* close the connection after this response */
        TL__R_HAS_CLEN = 1u << 5, /* user set Content-Length */
        TL__R_HAS_CTYPE = 1u << 6,
-       TL__R_NO_BODY = 1u << 7,  /* HEAD, 204, 304, 1xx */
-       TL__R_UNFRAMED = 1u << 8, /* HTTP/1.0 stream: ends by closing */
-       TL__R_FILE = 1u << 9,     /* a file body is being sent */
+       TL__R_NO_BODY = 1u << 7, /* HEAD, 204, 304, 1xx */
+       TL__R_FILE = 1u << 9,    /* a file body is being sent */
        TL__R_WANT_DRAIN = 1u << 10,
        TL__R_ABORTED = 1u << 11, /* the client left before the end */
        TL__R_COLLECT = 1u << 12, /* filter output goes to fbuf (tl_res_send) */
@@ -201,11 +198,15 @@ struct tl__hconn {
 
 /* conn.c */
 tl__conn *tl__hconn_new(tl__server *srv);
+void tl__http_settings_init(llhttp_settings_t *s);
 void tl__hconn_response_done(tl__hconn *h);
 
 /* ws/upgrade.c */
 void tl__ws_upgrade(tl_req *req, tl_res *res);
 void tl__ws_pending_free(tl__hconn *h);
+
+/* request.c: bytes of the target before '?' (*q: the '?' or NULL). */
+size_t tl__req_path_len(const tl_req *req, const char **q);
 
 /* dispatch.c */
 void tl__dispatch(tl__hconn *h);

@@ -13,10 +13,12 @@ const char *tl_req_target(const tl_req *req) {
   return req->h->msg + req->url_off;
 }
 
-static size_t target_path_len(const tl_req *req, const char **q) {
+size_t tl__req_path_len(const tl_req *req, const char **q) {
   const char *u = req->h->msg + req->url_off;
-  *q = memchr(u, '?', req->url_len);
-  return *q ? (size_t)(*q - u) : req->url_len;
+  const char *mark = memchr(u, '?', req->url_len);
+  if (q)
+    *q = mark;
+  return mark ? (size_t)(mark - u) : req->url_len;
 }
 
 const char *tl_req_path(tl_req *req) {
@@ -24,7 +26,7 @@ const char *tl_req_path(tl_req *req) {
     return req->path;
   const char *q;
   const char *u = req->h->msg + req->url_off;
-  size_t n = target_path_len(req, &q);
+  size_t n = tl__req_path_len(req, &q);
   if (!q && !memchr(u, '%', n))
     return u; /* already NUL-terminated; not cached: the message may move */
   char *p = tl__arena_alloc(&req->h->arena, n + 1);
@@ -38,7 +40,7 @@ const char *tl_req_path(tl_req *req) {
 const char *tl_req_query_string(const tl_req *req) {
   const char *q;
   const char *u = req->h->msg + req->url_off;
-  size_t n = target_path_len(req, &q);
+  size_t n = tl__req_path_len(req, &q);
   return q ? q + 1 : u + n; /* u + n is the terminating NUL */
 }
 

@@ -373,7 +373,7 @@ static int stream_head(tl_res *res) {
     res->flags |= TL__R_CHUNKED;
   } else {
     framing = -2;
-    res->flags |= TL__R_UNFRAMED | TL__R_CLOSE;
+    res->flags |= TL__R_CLOSE; /* HTTP/1.0: the end is the close */
   }
   if (res->flags & TL__R_NO_BODY)
     res->flags &= ~TL__R_CHUNKED;

@@ -15,9 +15,6 @@
 #include "ws/handshake.h"
 #include "ws/wsconn.h"
 
-/* Implemented in ws.c. */
-void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen);
-
 void tl__ws_pending_free(tl__hconn *h) {
   tl_ws *ws = h->ws_pending;
   h->ws_pending = NULL;

@@ -624,7 +624,6 @@ void tl_ws_get_stats(const tl_ws *ws, tl_ws_stats *stats) {
   *stats = ws->stats;
 }
 
-void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen);
 void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   tl__conn *c = &ws->conn;
   c->proto = &ws_proto;

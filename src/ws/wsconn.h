@@ -25,7 +25,6 @@ struct tl_ws {
   uint64_t life_deadline; /* loop ms; 0: none */
   int state;              /* tl_ws_state, 0 before open */
   bool close_called;
-  bool in_callback; /* a handler is running (for deferred work) */
   bool want_drain;
   bool user_paused;
   bool auto_paused;
@@ -73,6 +72,10 @@ tl_ws *tl__ws_new(tl_app *app, const tl__wsroute *route);
  * (over its backlog limit), or TL_ECLOSED (not open: skipped). */
 int tl__ws_queue_shared(tl_ws *ws, tl__shared *f, size_t off, size_t flen,
                         const void *data, size_t len, int op);
+
+/* Open an accepted socket: run `open` (and observers, with the upgrade
+ * request), then feed `pre` (frames that came with the handshake). */
+void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen);
 
 /* Free a block that never became a connection (rejected upgrade). */
 void tl__ws_discard(tl_ws *ws);
