@@ -14,9 +14,20 @@ unset).
 
 Each suite's conftest.py subclasses TalonServer for its own helpers and
 keeps its own fixture names.
+
+With TALON_TEST_WRAPPER set (e.g. "valgrind --tool=memcheck
+--error-exitcode=97 --leak-check=full"), every server command is
+prefixed with it (shlex-split; "{tmpdir}" in it becomes the server's
+temp dir). For valgrind, unless the wrapper names a --log-file, its log
+goes to <tmpdir>/valgrind.<pid>; check_clean_exit() then also fails on
+any error or definitely/indirectly lost bytes in that log, quoting it.
+Start and stop timeouts are lengthened under a wrapper; a test that is
+inherently timing-bound opts out with @skip_if_wrapped(reason).
 """
+import glob
 import os
 import re
+import shlex
 import signal
 import subprocess
 import tempfile
@@ -34,7 +45,32 @@ SANITIZER_MARKS = (
 )
 LISTEN_RE = re.compile(
     r"listening on http://(?P<host>[^\s:]+|\[[^\]]+\]):(?P<port>\d+)")
-START_TIMEOUT = 15.0
+WRAPPER_ENV = "TALON_TEST_WRAPPER"
+
+
+def wrapper():
+    """The command prefix from TALON_TEST_WRAPPER (shlex-split), or []."""
+    return shlex.split(os.environ.get(WRAPPER_ENV, ""))
+
+
+def wrapped():
+    """Whether the servers run under a TALON_TEST_WRAPPER command."""
+    return bool(wrapper())
+
+
+def skip_if_wrapped(reason):
+    """Marks a test that cannot work under the wrapper's slowdown (or
+    its changed process), with the reason shown in the skip."""
+    return pytest.mark.skipif(wrapped(),
+                              reason=f"under {WRAPPER_ENV}: {reason}")
+
+
+# Under valgrind a server runs 20-50x slower: it needs far longer to
+# start (JIT of libc and libuv) and to exit (leak check at exit).
+START_TIMEOUT = 120.0 if wrapped() else 15.0
+WRAPPED_STOP_TIMEOUT = 90.0
+VALGRIND_LOG = "valgrind.%p"
+VALGRIND_EXCERPT = 12000  # characters of a failing log quoted
 
 
 def listen_re(host=None):
@@ -112,6 +148,22 @@ class TalonServer:
         self.out_path = os.path.join(self.tmp.name, out_name)
         self.err_path = os.path.join(self.tmp.name, err_name)
         self._out = self._err = None
+        self.command = self._wrap(self.argv)
+
+    def _wrap(self, argv):
+        """argv prefixed with the TALON_TEST_WRAPPER command, if any."""
+        prefix = [w.replace("{tmpdir}", self.tmp.name) for w in wrapper()]
+        self.valgrind_log_glob = None
+        if prefix and os.path.basename(prefix[0]) == "valgrind":
+            given = [w for w in prefix if w.startswith("--log-file=")]
+            if given:
+                log = given[-1].split("=", 1)[1]
+            else:
+                log = os.path.join(self.tmp.name, VALGRIND_LOG)
+                prefix.insert(1, "--log-file=" + log)
+            self.valgrind_log_glob = re.sub(r"%[pq]\{?[^/]*", "*", log) \
+                if "%" in log else log
+        return prefix + argv
 
     # ---- start -------------------------------------------------------------
     def start(self, timeout=START_TIMEOUT):
@@ -119,7 +171,7 @@ class TalonServer:
         'listening on' line; returns self (fails the test otherwise)."""
         self._out = open(self.out_path, "wb")
         self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(self.argv, stdout=self._out,
+        self.proc = subprocess.Popen(self.command, stdout=self._out,
                                      stderr=self._err, env=self.env,
                                      cwd=self.cwd, pass_fds=self.pass_fds,
                                      stdin=subprocess.DEVNULL)
@@ -138,8 +190,10 @@ class TalonServer:
         if rc is None:
             self.proc.kill()
             self.proc.wait()
+        logs = "".join(f"\n{os.path.basename(p)}:\n{_read(p)}"
+                       for p in self.valgrind_logs())
         pytest.fail(f"{self.name} did not start (rc={rc}); stderr:\n"
-                    f"{self.stderr()}\nstdout:\n{self.stdout()}")
+                    f"{self.stderr()}\nstdout:\n{self.stdout()}{logs}")
 
     # ---- output ------------------------------------------------------------
     def stdout(self):
@@ -183,6 +237,8 @@ class TalonServer:
         and fails the test if it does not exit in time)."""
         if timeout is None:
             timeout = self.stop_timeout
+        if wrapped():
+            timeout = max(timeout, WRAPPED_STOP_TIMEOUT)
         try:
             self.returncode = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -200,15 +256,45 @@ class TalonServer:
             self.proc.send_signal(sig)
         return self.wait_exit(timeout)
 
+    def valgrind_logs(self):
+        """Paths of this server's valgrind logs (one per process)."""
+        if not self.valgrind_log_glob:
+            return []
+        return sorted(glob.glob(self.valgrind_log_glob))
+
+    def check_valgrind(self):
+        """Fails with the log if a valgrind log of this server reports
+        errors or definitely/indirectly lost bytes, or has no error
+        summary (valgrind did not get to the end: killed or crashed)."""
+        for path in self.valgrind_logs():
+            log = _read(path)
+            problems = []
+            m = re.search(r"ERROR SUMMARY: ([\d,]+) errors", log)
+            if not m:
+                problems.append("no ERROR SUMMARY (did not exit normally)")
+            elif int(m.group(1).replace(",", "")) != 0:
+                problems.append(f"{m.group(1)} errors")
+            for kind in ("definitely", "indirectly"):
+                m = re.search(kind + r" lost: ([\d,]+) bytes", log)
+                if m and int(m.group(1).replace(",", "")) != 0:
+                    problems.append(f"{m.group(1)} bytes {kind} lost")
+            if problems:
+                if len(log) > VALGRIND_EXCERPT:
+                    log = log[:VALGRIND_EXCERPT] + "\n[... log cut ...]"
+                pytest.fail(f"{self.name}: valgrind: {', '.join(problems)} "
+                            f"({os.path.basename(path)}):\n{log}")
+
     def check_clean_exit(self, rc=None):
         """Asserts no sanitizer report in stderr and exit code 0 (`rc`,
-        or the code stop()/wait_exit() saw)."""
+        or the code stop()/wait_exit() saw); under valgrind also a clean
+        valgrind log."""
         if rc is None:
             rc = self.returncode
         err = self.stderr()
         for mark in SANITIZER_MARKS:
             assert mark not in err, \
                 f"{self.name}: sanitizer report in stderr:\n{err}"
+        self.check_valgrind()
         assert rc == 0, f"{self.name} exited with {rc}; stderr:\n{err}"
 
     def close(self):
