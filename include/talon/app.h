@@ -33,7 +33,9 @@ typedef struct tl_app_config {
   /* Time from a request's first byte to its complete head, and from the
    * head to the complete body [10000 ms]. Over: 408 and close. */
   unsigned header_timeout_ms;
-  /* An idle keep-alive connection is closed after this long [5000 ms]. */
+  /* An idle keep-alive connection is closed after this long [5000 ms].
+   * While its last response is still being written it counts as idle only
+   * if the client took none of it for this long. */
   unsigned keepalive_timeout_ms;
   /* On shutdown, in-flight requests get this long to finish [5000 ms]. */
   unsigned shutdown_timeout_ms;

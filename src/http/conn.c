@@ -387,6 +387,7 @@ void tl__hconn_response_done(tl__hconn *h) {
     return;
   }
   tl__conn_timeout(&h->conn, h->app->opt.keepalive_timeout_ms);
+  h->idle_pending = tl__conn_pending(&h->conn);
   if (h->in_process)
     return; /* the parse loop goes on by itself */
   /* A deferred response finished: its request is at the start of h->in.
@@ -426,6 +427,15 @@ static void on_timeout(tl__conn *c) {
   if (h->phase == TL__P_DISPATCH)
     return;
   if (h->phase == TL__P_IDLE && !h->reparse && h->in.len == 0) {
+    /* A connection whose last response is still being written is not
+     * idle while the client keeps taking bytes: wait another period. One
+     * that took nothing for a whole period is closed like an idle one. */
+    size_t pending = tl__conn_pending(c);
+    if (pending > 0 && pending < h->idle_pending) {
+      h->idle_pending = pending;
+      tl__conn_timeout(c, h->app->opt.keepalive_timeout_ms);
+      return;
+    }
     tl__conn_close(c); /* idle keep-alive */
     return;
   }

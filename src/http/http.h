@@ -189,6 +189,8 @@ struct tl__hconn {
   tl__buf later;    /* bytes that arrived behind a deferred request */
   size_t parse_pos; /* offset from msg where unparsed input starts */
   size_t avail;     /* bytes from msg that are available */
+  size_t idle_pending; /* output not yet written when the keep-alive
+                        * deadline was last set (see on_timeout) */
   tl__arena arena;
   tl_req req;
   tl_res res;
