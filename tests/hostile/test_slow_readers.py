@@ -1,0 +1,216 @@
+"""Slow readers: clients that ask for a lot and never read it.
+
+HTTP: tl_res_send() of the 8 MiB body copies it into the connection's
+output, so a client that never reads costs about the body's size until
+the connection goes; a streamed body (tl_res_write + drain) costs about
+write_high_water. WebSocket subscribers that never read hold at most
+max_backpressure of published frames; over it, messages are dropped for
+them (or the socket is closed with 1008 by close_on_backpressure_limit)
+while the others get everything."""
+import socket
+import struct
+import time
+
+import pytest
+
+from conftest import (BIG_BYTES, FEED_MAX_BACKPRESSURE, KEEPALIVE_TIMEOUT,
+                      OP_BINARY, SLACK, WRITE_HIGH_WATER, Canaries, Closed,
+                      KiB, MiB, WSClient, after_attack, connect, http_get,
+                      http_request, pattern, read_head, read_until_closed,
+                      report_memory, ws_connect)
+
+BIG_BODY = pattern(BIG_BYTES)
+
+
+def start_never_readers(srv, path, n):
+    """n connections that send one GET for `path` and never read (small
+    receive buffers, so the server's writes stall early)."""
+    socks = []
+    for _ in range(n):
+        s = connect(srv.port, rcvbuf=4096)
+        s.sendall(http_get(path))
+        socks.append(s)
+    return socks
+
+
+def test_http_big_body_never_read(srv):
+    """8 clients ask for the 8 MiB body and never read. Memory: about one
+    copy of the body per connection (the output buffer) while it is
+    queued: bound 8 x 2 x 8 MiB + 16 MiB. A connection whose output does
+    not move for the keep-alive timeout is closed, which frees it."""
+    n = 8
+    base = srv.rss_kib()
+    with Canaries(srv) as can:
+        socks = start_never_readers(srv, "/big", n)
+        time.sleep(0.5)
+        can.sample()
+        mid = srv.rss_kib()
+        # Stalled past the keep-alive timeout: the server gives up on them.
+        closed = 0
+        for s in socks:
+            data, eof = read_until_closed(s, KEEPALIVE_TIMEOUT + SLACK + 3)
+            closed += eof
+            s.close()
+    assert closed == n, f"only {closed}/{n} stalled readers were closed"
+    report_memory("http /big never read", base, can.peak_rss,
+                  n * 2 * BIG_BYTES // KiB + 16 * 1024,
+                  f"{n} connections, RSS {mid} KiB with all queued")
+    after_attack(srv)
+
+
+def test_http_big_body_slow_steady_reader(srv):
+    """A client that reads the 8 MiB body slowly but steadily (128 KiB
+    every 50 ms, so it takes about 3 s, well over the 1 s keep-alive
+    timeout, and most of the body waits in the server meanwhile) gets
+    all of it: the keep-alive timeout must not cut a response that is
+    still being written."""
+    with Canaries(srv):
+        s = connect(srv.port, rcvbuf=16 * 1024)
+        s.sendall(http_get("/big"))
+        head, body = read_head(s, 5)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        t0 = time.monotonic()
+        eof = False
+        while len(body) < BIG_BYTES and not eof:
+            s.settimeout(5)
+            want = 128 * 1024
+            while want > 0:
+                try:
+                    chunk = s.recv(want)
+                except (ConnectionResetError, socket.timeout):
+                    chunk = b""
+                if not chunk:
+                    eof = True
+                    break
+                body += chunk
+                want -= len(chunk)
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+        s.close()
+    print(f"  slow steady reader: {len(body)} of {BIG_BYTES} bytes in "
+          f"{took:.1f}s")
+    assert took > KEEPALIVE_TIMEOUT, "read too fast to test anything"
+    assert len(body) == BIG_BYTES, \
+        f"response cut after {len(body)} of {BIG_BYTES} bytes " \
+        f"({took:.1f}s into a slow but steady read)"
+    assert body == BIG_BODY
+    after_attack(srv)
+
+
+def test_http_stream_never_read(srv):
+    """20 clients ask for a streamed 8 MiB body and never read: each
+    stream stops at write_high_water (64 KiB) and waits for drain. Bound:
+    20 x 256 KiB + 16 MiB. Closing them aborts every stream."""
+    n = 20
+    base = srv.rss_kib()
+    with Canaries(srv) as can:
+        socks = start_never_readers(srv, "/stream", n)
+        srv.wait_stats(lambda st: st["stream_started"] == n,
+                       what=f"{n} streams started")
+        time.sleep(1.5)  # past the keep-alive and header timeouts
+        can.sample()
+        st = srv.stats()
+        assert st["stream_done"] == 0 and st["stream_aborts"] == 0, st
+        for s in socks:
+            s.close()
+        srv.wait_stats(lambda st: st["stream_aborts"] == n,
+                       what=f"{n} streams aborted")
+    report_memory("http /stream never read", base, can.peak_rss,
+                  n * 256 + 16 * 1024,
+                  f"{n} connections, write_high_water "
+                  f"{WRITE_HIGH_WATER // KiB} KiB")
+    after_attack(srv)
+
+
+def seq_of(data):
+    return struct.unpack("!Q", data[:8])[0]
+
+
+def check_feed_message(ev, size):
+    assert ev.opcode == OP_BINARY and len(ev.data) == size, ev
+    assert ev.data[8:] == pattern(size - 8), "published payload corrupted"
+    return seq_of(ev.data)
+
+
+def test_ws_subscribers_never_read(srv):
+    """20 subscribers of "feed" never read while 100 rounds of two 64 KiB
+    messages are published (12.5 MiB each); one subscriber reads every
+    round and must get all 200 messages in order. The slow ones keep at
+    most max_backpressure (256 KiB) of frames each, the rest is dropped
+    for them. Bound: 20 x 512 KiB + 16 MiB."""
+    n, rounds, per, size = 20, 100, 2, 64 * 1024
+    base = srv.rss_kib()
+    slow = []
+    with Canaries(srv) as can:
+        for _ in range(n):
+            c = ws_connect(srv.port, "/feed", rcvbuf=4096)
+            slow.append(c)
+        reader = WSClient.connect(srv.port, "/feed")
+        srv.wait_stats(lambda st: st["feed_subscribers"] == n + 1,
+                       what="subscribers")
+        seqs = []
+        for r in range(rounds):
+            res = http_request(srv.port, f"/publish?n={per}&size={size}")
+            assert res.status == 200, res
+            for _ in range(per):
+                seqs.append(check_feed_message(reader.recv_data(10), size))
+            if r % 10 == 0:
+                can.sample()
+        can.sample()
+        st = srv.stats()
+        assert seqs == list(range(seqs[0], seqs[0] + rounds * per)), \
+            "the reading subscriber missed or reordered messages"
+        assert st["ws_dropped"] > 0, st
+        # The slow ones got an increasing subsequence, then nothing more.
+        for c in slow[:3]:
+            got = []
+            while True:
+                try:
+                    got.append(check_feed_message(c.recv_data(1.0), size))
+                except Exception:  # noqa: BLE001 - a timeout ends it
+                    break
+            assert got, "a slow subscriber got nothing at all"
+            assert got == sorted(set(got)), got
+            assert len(got) < rounds * per, "nothing was dropped"
+        for c in slow + [reader]:
+            c.close()
+    report_memory("ws slow subscribers", base, can.peak_rss,
+                  n * 512 + 16 * 1024,
+                  f"{n} subscribers, max_backpressure "
+                  f"{FEED_MAX_BACKPRESSURE // KiB} KiB, "
+                  f"{st['ws_dropped']} messages dropped")
+    srv.wait_stats(lambda st: st["feed_subscribers"] == 0,
+                   what="subscribers gone")
+    after_attack(srv)
+
+
+def test_ws_subscribers_closed_on_backpressure(srv):
+    """/feed-cobl: a subscriber that does not read is closed with 1008
+    once it is over max_backpressure; what was queued before arrives
+    first, then the close frame."""
+    n, size = 10, 64 * 1024
+    base = srv.rss_kib()
+    with Canaries(srv) as can:
+        slow = []
+        for _ in range(n):
+            c = ws_connect(srv.port, "/feed-cobl", rcvbuf=4096)
+            slow.append(c)
+        srv.wait_stats(lambda st: st["ws_opens"] >= n, what="opens")
+        for _ in range(200):
+            res = http_request(srv.port,
+                               f"/publish?topic=feed&n=2&size={size}")
+            assert res.status == 200
+            if srv.stats()["close_codes"]["1008"] == n:
+                break
+        can.sample()
+        srv.wait_stats(lambda st: st["close_codes"]["1008"] == n,
+                       what=f"{n} closes with 1008")
+        for c in slow:
+            ev = c.expect_close(1008, timeout=10)
+            seqs = [check_feed_message(e, size) for e in ev.before]
+            assert seqs == sorted(set(seqs)), seqs
+            assert c.wait_eof(5)
+            c.close()
+    report_memory("ws cobl subscribers", base, can.peak_rss,
+                  n * 512 + 16 * 1024, f"{n} subscribers")
+    after_attack(srv)
