@@ -99,12 +99,11 @@ static int write_frame_rsv(tl_ws *ws, int op, bool rsv1, const void *data,
   uint8_t hdr[10];
   size_t n = tl__ws_frame_header(hdr, true, rsv1, op, len);
   tl__conn *c = &ws->conn;
-  int err = tl__buf_reserve(&c->out, n + len);
-  if (err)
-    return err;
+  if (!tl__conn_cork(c, n + len))
+    return TL_ENOMEM;
   tl__conn_write(c, hdr, n);
-  err = tl__conn_write(c, data, len);
-  if (!err && c->out.len + c->shared_bytes >= CORK_LIMIT)
+  int err = tl__conn_write(c, data, len);
+  if (!err && c->q && c->q->out.len + c->q->shared_bytes >= CORK_LIMIT)
     tl__conn_flush(c);
   return err;
 }
