@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "talon/common.h"
+#ifdef TALON_FAULT_INJECTION
+#include "core/fault.h"
+#endif
 
 #define RBUF_SIZE (64 * 1024)
 /* After a graceful end, how long we keep reading (and discarding) before
@@ -706,12 +709,18 @@ int tl__server_run(tl__server *s, const char *host, int port,
   s->stopping = false;
   if (on_listen)
     on_listen(s);
+#ifdef TALON_FAULT_INJECTION
+  tl__fault_arm();
+#endif
   /* A stop requested before we started running takes effect now. */
   uv_run(&s->loop, UV_RUN_DEFAULT);
   /* Closing handles need one more turn to finish. */
   uv_run(&s->loop, UV_RUN_DEFAULT);
   s->running = false;
   s->port = 0;
+#ifdef TALON_FAULT_INJECTION
+  tl__fault_report();
+#endif
   free(s->rbuf);
   s->rbuf = NULL;
   while (s->q_pool) {
