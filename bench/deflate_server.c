@@ -66,7 +66,9 @@ int main(int argc, char **argv) {
             mode);
     return 2;
   }
-  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
+  /* Room for the memory run's connections beside the warm-up's. */
+  tl_app *app = tl_app_new(
+      &(tl_app_config){.on_listen = on_listen, .max_connections = 100000});
   if (!app)
     return 1;
   tl_app_ws(app, "/ws", &echo, 0);

@@ -74,7 +74,7 @@ TL_EXTERN int tl_app_publish(tl_app *app, const char *topic, const void *data,
 TL_EXTERN size_t tl_app_subscriber_count(const tl_app *app, const char *topic);
 
 /* Messages dropped for this socket because of backpressure (direct sends
- * and publishes). */
+ * and publishes). Counted in 32 bits per socket: it stops at 4294967295. */
 TL_EXTERN size_t tl_ws_dropped_count(const tl_ws *ws);
 
 #ifdef __cplusplus

@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "talon/common.h"
+#ifdef TALON_FAULT_INJECTION
+#include "core/fault.h"
+#endif
 
 #define RBUF_SIZE (64 * 1024)
 /* After a graceful end, how long we keep reading (and discarding) before
@@ -39,15 +42,66 @@ void tl__shared_unref(tl__shared *f) {
     free(f);
 }
 
-static void drop_segs(tl__conn *c) {
-  for (uint32_t i = 0; i < c->nsegs; i++)
-    tl__shared_unref(c->segs[i].ref);
-  c->nsegs = 0;
-  c->shared_bytes = 0;
+/* Output queues kept for reuse, and the most each may keep. */
+#define Q_POOL_MAX 128
+#define Q_KEEP_BYTES (64 * 1024)
+#define Q_KEEP_SEGS 64
+
+static void q_free(tl__outq *q) {
+  tl__buf_free(&q->out);
+  free(q->segs);
+  free(q);
+}
+
+/* The connection's output queue, from the pool if it has none. */
+static tl__outq *q_get(tl__conn *c) {
+  if (c->q)
+    return c->q;
+  tl__server *s = c->srv;
+  tl__outq *q = s->q_pool;
+  if (q) {
+    s->q_pool = q->next;
+    s->q_pooled--;
+    q->next = NULL;
+  } else if (!(q = calloc(1, sizeof *q))) {
+    return NULL;
+  }
+  c->q = q;
+  return q;
+}
+
+/* Gives an empty queue back to the pool (or frees it). */
+static void q_put(tl__conn *c) {
+  tl__outq *q = c->q;
+  if (!q)
+    return;
+  c->q = NULL;
+  tl__server *s = c->srv;
+  if (s->q_pooled >= Q_POOL_MAX) {
+    q_free(q);
+    return;
+  }
+  /* One large response must not pin its memory in the pool. */
+  tl__buf_reset(&q->out, Q_KEEP_BYTES);
+  if (q->cap_segs > Q_KEEP_SEGS) {
+    free(q->segs);
+    q->segs = NULL;
+    q->cap_segs = 0;
+  }
+  q->next = s->q_pool;
+  s->q_pool = q;
+  s->q_pooled++;
+}
+
+static void drop_segs(tl__outq *q) {
+  for (uint32_t i = 0; i < q->nsegs; i++)
+    tl__shared_unref(q->segs[i].ref);
+  q->nsegs = 0;
+  q->shared_bytes = 0;
 }
 
 static size_t corked(const tl__conn *c) {
-  return c->out.len + c->shared_bytes;
+  return c->q ? c->q->out.len + c->q->shared_bytes : 0;
 }
 
 static void conn_unlink(tl__conn *c) {
@@ -66,8 +120,6 @@ static void maybe_finish_stop(tl__server *s);
 static void on_conn_closed(uv_handle_t *h) {
   tl__conn *c = (tl__conn *)h;
   tl__server *s = c->srv;
-  tl__buf_free(&c->out);
-  free(c->segs);
   free(c);
   s->nconns--;
   maybe_finish_stop(s);
@@ -82,8 +134,11 @@ void tl__conn_close(tl__conn *c) {
   conn_unlink(c);
   if (c->proto->on_close)
     c->proto->on_close(c);
-  c->out.len = 0;
-  drop_segs(c);
+  if (c->q) {
+    c->q->out.len = 0;
+    drop_segs(c->q);
+    q_put(c);
+  }
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
@@ -180,63 +235,77 @@ static int write_bufs(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n) {
 }
 
 void tl__conn_flush(tl__conn *c) {
-  if ((c->flags & TL__CONN_CLOSING) || corked(c) == 0)
+  if (c->flags & TL__CONN_CLOSING)
     return;
-  int err;
-  if (c->nsegs == 0) {
-    uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-    err = write_bufs(c, &b, NULL, 1);
+  tl__outq *q = c->q;
+  if (!q)
+    return;
+  int err = 0;
+  if (q->nsegs == 0) {
+    if (q->out.len) {
+      uv_buf_t b = uv_buf_init(q->out.data, (unsigned)q->out.len);
+      err = write_bufs(c, &b, NULL, 1);
+    }
   } else {
     uv_buf_t small[64];
-    uv_buf_t *bufs = c->nsegs <= 64 ? small : malloc(c->nsegs * sizeof *bufs);
+    uv_buf_t *bufs = q->nsegs <= 64 ? small : malloc(q->nsegs * sizeof *bufs);
     if (!bufs) {
       tl__conn_close(c);
       return;
     }
-    for (uint32_t i = 0; i < c->nsegs; i++) {
-      tl__seg *g = &c->segs[i];
-      char *p = (g->ref ? g->ref->data : c->out.data) + g->off;
+    for (uint32_t i = 0; i < q->nsegs; i++) {
+      tl__seg *g = &q->segs[i];
+      char *p = (g->ref ? g->ref->data : q->out.data) + g->off;
       bufs[i] = uv_buf_init(p, (unsigned)g->len);
     }
-    err = write_bufs(c, bufs, c->segs, c->nsegs);
+    err = write_bufs(c, bufs, q->segs, q->nsegs);
     if (bufs != small)
       free(bufs);
-    drop_segs(c); /* references not handed to libuv are released */
+    drop_segs(q); /* references not handed to libuv are released */
   }
-  c->out.len = 0;
-  if (err) {
+  /* Whatever the kernel did not take was copied or referenced by the
+   * queued write: the queue is empty and goes back to the pool. */
+  q->out.len = 0;
+  q_put(c);
+  if (err)
     tl__conn_close(c);
-    return;
-  }
-  /* Give back memory a big response made the cork buffer take. */
-  tl__buf_reset(&c->out, 64 * 1024);
+}
+
+tl__buf *tl__conn_cork(tl__conn *c, size_t extra) {
+  tl__outq *q = q_get(c);
+  if (!q || tl__buf_reserve(&q->out, extra))
+    return NULL;
+  return &q->out;
 }
 
 int tl__conn_write_shared(tl__conn *c, tl__shared *f, size_t off, size_t len) {
   if (c->flags & (TL__CONN_CLOSING | TL__CONN_LINGER | TL__CONN_ENDING))
     return TL_ECLOSED;
-  if (c->nsegs) {
-    tl__seg *last = &c->segs[c->nsegs - 1];
+  tl__outq *q = q_get(c);
+  if (!q)
+    return TL_ENOMEM;
+  tl__conn_mark_dirty(c); /* the flush gives an unused queue back */
+  if (q->nsegs) {
+    tl__seg *last = &q->segs[q->nsegs - 1];
     if (last->ref == f && last->off + last->len == off) {
       last->len += len;
-      c->shared_bytes += len;
+      q->shared_bytes += len;
       return 0;
     }
   }
-  if (c->nsegs + 2 > c->cap_segs) {
-    uint32_t cap = c->cap_segs ? c->cap_segs * 2 : 8;
-    tl__seg *n = realloc(c->segs, cap * sizeof *n);
+  if (q->nsegs + 2 > q->cap_segs) {
+    uint32_t cap = q->cap_segs ? q->cap_segs * 2 : 8;
+    tl__seg *n = realloc(q->segs, cap * sizeof *n);
     if (!n)
       return TL_ENOMEM;
-    c->segs = n;
-    c->cap_segs = cap;
+    q->segs = n;
+    q->cap_segs = cap;
   }
-  if (c->nsegs == 0 && c->out.len > 0)
-    c->segs[c->nsegs++] = (tl__seg){NULL, 0, c->out.len};
+  if (q->nsegs == 0 && q->out.len > 0)
+    q->segs[q->nsegs++] = (tl__seg){NULL, 0, q->out.len};
   f->refs++;
-  c->segs[c->nsegs++] = (tl__seg){f, off, len};
-  c->shared_bytes += len;
-  tl__conn_mark_dirty(c);
+  q->segs[q->nsegs++] = (tl__seg){f, off, len};
+  q->shared_bytes += len;
   return 0;
 }
 
@@ -245,23 +314,26 @@ int tl__conn_write(tl__conn *c, const void *p, size_t n) {
     return TL_ECLOSED;
   if (n == 0)
     return 0;
-  if (c->nsegs && c->segs[c->nsegs - 1].ref) {
+  tl__outq *q = q_get(c);
+  if (!q)
+    return TL_ENOMEM;
+  tl__conn_mark_dirty(c); /* the flush gives an unused queue back */
+  if (q->nsegs && q->segs[q->nsegs - 1].ref) {
     /* After a shared block: own bytes start a new segment. */
-    if (c->nsegs == c->cap_segs) {
-      tl__seg *g = realloc(c->segs, c->cap_segs * 2 * sizeof *g);
+    if (q->nsegs == q->cap_segs) {
+      tl__seg *g = realloc(q->segs, q->cap_segs * 2 * sizeof *g);
       if (!g)
         return TL_ENOMEM;
-      c->segs = g;
-      c->cap_segs *= 2;
+      q->segs = g;
+      q->cap_segs *= 2;
     }
-    c->segs[c->nsegs++] = (tl__seg){NULL, c->out.len, 0};
+    q->segs[q->nsegs++] = (tl__seg){NULL, q->out.len, 0};
   }
-  int err = tl__buf_append(&c->out, p, n);
+  int err = tl__buf_append(&q->out, p, n);
   if (err)
     return err;
-  if (c->nsegs)
-    c->segs[c->nsegs - 1].len += n;
-  tl__conn_mark_dirty(c);
+  if (q->nsegs)
+    q->segs[q->nsegs - 1].len += n;
   return 0;
 }
 
@@ -637,14 +709,26 @@ int tl__server_run(tl__server *s, const char *host, int port,
   s->stopping = false;
   if (on_listen)
     on_listen(s);
+#ifdef TALON_FAULT_INJECTION
+  tl__fault_arm();
+#endif
   /* A stop requested before we started running takes effect now. */
   uv_run(&s->loop, UV_RUN_DEFAULT);
   /* Closing handles need one more turn to finish. */
   uv_run(&s->loop, UV_RUN_DEFAULT);
   s->running = false;
   s->port = 0;
+#ifdef TALON_FAULT_INJECTION
+  tl__fault_report();
+#endif
   free(s->rbuf);
   s->rbuf = NULL;
+  while (s->q_pool) {
+    tl__outq *q = s->q_pool;
+    s->q_pool = q->next;
+    q_free(q);
+  }
+  s->q_pooled = 0;
   return 0;
 }
 

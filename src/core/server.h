@@ -72,18 +72,27 @@ typedef struct tl__seg {
   size_t off, len;
 } tl__seg;
 
+/* What a connection has queued in this loop turn. Only connections that
+ * wrote since the last flush have one: it is taken from the server's pool
+ * on the first write and given back by the flush, so an idle connection
+ * holds no output memory. */
+typedef struct tl__outq {
+  tl__buf out;   /* corked bytes, flushed once per loop turn */
+  tl__seg *segs; /* order of `out` and shared blocks, if any */
+  uint32_t nsegs, cap_segs;
+  size_t shared_bytes;      /* bytes of shared blocks in segs */
+  struct tl__outq *next;    /* the server's pool */
+} tl__outq;
+
 struct tl__conn {
   uv_tcp_t tcp;
   tl__server *srv;
   const tl__conn_proto *proto;
   tl__conn *prev, *next; /* the server's connection list */
   tl__conn *dirty_next;  /* the flush list */
-  tl__buf out;           /* corked bytes, flushed once per loop turn */
-  tl__seg *segs;         /* order of `out` and shared blocks, if any */
-  uint32_t nsegs, cap_segs;
-  size_t shared_bytes; /* bytes of shared blocks in segs */
-  size_t backlog;      /* bytes handed to uv_write, not yet written */
-  uint64_t deadline;   /* loop time (ms) when on_timeout fires; 0: none */
+  tl__outq *q;           /* NULL: nothing corked */
+  size_t backlog;        /* bytes handed to uv_write, not yet written */
+  uint64_t deadline;     /* loop time (ms) when on_timeout fires; 0: none */
   unsigned flags;
 };
 
@@ -118,6 +127,8 @@ struct tl__server {
   tl__conn *conns; /* all open connections */
   size_t nconns;
   tl__conn *dirty; /* connections with corked bytes */
+  tl__outq *q_pool; /* output queues not in use */
+  unsigned q_pooled;
   int port;
   char listen_host[64]; /* as given to tl__server_run */
   bool running, stopping, handles_open;
@@ -141,6 +152,10 @@ uint64_t tl__server_now(const tl__server *s);
  * (counted and listed like an accepted one). */
 void tl__server_adopt(tl__server *s, tl__conn *c);
 
+/* The cork buffer with room for `extra` more bytes, for a caller that
+ * writes into it directly (then calls tl__conn_mark_dirty). Only for a
+ * connection that queues no shared blocks (HTTP). NULL on out of memory. */
+tl__buf *tl__conn_cork(tl__conn *c, size_t extra);
 /* Queue bytes in the cork buffer; flushed at the end of the loop turn.
  * Returns 0, TL_ECLOSED or TL_ENOMEM. */
 int tl__conn_write(tl__conn *c, const void *p, size_t n);

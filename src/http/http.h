@@ -195,6 +195,7 @@ struct tl__hconn {
   tl_req req;
   tl_res res;
   struct tl_ws *ws_pending; /* context block of an undecided upgrade */
+  char *ws_protocol;        /* the subprotocol it chose (owned) */
   tl__hdr hdr_store[];      /* app->opt.max_headers entries */
 };
 

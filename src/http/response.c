@@ -128,10 +128,10 @@ static int write_head(tl_res *res, int64_t clen) {
   tl__conn *c = &h->conn;
   const char *reason = tl__status_reason(res->status);
   size_t rlen = strlen(reason);
-  int err = tl__buf_reserve(&c->out, 128 + rlen + res->hdrs.len);
-  if (err)
-    return err;
-  char *p = c->out.data + c->out.len;
+  tl__buf *o = tl__conn_cork(c, 128 + rlen + res->hdrs.len);
+  if (!o)
+    return TL_ENOMEM;
+  char *p = o->data + o->len;
   p = PUTS(p, "HTTP/1.1 ");
   p = put_u64(p, (uint64_t)res->status);
   *p++ = ' ';
@@ -155,7 +155,7 @@ static int write_head(tl_res *res, int64_t clen) {
   else if (h->req.version == 10)
     p = PUTS(p, "Connection: keep-alive\r\n");
   p = PUTS(p, "\r\n");
-  c->out.len = (size_t)(p - c->out.data);
+  o->len = (size_t)(p - o->data);
   res->flags |= TL__R_HEAD_SENT;
   tl__conn_mark_dirty(c);
   return 0;
@@ -533,9 +533,9 @@ int tl_res_send_file_range(tl_res *res, const char *path, int64_t offset,
     size_t size = (size_t)length;
     err = write_head(res, has_body ? length : -2);
     if (!err && body && size > 0) {
-      err = tl__buf_reserve(&res->h->conn.out, size);
-      if (!err) {
-        tl__buf *o = &res->h->conn.out;
+      tl__buf *o = tl__conn_cork(&res->h->conn, size);
+      err = o ? 0 : TL_ENOMEM;
+      if (o) {
         ssize_t r = pread(fd, o->data + o->len, size, (off_t)offset);
         if (r == (ssize_t)size) {
           o->len += size;

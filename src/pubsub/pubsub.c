@@ -182,7 +182,7 @@ int tl_ws_subscribe(tl_ws *ws, const char *topic) {
     return err;
   if (ws->state != TL_WS_OPEN && ws->state != TL_WS_CLOSING)
     return TL_ESTATE;
-  tl__pubsub *ps = &ws->app->pubsub;
+  tl__pubsub *ps = &tl__ws_app(ws)->pubsub;
   uint32_t h = hash_of(topic, n);
   tl__topic *t = find(ps, topic, n, h);
   if (t && sub_index(ws, t) >= 0)
@@ -196,14 +196,14 @@ int tl_ws_subscribe(tl_ws *ws, const char *topic) {
     ws->cap_subs = cap;
   }
   bool fresh = !t;
-  if (fresh && !(t = create(ws->app, topic, n, h)))
+  if (fresh && !(t = create(tl__ws_app(ws), topic, n, h)))
     return TL_ENOMEM;
   if (t->nsubs == t->cap) {
     uint32_t cap = t->cap ? t->cap * 2 : 4;
     topic_sub *s = realloc(t->subs, cap * sizeof *s);
     if (!s) {
       if (fresh)
-        maybe_destroy(ws->app, t);
+        maybe_destroy(tl__ws_app(ws), t);
       return TL_ENOMEM;
     }
     t->subs = s;
@@ -233,14 +233,14 @@ static void leave(tl_ws *ws, uint32_t i) {
   t->walking--;
   if (!t->walking && t->holes)
     compact(t);
-  maybe_destroy(ws->app, t);
+  maybe_destroy(tl__ws_app(ws), t);
 }
 
 int tl_ws_unsubscribe(tl_ws *ws, const char *topic) {
   size_t n;
   if (check_topic(topic, &n) != 0)
     return TL_ENOENT;
-  tl__topic *t = find(&ws->app->pubsub, topic, n, hash_of(topic, n));
+  tl__topic *t = find(&tl__ws_app(ws)->pubsub, topic, n, hash_of(topic, n));
   int i = t ? sub_index(ws, t) : -1;
   if (i < 0)
     return TL_ENOENT;
@@ -260,7 +260,7 @@ bool tl_ws_is_subscribed(const tl_ws *ws, const char *topic) {
   size_t n;
   if (check_topic(topic, &n) != 0)
     return false;
-  tl__topic *t = find(&ws->app->pubsub, topic, n, hash_of(topic, n));
+  tl__topic *t = find(&tl__ws_app(ws)->pubsub, topic, n, hash_of(topic, n));
   return t && sub_index(ws, t) >= 0;
 }
 
@@ -400,7 +400,9 @@ int tl__pubsub_deliver(tl_app *app, const char *topic, size_t tlen,
     if (!ws || ws == exclude)
       continue;
     int r;
-    int b = tl__ws_shares_compressed(ws, len) ? ws->pmd.server_bits : 0;
+    int b = tl__ws_shares_compressed(ws, len)
+                ? ws->pmd->agreed.server_bits
+                : 0;
     if (b && zoff[b] == -2)
       zoff[b] = compressed_frame(app, t, b, data, len, op, &zlen[b], &zrun[b]);
     if (b && zoff[b] >= 0)
@@ -441,7 +443,7 @@ static int publish(tl_app *app, const char *topic, const void *data, size_t len,
 
 int tl_ws_publish(tl_ws *ws, const char *topic, const void *data, size_t len,
                   tl_opcode op) {
-  return publish(ws->app, topic, data, len, op,
+  return publish(tl__ws_app(ws), topic, data, len, op,
                  ws->route->h.publish_to_self ? NULL : ws);
 }
 

@@ -11,8 +11,10 @@
  * Payload bytes are unmasked in the caller's buffer, which the contract
  * says is writable. When the whole payload of an unfragmented data message
  * (or of a control frame) is in that buffer, it is delivered from there;
- * otherwise the unmasked bytes are appended to p->msg (data) or p->ctl
- * (control frames, so a ping between two fragments leaves p->msg alone).
+ * otherwise the unmasked bytes are appended to p->msg. A control frame
+ * that spans calls (a ping between two fragments, say) is collected after
+ * the message's bytes in the same buffer and cut off again once delivered,
+ * so the parser needs no second buffer (every open socket has a parser).
  * p->msg only ever grows by bytes that really arrived: a declared length
  * is checked against max_payload but never used to size an allocation,
  * so a peer cannot make us reserve memory it does not send.
@@ -235,7 +237,7 @@ static bool is_control(int opcode) {
 
 /* Sets the sticky error and returns it. */
 static int fail(tl__wsp *p, int code) {
-  p->error = code;
+  p->error = (int16_t)code;
   return code;
 }
 
@@ -349,13 +351,10 @@ static int read_header(tl__wsp *p, const uint8_t *data, size_t len,
       p->msg_len = 0;
       p->utf8_state = TL__UTF8_ACCEPT;
     }
-  } else {
-    p->ctl_len = 0;
   }
   p->fin = (h[0] & 0x80) != 0;
   p->opcode = (uint8_t)op;
   memcpy(p->mask, h + at, 4);
-  p->frame_len = flen;
   p->remaining = flen;
   p->mask_pos = 0;
   p->in_frame = true;
@@ -391,7 +390,8 @@ static int buffered_message(tl__wsp *p, const tl__wsp_callbacks *cb, void *ud) {
   /* Callbacks get a non-NULL pointer even for an empty message. */
   uint8_t empty = 0;
   uint8_t *d = p->msg.data ? (uint8_t *)p->msg.data : &empty;
-  int r = cb->on_message(ud, p->msg_opcode, d, p->msg.len, p->msg_compressed);
+  int r = cb->on_message(ud, p->msg_opcode, d, (size_t)p->msg_len,
+                         p->msg_compressed);
   p->in_message = false;
   p->msg_len = 0;
   tl__buf_reset(&p->msg, MSG_KEEP);
@@ -448,13 +448,14 @@ int tl__wsp_feed(tl__wsp *p, uint8_t *data, size_t len,
     if (n > 0) {
       uint8_t *d = data + off;
       tl__ws_unmask(d, n, p->mask, p->mask_pos);
-      p->mask_pos = (p->mask_pos + n) & 3;
+      p->mask_pos = (uint8_t)((p->mask_pos + n) & 3);
       if (is_control(p->opcode)) {
-        memcpy(p->ctl + p->ctl_len, d, n); /* remaining <= 125 - ctl_len */
-        p->ctl_len += n;
+        /* After the message's bytes; n <= 125 in all. */
+        if (tl__buf_append(&p->msg, d, n))
+          return fail(p, 1011);
       } else {
         if (checks_utf8(p)) {
-          p->utf8_state = tl__utf8_validate(p->utf8_state, d, n);
+          p->utf8_state = (uint8_t)tl__utf8_validate(p->utf8_state, d, n);
           if (p->utf8_state == TL__UTF8_REJECT)
             return fail(p, 1007);
         }
@@ -472,8 +473,16 @@ int tl__wsp_feed(tl__wsp *p, uint8_t *data, size_t len,
       return 0; /* input exhausted mid-frame */
     p->in_frame = false;
     if (is_control(p->opcode)) {
-      rc = control_frame(p, p->ctl, p->ctl_len, cb, ud);
-      p->ctl_len = 0;
+      /* Its bytes follow the message's; cut them off before the callback
+       * so that the buffer is consistent whatever the callback does. An
+       * empty control frame never allocated anything. */
+      uint8_t empty = 0;
+      size_t at = (size_t)p->msg_len, cn = p->msg.len - at;
+      uint8_t *d = cn ? (uint8_t *)p->msg.data + at : &empty;
+      p->msg.len = at;
+      rc = control_frame(p, d, cn, cb, ud);
+      if (p->msg_len == 0)
+        tl__buf_reset(&p->msg, MSG_KEEP);
     } else if (p->fin) {
       rc = buffered_message(p, cb, ud);
     } else {

@@ -66,26 +66,25 @@ typedef struct tl__wsp_callbacks {
 typedef struct tl__wsp {
   /* Settings: set before the first feed. */
   size_t max_payload; /* bytes of one message; 0 means no limit */
-  bool allow_rsv1;    /* permessage-deflate negotiated */
-  /* State: private. */
+  /* State: private. Packed, since every open connection holds one. */
+  uint64_t remaining; /* payload bytes left in the current frame */
+  uint64_t msg_len;   /* bytes of the data message so far */
+  /* Bytes that span calls: the data message's first (msg_len), then
+   * those of a control frame in progress (at most 125). */
+  tl__buf msg;
   uint8_t hdr[14]; /* a frame header split across calls */
   uint8_t hdr_len;
-  bool in_frame; /* header parsed, payload in progress */
-  bool fin;
   uint8_t opcode; /* of the current frame */
   uint8_t mask[4];
-  uint64_t remaining; /* payload bytes left in the current frame */
-  uint64_t frame_len;
-  size_t mask_pos; /* payload bytes of the frame seen so far (mod 4) */
-  bool in_message; /* a fragmented data message is in progress */
-  uint8_t msg_opcode;
-  bool msg_compressed;
-  uint64_t msg_len; /* bytes of the message so far */
-  uint32_t utf8_state;
-  tl__buf msg;      /* message (or control frame) bytes that span calls */
-  uint8_t ctl[125]; /* a control frame that spans calls */
-  size_t ctl_len;
-  int error; /* sticky close code (1002/1007/1009) or 0 */
+  uint8_t mask_pos;   /* payload bytes of the frame seen so far (mod 4) */
+  uint8_t msg_opcode; /* of the message in progress */
+  uint8_t utf8_state;
+  bool allow_rsv1 : 1; /* setting: permessage-deflate negotiated */
+  bool in_frame : 1;   /* header parsed, payload in progress */
+  bool fin : 1;
+  bool in_message : 1; /* a data message is in progress */
+  bool msg_compressed : 1;
+  int16_t error; /* sticky close code (1002/1007/1009/1011), -1, or 0 */
 } tl__wsp;
 
 /* Initialise (zero) a parser; then set max_payload / allow_rsv1. */

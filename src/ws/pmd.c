@@ -142,8 +142,24 @@ bool tl__pmd_negotiate(const char *header, size_t len,
 /* ---- zlib glue ------------------------------------------------------------
  */
 
+#ifdef TALON_FAULT_INJECTION
+/* zlib's own allocations go through the counted allocator too. */
+static voidpf fault_zalloc(voidpf opaque, uInt items, uInt size) {
+  (void)opaque;
+  return calloc(items, size);
+}
+static void fault_zfree(voidpf opaque, voidpf p) {
+  (void)opaque;
+  free(p);
+}
+#define SET_ALLOCATOR(zs) ((zs)->zalloc = fault_zalloc, (zs)->zfree = fault_zfree)
+#else
+#define SET_ALLOCATOR(zs) ((void)0)
+#endif
+
 int tl__pmd_deflate_init(z_stream *zs, int bits, int mem_level) {
   memset(zs, 0, sizeof *zs);
+  SET_ALLOCATOR(zs);
   return deflateInit2(zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -bits, mem_level,
                       Z_DEFAULT_STRATEGY) == Z_OK
              ? 0
@@ -152,6 +168,7 @@ int tl__pmd_deflate_init(z_stream *zs, int bits, int mem_level) {
 
 int tl__pmd_inflate_init(z_stream *zs, int bits) {
   memset(zs, 0, sizeof *zs);
+  SET_ALLOCATOR(zs);
   return inflateInit2(zs, -bits) == Z_OK ? 0 : TL_ENOMEM;
 }
 

@@ -18,6 +18,8 @@
 void tl__ws_pending_free(tl__hconn *h) {
   tl_ws *ws = h->ws_pending;
   h->ws_pending = NULL;
+  free(h->ws_protocol);
+  h->ws_protocol = NULL;
   if (ws)
     tl__ws_discard(ws);
 }
@@ -58,8 +60,12 @@ static void negotiate(tl_req *req, tl_ws *ws, tl__buf *head) {
       .inflate_takeover = (c & TL_DEDICATED_DECOMPRESSOR) != 0,
   };
   char answer[160];
-  if (offers.len && tl__pmd_negotiate(offers.data, offers.len, &pol, &ws->pmd,
-                                      answer, sizeof answer)) {
+  tl__pmd_agreed agreed;
+  if (offers.len && tl__pmd_negotiate(offers.data, offers.len, &pol, &agreed,
+                                      answer, sizeof answer) &&
+      (ws->pmd = calloc(1, sizeof *ws->pmd))) {
+    /* Out of memory here declines the extension, which is allowed. */
+    ws->pmd->agreed = agreed;
     tl__buf_append(head, "Sec-WebSocket-Extensions: ", 26);
     tl__buf_append(head, answer, strlen(answer));
     tl__buf_append(head, "\r\n", 2);
@@ -101,7 +107,6 @@ static int accept_upgrade(tl__hconn *h) {
     /* The handle was initialised: it must be closed, so the block is
      * freed through the normal close path. */
     h->ws_pending = NULL;
-    ws->conn.srv = srv;
     tl__server_adopt(srv, &ws->conn);
     tl__conn_close(&ws->conn);
     return TL_EIO;
@@ -121,9 +126,9 @@ static int accept_upgrade(tl__hconn *h) {
     tl__buf_append(&head, "\r\n", 2);
     if (ws->route->h.compression)
       negotiate(req, ws, &head);
-    if (ws->protocol) {
+    if (h->ws_protocol) {
       tl__buf_append(&head, "Sec-WebSocket-Protocol: ", 24);
-      tl__buf_append(&head, ws->protocol, strlen(ws->protocol));
+      tl__buf_append(&head, h->ws_protocol, strlen(h->ws_protocol));
       tl__buf_append(&head, "\r\n", 2);
     }
     tl__buf_append(&head, res->hdrs.data, res->hdrs.len);
@@ -246,7 +251,7 @@ int tl_ws_select_protocol(tl_res *res, const char *name) {
   char *copy = strdup(name);
   if (!copy)
     return TL_ENOMEM;
-  free(h->ws_pending->protocol);
-  h->ws_pending->protocol = copy;
+  free(h->ws_protocol);
+  h->ws_protocol = copy;
   return 0;
 }

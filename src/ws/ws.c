@@ -39,27 +39,37 @@ tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size) {
   return rt;
 }
 
+static const tl__conn_proto ws_proto;
+
 tl_ws *tl__ws_new(tl_app *app, const tl__wsroute *route) {
   size_t size = sizeof(tl_ws) + route->data_size;
   tl_ws *ws = calloc(1, size);
   if (!ws)
     return NULL;
-  ws->app = app;
+  ws->conn.srv = &app->srv;
+  ws->conn.proto = &ws_proto;
   ws->route = route;
   return ws;
 }
 
 void tl__ws_discard(tl_ws *ws) {
-  free(ws->protocol);
+  free(ws->pmd);
   free(ws);
 }
 
 /* ---- deadlines -------------------------------------------------------- */
 
+/* The end of the route's max lifetime, or 0. */
+static uint64_t life_deadline(const tl_ws *ws) {
+  if (!ws->life_armed)
+    return 0;
+  return ws->stats.opened_ms + (uint64_t)ws->route->h.max_lifetime_s * 1000;
+}
+
 static void update_deadline(tl_ws *ws) {
-  uint64_t d = ws->idle_deadline;
-  if (ws->life_deadline && (!d || ws->life_deadline < d))
-    d = ws->life_deadline;
+  uint64_t d = ws->idle_deadline, life = life_deadline(ws);
+  if (life && (!d || life < d))
+    d = life;
   ws->conn.deadline = d;
 }
 
@@ -89,12 +99,11 @@ static int write_frame_rsv(tl_ws *ws, int op, bool rsv1, const void *data,
   uint8_t hdr[10];
   size_t n = tl__ws_frame_header(hdr, true, rsv1, op, len);
   tl__conn *c = &ws->conn;
-  int err = tl__buf_reserve(&c->out, n + len);
-  if (err)
-    return err;
+  if (!tl__conn_cork(c, n + len))
+    return TL_ENOMEM;
   tl__conn_write(c, hdr, n);
-  err = tl__conn_write(c, data, len);
-  if (!err && c->out.len + c->shared_bytes >= CORK_LIMIT)
+  int err = tl__conn_write(c, data, len);
+  if (!err && c->q && c->q->out.len + c->q->shared_bytes >= CORK_LIMIT)
     tl__conn_flush(c);
   return err;
 }
@@ -150,37 +159,40 @@ z_stream *tl__pmd_shared_deflater(tl_app *app, int bits) {
 }
 
 static void free_streams(tl_ws *ws) {
-  if (ws->deflater) {
-    deflateEnd(ws->deflater);
-    free(ws->deflater);
-    ws->deflater = NULL;
+  tl__wspmd *pm = ws->pmd;
+  if (!pm)
+    return;
+  if (pm->deflater) {
+    deflateEnd(pm->deflater);
+    free(pm->deflater);
   }
-  if (ws->inflater) {
-    inflateEnd(ws->inflater);
-    free(ws->inflater);
-    ws->inflater = NULL;
+  if (pm->inflater) {
+    inflateEnd(pm->inflater);
+    free(pm->inflater);
   }
+  free(pm);
+  ws->pmd = NULL;
 }
 
 /* Compresses a message for `ws` into the app's scratch buffer. Returns
  * the buffer, or NULL (send uncompressed) when compression is not possible
  * or not worth it. */
 static tl__buf *compress_for(tl_ws *ws, const void *data, size_t len) {
-  tl__pmd_shared *ps = tl__app_pmd(ws->app);
+  tl__pmd_shared *ps = tl__app_pmd(tl__ws_app(ws));
   if (!ps)
     return NULL;
   tl__buf *out = &ps->scratch;
   out->len = 0;
   bool dedicated = (ws->route->h.compression & TL_DEDICATED_COMPRESSOR) &&
-                   !ws->pmd.server_no_takeover;
+                   !ws->pmd->agreed.server_no_takeover;
+  int bits = ws->pmd->agreed.server_bits;
   z_stream *zs;
   if (dedicated) {
-    if (!ws->deflater)
-      ws->deflater =
-          new_deflater(ws->pmd.server_bits, ws->route->h.compress_mem_level);
-    zs = ws->deflater;
+    if (!ws->pmd->deflater)
+      ws->pmd->deflater = new_deflater(bits, ws->route->h.compress_mem_level);
+    zs = ws->pmd->deflater;
   } else {
-    zs = tl__pmd_shared_deflater(ws->app, ws->pmd.server_bits);
+    zs = tl__pmd_shared_deflater(tl__ws_app(ws), bits);
   }
   if (!zs || tl__pmd_deflate(zs, data, len, !dedicated, out) != 0)
     return NULL;
@@ -195,7 +207,7 @@ static tl__buf *compress_for(tl_ws *ws, const void *data, size_t len) {
 /* Whether to compress a message of `len` bytes for `ws` (compress: 1, 0,
  * -1 as in tl_ws_send_ex). */
 static bool want_compress(const tl_ws *ws, size_t len, int compress) {
-  if (!ws->pmd.on || compress == 0 ||
+  if (!ws->pmd || compress == 0 ||
       !(ws->route->h.compression &
         (TL_SHARED_COMPRESSOR | TL_DEDICATED_COMPRESSOR)))
     return false;
@@ -206,7 +218,7 @@ bool tl__ws_shares_compressed(const tl_ws *ws, size_t len) {
   /* A subscriber can take the once-compressed published frame when its
    * compressor keeps no context (the frame is built by a fresh stream). */
   return want_compress(ws, len, -1) &&
-         (ws->pmd.server_no_takeover ||
+         (ws->pmd->agreed.server_no_takeover ||
           !(ws->route->h.compression & TL_DEDICATED_COMPRESSOR));
 }
 
@@ -236,9 +248,9 @@ static void report_close(tl_ws *ws, int code, const char *reason, size_t len) {
   ws->state = TL_WS_CLOSED;
   if (opened && ws->route->h.close)
     ws->route->h.close(ws, code, reason ? reason : "", len);
-  for (size_t i = 0; opened && i < ws->app->nobservers; i++)
-    if (ws->app->observers[i].close)
-      ws->app->observers[i].close(ws, code, ws->app->observers[i].arg);
+  for (size_t i = 0; opened && i < tl__ws_app(ws)->nobservers; i++)
+    if (tl__ws_app(ws)->observers[i].close)
+      tl__ws_app(ws)->observers[i].close(ws, code, tl__ws_app(ws)->observers[i].arg);
   /* After the close handler, so it could still see and publish to them. */
   tl__pubsub_leave_all(ws);
 }
@@ -263,7 +275,8 @@ static bool admit(tl_ws *ws, size_t frame, const void *data, size_t len,
   size_t pending = tl__conn_pending(&ws->conn);
   if (pending == 0 || pending + frame <= ws->route->h.max_backpressure)
     return true;
-  ws->dropped++;
+  if (ws->dropped != UINT32_MAX)
+    ws->dropped++;
   if (ws->route->h.close_on_backpressure_limit) {
     fail(ws, 1008, "backpressure limit");
     return false;
@@ -368,7 +381,7 @@ int tl_ws_close(tl_ws *ws, int code, const char *reason) {
   send_close_frame(ws, code, reason, rlen);
   ws->state = TL_WS_CLOSING;
   ws->idle_deadline = now_ms(ws) + CLOSE_TIMEOUT_MS;
-  ws->life_deadline = 0;
+  ws->life_armed = false;
   update_deadline(ws);
   return 0;
 }
@@ -401,7 +414,7 @@ tl_ws_state tl_ws_ready_state(const tl_ws *ws) {
 }
 
 tl_app *tl_ws_app(const tl_ws *ws) {
-  return ws->app;
+  return tl__ws_app(ws);
 }
 
 void tl_ws_pause(tl_ws *ws) {
@@ -438,15 +451,15 @@ static void fail(tl_ws *ws, int code, const char *reason);
  * Returns 0 or a close code (1007 corrupt or not UTF-8, 1009 too big,
  * 1011 out of memory). */
 static int inflate_message(tl_ws *ws, int op, uint8_t **data, size_t *len) {
-  tl__pmd_shared *ps = tl__app_pmd(ws->app);
+  tl__pmd_shared *ps = tl__app_pmd(tl__ws_app(ws));
   if (!ps)
     return 1011;
   bool dedicated = ws->route->h.compression & TL_DEDICATED_DECOMPRESSOR;
   z_stream *zs;
   if (dedicated) {
-    if (!ws->inflater)
-      ws->inflater = new_inflater();
-    zs = ws->inflater;
+    if (!ws->pmd->inflater)
+      ws->pmd->inflater = new_inflater();
+    zs = ws->pmd->inflater;
   } else {
     if (!ps->inflate)
       ps->inflate = new_inflater();
@@ -461,7 +474,7 @@ static int inflate_message(tl_ws *ws, int op, uint8_t **data, size_t *len) {
    * said it resets. The size limit applies to the inflated message, and
    * inflating stops as soon as it is passed: a bomb costs nothing. */
   int rc =
-      tl__pmd_inflate(zs, *data, *len, !dedicated || ws->pmd.client_no_takeover,
+      tl__pmd_inflate(zs, *data, *len, !dedicated || ws->pmd->agreed.client_no_takeover,
                       ws->route->h.max_payload, out);
   if (rc)
     return rc;
@@ -494,7 +507,7 @@ static int on_message(void *ud, int op, uint8_t *data, size_t len,
   if (ws->route->h.message)
     ws->route->h.message(ws, data, len, (tl_opcode)op);
   if (compressed) /* one large message must not pin its memory */
-    tl__buf_reset(&tl__app_pmd(ws->app)->scratch_in, 64 * 1024);
+    tl__buf_reset(&tl__app_pmd(tl__ws_app(ws))->scratch_in, 64 * 1024);
   check_inbound(ws);
   return gone(ws) && ws->state != TL_WS_CLOSING;
 }
@@ -579,8 +592,9 @@ static void on_timeout(tl__conn *c) {
     tl__conn_close(c);
     return;
   }
-  if (ws->life_deadline && now >= ws->life_deadline) {
-    ws->life_deadline = 0;
+  uint64_t life = life_deadline(ws);
+  if (life && now >= life) {
+    ws->life_armed = false;
     tl_ws_close(ws, 1000, "max lifetime");
     return;
   }
@@ -607,8 +621,6 @@ static void on_close(tl__conn *c) {
   report_close(ws, 1006, "", 0);
   tl__wsp_free(&ws->parser);
   free_streams(ws);
-  free(ws->protocol);
-  ws->protocol = NULL;
 }
 
 static const tl__conn_proto ws_proto = {
@@ -626,24 +638,19 @@ void tl_ws_get_stats(const tl_ws *ws, tl_ws_stats *stats) {
 
 void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   tl__conn *c = &ws->conn;
-  c->proto = &ws_proto;
   uv_tcp_nodelay(&c->tcp, 1);
   tl__wsp_init(&ws->parser);
   ws->parser.max_payload = ws->route->h.max_payload;
-  ws->parser.allow_rsv1 = ws->pmd.on;
-  free(ws->protocol);
-  ws->protocol = NULL;
+  ws->parser.allow_rsv1 = ws->pmd != NULL;
   ws->state = TL_WS_OPEN;
-  unsigned life = ws->route->h.max_lifetime_s;
-  if (life)
-    ws->life_deadline = now_ms(ws) + (uint64_t)life * 1000;
-  touch(ws);
   ws->stats.opened_ms = now_ms(ws);
+  ws->life_armed = ws->route->h.max_lifetime_s != 0;
+  touch(ws);
   if (ws->route->h.open)
     ws->route->h.open(ws);
-  for (size_t i = 0; !gone(ws) && i < ws->app->nobservers; i++)
-    if (ws->app->observers[i].open)
-      ws->app->observers[i].open(ws, req, ws->app->observers[i].arg);
+  for (size_t i = 0; !gone(ws) && i < tl__ws_app(ws)->nobservers; i++)
+    if (tl__ws_app(ws)->observers[i].open)
+      tl__ws_app(ws)->observers[i].open(ws, req, tl__ws_app(ws)->observers[i].arg);
   if (!gone(ws) && prelen)
     feed(ws, (char *)pre, prelen);
   if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) && !ws->user_paused)

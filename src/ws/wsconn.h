@@ -16,30 +16,41 @@ typedef struct tl__wsroute {
   size_t data_size;
 } tl__wsroute;
 
+/* permessage-deflate state of one connection, allocated only when the
+ * extension was agreed. */
+typedef struct tl__wspmd {
+  tl__pmd_agreed agreed;
+  z_stream *deflater; /* dedicated compressor (lazily created) */
+  z_stream *inflater; /* dedicated decompressor (lazily created) */
+} tl__wspmd;
+
+/* One block per open socket, so it is packed: what only some sockets need
+ * (compression, topics, a message spanning reads) hangs off a pointer, and
+ * what can be derived is not stored (the app is the server's owner; the
+ * lifetime deadline follows from the open time). */
 struct tl_ws {
   tl__conn conn; /* first: the core's view */
   const tl__wsroute *route;
-  tl_app *app;
   tl__wsp parser;
   uint64_t idle_deadline; /* loop ms; 0: none */
-  uint64_t life_deadline; /* loop ms; 0: none */
-  int state;              /* tl_ws_state, 0 before open */
-  bool close_called;
-  bool want_drain;
-  bool user_paused;
-  bool auto_paused;
-  bool ping_outstanding;
-  bool sent_close;
-  char *protocol;       /* chosen subprotocol while upgrading */
-  struct tl__sub *subs; /* topics (src/pubsub) */
+  tl__wspmd *pmd;         /* NULL: no compression */
+  struct tl__sub *subs;   /* topics (src/pubsub) */
   uint32_t nsubs, cap_subs;
-  size_t dropped;     /* messages dropped for backpressure */
-  tl__pmd_agreed pmd; /* permessage-deflate, if negotiated */
+  uint32_t dropped; /* messages dropped for backpressure (saturates) */
+  uint8_t state;    /* tl_ws_state, 0 before open */
+  bool close_called : 1;
+  bool want_drain : 1;
+  bool user_paused : 1;
+  bool auto_paused : 1;
+  bool ping_outstanding : 1;
+  bool sent_close : 1;
+  bool life_armed : 1; /* the route's max lifetime applies */
   tl_ws_stats stats;
-  z_stream *deflater; /* dedicated compressor (lazily created) */
-  z_stream *inflater; /* dedicated decompressor (lazily created) */
   alignas(max_align_t) unsigned char data[];
 };
+
+/* The app a connection belongs to. */
+#define tl__ws_app(ws) ((tl_app *)(ws)->conn.srv->owner)
 
 /* Per-app compression state: shared streams (one per window size for
  * compressors) and a scratch buffer for (de)compressed messages. */
