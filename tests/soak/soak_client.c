@@ -6,13 +6,16 @@
  *   -c CONNS     connection slots [2000]
  *   -t SECONDS   length of the random phase [60]
  *   -k TOPICS    topics t0..t<K-1> [50]; must not exceed the server's
- *   -p RATE      publishes per second, all connections together [300]
+ *   -p RATE      publishes per second, all connections together [2000]
  *   -r RATE      new connections per second at most [500]
  *   -l SECONDS   mean connection lifetime (exponential) [20]
  *   -s N         source addresses 127.0.0.1..127.0.0.N to bind before
  *                connect (0: let the kernel choose) [0, or CONNS/10000+1
  *                above 20000 connections]
- *   -m KIB       heap slack allowed after everybody left [256]
+ *   -m KIB       heap growth allowed after everybody left [64 + CONNS/64:
+ *                64 KiB, plus libuv's per-descriptor watcher table (8
+ *                bytes per descriptor up to the next power of two, never
+ *                shrunk) for the peak descriptor count]
  *   -w CONNS     warm-up connections [50]
  *
  * Phases: warm-up (a few connections subscribe to every topic, publish to
@@ -60,7 +63,7 @@ static struct {
   double pubrate, connrate, lifetime;
   long slack_kb;
   int port;
-} opt = {2000, 60, 50, 50, -1, 300, 500, 20, 256, 0};
+} opt = {2000, 60, 50, 50, -1, 2000, 500, 20, -1, 0};
 
 static struct {
   uint64_t connects, opened, open_now, peak_open;
@@ -761,7 +764,7 @@ static int random_held(slot *s) {
   return -1;
 }
 
-static void act(slot *s, uint64_t now) {
+static void act(slot *s, uint64_t now, double dt) {
   if (now >= s->end_at) {
     double r = rnd01();
     if (r < 0.5) {
@@ -777,7 +780,7 @@ static void act(slot *s, uint64_t now) {
     }
     return;
   }
-  if (rnd01() >= (double)TICK_MS / TOGGLE_MEAN_MS)
+  if (rnd01() >= dt * 1000.0 / TOGGLE_MEAN_MS)
     return;
   int want_sub = s->nsub == 0 || (s->nsub < SUB_MAX && rnd(2));
   if (want_sub) {
@@ -850,9 +853,12 @@ static void wait_server_idle(void) {
 }
 
 static void on_tick(uv_timer_t *t) {
+  static uint64_t last_tick;
   uv_update_time(loop);
   uint64_t now = uv_now(loop);
-  double dt = TICK_MS / 1000.0;
+  /* Rates follow the time that passed (a tick can come late). */
+  double dt = last_tick ? (double)(now - last_tick) / 1000.0 : 0;
+  last_tick = now;
   switch (phase) {
   case P_WARM:
     if (connect_cursor < opt.warm) {
@@ -894,7 +900,7 @@ static void on_tick(uv_timer_t *t) {
     }
     for (int i = 0; i < opt.conns; i++)
       if (slots[i].state == S_OPEN)
-        act(&slots[i], now);
+        act(&slots[i], now, dt);
     publish_some(opt.pubrate * dt);
     break;
   case P_DRAIN:
@@ -963,6 +969,8 @@ int main(int argc, char **argv) {
   opt.port = (int)num(argv[optind], 1, 65535, "PORT");
   if (opt.srcaddrs < 0)
     opt.srcaddrs = opt.conns > 20000 ? opt.conns / 10000 + 1 : 0;
+  if (opt.slack_kb < 0)
+    opt.slack_kb = 64 + opt.conns / 64;
   if (opt.warm > opt.conns)
     opt.warm = opt.conns;
   signal(SIGPIPE, SIG_IGN);

@@ -49,7 +49,13 @@
 #define SOAK_ASAN 1
 #endif
 #ifdef SOAK_ASAN
+/* The ASan runtime's allocator counter; GCC ships no
+ * <sanitizer/allocator_interface.h>, so it is declared here when missing. */
+#if defined(__has_include) && __has_include(<sanitizer/allocator_interface.h>)
 #include <sanitizer/allocator_interface.h>
+#else
+size_t __sanitizer_get_current_allocated_bytes(void);
+#endif
 #endif
 
 #define MAX_TOPICS 100000
