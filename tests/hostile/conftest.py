@@ -288,6 +288,9 @@ def srv(server_bin, request):
     """A fresh hostile_server for one test; checked at teardown."""
     s = HostileServer([server_bin, "0"])
     s.start()
+    # A first round allocates what any server allocates once (buffers,
+    # zlib-free WebSocket state, malloc arenas): measurements start after.
+    canary_round(s.port)
     print(f"\n[{request.node.name}] server pid {s.proc.pid}"
           f"{' (ASan)' if s.is_asan() else ''}")
     yield s
