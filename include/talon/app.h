@@ -45,7 +45,8 @@ typedef struct tl_app_config {
   /* listen(2) backlog [511]. */
   int backlog;
   /* tl_res_write() reports backpressure past this many queued bytes
-   * [65536]. */
+   * [65536]. While more than this waits unwritten on a connection, its
+   * further pipelined requests are not read or parsed. */
   size_t write_high_water;
   /* Do not install SIGINT/SIGTERM handlers (they call tl_app_stop). */
   int no_signal_handlers;

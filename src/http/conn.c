@@ -226,11 +226,24 @@ static bool conn_done(const tl__hconn *h) {
   return (h->conn.flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) != 0;
 }
 
+/* Between requests, whether the answers so far wait unread past
+ * write_high_water. A client that pipelines without reading would
+ * otherwise grow our output without bound: stop parsing and reading until
+ * the output drains (on_drain), as TCP flow control intends. */
+static bool output_backed_up(tl__hconn *h) {
+  if (h->phase != TL__P_IDLE ||
+      tl__conn_pending(&h->conn) <= h->app->opt.write_high_water)
+    return false;
+  h->out_paused = true;
+  tl__conn_read_stop(&h->conn);
+  return true;
+}
+
 /* Parses and dispatches what is available from parse_pos on. */
 static void process(tl__hconn *h) {
   h->in_process = true;
   while (!conn_done(h) && h->phase != TL__P_DISPATCH &&
-         h->parse_pos < h->avail) {
+         h->parse_pos < h->avail && !output_backed_up(h)) {
     if (h->phase == TL__P_IDLE) {
       /* A new message starts here: offsets count from it. */
       h->msg += h->parse_pos;
@@ -325,6 +338,12 @@ static void on_read(tl__conn *c, char *data, size_t len) {
   tl__hconn *h = (tl__hconn *)c;
   if (conn_done(h))
     return;
+  if (h->out_paused) {
+    /* Reading is stopped; keep what was already on its way. */
+    if (tl__buf_append(&h->in, data, len))
+      tl__conn_close(c);
+    return;
+  }
   if (h->phase == TL__P_DISPATCH) {
     /* A deferred response is in flight and its request sits in h->in,
      * which must not move: park pipelined bytes in h->later. Reading goes
@@ -426,7 +445,8 @@ static void on_timeout(tl__conn *c) {
   tl__hconn *h = (tl__hconn *)c;
   if (h->phase == TL__P_DISPATCH)
     return;
-  if (h->phase == TL__P_IDLE && !h->reparse && h->in.len == 0) {
+  if ((h->phase == TL__P_IDLE && !h->reparse && h->in.len == 0) ||
+      h->out_paused) {
     /* A connection whose last response is still being written is not
      * idle while the client keeps taking bytes: wait another period. One
      * that took nothing for a whole period is closed like an idle one. */
@@ -451,7 +471,20 @@ static void on_shutdown(tl__conn *c) {
 }
 
 static void on_drain(tl__conn *c) {
-  tl__res_on_drain((tl__hconn *)c);
+  tl__hconn *h = (tl__hconn *)c;
+  tl__res_on_drain(h);
+  if (!h->out_paused || conn_done(h))
+    return;
+  /* The answers went out: parse the requests that waited, read again. */
+  h->out_paused = false;
+  tl__conn_read_start(c);
+  if (h->phase != TL__P_IDLE || h->in.len == 0)
+    return;
+  h->msg = h->in.data;
+  h->avail = h->in.len;
+  h->parse_pos = 0;
+  process(h);
+  keep_input(h);
 }
 
 static void on_close(tl__conn *c) {

@@ -180,6 +180,7 @@ struct tl__hconn {
   bool in_process; /* inside process(): completions must not recurse */
   bool reparse;    /* head was incomplete: re-parse from the start */
   bool shutting_down;
+  bool out_paused; /* reading and parsing stopped: output backed up */
   int err_status; /* status chosen by a callback that failed parsing */
   const char *err_reason;
   /* Where the current message lives: the receive buffer during a read,
