@@ -104,15 +104,32 @@ static size_t corked(const tl__conn *c) {
   return c->q ? c->q->out.len + c->q->shared_bytes : 0;
 }
 
-static void conn_unlink(tl__conn *c) {
-  tl__server *s = c->srv;
-  if (c->prev)
-    c->prev->next = c->next;
-  else if (s->conns == c)
-    s->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  c->prev = c->next = NULL;
+/* The server keeps no list of its connections (two pointers less in
+ * every block): libuv's own handle queue is walked instead. A connection's
+ * handle has itself as `data`; no other handle of the loop does. */
+static void conn_mark(tl__conn *c) {
+  c->tcp.data = c;
+}
+
+typedef void (*conn_visit)(tl__conn *c, void *arg);
+typedef struct walk_ctx {
+  conn_visit fn;
+  void *arg;
+} walk_ctx;
+
+static void walk_one(uv_handle_t *h, void *arg) {
+  walk_ctx *w = arg;
+  if (h->type == UV_TCP && h->data == h && !uv_is_closing(h) &&
+      !(((tl__conn *)h)->flags & TL__CONN_CLOSING))
+    w->fn((tl__conn *)h, w->arg);
+}
+
+/* Calls fn for every open connection. uv_walk tolerates handles being
+ * closed (or opened) by the callback: it moves through a detached copy
+ * of the queue, and a closing handle's memory goes only later. */
+static void each_conn(tl__server *s, conn_visit fn, void *arg) {
+  walk_ctx w = {fn, arg};
+  uv_walk(&s->loop, walk_one, &w);
 }
 
 static void maybe_finish_stop(tl__server *s);
@@ -131,7 +148,6 @@ void tl__conn_close(tl__conn *c) {
   c->flags |= TL__CONN_CLOSING;
   /* A connection on the flush list stays there; the flusher skips closing
    * ones, and the block lives until after the loop turn. */
-  conn_unlink(c);
   if (c->proto->on_close)
     c->proto->on_close(c);
   if (c->q) {
@@ -493,25 +509,23 @@ static void on_prepare(uv_prepare_t *h) {
   flush_phase(h->data);
 }
 
+static void sweep_one(tl__conn *c, void *arg) {
+  uint64_t now = *(const uint64_t *)arg;
+  if (!c->deadline || now < c->deadline)
+    return;
+  c->deadline = 0;
+  if (c->flags & TL__CONN_LINGER)
+    tl__conn_close(c);
+  else if (c->proto->on_timeout)
+    c->proto->on_timeout(c);
+  else
+    tl__conn_close(c);
+}
+
 static void on_sweep(uv_timer_t *t) {
   tl__server *s = t->data;
   uint64_t now = uv_now(&s->loop);
-  tl__conn *c = s->conns;
-  while (c) {
-    /* on_timeout may close c (unlinking it), so take next first. Closing
-     * only ever unlinks the closing connection itself. */
-    tl__conn *next = c->next;
-    if (c->deadline && now >= c->deadline) {
-      c->deadline = 0;
-      if (c->flags & TL__CONN_LINGER)
-        tl__conn_close(c);
-      else if (c->proto->on_timeout)
-        c->proto->on_timeout(c);
-      else
-        tl__conn_close(c);
-    }
-    c = next;
-  }
+  each_conn(s, sweep_one, &now);
 }
 
 static void on_connection(uv_stream_t *ls, int status) {
@@ -546,20 +560,14 @@ static void on_connection(uv_stream_t *ls, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  c->next = s->conns;
-  if (s->conns)
-    s->conns->prev = c;
-  s->conns = c;
+  conn_mark(c);
   tl__conn_read_start(c);
 }
 
 void tl__server_adopt(tl__server *s, tl__conn *c) {
   c->srv = s;
   s->nconns++;
-  c->next = s->conns;
-  if (s->conns)
-    s->conns->prev = c;
-  s->conns = c;
+  conn_mark(c);
 }
 
 static void close_handle(uv_handle_t *h) {
@@ -581,10 +589,19 @@ static void maybe_finish_stop(tl__server *s) {
   }
 }
 
+static void close_one(tl__conn *c, void *arg) {
+  tl__conn_close(c);
+}
+
 static void on_shutdown_deadline(uv_timer_t *t) {
-  tl__server *s = t->data;
-  while (s->conns)
-    tl__conn_close(s->conns);
+  each_conn(t->data, close_one, NULL);
+}
+
+static void shutdown_one(tl__conn *c, void *arg) {
+  if (c->proto->on_shutdown)
+    c->proto->on_shutdown(c);
+  else
+    tl__conn_close(c);
 }
 
 static void begin_stop(tl__server *s) {
@@ -592,16 +609,8 @@ static void begin_stop(tl__server *s) {
     return;
   s->stopping = true;
   close_handle((uv_handle_t *)&s->listener);
-  tl__conn *c = s->conns;
-  while (c) {
-    tl__conn *next = c->next;
-    if (c->proto->on_shutdown)
-      c->proto->on_shutdown(c);
-    else
-      tl__conn_close(c);
-    c = next;
-  }
-  if (s->conns) {
+  each_conn(s, shutdown_one, NULL);
+  if (s->nconns > 0) { /* some finish their work first */
     uv_timer_start(&s->shutdown_timer, on_shutdown_deadline,
                    s->cfg.shutdown_timeout_ms, 0);
   }

@@ -88,7 +88,6 @@ struct tl__conn {
   uv_tcp_t tcp;
   tl__server *srv;
   const tl__conn_proto *proto;
-  tl__conn *prev, *next; /* the server's connection list */
   tl__conn *dirty_next;  /* the flush list */
   tl__outq *q;           /* NULL: nothing corked */
   size_t backlog;        /* bytes handed to uv_write, not yet written */
@@ -124,8 +123,7 @@ struct tl__server {
   void *owner; /* the app */
   char *rbuf;  /* the one receive buffer */
   size_t rbuf_size;
-  tl__conn *conns; /* all open connections */
-  size_t nconns;
+  size_t nconns; /* accepted, not yet freed (the handles are walked) */
   tl__conn *dirty; /* connections with corked bytes */
   tl__outq *q_pool; /* output queues not in use */
   unsigned q_pooled;
