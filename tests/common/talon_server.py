@@ -153,7 +153,7 @@ class TalonServer:
     def _wrap(self, argv):
         """argv prefixed with the TALON_TEST_WRAPPER command, if any."""
         prefix = [w.replace("{tmpdir}", self.tmp.name) for w in wrapper()]
-        self.valgrind_log_glob = None
+        self.valgrind_log = None
         if prefix and os.path.basename(prefix[0]) == "valgrind":
             given = [w for w in prefix if w.startswith("--log-file=")]
             if given:
@@ -161,8 +161,7 @@ class TalonServer:
             else:
                 log = os.path.join(self.tmp.name, VALGRIND_LOG)
                 prefix.insert(1, "--log-file=" + log)
-            self.valgrind_log_glob = re.sub(r"%[pq]\{?[^/]*", "*", log) \
-                if "%" in log else log
+            self.valgrind_log = log
         return prefix + argv
 
     # ---- start -------------------------------------------------------------
@@ -257,16 +256,30 @@ class TalonServer:
         return self.wait_exit(timeout)
 
     def valgrind_logs(self):
-        """Paths of this server's valgrind logs (one per process)."""
-        if not self.valgrind_log_glob:
+        """Paths of this server's valgrind logs: its own pid's (valgrind
+        keeps the pid) and any of processes it forked."""
+        if not self.valgrind_log or self.proc is None:
             return []
-        return sorted(glob.glob(self.valgrind_log_glob))
+        pat = self.valgrind_log.replace("%%", "%")
+        own = pat.replace("%p", str(self.proc.pid))
+        pat = re.sub(r"%q\{[^}]*\}", "*", pat)
+        own = re.sub(r"%q\{[^}]*\}", "*", own)
+        if "%p" not in pat:
+            return sorted(glob.glob(own))
+        children = glob.glob(pat.replace("%p", "*"))
+        parent = "Parent PID: %d\n" % self.proc.pid
+        return sorted(set(glob.glob(own)) |
+                      {p for p in children if parent in _read(p)})
 
     def check_valgrind(self):
         """Fails with the log if a valgrind log of this server reports
         errors or definitely/indirectly lost bytes, or has no error
         summary (valgrind did not get to the end: killed or crashed)."""
-        for path in self.valgrind_logs():
+        logs = self.valgrind_logs()
+        if self.valgrind_log and self.proc is not None and not logs:
+            pytest.fail(f"{self.name}: no valgrind log "
+                        f"{self.valgrind_log} (pid {self.proc.pid})")
+        for path in logs:
             log = _read(path)
             problems = []
             m = re.search(r"ERROR SUMMARY: ([\d,]+) errors", log)

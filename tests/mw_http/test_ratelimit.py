@@ -5,6 +5,7 @@ import json
 import time
 
 from conftest import Conn, curl, request
+from talon_server import skip_if_wrapped
 
 
 def stats(port, name):
@@ -122,6 +123,7 @@ def flood(port, keys, batch=500):
     return counts
 
 
+@skip_if_wrapped("the RSS bound would measure valgrind's own memory")
 def test_memory_bound_with_many_keys(server):
     p = server.port
     # rate 0.001/s, burst 1, max_keys 1000.

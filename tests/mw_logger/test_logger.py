@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import HOST, http, raw
+from talon_server import skip_if_wrapped
 
 UA = 'agent "q" \\ tail \xe9'          # sent as latin-1 bytes: quote, backslash, 0xe9
 UA_BYTES = UA.encode("latin-1")
@@ -218,6 +219,8 @@ def keepalive_requests(port, n):
     return worst
 
 
+@skip_if_wrapped("asserts each of 1500 requests answers within 0.5 s; "
+                 "a server slowed 20-50x can exceed that")
 def test_slow_sink_drops_and_recovers(start):
     s, r = fill_pipe_server(start, 8192)
     n = 1500  # ~120 KB of lines: fills the 64 KiB pipe and the queue
