@@ -519,6 +519,9 @@ static int on_control(void *ud, int op, uint8_t *data, size_t len) {
       write_frame(ws, TL__WS_OP_PONG, data, len);
       if (ws->route->h.ping)
         ws->route->h.ping(ws, data, len);
+      /* Pongs count against max_backpressure like any output: a peer
+       * that pings without reading is paused, not buffered for. */
+      check_inbound(ws);
     }
   } else if (ws->route->h.pong && ws->state == TL_WS_OPEN) {
     ws->route->h.pong(ws, data, len);

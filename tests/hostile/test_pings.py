@@ -71,11 +71,6 @@ def test_a_million_pings(srv):
     after_attack(srv)
 
 
-@pytest.mark.xfail(reason="src/ws/ws.c answers pings without the "
-                   "check_inbound() that data messages get: a client that "
-                   "never reads its pongs grows the server's output "
-                   "without bound (reported; ws.c is not ours to edit)",
-                   strict=False)
 def test_pings_never_reading_pongs(srv):
     """Pings with 125-byte payloads, as fast as the client can write, and
     no pong read: if the server read on, 48 MiB of pings would queue about
