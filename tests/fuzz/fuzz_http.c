@@ -723,8 +723,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *answer = read_all(fd, &n, &reset);
   close(fd);
   if (getenv("FUZZ_HTTP_SHOW")) /* to look at what the server answered */
-    fprintf(stderr, "---- %zu bytes%s\n%.*s\n----\n", n,
-            reset ? " (reset)" : "", (int)n, answer);
+  {
+    fprintf(stderr, "---- %zu bytes%s\n", n, reset ? " (reset)" : "");
+    fwrite(answer, 1, n, stderr);
+    fprintf(stderr, "\n----\n");
+  }
   check_answer(answer, n, reset || !ok);
   free(answer);
   return 0;

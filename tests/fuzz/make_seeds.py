@@ -181,6 +181,10 @@ def cookie_seeds():
     write(t, "capped", b"\x13\x00" + b"; ".join(b"c%d=%d" % (i, i) for i in range(20)) +
           b"\x00__Secure-s=1")
     write(t, "signed", b"\x04\x21tok=abc.\x00tok=abc")
+    # More valid pairs than the default budget of 128: later ones are
+    # ignored (a harness once took that for a parser bug).
+    write(t, "over_default_cap", b"\x00\x00" +
+          b"; ".join(b"k%d=%d" % (i % 40, i) for i in range(150)) + b"\x00k1=v")
     write(t, "bad_value", b"\x00\x00x=a\x01b; y=\"unterminated\x00a b=c d")
 
 
@@ -195,6 +199,9 @@ def multipart_seeds():
     write(t, "multipart", b"\x00multipart/form-data; boundary=b0undary\n" + mp)
     write(t, "multipart_keep", b"\x20Multipart/Form-Data; boundary=\"b0undary\"; x=y\n" + mp)
     write(t, "multipart_small", b"\x04multipart/form-data; boundary=b0undary\n" + mp)
+    # Chain with `require`: multipart stores a kept file, then the
+    # urlencoded parser answers 415 while that file legitimately exists.
+    write(t, "chain_keep_415", b"\x2bmultipart/form-data; boundary=b0undary\n" + mp)
     write(t, "multipart_bad", b"\x00multipart/form-data; boundary=q\n" + crlf(
         "--q\nContent-Disposition: attachment\n\nx\n--q"))
     write(t, "urlencoded", b"\x01application/x-www-form-urlencoded\n"
