@@ -207,6 +207,12 @@ def after_attack(srv):
     canary_round(srv.port)
 
 
+def asan_slack(srv):
+    """Extra KiB a memory bound allows under ASan (its shadow memory,
+    redzones and quarantine of freed blocks are resident too)."""
+    return 32 * 1024 if srv.is_asan() else 0
+
+
 def report_memory(name, base, peak, bound, extra=""):
     """Prints the memory numbers and asserts growth < bound (all KiB)."""
     growth = peak - base

@@ -216,8 +216,8 @@ static void h_stats(tl_req *req, tl_res *res) {
       g.wsstream_started, g.wsstream_done, (unsigned long long)g_publish_seq,
       tl_app_subscriber_count(g_app, "feed"), g.close_other);
   for (int i = 0; i < NCODES; i++)
-    n += snprintf(buf + n, sizeof buf - (size_t)n, "%s\"%d\":%ld",
-                  i ? "," : "", 1000 + i, g.close_codes[i]);
+    n += snprintf(buf + n, sizeof buf - (size_t)n, "%s\"%d\":%ld", i ? "," : "",
+                  1000 + i, g.close_codes[i]);
   snprintf(buf + n, sizeof buf - (size_t)n, "}}");
   tl_res_header(res, "Cache-Control", "no-store");
   tl_res_json(res, buf);
@@ -259,13 +259,11 @@ static void ws_echo(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
   .close = ws_close, .dropped = ws_dropped, .ping = ws_ping,                   \
   .max_payload = 1 * MiB
 
-static const tl_ws_handlers echo_h = {WS_COMMON, .open = ws_open,
-                                      .message = ws_echo,
-                                      .max_backpressure = 1 * MiB,
-                                      .idle_timeout_s = 30};
+static const tl_ws_handlers echo_h = {
+    WS_COMMON, .open = ws_open, .message = ws_echo, .max_backpressure = 1 * MiB,
+    .idle_timeout_s = 30};
 static const tl_ws_handlers idle_h = {WS_COMMON, .open = ws_open,
-                                      .message = ws_echo,
-                                      .idle_timeout_s = 1};
+                                      .message = ws_echo, .idle_timeout_s = 1};
 static const tl_ws_handlers idle_ping_h = {
     WS_COMMON, .open = ws_open, .message = ws_echo, .idle_timeout_s = 1,
     .send_pings = 1};
@@ -319,10 +317,9 @@ static void wsstream_msg(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
   tl_ws_send(ws, p, n, op);
 }
 
-static const tl_ws_handlers wsstream_h = {WS_COMMON, .open = ws_open,
-                                          .message = wsstream_msg,
-                                          .drain = wsstream_pump,
-                                          .max_backpressure = 256 * KiB};
+static const tl_ws_handlers wsstream_h = {
+    WS_COMMON, .open = ws_open, .message = wsstream_msg, .drain = wsstream_pump,
+    .max_backpressure = 256 * KiB};
 
 /* ---- main --------------------------------------------------------------- */
 

@@ -13,8 +13,6 @@ import struct
 import threading
 import time
 
-import pytest
-
 from conftest import (ECHO_MAX_BACKPRESSURE, Canaries, KiB, MiB,
                       after_attack, report_memory, scaled, ws_connect)
 

@@ -6,7 +6,6 @@ keeps no memory for them: the whole attack runs twice and the second run
 must not grow the server further (LeakSanitizer at teardown catches the
 rest under ASan)."""
 import random
-import socket
 import time
 
 import pytest
@@ -62,8 +61,8 @@ def vanish_round(srv, rng, nclients, path):
 @pytest.mark.parametrize("path", ["/big", "/stream"])
 def test_http_clients_vanish(srv, path):
     """30 clients (twice) reset mid-transfer of an 8 MiB body. Bound
-    during a run: 5 in flight x 2 copies x 8 MiB + 16 MiB. The second run
-    may not add more than 16 MiB over the first."""
+    during a run: 5 in flight x 2 copies x 8 MiB + 32 MiB. The second run
+    may not add more than 32 MiB over the first."""
     n = scaled(srv, 30, asan_default=0.5)
     rng = random.Random(7)
     base = srv.rss_kib()
@@ -82,12 +81,15 @@ def test_http_clients_vanish(srv, path):
         assert st["stream_aborts"] > 0, st
         print(f"  streams: {st['stream_aborts']} aborted, "
               f"{st['stream_done']} done (all queued before the reset)")
+    # malloc keeps freed 8 MiB buffers of varying sizes resident (heap
+    # fragmentation, not a leak): 32 MiB on top of what is in flight. A
+    # leak would show as 8 MiB per client, 480 MiB over the second run.
     report_memory(f"http vanish {path}", base, can.peak_rss,
-                  BATCH * 2 * BIG_BYTES // KiB + 16 * 1024,
+                  BATCH * 2 * BIG_BYTES // KiB + 32 * 1024,
                   f"{2 * n} clients")
     report_memory(f"http vanish {path}, second run over first",
                   after_first, after_second,
-                  16 * 1024 if not srv.is_asan() else 48 * 1024)
+                  32 * 1024 if not srv.is_asan() else 48 * 1024)
     after_attack(srv)
 
 
@@ -125,7 +127,8 @@ def test_ws_stream_clients_vanish(srv):
     print(f"  ws streams: {st['wsstream_done']} finished before the reset, "
           f"close codes 1006 {st['close_codes']['1006']}")
     report_memory("ws vanish /wsstream", base, can.peak_rss,
-                  BATCH * 1024 + 16 * 1024, f"{2 * n} clients")
+                  BATCH * 1024 + (16 if not srv.is_asan() else 48) * 1024,
+                  f"{2 * n} clients")
     report_memory("ws vanish, second run over first", after_first,
                   after_second, 16 * 1024 if not srv.is_asan() else 48 * 1024)
     after_attack(srv)
