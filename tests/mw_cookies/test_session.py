@@ -10,6 +10,7 @@ import websockets
 from websockets.exceptions import InvalidStatusCode
 
 from conftest import SECRET_NEW, SECRET_OTHER, curl, get, post, sign
+from talon_server import skip_if_wrapped
 
 ID_RE = re.compile(r"[A-Za-z0-9_-]{32}")
 
@@ -238,6 +239,9 @@ def test_idle_expiry(fresh_server):
     assert get(port, "/short/session/id", cookie=c).text == "none"
 
 
+@skip_if_wrapped("expects the 3 s absolute expiry 0.3 s after the client "
+                 "starts; the first request alone takes ~0.2 s under "
+                 "valgrind")
 def test_activity_keeps_session_then_absolute_expiry(fresh_server):
     port = fresh_server.port
     t0 = time.monotonic()
