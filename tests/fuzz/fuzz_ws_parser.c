@@ -102,7 +102,10 @@ static int parse(const uint8_t *d, size_t n, const uint8_t *sizes,
     rc = feed(&p, d + off, len, r);
     off += len;
   }
-  if (p.max_payload && p.msg.len > p.max_payload)
+  /* The message so far stays within the limit; the spanning buffer holds
+   * at most its bytes plus one control frame in progress (125). */
+  if ((p.max_payload && p.msg_len > p.max_payload) ||
+      p.msg.len > p.msg_len + 125)
     abort();
   if (rc != 0 && feed(&p, d, n, r) != rc)
     abort(); /* sticky */

@@ -155,6 +155,11 @@ def ws_parser_seeds():
     write(t, "compressed", b"\x05\x10\x01\x02" +
           frame(1, pmd_deflate(b"zzzzzzzzzzzzzzzzzzzzz"), rsv1=True))
     write(t, "long", b"\x03\x7f\x20\x40" + frame(2, bytes(range(256)) * 2))
+    # A ping longer than the 16-byte message limit, fed in pieces, inside a
+    # fragmented message: the spanning buffer holds both.
+    write(t, "ping_spans_small_limit", b"\x01\x02\x03\x04" +
+          frame(1, b"0123456789", fin=False) + frame(9, b"p" * 100) +
+          frame(0, b"ab"))
     write(t, "bad_close", b"\x00\x00\x00\x00" + frame(8, b"\x03\xed\xff"))
 
 
