@@ -114,8 +114,12 @@ static uint64_t rng(void) {
   rng_state ^= rng_state >> 27;
   return rng_state * 0x2545F4914F6CDD1DULL;
 }
-static double rnd01(void) { return (double)(rng() >> 11) / 9007199254740992.0; }
-static int rnd(int n) { return (int)(rng() % (uint64_t)n); }
+static double rnd01(void) {
+  return (double)(rng() >> 11) / 9007199254740992.0;
+}
+static int rnd(int n) {
+  return (int)(rng() % (uint64_t)n);
+}
 
 /* ---- GET /stats, blocking (the server is another process) -------------- */
 
@@ -163,10 +167,10 @@ static srv_stats get_stats(void) {
   const char *body = strstr(buf, "\r\n\r\n");
   if (strncmp(buf, "HTTP/1.1 200", 12) != 0 || !body)
     die("GET /stats: bad response: %.200s", buf);
-  srv_stats s = {json_num(body, "open"),       json_num(body, "opened"),
-                 json_num(body, "published"),  json_num(body, "deliveries"),
-                 json_num(body, "drops"),      json_num(body, "errors"),
-                 json_num(body, "heap"),       json_num(body, "rss_kb")};
+  srv_stats s = {json_num(body, "open"),      json_num(body, "opened"),
+                 json_num(body, "published"), json_num(body, "deliveries"),
+                 json_num(body, "drops"),     json_num(body, "errors"),
+                 json_num(body, "heap"),      json_num(body, "rss_kb")};
   return s;
 }
 
@@ -205,9 +209,9 @@ typedef struct {
   int acks_pending; /* sub/unsub commands without their ack */
   long pubs_pending;
   uint64_t end_at, reconnect_at;
-  uint64_t drops;    /* the server's dropped count for us, last reported */
-  uint64_t gaps;     /* missing messages seen on this connection */
-  int graceful;      /* the close was the leave path: everything accounted */
+  uint64_t drops; /* the server's dropped count for us, last reported */
+  uint64_t gaps;  /* missing messages seen on this connection */
+  int graceful;   /* the close was the leave path: everything accounted */
 } slot;
 
 static uv_loop_t *loop;
@@ -393,7 +397,8 @@ static void start_leaving(slot *s) {
   flush(s);
 }
 
-/* ---- incoming messages ---------------------------------------------------- */
+/* ---- incoming messages ----------------------------------------------------
+ */
 
 /* A message numbered `seq` on topic k (own: our 'w' publish, whose "sent"
  * reply stands in for it). In order means exactly next[k]. */
@@ -406,16 +411,18 @@ static void check_seq(slot *s, int k, uint64_t seq, int own) {
   }
   if (seq < s->next[k]) {
     n.dups++;
-    fail_msg(s->idx, "topic %d: got %" PRIu64 " after %" PRIu64
-             " (duplicate or reordered)", k, seq, s->next[k] - 1);
+    fail_msg(s->idx,
+             "topic %d: got %" PRIu64 " after %" PRIu64
+             " (duplicate or reordered)",
+             k, seq, s->next[k] - 1);
     return;
   }
   if (seq > s->next[k]) {
     n.gap_events++;
     n.gap_msgs += seq - s->next[k];
     s->gaps += seq - s->next[k];
-    fail_msg(s->idx, "topic %d: got %" PRIu64 ", expected %" PRIu64
-             " (gap)", k, seq, s->next[k]);
+    fail_msg(s->idx, "topic %d: got %" PRIu64 ", expected %" PRIu64 " (gap)", k,
+             seq, s->next[k]);
   }
   s->next[k] = seq + 1;
   if (own)
@@ -458,8 +465,10 @@ static void on_text(slot *s, const char *m, size_t len) {
         n.gap_events++;
         n.gap_msgs++;
         s->gaps++;
-        fail_msg(s->idx, "topic %d: own app publish %llu not received "
-                 "(next %" PRIu64 ")", k, seq, s->next[k]);
+        fail_msg(s->idx,
+                 "topic %d: own app publish %llu not received "
+                 "(next %" PRIu64 ")",
+                 k, seq, s->next[k]);
       } else {
         n.app_own++;
       }
@@ -483,8 +492,8 @@ static void on_text(slot *s, const char *m, size_t len) {
       /* Published to the topic before we left it, never received. */
       n.tail_missing += seq + 1 - s->next[k];
       s->gaps += seq + 1 - s->next[k];
-      fail_msg(s->idx, "topic %d: left at %llu, last received %" PRIu64, k,
-               seq, s->next[k] - 1);
+      fail_msg(s->idx, "topic %d: left at %llu, last received %" PRIu64, k, seq,
+               s->next[k] - 1);
     } else if (s->next[k] > seq + 1) {
       n.dups++;
       fail_msg(s->idx, "topic %d: received %" PRIu64 " past the unsub ack %llu",
@@ -504,7 +513,8 @@ bad:
            m);
 }
 
-/* ---- frames --------------------------------------------------------------- */
+/* ---- frames ---------------------------------------------------------------
+ */
 
 /* Parses whole frames from s->in; returns -1 after closing the slot. */
 static int parse_frames(slot *s) {
@@ -601,7 +611,9 @@ static void close_slot(slot *s, int reset) {
   uv_close((uv_handle_t *)&s->tcp, on_closed);
 }
 
-static void hard_close(slot *s) { close_slot(s, 1); }
+static void hard_close(slot *s) {
+  close_slot(s, 1);
+}
 
 static void on_opened(slot *s) {
   n.opened++;
@@ -643,8 +655,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
       return;
     }
     n.errors++;
-    fail_msg(s->idx, "read in state %d: %s", s->state,
-             uv_strerror((int)nread));
+    fail_msg(s->idx, "read in state %d: %s", s->state, uv_strerror((int)nread));
     hard_close(s);
     return;
   }
@@ -736,7 +747,8 @@ static void start_connect(slot *s) {
     if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0)
       setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     struct sockaddr_in src = {.sin_family = AF_INET};
-    src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(s->idx % opt.srcaddrs));
+    src.sin_addr.s_addr =
+        htonl(0x7f000001u + (uint32_t)(s->idx % opt.srcaddrs));
     e = uv_tcp_bind(&s->tcp, (struct sockaddr *)&src, 0);
     if (e) {
       n.errors++;
@@ -834,8 +846,8 @@ static void sample_stats(uint64_t now) {
             "soak_client: %5.0fs open %" PRIu64 " opened %" PRIu64
             " pubs %" PRIu64 " verified %" PRIu64 " gaps %" PRIu64
             " heap %lld KiB rss %lld KiB\n",
-            (double)(now - run_start) / 1000, n.open_now, n.opened,
-            n.pubs_sent, n.verified, n.gap_msgs, t.heap / 1024, t.rss_kb);
+            (double)(now - run_start) / 1000, n.open_now, n.opened, n.pubs_sent,
+            n.verified, n.gap_msgs, t.heap / 1024, t.rss_kb);
   }
 }
 
@@ -1011,17 +1023,17 @@ int main(int argc, char **argv) {
   uint64_t unexcused = n.gap_msgs + n.tail_missing - n.excused;
   if (st_final.drops == 0)
     unexcused = n.gap_msgs + n.tail_missing; /* no drop anywhere */
-  printf("connections: %" PRIu64 " opened (%" PRIu64 " attempts), peak %"
-         PRIu64 " concurrent; closes: %" PRIu64 " leave, %" PRIu64
+  printf("connections: %" PRIu64 " opened (%" PRIu64 " attempts), peak %" PRIu64
+         " concurrent; closes: %" PRIu64 " leave, %" PRIu64
          " close frame, %" PRIu64 " reset\n",
          n.opened, n.connects, n.peak_open, n.leave_closes, n.frame_closes,
          n.resets);
   printf("messages: %" PRIu64 " published (%" PRIu64 " replies), server "
          "counted %lld publishes and %lld deliveries\n",
          n.pubs_sent, n.pubs_acked, st_final.published, st_final.deliveries);
-  printf("received: %" PRIu64 " messages, %" PRIu64 " verified in order, %"
-         PRIu64 " own skipped, %" PRIu64 " own app echoes, %" PRIu64
-         " complete windows\n",
+  printf("received: %" PRIu64 " messages, %" PRIu64
+         " verified in order, %" PRIu64 " own skipped, %" PRIu64
+         " own app echoes, %" PRIu64 " complete windows\n",
          n.msgs, n.verified, n.own, n.app_own, n.windows);
   printf("failures: gaps %" PRIu64 " msgs in %" PRIu64 " events, tail "
          "missing %" PRIu64 ", excused by drops %" PRIu64 ", duplicates/"

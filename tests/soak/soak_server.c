@@ -99,8 +99,8 @@ static long rss_kb(void) {
 static void error(tl_ws *ws, const char *what, int rc) {
   g.errors++;
   conn *c = ws ? tl_ws_data(ws) : NULL;
-  fprintf(stderr, "soak_server: conn %ld: %s: %d (%s)\n", c ? c->id : -1L,
-          what, rc, rc < 0 ? tl_strerror(rc) : "");
+  fprintf(stderr, "soak_server: conn %ld: %s: %d (%s)\n", c ? c->id : -1L, what,
+          rc, rc < 0 ? tl_strerror(rc) : "");
 }
 
 /* Reply on `ws`; a dropped reply is counted by the `dropped` handler. */
@@ -146,8 +146,7 @@ static void on_dropped(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   g.drops++;
 }
 
-static void on_message(tl_ws *ws, const void *data, size_t len,
-                       tl_opcode op) {
+static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   const char *p = data, *end = p + len;
   conn *c = tl_ws_data(ws);
   char topic[24], out[MSG_MAX + 64];
@@ -176,8 +175,7 @@ static void on_message(tl_ws *ws, const void *data, size_t len,
     int rc = tl_ws_unsubscribe(ws, topic);
     if (rc)
       error(ws, "tl_ws_unsubscribe", rc);
-    n = snprintf(out, sizeof out, "ack unsub %ld %llu %zu", k, g_seq[k],
-                 drops);
+    n = snprintf(out, sizeof out, "ack unsub %ld %llu %zu", k, g_seq[k], drops);
     reply(ws, out, n);
   } else if (len > 4 && memcmp(p, "pub ", 4) == 0) {
     p += 4;
