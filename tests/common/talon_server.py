@@ -225,6 +225,22 @@ class TalonServer:
                     return int(line.split()[1])
         raise AssertionError("no VmRSS")
 
+    def wait_stats(self, pred, timeout=10.0, what="condition"):
+        """Polls self.stats() (a suite's subclass defines it, usually a GET
+        of the server's /stats) until pred(stats) is true; returns the
+        stats. Assertion failure after `timeout` s, quoting the last stats
+        (without a bulky "log" entry)."""
+        deadline = time.monotonic() + timeout
+        st = self.stats()
+        while not pred(st):
+            if time.monotonic() > deadline:
+                st.pop("log", None)
+                raise AssertionError(f"/stats: {what} not reached within "
+                                     f"{timeout}s: {st}")
+            time.sleep(0.02)
+            st = self.stats()
+        return st
+
     def assert_alive(self, during="the tests"):
         assert self.alive(), \
             f"{self.name} died during {during} " \

@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import sys
-import time
 
 import pytest
 
@@ -64,15 +63,6 @@ class ServerProcess(TalonServer):
     def stats(self):
         return json.loads(http_get(self.port, "/stats"))
 
-    def wait_stats(self, pred, timeout=10.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        st = self.stats()
-        while not pred(st):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"/stats: {what} not reached: {st}")
-            time.sleep(0.02)
-            st = self.stats()
-        return st
 
     def close_codes(self, route):
         return [e["code"] for e in self.stats()["close_log"]

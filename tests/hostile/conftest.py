@@ -89,16 +89,6 @@ class HostileServer(TalonServer):
         assert r.status == 200, r
         return json.loads(r.body)
 
-    def wait_stats(self, pred, timeout=10.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        st = self.stats()
-        while not pred(st):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"/stats: {what} not reached within "
-                                     f"{timeout}s: {st}")
-            time.sleep(0.05)
-            st = self.stats()
-        return st
 
     def rss_or_zero(self):
         try:

@@ -9,7 +9,6 @@ detect_leaks=1 when not set).
 """
 import os
 import sys
-import time
 import urllib.parse
 
 import pytest
@@ -59,17 +58,6 @@ class Server(TalonServer):
         m = urllib.parse.quote(msg, safe="")
         return http_json(self.port, f"/publish?topic={q}&msg={m}")["rc"]
 
-    def wait_stats(self, pred, timeout=10.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        st = self.stats()
-        while not pred(st):
-            if time.monotonic() > deadline:
-                st.pop("log", None)
-                raise AssertionError(f"/stats: {what} not reached in "
-                                     f"{timeout}s: {st}")
-            time.sleep(0.02)
-            st = self.stats()
-        return st
 
     def wait_live(self, n, timeout=10.0):
         return self.wait_stats(lambda s: s["live"] == n, timeout,

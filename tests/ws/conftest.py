@@ -46,17 +46,6 @@ class ServerProcess(TalonServer):
         assert r.status == 200, r
         return json.loads(r.body)
 
-    def wait_stats(self, pred, timeout=5.0, what="condition"):
-        """Polls /stats until pred(stats) is true; returns the stats."""
-        deadline = time.monotonic() + timeout
-        st = self.stats()
-        while not pred(st):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"/stats: {what} not reached within "
-                                     f"{timeout}s: {st}")
-            time.sleep(0.02)
-            st = self.stats()
-        return st
 
     def closes_since(self, n, route=None):
         """Close log entries after the n-th (the log keeps the last 64)."""
