@@ -14,9 +14,9 @@
 #include "core/fault.h"
 
 static int armed;
-static unsigned long calls;       /* allocations since arming */
-static unsigned long fail_at;     /* 0: never */
-static unsigned long fail_count;  /* how many from fail_at */
+static unsigned long calls;      /* allocations since arming */
+static unsigned long fail_at;    /* 0: never */
+static unsigned long fail_count; /* how many from fail_at */
 static unsigned long failed;
 
 static unsigned long env_ulong(const char *name, unsigned long dflt) {

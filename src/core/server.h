@@ -80,18 +80,18 @@ typedef struct tl__outq {
   tl__buf out;   /* corked bytes, flushed once per loop turn */
   tl__seg *segs; /* order of `out` and shared blocks, if any */
   uint32_t nsegs, cap_segs;
-  size_t shared_bytes;      /* bytes of shared blocks in segs */
-  struct tl__outq *next;    /* the server's pool */
+  size_t shared_bytes;   /* bytes of shared blocks in segs */
+  struct tl__outq *next; /* the server's pool */
 } tl__outq;
 
 struct tl__conn {
   uv_tcp_t tcp;
   tl__server *srv;
   const tl__conn_proto *proto;
-  tl__conn *dirty_next;  /* the flush list */
-  tl__outq *q;           /* NULL: nothing corked */
-  size_t backlog;        /* bytes handed to uv_write, not yet written */
-  uint64_t deadline;     /* loop time (ms) when on_timeout fires; 0: none */
+  tl__conn *dirty_next; /* the flush list */
+  tl__outq *q;          /* NULL: nothing corked */
+  size_t backlog;       /* bytes handed to uv_write, not yet written */
+  uint64_t deadline;    /* loop time (ms) when on_timeout fires; 0: none */
   unsigned flags;
 };
 
@@ -123,8 +123,8 @@ struct tl__server {
   void *owner; /* the app */
   char *rbuf;  /* the one receive buffer */
   size_t rbuf_size;
-  size_t nconns; /* accepted, not yet freed (the handles are walked) */
-  tl__conn *dirty; /* connections with corked bytes */
+  size_t nconns;    /* accepted, not yet freed (the handles are walked) */
+  tl__conn *dirty;  /* connections with corked bytes */
   tl__outq *q_pool; /* output queues not in use */
   unsigned q_pooled;
   int port;

@@ -400,9 +400,7 @@ int tl__pubsub_deliver(tl_app *app, const char *topic, size_t tlen,
     if (!ws || ws == exclude)
       continue;
     int r;
-    int b = tl__ws_shares_compressed(ws, len)
-                ? ws->pmd->agreed.server_bits
-                : 0;
+    int b = tl__ws_shares_compressed(ws, len) ? ws->pmd->agreed.server_bits : 0;
     if (b && zoff[b] == -2)
       zoff[b] = compressed_frame(app, t, b, data, len, op, &zlen[b], &zrun[b]);
     if (b && zoff[b] >= 0)

@@ -152,7 +152,8 @@ static void fault_zfree(voidpf opaque, voidpf p) {
   (void)opaque;
   free(p);
 }
-#define SET_ALLOCATOR(zs) ((zs)->zalloc = fault_zalloc, (zs)->zfree = fault_zfree)
+#define SET_ALLOCATOR(zs)                                                      \
+  ((zs)->zalloc = fault_zalloc, (zs)->zfree = fault_zfree)
 #else
 #define SET_ALLOCATOR(zs) ((void)0)
 #endif

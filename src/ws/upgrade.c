@@ -61,8 +61,9 @@ static void negotiate(tl_req *req, tl_ws *ws, tl__buf *head) {
   };
   char answer[160];
   tl__pmd_agreed agreed;
-  if (offers.len && tl__pmd_negotiate(offers.data, offers.len, &pol, &agreed,
-                                      answer, sizeof answer) &&
+  if (offers.len &&
+      tl__pmd_negotiate(offers.data, offers.len, &pol, &agreed, answer,
+                        sizeof answer) &&
       (ws->pmd = calloc(1, sizeof *ws->pmd))) {
     /* Out of memory here declines the extension, which is allowed. */
     ws->pmd->agreed = agreed;

@@ -248,9 +248,10 @@ static void report_close(tl_ws *ws, int code, const char *reason, size_t len) {
   ws->state = TL_WS_CLOSED;
   if (opened && ws->route->h.close)
     ws->route->h.close(ws, code, reason ? reason : "", len);
-  for (size_t i = 0; opened && i < tl__ws_app(ws)->nobservers; i++)
-    if (tl__ws_app(ws)->observers[i].close)
-      tl__ws_app(ws)->observers[i].close(ws, code, tl__ws_app(ws)->observers[i].arg);
+  const tl_app *app = tl__ws_app(ws);
+  for (size_t i = 0; opened && i < app->nobservers; i++)
+    if (app->observers[i].close)
+      app->observers[i].close(ws, code, app->observers[i].arg);
   /* After the close handler, so it could still see and publish to them. */
   tl__pubsub_leave_all(ws);
 }
@@ -473,9 +474,9 @@ static int inflate_message(tl_ws *ws, int op, uint8_t **data, size_t *len) {
    * client_no_context_takeover); a dedicated one only if the client
    * said it resets. The size limit applies to the inflated message, and
    * inflating stops as soon as it is passed: a bomb costs nothing. */
-  int rc =
-      tl__pmd_inflate(zs, *data, *len, !dedicated || ws->pmd->agreed.client_no_takeover,
-                      ws->route->h.max_payload, out);
+  int rc = tl__pmd_inflate(zs, *data, *len,
+                           !dedicated || ws->pmd->agreed.client_no_takeover,
+                           ws->route->h.max_payload, out);
   if (rc)
     return rc;
   if (op == TL_WS_TEXT &&
@@ -651,9 +652,10 @@ void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   touch(ws);
   if (ws->route->h.open)
     ws->route->h.open(ws);
-  for (size_t i = 0; !gone(ws) && i < tl__ws_app(ws)->nobservers; i++)
-    if (tl__ws_app(ws)->observers[i].open)
-      tl__ws_app(ws)->observers[i].open(ws, req, tl__ws_app(ws)->observers[i].arg);
+  const tl_app *app = tl__ws_app(ws);
+  for (size_t i = 0; !gone(ws) && i < app->nobservers; i++)
+    if (app->observers[i].open)
+      app->observers[i].open(ws, req, app->observers[i].arg);
   if (!gone(ws) && prelen)
     feed(ws, (char *)pre, prelen);
   if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) && !ws->user_paused)

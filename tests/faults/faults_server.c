@@ -128,19 +128,18 @@ int main(int argc, char **argv) {
   tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
   if (!app)
     return 1;
-  int err = tl_app_use(app, tl_request_id(NULL)) ||
-            tl_app_use(app, tl_cookies(&(tl_cookies_options){.secrets = secrets})) ||
-            tl_app_use(app, tl_body_json(NULL)) ||
-            tl_app_use(app, tl_body_multipart(&(tl_body_multipart_options){
-                                .dir = getenv("TMPDIR")})) ||
-            tl_app_use(app, tl_compress(NULL)) ||
-            tl_app_post(app, "/upload", upload) ||
-            tl_app_get(app, "/hello", hello) ||
-            tl_app_get(app, "/users/:id", user) ||
-            tl_app_post(app, "/echo", echo_json) ||
-            tl_app_get(app, "/stream", stream) ||
-            tl_app_get(app, "/stop", stop) ||
-            tl_app_ws(app, "/ws", &ws_routes, 0);
+  int err =
+      tl_app_use(app, tl_request_id(NULL)) ||
+      tl_app_use(app, tl_cookies(&(tl_cookies_options){.secrets = secrets})) ||
+      tl_app_use(app, tl_body_json(NULL)) ||
+      tl_app_use(app, tl_body_multipart(&(tl_body_multipart_options){
+                          .dir = getenv("TMPDIR")})) ||
+      tl_app_use(app, tl_compress(NULL)) ||
+      tl_app_post(app, "/upload", upload) || tl_app_get(app, "/hello", hello) ||
+      tl_app_get(app, "/users/:id", user) ||
+      tl_app_post(app, "/echo", echo_json) ||
+      tl_app_get(app, "/stream", stream) || tl_app_get(app, "/stop", stop) ||
+      tl_app_ws(app, "/ws", &ws_routes, 0);
   if (err) {
     fprintf(stderr, "faults_server: set-up failed\n");
     tl_app_free(app);
