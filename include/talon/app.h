@@ -48,6 +48,12 @@ typedef struct tl_app_config {
    * [65536]. While more than this waits unwritten on a connection, its
    * further pipelined requests are not read or parsed. */
   size_t write_high_water;
+  /* A connection (HTTP or WebSocket) whose queued output the client has
+   * not taken a byte of for this long is closed: a peer that stopped
+   * reading cannot hold a streamed or deferred response, or its socket,
+   * forever [30000 ms; (unsigned)-1: never]. Slow readers that make any
+   * progress are not affected. */
+  unsigned send_timeout_ms;
   /* Do not install SIGINT/SIGTERM handlers (they call tl_app_stop). */
   int no_signal_handlers;
   /* Called once the listener accepts connections, with the bound port

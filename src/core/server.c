@@ -1,6 +1,10 @@
 #include "core/server.h"
 
 #include <signal.h>
+#include <sys/ioctl.h>
+#if defined(__linux__)
+#include <linux/sockios.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -509,8 +513,45 @@ static void on_prepare(uv_prepare_t *h) {
   flush_phase(h->data);
 }
 
+/* Bytes written but not yet taken by the peer: libuv's queue plus the
+ * kernel's send queue (unsent and unacknowledged). The kernel part is what
+ * shows a slow reader's progress: its reads free the window and the kernel
+ * queue shrinks long before libuv can write more. Capped at 32 bits. */
+static uint32_t untaken(const tl__conn *c) {
+  uint64_t n = uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+#ifdef SIOCOUTQ
+  int fd, q;
+  if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 &&
+      ioctl(fd, SIOCOUTQ, &q) == 0 && q > 0)
+    n += (uint64_t)q;
+#endif
+  return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/* Whether the peer took nothing of our queued output for send_timeout_ms.
+ * Progress is the untaken byte count going down; it going up means we
+ * queued more, which is no progress by the peer. */
+static bool send_stalled(tl__conn *c, uint64_t now) {
+  unsigned limit = c->srv->cfg.send_timeout_ms;
+  if (c->backlog == 0 || limit == 0 || limit == (unsigned)-1) {
+    c->flags &= ~TL__CONN_STALL;
+    return false;
+  }
+  uint32_t n = untaken(c);
+  if (!(c->flags & TL__CONN_STALL) || n < c->stall_queue) {
+    c->flags |= TL__CONN_STALL;
+    c->stall_since = (uint32_t)now;
+  }
+  c->stall_queue = n;
+  return (uint32_t)now - c->stall_since >= limit;
+}
+
 static void sweep_one(tl__conn *c, void *arg) {
   uint64_t now = *(const uint64_t *)arg;
+  if (send_stalled(c, now)) {
+    tl__conn_close(c);
+    return;
+  }
   if (!c->deadline || now < c->deadline)
     return;
   c->deadline = 0;

@@ -49,6 +49,7 @@ enum {
   TL__CONN_ENDING = 1u << 3,   /* close once the backlog is written */
   TL__CONN_LINGER = 1u << 4,   /* write side shut: discard input until EOF */
   TL__CONN_PEER_EOF = 1u << 5, /* the peer's FIN was read */
+  TL__CONN_STALL = 1u << 6,    /* stall_queue/stall_since are set */
 };
 
 /* A reference-counted byte block written to many connections without a
@@ -93,6 +94,10 @@ struct tl__conn {
   size_t backlog;       /* bytes handed to uv_write, not yet written */
   uint64_t deadline;    /* loop time (ms) when on_timeout fires; 0: none */
   unsigned flags;
+  /* Write progress, seen by the sweep while a backlog exists: the bytes
+   * the peer had not taken at the last sweep, and the loop time (low 32
+   * bits) when it last took some. */
+  uint32_t stall_queue, stall_since;
 };
 
 /* Allocates a connection block of the protocol's size, with tl__conn
@@ -103,7 +108,8 @@ typedef struct tl__server_config {
   unsigned max_connections;
   int backlog;
   unsigned shutdown_timeout_ms;
-  unsigned tick_ms; /* the timeout sweep period */
+  unsigned send_timeout_ms; /* no write progress this long: close */
+  unsigned tick_ms;         /* the timeout sweep period */
   bool no_signal_handlers;
 } tl__server_config;
 

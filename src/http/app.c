@@ -28,6 +28,8 @@ static void apply_defaults(tl_app_config *o) {
     o->backlog = 511;
   if (!o->write_high_water)
     o->write_high_water = 64 * 1024;
+  if (!o->send_timeout_ms)
+    o->send_timeout_ms = 30000;
 }
 
 static unsigned min_u(unsigned a, unsigned b) {
@@ -64,6 +66,7 @@ tl_app *tl_app_new(const tl_app_config *options) {
   /* Timeouts are checked by one sweep; a quarter of the shortest timeout
    * keeps them within 25% of their setting, and at most once a second. */
   unsigned shortest = min_u(o->header_timeout_ms, o->keepalive_timeout_ms);
+  shortest = min_u(shortest, o->send_timeout_ms);
   unsigned tick = shortest / 4;
   if (tick < 10)
     tick = 10;
@@ -73,6 +76,7 @@ tl_app *tl_app_new(const tl_app_config *options) {
       .max_connections = o->max_connections,
       .backlog = o->backlog,
       .shutdown_timeout_ms = o->shutdown_timeout_ms,
+      .send_timeout_ms = o->send_timeout_ms,
       .tick_ms = tick,
       .no_signal_handlers = o->no_signal_handlers != 0,
   };

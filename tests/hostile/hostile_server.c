@@ -8,7 +8,7 @@
  * App limits (conftest.py has the same numbers):
  *   max_header_bytes 4096, max_url_bytes 1024, max_body_bytes 65536,
  *   header_timeout_ms 1000, keepalive_timeout_ms 1000,
- *   write_high_water 65536, shutdown_timeout_ms 2000.
+ *   write_high_water 65536, shutdown_timeout_ms 2000, send_timeout_ms 5000.
  *
  * HTTP routes:
  *   GET  /hello         "hello\n"
@@ -43,6 +43,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#if defined(__GLIBC__) || defined(__linux__)
+#include <malloc.h>
+#endif
 #include <string.h>
 
 #include <talon.h>
@@ -339,6 +342,14 @@ static void on_listen(tl_app *app, const char *host, int port) {
 
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;
+#ifdef M_MMAP_THRESHOLD
+  /* The tests judge memory by VmRSS. glibc raises its mmap threshold
+   * after a large block is freed, so later 8 MiB buffers would come from
+   * the heap and stay resident after free: RSS would depend on the order
+   * of allocations. A fixed threshold keeps large buffers mmapped, and
+   * freeing them shows in RSS at once. */
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
   g_pattern = malloc(BIG_BYTES + 256);
   if (!g_pattern)
     return 1;
@@ -352,6 +363,7 @@ int main(int argc, char **argv) {
       .keepalive_timeout_ms = 1000,
       .write_high_water = 64 * KiB,
       .shutdown_timeout_ms = 2000,
+      .send_timeout_ms = 5000,
       .on_listen = on_listen,
   });
   if (!app)

@@ -12,7 +12,7 @@ import struct
 import time
 
 from conftest import (BIG_BYTES, FEED_MAX_BACKPRESSURE, KEEPALIVE_TIMEOUT,
-                      OP_BINARY, SLACK, WRITE_HIGH_WATER, Canaries, KiB,
+                      OP_BINARY, SEND_TIMEOUT, SLACK, WRITE_HIGH_WATER, Canaries, KiB,
                       WSClient, after_attack, asan_slack, connect, http_get,
                       http_request, pattern, read_head, read_until_closed,
                       report_memory, ws_connect)
@@ -117,6 +117,46 @@ def test_http_stream_never_read(srv):
                   n * 256 + 16 * 1024 + asan_slack(srv),
                   f"{n} connections, write_high_water "
                   f"{WRITE_HIGH_WATER // KiB} KiB")
+    after_attack(srv)
+
+
+def test_http_stream_never_read_send_timeout(srv):
+    """A streamed response waits for drain forever from the handler's point
+    of view; the server closes a connection whose queued output the client
+    took nothing of for send_timeout_ms (5 s here), which aborts the
+    stream. A slow reader that takes a little now and then is not cut:
+    it reads 4 KiB every second, well under the timeout."""
+    n = 5
+    before = srv.stats()["stream_aborts"]
+    socks = start_never_readers(srv, "/stream", n)
+    slow = start_never_readers(srv, "/stream", 1)[0]
+    srv.wait_stats(lambda st: st["stream_started"] >= n + 1,
+                   what="streams started")
+    t0 = time.monotonic()
+    got = 0
+    # The never-readers are closed after about SEND_TIMEOUT (+ a sweep
+    # tick); meanwhile the slow reader keeps its stream alive.
+    while srv.stats()["stream_aborts"] < before + n:
+        assert time.monotonic() - t0 < SEND_TIMEOUT + 5, srv.stats()
+        slow.settimeout(5)
+        chunk = slow.recv(4096)
+        assert chunk, "the slow but steady reader was cut"
+        got += len(chunk)
+        time.sleep(1.0)
+    took = time.monotonic() - t0
+    assert took >= SEND_TIMEOUT - 1.5, \
+        f"closed after {took:.1f}s, before the send timeout"
+    for s in socks:
+        _, closed = read_until_closed(s, 10)
+        assert closed, "a never-reading client was not closed"
+        s.close()
+    # The slow reader's stream is still running.
+    assert srv.stats()["stream_aborts"] == before + n
+    print(f"  {n} never-readers closed after {took:.1f}s; the slow reader "
+          f"took {got} bytes meanwhile and is still served")
+    slow.close()
+    srv.wait_stats(lambda st: st["stream_aborts"] == before + n + 1,
+                   what="the slow reader's stream aborted on close")
     after_attack(srv)
 
 
