@@ -135,7 +135,7 @@ static void compact(tl__topic *t) {
     if (!s.ws)
       continue;
     t->subs[o] = s;
-    s.ws->subs[s.ws_idx].idx = o;
+    s.ws->subs->at[s.ws_idx].idx = o;
     o++;
   }
   t->nsubs = o;
@@ -150,7 +150,7 @@ static void topic_remove(tl__topic *t, uint32_t idx) {
     topic_sub last = t->subs[--t->nsubs];
     if (idx != t->nsubs) {
       t->subs[idx] = last;
-      last.ws->subs[last.ws_idx].idx = idx;
+      last.ws->subs->at[last.ws_idx].idx = idx;
     }
   }
   t->live--;
@@ -163,9 +163,13 @@ static int check_topic(const char *topic, size_t *n) {
   return *n > TL_TOPIC_MAX ? TL_ETOOBIG : 0;
 }
 
+static uint32_t nsubs(const tl_ws *ws) {
+  return ws->subs ? ws->subs->n : 0;
+}
+
 static int sub_index(const tl_ws *ws, const tl__topic *t) {
-  for (uint32_t i = 0; i < ws->nsubs; i++)
-    if (ws->subs[i].topic == t)
+  for (uint32_t i = 0; i < nsubs(ws); i++)
+    if (ws->subs->at[i].topic == t)
       return (int)i;
   return -1;
 }
@@ -187,13 +191,15 @@ int tl_ws_subscribe(tl_ws *ws, const char *topic) {
   tl__topic *t = find(ps, topic, n, h);
   if (t && sub_index(ws, t) >= 0)
     return 0;
-  if (ws->nsubs == ws->cap_subs) {
-    uint32_t cap = ws->cap_subs ? ws->cap_subs * 2 : 4;
-    tl__sub *s = realloc(ws->subs, cap * sizeof *s);
+  if (!ws->subs || ws->subs->n == ws->subs->cap) {
+    uint32_t cap = ws->subs ? ws->subs->cap * 2 : 4;
+    tl__subset *s = realloc(ws->subs, sizeof *s + cap * sizeof s->at[0]);
     if (!s)
       return TL_ENOMEM;
+    if (!ws->subs)
+      s->n = 0;
+    s->cap = cap;
     ws->subs = s;
-    ws->cap_subs = cap;
   }
   bool fresh = !t;
   if (fresh && !(t = create(tl__ws_app(ws), topic, n, h)))
@@ -209,8 +215,8 @@ int tl_ws_subscribe(tl_ws *ws, const char *topic) {
     t->subs = s;
     t->cap = cap;
   }
-  t->subs[t->nsubs] = (topic_sub){ws, ws->nsubs};
-  ws->subs[ws->nsubs++] = (tl__sub){t, t->nsubs++};
+  t->subs[t->nsubs] = (topic_sub){ws, ws->subs->n};
+  ws->subs->at[ws->subs->n++] = (tl__sub){t, t->nsubs++};
   t->live++;
   tell(ws, t, t->live - 1);
   return 0;
@@ -219,12 +225,13 @@ int tl_ws_subscribe(tl_ws *ws, const char *topic) {
 /* Removes subscription `i` of `ws`; tells the handler; may free the
  * topic. */
 static void leave(tl_ws *ws, uint32_t i) {
-  tl__sub s = ws->subs[i];
+  tl__subset *set = ws->subs;
+  tl__sub s = set->at[i];
   tl__topic *t = s.topic;
   topic_remove(t, s.idx);
-  tl__sub last = ws->subs[--ws->nsubs];
-  if (i != ws->nsubs) {
-    ws->subs[i] = last;
+  tl__sub last = set->at[--set->n];
+  if (i != set->n) {
+    set->at[i] = last;
     if (last.topic->subs[last.idx].ws == ws)
       last.topic->subs[last.idx].ws_idx = i;
   }
@@ -249,11 +256,10 @@ int tl_ws_unsubscribe(tl_ws *ws, const char *topic) {
 }
 
 void tl__pubsub_leave_all(tl_ws *ws) {
-  while (ws->nsubs)
-    leave(ws, ws->nsubs - 1);
+  while (nsubs(ws))
+    leave(ws, nsubs(ws) - 1);
   free(ws->subs);
   ws->subs = NULL;
-  ws->cap_subs = 0;
 }
 
 bool tl_ws_is_subscribed(const tl_ws *ws, const char *topic) {
@@ -265,11 +271,11 @@ bool tl_ws_is_subscribed(const tl_ws *ws, const char *topic) {
 }
 
 size_t tl_ws_topic_count(const tl_ws *ws) {
-  return ws->nsubs;
+  return nsubs(ws);
 }
 
 const char *tl_ws_topic_at(const tl_ws *ws, size_t i) {
-  return i < ws->nsubs ? ws->subs[i].topic->name : NULL;
+  return i < nsubs(ws) ? ws->subs->at[i].topic->name : NULL;
 }
 
 size_t tl_app_subscriber_count(const tl_app *app, const char *topic) {

@@ -30,6 +30,12 @@ typedef struct tl__sub {
   uint32_t idx; /* the socket's slot in topic->subs */
 } tl__sub;
 
+/* A socket's subscriptions, one allocation (NULL until the first). */
+typedef struct tl__subset {
+  uint32_t n, cap;
+  tl__sub at[];
+} tl__subset;
+
 typedef struct tl__pubsub {
   tl__topic **buckets;
   size_t nbuckets;

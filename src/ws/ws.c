@@ -66,8 +66,12 @@ static uint64_t life_deadline(const tl_ws *ws) {
   return ws->stats.opened_ms + (uint64_t)ws->route->h.max_lifetime_s * 1000;
 }
 
-static void update_deadline(tl_ws *ws) {
-  uint64_t d = ws->idle_deadline, life = life_deadline(ws);
+/* The connection's one deadline: the earlier of `idle` (0: none) and the
+ * end of its lifetime. The idle deadline is not kept apart: when the
+ * lifetime comes first the socket closes then, and the idle one no longer
+ * matters; on_timeout tells the two apart by the time. */
+static void set_deadline(tl_ws *ws, uint64_t idle) {
+  uint64_t d = idle, life = life_deadline(ws);
   if (life && (!d || life < d))
     d = life;
   ws->conn.deadline = d;
@@ -82,9 +86,8 @@ static void touch(tl_ws *ws) {
   uint64_t ms = (uint64_t)s * 1000;
   if (ws->route->h.send_pings)
     ms /= 2;
-  ws->idle_deadline = now_ms(ws) + ms;
   ws->ping_outstanding = false;
-  update_deadline(ws);
+  set_deadline(ws, now_ms(ws) + ms);
 }
 
 /* ---- sending ----------------------------------------------------------- */
@@ -381,9 +384,8 @@ int tl_ws_close(tl_ws *ws, int code, const char *reason) {
     return TL_ESTATE;
   send_close_frame(ws, code, reason, rlen);
   ws->state = TL_WS_CLOSING;
-  ws->idle_deadline = now_ms(ws) + CLOSE_TIMEOUT_MS;
   ws->life_armed = false;
-  update_deadline(ws);
+  set_deadline(ws, now_ms(ws) + CLOSE_TIMEOUT_MS);
   return 0;
 }
 
@@ -605,8 +607,7 @@ static void on_timeout(tl__conn *c) {
   if (ws->route->h.send_pings && !ws->ping_outstanding) {
     ws->ping_outstanding = true;
     write_frame(ws, TL__WS_OP_PING, NULL, 0);
-    ws->idle_deadline = now + (uint64_t)ws->route->h.idle_timeout_s * 500;
-    update_deadline(ws);
+    set_deadline(ws, now + (uint64_t)ws->route->h.idle_timeout_s * 500);
     return;
   }
   fail(ws, 1001, "idle timeout");
@@ -649,6 +650,7 @@ void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   ws->state = TL_WS_OPEN;
   ws->stats.opened_ms = now_ms(ws);
   ws->life_armed = ws->route->h.max_lifetime_s != 0;
+  set_deadline(ws, 0); /* the lifetime alone, if idle timeouts are off */
   touch(ws);
   if (ws->route->h.open)
     ws->route->h.open(ws);

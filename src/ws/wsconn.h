@@ -32,12 +32,10 @@ struct tl_ws {
   tl__conn conn; /* first: the core's view */
   const tl__wsroute *route;
   tl__wsp parser;
-  uint64_t idle_deadline; /* loop ms; 0: none */
-  tl__wspmd *pmd;         /* NULL: no compression */
-  struct tl__sub *subs;   /* topics (src/pubsub) */
-  uint32_t nsubs, cap_subs;
-  uint32_t dropped; /* messages dropped for backpressure (saturates) */
-  uint8_t state;    /* tl_ws_state, 0 before open */
+  tl__wspmd *pmd;          /* NULL: no compression */
+  struct tl__subset *subs; /* topics (src/pubsub); NULL: none */
+  uint32_t dropped;        /* messages dropped for backpressure (saturates) */
+  uint8_t state;           /* tl_ws_state, 0 before open */
   bool close_called : 1;
   bool want_drain : 1;
   bool user_paused : 1;

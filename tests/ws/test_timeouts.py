@@ -4,6 +4,7 @@ HTTP timeouts), so a 1 s timeout fires within about 1-2 s."""
 import asyncio
 import time
 
+import pytest
 import websockets
 
 from wsclient import OP_PING, OP_PONG, OP_TEXT, Closed, Timeout, WSClient
@@ -111,11 +112,13 @@ def test_send_pings_websockets_client(srv):
     asyncio.run(run())
 
 
-def test_max_lifetime(srv):
+@pytest.mark.parametrize("path", ["/lifetime", "/lifetime-noidle"])
+def test_max_lifetime(srv, path):
     """max_lifetime_s = 1: closed with 1000 after about 1 s even while
-    busy; the server then waits for our close."""
+    busy (and also when idle timeouts are off); the server then waits for
+    our close."""
     n = srv.stats()["nclose_log"]
-    with WSClient.connect(srv.port, "/lifetime") as c:
+    with WSClient.connect(srv.port, path) as c:
         t0 = time.monotonic()
         ev = None
         while time.monotonic() - t0 < 4:
@@ -131,4 +134,4 @@ def test_max_lifetime(srv):
         assert 0.9 <= took <= 2.6, took
         c.send_close(1000)
         assert c.wait_eof(3)
-    assert srv.wait_close_logged(n, "/lifetime")["code"] == 1000
+    assert srv.wait_close_logged(n, path)["code"] == 1000

@@ -27,6 +27,7 @@
  *   /idle          idle_timeout_s 1, no pings; echo
  *   /idle-ping     idle_timeout_s 1, send_pings; echo
  *   /lifetime      max_lifetime_s 1; echo
+ *   /lifetime-noidle  the same with idle_timeout_s TL_WS_NO_TIMEOUT
  *   /close-me      "close-me" -> tl_ws_close(ws, 4000, "bye"); echo
  *   /flood         max_backpressure 1 MiB. "flood": 64 KiB binary messages
  *                  in a loop inside the message callback until
@@ -160,8 +161,7 @@ static void sb_jstr(sbuf *b, const char *s, size_t n) {
 static void sb_runs(sbuf *b, const char *name, const runs *r) {
   sb_printf(b, "\"%s\":[", name);
   for (int i = 0; i < r->n; i++)
-    sb_printf(b, "%s[%d,%ld]", i ? "," : "", r->run[i].value,
-              r->run[i].count);
+    sb_printf(b, "%s[%d,%ld]", i ? "," : "", r->run[i].value, r->run[i].count);
   sb_printf(b, "],");
 }
 
@@ -224,7 +224,8 @@ static void both_http(tl_req *req, tl_res *res) {
   tl_res_text(res, "plain http on /both\n");
 }
 
-/* ---- middleware ------------------------------------------------------------ */
+/* ---- middleware ------------------------------------------------------------
+ */
 
 static int user_mw(tl_req *req, tl_res *res, void *ctx) {
   const char *u = tl_req_header(req, "x-user");
@@ -242,7 +243,8 @@ static int user_mw(tl_req *req, tl_res *res, void *ctx) {
   return TL_NEXT;
 }
 
-/* ---- common handlers --------------------------------------------------------- */
+/* ---- common handlers
+ * --------------------------------------------------------- */
 
 static void set_route(conn_ctx *c, tl_req *req) {
   snprintf(c->route, sizeof c->route, "%s", tl_req_path(req));
@@ -254,7 +256,9 @@ static int up_named(tl_req *req, tl_res *res, void *data) {
   return TL_ACCEPT;
 }
 
-static void count_open(tl_ws *ws) { g.opens++; }
+static void count_open(tl_ws *ws) {
+  g.opens++;
+}
 
 static void echo_msg(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
   tl_ws_send(ws, p, n, op);
@@ -287,7 +291,9 @@ static void on_dropped(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
   g.dropped_bytes += (long)n;
 }
 
-static void on_ping(tl_ws *ws, const void *p, size_t n) { g.pings++; }
+static void on_ping(tl_ws *ws, const void *p, size_t n) {
+  g.pings++;
+}
 
 /* The handlers every route shares, with its own upgrade/open/message. */
 #define WS(up, op, msg)                                                        \
@@ -297,27 +303,30 @@ static void on_ping(tl_ws *ws, const void *p, size_t n) { g.pings++; }
 
 /* ---- /echo, /small, /idle, /idle-ping, /lifetime, /both ----------------- */
 
-static const tl_ws_handlers echo_h = {
-    COMMON, .max_payload = 64 * MiB, .max_backpressure = 64 * MiB};
+static const tl_ws_handlers echo_h = {COMMON, .max_payload = 64 * MiB,
+                                      .max_backpressure = 64 * MiB};
 static const tl_ws_handlers small_h = {COMMON, .max_payload = 1024};
 static const tl_ws_handlers idle_h = {COMMON, .idle_timeout_s = 1};
 static const tl_ws_handlers idle_ping_h = {COMMON, .idle_timeout_s = 1,
                                            .send_pings = 1};
 static const tl_ws_handlers lifetime_h = {COMMON, .max_lifetime_s = 1};
+static const tl_ws_handlers lifetime_noidle_h = {
+    COMMON, .max_lifetime_s = 1, .idle_timeout_s = TL_WS_NO_TIMEOUT};
 static const tl_ws_handlers both_h = {COMMON};
 
 /* /wsonly: no upgrade handler, no context. */
-static const tl_ws_handlers wsonly_h = {.open = count_open,
-                                        .message = echo_msg,
-                                        .close = on_close};
+static const tl_ws_handlers wsonly_h = {
+    .open = count_open, .message = echo_msg, .close = on_close};
 
-/* ---- /origin ---------------------------------------------------------------- */
+/* ---- /origin ----------------------------------------------------------------
+ */
 
 static const char *const good_origins[] = {"http://good.example", NULL};
 static const tl_ws_handlers origin_h = {COMMON,
                                         .allowed_origins = good_origins};
 
-/* ---- /auth ------------------------------------------------------------------- */
+/* ---- /auth
+ * ------------------------------------------------------------------- */
 
 static int auth_upgrade(tl_req *req, tl_res *res, void *data) {
   conn_ctx *c = data;
@@ -355,10 +364,10 @@ static void auth_msg(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
   tl_ws_send(ws, p, n, op);
 }
 
-static const tl_ws_handlers auth_h = {
-    WS(auth_upgrade, auth_open, auth_msg)};
+static const tl_ws_handlers auth_h = {WS(auth_upgrade, auth_open, auth_msg)};
 
-/* ---- /async ------------------------------------------------------------------ */
+/* ---- /async
+ * ------------------------------------------------------------------ */
 
 typedef struct {
   uv_timer_t timer;
@@ -367,7 +376,9 @@ typedef struct {
   int status;
 } pending_up;
 
-static void pending_free(uv_handle_t *h) { free(h->data); }
+static void pending_free(uv_handle_t *h) {
+  free(h->data);
+}
 
 static void async_abort(tl_res *res, void *arg) {
   pending_up *p = arg;
@@ -416,10 +427,10 @@ static void async_open(tl_ws *ws) {
   tl_ws_send_text(ws, "async-open");
 }
 
-static const tl_ws_handlers async_h = {
-    WS(async_upgrade, async_open, echo_msg)};
+static const tl_ws_handlers async_h = {WS(async_upgrade, async_open, echo_msg)};
 
-/* ---- /proto --------------------------------------------------------------------- */
+/* ---- /proto
+ * --------------------------------------------------------------------- */
 
 static int proto_upgrade(tl_req *req, tl_res *res, void *data) {
   conn_ctx *c = data;
@@ -439,10 +450,10 @@ static void proto_open(tl_ws *ws) {
   tl_ws_send_text(ws, msg);
 }
 
-static const tl_ws_handlers proto_h = {
-    WS(proto_upgrade, proto_open, echo_msg)};
+static const tl_ws_handlers proto_h = {WS(proto_upgrade, proto_open, echo_msg)};
 
-/* ---- /close-me ------------------------------------------------------------------ */
+/* ---- /close-me
+ * ------------------------------------------------------------------ */
 
 static void close_me_msg(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
   if (op == TL_WS_TEXT && n == 8 && memcmp(p, "close-me", 8) == 0) {
@@ -457,7 +468,8 @@ static void close_me_msg(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
 static const tl_ws_handlers close_me_h = {
     WS(up_named, count_open, close_me_msg)};
 
-/* ---- /flood, /cobl ------------------------------------------------------------- */
+/* ---- /flood, /cobl
+ * ------------------------------------------------------------- */
 
 /* Sends 64 KiB messages until TL_WS_DROPPED (or an error, or the cap),
  * recording every result. */
@@ -475,7 +487,9 @@ struct flood_timer {
   tl_ws *ws;
 };
 
-static void ft_free(uv_handle_t *h) { free(h->data); }
+static void ft_free(uv_handle_t *h) {
+  free(h->data);
+}
 
 static void flood_timer_stop(conn_ctx *c) {
   struct flood_timer *ft = c->ft;
@@ -527,8 +541,7 @@ static void flood_drain(tl_ws *ws) {
   g.drained_send_rc = tl_ws_send_text(ws, "drained");
 }
 
-static const tl_ws_handlers flood_h = {
-    WS(up_named, count_open, flood_msg),
+static const tl_ws_handlers flood_h = {WS(up_named, count_open, flood_msg),
                                        .drain = flood_drain,
                                        .max_backpressure = 1 * MiB};
 
@@ -543,12 +556,11 @@ static void cobl_msg(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
 }
 
 static const tl_ws_handlers cobl_h = {
-    WS(up_named, count_open, cobl_msg),
-                                      .drain = flood_drain,
-                                      .max_backpressure = 1 * MiB,
-                                      .close_on_backpressure_limit = 1};
+    WS(up_named, count_open, cobl_msg), .drain = flood_drain,
+    .max_backpressure = 1 * MiB, .close_on_backpressure_limit = 1};
 
-/* ---- /ping ------------------------------------------------------------------------ */
+/* ---- /ping
+ * ------------------------------------------------------------------------ */
 
 static void ping_msg(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
   if (op == TL_WS_TEXT && n == 7 && memcmp(p, "ping-me", 7) == 0) {
@@ -569,11 +581,11 @@ static void ping_pong(tl_ws *ws, const void *p, size_t n) {
   tl_ws_send_text(ws, msg);
 }
 
-static const tl_ws_handlers ping_h = {
-    WS(up_named, count_open, ping_msg),
+static const tl_ws_handlers ping_h = {WS(up_named, count_open, ping_msg),
                                       .pong = ping_pong};
 
-/* ---- main -------------------------------------------------------------------------- */
+/* ---- main
+ * -------------------------------------------------------------------------- */
 
 static void on_listen(tl_app *app, const char *host, int port) {
   printf("listening on http://%s:%d\n", host, port);
@@ -593,8 +605,8 @@ int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;
   for (size_t i = 0; i < sizeof g_flood_buf; i++)
     g_flood_buf[i] = (unsigned char)(i % 251);
-  tl_app *app = tl_app_new(&(tl_app_config){
-      .on_listen = on_listen, .shutdown_timeout_ms = 2000});
+  tl_app *app = tl_app_new(
+      &(tl_app_config){.on_listen = on_listen, .shutdown_timeout_ms = 2000});
   if (!app)
     return 1;
   g_app = app;
@@ -612,6 +624,7 @@ int main(int argc, char **argv) {
   CHECK(tl_app_ws(app, "/idle", &idle_h, ctx));
   CHECK(tl_app_ws(app, "/idle-ping", &idle_ping_h, ctx));
   CHECK(tl_app_ws(app, "/lifetime", &lifetime_h, ctx));
+  CHECK(tl_app_ws(app, "/lifetime-noidle", &lifetime_noidle_h, ctx));
   CHECK(tl_app_ws(app, "/close-me", &close_me_h, ctx));
   CHECK(tl_app_ws(app, "/flood", &flood_h, ctx));
   CHECK(tl_app_ws(app, "/cobl", &cobl_h, ctx));
