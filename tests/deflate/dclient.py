@@ -6,55 +6,29 @@ bits, fragmentation) and compression uses Python's zlib with raw deflate
 (wbits=-N), so tests see exactly which frames carry RSV1 and can send
 malformed compressed data. Every blocking call has a timeout.
 """
-import base64
-import hashlib
 import os
 import socket
 import struct
+import sys
 import time
 import zlib
 
-HOST = "127.0.0.1"
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OP_CONT, OP_TEXT, OP_BINARY = 0, 1, 2
-OP_CLOSE, OP_PING, OP_PONG = 8, 9, 10
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+import wsframe  # noqa: E402
+from wsframe import (HOST, OP_BINARY, OP_CLOSE, OP_CONT,  # noqa: E402,F401
+                     OP_PING, OP_PONG, OP_TEXT, Closed, FrameReader, Timeout,
+                     accept_for, new_key, read_head)
+
 TAIL = b"\x00\x00\xff\xff"
 DEFAULT_TIMEOUT = 10.0
-
-
-class Timeout(AssertionError):
-    pass
-
-
-class Closed(AssertionError):
-    pass
-
-
-def mask_bytes(data, key):
-    n = len(data)
-    if n == 0:
-        return b""
-    k = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(k, "big")).to_bytes(
-        n, "big")
 
 
 def build_frame(opcode, payload=b"", fin=True, rsv1=False, rsv=0):
     """One masked client frame. `rsv1` sets RSV1; `rsv` adds raw RSV bits
     (4 = RSV1, 2 = RSV2, 1 = RSV3)."""
-    if isinstance(payload, str):
-        payload = payload.encode()
-    rsv |= 4 if rsv1 else 0
-    b0 = (0x80 if fin else 0) | ((rsv & 7) << 4) | (opcode & 0x0F)
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", b0, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, 0x80 | 127, n)
-    key = os.urandom(4)
-    return head + key + mask_bytes(payload, key)
+    return wsframe.build_frame(opcode, payload, fin=fin,
+                               rsv=rsv | (4 if rsv1 else 0))
 
 
 def deflate_raw(data, wbits=15, level=6, obj=None):
@@ -109,7 +83,7 @@ class CloseFrame:
         return f"<close {self.code} {self.reason!r}>"
 
 
-class DClient:
+class DClient(FrameReader):
     """A connected socket after the handshake. `pmd` is the parsed
     Sec-WebSocket-Extensions answer (None: not negotiated)."""
 
@@ -131,7 +105,7 @@ class DClient:
     def connect(cls, port, path, offer=None, timeout=DEFAULT_TIMEOUT):
         """Handshake, offering `offer` (a string, a list of header lines,
         or None for no Sec-WebSocket-Extensions)."""
-        key = base64.b64encode(os.urandom(16)).decode()
+        key = new_key()
         lines = [f"GET {path} HTTP/1.1", f"Host: {HOST}:{port}",
                  "Upgrade: websocket", "Connection: Upgrade",
                  f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
@@ -142,17 +116,8 @@ class DClient:
         sock = socket.create_connection((HOST, port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        buf = b""
-        deadline = time.monotonic() + timeout
-        while b"\r\n\r\n" not in buf:
-            if time.monotonic() > deadline:
-                raise Timeout(f"no handshake answer: {buf!r}")
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise Closed(f"closed during handshake: {buf!r}")
-            buf += chunk
-        i = buf.index(b"\r\n\r\n")
-        head, rest = buf[:i].decode("latin-1"), buf[i + 4:]
+        raw, rest = read_head(sock, timeout)
+        head = raw[:-4].decode("latin-1")
         status = head.split("\r\n")[0]
         assert " 101 " in status + " ", head
         headers = {}
@@ -162,8 +127,7 @@ class DClient:
             assert k not in headers or k != "sec-websocket-extensions", \
                 f"two extension headers: {head}"
             headers[k] = v.strip()
-        acc = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest())
-        assert headers.get("sec-websocket-accept") == acc.decode(), head
+        assert headers.get("sec-websocket-accept") == accept_for(key), head
         c = cls(sock, rest, headers)
         c.head = head
         return c
@@ -217,44 +181,14 @@ class DClient:
         self.send_frame(OP_CLOSE, struct.pack("!H", code))
 
     # -- receiving --
-    def _fill(self, need, deadline):
-        while len(self.buf) < need:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Timeout(f"timed out waiting for {need} bytes "
-                              f"(have {len(self.buf)})")
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except socket.timeout:
-                continue
-            except (ConnectionResetError, BrokenPipeError) as e:
-                self.eof = True
-                raise Closed(f"connection reset: {e}")
-            if not chunk:
-                self.eof = True
-                raise Closed(f"EOF waiting for {need} bytes")
-            self.buf += chunk
-
     def recv_frame(self, timeout=DEFAULT_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        self._fill(2, deadline)
-        b0, b1 = self.buf[0], self.buf[1]
-        assert not b1 & 0x80, "server frame is masked"
-        n = b1 & 0x7F
-        hl = 2 + (2 if n == 126 else 8 if n == 127 else 0)
-        self._fill(hl, deadline)
-        if n == 126:
-            n = struct.unpack("!H", self.buf[2:4])[0]
-        elif n == 127:
-            n = struct.unpack("!Q", self.buf[2:10])[0]
-        self._fill(hl + n, deadline)
-        payload = bytes(self.buf[hl:hl + n])
-        del self.buf[:hl + n]
-        fin, rsv, op = bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0x0F
+        """One server frame: (fin, rsv, opcode, payload); RSV1 is left to
+        recv() (it is allowed on a compressed message's first frame)."""
+        fin, rsv, op, payload = self.read_frame(time.monotonic() + timeout)
         assert rsv & 3 == 0, f"server frame with RSV2/RSV3: {rsv}"
         if op >= 8:
-            assert fin and n <= 125 and rsv == 0, "bad control frame"
+            assert fin and len(payload) <= 125 and rsv == 0, \
+                "bad control frame"
         else:
             assert op in (0, 1, 2), f"opcode {op}"
         return fin, rsv, op, payload

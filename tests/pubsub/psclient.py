@@ -1,24 +1,25 @@
 """A small raw-socket WebSocket client for the pub/sub tests.
 
 Like tests/ws/wsclient.py (hand-made handshake and frames, a timeout on
-every blocking call) but with a reader that stays fast with megabytes
-buffered, and helpers for pubsub_test_server's command protocol: every
+every blocking call; the framing from tests/common/wsframe.py) plus
+helpers for pubsub_test_server's command protocol: every
 command gets a reply "r:<command> ...", everything else a socket receives
 (published and directly sent messages) is kept in order in `inbox`.
 """
-import base64
-import hashlib
 import http.client
 import json
 import os
 import socket
 import struct
+import sys
 import time
 
-HOST = "127.0.0.1"
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OP_CONT, OP_TEXT, OP_BINARY = 0, 1, 2
-OP_CLOSE, OP_PING, OP_PONG = 8, 9, 10
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+from wsframe import (HOST, OP_BINARY, OP_CLOSE, OP_CONT,  # noqa: E402,F401
+                     OP_PING, OP_PONG, OP_TEXT, Closed, FrameReader, Timeout,
+                     accept_for, build_frame, new_key, read_head)
+
 TIMEOUT = 10.0
 
 # talon error codes (include/talon/common.h)
@@ -33,47 +34,9 @@ TL_TOPIC_MAX = 1024
 BACKPRESSURE, DROPPED = -1, 0
 
 
-class Timeout(AssertionError):
-    pass
-
-
-class Closed(AssertionError):
-    """TCP closed, or a close frame arrived (`code` set) while we wanted
-    data."""
-
-    def __init__(self, msg, code=None, reason=b""):
-        super().__init__(msg)
-        self.code = code
-        self.reason = reason
-
-
 def frame_size(n):
     """Bytes of an unmasked server frame with an n-byte payload."""
     return n + (2 if n < 126 else 4 if n < 65536 else 10)
-
-
-def _mask(data, key):
-    n = len(data)
-    if not n:
-        return b""
-    k = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(k, "big")).to_bytes(
-        n, "big")
-
-
-def build_frame(op, payload):
-    if isinstance(payload, str):
-        payload = payload.encode()
-    n = len(payload)
-    b0 = 0x80 | op
-    if n < 126:
-        head = struct.pack("!BB", b0, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, 0x80 | 127, n)
-    key = os.urandom(4)
-    return head + key + _mask(payload, key)
 
 
 class Msg:
@@ -94,11 +57,10 @@ class Msg:
         return f"<{'T' if self.op == OP_TEXT else 'B'} {d!r}>"
 
 
-class PSClient:
+class PSClient(FrameReader):
     def __init__(self, sock, leftover, path):
         self.sock = sock
         self.buf = bytearray(leftover)
-        self.pos = 0
         self.path = path
         self.inbox = []  # data messages that are not replies, in order
         self.close_code = None  # set once a close frame arrived
@@ -111,7 +73,7 @@ class PSClient:
     @classmethod
     def connect(cls, port, path="/ws", rcvbuf=None, timeout=TIMEOUT,
                 hello=True):
-        key = base64.b64encode(os.urandom(16)).decode()
+        key = new_key()
         req = (f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -122,21 +84,11 @@ class PSClient:
         s.connect((HOST, port))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.sendall(req.encode())
-        buf = b""
-        deadline = time.monotonic() + timeout
-        while b"\r\n\r\n" not in buf:
-            if time.monotonic() > deadline:
-                raise Timeout(f"no handshake answer: {buf!r}")
-            chunk = s.recv(4096)
-            if not chunk:
-                raise Closed(f"closed during handshake: {buf!r}")
-            buf += chunk
-        i = buf.index(b"\r\n\r\n") + 4
-        head = buf[:i].decode("latin-1")
+        raw, rest = read_head(s, timeout)
+        head = raw.decode("latin-1")
         assert head.startswith("HTTP/1.1 101"), head
-        accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest())
-        assert accept.decode() in head, head
-        c = cls(s, buf[i:], path)
+        assert accept_for(key) in head, head
+        c = cls(s, rest, path)
         if hello:
             r = c.reply("hello", timeout)
             c.id = int(r)
@@ -171,54 +123,10 @@ class PSClient:
         self.sock.sendall(build_frame(OP_CLOSE, struct.pack("!H", code)))
 
     # ---- receiving ----
-    def _avail(self):
-        return len(self.buf) - self.pos
-
-    def _fill(self, need, deadline):
-        while self._avail() < need:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Timeout(f"timed out waiting for {need} bytes "
-                              f"(have {self._avail()})")
-            if self.pos > (1 << 20):
-                del self.buf[:self.pos]
-                self.pos = 0
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except socket.timeout:
-                continue
-            except (ConnectionResetError, BrokenPipeError) as e:
-                self.eof = True
-                raise Closed(f"reset: {e}")
-            if not chunk:
-                self.eof = True
-                raise Closed(f"EOF (waiting for {need} bytes)")
-            self.buf += chunk
-
     def _frame(self, deadline):
-        self._fill(2, deadline)
-        p = self.pos
-        b0, b1 = self.buf[p], self.buf[p + 1]
-        assert not b1 & 0x80, "masked server frame"
-        n = b1 & 0x7F
-        hl = 2
-        if n == 126:
-            hl = 4
-        elif n == 127:
-            hl = 10
-        self._fill(hl, deadline)
-        p = self.pos
-        if n == 126:
-            n = struct.unpack_from("!H", self.buf, p + 2)[0]
-        elif n == 127:
-            n = struct.unpack_from("!Q", self.buf, p + 2)[0]
-        self._fill(hl + n, deadline)
-        p = self.pos
-        payload = bytes(self.buf[p + hl:p + hl + n])
-        self.pos = p + hl + n
-        assert (b0 >> 4) & 7 == 0, "RSV bits set"
-        return bool(b0 & 0x80), b0 & 0x0F, payload
+        fin, rsv, op, payload = self.read_frame(deadline)
+        assert rsv == 0, "RSV bits set"
+        return fin, op, payload
 
     def _next(self, deadline):
         """The next data message off the wire (pings answered)."""

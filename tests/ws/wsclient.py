@@ -6,63 +6,20 @@ length, unmasked frames) and a frame reader that reassembles fragmented
 messages, returns control frames as they come, and reports close codes.
 Every blocking call has a timeout.
 """
-import base64
-import hashlib
 import os
 import socket
 import struct
+import sys
 import time
 
-HOST = "127.0.0.1"
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-OP_CONT, OP_TEXT, OP_BINARY = 0, 1, 2
-OP_CLOSE, OP_PING, OP_PONG = 8, 9, 10
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+import wsframe  # noqa: E402
+from wsframe import (HOST, OP_BINARY, OP_CLOSE,  # noqa: E402,F401
+                     OP_CONT, OP_PING, OP_PONG, OP_TEXT, Closed, FrameReader,
+                     Timeout, accept_for, build_frame, mask_bytes, new_key)
 
 DEFAULT_TIMEOUT = 5.0
-
-
-class Timeout(AssertionError):
-    """Nothing arrived in time."""
-
-
-class Closed(AssertionError):
-    """The server closed TCP (EOF or reset) while we expected a frame."""
-
-
-# ---- frames -----------------------------------------------------------------
-
-def mask_bytes(data, key):
-    """XOR `data` with the 4-byte `key` (fast for large buffers)."""
-    n = len(data)
-    if n == 0:
-        return b""
-    k = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(k, "big")).to_bytes(
-        n, "big")
-
-
-def build_frame(opcode, payload=b"", fin=True, rsv=0, mask=True,
-                mask_key=None, length=None):
-    """Bytes of one client frame. `rsv` is a 3-bit value (4 = RSV1,
-    2 = RSV2, 1 = RSV3). `length` overrides the declared payload length
-    (the payload bytes are still `payload`)."""
-    if isinstance(payload, str):
-        payload = payload.encode()
-    b0 = (0x80 if fin else 0) | ((rsv & 7) << 4) | (opcode & 0x0F)
-    n = len(payload) if length is None else length
-    mbit = 0x80 if mask else 0
-    if n < 126:
-        head = struct.pack("!BB", b0, mbit | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, mbit | 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, mbit | 127, n)
-    if not mask:
-        return head + payload
-    if mask_key is None:
-        mask_key = os.urandom(4)
-    return head + mask_key + mask_bytes(payload, mask_key)
 
 
 def close_payload(code=None, reason=b""):
@@ -137,22 +94,7 @@ def parse_head(head):
 
 def read_head(sock, timeout=DEFAULT_TIMEOUT):
     """Reads up to the end of an HTTP head; returns (head, rest)."""
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while b"\r\n\r\n" not in buf:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise Timeout(f"no complete HTTP head within {timeout}s: {buf!r}")
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            continue
-        if not chunk:
-            raise Closed(f"connection closed before a complete head: {buf!r}")
-        buf += chunk
-    i = buf.index(b"\r\n\r\n") + 4
-    return buf[:i], buf[i:]
+    return wsframe.read_head(sock, timeout)
 
 
 def read_http_response(sock, timeout=DEFAULT_TIMEOUT):
@@ -201,14 +143,6 @@ def http_request(port, path, method="GET", headers=None, timeout=DEFAULT_TIMEOUT
         return read_http_response(s, timeout)
 
 
-def new_key():
-    return base64.b64encode(os.urandom(16)).decode()
-
-
-def accept_for(key):
-    return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-
-
 def upgrade_request(port, path, headers=None, key=None, version="HTTP/1.1",
                     drop=()):
     """The bytes of an upgrade request. `headers` adds or replaces (None
@@ -238,7 +172,7 @@ def upgrade_request(port, path, headers=None, key=None, version="HTTP/1.1",
 
 # ---- the client -------------------------------------------------------------
 
-class WSClient:
+class WSClient(FrameReader):
     """A connected socket after the opening handshake."""
 
     def __init__(self, sock, leftover=b"", response=None):
@@ -309,53 +243,14 @@ class WSClient:
             self.sock.sendall(data[at:])
 
     # -- receiving --
-    def _fill(self, need, deadline):
-        while len(self.buf) < need:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Timeout(f"timed out waiting for {need} bytes "
-                              f"(have {len(self.buf)})")
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(max(65536, min(need - len(self.buf),
-                                                      1 << 22)))
-            except socket.timeout:
-                continue
-            except (ConnectionResetError, BrokenPipeError) as e:
-                self.eof = True
-                raise Closed(f"connection reset: {e}")
-            if not chunk:
-                self.eof = True
-                raise Closed(f"EOF while waiting for {need} bytes "
-                             f"(have {len(self.buf)})")
-            self.buf += chunk
-
     def recv_frame(self, timeout=DEFAULT_TIMEOUT):
-        """One server frame: (fin, rsv, opcode, payload). Server frames
-        must be unmasked."""
-        deadline = time.monotonic() + timeout
-        self._fill(2, deadline)
-        b0, b1 = self.buf[0], self.buf[1]
-        n = b1 & 0x7F
-        hl = 2
-        if n == 126:
-            hl = 4
-        elif n == 127:
-            hl = 10
-        self._fill(hl, deadline)
-        if n == 126:
-            n = struct.unpack("!H", self.buf[2:4])[0]
-        elif n == 127:
-            n = struct.unpack("!Q", self.buf[2:10])[0]
-        assert not b1 & 0x80, "server frame is masked"
-        self._fill(hl + n, deadline)
-        payload = bytes(self.buf[hl:hl + n])
-        del self.buf[:hl + n]
-        fin, rsv, op = bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0x0F
+        """One server frame: (fin, rsv, opcode, payload), checked against
+        what a server without extensions may send."""
+        fin, rsv, op, payload = self.read_frame(time.monotonic() + timeout)
         assert rsv == 0, f"server frame with RSV bits {rsv}"
         assert op in (0, 1, 2, 8, 9, 10), f"server frame with opcode {op}"
         if op >= 8:
-            assert fin and n <= 125, "bad server control frame"
+            assert fin and len(payload) <= 125, "bad server control frame"
         return fin, rsv, op, payload
 
     def recv(self, timeout=DEFAULT_TIMEOUT):
