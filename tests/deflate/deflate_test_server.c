@@ -43,6 +43,9 @@
 
 #include <talon.h>
 
+#define TEST_SERVER_NAME "deflate_test_server"
+#include "test_server.h"
+
 #define KiB 1024u
 #define NLOG 256
 
@@ -103,7 +106,7 @@ static size_t num(const char *p, size_t n) {
 }
 
 static void fill_text(char *p, size_t n) {
-  static const char *words[] = {"talon ", "deflate ", "window ", "bits ",
+  static const char *words[] = {"talon ",   "deflate ",  "window ", "bits ",
                                 "context ", "takeover ", "frame "};
   uint32_t s = 1;
   size_t i = 0;
@@ -169,7 +172,7 @@ static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
 }
 
 #define BASE                                                                   \
-  .upgrade = up, .open = on_open, .message = on_message, .close = on_close,   \
+  .upgrade = up, .open = on_open, .message = on_message, .close = on_close,    \
   .max_payload = 64u << 20, .max_backpressure = 256u << 20,                    \
   .idle_timeout_s = 600
 
@@ -179,25 +182,22 @@ static const tl_ws_handlers shared_h = {
 static const tl_ws_handlers dedicated_h = {
     BASE, .compression = TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR};
 static const tl_ws_handlers small_window_h = {
-    BASE,
-    .compression = TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR,
-    .compress_window_bits = 9,
-    .compress_mem_level = 1};
-static const tl_ws_handlers comp_only_h = {
-    BASE, .compression = TL_DEDICATED_COMPRESSOR};
-static const tl_ws_handlers shared_comp_h = {
-    BASE, .compression = TL_SHARED_COMPRESSOR};
-static const tl_ws_handlers limited_h = {
-    .upgrade = up,
-    .open = on_open,
-    .message = on_message,
-    .close = on_close,
-    .max_payload = 64 * KiB,
-    .idle_timeout_s = 600,
-    .compression = TL_SHARED_COMPRESSOR | TL_SHARED_DECOMPRESSOR};
+    BASE, .compression = TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR,
+    .compress_window_bits = 9, .compress_mem_level = 1};
+static const tl_ws_handlers comp_only_h = {BASE, .compression =
+                                                     TL_DEDICATED_COMPRESSOR};
+static const tl_ws_handlers shared_comp_h = {BASE, .compression =
+                                                       TL_SHARED_COMPRESSOR};
+static const tl_ws_handlers limited_h = {.upgrade = up,
+                                         .open = on_open,
+                                         .message = on_message,
+                                         .close = on_close,
+                                         .max_payload = 64 * KiB,
+                                         .idle_timeout_s = 600,
+                                         .compression = TL_SHARED_COMPRESSOR |
+                                                        TL_SHARED_DECOMPRESSOR};
 static const tl_ws_handlers threshold0_h = {
-    BASE,
-    .compression = TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR,
+    BASE, .compression = TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR,
     .compress_threshold = 1};
 static const tl_ws_handlers pub_shared_h = {
     .upgrade = up,
@@ -217,14 +217,13 @@ static const tl_ws_handlers pub_dedicated_h = {
     .max_backpressure = 256u << 20,
     .idle_timeout_s = 600,
     .compression = TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR};
-static const tl_ws_handlers pub_plain_h = {
-    .upgrade = up,
-    .open = on_open_sub,
-    .message = on_message,
-    .close = on_close,
-    .max_payload = 64u << 20,
-    .max_backpressure = 256u << 20,
-    .idle_timeout_s = 600};
+static const tl_ws_handlers pub_plain_h = {.upgrade = up,
+                                           .open = on_open_sub,
+                                           .message = on_message,
+                                           .close = on_close,
+                                           .max_payload = 64u << 20,
+                                           .max_backpressure = 256u << 20,
+                                           .idle_timeout_s = 600};
 
 static void stats(tl_req *req, tl_res *res) {
   size_t cap = 64 + NLOG * 64;
@@ -244,21 +243,6 @@ static void stats(tl_req *req, tl_res *res) {
   tl_res_json(res, b);
   free(b);
 }
-
-static void on_listen(tl_app *app, const char *host, int port) {
-  printf("listening on http://%s:%d\n", host, port);
-  fflush(stdout);
-}
-
-#define CHECK(call)                                                            \
-  do {                                                                         \
-    int rc_ = (call);                                                          \
-    if (rc_ != 0) {                                                            \
-      fprintf(stderr, "deflate_test_server: %s: %s\n", #call,                  \
-              tl_strerror(rc_));                                               \
-      return 1;                                                                \
-    }                                                                          \
-  } while (0)
 
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;

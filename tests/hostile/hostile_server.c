@@ -50,6 +50,9 @@
 
 #include <talon.h>
 
+#define TEST_SERVER_NAME "hostile_server"
+#include "test_server.h"
+
 #define KiB 1024u
 #define MiB (1024u * 1024u)
 #define BIG_BYTES (8u * MiB)
@@ -325,20 +328,6 @@ static const tl_ws_handlers wsstream_h = {
     .max_backpressure = 256 * KiB};
 
 /* ---- main --------------------------------------------------------------- */
-
-static void on_listen(tl_app *app, const char *host, int port) {
-  printf("listening on http://%s:%d\n", host, port);
-  fflush(stdout);
-}
-
-#define CHECK(call)                                                            \
-  do {                                                                         \
-    int rc_ = (call);                                                          \
-    if (rc_ != 0) {                                                            \
-      fprintf(stderr, "hostile_server: %s: %s\n", #call, tl_strerror(rc_));    \
-      return 1;                                                                \
-    }                                                                          \
-  } while (0)
 
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;

@@ -49,6 +49,9 @@
 #include <string.h>
 
 #include <talon.h>
+
+#define TEST_SERVER_NAME "test_server"
+#include "test_server.h"
 #include <uv.h>
 
 static tl_app *g_app;
@@ -59,11 +62,6 @@ static struct {
 } g_stats;
 
 /* ---- small helpers ------------------------------------------------------ */
-
-typedef struct {
-  char *p;
-  size_t len, cap;
-} sbuf;
 
 static void sb_putn(sbuf *b, const char *s, size_t n) {
   if (b->len + n + 1 > b->cap) {
@@ -80,17 +78,8 @@ static void sb_putn(sbuf *b, const char *s, size_t n) {
   b->len += n;
   b->p[b->len] = '\0';
 }
-static void sb_puts(sbuf *b, const char *s) { sb_putn(b, s, strlen(s)); }
-static void sb_printf(sbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-  char tmp[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (n > 0)
-    sb_putn(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+static void sb_puts(sbuf *b, const char *s) {
+  sb_putn(b, s, strlen(s));
 }
 /* A JSON string (with quotes) of `n` bytes; NULL gives null. Bytes >= 0x80
  * are escaped as \u00XX so the output is valid JSON whatever the input. */
@@ -174,7 +163,9 @@ typedef struct {
   int live; /* request still there */
 } async_ctx;
 
-static void async_ctx_close_cb(uv_handle_t *h) { free(h->data); }
+static void async_ctx_close_cb(uv_handle_t *h) {
+  free(h->data);
+}
 
 static void async_ctx_close(async_ctx *a) {
   uv_timer_stop(&a->timer);
@@ -344,7 +335,9 @@ static void h_hello(tl_req *req, tl_res *res) {
   tl_res_text(res, "hello, world\n");
 }
 
-static void h_only_post(tl_req *req, tl_res *res) { tl_res_text(res, "posted"); }
+static void h_only_post(tl_req *req, tl_res *res) {
+  tl_res_text(res, "posted");
+}
 static void h_getput(tl_req *req, tl_res *res) {
   tl_res_text(res, tl_req_method(req));
 }
@@ -428,9 +421,9 @@ static void h_stats(tl_req *req, tl_res *res) {
            "{\"aborts\":%ld,\"async_done\":%ld,\"drains\":%ld,"
            "\"big_done\":%ld,\"big_aborts\":%ld,\"mw_async_aborts\":%ld,"
            "\"trace_frees\":%ld,\"requests\":%ld}",
-           g_stats.aborts, g_stats.async_done, g_stats.drains,
-           g_stats.big_done, g_stats.big_aborts, g_stats.mw_async_aborts,
-           g_stats.trace_frees, g_stats.requests);
+           g_stats.aborts, g_stats.async_done, g_stats.drains, g_stats.big_done,
+           g_stats.big_aborts, g_stats.mw_async_aborts, g_stats.trace_frees,
+           g_stats.requests);
   tl_res_json(res, out);
 }
 
@@ -580,20 +573,6 @@ static void not_found(tl_req *req, tl_res *res) {
 
 /* ---- main --------------------------------------------------------------- */
 
-static void on_listen(tl_app *app, const char *host, int port) {
-  printf("listening on http://%s:%d\n", host, port);
-  fflush(stdout);
-}
-
-#define CHECK(x)                                                               \
-  do {                                                                         \
-    int rc_ = (x);                                                             \
-    if (rc_ < 0) {                                                             \
-      fprintf(stderr, "test_server: %s failed: %s\n", #x, tl_strerror(rc_));  \
-      return 1;                                                                \
-    }                                                                          \
-  } while (0)
-
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;
   if (argc > 2)
@@ -621,8 +600,8 @@ int main(int argc, char **argv) {
   g_app = app;
 
   /* App middleware, in order: trace (sets the local), early/error, async. */
-  CHECK(tl_app_use(app, (tl_middleware){.fn = mw_trace, .ctx = "app1",
-                                        .name = "trace"}));
+  CHECK(tl_app_use(
+      app, (tl_middleware){.fn = mw_trace, .ctx = "app1", .name = "trace"}));
   CHECK(tl_app_use(app, (tl_middleware){.fn = mw_early, .name = "early"}));
   CHECK(tl_app_use(app, (tl_middleware){.fn = mw_async, .name = "async"}));
 

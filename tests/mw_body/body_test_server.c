@@ -7,6 +7,9 @@
  * hex so the suite can compare exact bytes. */
 #define _GNU_SOURCE /* the pthread types uv.h needs under -std=c11 */
 #include <talon.h>
+
+#define TEST_SERVER_NAME "body_test_server"
+#include "test_server.h"
 #include <talon/mw/body.h>
 #include <uv.h>
 
@@ -80,8 +83,10 @@ static json_t *describe(tl_req *req) {
     json_array_append_new(fields, pair);
   }
   json_object_set_new(o, "fields", fields);
-  json_object_set_new(o, "count", json_integer((json_int_t)tl_req_form_count(req, NULL)));
-  json_object_set_new(o, "count_a", json_integer((json_int_t)tl_req_form_count(req, "a")));
+  json_object_set_new(o, "count",
+                      json_integer((json_int_t)tl_req_form_count(req, NULL)));
+  json_object_set_new(o, "count_a",
+                      json_integer((json_int_t)tl_req_form_count(req, "a")));
   json_object_set_new(o, "a", hexs(tl_req_form(req, "a")));
   json_object_set_new(o, "a1", hexs(tl_req_form_at(req, "a", 1)));
   json_t *files = json_array();
@@ -90,8 +95,9 @@ static json_t *describe(tl_req *req) {
     json_array_append_new(files, file_info(tl_req_file_at(req, i)));
   json_object_set_new(o, "files", files);
   const tl_upload *first = tl_req_file(req, "file");
-  json_object_set_new(o, "file_field_index",
-                      json_integer(first ? (json_int_t)(first - tl_req_file_at(req, 0)) : -1));
+  json_object_set_new(
+      o, "file_field_index",
+      json_integer(first ? (json_int_t)(first - tl_req_file_at(req, 0)) : -1));
   json_t *j = tl_req_json(req);
   json_object_set(o, "json", j ? j : json_null());
   json_object_set_new(o, "has_json", json_boolean(j != NULL));
@@ -115,12 +121,7 @@ static void show_keep(tl_req *req, tl_res *res) {
   send_json(res, o);
 }
 
-static void on_listen(tl_app *app, const char *host, int port) {
-  printf("listening on http://127.0.0.1:%d\n", port);
-  fflush(stdout);
-}
-
-#define ROUTE(method, path, h, ...)                                           \
+#define ROUTE(method, path, h, ...)                                            \
   do {                                                                         \
     tl_middleware mw_[] = {__VA_ARGS__};                                       \
     if (tl_app_route(app, method, path, h, mw_, sizeof mw_ / sizeof *mw_))     \
@@ -138,14 +139,17 @@ int main(int argc, char **argv) {
                        .on_listen = on_listen};
   tl_app *app = tl_app_new(&cfg);
 
-  tl_body_json_options jreq = {.require = 1, .max_depth = 16,
-                               .max_bytes = 64 * 1024};
+  tl_body_json_options jreq = {
+      .require = 1, .max_depth = 16, .max_bytes = 64 * 1024};
   tl_body_json_options jopt = {.reject_duplicates = 1};
-  tl_body_urlencoded_options ureq = {.require = 1, .max_fields = 20,
-                                     .max_bytes = 4096};
-  tl_body_multipart_options mreq = {.require = 1, .dir = upload_dir,
-                                    .max_file_bytes = 100000, .max_files = 3,
-                                    .max_fields = 5, .max_total_bytes = 150000};
+  tl_body_urlencoded_options ureq = {
+      .require = 1, .max_fields = 20, .max_bytes = 4096};
+  tl_body_multipart_options mreq = {.require = 1,
+                                    .dir = upload_dir,
+                                    .max_file_bytes = 100000,
+                                    .max_files = 3,
+                                    .max_fields = 5,
+                                    .max_total_bytes = 150000};
   tl_body_multipart_options many = {.dir = upload_dir};
 
   ROUTE("POST", "/json", show, tl_body_json(&jreq));

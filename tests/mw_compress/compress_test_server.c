@@ -7,6 +7,9 @@
  * text/csv. FILE is served by GET /file (tl_res_send_file). */
 #define _GNU_SOURCE /* the pthread types uv.h needs under -std=c11 */
 #include <talon.h>
+
+#define TEST_SERVER_NAME "compress_test_server"
+#include "test_server.h"
 #include <talon/mw/compress.h>
 #include <uv.h>
 
@@ -198,11 +201,6 @@ static bool custom_type(const char *ct, void *arg) {
   if (ct && strncasecmp(ct, "text/csv", 8) == 0)
     return false;
   return tl_compress_type_default(ct);
-}
-
-static void on_listen(tl_app *app, const char *host, int port) {
-  printf("listening on http://127.0.0.1:%d\n", port);
-  fflush(stdout);
 }
 
 int main(int argc, char **argv) {

@@ -18,6 +18,9 @@
  *   /misconf/csrf     route-level cookies + csrf without session
  */
 #include <talon.h>
+
+#define TEST_SERVER_NAME "cookies_test_server"
+#include "test_server.h"
 #include <talon/mw/cookies.h>
 #include <talon/mw/csrf.h>
 #include <talon/mw/session.h>
@@ -329,20 +332,6 @@ static void h_plain_csrf(tl_req *req, tl_res *res) {
 
 /* ---- main ------------------------------------------------------------------
  */
-
-static void on_listen(tl_app *app, const char *host, int port) {
-  printf("listening on http://127.0.0.1:%d\n", port);
-  fflush(stdout);
-}
-
-#define CHECK(x)                                                               \
-  do {                                                                         \
-    int rc_ = (x);                                                             \
-    if (rc_ < 0) {                                                             \
-      fprintf(stderr, "%s: %s\n", #x, tl_strerror(rc_));                       \
-      return 1;                                                                \
-    }                                                                          \
-  } while (0)
 
 static int cookie_routes(tl_router *r) {
   CHECK(tl_router_get(r, "/cookie", h_cookie));

@@ -9,18 +9,15 @@
 #include <string.h>
 
 #include <talon.h>
+
+#define TEST_SERVER_NAME "mw_http_test_server"
+#include "test_server.h"
 #include <talon/mw/cors.h>
 #include <talon/mw/ratelimit.h>
 #include <talon/mw/requestid.h>
 #include <talon/mw/security.h>
 
 static tl_middleware g_rl_ip, g_rl_key, g_rl_many, g_rl_x;
-
-static void on_listen(tl_app *app, const char *host, int port) {
-  (void)app;
-  printf("listening on http://%s:%d\n", host, port);
-  fflush(stdout);
-}
 
 static void h_ok(tl_req *req, tl_res *res) {
   (void)req;
@@ -88,16 +85,6 @@ static int mw_preset_frame(tl_req *req, tl_res *res, void *ctx) {
   return TL_NEXT;
 }
 
-#define CHECK(x)                                                               \
-  do {                                                                         \
-    int rc_ = (x);                                                             \
-    if (rc_ < 0) {                                                             \
-      fprintf(stderr, "mw_http_test_server: %s failed: %s\n", #x,              \
-              tl_strerror(rc_));                                               \
-      return 1;                                                                \
-    }                                                                          \
-  } while (0)
-
 static int route1(tl_app *app, const char *method, const char *path,
                   tl_handler h, tl_middleware mw) {
   return tl_app_route(app, method, path, h, &mw, 1);
@@ -114,9 +101,12 @@ static int check_refusals(tl_app *app) {
   tl_rate_limit_options bad_rate = {.rate = -1};
   tl_rate_limit_options bad_keys = {.max_keys = (size_t)1 << 30};
   tl_middleware all[] = {
-      tl_security_headers(&bad_frame), tl_security_headers(&bad_csp),
-      tl_cors(&bad_cors),              tl_request_id(&bad_hdr),
-      tl_request_id(&bad_len),         tl_rate_limit(&bad_rate),
+      tl_security_headers(&bad_frame),
+      tl_security_headers(&bad_csp),
+      tl_cors(&bad_cors),
+      tl_request_id(&bad_hdr),
+      tl_request_id(&bad_len),
+      tl_rate_limit(&bad_rate),
       tl_rate_limit(&bad_keys),
   };
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
@@ -176,11 +166,15 @@ static int setup_routes(tl_app *app) {
   /* Rate limits. The handles are kept for the stats route: their ctx
    * stays valid until the app is freed. */
   tl_rate_limit_options ip = {.rate = 1, .burst = 3};
-  tl_rate_limit_options key = {.rate = 2, .burst = 2, .key = key_from_header,
+  tl_rate_limit_options key = {.rate = 2,
+                               .burst = 2,
+                               .key = key_from_header,
                                .headers = TL_RATE_LIMIT_HEADERS_IETF};
-  tl_rate_limit_options many = {.rate = 0.001, .burst = 1, .max_keys = 1000,
-                                .key = key_from_header};
-  tl_rate_limit_options x = {.rate = 0.25, .burst = 1, .key = key_from_header,
+  tl_rate_limit_options many = {
+      .rate = 0.001, .burst = 1, .max_keys = 1000, .key = key_from_header};
+  tl_rate_limit_options x = {.rate = 0.25,
+                             .burst = 1,
+                             .key = key_from_header,
                              .headers = TL_RATE_LIMIT_HEADERS_X,
                              .message = "slow down\n"};
   g_rl_ip = tl_rate_limit(&ip);
@@ -197,9 +191,8 @@ static int setup_routes(tl_app *app) {
   static const char *const list[] = {"https://a.example",
                                      "https://b.example:8443", NULL};
   static const char *const star[] = {"*", NULL};
-  tl_cors_options o_list = {.origins = list,
-                            .exposed_headers = "X-Total, X-Page",
-                            .max_age = 600};
+  tl_cors_options o_list = {
+      .origins = list, .exposed_headers = "X-Total, X-Page", .max_age = 600};
   tl_cors_options o_anycred = {.origins = star, .credentials = true};
   tl_cors_options o_cb = {.allow = allow_trusted,
                           .allow_arg = ".trusted.test",

@@ -9,8 +9,12 @@
  * GET /_lines. GET /_stats gives the SINK logger's counters. /ws is a
  * WebSocket echo route; the text message "close:N" makes the server close
  * with code N instead. */
-#define _GNU_SOURCE /* fdopen, and the pthread types uv.h needs under -std=c11 */
+#define _GNU_SOURCE /* fdopen, and the pthread types uv.h needs under -std=c11 \
+                     */
 #include <talon.h>
+
+#define TEST_SERVER_NAME "logger_test_server"
+#include "test_server.h"
 #include <talon/mw/logger.h>
 #include <uv.h>
 
@@ -114,8 +118,7 @@ static void slow_route(tl_req *req, tl_res *res) {
   tl_res_defer(res, slow_abort, s);
 }
 
-static void ws_message(tl_ws *ws, const void *data, size_t len,
-                       tl_opcode op) {
+static void ws_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   if (op == TL_WS_TEXT && len > 6 && memcmp(data, "close:", 6) == 0) {
     char code[16] = {0};
     memcpy(code, (const char *)data + 6, len - 6 < 15 ? len - 6 : 15);
@@ -126,11 +129,6 @@ static void ws_message(tl_ws *ws, const void *data, size_t len,
 }
 
 static const tl_ws_handlers ws_echo = {.message = ws_message};
-
-static void on_listen(tl_app *app, const char *host, int port) {
-  printf("listening on http://127.0.0.1:%d\n", port);
-  fflush(stdout);
-}
 
 int main(int argc, char **argv) {
   if (argc < 4) {

@@ -26,12 +26,10 @@
 #include <string.h>
 
 #include <talon.h>
-#include <talon/mw/static.h>
 
-static void on_listen(tl_app *app, const char *host, int port) {
-  printf("listening on http://127.0.0.1:%d\n", port);
-  fflush(stdout);
-}
+#define TEST_SERVER_NAME "static_test_server"
+#include "test_server.h"
+#include <talon/mw/static.h>
 
 static void routed(tl_req *req, tl_res *res) {
   tl_res_text(res, "routed\n");

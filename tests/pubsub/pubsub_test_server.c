@@ -79,6 +79,9 @@
 #include <string.h>
 
 #include <talon.h>
+
+#define TEST_SERVER_NAME "pubsub_test_server"
+#include "test_server.h"
 #include <uv.h>
 
 #define KiB 1024u
@@ -160,37 +163,6 @@ static struct {
 } g;
 
 /* ---- small helpers --------------------------------------------------- */
-
-typedef struct {
-  char *p;
-  size_t len, cap;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    size_t room = b->cap - b->len;
-    int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-      abort();
-    if ((size_t)n < room) {
-      b->len += (size_t)n;
-      return;
-    }
-    size_t cap = b->cap ? b->cap * 2 : 1024;
-    while (cap < b->len + (size_t)n + 1)
-      cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np)
-      abort();
-    b->p = np;
-    b->cap = cap;
-  }
-}
 
 static void sb_jstr(sbuf *b, const char *s) {
   sb_printf(b, "\"");
@@ -287,7 +259,9 @@ static size_t heap_in_use(void) {
 
 /* ---- the timer publisher ---------------------------------------------- */
 
-static void timer_closed(uv_handle_t *h) { free(h); }
+static void timer_closed(uv_handle_t *h) {
+  free(h);
+}
 
 static void timer_tick(uv_timer_t *t) {
   for (long i = 0; i < g.tm.per && g.tm.sent < g.tm.n; i++) {
@@ -458,18 +432,13 @@ static void on_dropped(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
   }
   int rc = 0;
   switch (c->drop_action) {
-  case DA_NONE:
-    return;
-  case DA_UNSUB:
-    rc = tl_ws_unsubscribe(ws, c->drop_arg);
-    break;
+  case DA_NONE: return;
+  case DA_UNSUB: rc = tl_ws_unsubscribe(ws, c->drop_arg); break;
   case DA_UNSUBALL:
     while (tl_ws_topic_count(ws) > 0)
       tl_ws_unsubscribe(ws, tl_ws_topic_at(ws, 0));
     break;
-  case DA_CLOSE:
-    rc = tl_ws_close(ws, 4001, "dropped");
-    break;
+  case DA_CLOSE: rc = tl_ws_close(ws, 4001, "dropped"); break;
   case DA_TERMINATE:
     if (si) {
       si->drop_action_runs++;
@@ -579,8 +548,7 @@ static void cmd_mixed(tl_ws *ws, char *args) {
   reply(ws, "r:mixed %ld %ld", sent_ok, pub_ok);
 }
 
-static void on_message(tl_ws *ws, const void *data, size_t len,
-                       tl_opcode op) {
+static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   conn *c = tl_ws_data(ws);
   if (op != TL_WS_TEXT) {
     reply(ws, "r:error binary");
@@ -667,8 +635,8 @@ static void on_message(tl_ws *ws, const void *data, size_t len,
     free(b.p);
   } else if (strcmp(cmd, "pub") == 0 || strcmp(cmd, "pubb") == 0) {
     const char *topic = word(&args);
-    int rc = do_publish(ws, topic, args,
-                        cmd[3] == 'b' ? TL_WS_BINARY : TL_WS_TEXT);
+    int rc =
+        do_publish(ws, topic, args, cmd[3] == 'b' ? TL_WS_BINARY : TL_WS_TEXT);
     reply(ws, "r:%s %d", cmd, rc);
   } else if (strcmp(cmd, "pubop") == 0) {
     int opc = atoi(word(&args));
@@ -677,8 +645,7 @@ static void on_message(tl_ws *ws, const void *data, size_t len,
   } else if (strcmp(cmd, "apub") == 0) {
     const char *topic = word(&args);
     reply(ws, "r:apub %d",
-          tl_app_publish(tl_ws_app(ws), topic, args, strlen(args),
-                         TL_WS_TEXT));
+          tl_app_publish(tl_ws_app(ws), topic, args, strlen(args), TL_WS_TEXT));
   } else if (strcmp(cmd, "send") == 0) {
     reply(ws, "r:send %d", tl_ws_send_text(ws, args));
   } else if (strcmp(cmd, "sendto") == 0) {
@@ -748,8 +715,7 @@ static void on_message(tl_ws *ws, const void *data, size_t len,
         break;
     }
     size_t after = heap_in_use();
-    reply(ws, "r:nobody %d %d %ld %zu", rws, rapp,
-          (long)after - (long)before,
+    reply(ws, "r:nobody %d %d %ld %zu", rws, rapp, (long)after - (long)before,
           tl_app_subscriber_count(tl_ws_app(ws), topic));
   } else if (strcmp(cmd, "info") == 0) {
     reply(ws, "r:info %zu %zu %zu", tl_ws_dropped_count(ws),
@@ -767,8 +733,7 @@ static void on_message(tl_ws *ws, const void *data, size_t len,
 
 static const tl_ws_handlers ws_h = {HANDLERS};
 static const tl_ws_handlers self_h = {HANDLERS, .publish_to_self = 1};
-static const tl_ws_handlers slow_h = {HANDLERS,
-                                      .max_backpressure = 64 * KiB};
+static const tl_ws_handlers slow_h = {HANDLERS, .max_backpressure = 64 * KiB};
 static const tl_ws_handlers cobl_h = {HANDLERS, .max_backpressure = 64 * KiB,
                                       .close_on_backpressure_limit = 1};
 static const tl_ws_handlers big_h = {HANDLERS, .max_backpressure = 64 * MiB};
@@ -797,10 +762,12 @@ static void h_stats(tl_req *req, tl_res *res) {
   NUM(nlog);
 #undef NUM
   sb_printf(&b,
-            "\"heap\":%zu,\"own_bytes\":%zu,\"timer\":{\"running\":%d,\"runs\":%ld,\"sent\":%ld,"
+            "\"heap\":%zu,\"own_bytes\":%zu,\"timer\":{\"running\":%d,\"runs\":"
+            "%ld,\"sent\":%ld,"
             "\"ok\":%ld,\"bp\":%ld,\"drop\":%ld,\"err\":%ld,\"posdrop\":%ld},",
-            heap_in_use(), (size_t)g.capinfo * sizeof(sockinfo), g.tm.running, g.tm.runs, g.tm.sent, g.tm.ok,
-            g.tm.bp, g.tm.drop, g.tm.err, g.tm.posdrop);
+            heap_in_use(), (size_t)g.capinfo * sizeof(sockinfo), g.tm.running,
+            g.tm.runs, g.tm.sent, g.tm.ok, g.tm.bp, g.tm.drop, g.tm.err,
+            g.tm.posdrop);
   sb_printf(&b, "\"log\":[");
   long first = g.nlog > NLOG ? g.nlog - NLOG : 0;
   if (since > first)
@@ -814,8 +781,9 @@ static void h_stats(tl_req *req, tl_res *res) {
       sb_jstr(&b, e->topic);
       sb_printf(&b, ",\"new\":%d,\"old\":%d,\"state\":%d}", e->a, e->b, e->c);
     } else {
-      sb_printf(&b, "\"ev\":\"close\",\"code\":%d,\"ntopics\":%d,"
-                    "\"state\":%d,\"topics\":",
+      sb_printf(&b,
+                "\"ev\":\"close\",\"code\":%d,\"ntopics\":%d,"
+                "\"state\":%d,\"topics\":",
                 e->a, e->b, e->c);
       sb_jstr(&b, e->topic);
       sb_printf(&b, ",\"bye\":[");
@@ -866,8 +834,8 @@ static void h_publish(tl_req *req, tl_res *res) {
     p = body.ptr;
     n = body.len;
   }
-  int rc = tl_app_publish(tl_req_app(req), topic ? topic : "", p, n,
-                          TL_WS_TEXT);
+  int rc =
+      tl_app_publish(tl_req_app(req), topic ? topic : "", p, n, TL_WS_TEXT);
   g.http_publishes++;
   g.http_last_rc = rc;
   char out[64];
@@ -902,21 +870,6 @@ static void h_stop(tl_req *req, tl_res *res) {
 }
 
 /* ---- main ------------------------------------------------------------- */
-
-static void on_listen(tl_app *app, const char *host, int port) {
-  printf("listening on http://%s:%d\n", host, port);
-  fflush(stdout);
-}
-
-#define CHECK(call)                                                            \
-  do {                                                                         \
-    int rc_ = (call);                                                          \
-    if (rc_ != 0) {                                                            \
-      fprintf(stderr, "pubsub_test_server: %s: %s\n", #call,                   \
-              tl_strerror(rc_));                                               \
-      return 1;                                                                \
-    }                                                                          \
-  } while (0)
 
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;

@@ -40,6 +40,9 @@
 
 #include <talon.h>
 
+#define TEST_SERVER_NAME "soak_server"
+#include "test_server.h"
+
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define SOAK_ASAN 1
@@ -240,11 +243,6 @@ static void h_stats(tl_req *req, tl_res *res) {
            g.open, g.opened, g.closed, g.published, g.deliveries, g.drops,
            g.errors, heap_in_use(), rss_kb());
   tl_res_json(res, body);
-}
-
-static void on_listen(tl_app *app, const char *host, int port) {
-  printf("listening on http://%s:%d\n", host, port);
-  fflush(stdout);
 }
 
 int main(int argc, char **argv) {

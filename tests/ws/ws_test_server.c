@@ -53,6 +53,9 @@
 #include <string.h>
 
 #include <talon.h>
+
+#define TEST_SERVER_NAME "ws_test_server"
+#include "test_server.h"
 #include <uv.h>
 
 #define MiB (1024u * 1024u)
@@ -111,37 +114,6 @@ typedef struct {
 } conn_ctx;
 
 /* ---- JSON ---------------------------------------------------------------- */
-
-typedef struct {
-  char *p;
-  size_t len, cap;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    size_t room = b->cap - b->len;
-    int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-      abort();
-    if ((size_t)n < room) {
-      b->len += (size_t)n;
-      return;
-    }
-    size_t cap = b->cap ? b->cap * 2 : 1024;
-    while (cap < b->len + (size_t)n + 1)
-      cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np)
-      abort();
-    b->p = np;
-    b->cap = cap;
-  }
-}
 
 /* A JSON string of printable ASCII (anything else becomes '?'). */
 static void sb_jstr(sbuf *b, const char *s, size_t n) {
@@ -586,20 +558,6 @@ static const tl_ws_handlers ping_h = {WS(up_named, count_open, ping_msg),
 
 /* ---- main
  * -------------------------------------------------------------------------- */
-
-static void on_listen(tl_app *app, const char *host, int port) {
-  printf("listening on http://%s:%d\n", host, port);
-  fflush(stdout);
-}
-
-#define CHECK(call)                                                            \
-  do {                                                                         \
-    int rc_ = (call);                                                          \
-    if (rc_ != 0) {                                                            \
-      fprintf(stderr, "ws_test_server: %s: %s\n", #call, tl_strerror(rc_));    \
-      return 1;                                                                \
-    }                                                                          \
-  } while (0)
 
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;
