@@ -179,7 +179,8 @@ TL_EXTERN int tl_ws_select_protocol(tl_res *res, const char *name);
 /* Send a message (`op` TL_WS_TEXT or TL_WS_BINARY; text must be valid
  * UTF-8, which is not checked). `data` is copied or written at once.
  * Returns the bytes accepted (> 0, frame included), TL_WS_BACKPRESSURE
- * (-1: queued, but the backlog is over the limit's half: wait for drain),
+ * (-1: queued, but the socket could not take it all at once: it has a
+ * backlog, wait for `drain` before sending much more),
  * TL_WS_DROPPED (0: over max_backpressure, or closing; `dropped` is told),
  * or TL_EINVAL for a bad opcode. */
 TL_EXTERN int tl_ws_send(tl_ws *ws, const void *data, size_t len, tl_opcode op);
@@ -257,9 +258,10 @@ typedef struct tl_ws_observer {
 TL_EXTERN int tl_app_ws_observe(tl_app *app, const tl_ws_observer *observer);
 
 /* Stop reading from the socket (inbound flow control) / start again.
- * talon also stops reading by itself while the socket's backlog is over
- * max_backpressure, so a client that sends without reading cannot grow
- * the server's memory. */
+ * talon also stops reading by itself once the socket's backlog passes
+ * half of max_backpressure or a send to it is dropped for backpressure,
+ * and starts again when the backlog has drained, so a client that sends
+ * without reading cannot grow the server's memory or keep it busy. */
 TL_EXTERN void tl_ws_pause(tl_ws *ws);
 TL_EXTERN void tl_ws_resume(tl_ws *ws);
 

@@ -162,6 +162,8 @@ void tl__conn_close(tl__conn *c) {
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
+static void flush(tl__conn *c, bool force);
+
 static void on_write_done(uv_write_t *req, int status) {
   write_req *w = (write_req *)req;
   tl__conn *c = w->conn;
@@ -175,14 +177,30 @@ static void on_write_done(uv_write_t *req, int status) {
     tl__conn_close(c);
     return;
   }
+  if (c->backlog > 0)
+    return;
+  /* What was corked while this write was in flight goes out now. */
+  if (corked(c) > 0)
+    flush(c, false);
   if (c->backlog == 0 && corked(c) == 0 && c->proto->on_drain &&
-      !(c->flags & TL__CONN_ENDING))
+      !(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)))
     c->proto->on_drain(c);
 }
 
+/* Whether a queue that may wait on a slow peer should reference `len`
+ * bytes of shared block `f` rather than copy them. A reference pins the
+ * whole block, and a peer that never reads would pin one mostly-unused
+ * block per loop turn while only its slices count against the protocol's
+ * limits; so a slice smaller than half its block is copied. What a
+ * waiting connection holds is then at most twice what it has queued. */
+static bool worth_referencing(const tl__shared *f, size_t len) {
+  return len >= f->cap / 2;
+}
+
 /* Hands what the kernel did not take to libuv: `bufs[0..n)` after the
- * first `skip` bytes. Own bytes are copied; shared blocks keep their
- * reference (taken over from the segments). */
+ * first `skip` bytes. Own bytes and small slices of shared blocks are
+ * copied; large slices keep their reference (taken over from the
+ * segments). */
 static int queue_rest(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n,
                       size_t skip) {
   size_t own = 0, total = 0, nrefs = 0;
@@ -192,7 +210,7 @@ static int queue_rest(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n,
   for (size_t i = first; i < n; i++) {
     size_t l = bufs[i].len - (i == first ? skip : 0);
     total += l;
-    if (segs && segs[i].ref)
+    if (segs && segs[i].ref && worth_referencing(segs[i].ref, l))
       nrefs++;
     else
       own += l;
@@ -217,7 +235,7 @@ static int queue_rest(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n,
     size_t cut = i == first ? skip : 0;
     char *p = bufs[i].base + cut;
     size_t l = bufs[i].len - cut;
-    if (segs && segs[i].ref) {
+    if (segs && segs[i].ref && worth_referencing(segs[i].ref, l)) {
       w->refs[w->nrefs++] = segs[i].ref;
       segs[i].ref = NULL;
       w->bufs[i - first] = uv_buf_init(p, (unsigned)l);
@@ -254,11 +272,19 @@ static int write_bufs(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n) {
   return queue_rest(c, bufs, segs, n, done);
 }
 
-void tl__conn_flush(tl__conn *c) {
+/* Hands the corked output to the kernel, and what it does not take to
+ * libuv. A connection has at most one libuv write in flight: while one
+ * is, the output stays corked in its queue (unless `force`) and goes out
+ * when that write completes (on_write_done). A peer that does not read
+ * then costs one growing queue, bounded by the protocol's limits, not one
+ * write request per loop turn. */
+static void flush(tl__conn *c, bool force) {
   if (c->flags & TL__CONN_CLOSING)
     return;
   tl__outq *q = c->q;
   if (!q)
+    return;
+  if (c->backlog > 0 && !force && !(c->flags & TL__CONN_ENDING))
     return;
   int err = 0;
   if (q->nsegs == 0) {
@@ -291,6 +317,10 @@ void tl__conn_flush(tl__conn *c) {
     tl__conn_close(c);
 }
 
+void tl__conn_flush(tl__conn *c) {
+  flush(c, false);
+}
+
 tl__buf *tl__conn_cork(tl__conn *c, size_t extra) {
   tl__outq *q = q_get(c);
   if (!q || tl__buf_reserve(&q->out, extra))
@@ -313,6 +343,10 @@ int tl__conn_write_shared(tl__conn *c, tl__shared *f, size_t off, size_t len) {
       return 0;
     }
   }
+  /* A write is in flight, so this queue waits for the peer: a small slice
+   * must not pin its whole block (see worth_referencing). */
+  if (c->backlog > 0 && !worth_referencing(f, len))
+    return tl__conn_write(c, f->data + off, len);
   if (q->nsegs + 2 > q->cap_segs) {
     uint32_t cap = q->cap_segs ? q->cap_segs * 2 : 8;
     tl__seg *n = realloc(q->segs, cap * sizeof *n);
@@ -434,7 +468,7 @@ void tl__conn_end(tl__conn *c) {
   if (c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING))
     return;
   c->flags |= TL__CONN_ENDING;
-  tl__conn_flush(c);
+  flush(c, true);
   if (c->flags & TL__CONN_CLOSING)
     return;
   uv_shutdown_t *req = malloc(sizeof *req);

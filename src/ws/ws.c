@@ -270,6 +270,15 @@ static void fail(tl_ws *ws, int code, const char *reason) {
   tl__conn_end(&ws->conn);
 }
 
+/* Stops reading from a socket whose peer does not take its output;
+ * on_drain starts again. */
+static void pause_inbound(tl_ws *ws) {
+  if (ws->auto_paused)
+    return;
+  ws->auto_paused = true;
+  tl__conn_read_stop(&ws->conn);
+}
+
 /* Whether a message of `frame` bytes may be queued now. Over
  * max_backpressure it is dropped (counted, `dropped` told) or the socket
  * is closed, per the route's option. A single message larger than the
@@ -286,6 +295,10 @@ static bool admit(tl_ws *ws, size_t frame, const void *data, size_t len,
     return false;
   }
   ws->want_drain = true;
+  /* Dropping is the limit at work, so the backlog never passes it: the
+   * peer is not reading, and must not go on making us read (and answer,
+   * and drop) at full speed. */
+  pause_inbound(ws);
   if (ws->route->h.dropped)
     ws->route->h.dropped(ws, data, len, (tl_opcode)op);
   return false;
@@ -438,14 +451,12 @@ static int gone(const tl_ws *ws) {
   return ws->state != TL_WS_OPEN || (ws->conn.flags & TL__CONN_CLOSING);
 }
 
-/* A client that sends without reading our answers would grow the backlog
- * without bound: stop reading until it drains. */
+/* A client that sends without reading our answers makes its backlog
+ * grow: once it passes half of max_backpressure, stop reading until it
+ * drains (there is still room for the answers to what was read). */
 static void check_inbound(tl_ws *ws) {
-  if (!ws->auto_paused &&
-      tl__conn_pending(&ws->conn) > ws->route->h.max_backpressure) {
-    ws->auto_paused = true;
-    tl__conn_read_stop(&ws->conn);
-  }
+  if (tl__conn_pending(&ws->conn) > ws->route->h.max_backpressure / 2)
+    pause_inbound(ws);
 }
 
 static void fail(tl_ws *ws, int code, const char *reason);

@@ -38,6 +38,7 @@
  *   /wsstream    "stream N": N bytes in 64 KiB binary messages, sent as
  *                fast as the socket takes them (drain-driven);
  *                max_backpressure 256 KiB. Other messages echoed
+ *   /pub         every message is published to "feed" (sender excluded)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
@@ -286,6 +287,15 @@ static const tl_ws_handlers feed_cobl_h = {
     WS_COMMON, .open = feed_open, .message = ws_echo,
     .max_backpressure = 256 * KiB, .close_on_backpressure_limit = 1};
 
+/* /pub: every message is published to "feed" (the sender excluded). */
+static void pub_msg(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
+  g.ws_messages++;
+  tl_ws_publish(ws, "feed", p, n, op);
+}
+
+static const tl_ws_handlers pub_h = {WS_COMMON, .open = ws_open,
+                                     .message = pub_msg};
+
 /* Sends /wsstream pieces until the socket reports backpressure (drain
  * resumes) or the requested bytes are out. */
 static void wsstream_pump(tl_ws *ws) {
@@ -374,6 +384,7 @@ int main(int argc, char **argv) {
   CHECK(tl_app_ws(app, "/feed", &feed_h, ctx));
   CHECK(tl_app_ws(app, "/feed-cobl", &feed_cobl_h, ctx));
   CHECK(tl_app_ws(app, "/wsstream", &wsstream_h, ctx));
+  CHECK(tl_app_ws(app, "/pub", &pub_h, ctx));
   int err = tl_app_listen(app, "127.0.0.1", port);
   if (err)
     fprintf(stderr, "hostile_server: %s\n", tl_strerror(err));
