@@ -607,7 +607,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   tl__server *s = ls->data;
   if (status < 0 || s->stopping)
     return;
-  tl__conn *c = s->factory(s);
+  tl__conn *c = s->factory(s, s->factory_arg);
   if (!c) {
     /* Out of memory: accept into a throwaway handle and close it, so the
      * client is not left hanging in the backlog. */

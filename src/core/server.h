@@ -101,8 +101,9 @@ struct tl__conn {
 };
 
 /* Allocates a connection block of the protocol's size, with tl__conn
- * embedded, zeroed; returns NULL on out of memory. */
-typedef tl__conn *(*tl__conn_factory)(tl__server *srv);
+ * embedded, zeroed; returns NULL on out of memory. `arg` is the server's
+ * factory_arg. */
+typedef tl__conn *(*tl__conn_factory)(tl__server *srv, void *arg);
 
 typedef struct tl__server_config {
   unsigned max_connections;
@@ -124,6 +125,7 @@ struct tl__server {
   uv_async_t stop_async;
   tl__server_config cfg;
   tl__conn_factory factory;
+  void *factory_arg;
   /* Called after each flush of all connections (end of a loop phase). */
   void (*after_flush)(void *owner);
   void *owner; /* the app */

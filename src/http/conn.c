@@ -37,7 +37,7 @@ static int fail(tl__hconn *h, int status, const char *reason) {
 
 /* Checks the head size so far; `end` is one past the latest head byte. */
 static int check_head(tl__hconn *h, const char *end) {
-  if ((size_t)(end - h->msg) > h->app->opt.max_header_bytes)
+  if ((size_t)(end - h->msg) > h->http->opt->max_header_bytes)
     return fail(h, 431, "Request Header Fields Too Large");
   return 0;
 }
@@ -50,7 +50,7 @@ static int on_message_begin(llhttp_t *p) {
   r->cur_hdr_state = 0;
   r->url_off = r->url_len = 0;
   r->body_off = r->body_len = 0;
-  tl__conn_timeout(&h->conn, h->app->opt.header_timeout_ms);
+  tl__conn_timeout(&h->conn, h->http->opt->header_timeout_ms);
   return 0;
 }
 
@@ -74,7 +74,7 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
   tl_req *r = &h->req;
   if (extend(h, &r->url_off, &r->url_len, at, n, r->url_len == 0))
     return -1;
-  if (r->url_len > h->app->opt.max_url_bytes)
+  if (r->url_len > h->http->opt->max_url_bytes)
     return fail(h, 414, "URI Too Long");
   return check_head(h, at + n);
 }
@@ -83,7 +83,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   tl__hconn *h = H(p);
   tl_req *r = &h->req;
   if (r->cur_hdr_state != 1) {
-    if (r->nhdrs >= h->app->opt.max_headers)
+    if (r->nhdrs >= h->http->opt->max_headers)
       return fail(h, 431, "Request Header Fields Too Large");
     tl__hdr *hd = &r->hdrs[r->nhdrs++];
     hd->value_off = UINT32_MAX;
@@ -132,7 +132,7 @@ static bool is_token(const char *p, size_t n) {
 static int on_headers_complete(llhttp_t *p) {
   tl__hconn *h = H(p);
   tl_req *r = &h->req;
-  const tl_app_config *o = &h->app->opt;
+  const tl_app_config *o = h->http->opt;
   /* Trim and NUL-terminate every span in place: the byte after each is
    * part of the already-parsed head (':' , OWS, CR or a space). */
   for (uint32_t i = 0; i < r->nhdrs; i++) {
@@ -182,7 +182,7 @@ static int on_headers_complete(llhttp_t *p) {
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   tl__hconn *h = H(p);
   tl_req *r = &h->req;
-  if (r->body_len + n > h->app->opt.max_body_bytes)
+  if (r->body_len + n > h->http->opt->max_body_bytes)
     return fail(h, 413, "Content Too Large");
   uint32_t off = (uint32_t)(at - h->msg);
   if (r->body_len == 0) {
@@ -199,7 +199,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
  * bytes arrive. */
 static int on_chunk_header(llhttp_t *p) {
   tl__hconn *h = H(p);
-  if (h->req.body_len + p->content_length > h->app->opt.max_body_bytes)
+  if (h->req.body_len + p->content_length > h->http->opt->max_body_bytes)
     return fail(h, 413, "Content Too Large");
   return 0;
 }
@@ -232,7 +232,7 @@ static bool conn_done(const tl__hconn *h) {
  * the output drains (on_drain), as TCP flow control intends. */
 static bool output_backed_up(tl__hconn *h) {
   if (h->phase != TL__P_IDLE ||
-      tl__conn_pending(&h->conn) <= h->app->opt.write_high_water)
+      tl__conn_pending(&h->conn) <= h->http->opt->write_high_water)
     return false;
   h->out_paused = true;
   tl__conn_read_stop(&h->conn);
@@ -352,13 +352,13 @@ static void on_read(tl__conn *c, char *data, size_t len) {
       tl__conn_close(c);
       return;
     }
-    if (h->later.len > h->app->opt.max_header_bytes)
+    if (h->later.len > h->http->opt->max_header_bytes)
       tl__conn_read_stop(c); /* resumes when the response is done */
     return;
   }
   size_t scan_from = 0;
   if (h->in.len > 0) {
-    const tl_app_config *o = &h->app->opt;
+    const tl_app_config *o = h->http->opt;
     size_t limit = o->max_header_bytes + o->max_body_bytes + 64 * 1024;
     if (h->in.len + len > limit) {
       tl__res_send_error(h, h->phase == TL__P_BODY ? 413 : 431,
@@ -381,7 +381,7 @@ static void on_read(tl__conn *c, char *data, size_t len) {
   }
   if (h->reparse) {
     if (!scan_head_end(h->msg, scan_from, h->avail)) {
-      if (h->avail > h->app->opt.max_header_bytes)
+      if (h->avail > h->http->opt->max_header_bytes)
         tl__res_send_error(h, 431, "Request Header Fields Too Large");
       return;
     }
@@ -392,10 +392,19 @@ static void on_read(tl__conn *c, char *data, size_t len) {
   keep_input(h);
 }
 
+void tl__hconn_upgrade_release(tl__hconn *h) {
+  if (h->up_release)
+    h->up_release(h);
+  h->up_pending = NULL;
+  h->up_release = NULL;
+  free(h->up_protocol);
+  h->up_protocol = NULL;
+}
+
 void tl__hconn_response_done(tl__hconn *h) {
   h->seq++;
-  if (h->ws_pending) /* an upgrade answered without accepting */
-    tl__ws_pending_free(h);
+  if (h->up_pending) /* an upgrade answered without accepting */
+    tl__hconn_upgrade_release(h);
   tl__req_reset(&h->req);
   tl__arena_reset(&h->arena);
   h->phase = TL__P_IDLE;
@@ -405,7 +414,7 @@ void tl__hconn_response_done(tl__hconn *h) {
     tl__conn_end(&h->conn);
     return;
   }
-  tl__conn_timeout(&h->conn, h->app->opt.keepalive_timeout_ms);
+  tl__conn_timeout(&h->conn, h->http->opt->keepalive_timeout_ms);
   h->idle_pending = tl__conn_pending(&h->conn);
   if (h->in_process)
     return; /* the parse loop goes on by itself */
@@ -453,7 +462,7 @@ static void on_timeout(tl__conn *c) {
     size_t pending = tl__conn_pending(c);
     if (pending > 0 && pending < h->idle_pending) {
       h->idle_pending = pending;
-      tl__conn_timeout(c, h->app->opt.keepalive_timeout_ms);
+      tl__conn_timeout(c, h->http->opt->keepalive_timeout_ms);
       return;
     }
     tl__conn_close(c); /* idle keep-alive */
@@ -491,7 +500,7 @@ static void on_close(tl__conn *c) {
   tl__hconn *h = (tl__hconn *)c;
   if (h->phase == TL__P_DISPATCH && !(h->res.flags & TL__R_FINISHED))
     tl__res_abort(h);
-  tl__ws_pending_free(h);
+  tl__hconn_upgrade_release(h);
   tl__req_reset(&h->req);
   tl__res_reset(&h->res);
   tl__buf_free(&h->res.hdrs);
@@ -509,19 +518,20 @@ static const tl__conn_proto http_proto = {
     .on_close = on_close,
 };
 
-tl__conn *tl__hconn_new(tl__server *srv) {
-  tl_app *app = srv->owner;
-  tl__hconn *h = calloc(1, sizeof *h + app->opt.max_headers * sizeof(tl__hdr));
+tl__conn *tl__hconn_new(tl__server *srv, void *arg) {
+  tl__http *http = arg;
+  tl__hconn *h =
+      calloc(1, sizeof *h + http->opt->max_headers * sizeof(tl__hdr));
   if (!h)
     return NULL;
-  h->app = app;
+  h->http = http;
   h->conn.proto = &http_proto;
   h->conn.srv = srv;
-  llhttp_init(&h->parser, HTTP_REQUEST, &app->settings);
+  llhttp_init(&h->parser, HTTP_REQUEST, &http->settings);
   h->parser.data = h;
   h->req.h = h;
   h->req.hdrs = h->hdr_store;
   tl__res_init(&h->res, h);
-  tl__conn_timeout(&h->conn, app->opt.header_timeout_ms);
+  tl__conn_timeout(&h->conn, http->opt->header_timeout_ms);
   return &h->conn;
 }

@@ -37,10 +37,11 @@ static void route(tl_req *r) {
   }
   r->match_status = 404;
   if (r->ws_upgrade)
-    r->match_status = tl__rtree_match(h->app->tree, TL__M_WS, path, plen, &m);
+    r->match_status =
+        tl__rtree_match(h->http->tree, TL__M_UPGRADE, path, plen, &m);
   if (r->match_status != 0)
-    r->match_status = tl__rtree_match(h->app->tree, r->slot, path, plen, &m);
-  if (r->match_status == 405 && (m.allow & (1u << TL__M_WS)) &&
+    r->match_status = tl__rtree_match(h->http->tree, r->slot, path, plen, &m);
+  if (r->match_status == 405 && (m.allow & (1u << TL__M_UPGRADE)) &&
       (r->slot == TL__M_GET || r->slot == TL__M_HEAD))
     r->match_status = 426; /* a WebSocket endpoint, asked for by plain GET */
   if (r->match_status == 0) {
@@ -53,7 +54,7 @@ static void route(tl_req *r) {
       r->params[i].decoded = NULL;
     }
   } else if (r->match_status == 405) {
-    r->allow = m.allow & ~(1u << TL__M_WS);
+    r->allow = m.allow & ~(1u << TL__M_UPGRADE);
   }
 }
 
@@ -105,7 +106,7 @@ static void default_not_found(tl_req *req, tl_res *res) {
 static void run_chain(tl_req *r) {
   tl__hconn *h = r->h;
   tl_res *res = &h->res;
-  tl_router *root = h->app->root;
+  tl_router *root = h->http->root;
   const uint64_t seq = h->seq;
   for (;;) {
     size_t napp = root->nmw;
@@ -143,8 +144,8 @@ static void run_chain(tl_req *r) {
     tl_res_end(res, NULL, 0);
     return;
   }
-  if (r->route && r->route->ws)
-    tl__ws_upgrade(r, res);
+  if (r->route && r->route->up.run)
+    r->route->up.run(r, res, r->route->up.data);
   else if (r->route)
     r->route->handler(r, res);
   else if (r->match_status == 426)
@@ -152,7 +153,7 @@ static void run_chain(tl_req *r) {
   else if (r->match_status == 405)
     send_405(r, res);
   else
-    (h->app->not_found ? h->app->not_found : default_not_found)(r, res);
+    (h->http->not_found ? h->http->not_found : default_not_found)(r, res);
   if (h->seq == seq && !(h->conn.flags & TL__CONN_CLOSING) &&
       !(res->flags & TL__R_DEFERRED))
     tl_res_end(res, NULL, 0);

@@ -1,5 +1,10 @@
-/* Internal HTTP state: the app, routers, the HTTP connection with its
- * embedded request and response. Private to src/. */
+/* Internal HTTP state: the HTTP layer's context, routers, the HTTP
+ * connection with its embedded request and response. Private to src/.
+ *
+ * The HTTP layer knows the core below it and nothing above: not the app
+ * that owns it (an opaque tl_app pointer it hands back to users), not
+ * WebSocket (an upgrade route is an opaque entry the ws layer installs).
+ */
 #ifndef TALON_SRC_HTTP_HTTP_H
 #define TALON_SRC_HTTP_HTTP_H
 
@@ -9,18 +14,26 @@
 #include "core/buf.h"
 #include "core/server.h"
 #include "http/rtree.h"
-#include "pubsub/pubsub.h"
 #include "talon.h"
 
 /* ---- routers and the compiled routes -------------------------------- */
 
-struct tl__wsroute;
+/* An upgrade route's entry (TL__M_UPGRADE), installed by the protocol
+ * that takes the connection over, so that dispatch never names it.
+ * `run` answers the upgrade request like a handler (it may take the
+ * socket, answer, or defer); `data` is the route's own state, freed with
+ * `free` when the router goes. */
+typedef struct tl__upgrade {
+  void (*run)(tl_req *req, tl_res *res, void *data);
+  void (*free)(void *data);
+  void *data;
+} tl__upgrade;
 
 typedef struct tl__route_def {
   int slot;
   char *pattern;
   tl_handler handler;
-  struct tl__wsroute *ws; /* TL__M_WS routes; owned */
+  tl__upgrade up; /* TL__M_UPGRADE routes; data owned */
   tl_middleware *mw;
   size_t nmw;
 } tl__route_def;
@@ -30,6 +43,8 @@ typedef struct tl__mount {
   tl_router *child;
 } tl__mount;
 
+typedef struct tl__http tl__http;
+
 struct tl_router {
   tl__route_def *routes;
   size_t nroutes, cap_routes;
@@ -37,44 +52,52 @@ struct tl_router {
   size_t nmw, cap_mw;
   tl__mount *mounts;
   size_t nmounts, cap_mounts;
-  tl_app *app;  /* set once the router belongs to an app */
-  bool mounted; /* owned by a parent */
+  tl__http *owner; /* set once the router belongs to an app */
+  bool mounted;    /* owned by a parent */
 };
 
 /* A compiled route: the value stored in the route tree. */
 typedef struct tl__route {
   tl_handler handler;
-  const struct tl__wsroute *ws; /* a ws route: handler is NULL */
-  const tl_middleware **chain;  /* router middleware (outer first), then
-                                   route middleware */
+  tl__upgrade up;              /* an upgrade route: handler is NULL */
+  const tl_middleware **chain; /* router middleware (outer first), then
+                                  route middleware */
   size_t nchain;
   struct tl__route *next_alloc; /* all compiled routes, for freeing */
 } tl__route;
 
-int tl__router_compile(tl_app *app);
-void tl__router_free_compiled(tl_app *app);
+int tl__router_compile(tl__http *http);
+void tl__router_free_compiled(tl__http *http);
 void tl__router_destroy(tl_router *r, bool run_mw_free);
+/* Adds an upgrade route; ownership of `up->data` passes to the router on
+ * success (0); TL_EINVAL, TL_ESTATE (frozen) or TL_ENOMEM. */
+int tl__router_add_upgrade(tl_router *r, const char *pattern,
+                           const tl__upgrade *up);
 
-/* ---- the app ---------------------------------------------------------- */
+/* ---- the HTTP layer of an app ------------------------------------------ */
 
-struct tl_app {
-  tl__server srv;
-  tl_app_config opt;
-  tl_router *root;
+/* What every HTTP connection of an app shares: its options, the routes,
+ * the parser settings. Embedded in the app, which fills it. */
+struct tl__http {
+  const tl_app_config *opt; /* the app's options, defaults applied */
+  tl_app *app;              /* the owner, opaque here (tl_req_app) */
+  tl_router *root;          /* its middleware is app-level */
   tl__rtree *tree;
   tl__route *compiled;
   tl_handler not_found;
-  void *data;
-  tl__pubsub pubsub;
-  struct tl__pmd_shared *pmd; /* permessage-deflate state, on first use */
-  tl_ws_observer observers[8];
-  size_t nobservers;
   bool compiled_ok;
+  /* The state of the protocols the app upgrades to (the ws layer's),
+   * opaque here: set by the app, read by the upgrade entries. */
+  void *upgrade_ctx;
   llhttp_settings_t settings;
   /* The Date header value, refreshed once a second. */
   char date[40];
   int64_t date_sec;
 };
+
+/* Initialise: a root router, parser settings. 0 or TL_ENOMEM. */
+int tl__http_init(tl__http *http, const tl_app_config *opt, tl_app *app);
+void tl__http_free(tl__http *http);
 
 /* ---- the HTTP connection ---------------------------------------------- */
 
@@ -173,7 +196,7 @@ struct tl_res {
 
 struct tl__hconn {
   tl__conn conn; /* first: the core's view of us */
-  tl_app *app;
+  tl__http *http;
   llhttp_t parser;
   int phase;
   uint64_t seq;    /* responses finished on this connection */
@@ -181,33 +204,37 @@ struct tl__hconn {
   bool reparse;    /* head was incomplete: re-parse from the start */
   bool shutting_down;
   bool out_paused; /* reading and parsing stopped: output backed up */
-  int err_status; /* status chosen by a callback that failed parsing */
+  int err_status;  /* status chosen by a callback that failed parsing */
   const char *err_reason;
   /* Where the current message lives: the receive buffer during a read,
    * else `in`. Offsets in tl_req are relative to `msg`. */
   char *msg;
-  tl__buf in;       /* carried input (see conn.c) */
-  tl__buf later;    /* bytes that arrived behind a deferred request */
-  size_t parse_pos; /* offset from msg where unparsed input starts */
-  size_t avail;     /* bytes from msg that are available */
+  tl__buf in;          /* carried input (see conn.c) */
+  tl__buf later;       /* bytes that arrived behind a deferred request */
+  size_t parse_pos;    /* offset from msg where unparsed input starts */
+  size_t avail;        /* bytes from msg that are available */
   size_t idle_pending; /* output not yet written when the keep-alive
                         * deadline was last set (see on_timeout) */
   tl__arena arena;
   tl_req req;
   tl_res res;
-  struct tl_ws *ws_pending; /* context block of an undecided upgrade */
-  char *ws_protocol;        /* the subprotocol it chose (owned) */
-  tl__hdr hdr_store[];      /* app->opt.max_headers entries */
+  /* An upgrade in progress: the protocol's state (the WebSocket block
+   * waiting for the handler's decision) and how to release it when the
+   * connection or the response ends first. */
+  void *up_pending;
+  void (*up_release)(tl__hconn *h);
+  char *up_protocol;   /* the subprotocol the handler chose (owned) */
+  tl__hdr hdr_store[]; /* http->opt->max_headers entries */
 };
 
-/* conn.c */
-tl__conn *tl__hconn_new(tl__server *srv);
+/* conn.c: a new connection block of `srv` for `http` (tl__http *), the
+ * server's factory. */
+tl__conn *tl__hconn_new(tl__server *srv, void *http);
 void tl__http_settings_init(llhttp_settings_t *s);
 void tl__hconn_response_done(tl__hconn *h);
 
-/* ws/upgrade.c */
-void tl__ws_upgrade(tl_req *req, tl_res *res);
-void tl__ws_pending_free(tl__hconn *h);
+/* Releases an upgrade in progress (up_pending), if any. */
+void tl__hconn_upgrade_release(tl__hconn *h);
 
 /* request.c: bytes of the target before '?' (*q: the '?' or NULL). */
 size_t tl__req_path_len(const tl_req *req, const char **q);

@@ -129,7 +129,7 @@ int tl_req_remote_address(const tl_req *req, char *buf, size_t size) {
 }
 
 tl_app *tl_req_app(const tl_req *req) {
-  return req->h->app;
+  return req->h->http->app;
 }
 
 void *tl_req_alloc(tl_req *req, size_t size) {

@@ -87,7 +87,7 @@ void tl__res_reset(tl_res *res) {
   tl__buf_reset(&res->hdrs, 4096);
 }
 
-static const char *date_now(tl_app *app) {
+static const char *date_now(tl__http *app) {
   time_t now = time(NULL);
   if (now != app->date_sec) {
     struct tm tm;
@@ -139,7 +139,7 @@ static int write_head(tl_res *res, int64_t clen) {
   p = PUTS(p, "\r\n");
   p = put(p, res->hdrs.data, res->hdrs.len);
   p = PUTS(p, "Date: ");
-  p = put(p, date_now(h->app), 29);
+  p = put(p, date_now(h->http), 29);
   p = PUTS(p, "\r\n");
   if (clen >= 0) {
     p = PUTS(p, "Content-Length: ");
@@ -432,7 +432,7 @@ int tl_res_write(tl_res *res, const void *data, size_t len) {
     err = stream_data(res, data, len, false);
   if (err)
     return err;
-  if (tl__conn_pending(&res->h->conn) > res->h->app->opt.write_high_water) {
+  if (tl__conn_pending(&res->h->conn) > res->h->http->opt->write_high_water) {
     res->flags |= TL__R_WANT_DRAIN;
     return 1;
   }

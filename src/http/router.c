@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "http/http.h"
-#include "ws/wsconn.h"
 
 #define GROW(arr, n, cap)                                                      \
   ((n) < (cap) ? 0 : grow((void **)&(arr), &(cap), sizeof *(arr)))
@@ -36,7 +35,8 @@ void tl__router_destroy(tl_router *r, bool run_mw_free) {
     return;
   for (size_t i = 0; i < r->nroutes; i++) {
     free(r->routes[i].pattern);
-    free(r->routes[i].ws);
+    if (r->routes[i].up.free)
+      r->routes[i].up.free(r->routes[i].up.data);
     free_mw(r->routes[i].mw, r->routes[i].nmw, run_mw_free);
   }
   free(r->routes);
@@ -50,18 +50,18 @@ void tl__router_destroy(tl_router *r, bool run_mw_free) {
 }
 
 void tl_router_free(tl_router *router) {
-  if (router && !router->mounted && !router->app)
+  if (router && !router->mounted && !router->owner)
     tl__router_destroy(router, true);
 }
 
 static bool frozen(const tl_router *r) {
-  return r->app && r->app->compiled_ok;
+  return r->owner && r->owner->compiled_ok;
 }
 
-/* Adds a route of `slot`: an HTTP handler, or (TL__M_WS) a ws route whose
- * ownership passes to the router on success. */
+/* Adds a route of `slot`: an HTTP handler, or (TL__M_UPGRADE) an upgrade
+ * entry whose data passes to the router on success. */
 static int add_route(tl_router *r, int slot, const char *pattern,
-                     tl_handler handler, tl__wsroute *ws,
+                     tl_handler handler, const tl__upgrade *up,
                      const tl_middleware *mw, size_t nmw) {
   if (!r || !pattern || pattern[0] != '/' || (nmw && !mw))
     return TL_EINVAL;
@@ -90,7 +90,7 @@ static int add_route(tl_router *r, int slot, const char *pattern,
   tl__route_def *d = &r->routes[r->nroutes];
   d->slot = slot;
   d->handler = handler;
-  d->ws = ws;
+  d->up = up ? *up : (tl__upgrade){0};
   d->pattern = strdup(pattern);
   d->nmw = nmw;
   d->mw = nmw ? malloc(nmw * sizeof *mw) : NULL;
@@ -108,22 +108,16 @@ static int add_route(tl_router *r, int slot, const char *pattern,
 int tl_router_route(tl_router *r, const char *method, const char *pattern,
                     tl_handler handler, const tl_middleware *mw, size_t nmw) {
   int slot = method ? tl__rtree_method_slot(method) : -1;
-  if (slot < 0 || slot == TL__M_WS || !handler)
+  if (slot < 0 || slot == TL__M_UPGRADE || !handler)
     return TL_EINVAL;
   return add_route(r, slot, pattern, handler, NULL, mw, nmw);
 }
 
-int tl_router_ws(tl_router *r, const char *pattern,
-                 const tl_ws_handlers *handlers, size_t data_size) {
-  if (!handlers)
+int tl__router_add_upgrade(tl_router *r, const char *pattern,
+                           const tl__upgrade *up) {
+  if (!up || !up->run)
     return TL_EINVAL;
-  tl__wsroute *ws = tl__wsroute_new(handlers, data_size);
-  if (!ws)
-    return TL_ENOMEM;
-  int err = add_route(r, TL__M_WS, pattern, NULL, ws, NULL, 0);
-  if (err)
-    free(ws);
-  return err;
+  return add_route(r, TL__M_UPGRADE, pattern, NULL, up, NULL, 0);
 }
 
 #define SHORTHAND(fn, m)                                                       \
@@ -164,7 +158,7 @@ int tl_router_mount(tl_router *parent, const char *prefix, tl_router *child) {
     return TL_EINVAL;
   size_t n = strlen(prefix);
   if ((n > 1 && prefix[n - 1] == '/') || strpbrk(prefix, ":*") ||
-      child->mounted || child->app || contains(child, parent))
+      child->mounted || child->owner || contains(child, parent))
     return TL_EINVAL;
   if (frozen(parent))
     return TL_ESTATE;
@@ -186,7 +180,7 @@ typedef struct chain_ctx {
   size_t depth, cap;
 } chain_ctx;
 
-static int compile_router(tl_app *app, tl_router *r, const char *prefix,
+static int compile_router(tl__http *http, tl_router *r, const char *prefix,
                           chain_ctx *cc, bool is_root) {
   size_t base = cc->depth;
   /* The root router's middleware is app-level and runs separately. */
@@ -197,7 +191,7 @@ static int compile_router(tl_app *app, tl_router *r, const char *prefix,
       cc->stack[cc->depth++] = &r->mw[i];
     }
   }
-  r->app = app;
+  r->owner = http;
   int err = 0;
   size_t plen = strlen(prefix);
   for (size_t i = 0; i < r->nroutes && !err; i++) {
@@ -218,16 +212,16 @@ static int compile_router(tl_app *app, tl_router *r, const char *prefix,
     memcpy(full + plen, d->pattern, dlen);
     full[plen + dlen] = '\0';
     rt->handler = d->handler;
-    rt->ws = d->ws;
+    rt->up = d->up;
     rt->chain = (const tl_middleware **)(rt + 1);
     rt->nchain = nchain;
     for (size_t k = 0; k < cc->depth; k++)
       rt->chain[k] = cc->stack[k];
     for (size_t k = 0; k < d->nmw; k++)
       rt->chain[cc->depth + k] = &d->mw[k];
-    rt->next_alloc = app->compiled;
-    app->compiled = rt;
-    err = tl__rtree_add(app->tree, d->slot, full, plen + dlen, rt);
+    rt->next_alloc = http->compiled;
+    http->compiled = rt;
+    err = tl__rtree_add(http->tree, d->slot, full, plen + dlen, rt);
     free(full);
   }
   for (size_t i = 0; i < r->nmounts && !err; i++) {
@@ -237,36 +231,36 @@ static int compile_router(tl_app *app, tl_router *r, const char *prefix,
       return TL_ENOMEM;
     memcpy(np, prefix, plen);
     memcpy(np + plen, r->mounts[i].prefix, mlen + 1);
-    err = compile_router(app, r->mounts[i].child, np, cc, false);
+    err = compile_router(http, r->mounts[i].child, np, cc, false);
     free(np);
   }
   cc->depth = base;
   return err;
 }
 
-void tl__router_free_compiled(tl_app *app) {
-  while (app->compiled) {
-    tl__route *next = app->compiled->next_alloc;
-    free(app->compiled);
-    app->compiled = next;
+void tl__router_free_compiled(tl__http *http) {
+  while (http->compiled) {
+    tl__route *next = http->compiled->next_alloc;
+    free(http->compiled);
+    http->compiled = next;
   }
-  tl__rtree_free(app->tree);
-  app->tree = NULL;
-  app->compiled_ok = false;
+  tl__rtree_free(http->tree);
+  http->tree = NULL;
+  http->compiled_ok = false;
 }
 
-int tl__router_compile(tl_app *app) {
-  tl__router_free_compiled(app);
-  app->tree = tl__rtree_new();
-  if (!app->tree)
+int tl__router_compile(tl__http *http) {
+  tl__router_free_compiled(http);
+  http->tree = tl__rtree_new();
+  if (!http->tree)
     return TL_ENOMEM;
   chain_ctx cc = {0};
-  int err = compile_router(app, app->root, "", &cc, true);
+  int err = compile_router(http, http->root, "", &cc, true);
   free(cc.stack);
   if (err) {
-    tl__router_free_compiled(app);
+    tl__router_free_compiled(http);
     return err;
   }
-  app->compiled_ok = true;
+  http->compiled_ok = true;
   return 0;
 }

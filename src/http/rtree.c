@@ -382,9 +382,9 @@ int tl__rtree_add(tl__rtree *t, int slot, const char *pattern, size_t len,
 /* The route of `n` that serves `slot`: its own, else GET for HEAD, else
  * ALL. */
 static const rroute *pick(const rnode *n, int slot, int *used) {
-  if (slot == TL__M_WS) {
+  if (slot == TL__M_UPGRADE) {
     *used = slot;
-    return n->routes[TL__M_WS];
+    return n->routes[TL__M_UPGRADE];
   }
   if (slot >= 0 && slot < TL__M_ALL && n->routes[slot] != NULL) {
     *used = slot;

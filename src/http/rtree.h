@@ -22,8 +22,8 @@ enum {
   TL__M_DELETE,
   TL__M_OPTIONS,
   TL__M_ALL,
-  TL__M_WS, /* WebSocket routes: matched only by an upgrade request, with
-               no fallback to ALL */
+  TL__M_UPGRADE, /* upgrade routes (WebSocket): matched only by an
+                    upgrade request, with no fallback to ALL */
   TL__M_COUNT
 };
 #define TL__M_OTHER (-1) /* a request method without its own slot */

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/http.h"
 #include "ws/wsconn.h"
 
 /* A subscriber slot in a topic: the socket and its slot in ws->subs. */
@@ -35,9 +34,15 @@ static uint32_t hash_of(const char *s, size_t n) {
   return h;
 }
 
-void tl__pubsub_init(tl__pubsub *ps) {
+void tl__pubsub_init(tl__pubsub *ps, tl__wsctx *ws) {
   memset(ps, 0, sizeof *ps);
+  ps->ws = ws;
   ps->publish = tl__pubsub_deliver;
+}
+
+/* The registry a socket's topics live in. */
+static tl__pubsub *ps_of(const tl_ws *ws) {
+  return ws->ctx->above;
 }
 
 void tl__pubsub_free(tl__pubsub *ps) {
@@ -86,8 +91,8 @@ static int grow_table(tl__pubsub *ps) {
   return 0;
 }
 
-static tl__topic *create(tl_app *app, const char *name, size_t n, uint32_t h) {
-  tl__pubsub *ps = &app->pubsub;
+static tl__topic *create(tl__pubsub *ps, const char *name, size_t n,
+                         uint32_t h) {
   if (ps->ntopics >= ps->nbuckets && grow_table(ps) != 0)
     return NULL;
   tl__topic *t = calloc(1, sizeof *t + n + 1);
@@ -100,22 +105,21 @@ static tl__topic *create(tl_app *app, const char *name, size_t n, uint32_t h) {
   ps->buckets[h & (ps->nbuckets - 1)] = t;
   ps->ntopics++;
   if (ps->topic_active)
-    ps->topic_active(app, t->name, true);
+    ps->topic_active(ps, t->name, true);
   return t;
 }
 
 /* Frees a topic nobody subscribes to and nobody is walking. */
-static void maybe_destroy(tl_app *app, tl__topic *t) {
+static void maybe_destroy(tl__pubsub *ps, tl__topic *t) {
   if (t->live > 0 || t->walking > 0)
     return;
-  tl__pubsub *ps = &app->pubsub;
   tl__topic **pp = &ps->buckets[t->hash & (ps->nbuckets - 1)];
   while (*pp != t)
     pp = &(*pp)->next;
   *pp = t->next;
   ps->ntopics--;
   if (ps->topic_active)
-    ps->topic_active(app, t->name, false);
+    ps->topic_active(ps, t->name, false);
   if (t->run) {
     tl__topic **rp = &ps->runs;
     while (*rp != t)
@@ -186,7 +190,7 @@ int tl_ws_subscribe(tl_ws *ws, const char *topic) {
     return err;
   if (ws->state != TL_WS_OPEN && ws->state != TL_WS_CLOSING)
     return TL_ESTATE;
-  tl__pubsub *ps = &tl__ws_app(ws)->pubsub;
+  tl__pubsub *ps = ps_of(ws);
   uint32_t h = hash_of(topic, n);
   tl__topic *t = find(ps, topic, n, h);
   if (t && sub_index(ws, t) >= 0)
@@ -202,14 +206,14 @@ int tl_ws_subscribe(tl_ws *ws, const char *topic) {
     ws->subs = s;
   }
   bool fresh = !t;
-  if (fresh && !(t = create(tl__ws_app(ws), topic, n, h)))
+  if (fresh && !(t = create(ps, topic, n, h)))
     return TL_ENOMEM;
   if (t->nsubs == t->cap) {
     uint32_t cap = t->cap ? t->cap * 2 : 4;
     topic_sub *s = realloc(t->subs, cap * sizeof *s);
     if (!s) {
       if (fresh)
-        maybe_destroy(tl__ws_app(ws), t);
+        maybe_destroy(ps, t);
       return TL_ENOMEM;
     }
     t->subs = s;
@@ -240,14 +244,14 @@ static void leave(tl_ws *ws, uint32_t i) {
   t->walking--;
   if (!t->walking && t->holes)
     compact(t);
-  maybe_destroy(tl__ws_app(ws), t);
+  maybe_destroy(ps_of(ws), t);
 }
 
 int tl_ws_unsubscribe(tl_ws *ws, const char *topic) {
   size_t n;
   if (check_topic(topic, &n) != 0)
     return TL_ENOENT;
-  tl__topic *t = find(&tl__ws_app(ws)->pubsub, topic, n, hash_of(topic, n));
+  tl__topic *t = find(ps_of(ws), topic, n, hash_of(topic, n));
   int i = t ? sub_index(ws, t) : -1;
   if (i < 0)
     return TL_ENOENT;
@@ -266,7 +270,7 @@ bool tl_ws_is_subscribed(const tl_ws *ws, const char *topic) {
   size_t n;
   if (check_topic(topic, &n) != 0)
     return false;
-  tl__topic *t = find(&tl__ws_app(ws)->pubsub, topic, n, hash_of(topic, n));
+  tl__topic *t = find(ps_of(ws), topic, n, hash_of(topic, n));
   return t && sub_index(ws, t) >= 0;
 }
 
@@ -278,11 +282,11 @@ const char *tl_ws_topic_at(const tl_ws *ws, size_t i) {
   return i < nsubs(ws) ? ws->subs->at[i].topic->name : NULL;
 }
 
-size_t tl_app_subscriber_count(const tl_app *app, const char *topic) {
+size_t tl__pubsub_count(const tl__pubsub *ps, const char *topic) {
   size_t n;
   if (check_topic(topic, &n) != 0)
     return 0;
-  tl__topic *t = find(&app->pubsub, topic, n, hash_of(topic, n));
+  tl__topic *t = find(ps, topic, n, hash_of(topic, n));
   return t ? t->live : 0;
 }
 
@@ -327,8 +331,7 @@ static int64_t run_append(tl__pubsub *ps, tl__topic *t, const uint8_t *hdr,
   return (int64_t)off;
 }
 
-void tl__pubsub_after_flush(tl_app *app) {
-  tl__pubsub *ps = &app->pubsub;
+void tl__pubsub_after_flush(tl__pubsub *ps) {
   tl__topic **pp = &ps->runs;
   while (*pp) {
     tl__topic *t = *pp;
@@ -352,22 +355,17 @@ void tl__pubsub_after_flush(tl_app *app) {
  * for `bits` and appends the frame (RSV1 set) to the topic's run buffer.
  * Returns its offset (and a reference to its buffer in *buf), or -1 when
  * compression failed or did not make it smaller. */
-static int64_t compressed_frame(tl_app *app, tl__topic *t, int bits,
+static int64_t compressed_frame(tl__pubsub *ps, tl__topic *t, int bits,
                                 const void *data, size_t len, int op,
                                 size_t *flen, tl__shared **buf) {
-  tl__pmd_shared *ps = tl__app_pmd(app);
-  z_stream *zs = tl__pmd_shared_deflater(app, bits);
-  if (!ps || !zs)
-    return -1;
-  tl__buf *z = &ps->scratch;
-  z->len = 0;
-  if (tl__pmd_deflate(zs, data, len, true, z) != 0 || z->len >= len)
+  tl__buf *z = tl__ws_deflate_shared(ps->ws, bits, data, len);
+  if (!z)
     return -1;
   uint8_t hdr[10];
   size_t hl = tl__ws_frame_header(hdr, true, true, op, z->len);
-  int64_t off = run_append(&app->pubsub, t, hdr, hl, z->data, z->len);
+  int64_t off = run_append(ps, t, hdr, hl, z->data, z->len);
   *flen = hl + z->len;
-  tl__buf_reset(z, 64 * 1024);
+  tl__ws_scratch_done(ps->ws);
   if (off < 0)
     return -1;
   *buf = t->run;
@@ -375,9 +373,8 @@ static int64_t compressed_frame(tl_app *app, tl__topic *t, int bits,
   return off;
 }
 
-int tl__pubsub_deliver(tl_app *app, const char *topic, size_t tlen,
+int tl__pubsub_deliver(tl__pubsub *ps, const char *topic, size_t tlen,
                        const void *data, size_t len, int op, tl_ws *exclude) {
-  tl__pubsub *ps = &app->pubsub;
   tl__topic *t = find(ps, topic, tlen, hash_of(topic, tlen));
   if (!t || t->live == 0 ||
       (t->live == 1 && exclude && sub_index(exclude, t) >= 0))
@@ -408,7 +405,7 @@ int tl__pubsub_deliver(tl_app *app, const char *topic, size_t tlen,
     int r;
     int b = tl__ws_shares_compressed(ws, len) ? ws->pmd->agreed.server_bits : 0;
     if (b && zoff[b] == -2)
-      zoff[b] = compressed_frame(app, t, b, data, len, op, &zlen[b], &zrun[b]);
+      zoff[b] = compressed_frame(ps, t, b, data, len, op, &zlen[b], &zrun[b]);
     if (b && zoff[b] >= 0)
       r = tl__ws_queue_shared(ws, zrun[b], (size_t)zoff[b], zlen[b], data, len,
                               op);
@@ -428,30 +425,25 @@ int tl__pubsub_deliver(tl_app *app, const char *topic, size_t tlen,
   tl__shared_unref(run);
   if (!t->walking && t->holes)
     compact(t);
-  maybe_destroy(app, t);
+  maybe_destroy(ps, t);
   if (!queued)
     return TL_WS_DROPPED;
   return pressure ? TL_WS_BACKPRESSURE : result;
 }
 
-static int publish(tl_app *app, const char *topic, const void *data, size_t len,
-                   tl_opcode op, tl_ws *exclude) {
+int tl__pubsub_publish(tl__pubsub *ps, const char *topic, const void *data,
+                       size_t len, tl_opcode op, tl_ws *exclude) {
   size_t n;
   int err = check_topic(topic, &n);
   if (err)
     return err;
   if (op != TL_WS_TEXT && op != TL_WS_BINARY)
     return TL_EINVAL;
-  return app->pubsub.publish(app, topic, n, data, len, op, exclude);
+  return ps->publish(ps, topic, n, data, len, op, exclude);
 }
 
 int tl_ws_publish(tl_ws *ws, const char *topic, const void *data, size_t len,
                   tl_opcode op) {
-  return publish(tl__ws_app(ws), topic, data, len, op,
-                 ws->route->h.publish_to_self ? NULL : ws);
-}
-
-int tl_app_publish(tl_app *app, const char *topic, const void *data, size_t len,
-                   tl_opcode op) {
-  return publish(app, topic, data, len, op, NULL);
+  return tl__pubsub_publish(ps_of(ws), topic, data, len, op,
+                            ws->route->h.publish_to_self ? NULL : ws);
 }

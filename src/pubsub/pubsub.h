@@ -8,7 +8,7 @@
  * when the walk ends, so handlers that run during a publish may subscribe,
  * unsubscribe or close freely.
  *
- * The backend seam: every publish goes through app->pubsub.publish, which
+ * The backend seam: every publish goes through the registry's publish, which
  * by default delivers locally (tl__pubsub_deliver). A bridge across
  * workers or machines replaces it (forward, then deliver locally) and
  * learns from `topic_active` when a topic gains its first local subscriber
@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "talon.h"
+#include "ws/wsconn.h"
 
 typedef struct tl__topic tl__topic;
 
@@ -36,29 +37,43 @@ typedef struct tl__subset {
   tl__sub at[];
 } tl__subset;
 
-typedef struct tl__pubsub {
+typedef struct tl__pubsub tl__pubsub;
+
+/* An app's topic registry (one per loop). */
+struct tl__pubsub {
   tl__topic **buckets;
   size_t nbuckets;
   size_t ntopics;
   tl__topic *runs; /* topics holding a run buffer */
+  tl__wsctx *ws;   /* the sockets' shared state (compression) */
   /* The backend: publish a message to `topic` (len bytes), skipping
    * `exclude` (may be NULL). Default: tl__pubsub_deliver. */
-  int (*publish)(tl_app *app, const char *topic, size_t tlen, const void *data,
-                 size_t len, int op, tl_ws *exclude);
+  int (*publish)(tl__pubsub *ps, const char *topic, size_t tlen,
+                 const void *data, size_t len, int op, tl_ws *exclude);
   /* Told when a topic gets its first local subscriber (active) or loses
    * its last (!active). May be NULL. */
-  void (*topic_active)(tl_app *app, const char *topic, bool active);
-} tl__pubsub;
+  void (*topic_active)(tl__pubsub *ps, const char *topic, bool active);
+};
 
-void tl__pubsub_init(tl__pubsub *ps);
+/* `ws` is the ws layer's state of the same app; its `above` must point at
+ * `ps` (sockets find their registry there). */
+void tl__pubsub_init(tl__pubsub *ps, tl__wsctx *ws);
 void tl__pubsub_free(tl__pubsub *ps);
 
+/* Checks the topic and the opcode, then publishes through the backend.
+ * Returns like tl_app_publish. */
+int tl__pubsub_publish(tl__pubsub *ps, const char *topic, const void *data,
+                       size_t len, tl_opcode op, tl_ws *exclude);
+
 /* Local delivery: frame once, reference it into every subscriber's queue. */
-int tl__pubsub_deliver(tl_app *app, const char *topic, size_t tlen,
+int tl__pubsub_deliver(tl__pubsub *ps, const char *topic, size_t tlen,
                        const void *data, size_t len, int op, tl_ws *exclude);
 
+/* Subscribers of `topic` (0 for an invalid or unknown topic). */
+size_t tl__pubsub_count(const tl__pubsub *ps, const char *topic);
+
 /* After each flush: recycle or release the topics' run buffers. */
-void tl__pubsub_after_flush(tl_app *app);
+void tl__pubsub_after_flush(tl__pubsub *ps);
 
 /* Remove every subscription of a closing socket (subscription handler
  * told of each). */

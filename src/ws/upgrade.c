@@ -15,13 +15,18 @@
 #include "ws/handshake.h"
 #include "ws/wsconn.h"
 
-void tl__ws_pending_free(tl__hconn *h) {
-  tl_ws *ws = h->ws_pending;
-  h->ws_pending = NULL;
-  free(h->ws_protocol);
-  h->ws_protocol = NULL;
+/* The connection's upgrade release hook: the block of an upgrade that
+ * did not happen goes. */
+static void pending_release(tl__hconn *h) {
+  tl_ws *ws = h->up_pending;
+  h->up_pending = NULL;
   if (ws)
     tl__ws_discard(ws);
+}
+
+/* The WebSocket block waiting on this connection's upgrade, or NULL. */
+static tl_ws *pending(const tl__hconn *h) {
+  return h->up_release == pending_release ? h->up_pending : NULL;
 }
 
 static void reject(tl_res *res, int status, const char *text) {
@@ -78,7 +83,7 @@ static void negotiate(tl_req *req, tl_ws *ws, tl__buf *head) {
 static int accept_upgrade(tl__hconn *h) {
   tl_req *req = &h->req;
   tl_res *res = &h->res;
-  tl_ws *ws = h->ws_pending;
+  tl_ws *ws = pending(h);
   tl__conn *old = &h->conn;
   const char *key = tl_req_header(req, "sec-websocket-key");
   char accept[29];
@@ -107,12 +112,12 @@ static int accept_upgrade(tl__hconn *h) {
     close(nfd);
     /* The handle was initialised: it must be closed, so the block is
      * freed through the normal close path. */
-    h->ws_pending = NULL;
+    h->up_pending = NULL;
     tl__server_adopt(srv, &ws->conn);
     tl__conn_close(&ws->conn);
     return TL_EIO;
   }
-  h->ws_pending = NULL;
+  h->up_pending = NULL;
   tl__server_adopt(srv, &ws->conn);
 
   tl__buf head = {0};
@@ -127,9 +132,9 @@ static int accept_upgrade(tl__hconn *h) {
     tl__buf_append(&head, "\r\n", 2);
     if (ws->route->h.compression)
       negotiate(req, ws, &head);
-    if (h->ws_protocol) {
+    if (h->up_protocol) {
       tl__buf_append(&head, "Sec-WebSocket-Protocol: ", 24);
-      tl__buf_append(&head, h->ws_protocol, strlen(h->ws_protocol));
+      tl__buf_append(&head, h->up_protocol, strlen(h->up_protocol));
       tl__buf_append(&head, "\r\n", 2);
     }
     tl__buf_append(&head, res->hdrs.data, res->hdrs.len);
@@ -167,15 +172,17 @@ static int accept_upgrade(tl__hconn *h) {
 static void do_accept(tl__hconn *h) {
   int err = accept_upgrade(h);
   if (err && !(h->conn.flags & TL__CONN_CLOSING)) {
-    tl__ws_pending_free(h);
+    tl__hconn_upgrade_release(h);
     tl_res_close_after(&h->res);
     reject(&h->res, 503, "Service Unavailable\n");
   }
 }
 
-void tl__ws_upgrade(tl_req *req, tl_res *res) {
+/* The upgrade entry of a ws route: the handshake, the user's upgrade
+ * handler, then the switch (or its refusal). */
+static void upgrade(tl_req *req, tl_res *res, void *data) {
   tl__hconn *h = req->h;
-  const tl__wsroute *rt = req->route->ws;
+  const tl__wsroute *rt = data;
   const char *conn = tl_req_header(req, "connection");
   const char *ver = tl_req_header(req, "sec-websocket-version");
   const char *key = tl_req_header(req, "sec-websocket-key");
@@ -198,15 +205,17 @@ void tl__ws_upgrade(tl_req *req, tl_res *res) {
   /* Upgrades never keep the HTTP connection: success moves the socket,
    * failure closes it (the client may already be sending frames). */
   tl_res_close_after(res);
-  h->ws_pending = tl__ws_new(h->app, rt);
-  if (!h->ws_pending) {
+  tl_ws *ws = tl__ws_new(h->conn.srv, h->http->upgrade_ctx, rt);
+  if (!ws) {
     reject(res, 503, "Service Unavailable\n");
     return;
   }
+  h->up_pending = ws;
+  h->up_release = pending_release;
   int rc = TL_ACCEPT;
   if (rt->h.upgrade) {
     const uint64_t seq = h->seq;
-    rc = rt->h.upgrade(req, res, h->ws_pending->data);
+    rc = rt->h.upgrade(req, res, ws->data);
     if (h->seq != seq || (h->conn.flags & TL__CONN_CLOSING))
       return; /* the handler answered itself (the block was freed) */
   }
@@ -215,7 +224,7 @@ void tl__ws_upgrade(tl_req *req, tl_res *res) {
   } else if (rc == TL_PENDING) {
     res->flags |= TL__R_DEFERRED;
   } else {
-    tl__ws_pending_free(h);
+    tl__hconn_upgrade_release(h);
     if (tl_res_get_status(res) == 200)
       tl_res_status(res, 403);
     tl_res_end(res, NULL, 0);
@@ -224,7 +233,7 @@ void tl__ws_upgrade(tl_req *req, tl_res *res) {
 
 int tl_ws_upgrade_accept(tl_res *res) {
   tl__hconn *h = res->h;
-  if (!h->ws_pending || (res->flags & TL__R_FINISHED))
+  if (!pending(h) || (res->flags & TL__R_FINISHED))
     return TL_ESTATE;
   if (h->conn.flags & TL__CONN_CLOSING)
     return TL_ECLOSED;
@@ -245,14 +254,28 @@ bool tl_ws_protocol_offered(const tl_req *req, const char *name) {
 
 int tl_ws_select_protocol(tl_res *res, const char *name) {
   tl__hconn *h = res->h;
-  if (!h->ws_pending)
+  if (!pending(h))
     return TL_ESTATE;
   if (!name || !tl_ws_protocol_offered(&h->req, name))
     return TL_EINVAL;
   char *copy = strdup(name);
   if (!copy)
     return TL_ENOMEM;
-  free(h->ws_protocol);
-  h->ws_protocol = copy;
+  free(h->up_protocol);
+  h->up_protocol = copy;
   return 0;
+}
+
+int tl_router_ws(tl_router *r, const char *pattern,
+                 const tl_ws_handlers *handlers, size_t data_size) {
+  if (!handlers)
+    return TL_EINVAL;
+  tl__wsroute *rt = tl__wsroute_new(handlers, data_size);
+  if (!rt)
+    return TL_ENOMEM;
+  tl__upgrade up = {.run = upgrade, .free = free, .data = rt};
+  int err = tl__router_add_upgrade(r, pattern, &up);
+  if (err)
+    free(rt);
+  return err;
 }

@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/http.h"
-#include "pubsub/pubsub.h"
 #include "ws/wsconn.h"
 
 /* How long we wait for the peer's close frame after sending ours. */
@@ -41,12 +39,13 @@ tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size) {
 
 static const tl__conn_proto ws_proto;
 
-tl_ws *tl__ws_new(tl_app *app, const tl__wsroute *route) {
+tl_ws *tl__ws_new(tl__server *srv, tl__wsctx *ctx, const tl__wsroute *route) {
   size_t size = sizeof(tl_ws) + route->data_size;
   tl_ws *ws = calloc(1, size);
   if (!ws)
     return NULL;
-  ws->conn.srv = &app->srv;
+  ws->conn.srv = srv;
+  ws->ctx = ctx;
   ws->conn.proto = &ws_proto;
   ws->route = route;
   return ws;
@@ -117,7 +116,7 @@ static int write_frame(tl_ws *ws, int op, const void *data, size_t len) {
 
 /* ---- permessage-deflate ------------------------------------------------ */
 
-void tl__pmd_shared_free(tl__pmd_shared *ps) {
+static void pmd_shared_free(tl__pmd_shared *ps) {
   for (int i = 0; i < 16; i++) {
     if (ps->deflate[i]) {
       deflateEnd(ps->deflate[i]);
@@ -152,13 +151,61 @@ static z_stream *new_inflater(void) {
   return zs;
 }
 
-z_stream *tl__pmd_shared_deflater(tl_app *app, int bits) {
-  tl__pmd_shared *ps = tl__app_pmd(app);
+/* The app's compression state, created on first use (NULL: out of
+ * memory). */
+static tl__pmd_shared *pmd_of(tl__wsctx *ctx) {
+  if (!ctx->pmd)
+    ctx->pmd = calloc(1, sizeof *ctx->pmd);
+  return ctx->pmd;
+}
+
+void tl__wsctx_free(tl__wsctx *ctx) {
+  if (ctx->pmd) {
+    pmd_shared_free(ctx->pmd);
+    free(ctx->pmd);
+    ctx->pmd = NULL;
+  }
+  free(ctx->observers);
+  ctx->observers = NULL;
+  ctx->nobservers = ctx->cap_observers = 0;
+}
+
+int tl__wsctx_observe(tl__wsctx *ctx, const tl_ws_observer *obs) {
+  if (!obs)
+    return TL_EINVAL;
+  if (ctx->nobservers == ctx->cap_observers) {
+    size_t cap = ctx->cap_observers ? ctx->cap_observers * 2 : 4;
+    tl_ws_observer *o = realloc(ctx->observers, cap * sizeof *o);
+    if (!o)
+      return TL_ENOMEM;
+    ctx->observers = o;
+    ctx->cap_observers = cap;
+  }
+  ctx->observers[ctx->nobservers++] = *obs;
+  return 0;
+}
+
+tl__buf *tl__ws_deflate_shared(tl__wsctx *ctx, int bits, const void *data,
+                               size_t len) {
+  tl__pmd_shared *ps = pmd_of(ctx);
   if (!ps)
     return NULL;
   if (!ps->deflate[bits])
     ps->deflate[bits] = new_deflater(bits, 8);
-  return ps->deflate[bits];
+  tl__buf *out = &ps->scratch;
+  out->len = 0;
+  /* A fresh stream for every message (no context kept), so a frame that
+   * is not smaller is not worth sending compressed. */
+  if (!ps->deflate[bits] ||
+      tl__pmd_deflate(ps->deflate[bits], data, len, true, out) != 0 ||
+      out->len >= len)
+    return NULL;
+  return out;
+}
+
+void tl__ws_scratch_done(tl__wsctx *ctx) {
+  if (ctx->pmd)
+    tl__buf_reset(&ctx->pmd->scratch, 64 * 1024);
 }
 
 static void free_streams(tl_ws *ws) {
@@ -181,28 +228,22 @@ static void free_streams(tl_ws *ws) {
  * the buffer, or NULL (send uncompressed) when compression is not possible
  * or not worth it. */
 static tl__buf *compress_for(tl_ws *ws, const void *data, size_t len) {
-  tl__pmd_shared *ps = tl__app_pmd(tl__ws_app(ws));
-  if (!ps)
-    return NULL;
-  tl__buf *out = &ps->scratch;
-  out->len = 0;
+  int bits = ws->pmd->agreed.server_bits;
   bool dedicated = (ws->route->h.compression & TL_DEDICATED_COMPRESSOR) &&
                    !ws->pmd->agreed.server_no_takeover;
-  int bits = ws->pmd->agreed.server_bits;
-  z_stream *zs;
-  if (dedicated) {
-    if (!ws->pmd->deflater)
-      ws->pmd->deflater = new_deflater(bits, ws->route->h.compress_mem_level);
-    zs = ws->pmd->deflater;
-  } else {
-    zs = tl__pmd_shared_deflater(tl__ws_app(ws), bits);
-  }
-  if (!zs || tl__pmd_deflate(zs, data, len, !dedicated, out) != 0)
+  if (!dedicated)
+    return tl__ws_deflate_shared(ws->ctx, bits, data, len);
+  tl__pmd_shared *ps = pmd_of(ws->ctx);
+  if (!ps)
     return NULL;
-  /* With no context kept, an uncompressed frame is as good when smaller;
-   * a dedicated stream has taken the bytes into its history, so the
-   * client must see them compressed. */
-  if (!dedicated && out->len >= len)
+  if (!ws->pmd->deflater)
+    ws->pmd->deflater = new_deflater(bits, ws->route->h.compress_mem_level);
+  tl__buf *out = &ps->scratch;
+  out->len = 0;
+  /* A dedicated stream has taken the bytes into its history, so the
+   * client must see them compressed, even when not smaller. */
+  if (!ws->pmd->deflater ||
+      tl__pmd_deflate(ws->pmd->deflater, data, len, false, out) != 0)
     return NULL;
   return out;
 }
@@ -251,12 +292,14 @@ static void report_close(tl_ws *ws, int code, const char *reason, size_t len) {
   ws->state = TL_WS_CLOSED;
   if (opened && ws->route->h.close)
     ws->route->h.close(ws, code, reason ? reason : "", len);
-  const tl_app *app = tl__ws_app(ws);
-  for (size_t i = 0; opened && i < app->nobservers; i++)
-    if (app->observers[i].close)
-      app->observers[i].close(ws, code, app->observers[i].arg);
-  /* After the close handler, so it could still see and publish to them. */
-  tl__pubsub_leave_all(ws);
+  const tl__wsctx *ctx = ws->ctx;
+  for (size_t i = 0; opened && i < ctx->nobservers; i++)
+    if (ctx->observers[i].close)
+      ctx->observers[i].close(ws, code, ctx->observers[i].arg);
+  /* After the close handler, so it could still see and publish to its
+   * topics. */
+  if (ctx->on_closed)
+    ctx->on_closed(ws);
 }
 
 /* Fail the connection: send a close frame with `code`, tell the user, and
@@ -465,7 +508,7 @@ static void fail(tl_ws *ws, int code, const char *reason);
  * Returns 0 or a close code (1007 corrupt or not UTF-8, 1009 too big,
  * 1011 out of memory). */
 static int inflate_message(tl_ws *ws, int op, uint8_t **data, size_t *len) {
-  tl__pmd_shared *ps = tl__app_pmd(tl__ws_app(ws));
+  tl__pmd_shared *ps = pmd_of(ws->ctx);
   if (!ps)
     return 1011;
   bool dedicated = ws->route->h.compression & TL_DEDICATED_DECOMPRESSOR;
@@ -521,7 +564,7 @@ static int on_message(void *ud, int op, uint8_t *data, size_t len,
   if (ws->route->h.message)
     ws->route->h.message(ws, data, len, (tl_opcode)op);
   if (compressed) /* one large message must not pin its memory */
-    tl__buf_reset(&tl__app_pmd(tl__ws_app(ws))->scratch_in, 64 * 1024);
+    tl__buf_reset(&ws->ctx->pmd->scratch_in, 64 * 1024);
   check_inbound(ws);
   return gone(ws) && ws->state != TL_WS_CLOSING;
 }
@@ -665,10 +708,10 @@ void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   touch(ws);
   if (ws->route->h.open)
     ws->route->h.open(ws);
-  const tl_app *app = tl__ws_app(ws);
-  for (size_t i = 0; !gone(ws) && i < app->nobservers; i++)
-    if (app->observers[i].open)
-      app->observers[i].open(ws, req, app->observers[i].arg);
+  const tl__wsctx *ctx = ws->ctx;
+  for (size_t i = 0; !gone(ws) && i < ctx->nobservers; i++)
+    if (ctx->observers[i].open)
+      ctx->observers[i].open(ws, req, ctx->observers[i].arg);
   if (!gone(ws) && prelen)
     feed(ws, (char *)pre, prelen);
   if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) && !ws->user_paused)

@@ -9,6 +9,33 @@
 #include "ws/parser.h"
 #include "ws/pmd.h"
 
+/* Per-app compression state: shared streams (one per window size for
+ * compressors) and a scratch buffer for (de)compressed messages. */
+typedef struct tl__pmd_shared {
+  z_stream *deflate[16]; /* by window bits, created on first use */
+  z_stream *inflate;
+  tl__buf scratch;    /* compressed output */
+  tl__buf scratch_in; /* inflated input */
+} tl__pmd_shared;
+
+/* The ws layer's state in an app (one per loop): what its sockets share.
+ * Embedded in the app, which sets `app`, `above` and `on_closed`. */
+typedef struct tl__wsctx {
+  tl_app *app;         /* the owner, opaque here (tl_ws_app) */
+  void *above;         /* the layer above's state (the app's pub/sub
+                          registry), opaque here */
+  tl__pmd_shared *pmd; /* compression state, on first use */
+  tl_ws_observer *observers;
+  size_t nobservers, cap_observers;
+  /* Called for every closing socket after its close handler and the
+   * observers ran (the app leaves its topics there). May be NULL. */
+  void (*on_closed)(tl_ws *ws);
+} tl__wsctx;
+
+void tl__wsctx_free(tl__wsctx *ctx);
+/* Adds an observer (copied). 0, TL_EINVAL or TL_ENOMEM. */
+int tl__wsctx_observe(tl__wsctx *ctx, const tl_ws_observer *obs);
+
 /* A registered ws route: the handlers (copied, defaults applied) and the
  * context size. Owned by the router that registered it. */
 typedef struct tl__wsroute {
@@ -31,6 +58,7 @@ typedef struct tl__wspmd {
 struct tl_ws {
   tl__conn conn; /* first: the core's view */
   const tl__wsroute *route;
+  tl__wsctx *ctx;
   tl__wsp parser;
   tl__wspmd *pmd;          /* NULL: no compression */
   struct tl__subset *subs; /* topics (src/pubsub); NULL: none */
@@ -48,22 +76,17 @@ struct tl_ws {
 };
 
 /* The app a connection belongs to. */
-#define tl__ws_app(ws) ((tl_app *)(ws)->conn.srv->owner)
+#define tl__ws_app(ws) ((ws)->ctx->app)
 
-/* Per-app compression state: shared streams (one per window size for
- * compressors) and a scratch buffer for (de)compressed messages. */
-typedef struct tl__pmd_shared {
-  z_stream *deflate[16]; /* by window bits, created on first use */
-  z_stream *inflate;
-  tl__buf scratch;    /* compressed output */
-  tl__buf scratch_in; /* inflated input */
-} tl__pmd_shared;
-
-void tl__pmd_shared_free(tl__pmd_shared *ps);
-/* The app's compression state (src/http/app.c). */
-tl__pmd_shared *tl__app_pmd(tl_app *app);
-/* The app's shared compressor for `bits` (NULL on out of memory). */
-z_stream *tl__pmd_shared_deflater(tl_app *app, int bits);
+/* Compresses a message of `len` bytes once with the app's shared
+ * (context-free) compressor for `bits`: one deflate, kept only if it is
+ * smaller. Returns the scratch buffer holding it (valid until
+ * tl__ws_scratch_done), or NULL: send it uncompressed. Used by both
+ * tl_ws_send and publish. */
+tl__buf *tl__ws_deflate_shared(tl__wsctx *ctx, int bits, const void *data,
+                               size_t len);
+/* Gives back the scratch buffer's memory after a large message. */
+void tl__ws_scratch_done(tl__wsctx *ctx);
 /* Whether a published message of `len` bytes goes to `ws` compressed by
  * the shared (context-free) compressor. */
 bool tl__ws_shares_compressed(const tl_ws *ws, size_t len);
@@ -72,9 +95,9 @@ bool tl__ws_shares_compressed(const tl_ws *ws, size_t len);
  * memory. Freed with free(). */
 tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size);
 
-/* Allocate a connection block with `route->data_size` zeroed bytes of
- * context. NULL on out of memory. */
-tl_ws *tl__ws_new(tl_app *app, const tl__wsroute *route);
+/* Allocate a connection block of `srv` with `route->data_size` zeroed
+ * bytes of context. NULL on out of memory. */
+tl_ws *tl__ws_new(tl__server *srv, tl__wsctx *ctx, const tl__wsroute *route);
 /* Queue a published frame (bytes [off, off+flen) of `f`, built from
  * `data`, `len`, `op`) for `ws` with the same backpressure rules as
  * tl_ws_send. Returns the frame size, TL_WS_BACKPRESSURE, TL_WS_DROPPED

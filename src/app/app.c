@@ -1,9 +1,9 @@
-/* The app: options, the root router, and the server that runs them. */
+/* The app: options, lifecycle (listen, stop, signals through the
+ * server) and the wiring of the layers; see app.h. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/http.h"
-#include "ws/wsconn.h"
+#include "app/app.h"
 
 static void apply_defaults(tl_app_config *o) {
   if (!o->max_header_bytes)
@@ -36,14 +36,14 @@ static unsigned min_u(unsigned a, unsigned b) {
   return a < b ? a : b;
 }
 
-tl__pmd_shared *tl__app_pmd(tl_app *app) {
-  if (!app->pmd)
-    app->pmd = calloc(1, sizeof *app->pmd);
-  return app->pmd;
+static void after_flush(void *owner) {
+  tl_app *app = owner;
+  tl__pubsub_after_flush(&app->pubsub);
 }
 
-static void after_flush(void *owner) {
-  tl__pubsub_after_flush(owner);
+/* A closing socket leaves its topics (after its close handler ran). */
+static void ws_closed(tl_ws *ws) {
+  tl__pubsub_leave_all(ws);
 }
 
 tl_app *tl_app_new(const tl_app_config *options) {
@@ -53,15 +53,17 @@ tl_app *tl_app_new(const tl_app_config *options) {
   if (options)
     app->opt = *options;
   apply_defaults(&app->opt);
-  app->root = tl_router_new();
-  if (!app->root || tl__server_init(&app->srv, app) != 0) {
-    free(app->root);
+  if (tl__http_init(&app->http, &app->opt, app) != 0 ||
+      tl__server_init(&app->srv, app) != 0) {
+    tl__http_free(&app->http);
     free(app);
     return NULL;
   }
-  app->root->app = app;
-  tl__pubsub_init(&app->pubsub);
-  tl__http_settings_init(&app->settings);
+  app->ws.app = app;
+  app->ws.above = &app->pubsub;
+  app->ws.on_closed = ws_closed;
+  app->http.upgrade_ctx = &app->ws;
+  tl__pubsub_init(&app->pubsub, &app->ws);
   const tl_app_config *o = &app->opt;
   /* Timeouts are checked by one sweep; a quarter of the shortest timeout
    * keeps them within 25% of their setting, and at most once a second. */
@@ -81,6 +83,7 @@ tl_app *tl_app_new(const tl_app_config *options) {
       .no_signal_handlers = o->no_signal_handlers != 0,
   };
   app->srv.factory = tl__hconn_new;
+  app->srv.factory_arg = &app->http;
   app->srv.after_flush = after_flush;
   return app;
 }
@@ -90,12 +93,8 @@ void tl_app_free(tl_app *app) {
     return;
   tl__server_close(&app->srv);
   tl__pubsub_free(&app->pubsub);
-  if (app->pmd) {
-    tl__pmd_shared_free(app->pmd);
-    free(app->pmd);
-  }
-  tl__router_free_compiled(app);
-  tl__router_destroy(app->root, true);
+  tl__wsctx_free(&app->ws);
+  tl__http_free(&app->http);
   free(app);
 }
 
@@ -110,7 +109,7 @@ int tl_app_listen(tl_app *app, const char *host, int port) {
     return TL_EINVAL;
   if (app->srv.running)
     return TL_ESTATE;
-  int err = tl__router_compile(app);
+  int err = tl__router_compile(&app->http);
   if (err)
     return err;
   return tl__server_run(&app->srv, host, port, on_listen);
@@ -138,26 +137,26 @@ void *tl_app_data(const tl_app *app) {
 }
 
 tl_router *tl_app_router(tl_app *app) {
-  return app->root;
+  return app->http.root;
 }
 
 int tl_app_use(tl_app *app, tl_middleware mw) {
-  return tl_router_use(app->root, mw);
+  return tl_router_use(app->http.root, mw);
 }
 
 int tl_app_mount(tl_app *app, const char *prefix, tl_router *child) {
-  return tl_router_mount(app->root, prefix, child);
+  return tl_router_mount(app->http.root, prefix, child);
 }
 
 int tl_app_route(tl_app *app, const char *method, const char *pattern,
                  tl_handler handler, const tl_middleware *mw, size_t nmw) {
-  return tl_router_route(app->root, method, pattern, handler, mw, nmw);
+  return tl_router_route(app->http.root, method, pattern, handler, mw, nmw);
 }
 
 /* The app's shorthands are the root router's. */
 #define SHORTHAND(fn)                                                          \
   int tl_app_##fn(tl_app *app, const char *p, tl_handler h) {                  \
-    return tl_router_##fn(app->root, p, h);                                    \
+    return tl_router_##fn(app->http.root, p, h);                               \
   }
 SHORTHAND(get)
 SHORTHAND(post)
@@ -170,18 +169,24 @@ SHORTHAND(all)
 
 int tl_app_ws(tl_app *app, const char *pattern, const tl_ws_handlers *h,
               size_t data_size) {
-  return tl_router_ws(app->root, pattern, h, data_size);
+  return tl_router_ws(app->http.root, pattern, h, data_size);
 }
 
 int tl_app_ws_observe(tl_app *app, const tl_ws_observer *obs) {
-  if (!app || !obs)
+  if (!app)
     return TL_EINVAL;
-  if (app->nobservers == sizeof app->observers / sizeof app->observers[0])
-    return TL_ENOMEM;
-  app->observers[app->nobservers++] = *obs;
-  return 0;
+  return tl__wsctx_observe(&app->ws, obs);
 }
 
 void tl_app_not_found(tl_app *app, tl_handler handler) {
-  app->not_found = handler;
+  app->http.not_found = handler;
+}
+
+int tl_app_publish(tl_app *app, const char *topic, const void *data, size_t len,
+                   tl_opcode op) {
+  return tl__pubsub_publish(&app->pubsub, topic, data, len, op, NULL);
+}
+
+size_t tl_app_subscriber_count(const tl_app *app, const char *topic) {
+  return tl__pubsub_count(&app->pubsub, topic);
 }
