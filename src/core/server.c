@@ -399,6 +399,13 @@ void tl__conn_mark_dirty(tl__conn *c) {
   c->srv->dirty = c;
 }
 
+void tl__conn_wake(tl__conn *c) {
+  if (c->flags & TL__CONN_CLOSING)
+    return;
+  c->flags |= TL__CONN_WAKE;
+  tl__conn_mark_dirty(c);
+}
+
 size_t tl__conn_pending(const tl__conn *c) {
   return corked(c) + c->backlog;
 }
@@ -522,6 +529,10 @@ static void flush_all(tl__server *s) {
       tl__conn *next = c->dirty_next;
       c->flags &= ~TL__CONN_DIRTY;
       c->dirty_next = NULL;
+      if ((c->flags & TL__CONN_WAKE) && !(c->flags & TL__CONN_CLOSING)) {
+        c->flags &= ~TL__CONN_WAKE;
+        c->proto->on_wake(c);
+      }
       if (!(c->flags & TL__CONN_CLOSING)) {
         tl__conn_flush(c);
         /* Everything went out at once: tell a writer waiting for room. */

@@ -34,6 +34,9 @@ typedef struct tl__conn_proto {
   void (*on_eof)(tl__conn *c, int status);
   /* The backlog fell to zero after a write had to queue. */
   void (*on_drain)(tl__conn *c);
+  /* tl__conn_wake was called: runs in the loop turn's flush phase,
+   * before the flush. */
+  void (*on_wake)(tl__conn *c);
   /* The deadline passed. */
   void (*on_timeout)(tl__conn *c);
   /* The server is shutting down: finish or close. */
@@ -50,6 +53,7 @@ enum {
   TL__CONN_LINGER = 1u << 4,   /* write side shut: discard input until EOF */
   TL__CONN_PEER_EOF = 1u << 5, /* the peer's FIN was read */
   TL__CONN_STALL = 1u << 6,    /* stall_queue/stall_since are set */
+  TL__CONN_WAKE = 1u << 7,     /* on_wake is due */
 };
 
 /* A reference-counted byte block written to many connections without a
@@ -177,6 +181,10 @@ void tl__conn_flush(tl__conn *c);
 size_t tl__conn_pending(const tl__conn *c);
 /* Mark the connection for the flush at the end of this loop turn. */
 void tl__conn_mark_dirty(tl__conn *c);
+/* Have proto->on_wake called in this loop turn's flush phase (before the
+ * flush), outside the caller's stack: a protocol continues its work there
+ * instead of re-entering itself from a user's callback. */
+void tl__conn_wake(tl__conn *c);
 /* Close now: on_close runs before this returns; memory goes after the
  * loop turn. Idempotent. */
 void tl__conn_close(tl__conn *c);

@@ -239,6 +239,8 @@ static bool output_backed_up(tl__hconn *h) {
   return true;
 }
 
+static void response_done(tl__hconn *h);
+
 /* Parses and dispatches what is available from parse_pos on. */
 static void process(tl__hconn *h) {
   h->in_process = true;
@@ -261,6 +263,11 @@ static void process(tl__hconn *h) {
     if (err == HPE_PAUSED) {
       llhttp_resume(&h->parser);
       tl__dispatch(h);
+      /* Answered within the call: on to the next request. Otherwise the
+       * response is deferred (phase stays DISPATCH, the loop stops) and
+       * on_wake picks up when it finishes. */
+      if (!conn_done(h) && (h->res.flags & TL__R_FINISHED))
+        response_done(h);
       continue;
     }
     if (err == HPE_PAUSED_UPGRADE) {
@@ -401,8 +408,9 @@ void tl__hconn_upgrade_release(tl__hconn *h) {
   h->up_protocol = NULL;
 }
 
-void tl__hconn_response_done(tl__hconn *h) {
-  h->seq++;
+/* The response is finished: reset the request state and wait for the
+ * next request (or close). */
+static void response_done(tl__hconn *h) {
   if (h->up_pending) /* an upgrade answered without accepting */
     tl__hconn_upgrade_release(h);
   tl__req_reset(&h->req);
@@ -416,10 +424,21 @@ void tl__hconn_response_done(tl__hconn *h) {
   }
   tl__conn_timeout(&h->conn, h->http->opt->keepalive_timeout_ms);
   h->idle_pending = tl__conn_pending(&h->conn);
-  if (h->in_process)
-    return; /* the parse loop goes on by itself */
-  /* A deferred response finished: its request is at the start of h->in.
-   * Drop it, add what was parked meanwhile, and parse on. */
+}
+
+/* A response finished outside process() (deferred, or after tl_next):
+ * the core calls this in the same loop turn, outside the user's
+ * callback, so finishing never re-enters the parser. */
+static void on_wake(tl__conn *c) {
+  tl__hconn *h = (tl__hconn *)c;
+  if (conn_done(h) || h->phase != TL__P_DISPATCH ||
+      !(h->res.flags & TL__R_FINISHED))
+    return;
+  response_done(h);
+  if (conn_done(h))
+    return;
+  /* Its request is at the start of h->in. Drop it, add what was parked
+   * meanwhile, and parse on. */
   size_t rest = h->avail - h->parse_pos;
   if (rest)
     memmove(h->in.data, h->in.data + h->parse_pos, rest);
@@ -513,6 +532,7 @@ static const tl__conn_proto http_proto = {
     .on_read = on_read,
     .on_eof = on_eof,
     .on_drain = on_drain,
+    .on_wake = on_wake,
     .on_timeout = on_timeout,
     .on_shutdown = on_shutdown,
     .on_close = on_close,

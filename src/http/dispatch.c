@@ -99,15 +99,17 @@ static void default_not_found(tl_req *req, tl_res *res) {
   tl_res_text(res, "Not Found\n");
 }
 
-/* Runs the chain from r->mw_idx on. A finished response resets the
- * connection's request state at once (the next pipelined request may start
- * parsing), so completion is detected by the request sequence number
- * changing, not by flags. */
+/* Whether the chain must stop: the response was finished (the connection
+ * moves on only after we return) or the connection is closing. */
+static bool answered(const tl__hconn *h) {
+  return (h->res.flags & TL__R_FINISHED) || (h->conn.flags & TL__CONN_CLOSING);
+}
+
+/* Runs the chain from r->mw_idx on. */
 static void run_chain(tl_req *r) {
   tl__hconn *h = r->h;
   tl_res *res = &h->res;
   tl_router *root = h->http->root;
-  const uint64_t seq = h->seq;
   for (;;) {
     size_t napp = root->nmw;
     const tl_middleware *mw = NULL;
@@ -119,7 +121,7 @@ static void run_chain(tl_req *r) {
       break;
     r->mw_idx++;
     int rc = mw->fn(r, res, mw->ctx);
-    if (h->seq != seq || (h->conn.flags & TL__CONN_CLOSING))
+    if (answered(h))
       return;
     if (rc == TL_NEXT && !(res->flags & TL__R_DEFERRED))
       continue;
@@ -154,8 +156,7 @@ static void run_chain(tl_req *r) {
     send_405(r, res);
   else
     (h->http->not_found ? h->http->not_found : default_not_found)(r, res);
-  if (h->seq == seq && !(h->conn.flags & TL__CONN_CLOSING) &&
-      !(res->flags & TL__R_DEFERRED))
+  if (!answered(h) && !(res->flags & TL__R_DEFERRED))
     tl_res_end(res, NULL, 0);
 }
 

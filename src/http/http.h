@@ -199,8 +199,8 @@ struct tl__hconn {
   tl__http *http;
   llhttp_t parser;
   int phase;
-  uint64_t seq;    /* responses finished on this connection */
-  bool in_process; /* inside process(): completions must not recurse */
+  bool in_process; /* inside process(): it moves on by itself after a
+                      response finishes (else the core wakes us) */
   bool reparse;    /* head was incomplete: re-parse from the start */
   bool shutting_down;
   bool out_paused; /* reading and parsing stopped: output backed up */
@@ -231,7 +231,6 @@ struct tl__hconn {
  * server's factory. */
 tl__conn *tl__hconn_new(tl__server *srv, void *http);
 void tl__http_settings_init(llhttp_settings_t *s);
-void tl__hconn_response_done(tl__hconn *h);
 
 /* Releases an upgrade in progress (up_pending), if any. */
 void tl__hconn_upgrade_release(tl__hconn *h);

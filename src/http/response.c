@@ -168,7 +168,11 @@ static void finish(tl_res *res) {
   res->flags &= ~TL__R_DEFERRED;
   if (res->hooks)
     run_hooks(res);
-  tl__hconn_response_done(res->h);
+  /* Only marked here: the connection moves on once the callback that
+   * finished has returned, at once when that is dispatch, else from the
+   * loop (on_wake in conn.c). */
+  if (!res->h->in_process)
+    tl__conn_wake(&res->h->conn);
 }
 
 static int check_open(const tl_res *res) {

@@ -214,10 +214,9 @@ static void upgrade(tl_req *req, tl_res *res, void *data) {
   h->up_release = pending_release;
   int rc = TL_ACCEPT;
   if (rt->h.upgrade) {
-    const uint64_t seq = h->seq;
     rc = rt->h.upgrade(req, res, ws->data);
-    if (h->seq != seq || (h->conn.flags & TL__CONN_CLOSING))
-      return; /* the handler answered itself (the block was freed) */
+    if ((res->flags & TL__R_FINISHED) || (h->conn.flags & TL__CONN_CLOSING))
+      return; /* the handler answered itself */
   }
   if (rc == TL_ACCEPT) {
     do_accept(h);
