@@ -45,7 +45,7 @@ static int remaining; /* sockets still awaited before "ready" */
 static int joined;    /* sockets accepted so far, for default names */
 static uv_timer_t ready_timer;
 static size_t n_dropped, n_failed;
-static char *out;     /* "NAME: " + message */
+static char *out; /* "NAME: " + message */
 static size_t out_cap;
 
 static int on_upgrade(tl_req *req, tl_res *res, void *data) {
@@ -57,7 +57,9 @@ static int on_upgrade(tl_req *req, tl_res *res, void *data) {
   else
     len = snprintf(c->name, sizeof c->name, "Client #%d", joined);
   joined++;
-  c->name_len = len < 0 ? 0 : (size_t)len > NAME_MAX_LEN ? NAME_MAX_LEN : (size_t)len;
+  c->name_len = len < 0                      ? 0
+                : (size_t)len > NAME_MAX_LEN ? NAME_MAX_LEN
+                                             : (size_t)len;
   return TL_ACCEPT;
 }
 
@@ -102,8 +104,9 @@ static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   out[c->name_len + 1] = ' ';
   memcpy(out + c->name_len + 2, data, len);
   /* Bun publishes text ("publishText"); a binary message stays binary. */
-  int r = tl_ws_publish(ws, room, out, need, op == TL_WS_BINARY ? TL_WS_BINARY : TL_WS_TEXT);
-  if (r == TL_WS_DROPPED || r < TL_WS_BACKPRESSURE) {
+  int r = tl_ws_publish(ws, room, out, need,
+                        op == TL_WS_BINARY ? TL_WS_BINARY : TL_WS_TEXT);
+  if (r <= 0) { /* dropped, or an error */
     if (n_failed++ == 0)
       fprintf(stderr, "chat: warning: publish failed (%d)\n", r);
   }
@@ -115,7 +118,8 @@ static void on_close(tl_ws *ws, int code, const char *reason, size_t len) {
 
 static void on_dropped(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   if (n_dropped++ == 0)
-    fprintf(stderr, "chat: warning: a %zu-byte message was dropped for backpressure\n",
+    fprintf(stderr,
+            "chat: warning: a %zu-byte message was dropped for backpressure\n",
             len);
 }
 
@@ -130,8 +134,8 @@ static const tl_ws_handlers chat = {
 };
 
 static void on_listen(tl_app *a, const char *host, int port) {
-  printf("chat: waiting for %d clients; listening on http://%s:%d\n", clients_count,
-         host, port);
+  printf("chat: waiting for %d clients; listening on http://%s:%d\n",
+         clients_count, host, port);
   fflush(stdout);
 }
 
@@ -160,8 +164,10 @@ int main(int argc, char **argv) {
   if (err)
     fprintf(stderr, "chat: %s\n", tl_strerror(err));
   if (n_dropped || n_failed)
-    fprintf(stderr, "chat: %zu message(s) dropped for backpressure, %zu publish(es) "
-            "failed\n", n_dropped, n_failed);
+    fprintf(stderr,
+            "chat: %zu message(s) dropped for backpressure, %zu publish(es) "
+            "failed\n",
+            n_dropped, n_failed);
   uv_close((uv_handle_t *)&ready_timer, NULL);
   uv_run(tl_app_loop(app), UV_RUN_NOWAIT);
   tl_app_free(app);

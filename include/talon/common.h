@@ -9,6 +9,7 @@
 #ifndef TALON_COMMON_H
 #define TALON_COMMON_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,21 @@ typedef enum {
 #undef TL__ERRNO_ENUM
       TL_OK = 0
 } tl_errno;
+
+/* Send results: one convention for every send, HTTP and WebSocket
+ * (tl_res_write, tl_ws_send and its variants, tl_ws_ping, tl_ws_publish,
+ * tl_app_publish), with Bun's three outcomes:
+ *   > 0 (below TL_SEND_BACKPRESSURE)  accepted, and the peer keeps up: the
+ *                         value is the bytes accepted (a frame's header
+ *                         included; at most INT_MAX - 1);
+ *   TL_SEND_BACKPRESSURE  accepted and queued, but the peer is behind: send
+ *                         no more until the drain callback (Bun's -1);
+ *   TL_SEND_DROPPED (0)   not sent: over a limit, or closing (Bun's 0);
+ *   < 0                   an error (TL_E*): nothing was sent.
+ * So `rc > 0` means "accepted", and no send result is ever negative
+ * unless it is an error code. */
+#define TL_SEND_DROPPED 0
+#define TL_SEND_BACKPRESSURE INT_MAX
 
 /* A human-readable message for `err` (a TL_E* or libuv code). Never NULL;
  * the string is static. */

@@ -167,11 +167,12 @@ TL_EXTERN int tl_res_redirect(tl_res *res, int status, const char *location);
 /* Streaming. Send `len` bytes of body now; the head goes out with the first
  * write, with Transfer-Encoding: chunked for HTTP/1.1 unless a
  * Content-Length header was set (HTTP/1.0 clients get the body unframed and
- * the connection closes at the end). Returns 0 when the socket took
- * everything or the backlog is small, 1 when the socket's backlog passed its
- * high-water mark (stop writing and wait for the drain callback), or
+ * the connection closes at the end). Returns (the send convention of
+ * common.h) `len` (capped at INT_MAX - 1; 0 for an empty write) when the
+ * backlog is small, TL_SEND_BACKPRESSURE when the socket's backlog passed
+ * write_high_water (stop writing and wait for the drain callback), or
  * TL_ECLOSED / TL_ESTATE / TL_ENOMEM. The bytes are always queued unless an
- * error is returned. */
+ * error is returned: HTTP never drops. */
 TL_EXTERN int tl_res_write(tl_res *res, const void *data, size_t len);
 
 /* Finish a response: sends the head if not yet sent, then `data` (may be
@@ -242,7 +243,8 @@ TL_EXTERN int tl_res_set_filter(tl_res *res, const tl_res_filter *filter,
 TL_EXTERN int tl_res_filter_out(tl_res *res, const void *data, size_t len);
 
 /* Called once when the socket's backlog has drained below its low-water
- * mark after tl_res_write() returned 1. `arg` is the caller's. */
+ * mark after tl_res_write() returned TL_SEND_BACKPRESSURE. `arg` is the
+ * caller's. */
 typedef void (*tl_res_drain_cb)(tl_res *res, void *arg);
 /* Set the drain callback (replacing any earlier one; NULL removes it). */
 TL_EXTERN void tl_res_on_drain(tl_res *res, tl_res_drain_cb cb, void *arg);

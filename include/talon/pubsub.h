@@ -56,7 +56,7 @@ TL_EXTERN const char *tl_ws_topic_at(const tl_ws *ws, size_t i);
 /* Publish to every subscriber of `topic` except `ws` itself (unless its
  * route sets publish_to_self). `data` is copied once into the shared
  * frame. Returns the frame's size in bytes when every copy was queued
- * without backpressure; TL_WS_BACKPRESSURE (-1) when at least one
+ * without backpressure; TL_WS_BACKPRESSURE when at least one
  * subscriber is over its backlog (its copy was queued and its `drain` will
  * fire, or its copy was dropped) while some copy was queued;
  * TL_WS_DROPPED (0) when every copy was dropped or nobody (else) is

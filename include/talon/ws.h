@@ -52,13 +52,11 @@ typedef enum tl_opcode {
  * callback with tl_res_defer() to learn that the client left first. */
 enum { TL_ACCEPT = 0, TL_REJECT = 1 };
 
-/* Send results (like Bun's ServerWebSocket.send). */
-#define TL_WS_BACKPRESSURE                                                     \
-  (-1) /* queued; the backlog is past the limit                                \
-          soon: wait for `drain` */
-#define TL_WS_DROPPED                                                          \
-  0 /* not sent: over max_backpressure, or                                     \
-       the socket is closing */
+/* Send results (like Bun's ServerWebSocket.send): the WebSocket names of
+ * the send convention in common.h. */
+#define TL_WS_BACKPRESSURE TL_SEND_BACKPRESSURE /* queued: wait for drain */
+#define TL_WS_DROPPED TL_SEND_DROPPED /* not sent: over max_backpressure,  \
+                                         or the socket is closing */
 
 typedef enum tl_ws_state {
   TL_WS_OPEN = 1,    /* messages flow */
@@ -178,11 +176,11 @@ TL_EXTERN int tl_ws_select_protocol(tl_res *res, const char *name);
 
 /* Send a message (`op` TL_WS_TEXT or TL_WS_BINARY; text must be valid
  * UTF-8, which is not checked). `data` is copied or written at once.
- * Returns the bytes accepted (> 0, frame included), TL_WS_BACKPRESSURE
- * (-1: queued, but the socket could not take it all at once: it has a
- * backlog, wait for `drain` before sending much more),
- * TL_WS_DROPPED (0: over max_backpressure, or closing; `dropped` is told),
- * or TL_EINVAL for a bad opcode. */
+ * Returns (the send convention of common.h) the bytes accepted (> 0,
+ * frame included), TL_WS_BACKPRESSURE (queued, but the socket could not
+ * take it all at once: it has a backlog, wait for `drain` before sending
+ * much more), TL_WS_DROPPED (0: over max_backpressure, or closing;
+ * `dropped` is told), or TL_EINVAL for a bad opcode. */
 TL_EXTERN int tl_ws_send(tl_ws *ws, const void *data, size_t len, tl_opcode op);
 /* tl_ws_send() with an explicit compression choice (Bun's
  * send(msg, compress)): `compress` 1 compresses when permessage-deflate

@@ -438,9 +438,9 @@ int tl_res_write(tl_res *res, const void *data, size_t len) {
     return err;
   if (tl__conn_pending(&res->h->conn) > res->h->http->opt->write_high_water) {
     res->flags |= TL__R_WANT_DRAIN;
-    return 1;
+    return TL_SEND_BACKPRESSURE;
   }
-  return 0;
+  return len >= INT_MAX ? INT_MAX - 1 : (int)len;
 }
 
 int tl_res_end(tl_res *res, const void *data, size_t len) {

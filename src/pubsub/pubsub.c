@@ -413,9 +413,9 @@ int tl__pubsub_deliver(tl__pubsub *ps, const char *topic, size_t tlen,
       r = tl__ws_queue_shared(ws, run, (size_t)off, hl + len, data, len, op);
     if (r == TL_WS_BACKPRESSURE || r == TL_WS_DROPPED)
       pressure = true; /* this subscriber is over its backlog */
-    if (r > 0 || r == TL_WS_BACKPRESSURE)
+    if (r > 0)         /* accepted, with or without backpressure */
       queued = true;
-    if (r > 0)
+    if (r > 0 && r != TL_WS_BACKPRESSURE)
       result = r;
   }
   t->walking--;

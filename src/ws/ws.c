@@ -355,7 +355,7 @@ static int queued(tl_ws *ws, size_t frame) {
     ws->want_drain = true;
     return TL_WS_BACKPRESSURE;
   }
-  return frame > (size_t)INT32_MAX ? INT32_MAX : (int)frame;
+  return frame >= (size_t)INT_MAX ? INT_MAX - 1 : (int)frame;
 }
 
 static bool sendable(const tl_ws *ws) {

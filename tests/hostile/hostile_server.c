@@ -148,7 +148,7 @@ static void stream_pump(tl_res *res, void *arg) {
       return;
     }
     s->sent += n;
-    if (rc == 1 && s->sent < s->total) {
+    if (rc == TL_SEND_BACKPRESSURE && s->sent < s->total) {
       tl_res_on_drain(res, stream_pump, s);
       return;
     }
@@ -303,7 +303,7 @@ static void wsstream_pump(tl_ws *ws) {
   while (c->stream_left > 0) {
     size_t n = c->stream_left < WS_PIECE ? c->stream_left : WS_PIECE;
     int rc = tl_ws_send(ws, g_pattern + c->stream_off % 251, n, TL_WS_BINARY);
-    if (rc == TL_WS_DROPPED || (rc < 0 && rc != TL_WS_BACKPRESSURE))
+    if (rc == TL_WS_DROPPED || rc < 0)
       return; /* closing, or over the limit: drain resumes */
     c->stream_left -= n;
     c->stream_off += n;

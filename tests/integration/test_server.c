@@ -489,7 +489,7 @@ static void big_pump(tl_res *res, void *arg) {
       return;
     }
     b->sent += n;
-    if (rc == 1 && b->sent < b->total) {
+    if (rc == TL_SEND_BACKPRESSURE && b->sent < b->total) {
       tl_res_on_drain(res, big_drained, b);
       return;
     }

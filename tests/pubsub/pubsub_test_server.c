@@ -273,13 +273,13 @@ static void timer_tick(uv_timer_t *t) {
     int rc = tl_app_publish(g_app, g.tm.topic, g.tm.buf, (size_t)g.tm.size,
                             TL_WS_TEXT);
     g.tm.sent++;
-    if (rc > 0) {
+    if (rc == TL_WS_BACKPRESSURE) {
+      g.tm.bp++;
+    } else if (rc > 0) {
       g.tm.ok++;
       if (g.drops_now != before)
         g.tm.posdrop++;
-    } else if (rc == TL_WS_BACKPRESSURE)
-      g.tm.bp++;
-    else if (rc == 0)
+    } else if (rc == 0)
       g.tm.drop++;
     else
       g.tm.err++;
@@ -504,13 +504,13 @@ static void cmd_flood(tl_ws *ws, char *args) {
       buf[pl] = 'x';
     long before = g.drops_now;
     int rc = tl_ws_publish(ws, topic, buf, (size_t)size, TL_WS_BINARY);
-    if (rc > 0) {
+    if (rc == TL_WS_BACKPRESSURE) {
+      bp++;
+    } else if (rc > 0) {
       ok++;
       if (g.drops_now != before)
         posdrop++;
-    } else if (rc == TL_WS_BACKPRESSURE)
-      bp++;
-    else if (rc == 0)
+    } else if (rc == 0)
       drop++;
     else
       err++;
@@ -599,10 +599,10 @@ static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
     long pos = 0, bp = 0, zero = 0, err = 0;
     while (*args) {
       int rc = do_publish(ws, word(&args), payload, TL_WS_TEXT);
-      if (rc > 0)
-        pos++;
-      else if (rc == TL_WS_BACKPRESSURE)
+      if (rc == TL_WS_BACKPRESSURE)
         bp++;
+      else if (rc > 0)
+        pos++;
       else if (rc == 0)
         zero++;
       else

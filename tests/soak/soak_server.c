@@ -109,7 +109,7 @@ static void error(tl_ws *ws, const char *what, int rc) {
 /* Reply on `ws`; a dropped reply is counted by the `dropped` handler. */
 static void reply(tl_ws *ws, const char *text, int len) {
   int rc = tl_ws_send(ws, text, (size_t)len, TL_WS_TEXT);
-  if (rc < 0 && rc != TL_WS_BACKPRESSURE)
+  if (rc < 0)
     error(ws, "tl_ws_send", rc);
 }
 
@@ -206,7 +206,7 @@ static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
     /* 0 is "nobody else subscribed" or "every copy dropped" (counted by
      * the dropped handler); only negative codes other than backpressure
      * are failures. */
-    if (rc < 0 && rc != TL_WS_BACKPRESSURE)
+    if (rc < 0)
       error(ws, mode == 'w' ? "tl_ws_publish" : "tl_app_publish", rc);
     if (rc > 0 && subs == 0)
       error(ws, "publish reached someone with no subscriber", rc);

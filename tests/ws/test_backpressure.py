@@ -11,7 +11,7 @@ from wsclient import OP_BINARY, OP_TEXT, WSClient, build_frame
 MSG = 64 * 1024
 FRAME = MSG + 10  # 64-bit length form: 10-byte header
 MiB = 1024 * 1024
-TL_WS_BACKPRESSURE = -1
+TL_WS_BACKPRESSURE = 2 ** 31 - 1  # TL_SEND_BACKPRESSURE (INT_MAX)
 TL_WS_DROPPED = 0
 
 
@@ -50,10 +50,10 @@ def check_runs(runs, what):
         f"{what}: never returned TL_WS_BACKPRESSURE: {runs}"
     assert values[-1] == TL_WS_DROPPED and runs[-1][1] == 1, \
         f"{what}: does not end with one TL_WS_DROPPED: {runs}"
-    # positive* -> -1* -> 0, never back.
-    order = [1 if v > 0 else v for v in values]
+    # bytes* -> backpressure* -> 0, never back.
+    order = [1 if 0 < v < TL_WS_BACKPRESSURE else v for v in values]
     assert order == [1, TL_WS_BACKPRESSURE, TL_WS_DROPPED], \
-        f"{what}: results not positive -> -1 -> 0: {runs}"
+        f"{what}: results not bytes -> backpressure -> 0: {runs}"
     queued = sum(c for v, c in runs if v != TL_WS_DROPPED)
     return queued
 
@@ -69,7 +69,7 @@ def read_flood(c, queued, timeout=20):
 
 
 def test_flood_in_one_callback(srv):
-    """Sends in one message callback: results go positive -> -1 -> 0;
+    """Sends in one message callback: results go bytes -> backpressure -> 0;
     after the client reads everything, drain fires and "drained" comes."""
     st0 = srv.stats()
     with small_rcvbuf_connect(srv.port, "/flood") as c:

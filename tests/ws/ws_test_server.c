@@ -449,7 +449,7 @@ static void flood_loop(tl_ws *ws, runs *r) {
   for (int i = 0; i < FLOOD_CAP; i++) {
     int rc = tl_ws_send(ws, g_flood_buf, FLOOD_MSG, TL_WS_BINARY);
     runs_add(r, rc);
-    if (rc == TL_WS_DROPPED || (rc < 0 && rc != TL_WS_BACKPRESSURE))
+    if (rc == TL_WS_DROPPED || rc < 0)
       break;
   }
 }
@@ -473,7 +473,7 @@ static void flood_timer_stop(conn_ctx *c) {
 static void flood_tick_corked(tl_ws *ws, void *arg) {
   int rc = tl_ws_send(ws, g_flood_buf, FLOOD_MSG, TL_WS_BINARY);
   runs_add(&g.flood_timer, rc);
-  if (rc == TL_WS_DROPPED || (rc < 0 && rc != TL_WS_BACKPRESSURE))
+  if (rc == TL_WS_DROPPED || rc < 0)
     flood_timer_stop(tl_ws_data(ws));
 }
 
