@@ -41,6 +41,8 @@
 #include <jansson.h>
 #include <talon.h>
 
+#include "common.h"
+
 #define MAX_TITLE 200 /* bytes of a title */
 #define MAX_TODOS 10000
 
@@ -295,8 +297,9 @@ static void not_found(tl_req *req, tl_res *res) {
 /* ---- setup --------------------------------------------------------------- */
 
 static void on_listen(tl_app *app, const char *host, int port) {
-  printf("rest: listening on http://%s:%d\n", host, port);
-  fflush(stdout); /* the logger writes to stdout's descriptor directly */
+  /* It flushes stdout: the logger writes to stdout's descriptor
+   * directly, and this line must come first. */
+  example_print_listening("rest", host, port);
 }
 
 static double env_number(const char *name, double def) {
@@ -307,11 +310,17 @@ static double env_number(const char *name, double def) {
 }
 
 int main(int argc, char **argv) {
-  const char *port_s = argc > 1 ? argv[1] : getenv("PORT");
-  const char *host = getenv("HOST");
-  int port = port_s ? atoi(port_s) : 3000;
-  if (!host || !*host)
-    host = "0.0.0.0";
+  const char *host;
+  int port;
+  int rc =
+      example_args(argc, argv, "rest",
+                   "  CORS_ORIGIN     the origin browsers may call from "
+                   "[http://localhost:3000; * for any]\n"
+                   "  RATE_LIMIT      requests per second per client [10]\n"
+                   "  RATE_BURST      requests at once per client [20]\n",
+                   &host, &port);
+  if (rc >= 0)
+    return rc;
   const char *origin = getenv("CORS_ORIGIN");
   if (!origin || !*origin)
     origin = "http://localhost:3000";
@@ -369,7 +378,7 @@ int main(int argc, char **argv) {
   tl_app_not_found(app, not_found);
 
   if (!err) {
-    int rc = tl_app_listen(app, host, port);
+    rc = tl_app_listen(app, host, port);
     if (rc) {
       fprintf(stderr, "rest: %s\n", tl_strerror(rc));
       err = 1;

@@ -43,13 +43,15 @@
 #include <talon.h>
 #include <uv.h>
 
+#include "../common.h"
+
 #define NAME_MAX_CHARS 24
 #define ROOM_MAX_CHARS 32
-#define HISTORY 50           /* messages kept per room */
-#define MAX_PAYLOAD 2048     /* bytes of one message from a client */
-#define MAX_ROOMS 256        /* rooms kept in memory at most */
-#define RATE_BURST 20.0      /* messages a client may send at once... */
-#define RATE_PER_SEC 5.0     /* ...and per second after that */
+#define HISTORY 50       /* messages kept per room */
+#define MAX_PAYLOAD 2048 /* bytes of one message from a client */
+#define MAX_ROOMS 256    /* rooms kept in memory at most */
+#define RATE_BURST 20.0  /* messages a client may send at once... */
+#define RATE_PER_SEC 5.0 /* ...and per second after that */
 #define COOKIE_MAX_AGE (7 * 24 * 3600)
 
 /* One per WebSocket (tl_app_ws's data block), filled by `upgrade`. */
@@ -78,7 +80,9 @@ typedef struct chat_state {
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static chat_state *state_of(tl_app *app) { return tl_app_data(app); }
+static chat_state *state_of(tl_app *app) {
+  return tl_app_data(app);
+}
 
 static json_int_t now_ms(void) {
   struct timespec ts;
@@ -245,7 +249,7 @@ static room *room_get(tl_app *app, const char *name) {
   if (st->nrooms >= MAX_ROOMS) {
     room **victim = NULL;
     for (room **p = &st->rooms; *p; p = &(*p)->next) {
-      char topic[sizeof ((chat_user *)0)->topic];
+      char topic[sizeof((chat_user *)0)->topic];
       snprintf(topic, sizeof topic, "room:%s", (*p)->name);
       if (tl_app_subscriber_count(app, topic) == 0 &&
           (!victim || (*p)->used < (*victim)->used))
@@ -346,10 +350,12 @@ static void login(tl_req *req, tl_res *res) {
   }
   char value[3 * NAME_MAX_CHARS + 1];
   cookie_encode(trimmed, value, sizeof value);
-  int err = tl_res_cookie_signed(
-      res, "name", value,
-      &(tl_cookie_attrs){.path = "/", .max_age = COOKIE_MAX_AGE,
-                         .http_only = true, .same_site = TL_SAMESITE_LAX});
+  int err =
+      tl_res_cookie_signed(res, "name", value,
+                           &(tl_cookie_attrs){.path = "/",
+                                              .max_age = COOKIE_MAX_AGE,
+                                              .http_only = true,
+                                              .same_site = TL_SAMESITE_LAX});
   if (err) {
     tl_res_status(res, 500);
     tl_res_text(res, "could not set the cookie\n");
@@ -383,7 +389,8 @@ static int on_upgrade(tl_req *req, tl_res *res, void *data) {
     return refuse(res, 401, "Unauthorized: sign in first\n");
   const char *r = tl_req_param(req, "room");
   if (!valid_room(r))
-    return refuse(res, 400, "Bad Request: room names are 1-32 of A-Z a-z 0-9 _ -\n");
+    return refuse(res, 400,
+                  "Bad Request: room names are 1-32 of A-Z a-z 0-9 _ -\n");
   if (!room_get(tl_req_app(req), r))
     return refuse(res, 503, "Service Unavailable: too many rooms\n");
   snprintf(u->room, sizeof u->room, "%s", r);
@@ -452,8 +459,8 @@ static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   chat_state *st = state_of(app);
   /* talon checked that text is valid UTF-8; jansson escapes it. A NUL
    * (valid UTF-8, "\u0000") makes json_stringn fail: refused. */
-  json_t *msg = json_pack("{s:s, s:I, s:s, s:s%, s:I}", "type", "message",
-                          "id", ++st->next_id, "name", u->name, "text",
+  json_t *msg = json_pack("{s:s, s:I, s:s, s:s%, s:I}", "type", "message", "id",
+                          ++st->next_id, "name", u->name, "text",
                           (const char *)data, len, "time", now_ms());
   if (!msg) {
     send_error(ws, "message refused");
@@ -536,22 +543,26 @@ static bool random_secret(char out[65]) {
 }
 
 static void on_listen(tl_app *app, const char *host, int port) {
+  /* A wildcard address is not one to browse to: name localhost then. */
   bool any = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
-  bool v6 = strchr(host, ':') != NULL;
-  printf("chat: listening on http://%s%s%s:%d\n", v6 ? "[" : "", host,
-         v6 ? "]" : "", port);
-  printf("chat: open http://%s%s%s:%d/ in two browser windows (Ctrl-C stops)\n",
-         !any && v6 ? "[" : "", any ? "localhost" : host, !any && v6 ? "]" : "",
-         port);
+  char url[EXAMPLE_URL_MAX];
+  example_url(url, sizeof url, any ? "localhost" : host, port);
+  example_print_listening("chat", host, port);
+  printf("chat: open %s/ in two browser windows (Ctrl-C stops)\n", url);
   fflush(stdout);
 }
 
 int main(int argc, char **argv) {
-  const char *port_s = argc > 1 ? argv[1] : getenv("PORT");
-  const char *host = getenv("HOST");
-  int port = port_s && *port_s ? atoi(port_s) : 3000;
-  if (!host || !*host)
-    host = "0.0.0.0";
+  const char *host;
+  int port;
+  int rc = example_args(
+      argc, argv, "chat",
+      "  CHAT_SECRET     signs the cookies, 16+ bytes; keeps sign-ins valid "
+      "across restarts [random]\n"
+      "  CHAT_PUBLIC     the front end's folder [examples/chat/public]\n",
+      &host, &port);
+  if (rc >= 0)
+    return rc;
 
   char pubbuf[PATH_MAX];
   const char *pub = find_public(pubbuf, sizeof pubbuf);
@@ -581,8 +592,8 @@ int main(int argc, char **argv) {
   const char *const secrets[] = {secret, NULL};
 
   chat_state state = {0};
-  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen,
-                                            .max_body_bytes = 16 << 10});
+  tl_app *app = tl_app_new(
+      &(tl_app_config){.on_listen = on_listen, .max_body_bytes = 16 << 10});
   if (!app)
     return 1;
   tl_app_set_data(app, &state);
@@ -599,8 +610,8 @@ int main(int argc, char **argv) {
                              .coop = "same-origin",
                              .corp = "same-origin"}));
   err |= tl_app_use(app, tl_cookies(&(tl_cookies_options){.secrets = secrets}));
-  err |= tl_app_use(app, tl_static(pub, &(tl_static_options){
-                                            .cache_control = "no-cache"}));
+  err |= tl_app_use(
+      app, tl_static(pub, &(tl_static_options){.cache_control = "no-cache"}));
 
   tl_middleware form[] = {tl_body_urlencoded(
       &(tl_body_urlencoded_options){.max_bytes = 4096, .max_fields = 8})};
