@@ -7,12 +7,15 @@
  *   PATCH  /api/todos/:id      update: "title" and/or "done"
  *   DELETE /api/todos/:id      204
  *
- * Errors are JSON {"error": "..."}: 400 for a missing body (malformed JSON
- * is answered 400 by tl_body_json itself, a non-JSON Content-Type 415),
- * 422 for a JSON value that does not fit (not an object, a field of the
- * wrong type, an empty or too long title), 404 for unknown ids and paths.
- * A known path with another method (DELETE /api/todos) gets 405 with an
- * Allow header from the router.
+ * Errors are JSON {"error": "..."} (application/json): 400 for a missing
+ * body or malformed JSON, 415 for a body that is not JSON, 413 for one
+ * over 64 KiB (tl_body_json finds those three; its `error` option has
+ * them answered in JSON too), 422 for a JSON value that does not fit (not
+ * an object, a field of the wrong type, an empty or too long title), 404
+ * for unknown ids and paths. Answers talon gives before the API code
+ * runs stay short text: 405 with an Allow header from the router for a
+ * known path with another method (DELETE /api/todos), 429 from the rate
+ * limit, and 413 for a body over the app's max_body_bytes (1 MiB).
  *
  * App middleware, in this order:
  *   tl_request_id   every response carries X-Request-Id (the caller's,
@@ -118,6 +121,13 @@ static void send_json(tl_res *res, int status, json_t *doc) {
 
 static void send_error(tl_res *res, int status, const char *msg) {
   send_json(res, status, json_pack("{s:s}", "error", msg));
+}
+
+/* tl_body_json's refusals (malformed JSON, wrong Content-Type, too
+ * large), in the API's JSON instead of the parser's text/plain. */
+static void body_error(tl_req *req, tl_res *res, int status,
+                       const char *message, void *arg) {
+  send_error(res, status, message);
 }
 
 static json_t *todo_json(const todo *t) {
@@ -353,9 +363,10 @@ int main(int argc, char **argv) {
   }
 
   /* The JSON parser only on the routes that take a body. require: a body
-   * that is not JSON gets 415; max_bytes: 64 KiB is plenty for a todo. */
+   * that is not JSON gets 415; max_bytes: 64 KiB is plenty for a todo;
+   * error: its refusals are answered by body_error, in JSON. */
   tl_body_json_options jo = {
-      .require = 1, .max_bytes = 64 << 10, .max_depth = 8};
+      .require = 1, .max_bytes = 64 << 10, .max_depth = 8, .error = body_error};
   tl_router *api = tl_router_new();
   if (!err && api) {
     tl_middleware post_mw[] = {tl_body_json(&jo)};
