@@ -16,8 +16,8 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
-// The node packages live in tests/interop (installed by
-// .ci/install-node-deps, the interop_deps ctest fixture).
+// The node packages live in tests/interop (installed by bash
+// .ci/install-deps, through .ci/install-node-deps).
 const require = createRequire(join(root, 'tests/interop/package.json'));
 const { chromium } = require('playwright-core');
 const WebSocket = require('ws');
