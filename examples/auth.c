@@ -39,6 +39,8 @@
 #include <string.h>
 
 #include <talon.h>
+
+#include "common.h"
 /* The asynchronous account check runs on a libuv timer (standing in for a
  * database or an HTTP call): talon runs on libuv and gives its loop with
  * tl_app_loop(), so this example includes <uv.h> (libuv comes with talon's
@@ -300,16 +302,19 @@ static const tl_ws_handlers ws_routes = {
 /* ---- setup --------------------------------------------------------------- */
 
 static void on_listen(tl_app *app, const char *host, int port) {
-  printf("auth: listening on http://%s:%d\n", host, port);
-  fflush(stdout);
+  example_print_listening("auth", host, port);
 }
 
 int main(int argc, char **argv) {
-  const char *port_s = argc > 1 ? argv[1] : getenv("PORT");
-  const char *host = getenv("HOST");
-  int port = port_s ? atoi(port_s) : 3000;
-  if (!host || !*host)
-    host = "0.0.0.0";
+  const char *host;
+  int port;
+  int rc = example_args(
+      argc, argv, "auth",
+      "  SESSION_SECRET  signs the session cookie, 16+ bytes [a demo one]\n"
+      "  LOOKUP_DELAY_MS the simulated account check's delay [200]\n",
+      &host, &port);
+  if (rc >= 0)
+    return rc;
   const char *secret = getenv("SESSION_SECRET");
   if (!secret || !*secret)
     secret = "talon-auth-demo-secret-do-not-use";

@@ -9,9 +9,10 @@
  * echo [PORT]   (or PORT=..., HOST=...)
  */
 #include <stdio.h>
-#include <stdlib.h>
 
 #include <talon.h>
+
+#include "common.h"
 
 static const char page[] =
     "<!doctype html><meta charset=utf-8><title>talon echo</title>\n"
@@ -52,16 +53,15 @@ static const tl_ws_handlers echo = {
 };
 
 static void on_listen(tl_app *app, const char *host, int port) {
-  printf("echo: listening on http://%s:%d\n", host, port);
-  fflush(stdout);
+  example_print_listening("echo", host, port);
 }
 
 int main(int argc, char **argv) {
-  const char *port_s = argc > 1 ? argv[1] : getenv("PORT");
-  const char *host = getenv("HOST");
-  int port = port_s ? atoi(port_s) : 3000;
-  if (!host || !*host)
-    host = "0.0.0.0";
+  const char *host;
+  int port;
+  int rc = example_args(argc, argv, "echo", NULL, &host, &port);
+  if (rc >= 0)
+    return rc;
   tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
   if (!app)
     return 1;

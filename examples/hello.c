@@ -5,14 +5,16 @@
  *   GET /api/health     a sub-router mounted at /api
  *   GET /api/time       the server time, from the same sub-router
  *
- * Usage: hello [PORT]   (or PORT=..., HOST=... in the environment)
+ * Usage: hello [PORT]   (or PORT=..., HOST=... in the environment;
+ * examples/common.h reads them)
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <talon.h>
+
+#include "common.h"
 
 static void hello(tl_req *req, tl_res *res) {
   tl_res_header(res, "Content-Type", "text/plain");
@@ -54,16 +56,15 @@ static void now(tl_req *req, tl_res *res) {
 }
 
 static void on_listen(tl_app *app, const char *host, int port) {
-  printf("hello: listening on http://%s:%d\n", host, port);
-  fflush(stdout);
+  example_print_listening("hello", host, port);
 }
 
 int main(int argc, char **argv) {
-  const char *port_s = argc > 1 ? argv[1] : getenv("PORT");
-  const char *host = getenv("HOST");
-  int port = port_s ? atoi(port_s) : 3000;
-  if (!host || !*host)
-    host = "0.0.0.0";
+  const char *host;
+  int port;
+  int rc = example_args(argc, argv, "hello", NULL, &host, &port);
+  if (rc >= 0)
+    return rc;
 
   tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
   if (!app)

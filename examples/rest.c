@@ -7,12 +7,15 @@
  *   PATCH  /api/todos/:id      update: "title" and/or "done"
  *   DELETE /api/todos/:id      204
  *
- * Errors are JSON {"error": "..."}: 400 for a missing body (malformed JSON
- * is answered 400 by tl_body_json itself, a non-JSON Content-Type 415),
- * 422 for a JSON value that does not fit (not an object, a field of the
- * wrong type, an empty or too long title), 404 for unknown ids and paths.
- * A known path with another method (DELETE /api/todos) gets 405 with an
- * Allow header from the router.
+ * Errors are JSON {"error": "..."} (application/json): 400 for a missing
+ * body or malformed JSON, 415 for a body that is not JSON, 413 for one
+ * over 64 KiB (tl_body_json finds those three; its `error` option has
+ * them answered in JSON too), 422 for a JSON value that does not fit (not
+ * an object, a field of the wrong type, an empty or too long title), 404
+ * for unknown ids and paths. Answers talon gives before the API code
+ * runs stay short text: 405 with an Allow header from the router for a
+ * known path with another method (DELETE /api/todos), 429 from the rate
+ * limit, and 413 for a body over the app's max_body_bytes (1 MiB).
  *
  * App middleware, in this order:
  *   tl_request_id   every response carries X-Request-Id (the caller's,
@@ -40,6 +43,8 @@
 
 #include <jansson.h>
 #include <talon.h>
+
+#include "common.h"
 
 #define MAX_TITLE 200 /* bytes of a title */
 #define MAX_TODOS 10000
@@ -116,6 +121,13 @@ static void send_json(tl_res *res, int status, json_t *doc) {
 
 static void send_error(tl_res *res, int status, const char *msg) {
   send_json(res, status, json_pack("{s:s}", "error", msg));
+}
+
+/* tl_body_json's refusals (malformed JSON, wrong Content-Type, too
+ * large), in the API's JSON instead of the parser's text/plain. */
+static void body_error(tl_req *req, tl_res *res, int status,
+                       const char *message, void *arg) {
+  send_error(res, status, message);
 }
 
 static json_t *todo_json(const todo *t) {
@@ -295,8 +307,9 @@ static void not_found(tl_req *req, tl_res *res) {
 /* ---- setup --------------------------------------------------------------- */
 
 static void on_listen(tl_app *app, const char *host, int port) {
-  printf("rest: listening on http://%s:%d\n", host, port);
-  fflush(stdout); /* the logger writes to stdout's descriptor directly */
+  /* It flushes stdout: the logger writes to stdout's descriptor
+   * directly, and this line must come first. */
+  example_print_listening("rest", host, port);
 }
 
 static double env_number(const char *name, double def) {
@@ -307,11 +320,17 @@ static double env_number(const char *name, double def) {
 }
 
 int main(int argc, char **argv) {
-  const char *port_s = argc > 1 ? argv[1] : getenv("PORT");
-  const char *host = getenv("HOST");
-  int port = port_s ? atoi(port_s) : 3000;
-  if (!host || !*host)
-    host = "0.0.0.0";
+  const char *host;
+  int port;
+  int rc =
+      example_args(argc, argv, "rest",
+                   "  CORS_ORIGIN     the origin browsers may call from "
+                   "[http://localhost:3000; * for any]\n"
+                   "  RATE_LIMIT      requests per second per client [10]\n"
+                   "  RATE_BURST      requests at once per client [20]\n",
+                   &host, &port);
+  if (rc >= 0)
+    return rc;
   const char *origin = getenv("CORS_ORIGIN");
   if (!origin || !*origin)
     origin = "http://localhost:3000";
@@ -344,9 +363,10 @@ int main(int argc, char **argv) {
   }
 
   /* The JSON parser only on the routes that take a body. require: a body
-   * that is not JSON gets 415; max_bytes: 64 KiB is plenty for a todo. */
+   * that is not JSON gets 415; max_bytes: 64 KiB is plenty for a todo;
+   * error: its refusals are answered by body_error, in JSON. */
   tl_body_json_options jo = {
-      .require = 1, .max_bytes = 64 << 10, .max_depth = 8};
+      .require = 1, .max_bytes = 64 << 10, .max_depth = 8, .error = body_error};
   tl_router *api = tl_router_new();
   if (!err && api) {
     tl_middleware post_mw[] = {tl_body_json(&jo)};
@@ -369,7 +389,7 @@ int main(int argc, char **argv) {
   tl_app_not_found(app, not_found);
 
   if (!err) {
-    int rc = tl_app_listen(app, host, port);
+    rc = tl_app_listen(app, host, port);
     if (rc) {
       fprintf(stderr, "rest: %s\n", tl_strerror(rc));
       err = 1;

@@ -43,6 +43,8 @@
 
 #include <talon.h>
 
+#include "common.h"
+
 #define MAX_FILE_BYTES (8u << 20) /* one file */
 #define MAX_FILES 4               /* files per request */
 #define MAX_BODY_BYTES ((size_t)MAX_FILES * MAX_FILE_BYTES + (64u << 10))
@@ -327,17 +329,20 @@ static int make_dir(const char *path) {
 }
 
 static void on_listen(tl_app *app, const char *host, int port) {
-  printf("upload: listening on http://%s:%d (files in %s)\n", host, port,
-         upload_dir);
+  char url[EXAMPLE_URL_MAX];
+  example_url(url, sizeof url, host, port);
+  printf("upload: listening on %s (files in %s)\n", url, upload_dir);
   fflush(stdout);
 }
 
 int main(int argc, char **argv) {
-  const char *port_s = argc > 1 ? argv[1] : getenv("PORT");
-  const char *host = getenv("HOST");
-  int port = port_s ? atoi(port_s) : 3000;
-  if (!host || !*host)
-    host = "0.0.0.0";
+  const char *host;
+  int port;
+  int rc = example_args(
+      argc, argv, "upload",
+      "  UPLOAD_DIR      where files are stored [./uploads]\n", &host, &port);
+  if (rc >= 0)
+    return rc;
   const char *dir = getenv("UPLOAD_DIR");
   if (!dir || !*dir)
     dir = "./uploads";

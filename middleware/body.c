@@ -91,8 +91,8 @@ static store *make_store(tl_req *req) {
   return s;
 }
 
-static int add_field(store *s, const char *name, size_t nlen,
-                     const char *value, size_t vlen) {
+static int add_field(store *s, const char *name, size_t nlen, const char *value,
+                     size_t vlen) {
   if (s->nf == s->capf) {
     size_t cap = s->capf ? s->capf * 2 : 16;
     form_field *f = realloc(s->f, cap * sizeof *f);
@@ -117,9 +117,32 @@ static char *req_strndup(tl_req *req, const char *p, size_t n) {
 
 /* ---- responses ------------------------------------------------------- */
 
-static int fail(tl_res *res, int status, const char *msg) {
+/* The application's answer to refusals (the `error` option), if any. */
+typedef struct err_hook {
+  tl_body_error_fn fn;
+  void *arg;
+} err_hook;
+
+/* Answers a refusal: with the application's hook when there is one (it
+ * gets the message without its newline), else as short text. Once the
+ * hook has answered, `res` may already serve the next pipelined request,
+ * so nothing here looks at it again; a hook that did not answer leaves
+ * the chain's TL_DONE rule to send the status with an empty body. */
+static int fail(const err_hook *h, tl_res *res, int status, const char *msg) {
   tl_res_status(res, status);
   tl_res_header(res, "X-Content-Type-Options", "nosniff");
+  if (h->fn) {
+    char line[320];
+    size_t n = strlen(msg);
+    if (n && msg[n - 1] == '\n')
+      n--;
+    if (n >= sizeof line)
+      n = sizeof line - 1;
+    memcpy(line, msg, n);
+    line[n] = '\0';
+    h->fn(tl_res_req(res), res, status, line, h->arg);
+    return TL_DONE;
+  }
   tl_res_text(res, msg);
   return TL_DONE;
 }
@@ -225,6 +248,7 @@ typedef struct json_ctx {
   unsigned max_depth;
   int require;
   int reject_duplicates;
+  err_hook err;
 } json_ctx;
 
 static bool is_json_type(const char *mt) {
@@ -271,15 +295,16 @@ static int json_fn(tl_req *req, tl_res *res, void *ctx) {
   char mt[128];
   const char *ct = tl_req_header(req, "Content-Type");
   if (!media_type(ct, mt, sizeof mt) || !is_json_type(mt))
-    return c->require ? fail(res, 415, "expected a JSON body\n") : TL_NEXT;
+    return c->require ? fail(&c->err, res, 415, "expected a JSON body\n")
+                      : TL_NEXT;
   char cs[32];
   if (header_param(ct, "charset", cs, sizeof cs) == 1 &&
       strcasecmp(cs, "utf-8") != 0 && strcasecmp(cs, "utf8") != 0)
-    return fail(res, 415, "JSON must be UTF-8\n");
+    return fail(&c->err, res, 415, "JSON must be UTF-8\n");
   if (body.len > c->max_bytes)
-    return fail(res, 413, "JSON body too large\n");
+    return fail(&c->err, res, 413, "JSON body too large\n");
   if (too_deep(body.ptr, body.len, c->max_depth))
-    return fail(res, 400, "invalid JSON: nesting too deep\n");
+    return fail(&c->err, res, 400, "invalid JSON: nesting too deep\n");
   json_error_t err;
   size_t flags = JSON_DECODE_ANY;
   if (c->reject_duplicates)
@@ -287,9 +312,10 @@ static int json_fn(tl_req *req, tl_res *res, void *ctx) {
   json_t *root = json_loadb(body.ptr, body.len, flags, &err);
   if (!root) {
     char msg[300];
-    snprintf(msg, sizeof msg, "invalid JSON: %s at line %d, column %d (byte %d)\n",
-             err.text, err.line, err.column, err.position);
-    return fail(res, 400, msg);
+    snprintf(msg, sizeof msg,
+             "invalid JSON: %s at line %d, column %d (byte %d)\n", err.text,
+             err.line, err.column, err.position);
+    return fail(&c->err, res, 400, msg);
   }
   if (tl_req_set(req, JSON_KEY, root, json_free)) {
     json_decref(root);
@@ -299,7 +325,8 @@ static int json_fn(tl_req *req, tl_res *res, void *ctx) {
 }
 
 tl_middleware tl_body_json(const tl_body_json_options *opts) {
-  tl_middleware mw = {.fn = NULL, .ctx = NULL, .free = free, .name = "body_json"};
+  tl_middleware mw = {
+      .fn = NULL, .ctx = NULL, .free = free, .name = "body_json"};
   json_ctx *c = calloc(1, sizeof *c);
   if (!c)
     return mw;
@@ -312,6 +339,7 @@ tl_middleware tl_body_json(const tl_body_json_options *opts) {
     c->max_depth = JANSSON_MAX_DEPTH;
   c->require = o.require;
   c->reject_duplicates = o.reject_duplicates;
+  c->err = (err_hook){o.error, o.error_arg};
   mw.fn = json_fn;
   mw.ctx = c;
   return mw;
@@ -327,6 +355,7 @@ typedef struct urlenc_ctx {
   size_t max_bytes;
   unsigned max_fields;
   int require;
+  err_hook err;
 } urlenc_ctx;
 
 static int hexval(int c) {
@@ -366,10 +395,10 @@ static int urlenc_fn(tl_req *req, tl_res *res, void *ctx) {
   char mt[128];
   if (!media_type(tl_req_header(req, "Content-Type"), mt, sizeof mt) ||
       strcmp(mt, "application/x-www-form-urlencoded") != 0)
-    return c->require ? fail(res, 415, "expected a URL-encoded form\n")
+    return c->require ? fail(&c->err, res, 415, "expected a URL-encoded form\n")
                       : TL_NEXT;
   if (body.len > c->max_bytes)
-    return fail(res, 413, "form too large\n");
+    return fail(&c->err, res, 413, "form too large\n");
   size_t npairs = 0;
   for (size_t i = 0; i < body.len;) {
     const char *amp = memchr(body.ptr + i, '&', body.len - i);
@@ -379,7 +408,7 @@ static int urlenc_fn(tl_req *req, tl_res *res, void *ctx) {
     i = end + 1;
   }
   if (npairs > c->max_fields)
-    return fail(res, 413, "too many form fields\n");
+    return fail(&c->err, res, 413, "too many form fields\n");
   store *s = make_store(req);
   /* Decoded names and values never outgrow their encoded form; each pair
    * needs two NULs more than its bytes. */
@@ -410,8 +439,8 @@ static int urlenc_fn(tl_req *req, tl_res *res, void *ctx) {
 }
 
 tl_middleware tl_body_urlencoded(const tl_body_urlencoded_options *opts) {
-  tl_middleware mw = {.fn = NULL, .ctx = NULL, .free = free,
-                      .name = "body_urlencoded"};
+  tl_middleware mw = {
+      .fn = NULL, .ctx = NULL, .free = free, .name = "body_urlencoded"};
   urlenc_ctx *c = calloc(1, sizeof *c);
   if (!c)
     return mw;
@@ -421,6 +450,7 @@ tl_middleware tl_body_urlencoded(const tl_body_urlencoded_options *opts) {
   c->max_bytes = o.max_bytes ? o.max_bytes : MiB;
   c->max_fields = o.max_fields ? o.max_fields : 1000;
   c->require = o.require;
+  c->err = (err_hook){o.error, o.error_arg};
   mw.fn = urlenc_fn;
   mw.ctx = c;
   return mw;
@@ -443,8 +473,7 @@ size_t tl_req_form_count(const tl_req *req, const char *name) {
   return n;
 }
 
-const char *tl_req_form_at(const tl_req *req, const char *name,
-                           size_t index) {
+const char *tl_req_form_at(const tl_req *req, const char *name, size_t index) {
   store *s = get_store(req);
   if (!s || !name)
     return NULL;
@@ -475,6 +504,7 @@ typedef struct mp_ctx {
   unsigned max_fields;
   uint64_t max_total_bytes;
   int require;
+  err_hook err;
 } mp_ctx;
 
 static void mp_free(void *p) {
@@ -714,8 +744,7 @@ static int mp_parse(tl_req *req, tl_res *res, mp_ctx *c, store *s,
     if (!pt.has_filename) {
       char *name = req_strndup(req, pt.name, strlen(pt.name));
       char *value = req_strndup(req, content, clen);
-      if (!name || !value ||
-          add_field(s, name, strlen(name), value, clen))
+      if (!name || !value || add_field(s, name, strlen(name), value, clen))
         return TL_ENOMEM;
       continue;
     }
@@ -744,14 +773,15 @@ static int mp_fn(tl_req *req, tl_res *res, void *ctx) {
   char mt[128];
   const char *ct = tl_req_header(req, "Content-Type");
   if (!media_type(ct, mt, sizeof mt) || strcmp(mt, "multipart/form-data") != 0)
-    return c->require ? fail(res, 415, "expected multipart/form-data\n")
-                      : TL_NEXT;
+    return c->require
+               ? fail(&c->err, res, 415, "expected multipart/form-data\n")
+               : TL_NEXT;
   char boundary[72];
   int r = header_param(ct, "boundary", boundary, sizeof boundary);
   size_t bl = r == 1 ? strlen(boundary) : 0;
   /* RFC 2046: 1 to 70 characters, not ending in a space. */
   if (r != 1 || bl < 1 || bl > 70 || boundary[bl - 1] == ' ')
-    return fail(res, 400, "multipart: missing or invalid boundary\n");
+    return fail(&c->err, res, 400, "multipart: missing or invalid boundary\n");
   store *s = make_store(req);
   if (!s)
     return TL_ENOMEM;
@@ -762,12 +792,12 @@ static int mp_fn(tl_req *req, tl_res *res, void *ctx) {
   remove_files(s);
   if (st < 0)
     return st;
-  return fail(res, st, msg);
+  return fail(&c->err, res, st, msg);
 }
 
 tl_middleware tl_body_multipart(const tl_body_multipart_options *opts) {
-  tl_middleware mw = {.fn = NULL, .ctx = NULL, .free = mp_free,
-                      .name = "body_multipart"};
+  tl_middleware mw = {
+      .fn = NULL, .ctx = NULL, .free = mp_free, .name = "body_multipart"};
   mp_ctx *c = calloc(1, sizeof *c);
   if (!c)
     return mw;
@@ -788,6 +818,7 @@ tl_middleware tl_body_multipart(const tl_body_multipart_options *opts) {
   c->max_total_bytes =
       o.max_total_bytes ? o.max_total_bytes : 50 * (uint64_t)MiB;
   c->require = o.require;
+  c->err = (err_hook){o.error, o.error_arg};
   mw.fn = mp_fn;
   mw.ctx = c;
   return mw;

@@ -3,13 +3,23 @@
  * WebSocket per room with pub/sub.
  *
  *   GET  /              the page (public/, served by tl_static)
- *   GET  /api/me        {"name":"alice"} when signed in, else 401
- *   POST /login         form name=...&room=... : sets the signed `name`
- *                       cookie and answers 303 to /?room=ROOM (a form
- *                       posted from another site gets 403)
- *   GET  /logout        clears the cookie, 303 to /
- *   ws   /chat/:room    the room; needs the cookie (else 401) and a page of
- *                       this server (a foreign Origin gets 403)
+ *   GET  /api/me        {"name":"alice"} when signed in, else
+ *                       {"name":null}: 200 either way, because being signed
+ *                       out is the page's normal first state, not an
+ *                       error (a browser logs every 4xx of a fetch as a
+ *                       console error)
+ *   POST /login         form name=...&room=... : starts a session (a new
+ *                       random id in the signed `sid` cookie; the name is
+ *                       kept on the server) and answers 303 to
+ *                       /?room=ROOM (a form posted from another site gets
+ *                       403)
+ *   GET  /logout        ends the session: the server forgets its id, so
+ *                       the old cookie opens nothing any more, and the
+ *                       session's open sockets are closed (4001); 303 to /
+ *   ws   /chat/:room    the room; needs a live session (else 401), a page
+ *                       of this server (a foreign Origin gets 403), and
+ *                       fewer than 16 sockets open with that session
+ *                       (else 429)
  *
  * Messages, server to client (JSON text):
  *   {"type":"welcome","name":"alice","room":"lobby","max_bytes":2048,
@@ -19,13 +29,23 @@
  *   {"type":"leave","name":"bob","members":1,"time":<ms>}
  *   {"type":"error","text":"..."}                   only to the sender
  * Client to server: the text of a message (UTF-8, at most 2 KiB; a longer
- * one closes the socket with 1009, which the page reports).
+ * one closes the socket with 1009, which the page reports). The server
+ * closes a socket with 4001 when its session was signed out.
  *
- * Each room keeps its last 50 messages in memory; they are sent on join.
+ * Sessions (tl_session, kept in memory) end at /logout, at a new sign-in
+ * from the same browser, after 24 hours without a request, 7 days after
+ * the sign-in, and when the server stops.
  *
- * Usage: chat [PORT]   (or PORT=..., HOST=...; CHAT_SECRET=... (16+ bytes)
- * keeps sign-ins valid across restarts; CHAT_PUBLIC=dir serves another
- * front end)
+ * Limits are per sign-in, not global, so that one client cannot deny
+ * everyone else: a session may hold at most 16 sockets (so 16 rooms) at
+ * once. Rooms someone is in are always kept (there are never more of them
+ * than open sockets, and talon's max_connections bounds those); of the
+ * rooms nobody is in, the 256 used last keep their last 50 messages, which
+ * are sent on join. Signing in is free, so the per-session cap bounds what
+ * one sign-in holds, not what one person with many sign-ins can.
+ *
+ * Usage: chat [PORT]   (or PORT=..., HOST=...; CHAT_PUBLIC=dir serves
+ * another front end)
  */
 #include <ctype.h>
 #include <limits.h>
@@ -43,22 +63,37 @@
 #include <talon.h>
 #include <uv.h>
 
+#include "../common.h"
+
 #define NAME_MAX_CHARS 24
 #define ROOM_MAX_CHARS 32
-#define HISTORY 50           /* messages kept per room */
-#define MAX_PAYLOAD 2048     /* bytes of one message from a client */
-#define MAX_ROOMS 256        /* rooms kept in memory at most */
-#define RATE_BURST 20.0      /* messages a client may send at once... */
-#define RATE_PER_SEC 5.0     /* ...and per second after that */
-#define COOKIE_MAX_AGE (7 * 24 * 3600)
+#define HISTORY 50                 /* messages kept per room */
+#define MAX_PAYLOAD 2048           /* bytes of one message from a client */
+#define MAX_SOCKETS_PER_SESSION 16 /* sockets (so rooms) of one sign-in */
+#define MAX_IDLE_ROOMS 256         /* rooms nobody is in, kept for history */
+#define RATE_BURST 20.0            /* messages a client may send at once... */
+#define RATE_PER_SEC 5.0           /* ...and per second after that */
+#define SESSION_IDLE_S (24 * 3600) /* a session unused this long ends */
+#define SESSION_MAX_S (7 * 24 * 3600) /* and any session after this long */
+#define SESSION_BUCKETS 1024  /* hash buckets of the sockets by session */
+#define CLOSE_SIGNED_OUT 4001 /* close code: the session was ended */
 
-/* One per WebSocket (tl_app_ws's data block), filled by `upgrade`. */
+struct room;
+struct session_socks;
+
+/* One per WebSocket (tl_app_ws's data block), filled by `upgrade` and
+ * `open`. */
 typedef struct chat_user {
   char name[NAME_MAX_CHARS + 1];
   char room[ROOM_MAX_CHARS + 1];
-  char topic[ROOM_MAX_CHARS + 6]; /* "room:" + room */
-  double tokens;                  /* rate limit bucket */
-  uint64_t tokens_at;             /* loop time of the last refill, ms */
+  char topic[ROOM_MAX_CHARS + 6];  /* "room:" + room */
+  char sid[TL_SESSION_ID_LEN + 1]; /* the session it was opened with */
+  double tokens;                   /* rate limit bucket */
+  uint64_t tokens_at;              /* loop time of the last refill, ms */
+  tl_ws *ws;                       /* from open on */
+  struct room *r;                  /* its room, from open on */
+  struct session_socks *session;   /* its session's sockets, from open on */
+  struct chat_user *next_of_session;
 } chat_user;
 
 /* A room: the ring of its last HISTORY messages. */
@@ -67,18 +102,31 @@ typedef struct room {
   char name[ROOM_MAX_CHARS + 1];
   json_t *ring[HISTORY];
   unsigned first, count; /* ring[first] is the oldest */
+  int members;           /* sockets in it (the topic's subscribers) */
   uint64_t used;         /* loop time of the last activity, for eviction */
 } room;
 
+/* The open sockets of one session: what the per-session cap counts and
+ * what /logout closes. */
+typedef struct session_socks {
+  struct session_socks *next; /* in its hash bucket */
+  char id[TL_SESSION_ID_LEN + 1];
+  chat_user *users;
+  unsigned count;
+} session_socks;
+
 typedef struct chat_state {
   room *rooms;
-  size_t nrooms;
+  size_t nrooms, nidle; /* all rooms / rooms nobody is in */
   json_int_t next_id;
+  session_socks *sessions[SESSION_BUCKETS];
 } chat_state;
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static chat_state *state_of(tl_app *app) { return tl_app_data(app); }
+static chat_state *state_of(tl_app *app) {
+  return tl_app_data(app);
+}
 
 static json_int_t now_ms(void) {
   struct timespec ts;
@@ -111,55 +159,22 @@ static bool valid_room(const char *s) {
   return true;
 }
 
-/* Cookie values must be RFC 6265 cookie-octets: a name's space, '"', ',',
- * ';', '\' and '%' are percent-encoded. */
-static void cookie_encode(const char *s, char *out, size_t size) {
-  static const char hex[] = "0123456789ABCDEF";
-  size_t o = 0;
-  for (; *s && o + 4 < size; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c <= 0x20 || c >= 0x7f || strchr("\"%,;\\", c)) {
-      out[o++] = '%';
-      out[o++] = hex[c >> 4];
-      out[o++] = hex[c & 15];
-    } else {
-      out[o++] = (char)c;
-    }
-  }
-  out[o] = '\0';
-}
-
-static int hexval(int c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  c = tolower(c);
-  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Decodes into `out` (size bytes); false if malformed or too long. */
-static bool cookie_decode(const char *s, char *out, size_t size) {
-  size_t o = 0;
-  for (; *s; s++) {
-    int c = (unsigned char)*s;
-    if (c == '%') {
-      int hi = hexval(s[1]), lo = hi < 0 ? -1 : hexval(s[2]);
-      if (lo < 0)
-        return false;
-      c = hi * 16 + lo;
-      s += 2;
-    }
-    if (o + 1 >= size)
-      return false;
-    out[o++] = (char)c;
-  }
-  out[o] = '\0';
+/* The signed-in user's name (validated) into `out` and the session id
+ * into `sid` (either may be NULL), or false when the request has no live
+ * session with a name: no cookie, a forged one, or one whose session
+ * ended (logout, expiry, a restart of the server). */
+static bool signed_in(tl_req *req, char out[NAME_MAX_CHARS + 1],
+                      char sid[TL_SESSION_ID_LEN + 1]) {
+  struct tl_session *s = tl_req_session(req);
+  const char *name = s ? tl_session_get(s, "name") : NULL;
+  const char *id = s ? tl_session_id(s) : NULL;
+  if (!name || !id || !valid_name(name))
+    return false;
+  if (out)
+    snprintf(out, NAME_MAX_CHARS + 1, "%s", name);
+  if (sid)
+    snprintf(sid, TL_SESSION_ID_LEN + 1, "%s", id);
   return true;
-}
-
-/* The signed-in user's name (validated) into `out`, or false. */
-static bool signed_in(tl_req *req, char out[NAME_MAX_CHARS + 1]) {
-  const char *v = tl_req_signed_cookie(req, "name");
-  return v && cookie_decode(v, out, NAME_MAX_CHARS + 1) && valid_name(out);
 }
 
 /* Same origin: the Origin header's host[:port] equals the Host header
@@ -231,9 +246,28 @@ static room *room_find(chat_state *st, const char *name) {
   return NULL;
 }
 
-/* Finds or creates room `name`. At MAX_ROOMS, the least recently used
- * room nobody is in is forgotten first; NULL if every room is in use (or
- * out of memory). */
+/* Forgets rooms nobody is in, least recently used first, until at most
+ * MAX_IDLE_ROOMS are left. `keep` (a room about to be joined) stays.
+ * Rooms with members are never forgotten, so no number of rooms held by
+ * some clients can stop another client from opening a new one. */
+static void rooms_trim(chat_state *st, const room *keep) {
+  while (st->nidle > MAX_IDLE_ROOMS) {
+    room **victim = NULL;
+    for (room **p = &st->rooms; *p; p = &(*p)->next)
+      if ((*p)->members == 0 && *p != keep &&
+          (!victim || (*p)->used < (*victim)->used))
+        victim = p;
+    if (!victim)
+      return;
+    room *v = *victim;
+    *victim = v->next;
+    room_free(v);
+    st->nrooms--;
+    st->nidle--;
+  }
+}
+
+/* Finds or creates room `name`; NULL only when out of memory. */
 static room *room_get(tl_app *app, const char *name) {
   chat_state *st = state_of(app);
   uint64_t now = uv_now(tl_app_loop(app));
@@ -241,22 +275,6 @@ static room *room_get(tl_app *app, const char *name) {
   if (r) {
     r->used = now;
     return r;
-  }
-  if (st->nrooms >= MAX_ROOMS) {
-    room **victim = NULL;
-    for (room **p = &st->rooms; *p; p = &(*p)->next) {
-      char topic[sizeof ((chat_user *)0)->topic];
-      snprintf(topic, sizeof topic, "room:%s", (*p)->name);
-      if (tl_app_subscriber_count(app, topic) == 0 &&
-          (!victim || (*p)->used < (*victim)->used))
-        victim = p;
-    }
-    if (!victim)
-      return NULL;
-    room *v = *victim;
-    *victim = v->next;
-    room_free(v);
-    st->nrooms--;
   }
   r = calloc(1, sizeof *r);
   if (!r)
@@ -266,6 +284,8 @@ static room *room_get(tl_app *app, const char *name) {
   r->next = st->rooms;
   st->rooms = r;
   st->nrooms++;
+  st->nidle++; /* until its first member's join */
+  rooms_trim(st, r);
   return r;
 }
 
@@ -280,13 +300,86 @@ static void room_remember(room *r, json_t *msg) {
   }
 }
 
+/* ---- the sockets of each session --------------------------------------- */
+
+static size_t sid_bucket(const char *id) {
+  uint32_t h = 2166136261u; /* FNV-1a; ids are random already */
+  for (; *id; id++)
+    h = (h ^ (unsigned char)*id) * 16777619u;
+  return h % SESSION_BUCKETS;
+}
+
+static session_socks *socks_find(chat_state *st, const char *id) {
+  for (session_socks *e = st->sessions[sid_bucket(id)]; e; e = e->next)
+    if (strcmp(e->id, id) == 0)
+      return e;
+  return NULL;
+}
+
+/* Sockets open with session `id`. */
+static unsigned socks_count(chat_state *st, const char *id) {
+  session_socks *e = socks_find(st, id);
+  return e ? e->count : 0;
+}
+
+/* Counts the open socket `u` for its session; false when out of memory. */
+static bool socks_attach(chat_state *st, chat_user *u) {
+  session_socks *e = socks_find(st, u->sid);
+  if (!e) {
+    e = calloc(1, sizeof *e);
+    if (!e)
+      return false;
+    snprintf(e->id, sizeof e->id, "%s", u->sid);
+    size_t b = sid_bucket(e->id);
+    e->next = st->sessions[b];
+    st->sessions[b] = e;
+  }
+  u->next_of_session = e->users;
+  e->users = u;
+  e->count++;
+  u->session = e;
+  return true;
+}
+
+/* Stops counting `u` (its socket closed). */
+static void socks_detach(chat_state *st, chat_user *u) {
+  session_socks *e = u->session;
+  if (!e)
+    return;
+  for (chat_user **p = &e->users; *p; p = &(*p)->next_of_session)
+    if (*p == u) {
+      *p = u->next_of_session;
+      break;
+    }
+  u->session = NULL;
+  if (--e->count > 0)
+    return;
+  for (session_socks **p = &st->sessions[sid_bucket(e->id)]; *p;
+       p = &(*p)->next)
+    if (*p == e) {
+      *p = e->next;
+      break;
+    }
+  free(e);
+}
+
+/* Closes every socket of session `id` (it was signed out or replaced).
+ * Each leaves the list in its close handler, later; `next` is read before
+ * the close in case that handler runs at once. */
+static void socks_revoke(chat_state *st, const char *id) {
+  session_socks *e = socks_find(st, id);
+  for (chat_user *u = e ? e->users : NULL, *next; u; u = next) {
+    next = u->next_of_session;
+    tl_ws_close(u->ws, CLOSE_SIGNED_OUT, "signed out");
+  }
+}
+
 /* ---- HTTP routes ------------------------------------------------------- */
 
 static void me(tl_req *req, tl_res *res) {
   char name[NAME_MAX_CHARS + 1];
   tl_res_header(res, "Cache-Control", "no-store");
-  if (!signed_in(req, name)) {
-    tl_res_status(res, 401);
+  if (!signed_in(req, name, NULL)) {
     tl_res_json(res, "{\"name\":null}");
     return;
   }
@@ -344,24 +437,42 @@ static void login(tl_req *req, tl_res *res) {
     tl_res_redirect(res, 303, location);
     return;
   }
-  char value[3 * NAME_MAX_CHARS + 1];
-  cookie_encode(trimmed, value, sizeof value);
-  int err = tl_res_cookie_signed(
-      res, "name", value,
-      &(tl_cookie_attrs){.path = "/", .max_age = COOKIE_MAX_AGE,
-                         .http_only = true, .same_site = TL_SAMESITE_LAX});
-  if (err) {
+  /* A new session id at every sign-in (no session fixation: an id
+   * planted in the browser before is not the one that gets signed in).
+   * A sign-in it replaces loses its sockets, as at /logout. */
+  struct tl_session *s = tl_req_session(req);
+  char old[TL_SESSION_ID_LEN + 1] = "";
+  const char *id = s ? tl_session_id(s) : NULL;
+  if (id)
+    snprintf(old, sizeof old, "%s", id);
+  if (!s || tl_session_regenerate(req, res) != 0 ||
+      tl_session_set(s, "name", trimmed) != 0) {
     tl_res_status(res, 500);
-    tl_res_text(res, "could not set the cookie\n");
+    tl_res_text(res, "could not start the session\n");
     return;
   }
+  if (*old)
+    socks_revoke(state_of(tl_req_app(req)), old);
   snprintf(location, sizeof location, "/?room=%s", room);
   tl_res_redirect(res, 303, location);
 }
 
+/* The session ends on the server, not only in this browser: a copy of the
+ * cookie kept elsewhere opens nothing afterwards. */
 static void logout(tl_req *req, tl_res *res) {
-  tl_res_clear_cookie(res, "name", &(tl_cookie_attrs){.path = "/"});
+  struct tl_session *s = tl_req_session(req);
+  char old[TL_SESSION_ID_LEN + 1] = "";
+  const char *id = s ? tl_session_id(s) : NULL;
+  if (id)
+    snprintf(old, sizeof old, "%s", id);
   tl_res_header(res, "Cache-Control", "no-store");
+  if (tl_session_destroy(req, res) != 0) {
+    tl_res_status(res, 500);
+    tl_res_text(res, "could not end the session\n");
+    return;
+  }
+  if (*old)
+    socks_revoke(state_of(tl_req_app(req)), old);
   tl_res_redirect(res, 303, "/");
 }
 
@@ -379,13 +490,26 @@ static int on_upgrade(tl_req *req, tl_res *res, void *data) {
    * (cross-site WebSocket hijacking): same origin only. */
   if (!same_origin(req))
     return refuse(res, 403, "Forbidden: foreign origin\n");
-  if (!signed_in(req, u->name))
+  if (!signed_in(req, u->name, u->sid))
     return refuse(res, 401, "Unauthorized: sign in first\n");
   const char *r = tl_req_param(req, "room");
   if (!valid_room(r))
-    return refuse(res, 400, "Bad Request: room names are 1-32 of A-Z a-z 0-9 _ -\n");
+    return refuse(res, 400,
+                  "Bad Request: room names are 1-32 of A-Z a-z 0-9 _ -\n");
+  /* The cap is per session: a client holding many rooms stops only
+   * itself. (open() counts the socket: it runs before any other upgrade
+   * is decided, so two upgrades cannot both take the last place.) */
+  if (socks_count(state_of(tl_req_app(req)), u->sid) >=
+      MAX_SOCKETS_PER_SESSION) {
+    char text[96];
+    snprintf(text, sizeof text,
+             "Too Many Requests: at most %d rooms open at once per sign-in; "
+             "close one first\n",
+             MAX_SOCKETS_PER_SESSION);
+    return refuse(res, 429, text);
+  }
   if (!room_get(tl_req_app(req), r))
-    return refuse(res, 503, "Service Unavailable: too many rooms\n");
+    return refuse(res, 503, "Service Unavailable: out of memory\n");
   snprintf(u->room, sizeof u->room, "%s", r);
   snprintf(u->topic, sizeof u->topic, "room:%s", r);
   u->tokens = RATE_BURST;
@@ -395,11 +519,16 @@ static int on_upgrade(tl_req *req, tl_res *res, void *data) {
 
 static void on_open(tl_ws *ws) {
   chat_user *u = tl_ws_data(ws);
-  room *r = room_get(tl_ws_app(ws), u->room);
+  u->ws = ws;
+  u->r = room_get(tl_ws_app(ws), u->room);
+  if (!u->r || !socks_attach(state_of(tl_ws_app(ws)), u)) {
+    tl_ws_close(ws, 1011, "out of memory");
+    return;
+  }
+  room *r = u->r;
   json_t *history = json_array();
-  if (r)
-    for (unsigned i = 0; i < r->count; i++)
-      json_array_append(history, r->ring[(r->first + i) % HISTORY]);
+  for (unsigned i = 0; i < r->count; i++)
+    json_array_append(history, r->ring[(r->first + i) % HISTORY]);
   send_json(ws, json_pack("{s:s, s:s, s:s, s:i, s:o}", "type", "welcome",
                           "name", u->name, "room", u->room, "max_bytes",
                           MAX_PAYLOAD, "history", history));
@@ -408,15 +537,32 @@ static void on_open(tl_ws *ws) {
     tl_ws_close(ws, 4011, "could not join the room");
 }
 
-/* Joins and leaves (also of closing sockets): announce them with the new
- * member count. */
+static void on_close(tl_ws *ws, int code, const char *reason, size_t len) {
+  socks_detach(state_of(tl_ws_app(ws)), tl_ws_data(ws));
+}
+
+/* Joins and leaves (also of closing sockets, after on_close): announce
+ * them with the new member count, and keep the room's count, which
+ * decides whether it may be forgotten. */
 static void on_subscription(tl_ws *ws, const char *topic, int new_count,
                             int old_count) {
   chat_user *u = tl_ws_data(ws);
-  publish_json(tl_ws_app(ws), topic,
+  tl_app *app = tl_ws_app(ws);
+  chat_state *st = state_of(app);
+  room *r = u->r;
+  r->members = new_count;
+  if (old_count == 0 && new_count > 0)
+    st->nidle--;
+  if (new_count == 0 && old_count > 0) {
+    st->nidle++;
+    r->used = uv_now(tl_app_loop(app));
+  }
+  publish_json(app, topic,
                json_pack("{s:s, s:s, s:i, s:I}", "type",
                          new_count > old_count ? "join" : "leave", "name",
                          u->name, "members", new_count, "time", now_ms()));
+  if (new_count == 0)
+    rooms_trim(st, NULL); /* `r` may be gone now */
 }
 
 /* Whether the text has something other than white space. */
@@ -430,6 +576,10 @@ static bool blank(const char *p, size_t n) {
 static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   chat_user *u = tl_ws_data(ws);
   tl_app *app = tl_ws_app(ws);
+  /* A socket this server is closing (its session was signed out, or open
+   * failed and it may have no room) says nothing more. */
+  if (tl_ws_ready_state(ws) != TL_WS_OPEN)
+    return;
   if (op != TL_WS_TEXT) {
     send_error(ws, "only text messages");
     return;
@@ -448,19 +598,19 @@ static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   }
   u->tokens -= 1.0;
 
-  room *r = room_get(app, u->room);
+  room *r = u->r;
+  r->used = now;
   chat_state *st = state_of(app);
   /* talon checked that text is valid UTF-8; jansson escapes it. A NUL
    * (valid UTF-8, "\u0000") makes json_stringn fail: refused. */
-  json_t *msg = json_pack("{s:s, s:I, s:s, s:s%, s:I}", "type", "message",
-                          "id", ++st->next_id, "name", u->name, "text",
+  json_t *msg = json_pack("{s:s, s:I, s:s, s:s%, s:I}", "type", "message", "id",
+                          ++st->next_id, "name", u->name, "text",
                           (const char *)data, len, "time", now_ms());
   if (!msg) {
     send_error(ws, "message refused");
     return;
   }
-  if (r)
-    room_remember(r, msg);
+  room_remember(r, msg);
   publish_json(app, u->topic, msg); /* to everyone, the sender included */
 }
 
@@ -473,6 +623,7 @@ static const tl_ws_handlers chat_route = {
     .upgrade = on_upgrade,
     .open = on_open,
     .message = on_message,
+    .close = on_close,
     .subscription = on_subscription,
     .dropped = on_dropped,
     .max_payload = MAX_PAYLOAD,
@@ -520,7 +671,9 @@ static const char *find_public(char *buf, size_t size) {
   return "examples/chat/public";
 }
 
-/* 32 random bytes as hex, from /dev/urandom. */
+/* 32 random bytes as hex, from /dev/urandom: the secret that signs the
+ * session cookie. A new one at every start costs nothing, since the
+ * sessions themselves live in this process's memory and end with it. */
 static bool random_secret(char out[65]) {
   unsigned char b[32];
   FILE *f = fopen("/dev/urandom", "rb");
@@ -536,22 +689,24 @@ static bool random_secret(char out[65]) {
 }
 
 static void on_listen(tl_app *app, const char *host, int port) {
+  /* A wildcard address is not one to browse to: name localhost then. */
   bool any = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
-  bool v6 = strchr(host, ':') != NULL;
-  printf("chat: listening on http://%s%s%s:%d\n", v6 ? "[" : "", host,
-         v6 ? "]" : "", port);
-  printf("chat: open http://%s%s%s:%d/ in two browser windows (Ctrl-C stops)\n",
-         !any && v6 ? "[" : "", any ? "localhost" : host, !any && v6 ? "]" : "",
-         port);
+  char url[EXAMPLE_URL_MAX];
+  example_url(url, sizeof url, any ? "localhost" : host, port);
+  example_print_listening("chat", host, port);
+  printf("chat: open %s/ in two browser windows (Ctrl-C stops)\n", url);
   fflush(stdout);
 }
 
 int main(int argc, char **argv) {
-  const char *port_s = argc > 1 ? argv[1] : getenv("PORT");
-  const char *host = getenv("HOST");
-  int port = port_s && *port_s ? atoi(port_s) : 3000;
-  if (!host || !*host)
-    host = "0.0.0.0";
+  const char *host;
+  int port;
+  int rc = example_args(
+      argc, argv, "chat",
+      "  CHAT_PUBLIC     the front end's folder [examples/chat/public]\n",
+      &host, &port);
+  if (rc >= 0)
+    return rc;
 
   char pubbuf[PATH_MAX];
   const char *pub = find_public(pubbuf, sizeof pubbuf);
@@ -561,35 +716,25 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  char generated[65];
-  const char *secret = getenv("CHAT_SECRET");
-  if (secret && *secret) {
-    if (strlen(secret) < TL_COOKIES_MIN_SECRET) {
-      fprintf(stderr, "chat: CHAT_SECRET must have at least %d bytes\n",
-              TL_COOKIES_MIN_SECRET);
-      return 1;
-    }
-  } else {
-    if (!random_secret(generated)) {
-      fprintf(stderr, "chat: cannot read /dev/urandom\n");
-      return 1;
-    }
-    secret = generated;
-    printf("chat: no CHAT_SECRET: using a random one (sign-ins end when the "
-           "server stops)\n");
+  char secret[65];
+  if (!random_secret(secret)) {
+    fprintf(stderr, "chat: cannot read /dev/urandom\n");
+    return 1;
   }
   const char *const secrets[] = {secret, NULL};
 
   chat_state state = {0};
-  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen,
-                                            .max_body_bytes = 16 << 10});
+  tl_app *app = tl_app_new(
+      &(tl_app_config){.on_listen = on_listen, .max_body_bytes = 16 << 10});
   if (!app)
     return 1;
   tl_app_set_data(app, &state);
 
   int err = 0;
   /* Logger first (it sees every answer), then the headers every answer
-   * gets, cookies (also for the WebSocket upgrade), the front end. */
+   * gets, cookies, the front end, and sessions (cookies and sessions also
+   * run for the WebSocket upgrade; static files need no session, so a
+   * page load stops before it). */
   err |= tl_app_use(app, tl_logger(NULL));
   err |= tl_app_use(app, tl_security_headers(&(tl_security_headers_options){
                              .csp = TL_CSP_STRICT "; img-src 'self' data:",
@@ -599,8 +744,13 @@ int main(int argc, char **argv) {
                              .coop = "same-origin",
                              .corp = "same-origin"}));
   err |= tl_app_use(app, tl_cookies(&(tl_cookies_options){.secrets = secrets}));
-  err |= tl_app_use(app, tl_static(pub, &(tl_static_options){
-                                            .cache_control = "no-cache"}));
+  err |= tl_app_use(
+      app, tl_static(pub, &(tl_static_options){.cache_control = "no-cache"}));
+  err |= tl_app_use(app, tl_session(&(tl_session_options){
+                             .cookie_name = "sid",
+                             .cookie_max_age = SESSION_MAX_S,
+                             .idle_timeout_s = SESSION_IDLE_S,
+                             .absolute_timeout_s = SESSION_MAX_S}));
 
   tl_middleware form[] = {tl_body_urlencoded(
       &(tl_body_urlencoded_options){.max_bytes = 4096, .max_fields = 8})};
@@ -617,6 +767,8 @@ int main(int argc, char **argv) {
   err = tl_app_listen(app, host, port);
   if (err)
     fprintf(stderr, "chat: %s\n", tl_strerror(err));
+  /* Every socket has closed (and left its session's list) when
+   * tl_app_free returns; the rooms are left. */
   tl_app_free(app);
   while (state.rooms) {
     room *r = state.rooms;

@@ -1,7 +1,7 @@
 """Fixtures for the smoke tests of the examples (examples/*.c).
 
     pytest tests/examples --hello PATH --echo PATH --rest PATH \
-        --upload PATH --auth PATH
+        --upload PATH --auth PATH --chat PATH
 
 Each example runs as a subprocess on port 0 with HOST=127.0.0.1; the port
 is read from its "listening on http://HOST:PORT" line. At teardown it gets
@@ -25,10 +25,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 from talon_server import (HOST, LISTEN_RE, SANITIZER_MARKS,  # noqa: E402,F401
                           TalonServer, finish, finish_all, sanitizer_env)
 
-EXAMPLES = ("hello", "echo", "rest", "upload", "auth")
+EXAMPLES = ("hello", "echo", "rest", "upload", "auth", "chat")
 # Only what a test sets of these reaches an example.
 EXAMPLE_ENV = ("PORT", "UPLOAD_DIR", "CORS_ORIGIN", "SESSION_SECRET",
-               "RATE_LIMIT", "RATE_BURST", "LOOKUP_DELAY_MS")
+               "RATE_LIMIT", "RATE_BURST", "LOOKUP_DELAY_MS", "CHAT_PUBLIC")
 
 
 def pytest_addoption(parser):

@@ -91,14 +91,55 @@ def test_unicode_title_round_trips(rest):
 def test_create_validation(rest, body, status):
     r = request(rest.port, "POST", "/api/todos", JSON, body)
     assert r.status == status, r
-    if status == 422 or body == "":
-        assert "error" in r.json()
+    assert_json_error(r)
 
 
-def test_wrong_content_type(rest):
+def assert_json_error(r, contains=""):
+    """Every error of the API is {"error": "..."} in application/json,
+    also those tl_body_json finds (its `error` option)."""
+    assert r.header("Content-Type") == "application/json", r
+    doc = r.json()
+    assert list(doc) == ["error"] and isinstance(doc["error"], str), doc
+    assert contains in doc["error"], doc
+    assert not doc["error"].endswith("\n")
+    return doc["error"]
+
+
+def test_malformed_json_is_a_json_error(rest):
+    for method, path in (("POST", "/api/todos"), ("PUT", "/api/todos/1"),
+                         ("PATCH", "/api/todos/1")):
+        r = request(rest.port, method, path, JSON, '{"title": "x",}')
+        assert r.status == 400, r
+        assert_json_error(r, "invalid JSON: ")
+    r = request(rest.port, "POST", "/api/todos", JSON,
+                '{"a":' * 9 + "1" + "}" * 9)
+    assert r.status == 400
+    assert assert_json_error(r) == "invalid JSON: nesting too deep"
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-"
+                                   "urlencoded", "application/jsonx", None])
+def test_wrong_content_type(rest, ctype):
     r = request(rest.port, "POST", "/api/todos",
-                {"Content-Type": "text/plain"}, "title=x")
+                {"Content-Type": ctype} if ctype else {}, "title=x")
+    assert r.status == 415, r
+    assert assert_json_error(r) == "expected a JSON body"
+    assert r.header("X-Content-Type-Options") == "nosniff"
+
+
+def test_json_in_another_charset(rest):
+    r = request(rest.port, "POST", "/api/todos",
+                {"Content-Type": "application/json; charset=latin1"},
+                '{"title":"x"}')
     assert r.status == 415
+    assert assert_json_error(r) == "JSON must be UTF-8"
+
+
+def test_body_over_the_parser_limit(rest):
+    body = '{"title":"' + "x" * (70 << 10) + '"}'  # over 64 KiB
+    r = request(rest.port, "POST", "/api/todos", JSON, body)
+    assert r.status == 413
+    assert assert_json_error(r) == "JSON body too large"
 
 
 def test_put_patch_validation(rest):

@@ -121,6 +121,18 @@ static void show_keep(tl_req *req, tl_res *res) {
   send_json(res, o);
 }
 
+/* The parsers' `error` option: the refusal as JSON, with the parser's
+ * status and message and the option's error_arg. */
+static void error_json(tl_req *req, tl_res *res, int status,
+                       const char *message, void *arg) {
+  send_json(res, json_pack("{s:i, s:s, s:s}", "status", status, "message",
+                           message, "arg", (const char *)arg));
+}
+
+/* An `error` hook that answers nothing: the status goes out, bodiless. */
+static void error_silent(tl_req *req, tl_res *res, int status,
+                         const char *message, void *arg) {}
+
 #define ROUTE(method, path, h, ...)                                            \
   do {                                                                         \
     tl_middleware mw_[] = {__VA_ARGS__};                                       \
@@ -151,12 +163,27 @@ int main(int argc, char **argv) {
                                     .max_fields = 5,
                                     .max_total_bytes = 150000};
   tl_body_multipart_options many = {.dir = upload_dir};
+  tl_body_json_options jhook = jreq;
+  jhook.error = error_json;
+  jhook.error_arg = "json";
+  tl_body_json_options jsilent = jreq;
+  jsilent.error = error_silent;
+  tl_body_urlencoded_options uhook = ureq;
+  uhook.error = error_json;
+  uhook.error_arg = "form";
+  tl_body_multipart_options mhook = mreq;
+  mhook.error = error_json;
+  mhook.error_arg = "upload";
 
   ROUTE("POST", "/json", show, tl_body_json(&jreq));
   ROUTE("POST", "/json-opt", show, tl_body_json(&jopt));
   ROUTE("POST", "/form", show, tl_body_urlencoded(&ureq));
   ROUTE("POST", "/upload", show, tl_body_multipart(&mreq));
   ROUTE("POST", "/upload-keep", show_keep, tl_body_multipart(&mreq));
+  ROUTE("POST", "/json-hook", show, tl_body_json(&jhook));
+  ROUTE("POST", "/json-silent", show, tl_body_json(&jsilent));
+  ROUTE("POST", "/form-hook", show, tl_body_urlencoded(&uhook));
+  ROUTE("POST", "/upload-hook", show, tl_body_multipart(&mhook));
   /* All three, none required: each passes other types through. */
   ROUTE("POST", "/any", show, tl_body_json(NULL), tl_body_urlencoded(NULL),
         tl_body_multipart(&many));

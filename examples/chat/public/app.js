@@ -70,6 +70,7 @@ function show(view) {
 
 function showLogin(message) {
   stopSocket();
+  me = null;
   show('login');
   $('login-room').value = room;
   const n = $('login-notice');
@@ -79,12 +80,15 @@ function showLogin(message) {
   $('name').focus();
 }
 
-// null when not signed in; throws when the server cannot be reached.
+// null when not signed in ({"name":null}); throws when the server cannot
+// be reached or fails. The body is read whatever the status: a response
+// whose body nobody reads stays open in the browser, as a pending request.
 async function whoAmI() {
   const r = await fetch('/api/me', { cache: 'no-store' });
+  const body = await r.json().catch(() => null);
   if (r.status === 401) return null;
-  if (!r.ok) throw new Error(`GET /api/me: ${r.status}`);
-  return (await r.json()).name;
+  if (!r.ok || !body) throw new Error(`GET /api/me: ${r.status}`);
+  return body.name ?? null;
 }
 
 async function start() {
@@ -154,6 +158,13 @@ function connect() {
 async function onClosed(e, opened) {
   setComposer(false);
   setStatus('offline', 'offline');
+  if (e.code === 4001) {
+    // The session was ended (signed out in another window): the server
+    // closed this socket and would refuse a new one.
+    setStatus('refused', 'signed out');
+    showLogin('You were signed out.');
+    return;
+  }
   if (e.code === 1009) {
     // The server closes a socket that sends more than max_payload.
     notify(`Message too long: the limit is ${maxBytes} bytes, it was not sent. Reconnecting…`,
@@ -165,7 +176,9 @@ async function onClosed(e, opened) {
   }
   if (!opened) {
     // Refused before it opened; the browser does not tell why, so ask:
-    // a 401 means the sign-in is gone (e.g. the server got a new secret).
+    // no name means the sign-in is gone (signed out, expired, or the
+    // server restarted). Otherwise (e.g. 429: too many rooms open with
+    // this sign-in) try again later.
     let name;
     try { name = await whoAmI(); } catch { name = undefined; }
     if (name === null) {

@@ -18,6 +18,8 @@
  *  - Errors are answered by the middleware itself with a short text/plain
  *    body and the chain stops: 400 malformed, 413 over a limit, 415 wrong
  *    type. Out of memory answers 500 (the middleware returns TL_ENOMEM).
+ *    The `error` option (a tl_body_error_fn) answers them instead, e.g. in
+ *    JSON for an API whose other errors are JSON.
  *  - Everything parsed lives until the response finishes (request-scoped).
  *    Strings returned are NUL-terminated; do not free them.
  */
@@ -31,6 +33,18 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Answers a parser's refusal in place of its short text/plain body, e.g.
+ * as {"error": "..."} for a JSON API. Called with the status already set
+ * on `res` (400, 413 or 415; 500 when an upload cannot be stored) and
+ * X-Content-Type-Options: nosniff added; `message` is the text the default
+ * answer carries, without its newline (NUL-terminated, valid during the
+ * call); `arg` is the option's error_arg. It should finish the response
+ * (tl_res_json, tl_res_send, ...; it may also change the status); the
+ * chain stops after it, and a response it left unfinished goes out with
+ * the status and an empty body. */
+typedef void (*tl_body_error_fn)(tl_req *req, tl_res *res, int status,
+                                 const char *message, void *arg);
 
 /* ---- JSON (RFC 8259) ---------------------------------------------------- */
 
@@ -49,6 +63,10 @@ typedef struct tl_body_json_options {
   int require;
   /* Answer 400 to an object with a duplicate key [0: last one wins]. */
   int reject_duplicates;
+  /* Answers refusals instead of the text/plain default [NULL]; error_arg
+   * is passed to it. */
+  tl_body_error_fn error;
+  void *error_arg;
 } tl_body_json_options;
 
 /* Parses bodies of type application/json or application/<anything>+json
@@ -70,9 +88,11 @@ TL_EXTERN struct json_t *tl_req_json(const tl_req *req);
 /* ---- Forms: application/x-www-form-urlencoded -------------------------- */
 
 typedef struct tl_body_urlencoded_options {
-  size_t max_bytes;    /* bodies longer than this: 413 [1048576] */
-  unsigned max_fields; /* more name=value pairs than this: 413 [1000] */
-  int require;         /* 415 for a body of another type [0] */
+  size_t max_bytes;       /* bodies longer than this: 413 [1048576] */
+  unsigned max_fields;    /* more name=value pairs than this: 413 [1000] */
+  int require;            /* 415 for a body of another type [0] */
+  tl_body_error_fn error; /* answers refusals [NULL: text/plain] */
+  void *error_arg;        /* passed to `error` */
 } tl_body_urlencoded_options;
 
 /* Parses application/x-www-form-urlencoded bodies (the WHATWG rules: pairs
@@ -114,6 +134,8 @@ typedef struct tl_body_multipart_options {
   unsigned max_fields;      /* more non-file parts: 413 [1000] */
   uint64_t max_total_bytes; /* all parts' contents together: 413 [52428800] */
   int require;              /* 415 for a body of another type [0] */
+  tl_body_error_fn error;   /* answers refusals [NULL: text/plain] */
+  void *error_arg;          /* passed to `error` */
 } tl_body_multipart_options;
 
 /* Parses multipart/form-data bodies. The boundary comes from the
@@ -130,7 +152,8 @@ typedef struct tl_body_multipart_options {
  * thread (write(2) into the page cache: put `dir` on a fast local or tmpfs
  * file system). `opts` (NULL: defaults) is copied. On allocation failure
  * fn is NULL. */
-TL_EXTERN tl_middleware tl_body_multipart(const tl_body_multipart_options *opts);
+TL_EXTERN tl_middleware
+tl_body_multipart(const tl_body_multipart_options *opts);
 
 /* An uploaded file. All strings are NUL-terminated and live until the
  * response finishes. */

@@ -1,0 +1,124 @@
+/* Shared by the examples: reading the port and host from the command line
+ * and the environment, and printing the "listening on" line. Every example
+ * had its own copy of this code, and every copy accepted "hello abc" as
+ * port 0 (atoi) and printed IPv6 hosts without brackets; one copy here
+ * keeps them alike. Like the examples, it uses only the public headers.
+ */
+#ifndef TALON_EXAMPLES_COMMON_H
+#define TALON_EXAMPLES_COMMON_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <talon.h>
+
+#define EXAMPLE_DEFAULT_PORT 3000
+#define EXAMPLE_DEFAULT_HOST "0.0.0.0"
+
+/* A URL's "http://HOST:PORT" needs at most this many bytes: an IPv6
+ * address with a zone, its '%' escaped, in brackets, and a port. */
+#define EXAMPLE_URL_MAX 128
+
+/* Parses a port: decimal digits only, 0 to 65535 (0: any free port).
+ * atoi() would turn "abc" into 0 and so bind a random port without a
+ * word, and "80x" into 80. */
+static inline bool example_parse_port(const char *s, int *port) {
+  long v = 0;
+  if (!s || !*s)
+    return false;
+  for (const char *p = s; *p; p++) {
+    if (*p < '0' || *p > '9')
+      return false;
+    v = v * 10 + (*p - '0');
+    if (v > 65535)
+      return false;
+  }
+  *port = (int)v;
+  return true;
+}
+
+static inline void example_usage(FILE *f, const char *name,
+                                 const char *env_help) {
+  fprintf(f,
+          "usage: %s [PORT]\n"
+          "  PORT            0-65535, 0: any free port [$PORT, else %d]\n"
+          "environment:\n"
+          "  HOST            the address to listen on [%s]; :: for IPv6\n"
+          "%s",
+          name, EXAMPLE_DEFAULT_PORT, EXAMPLE_DEFAULT_HOST,
+          env_help ? env_help : "");
+}
+
+/* Reads the command line and PORT / HOST. The port is the only argument,
+ * else $PORT (empty counts as unset), else 3000; the host is $HOST, else
+ * 0.0.0.0. `env_help` lists the example's other variables for the usage
+ * text (lines of two spaces, the name padded to 16 columns, the meaning
+ * and a newline; may be NULL).
+ *
+ * Returns -1 to go on; otherwise main returns the value: 0 after -h or
+ * --help printed the usage, 2 after a bad argument (the usage goes to
+ * stderr, as usual for a usage error). */
+static inline int example_args(int argc, char **argv, const char *name,
+                               const char *env_help, const char **host,
+                               int *port) {
+  if (argc > 1 &&
+      (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+    example_usage(stdout, name, env_help);
+    return 0;
+  }
+  if (argc > 2) {
+    fprintf(stderr, "%s: too many arguments\n", name);
+    example_usage(stderr, name, env_help);
+    return 2;
+  }
+  const char *from_env = getenv("PORT");
+  const char *s = argc > 1 ? argv[1] : from_env && *from_env ? from_env : NULL;
+  *port = EXAMPLE_DEFAULT_PORT;
+  if (s && !example_parse_port(s, port)) {
+    fprintf(stderr, "%s: %s%s is not a port (0-65535)\n", name,
+            argc > 1 ? "" : "PORT=", s);
+    example_usage(stderr, name, env_help);
+    return 2;
+  }
+  *host = getenv("HOST");
+  if (!*host || !**host)
+    *host = EXAMPLE_DEFAULT_HOST;
+  return -1;
+}
+
+/* "http://HOST:PORT" into `buf`: an IPv6 address goes in brackets and the
+ * '%' before a zone becomes "%25" (RFC 3986, RFC 6874), so that the URL
+ * can be pasted into a browser or curl as printed. */
+static inline void example_url(char *buf, size_t size, const char *host,
+                               int port) {
+  bool v6 = strchr(host, ':') != NULL;
+  size_t o = 0;
+  int n = snprintf(buf, size, "http://%s", v6 ? "[" : "");
+  if (n < 0 || (size_t)n >= size)
+    return;
+  o = (size_t)n;
+  for (const char *p = host; *p && o + 4 < size; p++) {
+    if (*p == '%') {
+      memcpy(buf + o, "%25", 3);
+      o += 3;
+    } else {
+      buf[o++] = *p;
+    }
+  }
+  snprintf(buf + o, size - o, "%s:%d", v6 ? "]" : "", port);
+}
+
+/* Prints "NAME: listening on URL" and flushes stdout: the tests (and
+ * whoever starts an example with port 0) read the port from that line,
+ * and stdout is a pipe then, which stdio would buffer. */
+static inline void example_print_listening(const char *name, const char *host,
+                                           int port) {
+  char url[EXAMPLE_URL_MAX];
+  example_url(url, sizeof url, host, port);
+  printf("%s: listening on %s\n", name, url);
+  fflush(stdout);
+}
+
+#endif /* TALON_EXAMPLES_COMMON_H */
