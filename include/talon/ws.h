@@ -206,9 +206,11 @@ TL_EXTERN int tl_ws_close(tl_ws *ws, int code, const char *reason);
 /* Close TCP at once, without a close frame. `close` runs with 1006. */
 TL_EXTERN void tl_ws_terminate(tl_ws *ws);
 
-/* Run `fn(ws, arg)` with sends corked: everything it sends leaves in one
- * write. Sends inside open/message/drain/ping/pong handlers are corked
- * already; use this from timers and other sockets' callbacks. */
+/* Runs `fn(ws, arg)` and nothing more: kept for Bun's ws.cork(). In
+ * talon every send is corked already, wherever it is made (a handler, a
+ * timer, another socket's callback): what a socket is sent in one loop
+ * turn leaves in one write at the end of the turn (early only when more
+ * than 64 KiB piles up). */
 TL_EXTERN void tl_ws_cork(tl_ws *ws, void (*fn)(tl_ws *ws, void *arg),
                           void *arg);
 
