@@ -7,26 +7,30 @@ import socket
 import threading
 import time
 
+import pytest
+
 from conftest import (ECHO_MAX_BACKPRESSURE, FEED_MAX_BACKPRESSURE, KiB, MiB,
                       OP_BINARY, Canaries, WSClient, after_attack, asan_slack,
                       build_frame, report_memory, scaled, ws_connect)
 
 
-def test_tiny_publishes_to_a_subscriber_that_never_reads(srv):
+@pytest.mark.parametrize("size,count", [(24, 30000), (1000, 3000),
+                                        (3000, 1000)])
+def test_small_publishes_to_a_subscriber_that_never_reads(srv, size, count):
     """One /feed subscriber never reads while publishers on /pub send
-    tens of thousands of 24-byte messages, one frame per write, so that
-    most loop turns publish only a message or two. Each turn's frames
-    share one block of at least 4 KiB; the slow subscriber's backlog
+    thousands of small messages, one frame per write, so that most loop
+    turns publish only a message or two. Each turn's frames share one
+    block of at least 4 KiB; the slow subscriber's backlog
     (max_backpressure 256 KiB of frames) must not pin a whole block per
-    turn. Its pinned memory may be at most about twice what it counts.
-    Bound: 8 MiB (before the fix: about 4 KiB per queued turn, tens of
-    MiB)."""
+    turn, whatever the message size. Its pinned memory may be at most
+    about twice what it counts. Bound: 8 MiB (before the fix, with 24-byte
+    messages: about 4 KiB per queued turn, 15 MiB here)."""
     npub = 4
-    per = scaled(srv, 30000, asan_default=0.25)
+    per = scaled(srv, count, asan_default=0.25)
     base = srv.rss_kib()
     slow = ws_connect(srv.port, "/feed", rcvbuf=4096)
     srv.wait_stats(lambda st: st["feed_subscribers"] == 1, what="subscriber")
-    frame = build_frame(OP_BINARY, b"a tiny published message", mask=True)
+    frame = build_frame(OP_BINARY, bytes(size), mask=True)
     errors = []
 
     def publisher():
@@ -58,7 +62,7 @@ def test_tiny_publishes_to_a_subscriber_that_never_reads(srv):
         # for it, so the limit was what bounded it.
         assert st["ws_dropped"] > 0, st
     slow.close()
-    report_memory("tiny publishes, subscriber never reads", base,
+    report_memory(f"{size}-byte publishes, subscriber never reads", base,
                   can.peak_rss, 8 * 1024 + asan_slack(srv),
                   f"{npub * per} messages, max_backpressure "
                   f"{FEED_MAX_BACKPRESSURE // KiB} KiB, "
