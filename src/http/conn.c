@@ -229,6 +229,7 @@ static int on_headers_complete(llhttp_t *p) {
   const tl_app_config *o = &h->app->opt;
   if (!head_ends_right(h))
     return fail(h, 400, "Bad Request");
+  unsigned hosts = 0;
   /* Trim and NUL-terminate every span in place: the byte after each is
    * part of the already-parsed head (':' , OWS, CR or a space). */
   for (uint32_t i = 0; i < r->nhdrs; i++) {
@@ -236,6 +237,7 @@ static int on_headers_complete(llhttp_t *p) {
     if (!is_token(h->msg + hd->name_off, hd->name_len))
       return fail(h, 400, "Bad Request");
     h->msg[hd->name_off + hd->name_len] = '\0';
+    hosts += tl__strncasecmp_eq(h->msg + hd->name_off, hd->name_len, "host", 4);
     if (hd->value_off == UINT32_MAX)
       continue;
     while (hd->value_len && is_ows(h->msg[hd->value_off]))
@@ -257,6 +259,11 @@ static int on_headers_complete(llhttp_t *p) {
   r->version = p->http_major * 10 + p->http_minor;
   if (p->http_major != 1)
     return fail(h, 505, "HTTP Version Not Supported");
+  /* RFC 9112 3.2: an HTTP/1.1 request has exactly one Host; with none or
+   * two, which authority the request is for (and the origin checks that
+   * read Host) would be up to whoever reads it. */
+  if (hosts > 1 || (hosts == 0 && r->version >= 11))
+    return fail(h, 400, "Bad Request");
   r->keep_alive = llhttp_should_keep_alive(p);
   bool chunked = (p->flags & F_CHUNKED) != 0;
   h->chunked = chunked;

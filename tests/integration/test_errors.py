@@ -247,6 +247,28 @@ def test_chunked_framing_valid_split_anywhere(server):
             assert c.read_response().status == 200, cut
 
 
+@pytest.mark.parametrize("head", [
+    b"GET /hello HTTP/1.1\r\n\r\n",
+    b"GET /hello HTTP/1.1\r\nX-A: b\r\n\r\n",
+    b"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"GET /hello HTTP/1.1\r\nHost: a\r\nhOST: a\r\n\r\n",
+    b"GET /hello HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+], ids=["no-host", "no-host-other-header", "two-hosts", "two-hosts-same",
+        "two-hosts-1.0"])
+def test_host_missing_or_repeated_400(server, head):
+    """RFC 9112 3.2: an HTTP/1.1 request carries exactly one Host; two are
+    refused in any version."""
+    error_then_close(server.port, head, 400)
+    assert_still_serving(server.port)
+
+
+def test_http10_without_host_ok(server):
+    with Conn(server.port) as c:
+        c.send(b"GET /hello HTTP/1.0\r\n\r\n")
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"hello, world\n")
+
+
 def test_same_content_length_twice_400(server):
     """Even two equal Content-Lengths are refused (README: conflicting
     lengths are 400; a front end may merge or refuse them)."""
