@@ -42,10 +42,83 @@ static int check_head(tl__hconn *h, const char *end) {
   return 0;
 }
 
+/* ---- Framing ------------------------------------------------------------
+ *
+ * Compiled without strict mode (as a system llhttp 8 may be), llhttp takes
+ * any two bytes after a chunk's data for its CRLF, and any byte after the
+ * CR that ends a chunk size line, the trailers or the head for the LF.
+ * `3\r\nabcXY0\r\n\r\n` is then a whole chunked body, and whatever follows a
+ * request the next one, where a front end sees other boundaries: request
+ * smuggling. The bundled llhttp is compiled strict; these checks hold the
+ * framing either way. A CRLF is checked where its bytes are: in the buffer
+ * llhttp has now, among the last bytes of the one before (h->tail), or,
+ * after chunk data, in the next one (h->crlf_due). */
+
+/* The byte at `off` from the start of the buffer llhttp has; negative
+ * offsets reach the previous buffer's tail. -1 if that is not known. */
+static int byte_at(const tl__hconn *h, ptrdiff_t off) {
+  if (off >= 0)
+    return off < h->xend - h->xbeg ? (unsigned char)h->xbeg[off] : -1;
+  if (-off > h->ntail)
+    return -1;
+  return (unsigned char)h->tail[sizeof h->tail + off];
+}
+
+/* Whether the two bytes before `p` (in the buffer llhttp has, or at its
+ * very end) are a CRLF. */
+static bool crlf_before(const tl__hconn *h, const char *p) {
+  ptrdiff_t off = p - h->xbeg;
+  return byte_at(h, off - 2) == '\r' && byte_at(h, off - 1) == '\n';
+}
+
+/* Checks the due bytes of the CRLF after chunk data against [p, end). */
+static int check_due(tl__hconn *h, const char *p, const char *end) {
+  for (; h->crlf_due && p < end; p++, h->crlf_due--)
+    if (*p != "\r\n"[2 - h->crlf_due])
+      return fail(h, 400, "Bad Request");
+  return 0;
+}
+
+/* Keeps the last bytes of those llhttp consumed, [p, p+n), for the checks
+ * that look back from the start of the next buffer. */
+static void keep_tail(tl__hconn *h, const char *p, size_t n) {
+  const size_t cap = sizeof h->tail;
+  if (n >= cap) {
+    memcpy(h->tail, p + n - cap, cap);
+    h->ntail = (uint8_t)cap;
+    return;
+  }
+  memmove(h->tail, h->tail + n, cap - n);
+  memcpy(h->tail + cap - n, p, n);
+  h->ntail = (uint8_t)(h->ntail + n < cap ? h->ntail + n : cap);
+}
+
+/* The head ends with an empty line: after the line of its last span (the
+ * last header, or the request line), a CRLF. llhttp checked every line
+ * before it, so its first LF ends that line. */
+static bool head_ends_right(const tl__hconn *h) {
+  const tl_req *r = &h->req;
+  uint32_t end = r->url_off + r->url_len;
+  if (r->nhdrs) {
+    const tl__hdr *hd = &r->hdrs[r->nhdrs - 1];
+    /* An empty value may be reported at the start of the next line. */
+    end = hd->value_len ? hd->value_off + hd->value_len
+                        : hd->name_off + hd->name_len;
+  }
+  const char *p = h->msg + end;
+  const char *lf = memchr(p, '\n', (size_t)(h->xend - p));
+  return lf && crlf_before(h, lf + 3);
+}
+
 static int on_message_begin(llhttp_t *p) {
   tl__hconn *h = H(p);
   tl_req *r = &h->req;
   h->phase = TL__P_HEAD;
+  h->ntail = 0;
+  h->crlf_due = 0;
+  h->chunk_line = 0;
+  h->chunked = false;
+  h->trailer_bytes = 0;
   r->nhdrs = 0;
   r->cur_hdr_state = 0;
   r->url_off = r->url_len = 0;
@@ -79,9 +152,28 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
   return check_head(h, at + n);
 }
 
+/* A chunked body's trailer fields are parsed and dropped: they arrive
+ * after the head was handed out as NUL-terminated spans, and their bytes
+ * are not kept once read (see keep_input). Read as headers they would
+ * also let a client add "headers" that a front end checking the head
+ * never saw. They count against max_header_bytes. */
+static int trailer(tl__hconn *h, size_t n) {
+  h->trailer_bytes += n;
+  if (h->trailer_bytes > h->http->opt->max_header_bytes)
+    return fail(h, 431, "Request Header Fields Too Large");
+  return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   tl__hconn *h = H(p);
   tl_req *r = &h->req;
+  if (h->chunk_line == 2) { /* the first trailer */
+    h->chunk_line = 0;
+    if (!crlf_before(h, at))
+      return fail(h, 400, "Bad Request");
+  }
+  if (h->phase == TL__P_BODY)
+    return trailer(h, n);
   if (r->cur_hdr_state != 1) {
     if (r->nhdrs >= h->http->opt->max_headers)
       return fail(h, 431, "Request Header Fields Too Large");
@@ -101,6 +193,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   tl__hconn *h = H(p);
   tl_req *r = &h->req;
+  if (h->phase == TL__P_BODY)
+    return trailer(h, n);
   tl__hdr *hd = &r->hdrs[r->nhdrs - 1];
   bool fresh = hd->value_off == UINT32_MAX;
   r->cur_hdr_state = 2;
@@ -133,6 +227,9 @@ static int on_headers_complete(llhttp_t *p) {
   tl__hconn *h = H(p);
   tl_req *r = &h->req;
   const tl_app_config *o = h->http->opt;
+  if (!head_ends_right(h))
+    return fail(h, 400, "Bad Request");
+  unsigned hosts = 0;
   /* Trim and NUL-terminate every span in place: the byte after each is
    * part of the already-parsed head (':' , OWS, CR or a space). */
   for (uint32_t i = 0; i < r->nhdrs; i++) {
@@ -140,6 +237,7 @@ static int on_headers_complete(llhttp_t *p) {
     if (!is_token(h->msg + hd->name_off, hd->name_len))
       return fail(h, 400, "Bad Request");
     h->msg[hd->name_off + hd->name_len] = '\0';
+    hosts += tl__strncasecmp_eq(h->msg + hd->name_off, hd->name_len, "host", 4);
     if (hd->value_off == UINT32_MAX)
       continue;
     while (hd->value_len && is_ows(h->msg[hd->value_off]))
@@ -161,8 +259,14 @@ static int on_headers_complete(llhttp_t *p) {
   r->version = p->http_major * 10 + p->http_minor;
   if (p->http_major != 1)
     return fail(h, 505, "HTTP Version Not Supported");
+  /* RFC 9112 3.2: an HTTP/1.1 request has exactly one Host; with none or
+   * two, which authority the request is for (and the origin checks that
+   * read Host) would be up to whoever reads it. */
+  if (hosts > 1 || (hosts == 0 && r->version >= 11))
+    return fail(h, 400, "Bad Request");
   r->keep_alive = llhttp_should_keep_alive(p);
   bool chunked = (p->flags & F_CHUNKED) != 0;
+  h->chunked = chunked;
   bool has_len = (p->flags & F_CONTENT_LENGTH) != 0;
   if (has_len && p->content_length > o->max_body_bytes)
     return fail(h, 413, "Content Too Large");
@@ -182,6 +286,18 @@ static int on_headers_complete(llhttp_t *p) {
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   tl__hconn *h = H(p);
   tl_req *r = &h->req;
+  if (h->chunked) {
+    /* A chunk's data follows its size line's CRLF; when it is all here
+     * (nothing left of the chunk's length), a CRLF follows it. */
+    if (h->chunk_line == 1 && !crlf_before(h, at))
+      return fail(h, 400, "Bad Request");
+    h->chunk_line = 0;
+    if (p->content_length == 0) {
+      h->crlf_due = 2;
+      if (check_due(h, at + n, h->xend))
+        return -1;
+    }
+  }
   if (r->body_len + n > h->http->opt->max_body_bytes)
     return fail(h, 413, "Content Too Large");
   uint32_t off = (uint32_t)(at - h->msg);
@@ -201,6 +317,7 @@ static int on_chunk_header(llhttp_t *p) {
   tl__hconn *h = H(p);
   if (h->req.body_len + p->content_length > h->http->opt->max_body_bytes)
     return fail(h, 413, "Content Too Large");
+  h->chunk_line = p->content_length ? 1 : 2;
   return 0;
 }
 
@@ -254,13 +371,28 @@ static void process(tl__hconn *h) {
     }
     const char *start = h->msg + h->parse_pos;
     size_t len = h->avail - h->parse_pos;
+    h->xbeg = start;
+    h->xend = start + len;
+    if (check_due(h, start, h->xend)) {
+      tl__res_send_error(h, 400, "Bad Request");
+      break;
+    }
     llhttp_errno_t err = llhttp_execute(&h->parser, start, len);
     if (err == HPE_OK) {
+      keep_tail(h, start, len);
       h->parse_pos = h->avail;
       break;
     }
     h->parse_pos += (size_t)(llhttp_get_error_pos(&h->parser) - start);
     if (err == HPE_PAUSED) {
+      /* A chunked body ends with the CRLF after the last chunk's line
+       * or after its trailers. */
+      const char *end = h->msg + h->parse_pos;
+      if (h->chunked && (!crlf_before(h, end) ||
+                         (h->chunk_line == 2 && !crlf_before(h, end - 2)))) {
+        tl__res_send_error(h, 400, "Bad Request");
+        break;
+      }
       llhttp_resume(&h->parser);
       tl__dispatch(h);
       /* Answered within the call: on to the next request. Otherwise the

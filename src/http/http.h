@@ -215,6 +215,14 @@ struct tl__hconn {
   size_t avail;        /* bytes from msg that are available */
   size_t idle_pending; /* output not yet written when the keep-alive
                         * deadline was last set (see on_timeout) */
+  /* Framing checks llhttp may not make (see "Framing" in conn.c). */
+  const char *xbeg, *xend; /* the bytes llhttp_execute has now */
+  char tail[4];            /* the last bytes it had before them */
+  uint8_t ntail;
+  uint8_t crlf_due;     /* bytes of the CRLF after chunk data still to see */
+  uint8_t chunk_line;   /* a chunk size line ended: 1 data, 2 trailers next */
+  bool chunked;         /* the message has a chunked body */
+  size_t trailer_bytes; /* of a chunked body's trailers, which are dropped */
   tl__arena arena;
   tl_req req;
   tl_res res;

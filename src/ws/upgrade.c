@@ -192,9 +192,13 @@ static void upgrade(tl_req *req, tl_res *res, void *data) {
     tl_res_text(res, "Upgrade Required: WebSocket version 13 only\n");
     return;
   }
+  /* RFC 6455 11.3.1: the key appears once. With two, which one the 101
+   * answers would be up to whoever reads it (a front end may read the
+   * other). */
   if (req->version < 11 || !conn ||
       !tl__token_list_has(conn, strlen(conn), "upgrade") || !key ||
-      !tl__ws_key_valid(key, strlen(key))) {
+      !tl__ws_key_valid(key, strlen(key)) ||
+      tl_req_header_at(req, "sec-websocket-key", 1)) {
     reject(res, 400, "Bad Request: invalid WebSocket handshake\n");
     return;
   }

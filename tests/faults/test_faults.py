@@ -147,7 +147,7 @@ def workload(port, strict):
     step(("POST /upload HTTP/1.1\r\nHost: x\r\n"
           "Content-Type: multipart/form-data; boundary=b0undary\r\n"
           f"Content-Length: {len(mp)}\r\n\r\n").encode() + mp, [200])
-    step(b"GET /\x01 HTTP/1.1\r\n\r\n", [400])
+    step(b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n", [400])
     if strict:
         assert got == want, f"responses {got}, expected {want}"
     ws_steps(port, strict)

@@ -71,7 +71,7 @@ def http_seeds():
         "POST / HTTP/1.1\nHost: a\nContent-Length: 0\n\n"))
     write(t, "split_pieces", pieces + crlf(
         "GET /users/x%41y?q=1 HTTP/1.1\nHost: a\nX-Long: " + "v" * 40 +
-        "\n\nGET /defer HTTP/1.1\n\n"))
+        "\n\nGET /defer HTTP/1.1\nHost: a\n\n"))
     write(t, "split_lines", lines + crlf(
         "POST /echo HTTP/1.1\nHost: a\nTransfer-Encoding: chunked\n"
         "Content-Type: text/plain\nAccept-Encoding: gzip\n\n"
@@ -81,7 +81,8 @@ def http_seeds():
         "POST /items HTTP/1.1\nHost: a\nContent-Type: application/json\n"
         "Content-Length: %d\n\n" % len(js)) + js)
     write(t, "json_deep", whole + crlf(
-        "POST /items HTTP/1.1\nContent-Type: application/vnd.x+json; charset=utf-8\n"
+        "POST /items HTTP/1.1\nHost: a\n"
+        "Content-Type: application/vnd.x+json; charset=utf-8\n"
         "Content-Length: 20\n\n") + b"[[[[[[[[[[]]]]]]]]]]")
     form = b"a=1&b=x+y%21&a=2&&c"
     write(t, "urlencoded", whole + crlf(
@@ -100,24 +101,28 @@ def http_seeds():
         "PUT /echo HTTP/1.1\nHost: a\nExpect: 100-continue\n"
         "Content-Length: 3\n\nabc"))
     write(t, "http10_stream", whole + crlf(
-        "GET /stream HTTP/1.0\n\nGET /stream HTTP/1.1\nConnection: close\n\n"))
+        "GET /stream HTTP/1.0\n\n"
+        "GET /stream HTTP/1.1\nHost: a\nConnection: close\n\n"))
     write(t, "api_cors", whole + crlf(
         "OPTIONS /api/any HTTP/1.1\nHost: a\nOrigin: https://x.example\n"
         "Access-Control-Request-Method: PUT\n"
         "Access-Control-Request-Headers: x-a, content-type\n\n"
-        "DELETE /api/thing/7 HTTP/1.1\nOrigin: null\n\n"
-        "GET /api/v1/p/q HTTP/1.1\n\nPATCH /api/thing HTTP/1.1\n\n"))
+        "DELETE /api/thing/7 HTTP/1.1\nHost: a\nOrigin: null\n\n"
+        "GET /api/v1/p/q HTTP/1.1\nHost: a\n\n"
+        "PATCH /api/thing HTTP/1.1\nHost: a\n\n"))
     write(t, "redirect_inject", whole + crlf(
-        "GET /redirect?to=/a%0d%0aSet-Cookie:%20x=1 HTTP/1.1\n\n"
-        "GET /users/1?q=%0d%0aX:%201 HTTP/1.1\n\n"))
+        "GET /redirect?to=/a%0d%0aSet-Cookie:%20x=1 HTTP/1.1\nHost: a\n\n"
+        "GET /users/1?q=%0d%0aX:%201 HTTP/1.1\nHost: a\n\n"))
     write(t, "limits", whole + crlf(
-        "GET /" + "u" * 300 + " HTTP/1.1\n\n"))
+        "GET /" + "u" * 300 + " HTTP/1.1\nHost: a\n\n"))
     write(t, "too_many_headers", whole + crlf(
-        "GET / HTTP/1.1\n" + "".join("H%d: v\n" % i for i in range(30)) + "\n"))
+        "GET / HTTP/1.1\nHost: a\n" +
+        "".join("H%d: v\n" % i for i in range(30)) + "\n"))
     write(t, "body_too_big", whole + crlf(
-        "POST /echo HTTP/1.1\nContent-Length: 5000\n\n") + b"z" * 100)
+        "POST /echo HTTP/1.1\nHost: a\nContent-Length: 5000\n\n") + b"z" * 100)
     write(t, "bad_request", whole + b"GET / HTTP/1.1\nHost: a\n\n\x00\x01junk\r\n\r\n")
-    write(t, "reset", rst + crlf("GET /defer HTTP/1.1\n\nGET /big HTTP/1.1\n\n"))
+    write(t, "reset", rst + crlf("GET /defer HTTP/1.1\nHost: a\n\n"
+                                 "GET /big HTTP/1.1\nHost: a\n\n"))
 
     key = "dGhlIHNhbXBsZSBub25jZQ=="
     up = ("GET /ws%s HTTP/1.1\nHost: a\nUpgrade: websocket\nConnection: Upgrade\n"
@@ -142,7 +147,8 @@ def http_seeds():
             "", "Sec-WebSocket-Extensions: permessage-deflate\n"))
         + frame(1, pmd_deflate(b"x" * 400), rsv1=True) + frame(1, b"y" * 300))
     write(t, "ws_bad", whole + crlf(up % ("?deny=1", "")) +
-          crlf("GET /ws HTTP/1.1\nUpgrade: websocket\nConnection: upgrade\n\n") +
+          crlf("GET /ws HTTP/1.1\nHost: a\nUpgrade: websocket\n"
+               "Connection: upgrade\n\n") +
           crlf(up % ("", "")) + frame(1, b"\xff\xfe") + frame(1, b"unmasked", mask=False))
 
 

@@ -167,6 +167,117 @@ def test_bad_framing_and_chars_400(server, head):
     assert_still_serving(server.port)
 
 
+# ---- request smuggling -----------------------------------------------------
+
+CHUNKED_HEAD = (b"POST /body HTTP/1.1\r\nHost: t\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n")
+HIDDEN_GET = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def send_pieces(c, pieces, delay=0.05):
+    """Sends each piece on its own, a little apart, so that the server
+    reads them apart (the framing must hold across reads too)."""
+    for i, piece in enumerate(pieces):
+        if i:
+            time.sleep(delay)
+        try:
+            c.send(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the server answered and closed
+
+
+@pytest.mark.parametrize("pieces", [
+    # Any two bytes after a chunk's data taken for its CRLF: the GET that
+    # follows the body would run ([405, 200] on a route without POST).
+    [CHUNKED_HEAD + b"3\r\nabcXY0\r\n\r\n" + HIDDEN_GET],
+    [CHUNKED_HEAD + b"3\r\nabc", b"XY0\r\n\r\n" + HIDDEN_GET],
+    [CHUNKED_HEAD + b"3\r\nabc\r", b"X0\r\n\r\n" + HIDDEN_GET],
+    # A bare LF after the data: to a front end that takes it for a line
+    # end, "10" is the next chunk's size, and the GET is in its data.
+    [CHUNKED_HEAD + b"3\r\nabc\n10\r\n\r\n" + HIDDEN_GET],
+    # No CRLF at all: an immediate 400, not a wait for a chunk "f...".
+    [CHUNKED_HEAD + b"3\r\nabcdef"],
+    # A CR followed by something else where a line ends: after a chunk
+    # size, the last chunk's line, the trailers, the head.
+    [CHUNKED_HEAD + b"3\rXabc\r\n0\r\n\r\n" + HIDDEN_GET],
+    [CHUNKED_HEAD + b"3\r", b"Xabc\r\n0\r\n\r\n" + HIDDEN_GET],
+    [CHUNKED_HEAD + b"3\r\nabc\r\n0\rX\r\n" + HIDDEN_GET],
+    [CHUNKED_HEAD + b"3\r\nabc\r\n0\r\n\rX" + HIDDEN_GET],
+    [CHUNKED_HEAD + b"3\r\nabc\r\n0\r\n\r", b"X" + HIDDEN_GET],
+    [CHUNKED_HEAD + b"0\r\nX-T: 1\r\n\rX" + HIDDEN_GET],
+    [b"GET /hello HTTP/1.1\r\nHost: t\r\n\rX" + HIDDEN_GET],
+], ids=["data-XY", "data-XY-split", "data-CR-X-split", "data-LF",
+        "data-no-CRLF", "size-CR-X", "size-CR-X-split", "last-size-CR-X",
+        "end-CR-X", "end-CR-X-split", "trailers-CR-X", "head-CR-X"])
+def test_chunked_framing_smuggling_400(server, pieces):
+    """Each is one bad request: 400 and close, and nothing behind it runs
+    (no second response). Built without strict mode, llhttp 8 accepts all
+    of these; talon checks the framing itself."""
+    with Conn(server.port, timeout=3) as c:
+        send_pieces(c, pieces)
+        r = c.read_response()
+        assert r.status == 400, r
+        assert r.header("Connection") == "close", r
+        assert c.wait_closed(3), "connection not closed after error"
+    assert_still_serving(server.port)
+
+
+def test_chunked_framing_valid_split_anywhere(server):
+    """A valid chunked body (extension, several chunks, trailers) and a
+    request behind it, split in two (and three) at every byte of the
+    body's framing: always both answers. Trailer fields are read and
+    dropped: they are not request headers."""
+    body = (b"3\r\nabc\r\n10;ext=1\r\n0123456789abcdef\r\n"
+            b"0\r\nX-Trailer: 1\r\nX-Other: 2\r\n\r\n")
+    head = (b"POST /echo?h=x-trailer HTTP/1.1\r\nHost: t\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    data = head + body + HIDDEN_GET
+    cuts = [[i] for i in range(len(head) - 2, len(head) + len(body) + 2)]
+    cuts += [[i, i + 1] for i in range(len(head), len(head) + len(body))]
+    for cut in cuts:
+        bounds = [0] + cut + [len(data)]
+        pieces = [data[a:b] for a, b in zip(bounds, bounds[1:])]
+        with Conn(server.port, timeout=3) as c:
+            send_pieces(c, pieces, delay=0.01)
+            r = c.read_response()
+            assert r.status == 200, (cut, r)
+            j = r.json()
+            assert j["body"] == "abc0123456789abcdef", (cut, j)
+            assert j["want"] == [] and j["nheaders"] == 2, (cut, j)
+            assert c.read_response().status == 200, cut
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /hello HTTP/1.1\r\n\r\n",
+    b"GET /hello HTTP/1.1\r\nX-A: b\r\n\r\n",
+    b"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"GET /hello HTTP/1.1\r\nHost: a\r\nhOST: a\r\n\r\n",
+    b"GET /hello HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+], ids=["no-host", "no-host-other-header", "two-hosts", "two-hosts-same",
+        "two-hosts-1.0"])
+def test_host_missing_or_repeated_400(server, head):
+    """RFC 9112 3.2: an HTTP/1.1 request carries exactly one Host; two are
+    refused in any version."""
+    error_then_close(server.port, head, 400)
+    assert_still_serving(server.port)
+
+
+def test_http10_without_host_ok(server):
+    with Conn(server.port) as c:
+        c.send(b"GET /hello HTTP/1.0\r\n\r\n")
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"hello, world\n")
+
+
+def test_same_content_length_twice_400(server):
+    """Even two equal Content-Lengths are refused (README: conflicting
+    lengths are 400; a front end may merge or refuse them)."""
+    error_then_close(server.port,
+                     b"POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                     b"Content-Length: 5\r\n\r\nhello" + HIDDEN_GET, 400)
+    assert_still_serving(server.port)
+
+
 def test_bad_request_isolated(server):
     with Conn(server.port) as good:
         assert good.request("GET", "/hello").status == 200

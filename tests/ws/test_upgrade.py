@@ -328,6 +328,32 @@ def test_bad_key_400(srv, key):
     assert r.status == 400, r
 
 
+@pytest.mark.parametrize("keys", [
+    ["dGhlIHNhbXBsZSBub25jZQ==", "AQIDBAUGBwgJCgsMDQ4PEA=="],
+    ["dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ=="],
+], ids=["different", "same"])
+def test_two_keys_400(srv, keys):
+    """RFC 6455 11.3.1: Sec-WebSocket-Key appears once. Which of two the
+    101 answers would depend on who reads them: no 101 at all."""
+    st0 = srv.stats()
+    r = raw_upgrade(srv.port, "/echo", headers={"Sec-WebSocket-Key": keys})
+    assert r.status == 400, r
+    assert r.header("sec-websocket-accept") is None
+    assert srv.stats()["opens"] == st0["opens"]
+
+
+@pytest.mark.parametrize("host", [None, ["a.example", "b.example"]],
+                         ids=["none", "two"])
+def test_host_missing_or_repeated_400(srv, host):
+    """An upgrade is an HTTP/1.1 request: exactly one Host (an origin
+    check that compares Origin with Host must not pick one of two)."""
+    st0 = srv.stats()
+    r = raw_upgrade(srv.port, "/echo", headers={"Host": host})
+    assert r.status == 400, r
+    assert r.header("sec-websocket-accept") is None
+    assert srv.stats()["opens"] == st0["opens"]
+
+
 def test_rfc_sample_key(srv):
     """RFC 6455's example key gives its example accept value."""
     data, _ = upgrade_request(srv.port, "/echo",
