@@ -16,4 +16,6 @@
 #include "talon/pubsub.h"
 #include "talon/mw.h"
 
+#include "talon/util.h"
+
 #endif /* TALON_H */

@@ -168,7 +168,7 @@ static int on_headers_complete(llhttp_t *p) {
     return fail(h, 413, "Content Too Large");
   const char *expect = tl_req_header(r, "expect");
   if (expect) {
-    if (!tl__strncasecmp_eq(expect, strlen(expect), "100-continue", 12))
+    if (!tl_str_ieq(expect, strlen(expect), "100-continue"))
       return fail(h, 417, "Expectation Failed");
     if (r->version >= 11 && (chunked || p->content_length > 0)) {
       static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";

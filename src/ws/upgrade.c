@@ -185,9 +185,8 @@ void tl__ws_upgrade(tl_req *req, tl_res *res) {
     tl_res_text(res, "Upgrade Required: WebSocket version 13 only\n");
     return;
   }
-  if (req->version < 11 || !conn ||
-      !tl__token_list_has(conn, strlen(conn), "upgrade") || !key ||
-      !tl__ws_key_valid(key, strlen(key))) {
+  if (req->version < 11 || !conn || !tl_token_list_has(conn, "upgrade") ||
+      !key || !tl__ws_key_valid(key, strlen(key))) {
     reject(res, 400, "Bad Request: invalid WebSocket handshake\n");
     return;
   }
@@ -238,7 +237,7 @@ bool tl_ws_protocol_offered(const tl_req *req, const char *name) {
     const char *list = tl_req_header_at(req, "sec-websocket-protocol", i);
     if (!list)
       return false;
-    if (name && tl__ws_protocol_listed(list, strlen(list), name))
+    if (name && tl__ws_protocol_listed(list, name))
       return true;
   }
 }
