@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/timer.h"
 #include "http/http.h"
 #include "ws/wsconn.h"
 
@@ -82,13 +83,18 @@ tl_app *tl_app_new(const tl_app_config *options) {
   };
   app->srv.factory = tl__hconn_new;
   app->srv.after_flush = after_flush;
+  app->srv.on_stop = tl__app_begin_stop;
   return app;
 }
 
 void tl_app_free(tl_app *app) {
   if (!app || app->srv.running)
     return;
+  /* Timers started after the last run (or without one) are closed here;
+   * closing the loop runs their close callbacks. */
+  tl__app_timers_close(app);
   tl__server_close(&app->srv);
+  tl__app_stop_hooks_free(app);
   tl__pubsub_free(&app->pubsub);
   if (app->pmd) {
     tl__pmd_shared_free(app->pmd);
@@ -113,7 +119,16 @@ int tl_app_listen(tl_app *app, const char *host, int port) {
   int err = tl__router_compile(app);
   if (err)
     return err;
-  return tl__server_run(&app->srv, host, port, on_listen);
+  err = tl__server_run(&app->srv, host, port, on_listen);
+  if (err == 0) {
+    /* The loop ended (timers do not keep it alive): the timers still
+     * running are stopped and freed, as include/talon/timer.h promises,
+     * so nothing of this run is left for the next one. One turn without
+     * waiting runs their close callbacks. */
+    tl__app_timers_close(app);
+    uv_run(&app->srv.loop, UV_RUN_NOWAIT);
+  }
+  return err;
 }
 
 void tl_app_stop(tl_app *app) {

@@ -57,6 +57,11 @@ void tl__router_destroy(tl_router *r, bool run_mw_free);
 
 /* ---- the app ---------------------------------------------------------- */
 
+typedef struct tl__stop_hook {
+  tl_app_stop_cb cb;
+  void *arg;
+} tl__stop_hook;
+
 struct tl_app {
   tl__server srv;
   tl_app_config opt;
@@ -74,6 +79,10 @@ struct tl_app {
   /* The Date header value, refreshed once a second. */
   char date[40];
   int64_t date_sec;
+  /* The user's timers (app/timer.c), and what runs when a stop begins. */
+  struct tl_timer *timers;
+  tl__stop_hook *stop_hooks;
+  size_t nstop_hooks;
 };
 
 /* ---- the HTTP connection ---------------------------------------------- */
