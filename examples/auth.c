@@ -32,7 +32,6 @@
  *   curl -i -c jar -d 'user=alice&password=wonderland' localhost:3000/login
  *   curl -b jar localhost:3000/me
  */
-#define _POSIX_C_SOURCE 200809L /* <uv.h> needs POSIX types under -std=c11 */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,11 +40,6 @@
 #include <talon.h>
 
 #include "common.h"
-/* The asynchronous account check runs on a libuv timer (standing in for a
- * database or an HTTP call): talon runs on libuv and gives its loop with
- * tl_app_loop(), so this example includes <uv.h> (libuv comes with talon's
- * link interface). */
-#include <uv.h>
 
 /* ---- the user table ------------------------------------------------------ */
 
@@ -187,19 +181,17 @@ typedef struct {
   char name[64];
 } conn;
 
-/* A pending account check: the timer stands in for a slow lookup. */
+/* A pending account check: a one-shot talon timer stands in for a slow
+ * lookup (a database or an HTTP call). */
 typedef struct {
-  uv_timer_t timer;
+  tl_timer *timer;
+  tl_app *app;
   tl_res *res;
   conn *c;          /* the context block: valid until the upgrade ends */
-  uint64_t started; /* uv_now() at the start, for the log */
+  uint64_t started; /* tl_app_now() at the start, for the log */
 } check;
 
 static unsigned lookup_delay_ms = 200;
-
-static void check_free(uv_handle_t *h) {
-  free(h->data);
-}
 
 /* The client left while we were checking: drop the check. After this
  * returns, `res` and the context block are gone. */
@@ -207,20 +199,21 @@ static void check_abort(tl_res *res, void *arg) {
   check *k = arg;
   printf("auth: %s left during the account check\n", k->c->user);
   fflush(stdout); /* (the context block is still valid here) */
-  uv_timer_stop(&k->timer);
-  uv_close((uv_handle_t *)&k->timer, check_free);
+  tl_timer_stop(k->timer);
+  free(k);
 }
 
-/* The "lookup" answered: accept or refuse the upgrade. */
-static void check_done(uv_timer_t *t) {
-  check *k = t->data;
+/* The "lookup" answered: accept or refuse the upgrade. The timer is
+ * one-shot: talon frees it when this returns. */
+static void check_done(tl_timer *t, void *arg) {
+  check *k = arg;
   tl_res *res = k->res;
   conn *c = k->c;
-  uv_close((uv_handle_t *)&k->timer, check_free); /* k is freed later */
+  uint64_t took = tl_app_now(k->app) - k->started;
   const account *a = find_account(c->user);
+  free(k);
   printf("auth: account check for %s: %s after %llu ms\n", c->user,
-         a && !a->locked ? "ok" : "refused",
-         (unsigned long long)(uv_now(t->loop) - k->started));
+         a && !a->locked ? "ok" : "refused", (unsigned long long)took);
   fflush(stdout);
   if (!a || a->locked) {
     tl_res_status(res, 403);
@@ -246,13 +239,16 @@ static int ws_upgrade(tl_req *req, tl_res *res, void *data) {
     tl_res_status(res, 503);
     return TL_REJECT;
   }
-  uv_loop_t *loop = tl_app_loop(tl_req_app(req));
+  k->app = tl_req_app(req);
   k->res = res;
   k->c = c;
-  k->started = uv_now(loop);
-  uv_timer_init(loop, &k->timer);
-  k->timer.data = k;
-  uv_timer_start(&k->timer, check_done, lookup_delay_ms, 0);
+  k->started = tl_app_now(k->app);
+  k->timer = tl_timer_start(k->app, lookup_delay_ms, 0, check_done, k);
+  if (!k->timer) {
+    free(k);
+    tl_res_status(res, 503);
+    return TL_REJECT;
+  }
   tl_res_defer(res, check_abort, k);
   return TL_PENDING; /* decided in check_done */
 }

@@ -16,4 +16,7 @@
 #include "talon/pubsub.h"
 #include "talon/mw.h"
 
+#include "talon/timer.h"
+#include "talon/util.h"
+
 #endif /* TALON_H */

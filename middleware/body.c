@@ -13,7 +13,6 @@
 #include <talon.h>
 #include <talon/mw/body.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -149,31 +148,17 @@ static int fail(const err_hook *h, tl_res *res, int status, const char *msg) {
 
 /* ---- Content-Type ---------------------------------------------------- */
 
-static bool is_tchar(int c) {
-  return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
 static const char *skip_ws(const char *p) {
   while (*p == ' ' || *p == '\t')
     p++;
   return p;
 }
 
-/* The media type of `ct` ("type/subtype", lower-cased into `out`), or
- * false if there is none or it does not fit. */
-static bool media_type(const char *ct, char *out, size_t size) {
-  if (!ct)
-    return false;
-  const char *p = skip_ws(ct);
-  size_t n = 0;
-  while (p[n] && p[n] != ';' && p[n] != ' ' && p[n] != '\t')
-    n++;
-  if (!n || n >= size)
-    return false;
-  for (size_t i = 0; i < n; i++)
-    out[i] = (char)tolower((unsigned char)p[i]);
-  out[n] = '\0';
-  return true;
+/* Whether the media type of the Content-Type `ct` (NULL: none) is
+ * `type`, ignoring case. */
+static bool media_type_is(const char *ct, const char *type) {
+  tl_slice mt = tl_media_type(ct);
+  return tl_str_ieq(mt.ptr, mt.len, type);
 }
 
 /* Parameter `name` of a header value of the form `x; a=b; c="d"` (the
@@ -184,21 +169,20 @@ static bool media_type(const char *ct, char *out, size_t size) {
 static int header_param(const char *v, const char *name, char *out,
                         size_t size) {
   const char *p = strchr(v, ';');
-  size_t nlen = strlen(name);
   int found = 0;
   while (p && *p == ';') {
     p = skip_ws(p + 1);
     if (!*p)
       break; /* a trailing ';' */
     const char *k = p;
-    while (is_tchar((unsigned char)*p))
+    while (tl_is_tchar((unsigned char)*p))
       p++;
     size_t klen = (size_t)(p - k);
     p = skip_ws(p);
     if (!klen || *p != '=')
       return -1;
     p = skip_ws(p + 1);
-    bool match = !found && klen == nlen && strncasecmp(k, name, nlen) == 0;
+    bool match = !found && tl_str_ieq(k, klen, name);
     size_t o = 0;
     if (*p == '"') {
       p++;
@@ -219,7 +203,7 @@ static int header_param(const char *v, const char *name, char *out,
       p++;
     } else {
       const char *s = p;
-      while (is_tchar((unsigned char)*p))
+      while (tl_is_tchar((unsigned char)*p))
         p++;
       if (p == s)
         return -1;
@@ -251,12 +235,15 @@ typedef struct json_ctx {
   err_hook err;
 } json_ctx;
 
-static bool is_json_type(const char *mt) {
-  if (strcmp(mt, "application/json") == 0)
+/* application/json or application/<something>+json. */
+static bool is_json_type(const char *ct) {
+  tl_slice mt = tl_media_type(ct);
+  const char *p = mt.ptr;
+  size_t n = mt.len;
+  if (tl_str_ieq(p, n, "application/json"))
     return true;
-  size_t n = strlen(mt);
-  return strncmp(mt, "application/", 12) == 0 && n > 17 &&
-         strcmp(mt + n - 5, "+json") == 0;
+  return n > 17 && tl_str_ieq(p, 12, "application/") &&
+         tl_str_ieq(p + n - 5, 5, "+json");
 }
 
 /* Whether arrays/objects nest deeper than `max` (a scan that only tracks
@@ -292,11 +279,9 @@ static int json_fn(tl_req *req, tl_res *res, void *ctx) {
   tl_slice body = tl_req_body(req);
   if (!body.len)
     return TL_NEXT;
-  char mt[128];
   const char *ct = tl_req_header(req, "Content-Type");
-  if (!media_type(ct, mt, sizeof mt) || !is_json_type(mt))
-    return c->require ? fail(&c->err, res, 415, "expected a JSON body\n")
-                      : TL_NEXT;
+  if (!is_json_type(ct))
+    return c->require ? fail(&c->err, res, 415, "expected a JSON body\n") : TL_NEXT;
   char cs[32];
   if (header_param(ct, "charset", cs, sizeof cs) == 1 &&
       strcasecmp(cs, "utf-8") != 0 && strcasecmp(cs, "utf8") != 0)
@@ -358,33 +343,14 @@ typedef struct urlenc_ctx {
   err_hook err;
 } urlenc_ctx;
 
-static int hexval(int c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  c = tolower(c);
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  return -1;
-}
-
-/* Decodes n bytes of s into out ('+' is a space; a bad % escape stays as
- * it is); returns the decoded length (never more than n). */
-static size_t form_decode(char *out, const char *s, size_t n) {
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    int hi, lo;
-    if (s[i] == '+') {
-      out[o++] = ' ';
-    } else if (s[i] == '%' && i + 2 < n &&
-               (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-               (lo = hexval((unsigned char)s[i + 2])) >= 0) {
-      out[o++] = (char)(hi << 4 | lo);
-      i += 2;
-    } else {
-      out[o++] = s[i];
-    }
-  }
-  return o;
+/* Form-decodes `in` ('+' is a space; a bad % escape stays as it is) into
+ * *out, NUL-terminated, and moves *out past it; `len` gets the decoded
+ * length. Decoding never grows the text, so the room is always there. */
+static char *take_decoded(char **out, tl_slice in, size_t *len) {
+  char *s = *out;
+  tl_pct_decode(s, in.len + 1, in.ptr, in.len, TL_PCT_FORM, len);
+  *out += *len + 1;
+  return s;
 }
 
 static int urlenc_fn(tl_req *req, tl_res *res, void *ctx) {
@@ -392,21 +358,16 @@ static int urlenc_fn(tl_req *req, tl_res *res, void *ctx) {
   tl_slice body = tl_req_body(req);
   if (!body.len)
     return TL_NEXT;
-  char mt[128];
-  if (!media_type(tl_req_header(req, "Content-Type"), mt, sizeof mt) ||
-      strcmp(mt, "application/x-www-form-urlencoded") != 0)
+  if (!media_type_is(tl_req_header(req, "Content-Type"),
+                     "application/x-www-form-urlencoded"))
     return c->require ? fail(&c->err, res, 415, "expected a URL-encoded form\n")
                       : TL_NEXT;
   if (body.len > c->max_bytes)
     return fail(&c->err, res, 413, "form too large\n");
-  size_t npairs = 0;
-  for (size_t i = 0; i < body.len;) {
-    const char *amp = memchr(body.ptr + i, '&', body.len - i);
-    size_t end = amp ? (size_t)(amp - body.ptr) : body.len;
-    if (end > i)
-      npairs++;
-    i = end + 1;
-  }
+  size_t npairs = 0, pos = 0;
+  tl_slice k, v;
+  while (tl_form_next(body.ptr, body.len, &pos, &k, &v))
+    npairs++;
   if (npairs > c->max_fields)
     return fail(&c->err, res, 413, "too many form fields\n");
   store *s = make_store(req);
@@ -415,23 +376,11 @@ static int urlenc_fn(tl_req *req, tl_res *res, void *ctx) {
   char *out = s ? tl_req_alloc(req, body.len + 2 * npairs + 1) : NULL;
   if (!out)
     return TL_ENOMEM;
-  for (size_t i = 0; i < body.len;) {
-    const char *p = body.ptr + i;
-    const char *amp = memchr(p, '&', body.len - i);
-    size_t n = amp ? (size_t)(amp - p) : body.len - i;
-    i += n + 1;
-    if (!n)
-      continue;
-    const char *eq = memchr(p, '=', n);
-    size_t klen = eq ? (size_t)(eq - p) : n;
-    char *name = out;
-    size_t nl = form_decode(out, p, klen);
-    out[nl] = '\0';
-    out += nl + 1;
-    char *value = out;
-    size_t vl = eq ? form_decode(out, eq + 1, n - klen - 1) : 0;
-    out[vl] = '\0';
-    out += vl + 1;
+  pos = 0;
+  while (tl_form_next(body.ptr, body.len, &pos, &k, &v)) {
+    size_t nl, vl;
+    char *name = take_decoded(&out, k, &nl);
+    char *value = take_decoded(&out, v, &vl);
     if (add_field(s, name, nl, value, vl))
       return TL_ENOMEM;
   }
@@ -592,9 +541,8 @@ static int parse_part_headers(const char *p, const char *end, part *pt) {
     char *colon = strchr(line, ':');
     if (!colon || colon == line)
       return -1;
-    for (char *k = line; k < colon; k++)
-      if (!is_tchar((unsigned char)*k))
-        return -1; /* also rejects obs-fold continuation lines */
+    if (!tl_is_token(line, (size_t)(colon - line)))
+      return -1; /* also rejects obs-fold continuation lines */
     *colon = '\0';
     const char *v = skip_ws(colon + 1);
     size_t vl = strlen(v);
@@ -605,8 +553,7 @@ static int parse_part_headers(const char *p, const char *end, part *pt) {
       if (pt->has_disposition)
         return -1;
       pt->has_disposition = true;
-      size_t tl = strcspn(v, "; \t");
-      if (tl != 9 || strncasecmp(v, "form-data", 9) != 0)
+      if (!tl_str_ieq(v, strcspn(v, "; \t"), "form-data"))
         return -1;
       if (header_param(v, "name", pt->name, sizeof pt->name) != 1)
         return -1;
@@ -770,12 +717,10 @@ static int mp_fn(tl_req *req, tl_res *res, void *ctx) {
   tl_slice body = tl_req_body(req);
   if (!body.len)
     return TL_NEXT;
-  char mt[128];
   const char *ct = tl_req_header(req, "Content-Type");
-  if (!media_type(ct, mt, sizeof mt) || strcmp(mt, "multipart/form-data") != 0)
-    return c->require
-               ? fail(&c->err, res, 415, "expected multipart/form-data\n")
-               : TL_NEXT;
+  if (!media_type_is(ct, "multipart/form-data"))
+    return c->require ? fail(&c->err, res, 415, "expected multipart/form-data\n")
+                      : TL_NEXT;
   char boundary[72];
   int r = header_param(ct, "boundary", boundary, sizeof boundary);
   size_t bl = r == 1 ? strlen(boundary) : 0;

@@ -11,11 +11,9 @@
 #include <talon.h>
 #include <talon/mw/compress.h>
 
-#include <ctype.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <zlib.h>
 
 #define DEFAULT_LEVEL 6
@@ -44,33 +42,6 @@ typedef struct zctx {
 
 /* ---- header parsing -------------------------------------------------- */
 
-static bool is_ows(char c) {
-  return c == ' ' || c == '\t';
-}
-
-static bool ieq(const char *p, size_t n, const char *lit) {
-  return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
-}
-
-/* A qvalue (RFC 9110 12.4.2: "0" ["." 0*3DIGIT] / "1" ["." 0*3("0")]) in
- * thousandths, or -1 if malformed. */
-static int parse_q(const char *p, size_t n) {
-  if (n == 0 || (p[0] != '0' && p[0] != '1'))
-    return -1;
-  int q = (p[0] - '0') * 1000;
-  if (n == 1)
-    return q;
-  if (p[1] != '.' || n > 5)
-    return -1;
-  int scale = 100;
-  for (size_t i = 2; i < n; i++, scale /= 10) {
-    if (!isdigit((unsigned char)p[i]))
-      return -1;
-    q += (p[i] - '0') * scale;
-  }
-  return q > 1000 ? -1 : q;
-}
-
 /* Quality of each coding we can produce, from one Accept-Encoding value.
  * -1 means "not mentioned". A malformed element counts as q=0 (refused):
  * an odd header must never make us send a coding the client cannot
@@ -80,60 +51,17 @@ typedef struct accept_q {
 } accept_q;
 
 static void parse_accept(const char *s, accept_q *aq) {
-  const char *p = s;
-  while (*p) {
-    while (*p == ',' || is_ows(*p))
-      p++;
-    if (!*p)
-      break;
-    const char *tok = p;
-    while (*p && *p != ',' && *p != ';' && !is_ows(*p))
-      p++;
-    size_t tlen = (size_t)(p - tok);
-    int q = 1000;
-    /* Parameters: only q matters. */
-    for (;;) {
-      while (is_ows(*p))
-        p++;
-      if (*p != ';')
-        break;
-      p++;
-      while (is_ows(*p))
-        p++;
-      const char *name = p;
-      while (*p && *p != '=' && *p != ',' && *p != ';' && !is_ows(*p))
-        p++;
-      size_t nlen = (size_t)(p - name);
-      while (is_ows(*p))
-        p++;
-      const char *val = p;
-      size_t vlen = 0;
-      if (*p == '=') {
-        p++;
-        while (is_ows(*p))
-          p++;
-        val = p;
-        while (*p && *p != ',' && *p != ';' && !is_ows(*p))
-          p++;
-        vlen = (size_t)(p - val);
-      }
-      if (ieq(name, nlen, "q")) {
-        int v = parse_q(val, vlen);
-        q = v < 0 ? 0 : v;
-      }
-    }
-    /* Anything else before the next comma is junk: refuse the element. */
-    if (*p && *p != ',') {
+  tl_slice v;
+  int q;
+  while (tl_accept_next(&s, &v, &q)) {
+    if (q < 0)
       q = 0;
-      while (*p && *p != ',')
-        p++;
-    }
     int *slot = NULL;
-    if (ieq(tok, tlen, "gzip") || ieq(tok, tlen, "x-gzip"))
+    if (tl_str_ieq(v.ptr, v.len, "gzip") || tl_str_ieq(v.ptr, v.len, "x-gzip"))
       slot = &aq->gzip;
-    else if (ieq(tok, tlen, "deflate"))
+    else if (tl_str_ieq(v.ptr, v.len, "deflate"))
       slot = &aq->deflate;
-    else if (ieq(tok, tlen, "*"))
+    else if (tl_str_ieq(v.ptr, v.len, "*"))
       slot = &aq->star;
     /* A coding named twice: the most restrictive mention wins. */
     if (slot && (*slot < 0 || q < *slot))
@@ -161,47 +89,25 @@ static int choose_encoding(const tl_req *req, bool no_deflate) {
   return qg >= qd ? ENC_GZIP : ENC_DEFLATE;
 }
 
-/* Whether the comma-separated list `s` has the token `tok` (optionally
- * followed by "=..."), case-insensitively. */
-static bool list_has(const char *s, const char *tok) {
-  const char *p = s;
-  while (*p) {
-    while (*p == ',' || is_ows(*p))
-      p++;
-    const char *t = p;
-    while (*p && *p != ',' && *p != '=' && !is_ows(*p))
-      p++;
-    if (ieq(t, (size_t)(p - t), tok))
-      return true;
-    while (*p && *p != ',')
-      p++;
-  }
-  return false;
-}
-
-bool tl_compress_type_default(const char *ct) {
-  if (!ct)
-    return false;
-  while (is_ows(*ct))
-    ct++;
-  size_t n = 0;
-  while (ct[n] && ct[n] != ';' && !is_ows(ct[n]))
-    n++;
-  const char *slash = memchr(ct, '/', n);
+bool tl_compress_type_default(const char *content_type) {
+  tl_slice mt = tl_media_type(content_type);
+  const char *ct = mt.ptr;
+  size_t n = mt.len;
+  const char *slash = n ? memchr(ct, '/', n) : NULL;
   if (!slash || slash == ct || slash + 1 == ct + n)
     return false;
-  if ((size_t)(slash - ct) == 4 && strncasecmp(ct, "text", 4) == 0)
+  if (tl_str_ieq(ct, (size_t)(slash - ct), "text"))
     return true;
   static const char *const exact[] = {"application/json",
                                       "application/javascript",
                                       "application/xml", "image/svg+xml"};
   for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
-    if (ieq(ct, n, exact[i]))
+    if (tl_str_ieq(ct, n, exact[i]))
       return true;
   size_t sub = (size_t)(ct + n - (slash + 1));
-  if (sub > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0)
+  if (sub > 5 && tl_str_ieq(ct + n - 5, 5, "+json"))
     return true;
-  if (sub > 4 && strncasecmp(ct + n - 4, "+xml", 4) == 0)
+  if (sub > 4 && tl_str_ieq(ct + n - 4, 4, "+xml"))
     return true;
   return false;
 }
@@ -220,7 +126,8 @@ static void zctx_finish(tl_res *res, void *arg) {
 
 static void add_vary(tl_res *res) {
   const char *vary = tl_res_get_header(res, "Vary");
-  if (vary && (list_has(vary, "accept-encoding") || list_has(vary, "*")))
+  if (tl_token_list_has(vary, "accept-encoding") ||
+      tl_token_list_has(vary, "*"))
     return;
   tl_res_header(res, "Vary", "Accept-Encoding");
 }
@@ -234,7 +141,7 @@ static int filter_begin(tl_res *res, void *ctx, int64_t body_len) {
       tl_res_has_header(res, "Content-Range"))
     return 0;
   const char *cc = tl_res_get_header(res, "Cache-Control");
-  if (cc && list_has(cc, "no-transform"))
+  if (tl_token_list_has(cc, "no-transform"))
     return 0;
   /* A streamed response with a length the handler promised: engaging
    * would make it chunked against the handler's wish. */

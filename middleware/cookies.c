@@ -19,7 +19,7 @@
 #define MAX_PAIR_BYTES 4096u
 /* RFC 6265bis ignores longer attribute values. */
 #define MAX_ATTR_BYTES 1024u
-#define SIG_LEN 43 /* base64url of 32 bytes, unpadded */
+#define SIG_LEN TL_BASE64URL_LEN(32) /* 43: an HMAC-SHA256, unpadded */
 
 typedef struct cookies_ctx {
   char **secrets; /* NULL-terminated copies */
@@ -45,26 +45,10 @@ typedef struct cookies_req {
 
 /* ---- character classes ------------------------------------------------ */
 
-static bool is_tchar(unsigned char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-      (c >= 'A' && c <= 'Z'))
-    return true;
-  return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 /* RFC 6265 cookie-octet. */
 static bool is_cookie_octet(unsigned char c) {
   return c == 0x21 || (c >= 0x23 && c <= 0x2B) || (c >= 0x2D && c <= 0x3A) ||
          (c >= 0x3C && c <= 0x5B) || (c >= 0x5D && c <= 0x7E);
-}
-
-static bool valid_name(const char *s, size_t n) {
-  if (n == 0)
-    return false;
-  for (size_t i = 0; i < n; i++)
-    if (!is_tchar((unsigned char)s[i]))
-      return false;
-  return true;
 }
 
 static bool valid_value(const char *s) {
@@ -101,22 +85,6 @@ static bool valid_domain(const char *s) {
 /* ---- HMAC -----------------------------------------------------------------
  */
 
-/* base64url without padding of `n` bytes into `out` (4*ceil(n/3)+1 bytes
- * of room); returns the length written. */
-static size_t b64url(const unsigned char *in, size_t n, char *out) {
-  int len = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-  while (len > 0 && out[len - 1] == '=')
-    len--;
-  for (int i = 0; i < len; i++) {
-    if (out[i] == '+')
-      out[i] = '-';
-    else if (out[i] == '/')
-      out[i] = '_';
-  }
-  out[len] = '\0';
-  return (size_t)len;
-}
-
 /* The signature of `name=value` with `secret`, base64url, into `out`
  * (SIG_LEN + 1 bytes). Returns 0 or TL_ENOMEM. */
 static int sign(const cookies_ctx *c, const char *secret, const char *name,
@@ -139,10 +107,7 @@ static int sign(const cookies_ctx *c, const char *secret, const char *name,
   EVP_MAC_CTX_free(m);
   if (!ok)
     return TL_ENOMEM;
-  /* EVP_EncodeBlock writes padding and a NUL: 45 bytes for 32. */
-  char enc[48];
-  b64url(md, mdlen, enc);
-  memcpy(out, enc, SIG_LEN + 1);
+  tl_base64url_encode(out, SIG_LEN + 1, md, mdlen);
   OPENSSL_cleanse(md, sizeof md);
   return 0;
 }
@@ -222,7 +187,7 @@ static int add_pair(cookies_req *st, const char *s, const char *e) {
   const char *ne = eq;
   while (ne > s && ows(ne[-1]))
     ne--;
-  if (!valid_name(s, (size_t)(ne - s)))
+  if (!tl_is_token(s, (size_t)(ne - s)))
     return 0;
   const char *v = eq + 1, *ve = e;
   while (v < ve && ows(*v))
@@ -364,7 +329,7 @@ static int set_cookie(tl_res *res, const char *name, const char *value,
     return TL_EINVAL;
   const tl_cookie_attrs *a = attrs ? attrs : &none;
   size_t nl = strlen(name), vl = strlen(value);
-  if (!valid_name(name, nl) || !valid_value(value))
+  if (!tl_is_token(name, nl) || !valid_value(value))
     return TL_EINVAL;
   if (nl + vl > MAX_PAIR_BYTES)
     return TL_ETOOBIG;

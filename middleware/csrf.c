@@ -6,15 +6,14 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #define SECRET_BYTES 32
-#define SECRET_CHARS 43 /* base64url, unpadded */
+#define SECRET_CHARS TL_BASE64URL_LEN(SECRET_BYTES) /* 43 */
 #define TOKEN_BYTES (2 * SECRET_BYTES)
-#define TOKEN_CHARS 86
+#define TOKEN_CHARS TL_BASE64URL_LEN(TOKEN_BYTES) /* 86 */
 
 typedef struct csrf_ctx {
   char *header_name;
@@ -27,69 +26,11 @@ typedef struct csrf_req {
   const char *token; /* cached for the request */
 } csrf_req;
 
-/* ---- base64url ---------------------------------------------------------- */
-
-static const char b64chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static void b64url_encode(const unsigned char *in, size_t n, char *out) {
-  size_t o = 0, i = 0;
-  for (; i + 2 < n; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-    out[o++] = b64chars[v >> 18];
-    out[o++] = b64chars[(v >> 12) & 63];
-    out[o++] = b64chars[(v >> 6) & 63];
-    out[o++] = b64chars[v & 63];
-  }
-  if (n - i == 1) {
-    uint32_t v = (uint32_t)in[i] << 16;
-    out[o++] = b64chars[v >> 18];
-    out[o++] = b64chars[(v >> 12) & 63];
-  } else if (n - i == 2) {
-    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-    out[o++] = b64chars[v >> 18];
-    out[o++] = b64chars[(v >> 12) & 63];
-    out[o++] = b64chars[(v >> 6) & 63];
-  }
-  out[o] = '\0';
-}
-
-static int b64val(unsigned char c) {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '-')
-    return 62;
-  if (c == '_')
-    return 63;
-  return -1;
-}
-
-/* Decodes exactly `n` bytes from unpadded base64url `in` (which must be
- * exactly as long as that takes, in canonical form); false otherwise. */
-static bool b64url_decode(const char *in, size_t inlen, unsigned char *out,
-                          size_t n) {
-  if (inlen != (n * 4 + 2) / 3)
-    return false;
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t o = 0;
-  for (size_t i = 0; i < inlen; i++) {
-    int v = b64val((unsigned char)in[i]);
-    if (v < 0)
-      return false;
-    acc = (acc << 6) | (uint32_t)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (unsigned char)(acc >> bits);
-      acc &= (1u << bits) - 1;
-    }
-  }
-  return o == n && acc == 0; /* leftover bits must be zero */
+/* The secret and the tokens travel as unpadded base64url; a stored or
+ * received value decodes only if it has exactly `n` bytes. */
+static bool b64url_decode_exact(const char *in, unsigned char *out, size_t n) {
+  size_t got = 0;
+  return tl_base64url_decode(out, n, in, strlen(in), &got) == 0 && got == n;
 }
 
 /* ---- middleware
@@ -110,74 +51,21 @@ static bool safe_method(const char *m) {
          strcmp(m, "OPTIONS") == 0 || strcmp(m, "TRACE") == 0;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-/* Form decoding of [s, s+n) into `out` (n + 1 bytes): '+' is a space,
- * %XX a byte, a malformed '%' stays. Returns the decoded length. */
-static size_t form_decode(const char *s, size_t n, char *out) {
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    int hi, lo;
-    if (s[i] == '+') {
-      out[o++] = ' ';
-    } else if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-               (lo = hexval(s[i + 2])) >= 0) {
-      out[o++] = (char)(hi << 4 | lo);
-      i += 2;
-    } else {
-      out[o++] = s[i];
-    }
-  }
-  out[o] = '\0';
-  return o;
-}
-
 static bool is_form(const char *ct) {
-  static const char form[] = "application/x-www-form-urlencoded";
-  size_t n = sizeof form - 1;
-  if (!ct || strncasecmp(ct, form, n) != 0)
-    return false;
-  return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t';
+  tl_slice mt = tl_media_type(ct);
+  return tl_str_ieq(mt.ptr, mt.len, "application/x-www-form-urlencoded");
 }
 
 /* The first value of form field `field` in the urlencoded body, decoded
  * into request memory; NULL if absent. */
 static const char *form_field(tl_req *req, const char *field) {
-  tl_slice body = tl_req_body(req);
-  const char *p = body.ptr, *end = body.ptr + body.len;
-  size_t flen = strlen(field);
-  while (p < end) {
-    const char *amp = memchr(p, '&', (size_t)(end - p));
-    const char *pe = amp ? amp : end;
-    const char *eq = memchr(p, '=', (size_t)(pe - p));
-    const char *ke = eq ? eq : pe;
-    size_t klen = (size_t)(ke - p);
-    /* A decoded key is never longer than the raw one. */
-    if (klen >= flen) {
-      char *key = tl_req_alloc(req, klen + 1);
-      if (!key)
-        return NULL;
-      if (form_decode(p, klen, key) == flen && memcmp(key, field, flen) == 0) {
-        const char *v = eq ? eq + 1 : pe;
-        size_t vlen = (size_t)(pe - v);
-        char *val = tl_req_alloc(req, vlen + 1);
-        if (!val)
-          return NULL;
-        form_decode(v, vlen, val);
-        return val;
-      }
-    }
-    p = amp ? amp + 1 : end;
-  }
-  return NULL;
+  tl_slice body = tl_req_body(req), v;
+  if (!tl_form_find(body.ptr, body.len, field, &v))
+    return NULL;
+  char *val = tl_req_alloc(req, v.len + 1);
+  if (val)
+    tl_pct_decode(val, v.len + 1, v.ptr, v.len, TL_PCT_FORM, NULL);
+  return val;
 }
 
 static int reject(tl_res *res, const char *why) {
@@ -190,9 +78,8 @@ static int reject(tl_res *res, const char *why) {
 /* Whether `token` unmasks to the secret stored as `secret_b64`. */
 static bool token_matches(const char *token, const char *secret_b64) {
   unsigned char t[TOKEN_BYTES], secret[SECRET_BYTES], x[SECRET_BYTES];
-  if (!secret_b64 ||
-      !b64url_decode(secret_b64, strlen(secret_b64), secret, SECRET_BYTES) ||
-      !b64url_decode(token, strlen(token), t, TOKEN_BYTES))
+  if (!secret_b64 || !b64url_decode_exact(secret_b64, secret, SECRET_BYTES) ||
+      !b64url_decode_exact(token, t, TOKEN_BYTES))
     return false;
   for (size_t i = 0; i < SECRET_BYTES; i++)
     x[i] = t[i] ^ t[SECRET_BYTES + i];
@@ -258,11 +145,11 @@ const char *tl_csrf_token(tl_req *req) {
     return NULL;
   unsigned char secret[SECRET_BYTES], t[TOKEN_BYTES];
   const char *stored = tl_session_get(s, st->ctx->session_key);
-  if (!stored || !b64url_decode(stored, strlen(stored), secret, SECRET_BYTES)) {
+  if (!stored || !b64url_decode_exact(stored, secret, SECRET_BYTES)) {
     char enc[SECRET_CHARS + 1];
     if (RAND_bytes(secret, sizeof secret) != 1)
       return NULL;
-    b64url_encode(secret, sizeof secret, enc);
+    tl_base64url_encode(enc, sizeof enc, secret, sizeof secret);
     if (tl_session_set(s, st->ctx->session_key, enc) < 0) {
       OPENSSL_cleanse(secret, sizeof secret);
       return NULL;
@@ -278,7 +165,7 @@ const char *tl_csrf_token(tl_req *req) {
   char *out = tl_req_alloc(req, TOKEN_CHARS + 1);
   if (!out)
     return NULL;
-  b64url_encode(t, TOKEN_BYTES, out);
+  tl_base64url_encode(out, TOKEN_CHARS + 1, t, TOKEN_BYTES);
   st->token = out;
   return out;
 }

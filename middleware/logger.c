@@ -10,8 +10,10 @@
  * no progress for that long the job returns and the queue waits for the
  * next line to try again. That keeps at most one threadpool thread busy,
  * and lets the loop end on shutdown (a job in flight lasts ~100 ms at
- * most; no handle is ever left open, since middleware has no stop hook and
- * is freed after the loop is closed).
+ * most; no handle is ever left open: the job is a request, not a handle,
+ * and the middleware is freed after the loop is closed). The threadpool
+ * is why this file includes <uv.h>: talon's public API has no worker
+ * threads of its own.
  *
  * WebSocket sessions: middleware never sees a socket, so the logger
  * registers an observer on the app (tl_app_ws_observe) the first time it
@@ -581,7 +583,7 @@ static void ws_close(tl_ws *ws, int code, void *arg) {
     strcpy(remote, "-");
   tl_ws_stats st;
   tl_ws_get_stats(ws, &st);
-  uint64_t now = uv_now(tl_app_loop(tl_ws_app(ws)));
+  uint64_t now = tl_app_now(tl_ws_app(ws));
   unsigned long long ms =
       now > st.opened_ms ? (unsigned long long)(now - st.opened_ms) : 0;
   buf *b = &lg->line;
@@ -631,7 +633,7 @@ static void on_finish(tl_res *res, void *arg) {
   logger *lg = rl->lg;
   tl_req *req = tl_res_req(res);
   buf *b = &lg->line;
-  double ms = (double)(uv_hrtime() - rl->start_ns) / 1e6;
+  double ms = (double)(tl_hrtime() - rl->start_ns) / 1e6;
   uint64_t bytes = tl_res_body_bytes(res);
   int status = tl_res_get_status(res);
   bool aborted = tl_res_aborted(res);
@@ -711,7 +713,7 @@ static int logger_fn(tl_req *req, tl_res *res, void *ctx) {
     return TL_NEXT; /* logging must not fail the request */
   }
   rl->lg = lg;
-  rl->start_ns = uv_hrtime();
+  rl->start_ns = tl_hrtime();
   clock_gettime(CLOCK_REALTIME, &rl->wall);
   if (tl_req_remote_address(req, rl->remote, sizeof rl->remote))
     strcpy(rl->remote, "-");

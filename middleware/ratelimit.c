@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include <openssl/rand.h>
-#include <uv.h>
 
 #include <talon.h>
 #include <talon/mw/ratelimit.h>
@@ -221,7 +220,7 @@ static int limiter_run(tl_req *req, tl_res *res, void *ctx) {
   }
   key[sizeof key - 1] = '\0';
   size_t klen = strlen(key);
-  uint64_t now = uv_now(tl_app_loop(tl_req_app(req)));
+  uint64_t now = tl_app_now(tl_req_app(req));
   uint32_t i = lookup(l, key, klen, now);
   if (i == NIL)
     return TL_ENOMEM;

@@ -40,18 +40,6 @@ static bool id_ok(const char *s, size_t max) {
   return n > 0;
 }
 
-static bool token_ok(const char *s) {
-  if (!*s)
-    return false;
-  for (; *s; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-          (ch >= '0' && ch <= '9') || strchr("!#$%&'*+-.^_`|~", ch)))
-      return false;
-  }
-  return true;
-}
-
 /* A fresh id in `out` (at least 37 bytes). Returns 0 or TL_EIO. */
 static int generate(int format, char *out) {
   static const char hex[] = "0123456789abcdef";
@@ -105,7 +93,7 @@ tl_middleware tl_request_id(const tl_request_id_options *opts) {
   if (!opts)
     opts = &defaults;
   const char *header = opts->header ? opts->header : "X-Request-Id";
-  if (!token_ok(header) || opts->max_length > LIMIT_MAX ||
+  if (!tl_is_token(header, strlen(header)) || opts->max_length > LIMIT_MAX ||
       (opts->format != TL_REQUEST_ID_UUID && opts->format != TL_REQUEST_ID_HEX))
     return mw;
   reqid *r = calloc(1, sizeof *r);

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <talon.h>
 #include <talon/mw/security.h>
@@ -52,11 +51,9 @@ static bool add_fixed(shield *s, const char *name, const char *value) {
 static bool came_over_tls(const shield *s, const tl_req *req) {
   if (!s->trust_proxy)
     return false;
-  const char *p = tl_req_header(req, "X-Forwarded-Proto");
-  if (!p)
-    return false;
-  size_t n = strcspn(p, ", \t");
-  return n == 5 && strncasecmp(p, "https", 5) == 0;
+  const char *p = tl_req_header(req, "X-Forwarded-Proto"), *first;
+  size_t n;
+  return tl_token_list_next(&p, &first, &n) && tl_str_ieq(first, n, "https");
 }
 
 static int add_once(tl_res *res, const char *name, const char *value) {

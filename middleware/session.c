@@ -8,9 +8,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <uv.h>
 
 #define DEFAULT_NAME "tl.sid"
 #define DEFAULT_MAX_DATA 4096u
@@ -45,8 +43,10 @@ typedef struct mem_store {
   size_t max;
 } mem_store;
 
+/* The store has no app to ask for its loop time (its functions get only
+ * their context), so it reads the monotonic clock itself. */
 static uint64_t now_ms(void) {
-  return uv_hrtime() / 1000000u;
+  return tl_hrtime() / 1000000u;
 }
 
 static size_t hash_id(const char *id) {
@@ -305,16 +305,13 @@ static void ctx_free(void *p) {
   free(c);
 }
 
+/* An id is the base64url encoding of ID_BYTES random bytes. */
 static bool valid_id(const char *id) {
-  if (strlen(id) != TL_SESSION_ID_LEN)
-    return false;
-  for (; *id; id++) {
-    char ch = *id;
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-          (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
-      return false;
-  }
-  return true;
+  unsigned char raw[ID_BYTES];
+  size_t n = 0;
+  return strlen(id) == TL_SESSION_ID_LEN &&
+         tl_base64url_decode(raw, sizeof raw, id, TL_SESSION_ID_LEN, &n) == 0 &&
+         n == ID_BYTES;
 }
 
 static int session_fn(tl_req *req, tl_res *res, void *ctx) {
@@ -495,23 +492,15 @@ static char *serialize(const struct tl_session *s, size_t skip, const char *key,
   return buf;
 }
 
+/* A fresh id into `out` (TL_SESSION_ID_LEN + 1 bytes): 24 random bytes
+ * encode to exactly 32 base64url characters. */
 static int new_id(char *out) {
   unsigned char raw[ID_BYTES];
-  char b64[ID_BYTES * 2];
   if (RAND_bytes(raw, sizeof raw) != 1)
     return TL_EIO;
-  int len = EVP_EncodeBlock((unsigned char *)b64, raw, sizeof raw);
-  for (int i = 0; i < len; i++) {
-    if (b64[i] == '+')
-      b64[i] = '-';
-    else if (b64[i] == '/')
-      b64[i] = '_';
-  }
-  /* 24 bytes encode to exactly 32 characters, no padding. */
-  memcpy(out, b64, TL_SESSION_ID_LEN);
-  out[TL_SESSION_ID_LEN] = '\0';
+  int err = tl_base64url_encode(out, TL_SESSION_ID_LEN + 1, raw, sizeof raw);
   OPENSSL_cleanse(raw, sizeof raw);
-  return 0;
+  return err;
 }
 
 static tl_cookie_attrs cookie_attrs(const session_ctx *c) {

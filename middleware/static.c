@@ -278,35 +278,6 @@ static int miss(const static_ctx *c, tl_res *res) {
 /* ---- path decoding and checks -----------------------------------------------
  */
 
-static int hexval(char ch) {
-  if (ch >= '0' && ch <= '9')
-    return ch - '0';
-  if (ch >= 'a' && ch <= 'f')
-    return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F')
-    return ch - 'A' + 10;
-  return -1;
-}
-
-/* Percent-decodes `n` bytes of `src` into `dst` (room for n + 1); an
- * invalid escape stays literal, like talon's own decoder. Returns the
- * decoded length (the result may contain NUL bytes). */
-static size_t pct_decode(char *dst, const char *src, size_t n) {
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    int hi, lo;
-    if (src[i] == '%' && i + 2 < n && (hi = hexval(src[i + 1])) >= 0 &&
-        (lo = hexval(src[i + 2])) >= 0) {
-      dst[o++] = (char)(hi << 4 | lo);
-      i += 2;
-    } else {
-      dst[o++] = src[i];
-    }
-  }
-  dst[o] = '\0';
-  return o;
-}
-
 enum {
   PATH_OK = 0,
   PATH_BAD = 1,       /* NUL or backslash: 400 */
@@ -525,81 +496,28 @@ static const char *skip_ows(const char *p) {
   return p;
 }
 
-static bool token_eq(const char *p, size_t n, const char *lit) {
-  return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
-}
-
-/* A qvalue ("0", "0.5", "1.000") in thousandths, or -1 if malformed. */
-static int parse_q(const char *p, size_t n) {
-  if (n == 0 || n > 5 || (p[0] != '0' && p[0] != '1'))
-    return -1;
-  int q = (p[0] - '0') * 1000;
-  if (n == 1)
-    return q;
-  if (p[1] != '.')
-    return -1;
-  int scale = 100;
-  for (size_t i = 2; i < n; i++, scale /= 10) {
-    if (p[i] < '0' || p[i] > '9')
-      return -1;
-    q += (p[i] - '0') * scale;
-  }
-  return q > 1000 ? -1 : q;
-}
-
 enum { ENC_IDENTITY = 0, ENC_BR = 1, ENC_GZIP = 2 };
 
 /* Reads every Accept-Encoding header; sets the qvalues (thousandths) the
- * client gives br and gzip, after applying "*". */
+ * client gives br and gzip, after applying "*". A malformed element is
+ * ignored; a coding named twice counts as first named. */
 static void accept_encoding(const tl_req *req, int *q_br, int *q_gz) {
   int br = -1, gz = -1, star = -1;
   const char *h;
   for (size_t k = 0; (h = tl_req_header_at(req, "Accept-Encoding", k)); k++) {
-    const char *p = h;
-    while (*p) {
-      p = skip_ows(p);
-      const char *tok = p;
-      while (*p && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
-        p++;
-      size_t tlen = (size_t)(p - tok);
-      int q = 1000;
-      p = skip_ows(p);
-      while (*p == ';') {
-        p = skip_ows(p + 1);
-        const char *name = p;
-        while (*p && *p != '=' && *p != ',' && *p != ';')
-          p++;
-        size_t nlen = (size_t)(p - name);
-        while (nlen && (name[nlen - 1] == ' ' || name[nlen - 1] == '\t'))
-          nlen--;
-        if (*p == '=') {
-          p = skip_ows(p + 1);
-          const char *val = p;
-          while (*p && *p != ',' && *p != ';')
-            p++;
-          size_t vlen = (size_t)(p - val);
-          while (vlen && (val[vlen - 1] == ' ' || val[vlen - 1] == '\t'))
-            vlen--;
-          if (token_eq(name, nlen, "q"))
-            q = parse_q(val, vlen);
-        }
-      }
-      while (*p && *p != ',')
-        p++; /* junk after the element */
-      if (*p == ',')
-        p++;
-      if (q < 0 || tlen == 0)
-        continue;
-      if (token_eq(tok, tlen, "br")) {
-        if (br < 0)
-          br = q;
-      } else if (token_eq(tok, tlen, "gzip") || token_eq(tok, tlen, "x-gzip")) {
-        if (gz < 0)
-          gz = q;
-      } else if (token_eq(tok, tlen, "*")) {
-        if (star < 0)
-          star = q;
-      }
+    tl_slice v;
+    int q;
+    while (tl_accept_next(&h, &v, &q)) {
+      int *slot = NULL;
+      if (tl_str_ieq(v.ptr, v.len, "br"))
+        slot = &br;
+      else if (tl_str_ieq(v.ptr, v.len, "gzip") ||
+               tl_str_ieq(v.ptr, v.len, "x-gzip"))
+        slot = &gz;
+      else if (tl_str_ieq(v.ptr, v.len, "*"))
+        slot = &star;
+      if (slot && q >= 0 && *slot < 0)
+        *slot = q;
     }
   }
   *q_br = br >= 0 ? br : star >= 0 ? star : 0;
@@ -765,20 +683,15 @@ static int parse_range(const char *v, int64_t size, int64_t *first,
   const char *p = skip_ows(v + 5);
   if (*p != '=')
     return 0;
-  p = skip_ows(p + 1);
+  p++;
   /* Exactly one non-empty element: empty list elements are allowed. */
-  while (*p == ',' || *p == ' ' || *p == '\t')
-    p++;
-  const char *start = p;
-  while (*p && *p != ',')
-    p++;
-  const char *end = p;
-  while (*p == ',' || *p == ' ' || *p == '\t')
-    p++;
-  if (*p)
+  const char *start, *other;
+  size_t n, more;
+  if (!tl_token_list_next(&p, &start, &n))
+    return 0;
+  if (tl_token_list_next(&p, &other, &more))
     return 0; /* several ranges: served whole (RFC 9110 14.2 allows it) */
-  while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-    end--;
+  const char *end = start + n;
   const char *dash = memchr(start, '-', (size_t)(end - start));
   if (!dash)
     return 0;
@@ -863,7 +776,9 @@ static int static_mw(tl_req *req, tl_res *res, void *ctx) {
   char *dec = tl_req_alloc(req, raw_len + 1);
   if (!dec)
     return TL_ENOMEM;
-  size_t dlen = pct_decode(dec, target, raw_len);
+  /* Decoding never grows the text: raw_len + 1 bytes always suffice. */
+  size_t dlen = 0;
+  tl_pct_decode(dec, raw_len + 1, target, raw_len, 0, &dlen);
   const char *path = dec;
   if (c->prefix_len) {
     if (dlen < c->prefix_len || memcmp(dec, c->prefix, c->prefix_len) != 0 ||

@@ -88,8 +88,24 @@ TL_EXTERN void tl_app_stop(tl_app *app);
 /* The bound port while listening, else 0. */
 TL_EXTERN int tl_app_port(const tl_app *app);
 
-/* The app's libuv loop (valid from tl_app_new to tl_app_free), for timers
- * and other work that must run on the app's thread. */
+/* Called once each time the app begins to stop (tl_app_stop, SIGINT or
+ * SIGTERM), on the app's thread, before connections are asked to finish:
+ * the place to stop timers you keep pointers to, and to close what your
+ * code opened on the loop. WebSockets are still open inside it (a last
+ * message can be sent or published); the listener is already closed. */
+typedef void (*tl_app_stop_cb)(tl_app *app, void *arg);
+
+/* Register `cb` with `arg` (borrowed: keep it valid while the app lives)
+ * to run when the app begins to stop, after the ones registered before
+ * it. Call on the app's thread: before tl_app_listen() or from any of the
+ * app's callbacks (one registered inside a stop callback runs at the next
+ * stop). Returns 0, TL_EINVAL if `app` or `cb` is NULL, or TL_ENOMEM. */
+TL_EXTERN int tl_app_on_stop(tl_app *app, tl_app_stop_cb cb, void *arg);
+
+/* The app's libuv loop (valid from tl_app_new to tl_app_free), for work
+ * the timer API (talon/timer.h) does not cover. A handle you open on it
+ * keeps tl_app_listen() from returning after a stop until it is closed:
+ * close it in a tl_app_on_stop() callback. */
 TL_EXTERN struct uv_loop_s *tl_app_loop(tl_app *app);
 
 /* An opaque pointer for the user, read back with tl_app_data(). */

@@ -234,7 +234,7 @@ TL_EXTERN tl_app *tl_ws_app(const tl_ws *ws);
 typedef struct tl_ws_stats {
   uint64_t messages_in, messages_out; /* whole messages (out: queued) */
   uint64_t bytes_in, bytes_out;       /* payload bytes, before compression */
-  uint64_t opened_ms;                 /* loop time (uv_now) at open */
+  uint64_t opened_ms;                 /* loop time (tl_app_now) at open */
 } tl_ws_stats;
 
 /* Fill `stats` for `ws`. */

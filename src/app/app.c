@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "app/timer.h"
 
 static void apply_defaults(tl_app_config *o) {
   if (!o->max_header_bytes)
@@ -85,13 +86,18 @@ tl_app *tl_app_new(const tl_app_config *options) {
   app->srv.factory = tl__hconn_new;
   app->srv.factory_arg = &app->http;
   app->srv.after_flush = after_flush;
+  app->srv.on_stop = tl__app_begin_stop;
   return app;
 }
 
 void tl_app_free(tl_app *app) {
   if (!app || app->srv.running)
     return;
+  /* Timers started after the last run (or without one) are closed here;
+   * closing the loop runs their close callbacks. */
+  tl__app_timers_close(app);
   tl__server_close(&app->srv);
+  tl__app_stop_hooks_free(app);
   tl__pubsub_free(&app->pubsub);
   tl__wsctx_free(&app->ws);
   tl__http_free(&app->http);
@@ -112,7 +118,16 @@ int tl_app_listen(tl_app *app, const char *host, int port) {
   int err = tl__router_compile(&app->http);
   if (err)
     return err;
-  return tl__server_run(&app->srv, host, port, on_listen);
+  err = tl__server_run(&app->srv, host, port, on_listen);
+  if (err == 0) {
+    /* The loop ended (timers do not keep it alive): the timers still
+     * running are stopped and freed, as include/talon/timer.h promises,
+     * so nothing of this run is left for the next one. One turn without
+     * waiting runs their close callbacks. */
+    tl__app_timers_close(app);
+    uv_run(&app->srv.loop, UV_RUN_NOWAIT);
+  }
+  return err;
 }
 
 void tl_app_stop(tl_app *app) {

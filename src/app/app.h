@@ -12,6 +12,11 @@
 #include "talon.h"
 #include "ws/wsconn.h"
 
+typedef struct tl__stop_hook {
+  tl_app_stop_cb cb;
+  void *arg;
+} tl__stop_hook;
+
 struct tl_app {
   tl__server srv;
   tl_app_config opt;
@@ -19,6 +24,10 @@ struct tl_app {
   tl__wsctx ws;
   tl__pubsub pubsub;
   void *data;
+  /* The user's timers (app/timer.c), and what runs when a stop begins. */
+  struct tl_timer *timers;
+  tl__stop_hook *stop_hooks;
+  size_t nstop_hooks;
 };
 
 #endif

@@ -695,6 +695,8 @@ static void begin_stop(tl__server *s) {
     return;
   s->stopping = true;
   close_handle((uv_handle_t *)&s->listener);
+  if (s->on_stop)
+    s->on_stop(s->owner);
   each_conn(s, shutdown_one, NULL);
   if (s->nconns > 0) { /* some finish their work first */
     uv_timer_start(&s->shutdown_timer, on_shutdown_deadline,

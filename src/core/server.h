@@ -132,6 +132,10 @@ struct tl__server {
   void *factory_arg;
   /* Called after each flush of all connections (end of a loop phase). */
   void (*after_flush)(void *owner);
+  /* Called once when a stop begins (signal or tl__server_stop), after the
+   * listener is closed and before connections are asked to shut down, so
+   * the owner can close what it keeps on the loop. May be NULL. */
+  void (*on_stop)(void *owner);
   void *owner; /* the app */
   char *rbuf;  /* the one receive buffer */
   size_t rbuf_size;

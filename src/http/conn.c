@@ -237,7 +237,7 @@ static int on_headers_complete(llhttp_t *p) {
     if (!is_token(h->msg + hd->name_off, hd->name_len))
       return fail(h, 400, "Bad Request");
     h->msg[hd->name_off + hd->name_len] = '\0';
-    hosts += tl__strncasecmp_eq(h->msg + hd->name_off, hd->name_len, "host", 4);
+    hosts += tl_str_ieq(h->msg + hd->name_off, hd->name_len, "host");
     if (hd->value_off == UINT32_MAX)
       continue;
     while (hd->value_len && is_ows(h->msg[hd->value_off]))
@@ -272,7 +272,7 @@ static int on_headers_complete(llhttp_t *p) {
     return fail(h, 413, "Content Too Large");
   const char *expect = tl_req_header(r, "expect");
   if (expect) {
-    if (!tl__strncasecmp_eq(expect, strlen(expect), "100-continue", 12))
+    if (!tl_str_ieq(expect, strlen(expect), "100-continue"))
       return fail(h, 417, "Expectation Failed");
     if (r->version >= 11 && (chunked || p->content_length > 0)) {
       static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";

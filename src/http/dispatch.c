@@ -33,7 +33,7 @@ static void route(tl_req *r) {
   r->ws_upgrade = false;
   if (r->method == HTTP_GET) {
     const char *up = tl_req_header(r, "upgrade");
-    r->ws_upgrade = up && tl__token_list_has(up, strlen(up), "websocket");
+    r->ws_upgrade = tl_token_list_has(up, "websocket");
   }
   r->match_status = 404;
   if (r->ws_upgrade)

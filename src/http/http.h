@@ -261,6 +261,4 @@ void tl__res_abort(tl__hconn *h);
  * finished and run its finish hooks. */
 void tl__res_upgraded(tl_res *res);
 
-#include "http/util.h"
-
 #endif

@@ -32,7 +32,7 @@ const char *tl_req_path(tl_req *req) {
   char *p = tl__arena_alloc(&req->h->arena, n + 1);
   if (!p)
     return "";
-  p[tl__pct_decode(p, u, n, false)] = '\0';
+  tl_pct_decode(p, n + 1, u, n, 0, NULL);
   req->path = p;
   return p;
 }
@@ -46,14 +46,13 @@ const char *tl_req_query_string(const tl_req *req) {
 
 const char *tl_req_query(tl_req *req, const char *name) {
   const char *qs = tl_req_query_string(req);
-  const char *val;
-  size_t vlen;
-  if (!name || !tl__query_find(qs, strlen(qs), name, &val, &vlen))
+  tl_slice val;
+  if (!tl_form_find(qs, strlen(qs), name, &val))
     return NULL;
-  char *p = tl__arena_alloc(&req->h->arena, vlen + 1);
+  char *p = tl__arena_alloc(&req->h->arena, val.len + 1);
   if (!p)
     return NULL;
-  p[tl__pct_decode(p, val, vlen, true)] = '\0';
+  tl_pct_decode(p, val.len + 1, val.ptr, val.len, TL_PCT_FORM, NULL);
   return p;
 }
 
@@ -68,7 +67,7 @@ const char *tl_req_param(tl_req *req, const char *name) {
       char *p = tl__arena_alloc(&req->h->arena, pm->len + 1);
       if (!p)
         return NULL;
-      p[tl__pct_decode(p, req->h->msg + pm->off, pm->len, false)] = '\0';
+      tl_pct_decode(p, pm->len + 1, req->h->msg + pm->off, pm->len, 0, NULL);
       pm->decoded = p;
     }
     return pm->decoded;
@@ -87,7 +86,9 @@ const char *tl_req_header_at(const tl_req *req, const char *name,
   size_t n = strlen(name);
   for (uint32_t i = 0; i < req->nhdrs; i++) {
     const tl__hdr *hd = &req->hdrs[i];
-    if (tl__strncasecmp_eq(req->h->msg + hd->name_off, hd->name_len, name, n) &&
+    /* The length check first: most names differ in it. */
+    if (hd->name_len == n &&
+        tl_str_ieq(req->h->msg + hd->name_off, hd->name_len, name) &&
         index-- == 0)
       return hdr_value(req, hd);
   }

@@ -222,9 +222,9 @@ int tl_res_header(tl_res *res, const char *name, const char *value) {
   b->len += vl;
   memcpy(b->data + b->len, "\r\n", 2);
   b->len += 2;
-  if (tl__strncasecmp_eq(name, nl, "content-length", 14))
+  if (tl_str_ieq(name, nl, "content-length"))
     res->flags |= TL__R_HAS_CLEN;
-  else if (tl__strncasecmp_eq(name, nl, "content-type", 12))
+  else if (tl_str_ieq(name, nl, "content-type"))
     res->flags |= TL__R_HAS_CTYPE;
   return 0;
 }
@@ -258,7 +258,7 @@ const char *tl_res_get_header(tl_res *res, const char *name) {
     const char *eol = memchr(p, '\r', (size_t)(end - p));
     if (!colon || !eol)
       break;
-    if (colon < eol && tl__strncasecmp_eq(p, (size_t)(colon - p), name, nl)) {
+    if (colon < eol && tl_str_ieq(p, (size_t)(colon - p), name)) {
       const char *v = colon + 1;
       while (v < eol && *v == ' ')
         v++;
@@ -270,14 +270,13 @@ const char *tl_res_get_header(tl_res *res, const char *name) {
 }
 
 bool tl_res_has_header(const tl_res *res, const char *name) {
-  size_t nl = strlen(name);
   const char *p = res->hdrs.data, *end = p + res->hdrs.len;
   while (p < end) {
     const char *colon = memchr(p, ':', (size_t)(end - p));
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     if (!colon || !eol)
       break;
-    if (tl__strncasecmp_eq(p, (size_t)(colon - p), name, nl))
+    if (tl_str_ieq(p, (size_t)(colon - p), name))
       return true;
     p = eol + 1;
   }

@@ -3,8 +3,8 @@
 #include <openssl/evp.h>
 #include <string.h>
 
-#include "http/util.h"
 #include "talon/common.h"
+#include "talon/util.h"
 
 static bool is_b64(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
@@ -38,10 +38,10 @@ int tl__ws_accept_key(const char *key, size_t len, char out[29]) {
   return 0;
 }
 
-bool tl__ws_protocol_listed(const char *list, size_t n, const char *name) {
-  size_t nl = strlen(name), pos = 0, len;
+bool tl__ws_protocol_listed(const char *list, const char *name) {
+  size_t nl = strlen(name), len;
   const char *e;
-  while (tl__list_next(list, n, &pos, &e, &len))
+  while (tl_token_list_next(&list, &e, &len))
     if (len == nl && memcmp(e, name, nl) == 0)
       return true;
   return false;

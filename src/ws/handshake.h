@@ -15,8 +15,8 @@ bool tl__ws_key_valid(const char *key, size_t len);
  * TL_ENOMEM. */
 int tl__ws_accept_key(const char *key, size_t len, char out[29]);
 
-/* Whether the comma-separated Sec-WebSocket-Protocol list holds `name`
- * exactly (subprotocol names are case-sensitive tokens). */
-bool tl__ws_protocol_listed(const char *list, size_t n, const char *name);
+/* Whether the comma-separated Sec-WebSocket-Protocol list (NUL-terminated)
+ * holds `name` exactly (subprotocol names are case-sensitive tokens). */
+bool tl__ws_protocol_listed(const char *list, const char *name);
 
 #endif

@@ -195,9 +195,8 @@ static void upgrade(tl_req *req, tl_res *res, void *data) {
   /* RFC 6455 11.3.1: the key appears once. With two, which one the 101
    * answers would be up to whoever reads it (a front end may read the
    * other). */
-  if (req->version < 11 || !conn ||
-      !tl__token_list_has(conn, strlen(conn), "upgrade") || !key ||
-      !tl__ws_key_valid(key, strlen(key)) ||
+  if (req->version < 11 || !conn || !tl_token_list_has(conn, "upgrade") ||
+      !key || !tl__ws_key_valid(key, strlen(key)) ||
       tl_req_header_at(req, "sec-websocket-key", 1)) {
     reject(res, 400, "Bad Request: invalid WebSocket handshake\n");
     return;
@@ -250,7 +249,7 @@ bool tl_ws_protocol_offered(const tl_req *req, const char *name) {
     const char *list = tl_req_header_at(req, "sec-websocket-protocol", i);
     if (!list)
       return false;
-    if (name && tl__ws_protocol_listed(list, strlen(list), name))
+    if (name && tl__ws_protocol_listed(list, name))
       return true;
   }
 }

@@ -1,18 +1,21 @@
-/* libFuzzer target for the query-string and list helpers of
- * src/http/util.c (what tl_req_query, tl_req_path, tl_req_param and the
- * header-list readers use).
+/* libFuzzer target for the text helpers of src/core/text.c
+ * (include/talon/util.h: what tl_req_query, tl_req_path, tl_req_param, the
+ * header-list readers and the middleware use).
  *
  * Input: byte 0 selects the mode, the rest is the text.
- *  - Every mode: tl__pct_decode of the raw text into an exactly sized
- *    buffer (both '+' modes) never writes past n bytes and returns at most
- *    n; tl__query_find on the raw text with a key taken from the text
- *    returns a slice inside it, and that key compares equal with
- *    tl__pct_key_eq; tl__list_next walks the text as a comma list:
- *    elements are non-empty, inside the text, without ',' and without
- *    surrounding blanks, and tl__token_list_has finds each of them.
+ *  - Every mode: tl_pct_decode of the raw text into an exactly sized
+ *    buffer (n + 1 bytes, every flag combination) succeeds unless strict
+ *    mode meets a bad escape, and returns at most n bytes; into a buffer
+ *    one byte short of the result it reports TL_ETOOBIG without writing
+ *    past it; tl_form_find on the raw text with a key taken from the
+ *    text returns a slice inside it; tl_token_list_next walks the text
+ *    (up to its first NUL) as a comma list: elements are non-empty,
+ *    inside the text, without ',' and without surrounding blanks, and
+ *    tl_token_list_has finds each of them; base64url of the text decodes
+ *    back to it, and decoding the raw text never writes past its bound.
  *  - Round trip: the text is cut at '\n' into key/value strings, each is
  *    percent-encoded (every byte outside unreserved characters), joined as
- *    "k=v&k=v..." and looked up: tl__query_find must give back the FIRST
+ *    "k=v&k=v..." and looked up: tl_form_find must give back the FIRST
  *    value of each key, decoding to the original bytes.
  */
 #include <stdbool.h>
@@ -20,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/util.h"
+#include "talon/util.h"
 
 static void *xmalloc(size_t n) {
   void *p = malloc(n ? n : 1);
@@ -30,43 +33,57 @@ static void *xmalloc(size_t n) {
 }
 
 static void check_decode(const char *s, size_t n) {
-  for (int plus = 0; plus < 2; plus++) {
-    char *dst = xmalloc(n);
-    size_t m = tl__pct_decode(dst, s, n, plus);
-    if (m > n)
+  for (unsigned flags = 0; flags < 4; flags++) {
+    char *dst = xmalloc(n + 1);
+    size_t m = 0;
+    int rc = tl_pct_decode(dst, n + 1, s, n, flags, &m);
+    if (rc == TL_EINVAL && (flags & TL_PCT_STRICT) && memchr(s, '%', n)) {
+      free(dst);
+      continue;
+    }
+    if (rc != 0 || m > n || dst[m] != '\0')
       abort();
     /* Without '%' there is nothing to decode: output = input, except
-     * '+' in query mode. */
+     * '+' in form mode. */
     if (!memchr(s, '%', n)) {
       if (m != n)
         abort();
       for (size_t i = 0; i < n; i++)
-        if (dst[i] != ((plus && s[i] == '+') ? ' ' : s[i]))
+        if (dst[i] != (((flags & TL_PCT_FORM) && s[i] == '+') ? ' ' : s[i]))
           abort();
     }
     free(dst);
+    /* One byte short of the result and its NUL: TL_ETOOBIG, within
+     * bounds (an exactly sized heap block catches an overflow). */
+    char *small = xmalloc(m);
+    if (tl_pct_decode(small, m, s, n, flags, NULL) != TL_ETOOBIG)
+      abort();
+    free(small);
   }
 }
 
 static void check_list(const char *s, size_t n) {
-  size_t pos = 0, len, count = 0;
-  const char *e;
-  while (tl__list_next(s, n, &pos, &e, &len)) {
-    if (len == 0 || e < s || e + len > s + n || pos > n || memchr(e, ',', len))
+  char *z = xmalloc(n + 1); /* the list up to its first NUL */
+  memcpy(z, s, n);
+  z[n] = '\0';
+  size_t zl = strlen(z), len, count = 0;
+  const char *cur = z, *e;
+  while (tl_token_list_next(&cur, &e, &len)) {
+    if (len == 0 || e < z || e + len > z + zl || cur > z + zl ||
+        memchr(e, ',', len))
       abort();
     if (e[0] == ' ' || e[0] == '\t' || e[len - 1] == ' ' || e[len - 1] == '\t')
       abort();
-    if (!memchr(e, '\0', len)) {
-      char *tok = xmalloc(len + 1);
-      memcpy(tok, e, len);
-      tok[len] = '\0';
-      if (!tl__token_list_has(s, n, tok))
-        abort();
-      free(tok);
-    }
+    char *tok = xmalloc(len + 1);
+    memcpy(tok, e, len);
+    tok[len] = '\0';
+    if (!tl_token_list_has(z, tok))
+      abort();
+    free(tok);
     if (++count > n)
       abort(); /* no progress */
   }
+  free(z);
 }
 
 static void check_raw_query(const char *s, size_t n) {
@@ -76,19 +93,39 @@ static void check_raw_query(const char *s, size_t n) {
   while (end < n && s[end] != '&' && s[end] != '=')
     end++;
   char *key = xmalloc(end + 1);
-  size_t kl = tl__pct_decode(key, s, end, true);
-  key[kl] = '\0';
+  size_t kl = 0;
+  tl_pct_decode(key, end + 1, s, end, TL_PCT_FORM, &kl);
   if (kl == strlen(key) && end > 0) { /* keys with NUL cannot be asked */
-    if (!tl__pct_key_eq(s, end, key))
+    tl_slice v;
+    if (!tl_form_find(s, n, key, &v))
       abort();
-    const char *v;
-    size_t vl;
-    if (!tl__query_find(s, n, key, &v, &vl))
-      abort();
-    if (v < s || v + vl > s + n)
+    if (v.ptr < s || v.ptr + v.len > s + n)
       abort();
   }
   free(key);
+}
+
+static void check_base64url(const char *s, size_t n) {
+  char *enc = xmalloc(TL_BASE64URL_LEN(n) + 1);
+  if (tl_base64url_encode(enc, TL_BASE64URL_LEN(n) + 1, s, n) != 0 ||
+      strlen(enc) != TL_BASE64URL_LEN(n))
+    abort();
+  char *back = xmalloc(n);
+  size_t bl = 0;
+  if (tl_base64url_decode(back, n, enc, TL_BASE64URL_LEN(n), &bl) != 0 ||
+      bl != n || memcmp(back, s, n) != 0)
+    abort();
+  free(back);
+  free(enc);
+  /* The raw text as base64url: whatever the answer, within bounds. */
+  size_t room = n * 3 / 4;
+  char *out = xmalloc(room);
+  int rc = tl_base64url_decode(out, room, s, n, &bl);
+  if (rc != 0 && rc != TL_EINVAL)
+    abort();
+  if (rc == 0 && bl != room)
+    abort();
+  free(out);
 }
 
 static size_t pct_encode(char *out, const char *s, size_t n) {
@@ -151,12 +188,12 @@ static void check_round_trip(const char *s, size_t n) {
     char *key = xmalloc(pairs[i].kl + 1);
     memcpy(key, pairs[i].k, pairs[i].kl);
     key[pairs[i].kl] = '\0';
-    const char *v;
-    size_t vl;
-    if (!tl__query_find(exact, ql, key, &v, &vl))
+    tl_slice v;
+    if (!tl_form_find(exact, ql, key, &v))
       abort();
-    char *dec = xmalloc(vl);
-    size_t dl = tl__pct_decode(dec, v, vl, true);
+    char *dec = xmalloc(v.len + 1);
+    size_t dl = 0;
+    tl_pct_decode(dec, v.len + 1, v.ptr, v.len, TL_PCT_FORM, &dl);
     if (dl != pairs[first].vl || memcmp(dec, pairs[first].v, dl) != 0)
       abort();
     free(dec);
@@ -177,6 +214,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check_decode(s, n);
   check_list(s, n);
   check_raw_query(s, n);
+  check_base64url(s, n);
   if (mode & 1)
     check_round_trip(s, n);
   free(s);

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "http/rtree.h"
-#include "http/util.h"
+#include "talon/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -44,13 +44,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           abort();
     }
   }
-  const char *v;
-  size_t vlen;
-  if (tl__query_find(path, n, "a", &v, &vlen) &&
-      (v < path || v + vlen > path + n))
+  tl_slice v;
+  if (tl_form_find(path, n, "a", &v) &&
+      (v.ptr < path || v.ptr + v.len > path + n))
     abort();
-  char *dec = malloc(n ? n : 1);
-  if (tl__pct_decode(dec, path, n, true) > n)
+  char *dec = malloc(n + 1);
+  size_t dl = 0;
+  if (tl_pct_decode(dec, n + 1, path, n, TL_PCT_FORM, &dl) != 0 || dl > n)
     abort();
   free(dec);
   free(path);

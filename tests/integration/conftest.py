@@ -408,6 +408,17 @@ def stats(port):
     return get(port, "/stats").json()
 
 
+def wait_stats(port, key, value, timeout=3.0):
+    """Polls /stats until counter `key` reaches `value` (or the timeout);
+    returns the last stats."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = stats(port)
+        if st[key] >= value or time.monotonic() > deadline:
+            return st
+        time.sleep(0.02)
+
+
 def curl(*args, timeout=20):
     """Runs curl; returns CompletedProcess (stdout bytes)."""
     return subprocess.run(["curl", "-sS", "--max-time", str(timeout - 2), *args],

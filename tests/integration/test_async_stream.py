@@ -7,16 +7,7 @@ import time
 import pytest
 
 from conftest import (LARGE_FILE_SIZE, SMALL_FILE_SIZE, Closed, Conn, build_request,
-                      big_pattern, curl, get, sha256, stats)
-
-
-def wait_stats(port, key, value, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        st = stats(port)
-        if st[key] >= value or time.monotonic() > deadline:
-            return st
-        time.sleep(0.02)
+                      big_pattern, curl, get, sha256, stats, wait_stats)
 
 
 def test_async_response(server):

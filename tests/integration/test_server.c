@@ -36,13 +36,24 @@
  *   POST /only-post            (GET gives 405 Allow: POST)
  *   GET,PUT /getput
  *   GET  /stop                 tl_app_stop()
+ *   GET  /timer/ticks?n=N&ms=M a repeating timer writes "tick-i" N times
+ *                              (default 5, every 10 ms), stops itself
+ *                              inside its callback, and ends with the
+ *                              elapsed tl_app_now() milliseconds
+ *   GET  /timer/cancel         a timer stopped before it fires never runs:
+ *                              answers "fired=0" from a second timer
+ *   GET  /timer/forever        starts a 5 ms repeating timer that nothing
+ *                              stops (the stop must still end the server)
  *   not found: custom handler, 404 "nf:<path>" with X-Not-Found: custom
  * App middleware: "trace" local (malloc'd, freed by free_fn);
  *   ?early=1 or X-Early: answer 403 "early" from middleware;
- *   X-Async-MW: 1 continues from a uv_timer after 20 ms (TL_PENDING);
+ *   X-Async-MW: 1 continues from a one-shot timer after 20 ms (TL_PENDING);
  *   X-MW-Error: 1 returns TL_EINVAL (-> 500).
+ * Timers: a 10 ms heartbeat, started before tl_app_listen and never
+ * stopped, counts in /stats; a tl_app_on_stop hook prints
+ * "on_stop: heartbeats=N" (once per stop).
  */
-#define _POSIX_C_SOURCE 200809L
+#define _POSIX_C_SOURCE 200809L /* strtok_r */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,13 +63,12 @@
 
 #define TEST_SERVER_NAME "test_server"
 #include "test_server.h"
-#include <uv.h>
 
 static tl_app *g_app;
 static const char *g_files_dir = ".";
 static struct {
   long aborts, async_done, drains, big_done, big_aborts, mw_async_aborts,
-      trace_frees, requests;
+      trace_frees, requests, heartbeats, cancelled_fired;
 } g_stats;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -156,46 +166,50 @@ static int mw_early(tl_req *req, tl_res *res, void *ctx) {
   return TL_NEXT;
 }
 
+/* A deferred request finished by a one-shot timer. talon frees the timer
+ * after its callback; the abort callback stops it if the client leaves
+ * first. Either way the context goes with it. */
 typedef struct {
-  uv_timer_t timer;
+  tl_timer *timer;
   tl_req *req;
   tl_res *res;
-  int live; /* request still there */
 } async_ctx;
 
-static void async_ctx_close_cb(uv_handle_t *h) {
-  free(h->data);
-}
-
-static void async_ctx_close(async_ctx *a) {
-  uv_timer_stop(&a->timer);
-  uv_close((uv_handle_t *)&a->timer, async_ctx_close_cb);
-}
-
-static async_ctx *async_ctx_new(tl_req *req, tl_res *res) {
+/* Defers `res` and starts a one-shot timer of `ms` with `fire`; `abort`
+ * runs instead if the client leaves. Returns TL_ENOMEM if either
+ * allocation failed (then nothing was deferred). */
+static int async_start(tl_req *req, tl_res *res, uint64_t ms, tl_timer_cb fire,
+                       tl_res_abort_cb abort_cb) {
   async_ctx *a = calloc(1, sizeof *a);
   if (!a)
-    return NULL;
+    return TL_ENOMEM;
   a->req = req;
   a->res = res;
-  a->live = 1;
-  uv_timer_init(tl_app_loop(tl_req_app(req)), &a->timer);
-  a->timer.data = a;
-  return a;
+  a->timer = tl_timer_start(tl_req_app(req), ms, 0, fire, a);
+  if (!a->timer) {
+    free(a);
+    return TL_ENOMEM;
+  }
+  tl_res_defer(res, abort_cb, a);
+  return 0;
+}
+
+/* The client left: the timer must not fire any more. */
+static void async_stop(async_ctx *a) {
+  tl_timer_stop(a->timer);
+  free(a);
 }
 
 static void mw_async_abort(tl_res *res, void *arg) {
-  async_ctx *a = arg;
   g_stats.mw_async_aborts++;
-  a->live = 0;
-  async_ctx_close(a);
+  async_stop(arg);
 }
 
-static void mw_async_fire(uv_timer_t *t) {
-  async_ctx *a = t->data;
+static void mw_async_fire(tl_timer *t, void *arg) {
+  async_ctx *a = arg;
   tl_req *req = a->req;
   tl_res *res = a->res;
-  async_ctx_close(a);
+  free(a);
   trace_add(req, "async");
   tl_next(req, res);
 }
@@ -203,12 +217,8 @@ static void mw_async_fire(uv_timer_t *t) {
 static int mw_async(tl_req *req, tl_res *res, void *ctx) {
   if (!tl_req_header(req, "x-async-mw"))
     return TL_NEXT;
-  async_ctx *a = async_ctx_new(req, res);
-  if (!a)
-    return TL_ENOMEM;
-  tl_res_defer(res, mw_async_abort, a);
-  uv_timer_start(&a->timer, mw_async_fire, 20, 0);
-  return TL_PENDING;
+  int err = async_start(req, res, 20, mw_async_fire, mw_async_abort);
+  return err ? err : TL_PENDING;
 }
 
 /* ---- router / route middleware ------------------------------------------ */
@@ -383,17 +393,15 @@ static void h_api_info(tl_req *req, tl_res *res) {
 
 /* /async?ms=N */
 static void async_abort(tl_res *res, void *arg) {
-  async_ctx *a = arg;
   g_stats.aborts++;
-  a->live = 0;
-  async_ctx_close(a);
+  async_stop(arg);
 }
 
-static void async_fire(uv_timer_t *t) {
-  async_ctx *a = t->data;
+static void async_fire(tl_timer *t, void *arg) {
+  async_ctx *a = arg;
   tl_res *res = a->res;
   tl_req *req = a->req;
-  async_ctx_close(a);
+  free(a);
   g_stats.async_done++;
   char out[128];
   const char *id = tl_req_query(req, "id");
@@ -405,14 +413,10 @@ static void async_fire(uv_timer_t *t) {
 static void h_async(tl_req *req, tl_res *res) {
   const char *ms_s = tl_req_query(req, "ms");
   long ms = ms_s ? atol(ms_s) : 50;
-  async_ctx *a = async_ctx_new(req, res);
-  if (!a) {
+  if (async_start(req, res, (uint64_t)ms, async_fire, async_abort)) {
     tl_res_status(res, 500);
     tl_res_text(res, "oom");
-    return;
   }
-  tl_res_defer(res, async_abort, a);
-  uv_timer_start(&a->timer, async_fire, (uint64_t)ms, 0);
 }
 
 static void h_stats(tl_req *req, tl_res *res) {
@@ -420,10 +424,11 @@ static void h_stats(tl_req *req, tl_res *res) {
   snprintf(out, sizeof out,
            "{\"aborts\":%ld,\"async_done\":%ld,\"drains\":%ld,"
            "\"big_done\":%ld,\"big_aborts\":%ld,\"mw_async_aborts\":%ld,"
-           "\"trace_frees\":%ld,\"requests\":%ld}",
+           "\"trace_frees\":%ld,\"requests\":%ld,\"heartbeats\":%ld,"
+           "\"cancelled_fired\":%ld}",
            g_stats.aborts, g_stats.async_done, g_stats.drains, g_stats.big_done,
            g_stats.big_aborts, g_stats.mw_async_aborts, g_stats.trace_frees,
-           g_stats.requests);
+           g_stats.requests, g_stats.heartbeats, g_stats.cancelled_fired);
   tl_res_json(res, out);
 }
 
@@ -565,6 +570,109 @@ static void h_stop(tl_req *req, tl_res *res) {
   tl_app_stop(g_app);
 }
 
+/* ---- timers ------------------------------------------------------------- */
+
+/* /timer/ticks: a repeating timer streams its ticks. */
+typedef struct {
+  tl_timer *timer;
+  tl_app *app;
+  tl_res *res;
+  long left, n;
+  uint64_t started;
+} ticks_ctx;
+
+static void ticks_abort(tl_res *res, void *arg) {
+  ticks_ctx *k = arg;
+  g_stats.aborts++;
+  tl_timer_stop(k->timer);
+  free(k);
+}
+
+static void ticks_fire(tl_timer *t, void *arg) {
+  ticks_ctx *k = arg;
+  char line[64];
+  snprintf(line, sizeof line, "tick-%ld\n", k->n - k->left);
+  tl_res_write(k->res, line, strlen(line));
+  if (--k->left > 0)
+    return;
+  /* Stopped inside its own callback: it does not fire again, and talon
+   * frees it when this returns. Stopping it twice is harmless. */
+  tl_timer_stop(t);
+  tl_timer_stop(t);
+  snprintf(line, sizeof line, "elapsed=%llu\n",
+           (unsigned long long)(tl_app_now(k->app) - k->started));
+  tl_res *res = k->res;
+  free(k);
+  tl_res_end(res, line, strlen(line));
+}
+
+static void h_timer_ticks(tl_req *req, tl_res *res) {
+  const char *n_s = tl_req_query(req, "n"), *ms_s = tl_req_query(req, "ms");
+  long n = n_s ? atol(n_s) : 5, ms = ms_s ? atol(ms_s) : 10;
+  ticks_ctx *k = calloc(1, sizeof *k);
+  if (!k || n < 1 || ms < 1) {
+    free(k);
+    tl_res_status(res, 400);
+    tl_res_text(res, "bad n or ms");
+    return;
+  }
+  k->app = tl_req_app(req);
+  k->res = res;
+  k->left = k->n = n;
+  k->started = tl_app_now(k->app);
+  /* First tick after `ms`, then every `ms`. */
+  k->timer = tl_timer_start(k->app, (uint64_t)ms, (uint64_t)ms, ticks_fire, k);
+  if (!k->timer) {
+    free(k);
+    tl_res_status(res, 500);
+    tl_res_text(res, "oom");
+    return;
+  }
+  tl_res_header(res, "Content-Type", "text/plain");
+  tl_res_defer(res, ticks_abort, k);
+}
+
+/* /timer/cancel: a timer stopped before its time never runs. */
+static void cancelled_fire(tl_timer *t, void *arg) {
+  g_stats.cancelled_fired++;
+}
+
+static void cancel_check(tl_timer *t, void *arg) {
+  async_ctx *a = arg;
+  tl_res *res = a->res;
+  free(a);
+  char out[64];
+  snprintf(out, sizeof out, "fired=%ld", g_stats.cancelled_fired);
+  tl_res_text(res, out);
+}
+
+static void h_timer_cancel(tl_req *req, tl_res *res) {
+  tl_app *app = tl_req_app(req);
+  tl_timer_stop(tl_timer_start(app, 20, 0, cancelled_fire, NULL));
+  tl_timer_stop(tl_timer_start(app, 0, 5, cancelled_fire, NULL));
+  if (async_start(req, res, 60, cancel_check, async_abort)) {
+    tl_res_status(res, 500);
+    tl_res_text(res, "oom");
+  }
+}
+
+/* /timer/forever: nothing stops this one but the app's end. */
+static void forever_fire(tl_timer *t, void *arg) {}
+
+static void h_timer_forever(tl_req *req, tl_res *res) {
+  tl_timer *t = tl_timer_start(tl_req_app(req), 5, 5, forever_fire, NULL);
+  tl_res_text(res, t ? "started" : "oom");
+}
+
+static void heartbeat(tl_timer *t, void *arg) {
+  g_stats.heartbeats++;
+}
+
+static void on_stop(tl_app *app, void *arg) {
+  printf("on_stop: heartbeats=%ld\n", g_stats.heartbeats);
+  fflush(stdout);
+}
+
 static void not_found(tl_req *req, tl_res *res) {
   tl_res_status(res, 404);
   tl_res_header(res, "X-Not-Found", "custom");
@@ -651,7 +759,16 @@ int main(int argc, char **argv) {
   CHECK(tl_app_get(app, "/getput", h_getput));
   CHECK(tl_app_put(app, "/getput", h_getput));
   CHECK(tl_app_get(app, "/stop", h_stop));
+  CHECK(tl_app_get(app, "/timer/ticks", h_timer_ticks));
+  CHECK(tl_app_get(app, "/timer/cancel", h_timer_cancel));
+  CHECK(tl_app_get(app, "/timer/forever", h_timer_forever));
   tl_app_not_found(app, not_found);
+
+  /* Started before the loop runs, and never stopped: it must neither keep
+   * the server alive after a stop nor leak. */
+  if (!tl_timer_start(app, 10, 10, heartbeat, NULL))
+    return 1;
+  CHECK(tl_app_on_stop(app, on_stop, NULL));
 
   int err = tl_app_listen(app, "127.0.0.1", port);
   if (err)

@@ -85,3 +85,11 @@ def test_middleware_with_a_private_header_fails(tree):
     rc, out = run(str(tree))
     assert rc == 1, out
     assert "middleware/cors.c: includes private header http/http.h" in out
+
+
+def test_http_calling_a_public_ws_function_fails(tree):
+    append(tree / "src/http/dispatch.c",
+           "\nstatic void echo(tl_ws *ws) { tl_ws_send_text(ws, \"x\"); }\n")
+    rc, out = run(str(tree))
+    assert rc == 1, out
+    assert "src/http/dispatch.c: uses tl_ws_send_text, defined in ws" in out

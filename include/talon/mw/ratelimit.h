@@ -14,7 +14,7 @@
  * When it is full, the least recently used bucket is evicted: that client
  * starts again with a full bucket, so pick `max_keys` above the number of
  * clients active within burst/rate seconds. Time comes from the loop's
- * monotonic clock (uv_now), so wall-clock jumps change nothing.
+ * monotonic clock (tl_app_now), so wall-clock jumps change nothing.
  *
  * Behind a reverse proxy every request has the proxy's address: give a
  * `key` callback that reads the client from a header the proxy sets.
