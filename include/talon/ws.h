@@ -102,7 +102,17 @@ typedef struct tl_ws_handlers {
                        int old_count);
 
   /* Options (0 = default, in brackets). */
-  size_t max_payload;      /* bytes of one message [16 MiB]; over: 1009 */
+  /* Bytes of one message [16 MiB; for a message that arrives compressed,
+   * once inflated: 1 MiB]; over: 1009. permessage-deflate lets a few KiB
+   * on the wire inflate to a MiB, and an inflated message is held whole,
+   * so a compressed message is cheap for a client to send and costly for
+   * the server to hold: without a limit of the app's, those get the
+   * smaller one. A set value applies to both. talon inflates at most
+   * 1 MiB per connection per loop turn (not reading that socket
+   * meanwhile), so a larger limit costs other clients no latency, only
+   * memory (the message's size, per connection inflating one) and CPU
+   * (about 1 ms per MiB, 1000 times what the client sent at worst). */
+  size_t max_payload;
   unsigned idle_timeout_s; /* close after this long without a frame
                               [120]; TL_WS_NO_TIMEOUT disables */
   int send_pings;          /* ping at half the idle timeout [off] */

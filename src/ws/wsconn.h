@@ -14,7 +14,11 @@
 typedef struct tl__wsroute {
   tl_ws_handlers h;
   size_t data_size;
+  size_t max_inflated; /* bytes of a message once inflated */
 } tl__wsroute;
+
+/* A compressed message that is inflated over several loop turns (ws.c). */
+struct tl__inflating;
 
 /* permessage-deflate state of one connection, allocated only when the
  * extension was agreed. */
@@ -22,6 +26,10 @@ typedef struct tl__wspmd {
   tl__pmd_agreed agreed;
   z_stream *deflater; /* dedicated compressor (lazily created) */
   z_stream *inflater; /* dedicated decompressor (lazily created) */
+  /* Inflating: the loop turn the budget was last counted in, and the
+   * bytes inflated in it. */
+  uint32_t turn, spent;
+  struct tl__inflating *busy; /* a message being inflated; NULL: none */
 } tl__wspmd;
 
 /* One block per open socket, so it is packed: what only some sockets need
@@ -51,7 +59,9 @@ struct tl_ws {
 #define tl__ws_app(ws) ((tl_app *)(ws)->conn.srv->owner)
 
 /* Per-app compression state: shared streams (one per window size for
- * compressors) and a scratch buffer for (de)compressed messages. */
+ * compressors) and scratch buffers for (de)compressed messages (a message
+ * that takes more than one turn to inflate moves to a buffer of its
+ * connection's). */
 typedef struct tl__pmd_shared {
   z_stream *deflate[16]; /* by window bits, created on first use */
   z_stream *inflate;
