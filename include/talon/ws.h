@@ -79,10 +79,10 @@ typedef struct tl_ws_handlers {
   /* The socket closed. `code`: the peer's close code when it sent a close
    * frame (1005 if that frame had none); the code talon sent when it
    * failed the connection itself (1002 protocol error, 1007 invalid UTF-8,
-   * 1009 too big, 1001 idle timeout or shutdown, 1008 backpressure limit,
-   * 1011 out of memory); 1006 when the connection ended without a close
-   * frame from the peer (also after tl_ws_close() if the peer never
-   * answered). The reason (UTF-8, not NUL-terminated) is valid during the
+   * 1009 too big, 1001 idle timeout or shutdown, 1008 backpressure limit
+   * or message timeout, 1011 out of memory); 1006 when the connection ended
+   * without a close frame from the peer (also after tl_ws_close() if the peer
+   * never answered). The reason (UTF-8, not NUL-terminated) is valid during the
    * call. */
   void (*close)(tl_ws *ws, int code, const char *reason, size_t len);
   /* The backlog emptied after a send returned TL_WS_BACKPRESSURE. */
@@ -142,6 +142,16 @@ typedef struct tl_ws_handlers {
   int compress_mem_level;
   /* Messages shorter than this are sent uncompressed [128]. */
   size_t compress_threshold;
+  /* A frame, or a fragmented message, must be complete within this long
+   * of its first byte [30]; TL_WS_NO_TIMEOUT disables. Over: close 1008
+   * (policy violation) and TCP. Bytes of an unfinished frame or message
+   * keep the socket from the idle timeout, but not past this time, so a
+   * client that trickles a frame cannot hold its socket (like
+   * header_timeout_ms for HTTP). The time also runs while reading is
+   * paused (tl_ws_pause, backpressure). Larger than 2,073,600 (24 days)
+   * counts as that. Set it above the time your largest message takes to
+   * upload on your slowest client's link. */
+  unsigned message_timeout_s;
 } tl_ws_handlers;
 
 #define TL_WS_NO_TIMEOUT ((unsigned)-1)

@@ -16,6 +16,11 @@
  * to this, and an inflated message is held whole (talon/ws.h). */
 #define DEFAULT_MAX_INFLATED (1024 * 1024)
 
+/* The longest message_timeout_s kept: the start of a message is stored as
+ * the low 32 bits of the loop time in ms, which tell the time since then
+ * exactly up to 49 days. */
+#define MAX_MESSAGE_TIMEOUT_S (24u * 24 * 3600)
+
 static uint64_t now_ms(const tl_ws *ws) {
   return tl__server_now(ws->conn.srv);
 }
@@ -31,6 +36,11 @@ tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size) {
     rt->h.max_payload = 16 * 1024 * 1024;
   if (!rt->h.idle_timeout_s)
     rt->h.idle_timeout_s = 120;
+  if (!rt->h.message_timeout_s)
+    rt->h.message_timeout_s = 30;
+  else if (rt->h.message_timeout_s != TL_WS_NO_TIMEOUT &&
+           rt->h.message_timeout_s > MAX_MESSAGE_TIMEOUT_S)
+    rt->h.message_timeout_s = MAX_MESSAGE_TIMEOUT_S;
   if (!rt->h.max_backpressure)
     rt->h.max_backpressure = 16 * 1024 * 1024;
   if (rt->h.compression && !(rt->h.compression & (TL_SHARED_DECOMPRESSOR |
@@ -72,28 +82,52 @@ static uint64_t life_deadline(const tl_ws *ws) {
   return ws->stats.opened_ms + (uint64_t)ws->route->h.max_lifetime_s * 1000;
 }
 
-/* The connection's one deadline: the earlier of `idle` (0: none) and the
- * end of its lifetime. The idle deadline is not kept apart: when the
- * lifetime comes first the socket closes then, and the idle one no longer
- * matters; on_timeout tells the two apart by the time. */
+/* The time the frame or message in progress has to complete ends at this
+ * (0: none is in progress, or no limit). Its start is kept as the low 32
+ * bits of the loop time; the time since then is exact (timeouts are
+ * capped well below 2^32 ms). */
+static uint64_t message_deadline(const tl_ws *ws) {
+  unsigned s = ws->route->h.message_timeout_s;
+  if (s == TL_WS_NO_TIMEOUT || ws->state != TL_WS_OPEN ||
+      !tl__wsp_in_progress(&ws->parser))
+    return 0;
+  uint64_t now = now_ms(ws);
+  uint64_t start = now - (uint32_t)((uint32_t)now - ws->parser.since);
+  return start + (uint64_t)s * 1000;
+}
+
+/* The connection's one deadline: the earliest of `idle` (0: none), the
+ * end of its lifetime and that of the message in progress. The idle
+ * deadline is not kept apart: when another comes first the socket closes
+ * then, and the idle one no longer matters; on_timeout tells them apart
+ * by the time. */
 static void set_deadline(tl_ws *ws, uint64_t idle) {
-  uint64_t d = idle, life = life_deadline(ws);
+  uint64_t d = idle, life = life_deadline(ws), msg = message_deadline(ws);
   if (life && (!d || life < d))
     d = life;
+  if (msg && (!d || msg < d))
+    d = msg;
   ws->conn.deadline = d;
 }
 
 /* Traffic from the peer: push the idle deadline (half of it when we ping
- * quiet peers, so the ping has time to be answered). */
+ * quiet peers, so the ping has time to be answered). Bytes of a frame or
+ * message that is not complete yet push it too, but never past the time
+ * that frame or message has left: a peer that trickles a frame a byte at
+ * a time is closed when that time is up. */
 static void touch(tl_ws *ws) {
-  unsigned s = ws->route->h.idle_timeout_s;
-  if (s == TL_WS_NO_TIMEOUT || ws->state != TL_WS_OPEN)
+  if (ws->state != TL_WS_OPEN)
     return;
-  uint64_t ms = (uint64_t)s * 1000;
-  if (ws->route->h.send_pings)
-    ms /= 2;
-  ws->ping_outstanding = false;
-  set_deadline(ws, now_ms(ws) + ms);
+  unsigned s = ws->route->h.idle_timeout_s;
+  uint64_t idle = 0;
+  if (s != TL_WS_NO_TIMEOUT) {
+    uint64_t ms = (uint64_t)s * 1000;
+    if (ws->route->h.send_pings)
+      ms /= 2;
+    ws->ping_outstanding = false;
+    idle = now_ms(ws) + ms;
+  }
+  set_deadline(ws, idle);
 }
 
 /* ---- sending ----------------------------------------------------------- */
@@ -729,7 +763,7 @@ static const tl__wsp_callbacks parser_cb = {
 };
 
 static void feed(tl_ws *ws, char *data, size_t len) {
-  touch(ws);
+  ws->parser.began = false;
   size_t used = 0;
   int rc =
       tl__wsp_feed_ex(&ws->parser, (uint8_t *)data, len, &parser_cb, ws, &used);
@@ -745,6 +779,11 @@ static void feed(tl_ws *ws, char *data, size_t len) {
                                    : "protocol error";
     fail(ws, rc, why);
   }
+  /* A frame or message that began in these bytes and is not complete
+   * starts its time now (touch() then keeps the deadline within it). */
+  if (ws->parser.began)
+    ws->parser.since = (uint32_t)now_ms(ws);
+  touch(ws);
 }
 
 static void on_read(tl__conn *c, char *data, size_t len) {
@@ -795,6 +834,12 @@ static void on_timeout(tl__conn *c) {
   if (life && now >= life) {
     ws->life_armed = false;
     tl_ws_close(ws, 1000, "max lifetime");
+    return;
+  }
+  uint64_t msg = message_deadline(ws);
+  if (msg && now >= msg) {
+    /* A frame or message was begun and not finished in time. */
+    fail(ws, 1008, "message timeout");
     return;
   }
   if (ws->route->h.send_pings && !ws->ping_outstanding) {
