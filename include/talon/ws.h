@@ -77,10 +77,10 @@ typedef struct tl_ws_handlers {
   /* The socket closed. `code`: the peer's close code when it sent a close
    * frame (1005 if that frame had none); the code talon sent when it
    * failed the connection itself (1002 protocol error, 1007 invalid UTF-8,
-   * 1009 too big, 1001 idle timeout or shutdown, 1008 backpressure limit,
-   * 1011 out of memory); 1006 when the connection ended without a close
-   * frame from the peer (also after tl_ws_close() if the peer never
-   * answered). The reason (UTF-8, not NUL-terminated) is valid during the
+   * 1009 too big, 1001 idle timeout or shutdown, 1008 backpressure limit
+   * or message timeout, 1011 out of memory); 1006 when the connection ended
+   * without a close frame from the peer (also after tl_ws_close() if the peer
+   * never answered). The reason (UTF-8, not NUL-terminated) is valid during the
    * call. */
   void (*close)(tl_ws *ws, int code, const char *reason, size_t len);
   /* The backlog emptied after a send returned TL_WS_BACKPRESSURE. */
@@ -100,7 +100,17 @@ typedef struct tl_ws_handlers {
                        int old_count);
 
   /* Options (0 = default, in brackets). */
-  size_t max_payload;      /* bytes of one message [16 MiB]; over: 1009 */
+  /* Bytes of one message [16 MiB; for a message that arrives compressed,
+   * once inflated: 1 MiB]; over: 1009. permessage-deflate lets a few KiB
+   * on the wire inflate to a MiB, and an inflated message is held whole,
+   * so a compressed message is cheap for a client to send and costly for
+   * the server to hold: without a limit of the app's, those get the
+   * smaller one. A set value applies to both. talon inflates at most
+   * 1 MiB per connection per loop turn (not reading that socket
+   * meanwhile), so a larger limit costs other clients no latency, only
+   * memory (the message's size, per connection inflating one) and CPU
+   * (about 1 ms per MiB, 1000 times what the client sent at worst). */
+  size_t max_payload;
   unsigned idle_timeout_s; /* close after this long without a frame
                               [120]; TL_WS_NO_TIMEOUT disables */
   int send_pings;          /* ping at half the idle timeout [off] */
@@ -130,6 +140,16 @@ typedef struct tl_ws_handlers {
   int compress_mem_level;
   /* Messages shorter than this are sent uncompressed [128]. */
   size_t compress_threshold;
+  /* A frame, or a fragmented message, must be complete within this long
+   * of its first byte [30]; TL_WS_NO_TIMEOUT disables. Over: close 1008
+   * (policy violation) and TCP. Bytes of an unfinished frame or message
+   * keep the socket from the idle timeout, but not past this time, so a
+   * client that trickles a frame cannot hold its socket (like
+   * header_timeout_ms for HTTP). The time also runs while reading is
+   * paused (tl_ws_pause, backpressure). Larger than 2,073,600 (24 days)
+   * counts as that. Set it above the time your largest message takes to
+   * upload on your slowest client's link. */
+  unsigned message_timeout_s;
 } tl_ws_handlers;
 
 #define TL_WS_NO_TIMEOUT ((unsigned)-1)

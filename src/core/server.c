@@ -555,7 +555,55 @@ static void on_check(uv_check_t *h) {
   flush_phase(h->data);
 }
 static void on_prepare(uv_prepare_t *h) {
-  flush_phase(h->data);
+  tl__server *s = h->data;
+  s->turn++;
+  flush_phase(s);
+}
+
+uint32_t tl__server_turn(const tl__server *s) {
+  return s->turn;
+}
+
+/* Runs the work deferred in the last turn. What runs is taken off the
+ * list first, so work deferred again waits for the next turn: between two
+ * slices of one connection's work the loop polls and serves the others. */
+static void on_idle(uv_idle_t *h) {
+  tl__server *s = h->data;
+  s->working = s->work;
+  s->work = NULL;
+  while (s->working) {
+    tl__work *w = s->working;
+    s->working = w->next;
+    w->next = NULL;
+    w->fn(w);
+  }
+  if (!s->work)
+    uv_idle_stop(&s->worker);
+}
+
+void tl__server_defer(tl__server *s, tl__work *w) {
+  w->next = s->work;
+  s->work = w;
+  uv_idle_start(&s->worker, on_idle);
+}
+
+/* Unlinks `w` from the list at `*head`; whether it was there. */
+static bool unlink_work(tl__work **head, tl__work *w) {
+  for (tl__work **p = head; *p; p = &(*p)->next) {
+    if (*p == w) {
+      *p = w->next;
+      w->next = NULL;
+      return true;
+    }
+  }
+  return false;
+}
+
+void tl__server_cancel(tl__server *s, tl__work *w) {
+  /* A piece of work may close another connection while the turn's list
+   * is being run: that one's work is still on `working`. */
+  if (!unlink_work(&s->work, w))
+    unlink_work(&s->working, w);
 }
 
 /* Bytes written but not yet taken by the peer: libuv's queue plus the
@@ -669,6 +717,7 @@ static void maybe_finish_stop(tl__server *s) {
   close_handle((uv_handle_t *)&s->shutdown_timer);
   close_handle((uv_handle_t *)&s->flusher);
   close_handle((uv_handle_t *)&s->preflusher);
+  close_handle((uv_handle_t *)&s->worker);
   if (!s->cfg.no_signal_handlers) {
     close_handle((uv_handle_t *)&s->sigint);
     close_handle((uv_handle_t *)&s->sigterm);
@@ -792,6 +841,8 @@ int tl__server_run(tl__server *s, const char *host, int port,
   uv_prepare_init(&s->loop, &s->preflusher);
   s->preflusher.data = s;
   uv_prepare_start(&s->preflusher, on_prepare);
+  uv_idle_init(&s->loop, &s->worker);
+  s->worker.data = s;
   if (!s->cfg.no_signal_handlers) {
     uv_signal_init(&s->loop, &s->sigint);
     uv_signal_init(&s->loop, &s->sigterm);

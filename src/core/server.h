@@ -104,6 +104,15 @@ struct tl__conn {
   uint32_t stall_queue, stall_since;
 };
 
+/* Work a connection leaves for a later loop turn, embedded in the
+ * protocol's own state (WebSocket inflates a large compressed message a
+ * slice per turn, so that other connections are served in between). */
+typedef struct tl__work tl__work;
+struct tl__work {
+  tl__work *next; /* the server's list; the server's to use */
+  void (*fn)(tl__work *w);
+};
+
 /* Allocates a connection block of the protocol's size, with tl__conn
  * embedded, zeroed; returns NULL on out of memory. `arg` is the server's
  * factory_arg. */
@@ -125,6 +134,7 @@ struct tl__server {
   uv_timer_t shutdown_timer;
   uv_check_t flusher;
   uv_prepare_t preflusher;
+  uv_idle_t worker; /* runs deferred work; active only while there is some */
   uv_signal_t sigint, sigterm;
   uv_async_t stop_async;
   tl__server_config cfg;
@@ -143,6 +153,9 @@ struct tl__server {
   tl__conn *dirty;  /* connections with corked bytes */
   tl__outq *q_pool; /* output queues not in use */
   unsigned q_pooled;
+  tl__work *work;    /* deferred to the next turn */
+  tl__work *working; /* being run in this turn */
+  uint32_t turn;     /* loop turns so far (wraps) */
   int port;
   char listen_host[64]; /* as given to tl__server_run */
   bool running, stopping, handles_open;
@@ -161,6 +174,16 @@ void tl__server_stop(tl__server *s);
 void tl__server_close(tl__server *s);
 /* Loop time in ms (cached per iteration). */
 uint64_t tl__server_now(const tl__server *s);
+
+/* Run `w->fn(w)` once on the next loop turn, after that turn's timers
+ * and before it polls for I/O (which does not block while work is
+ * pending); `fn` may defer `w` again. `w` must not be on the list yet. */
+void tl__server_defer(tl__server *s, tl__work *w);
+/* Take `w` off the list, if it is on it: it does not run. */
+void tl__server_cancel(tl__server *s, tl__work *w);
+/* A counter that goes up by one every loop turn (a turn ends when the
+ * loop is about to poll for I/O), for budgets of work per turn. */
+uint32_t tl__server_turn(const tl__server *s);
 
 /* Take over an initialised, open handle as a new connection of `s`
  * (counted and listed like an accepted one). */

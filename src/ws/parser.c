@@ -247,6 +247,18 @@ static int stopped(tl__wsp *p) {
   return fail(p, TL__WSP_STOPPED);
 }
 
+/* What a callback's answer `r` makes of the feed: go on (0), pause
+ * (TL__WSP_PAUSED, not sticky: the caller feeds the rest later) or stop. */
+static int answer(tl__wsp *p, int r) {
+  if (r == 0)
+    return 0;
+  return r == TL__WSP_PAUSE ? TL__WSP_PAUSED : stopped(p);
+}
+
+bool tl__wsp_in_progress(const tl__wsp *p) {
+  return p->in_frame || p->hdr_len || p->in_message;
+}
+
 /* Checks byte 0 of a header: FIN, RSV1-3, opcode. */
 static int check_byte0(const tl__wsp *p, uint8_t b) {
   bool fin = b & 0x80, rsv1 = b & 0x40;
@@ -370,9 +382,9 @@ static bool checks_utf8(const tl__wsp *p) {
 static int control_frame(tl__wsp *p, uint8_t *d, size_t n,
                          const tl__wsp_callbacks *cb, void *ud) {
   if (p->opcode != TL__WS_OP_CLOSE)
-    return cb->on_control(ud, p->opcode, d, n) ? stopped(p) : 0;
+    return answer(p, cb->on_control(ud, p->opcode, d, n));
   if (n == 0)
-    return cb->on_close(ud, 1005, "", 0) ? stopped(p) : 0;
+    return answer(p, cb->on_close(ud, 1005, "", 0));
   if (n == 1)
     return fail(p, 1002);
   int code = d[0] << 8 | d[1];
@@ -380,7 +392,7 @@ static int control_frame(tl__wsp *p, uint8_t *d, size_t n,
     return fail(p, 1002);
   if (tl__utf8_validate(TL__UTF8_ACCEPT, d + 2, n - 2) != TL__UTF8_ACCEPT)
     return fail(p, 1007);
-  return cb->on_close(ud, code, (const char *)d + 2, n - 2) ? stopped(p) : 0;
+  return answer(p, cb->on_close(ud, code, (const char *)d + 2, n - 2));
 }
 
 /* The last frame of a data message ended; its bytes are in p->msg. */
@@ -395,21 +407,26 @@ static int buffered_message(tl__wsp *p, const tl__wsp_callbacks *cb, void *ud) {
   p->in_message = false;
   p->msg_len = 0;
   tl__buf_reset(&p->msg, MSG_KEEP);
-  return r ? stopped(p) : 0;
+  return answer(p, r);
 }
 
 int tl__wsp_feed(tl__wsp *p, uint8_t *data, size_t len,
                  const tl__wsp_callbacks *cb, void *ud) {
-  if (p->error)
-    return p->error;
-  if (len == 0)
-    return 0; /* a frame never waits with no payload left, so none ends */
+  return tl__wsp_feed_ex(p, data, len, cb, ud, NULL);
+}
+
+/* The feed loop; returns as tl__wsp_feed_ex, with *off the bytes consumed
+ * (always past a whole frame when a callback paused). */
+static int feed(tl__wsp *p, uint8_t *data, size_t len,
+                const tl__wsp_callbacks *cb, void *ud, size_t *offp) {
   size_t off = 0;
   int rc;
   for (;;) {
     if (!p->in_frame) {
       if (off == len)
         return 0;
+      if (p->hdr_len == 0 && !p->in_message)
+        p->began = true;
       if ((rc = read_header(p, data, len, &off)))
         return fail(p, rc);
       if (!p->in_frame)
@@ -425,6 +442,7 @@ int tl__wsp_feed(tl__wsp *p, uint8_t *data, size_t len,
         off += n;
         p->remaining = 0;
         p->in_frame = false;
+        *offp = off;
         if (is_control(p->opcode)) {
           if ((rc = control_frame(p, d, n, cb, ud)))
             return rc;
@@ -434,8 +452,9 @@ int tl__wsp_feed(tl__wsp *p, uint8_t *data, size_t len,
             tl__utf8_validate(TL__UTF8_ACCEPT, d, n) != TL__UTF8_ACCEPT)
           return fail(p, 1007);
         p->in_message = false;
-        if (cb->on_message(ud, p->opcode, d, n, p->msg_compressed))
-          return stopped(p);
+        if ((rc = answer(
+                 p, cb->on_message(ud, p->opcode, d, n, p->msg_compressed))))
+          return rc;
         continue;
       }
     }
@@ -468,6 +487,7 @@ int tl__wsp_feed(tl__wsp *p, uint8_t *data, size_t len,
       }
     }
     off += n;
+    *offp = off;
     p->remaining -= n;
     if (p->remaining)
       return 0; /* input exhausted mid-frame */
@@ -491,4 +511,20 @@ int tl__wsp_feed(tl__wsp *p, uint8_t *data, size_t len,
     if (rc)
       return rc;
   }
+}
+
+int tl__wsp_feed_ex(tl__wsp *p, uint8_t *data, size_t len,
+                    const tl__wsp_callbacks *cb, void *ud, size_t *used) {
+  if (p->error)
+    return p->error;
+  if (len == 0)
+    return 0; /* a frame never waits with no payload left, so none ends */
+  size_t off = 0;
+  int rc = feed(p, data, len, cb, ud, &off);
+  if (rc == TL__WSP_PAUSED) {
+    if (!used)
+      return stopped(p); /* tl__wsp_feed has no way to pause */
+    *used = off;
+  }
+  return rc;
 }

@@ -49,11 +49,16 @@ enum {
 
 /* Returned by tl__wsp_feed when a callback asked to stop. */
 #define TL__WSP_STOPPED (-1)
+/* A callback's answer asking to pause after its frame, and what
+ * tl__wsp_feed_ex returns then (see there). */
+#define TL__WSP_PAUSE 2
+#define TL__WSP_PAUSED (-2)
 
 typedef struct tl__wsp_callbacks {
   /* A whole data message. `data` is writable and valid only during the
    * call. `compressed`: RSV1 was set on its first frame. Return 0 to go on,
-   * non-zero to stop feeding (tl__wsp_feed returns TL__WSP_STOPPED). */
+   * TL__WSP_PAUSE to pause (tl__wsp_feed_ex only), other non-zero values
+   * to stop feeding (tl__wsp_feed returns TL__WSP_STOPPED). */
   int (*on_message)(void *ud, int opcode, uint8_t *data, size_t len,
                     bool compressed);
   /* A ping or pong (payload <= 125 bytes, unmasked). Same return rule. */
@@ -84,7 +89,14 @@ typedef struct tl__wsp {
   bool fin : 1;
   bool in_message : 1; /* a data message is in progress */
   bool msg_compressed : 1;
+  /* Set when a frame header starts outside a data message, that is when
+   * a message or a lone control frame begins; the caller clears it. */
+  bool began : 1;
   int16_t error; /* sticky close code (1002/1007/1009/1011), -1, or 0 */
+  /* Not the parser's: the caller's record of when the frame or message in
+   * progress began (its clock, low 32 bits). Kept here because it fits
+   * the struct's padding, which a field of the caller's would not. */
+  uint32_t since;
 } tl__wsp;
 
 /* Initialise (zero) a parser; then set max_payload / allow_rsv1. */
@@ -98,6 +110,17 @@ void tl__wsp_free(tl__wsp *p);
  * is not parsed; the parser must not be fed again). */
 int tl__wsp_feed(tl__wsp *p, uint8_t *data, size_t len,
                  const tl__wsp_callbacks *cb, void *ud);
+/* tl__wsp_feed, where a callback may also answer TL__WSP_PAUSE: parsing
+ * then stops right after that callback's frame and TL__WSP_PAUSED is
+ * returned with *used set to the bytes consumed. The parser is between
+ * frames and not failed: the rest of the input (still masked, as it came)
+ * is to be fed later, before anything newer. */
+int tl__wsp_feed_ex(tl__wsp *p, uint8_t *data, size_t len,
+                    const tl__wsp_callbacks *cb, void *ud, size_t *used);
+
+/* Whether a frame or a data message is in progress: some of its bytes
+ * arrived, not all. */
+bool tl__wsp_in_progress(const tl__wsp *p);
 
 /* Write a server (unmasked) frame header into `out` (at least 10 bytes).
  * Returns its length (2, 4 or 10). */

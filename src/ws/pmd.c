@@ -1,6 +1,7 @@
 /* permessage-deflate: negotiation and zlib glue. See pmd.h. */
 #include "ws/pmd.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -206,56 +207,90 @@ int tl__pmd_deflate(z_stream *zs, const void *data, size_t len, bool reset,
   return 0;
 }
 
-/* Feeds `len` bytes to the inflater; the output may not pass `max`. */
-static int inflate_some(z_stream *zs, const void *data, size_t len, size_t max,
-                        size_t start, tl__buf *out) {
-  zs->next_in = (Bytef *)data;
-  zs->avail_in = (uInt)len;
-  while (zs->avail_in > 0) {
+/* The empty stored block the sender removed from the end of every
+ * message (RFC 7692 7.2.2): fed after the message's own bytes. */
+static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+
+int tl__pmd_inflate_start(z_stream *zs, tl__pmd_msg *m, const void *data,
+                          size_t len, bool reset) {
+  m->in = data;
+  m->in_len = len;
+  m->tail = false;
+  return reset && inflateReset(zs) != Z_OK ? 1011 : 0;
+}
+
+int tl__pmd_inflate_some(z_stream *zs, tl__pmd_msg *m, size_t max,
+                         size_t budget, size_t start, tl__buf *out) {
+  size_t begin = out->len;
+  for (;;) {
+    if (m->in_len == 0) {
+      /* Once the tail is taken in, everything before it has come out:
+       * zlib reads a block's header only after the previous block's last
+       * byte went out. */
+      if (m->tail)
+        return 0;
+      m->tail = true;
+      m->in = tail;
+      m->in_len = sizeof tail;
+    }
+    size_t made = out->len - begin;
+    if (made > budget)
+      return TL__PMD_MORE;
     size_t room = out->cap - out->len;
     if (room < 4096) {
-      size_t made = out->len - start;
-      size_t want = made < 65536 ? 16384 : made;
+      size_t sofar = out->len - start;
+      size_t want = sofar < 65536 ? 16384 : sofar;
       /* Never reserve past the limit (+1 byte to see it passed). */
-      if (want > max + 1 - made)
-        want = max + 1 - made;
+      if (want > max + 1 - sofar)
+        want = max + 1 - sofar;
       if (tl__buf_reserve_capped(out, want, start + max + 1) != 0)
         return 1011;
       room = out->cap - out->len;
     }
-    /* Never let zlib write past the limit (+1 to detect passing it). */
+    /* Never let zlib write past the limit (+1 to detect passing it), nor
+     * much past the budget (+1 likewise: a message that ends exactly at
+     * the budget is finished by this call, not the next). */
     size_t allowed = max - (out->len - start) + 1;
     if (room > allowed)
       room = allowed;
+    if (room > budget - made)
+      room = budget - made + 1;
+    if (room > UINT_MAX)
+      room = UINT_MAX;
+    uInt chunk = m->in_len > UINT_MAX ? UINT_MAX : (uInt)m->in_len;
+    zs->next_in = (Bytef *)m->in;
+    zs->avail_in = chunk;
     zs->next_out = (Bytef *)out->data + out->len;
     zs->avail_out = (uInt)room;
     int rc = inflate(zs, Z_SYNC_FLUSH);
-    out->len += room - zs->avail_out;
+    size_t took = chunk - zs->avail_in, gave = room - zs->avail_out;
+    m->in += took;
+    m->in_len -= took;
+    out->len += gave;
     if (out->len - start > max)
       return 1009;
-    if (rc == Z_STREAM_END)
-      return zs->avail_in ? 1007 : 2; /* a final block: nothing may follow */
-    if (rc == Z_BUF_ERROR && zs->avail_out > 0)
-      break; /* needs more input */
+    if (rc == Z_STREAM_END) {
+      /* A final block (BFINAL) ended the deflate stream: nothing may
+       * follow it in the message, and the next message starts a new
+       * stream. */
+      if (m->in_len)
+        return 1007;
+      m->tail = true;
+      return inflateReset(zs) == Z_OK ? 0 : 1011;
+    }
     if (rc != Z_OK && rc != Z_BUF_ERROR)
       return rc == Z_MEM_ERROR ? 1011 : 1007;
+    /* With input and room, zlib always moves; if it did not, the loop
+     * would spin. */
+    if (took == 0 && gave == 0)
+      return 1007;
   }
-  return 0;
 }
 
 int tl__pmd_inflate(z_stream *zs, const void *data, size_t len, bool reset,
                     size_t max, tl__buf *out) {
-  static const unsigned char tail[4] = {0x00, 0x00, 0xff, 0xff};
-  if (reset && inflateReset(zs) != Z_OK)
+  tl__pmd_msg m;
+  if (tl__pmd_inflate_start(zs, &m, data, len, reset) != 0)
     return 1011;
-  size_t start = out->len;
-  int rc = inflate_some(zs, data, len, max, start, out);
-  if (rc == 0)
-    rc = inflate_some(zs, tail, sizeof tail, max, start, out);
-  if (rc == 2) {
-    /* The message ended its deflate stream (BFINAL): the next one starts
-     * a new stream. */
-    return inflateReset(zs) == Z_OK ? 0 : 1011;
-  }
-  return rc;
+  return tl__pmd_inflate_some(zs, &m, max, SIZE_MAX, out->len, out);
 }

@@ -52,6 +52,32 @@ int tl__pmd_deflate(z_stream *zs, const void *data, size_t len, bool reset,
 int tl__pmd_inflate(z_stream *zs, const void *data, size_t len, bool reset,
                     size_t max, tl__buf *out);
 
+/* The same, a slice at a time, so that one message cannot hold the loop
+ * for long: where the input of a message being inflated stands. `in`
+ * points at the caller's bytes (or at the tail), which must stay valid
+ * until the message is done; the caller may move them and update `in`. */
+typedef struct tl__pmd_msg {
+  const uint8_t *in; /* compressed bytes not yet taken by zlib */
+  size_t in_len;
+  bool tail; /* the message's bytes are in; `in` is the appended tail */
+} tl__pmd_msg;
+
+/* Returned by tl__pmd_inflate_some when its budget ran out first. */
+#define TL__PMD_MORE 1
+
+/* Start inflating the `len` bytes at `data` as one message (the stream
+ * starts fresh if `reset`). Returns 0 or 1011. */
+int tl__pmd_inflate_start(z_stream *zs, tl__pmd_msg *m, const void *data,
+                          size_t len, bool reset);
+/* Inflate more of message `m` into `out` (appended); the message's bytes
+ * so far are those of `out` past `start`, and may not pass `max`. Stops
+ * once this call has produced more than `budget` bytes (at most budget +
+ * 1). Returns 0 when the message is complete, TL__PMD_MORE when the
+ * budget ran out first (call again with the same `m`, `out` and
+ * `start`), or 1009 / 1007 / 1011 as tl__pmd_inflate. */
+int tl__pmd_inflate_some(z_stream *zs, tl__pmd_msg *m, size_t max,
+                         size_t budget, size_t start, tl__buf *out);
+
 /* Initialise zlib streams for raw deflate with `bits` window. 0 or
  * TL_ENOMEM. */
 int tl__pmd_deflate_init(z_stream *zs, int bits, int mem_level);

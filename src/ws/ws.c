@@ -9,6 +9,16 @@
 /* How long we wait for the peer's close frame after sending ours. */
 #define CLOSE_TIMEOUT_MS 5000
 
+/* The default limit of a message that arrives compressed, once inflated,
+ * when the route sets no max_payload: a few KiB on the wire can inflate
+ * to this, and an inflated message is held whole (talon/ws.h). */
+#define DEFAULT_MAX_INFLATED (1024 * 1024)
+
+/* The longest message_timeout_s kept: the start of a message is stored as
+ * the low 32 bits of the loop time in ms, which tell the time since then
+ * exactly up to 49 days. */
+#define MAX_MESSAGE_TIMEOUT_S (24u * 24 * 3600)
+
 static uint64_t now_ms(const tl_ws *ws) {
   return tl__server_now(ws->conn.srv);
 }
@@ -19,10 +29,16 @@ tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size) {
     return NULL;
   rt->h = *h;
   rt->data_size = data_size;
+  rt->max_inflated = h->max_payload ? h->max_payload : DEFAULT_MAX_INFLATED;
   if (!rt->h.max_payload)
     rt->h.max_payload = 16 * 1024 * 1024;
   if (!rt->h.idle_timeout_s)
     rt->h.idle_timeout_s = 120;
+  if (!rt->h.message_timeout_s)
+    rt->h.message_timeout_s = 30;
+  else if (rt->h.message_timeout_s != TL_WS_NO_TIMEOUT &&
+           rt->h.message_timeout_s > MAX_MESSAGE_TIMEOUT_S)
+    rt->h.message_timeout_s = MAX_MESSAGE_TIMEOUT_S;
   if (!rt->h.max_backpressure)
     rt->h.max_backpressure = 16 * 1024 * 1024;
   if (rt->h.compression && !(rt->h.compression & (TL_SHARED_DECOMPRESSOR |
@@ -65,28 +81,52 @@ static uint64_t life_deadline(const tl_ws *ws) {
   return ws->stats.opened_ms + (uint64_t)ws->route->h.max_lifetime_s * 1000;
 }
 
-/* The connection's one deadline: the earlier of `idle` (0: none) and the
- * end of its lifetime. The idle deadline is not kept apart: when the
- * lifetime comes first the socket closes then, and the idle one no longer
- * matters; on_timeout tells the two apart by the time. */
+/* The time the frame or message in progress has to complete ends at this
+ * (0: none is in progress, or no limit). Its start is kept as the low 32
+ * bits of the loop time; the time since then is exact (timeouts are
+ * capped well below 2^32 ms). */
+static uint64_t message_deadline(const tl_ws *ws) {
+  unsigned s = ws->route->h.message_timeout_s;
+  if (s == TL_WS_NO_TIMEOUT || ws->state != TL_WS_OPEN ||
+      !tl__wsp_in_progress(&ws->parser))
+    return 0;
+  uint64_t now = now_ms(ws);
+  uint64_t start = now - (uint32_t)((uint32_t)now - ws->parser.since);
+  return start + (uint64_t)s * 1000;
+}
+
+/* The connection's one deadline: the earliest of `idle` (0: none), the
+ * end of its lifetime and that of the message in progress. The idle
+ * deadline is not kept apart: when another comes first the socket closes
+ * then, and the idle one no longer matters; on_timeout tells them apart
+ * by the time. */
 static void set_deadline(tl_ws *ws, uint64_t idle) {
-  uint64_t d = idle, life = life_deadline(ws);
+  uint64_t d = idle, life = life_deadline(ws), msg = message_deadline(ws);
   if (life && (!d || life < d))
     d = life;
+  if (msg && (!d || msg < d))
+    d = msg;
   ws->conn.deadline = d;
 }
 
 /* Traffic from the peer: push the idle deadline (half of it when we ping
- * quiet peers, so the ping has time to be answered). */
+ * quiet peers, so the ping has time to be answered). Bytes of a frame or
+ * message that is not complete yet push it too, but never past the time
+ * that frame or message has left: a peer that trickles a frame a byte at
+ * a time is closed when that time is up. */
 static void touch(tl_ws *ws) {
-  unsigned s = ws->route->h.idle_timeout_s;
-  if (s == TL_WS_NO_TIMEOUT || ws->state != TL_WS_OPEN)
+  if (ws->state != TL_WS_OPEN)
     return;
-  uint64_t ms = (uint64_t)s * 1000;
-  if (ws->route->h.send_pings)
-    ms /= 2;
-  ws->ping_outstanding = false;
-  set_deadline(ws, now_ms(ws) + ms);
+  unsigned s = ws->route->h.idle_timeout_s;
+  uint64_t idle = 0;
+  if (s != TL_WS_NO_TIMEOUT) {
+    uint64_t ms = (uint64_t)s * 1000;
+    if (ws->route->h.send_pings)
+      ms /= 2;
+    ws->ping_outstanding = false;
+    idle = now_ms(ws) + ms;
+  }
+  set_deadline(ws, idle);
 }
 
 /* ---- sending ----------------------------------------------------------- */
@@ -481,9 +521,11 @@ void tl_ws_pause(tl_ws *ws) {
   tl__conn_read_stop(&ws->conn);
 }
 
+static bool can_read(const tl_ws *ws);
+
 void tl_ws_resume(tl_ws *ws) {
   ws->user_paused = false;
-  if (!ws->auto_paused)
+  if (can_read(ws))
     tl__conn_read_start(&ws->conn);
 }
 
@@ -503,45 +545,217 @@ static void check_inbound(tl_ws *ws) {
 }
 
 static void fail(tl_ws *ws, int code, const char *reason);
+static void feed(tl_ws *ws, char *data, size_t len);
 
-/* Inflates a compressed message into the app's inbound scratch buffer.
- * Returns 0 or a close code (1007 corrupt or not UTF-8, 1009 too big,
- * 1011 out of memory). */
-static int inflate_message(tl_ws *ws, int op, uint8_t **data, size_t *len) {
-  tl__pmd_shared *ps = pmd_of(ws->ctx);
-  if (!ps)
-    return 1011;
-  bool dedicated = ws->route->h.compression & TL_DEDICATED_DECOMPRESSOR;
-  z_stream *zs;
-  if (dedicated) {
+/* Whether talon may read the socket: not paused by the app or for
+ * backpressure, and no message is being inflated (what comes after it
+ * waits until it is delivered). */
+static bool can_read(const tl_ws *ws) {
+  return !ws->user_paused && !ws->auto_paused && !(ws->pmd && ws->pmd->busy);
+}
+
+/* Bytes one connection may inflate in one loop turn. zlib inflates at
+ * 0.3-2 GB/s, so this is a few milliseconds at most; a message that
+ * inflates to more goes on in later turns, other connections being served
+ * in between. (Inflated in one go, ten 64 MiB bombs of 61 KB each held
+ * the loop for seconds.) */
+#define INFLATE_BUDGET (1024 * 1024)
+
+/* A compressed message inflated over several loop turns. Its compressed
+ * bytes are copied (they were in the parser's buffer or the receive
+ * buffer, both gone after the read), and so are the bytes that followed
+ * it: they are parsed once the message is delivered, and the socket is
+ * not read until then, so messages keep their order. */
+typedef struct tl__inflating {
+  tl__work work; /* first: the deferred list hands back this pointer */
+  tl_ws *ws;
+  z_stream *zs; /* the dedicated stream, or a copy of the shared one */
+  bool own_zs;  /* zs is that copy */
+  uint8_t op;
+  uint32_t utf8;   /* validation state of `out` so far (text) */
+  tl__pmd_msg msg; /* its `in` points into `in` */
+  tl__buf in;      /* compressed bytes not yet inflated */
+  tl__buf out;     /* inflated so far */
+  tl__buf rest;    /* input that came after the message */
+} inflating;
+
+static void free_inflating(inflating *f) {
+  if (f->own_zs) {
+    inflateEnd(f->zs);
+    free(f->zs);
+  }
+  tl__buf_free(&f->in);
+  tl__buf_free(&f->out);
+  tl__buf_free(&f->rest);
+  free(f);
+}
+
+static const char *inflate_failure(int code) {
+  return code == 1009   ? "message too big"
+         : code == 1011 ? "out of memory"
+                        : "invalid compressed data";
+}
+
+/* What `ws` may still inflate in this loop turn. */
+static size_t budget_left(tl_ws *ws) {
+  tl__wspmd *pm = ws->pmd;
+  uint32_t turn = tl__server_turn(ws->conn.srv);
+  if (pm->turn != turn) {
+    pm->turn = turn;
+    pm->spent = 0;
+  }
+  return pm->spent < INFLATE_BUDGET ? INFLATE_BUDGET - pm->spent : 0;
+}
+
+/* Inflates more of `m` into `out`, as much as the turn's budget allows
+ * (at most one byte more, so that a message of exactly the budget is
+ * done in one turn); a text message's UTF-8 check (*utf8) follows the
+ * output. Returns as tl__pmd_inflate_some, with 1007 also for text that
+ * is not UTF-8. */
+static int inflate_slice(tl_ws *ws, z_stream *zs, tl__pmd_msg *m, int op,
+                         tl__buf *out, uint32_t *utf8) {
+  size_t left = budget_left(ws);
+  if (!left)
+    return TL__PMD_MORE;
+  size_t before = out->len;
+  int rc = tl__pmd_inflate_some(zs, m, ws->route->max_inflated, left, 0, out);
+  size_t made = out->len - before;
+  ws->pmd->spent += (uint32_t)made;
+  if (rc != 0 && rc != TL__PMD_MORE)
+    return rc;
+  if (op == TL_WS_TEXT) {
+    *utf8 = tl__utf8_validate(*utf8, (const uint8_t *)out->data + before, made);
+    if (*utf8 == TL__UTF8_REJECT || (rc == 0 && *utf8 != TL__UTF8_ACCEPT))
+      return 1007;
+  }
+  return rc;
+}
+
+/* The stream that inflates the messages of `ws`; *fresh: whether each
+ * message starts a new stream. NULL on out of memory. */
+static z_stream *inflater_for(tl_ws *ws, tl__pmd_shared *ps, bool *fresh) {
+  /* A shared stream starts fresh for every message (the client agreed to
+   * client_no_context_takeover); a dedicated one only if the client said
+   * it resets. */
+  if (ws->route->h.compression & TL_DEDICATED_DECOMPRESSOR) {
     if (!ws->pmd->inflater)
       ws->pmd->inflater = new_inflater();
-    zs = ws->pmd->inflater;
-  } else {
-    if (!ps->inflate)
-      ps->inflate = new_inflater();
-    zs = ps->inflate;
+    *fresh = ws->pmd->agreed.client_no_takeover;
+    return ws->pmd->inflater;
   }
-  if (!zs)
+  if (!ps->inflate)
+    ps->inflate = new_inflater();
+  *fresh = true;
+  return ps->inflate;
+}
+
+static void inflate_more(tl__work *w);
+
+/* The message's first slice used up the turn's budget: it moves to its
+ * connection (its output so far, a copy of the compressed bytes still to
+ * go, and of the shared stream, which the next message of any connection
+ * resets), reading stops, and the next slice runs next turn. Returns
+ * TL__PMD_MORE, or 1011 on out of memory. */
+static int defer_inflate(tl_ws *ws, z_stream *zs, const tl__pmd_msg *m, int op,
+                         uint32_t utf8, tl__buf *out) {
+  inflating *f = calloc(1, sizeof *f);
+  if (!f)
     return 1011;
-  tl__buf *out = &ps->scratch_in;
-  out->len = 0;
-  /* A shared stream starts fresh for every message (the client agreed to
-   * client_no_context_takeover); a dedicated one only if the client
-   * said it resets. The size limit applies to the inflated message, and
-   * inflating stops as soon as it is passed: a bomb costs nothing. */
-  int rc = tl__pmd_inflate(zs, *data, *len,
-                           !dedicated || ws->pmd->agreed.client_no_takeover,
-                           ws->route->h.max_payload, out);
-  if (rc)
-    return rc;
-  if (op == TL_WS_TEXT &&
-      tl__utf8_validate(TL__UTF8_ACCEPT, (const uint8_t *)out->data,
-                        out->len) != TL__UTF8_ACCEPT)
-    return 1007;
-  *data = (uint8_t *)out->data;
-  *len = out->len;
-  return 0;
+  f->ws = ws;
+  f->zs = zs;
+  f->op = (uint8_t)op;
+  f->utf8 = utf8;
+  f->msg = *m;
+  if (zs != ws->pmd->inflater) {
+    f->zs = malloc(sizeof *f->zs);
+    if (!f->zs || inflateCopy(f->zs, zs) != Z_OK) {
+      free(f->zs);
+      free(f);
+      return 1011;
+    }
+    f->own_zs = true;
+  }
+  if (tl__buf_append(&f->in, m->in, m->in_len) != 0) {
+    free_inflating(f);
+    return 1011;
+  }
+  f->msg.in = (const uint8_t *)f->in.data;
+  f->out = *out; /* the scratch buffer's memory goes with the message */
+  *out = (tl__buf){0};
+  f->work.fn = inflate_more;
+  ws->pmd->busy = f;
+  tl__conn_read_stop(&ws->conn);
+  tl__server_defer(ws->conn.srv, &f->work);
+  return TL__PMD_MORE;
+}
+
+/* Inflates a compressed message, as far as the connection's budget for
+ * this turn goes. Returns 0 with the message in *out (the app's inbound
+ * scratch buffer), TL__PMD_MORE when it goes on in later turns
+ * (ws->pmd->busy), or a close code: 1007 corrupt or not UTF-8, 1009 too
+ * big, 1011 out of memory. The size limit applies to the inflated
+ * message, and inflating stops as soon as it is passed: a bomb costs
+ * nothing past the limit. */
+static int inflate_message(tl_ws *ws, int op, const uint8_t *data, size_t len,
+                           tl__buf **out) {
+  tl__pmd_shared *ps = pmd_of(ws->ctx);
+  bool fresh = true;
+  z_stream *zs = ps ? inflater_for(ws, ps, &fresh) : NULL;
+  tl__pmd_msg m;
+  if (!zs || tl__pmd_inflate_start(zs, &m, data, len, fresh) != 0)
+    return 1011;
+  tl__buf *o = &ps->scratch_in;
+  o->len = 0;
+  uint32_t utf8 = TL__UTF8_ACCEPT;
+  int rc = inflate_slice(ws, zs, &m, op, o, &utf8);
+  if (rc == TL__PMD_MORE)
+    rc = defer_inflate(ws, zs, &m, op, utf8, o);
+  if (rc == 0)
+    *out = o;
+  else if (rc != TL__PMD_MORE)
+    tl__buf_reset(o, 64 * 1024);
+  return rc;
+}
+
+/* Hands a whole message to the app. */
+static void deliver(tl_ws *ws, int op, const void *data, size_t len) {
+  ws->stats.messages_in++;
+  ws->stats.bytes_in += len;
+  if (ws->route->h.message)
+    ws->route->h.message(ws, data, len, (tl_opcode)op);
+  check_inbound(ws);
+}
+
+/* The next slice of a message being inflated, on a later loop turn; once
+ * it is whole, it is delivered, the input that followed it is parsed and
+ * reading resumes. */
+static void inflate_more(tl__work *w) {
+  inflating *f = (inflating *)w;
+  tl_ws *ws = f->ws;
+  tl__conn *c = &ws->conn;
+  int rc = -1; /* not open any more: dropped, like data after a close */
+  if (ws->state == TL_WS_OPEN) {
+    rc = inflate_slice(ws, f->zs, &f->msg, f->op, &f->out, &f->utf8);
+    if (rc == TL__PMD_MORE) {
+      tl__server_defer(c->srv, w);
+      return;
+    }
+  }
+  /* Detached first: a message handler that closes the socket must not
+   * free what is being delivered. */
+  ws->pmd->busy = NULL;
+  tl__buf rest = f->rest;
+  f->rest = (tl__buf){0};
+  if (rc > 0)
+    fail(ws, rc, inflate_failure(rc));
+  else if (rc == 0)
+    deliver(ws, f->op, f->out.data, f->out.len);
+  free_inflating(f);
+  if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) && rest.len)
+    feed(ws, rest.data, rest.len);
+  tl__buf_free(&rest);
+  if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) && can_read(ws))
+    tl__conn_read_start(c);
 }
 
 static int on_message(void *ud, int op, uint8_t *data, size_t len,
@@ -549,23 +763,21 @@ static int on_message(void *ud, int op, uint8_t *data, size_t len,
   tl_ws *ws = ud;
   if (ws->state != TL_WS_OPEN)
     return 0; /* closing: data after our close frame is discarded */
+  tl__buf *out = NULL;
   if (compressed) {
-    int rc = inflate_message(ws, op, &data, &len);
+    int rc = inflate_message(ws, op, data, len, &out);
+    if (rc == TL__PMD_MORE)
+      return TL__WSP_PAUSE; /* the rest of the input waits for it */
     if (rc) {
-      fail(ws, rc,
-           rc == 1009   ? "message too big"
-           : rc == 1011 ? "out of memory"
-                        : "invalid compressed data");
+      fail(ws, rc, inflate_failure(rc));
       return 1;
     }
+    data = (uint8_t *)out->data;
+    len = out->len;
   }
-  ws->stats.messages_in++;
-  ws->stats.bytes_in += len;
-  if (ws->route->h.message)
-    ws->route->h.message(ws, data, len, (tl_opcode)op);
-  if (compressed) /* one large message must not pin its memory */
-    tl__buf_reset(&ws->ctx->pmd->scratch_in, 64 * 1024);
-  check_inbound(ws);
+  deliver(ws, op, data, len);
+  if (out) /* one large message must not pin its memory */
+    tl__buf_reset(out, 64 * 1024);
   return gone(ws) && ws->state != TL_WS_CLOSING;
 }
 
@@ -605,21 +817,41 @@ static const tl__wsp_callbacks parser_cb = {
 };
 
 static void feed(tl_ws *ws, char *data, size_t len) {
-  touch(ws);
-  int rc = tl__wsp_feed(&ws->parser, (uint8_t *)data, len, &parser_cb, ws);
-  if (rc > 0) {
+  ws->parser.began = false;
+  size_t used = 0;
+  int rc =
+      tl__wsp_feed_ex(&ws->parser, (uint8_t *)data, len, &parser_cb, ws, &used);
+  if (rc == TL__WSP_PAUSED) {
+    /* A compressed message goes on in later turns (ws->pmd->busy): what
+     * came after it waits for it. */
+    if (tl__buf_append(&ws->pmd->busy->rest, data + used, len - used) != 0)
+      fail(ws, 1011, "out of memory");
+  } else if (rc > 0) {
     const char *why = rc == 1007   ? "invalid UTF-8"
                       : rc == 1009 ? "message too big"
                       : rc == 1011 ? "out of memory"
                                    : "protocol error";
     fail(ws, rc, why);
   }
+  /* A frame or message that began in these bytes and is not complete
+   * starts its time now (touch() then keeps the deadline within it). */
+  if (ws->parser.began)
+    ws->parser.since = (uint32_t)now_ms(ws);
+  touch(ws);
 }
 
 static void on_read(tl__conn *c, char *data, size_t len) {
   tl_ws *ws = (tl_ws *)c;
   if (c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING))
     return;
+  if (ws->pmd && ws->pmd->busy) {
+    /* Reading started again (after a drain) while a message is being
+     * inflated: these bytes come after it. */
+    if (tl__buf_append(&ws->pmd->busy->rest, data, len) != 0)
+      fail(ws, 1011, "out of memory");
+    tl__conn_read_stop(c);
+    return;
+  }
   feed(ws, data, len);
 }
 
@@ -658,6 +890,12 @@ static void on_timeout(tl__conn *c) {
     tl_ws_close(ws, 1000, "max lifetime");
     return;
   }
+  uint64_t msg = message_deadline(ws);
+  if (msg && now >= msg) {
+    /* A frame or message was begun and not finished in time. */
+    fail(ws, 1008, "message timeout");
+    return;
+  }
   if (ws->route->h.send_pings && !ws->ping_outstanding) {
     ws->ping_outstanding = true;
     write_frame(ws, TL__WS_OP_PING, NULL, 0);
@@ -678,6 +916,11 @@ static void on_shutdown(tl__conn *c) {
 static void on_close(tl__conn *c) {
   tl_ws *ws = (tl_ws *)c;
   report_close(ws, 1006, "", 0);
+  if (ws->pmd && ws->pmd->busy) {
+    tl__server_cancel(c->srv, &ws->pmd->busy->work);
+    free_inflating(ws->pmd->busy);
+    ws->pmd->busy = NULL;
+  }
   tl__wsp_free(&ws->parser);
   free_streams(ws);
 }
@@ -714,6 +957,6 @@ void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
       ctx->observers[i].open(ws, req, ctx->observers[i].arg);
   if (!gone(ws) && prelen)
     feed(ws, (char *)pre, prelen);
-  if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) && !ws->user_paused)
+  if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) && can_read(ws))
     tl__conn_read_start(c);
 }

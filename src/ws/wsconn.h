@@ -41,7 +41,11 @@ int tl__wsctx_observe(tl__wsctx *ctx, const tl_ws_observer *obs);
 typedef struct tl__wsroute {
   tl_ws_handlers h;
   size_t data_size;
+  size_t max_inflated; /* bytes of a message once inflated */
 } tl__wsroute;
+
+/* A compressed message that is inflated over several loop turns (ws.c). */
+struct tl__inflating;
 
 /* permessage-deflate state of one connection, allocated only when the
  * extension was agreed. */
@@ -49,6 +53,10 @@ typedef struct tl__wspmd {
   tl__pmd_agreed agreed;
   z_stream *deflater; /* dedicated compressor (lazily created) */
   z_stream *inflater; /* dedicated decompressor (lazily created) */
+  /* Inflating: the loop turn the budget was last counted in, and the
+   * bytes inflated in it. */
+  uint32_t turn, spent;
+  struct tl__inflating *busy; /* a message being inflated; NULL: none */
 } tl__wspmd;
 
 /* One block per open socket, so it is packed: what only some sockets need

@@ -20,6 +20,11 @@
  *   /pub-shared    shared; subscribes to "t" on open
  *   /pub-dedicated dedicated; subscribes to "t" on open
  *   /pub-plain     no compression; subscribes to "t" on open
+ *   /sink          dedicated, max_payload 64 MiB; answers every message
+ *                  with the text "len=<n> crc=<crc32, 8 hex digits>"
+ *                  instead of an echo (an echo of 64 MiB would cost more
+ *                  than the inflating the fairness tests look at)
+ *   /sink-shared   the same with a shared compressor and decompressor
  *   /sendex        shared; commands
  *   /sendex-ded    dedicated; commands
  * Commands (text messages, on every route):
@@ -31,7 +36,7 @@
  *   "cd <msg>"     tl_ws_send_ex(<msg>, TEXT, -1)
  *   "big <n>"      sends n bytes of compressible text (tl_ws_send)
  *   "rnd <n>"      sends n pseudo-random bytes, binary (tl_ws_send)
- * Anything else is echoed with tl_ws_send.
+ * Anything else is echoed with tl_ws_send (except on /sink*).
  * HTTP routes:
  *   GET /stats     JSON: {"opens":N,"closes":N,"subs":N,
  *                  "close_log":[{"route":..,"code":..},...]} (last 256)
@@ -42,6 +47,7 @@
 #include <string.h>
 
 #include <talon.h>
+#include <zlib.h>
 
 #define TEST_SERVER_NAME "deflate_test_server"
 #include "test_server.h"
@@ -225,6 +231,27 @@ static const tl_ws_handlers pub_plain_h = {.upgrade = up,
                                            .max_backpressure = 256u << 20,
                                            .idle_timeout_s = 600};
 
+static void on_sink(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
+  char b[64];
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (size_t off = 0; off < len;) {
+    uInt n = len - off > (1u << 30) ? (1u << 30) : (uInt)(len - off);
+    crc = crc32(crc, (const Bytef *)data + off, n);
+    off += n;
+  }
+  snprintf(b, sizeof b, "len=%zu crc=%08lx", len, crc);
+  tl_ws_send_text(ws, b);
+}
+
+#define SINK                                                                   \
+  .upgrade = up, .open = on_open, .message = on_sink, .close = on_close,       \
+  .max_payload = 64u << 20, .idle_timeout_s = 600
+
+static const tl_ws_handlers sink_h = {
+    SINK, .compression = TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR};
+static const tl_ws_handlers sink_shared_h = {
+    SINK, .compression = TL_SHARED_COMPRESSOR | TL_SHARED_DECOMPRESSOR};
+
 static void stats(tl_req *req, tl_res *res) {
   size_t cap = 64 + NLOG * 64;
   char *b = malloc(cap);
@@ -267,6 +294,8 @@ int main(int argc, char **argv) {
   CHECK(tl_app_ws(app, "/pub-plain", &pub_plain_h, cs));
   CHECK(tl_app_ws(app, "/sendex", &shared_h, cs));
   CHECK(tl_app_ws(app, "/sendex-ded", &dedicated_h, cs));
+  CHECK(tl_app_ws(app, "/sink", &sink_h, cs));
+  CHECK(tl_app_ws(app, "/sink-shared", &sink_shared_h, cs));
   int err = tl_app_listen(app, "127.0.0.1", port);
   if (err)
     fprintf(stderr, "deflate_test_server: %s\n", tl_strerror(err));

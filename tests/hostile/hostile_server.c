@@ -32,6 +32,9 @@
  *   /echo        echo; max_backpressure 1 MiB; idle_timeout_s 30
  *   /idle        echo; idle_timeout_s 1, no pings
  *   /idle-ping   echo; idle_timeout_s 1, send_pings
+ *   /slowmsg     echo; message_timeout_s 2 (a frame or fragmented message
+ *                must be complete 2 s after its first byte), idle_timeout_s
+ *                30
  *   /feed        subscribes to "feed" on open; max_backpressure 256 KiB
  *                (over it published messages are dropped for that socket)
  *   /feed-cobl   like /feed with close_on_backpressure_limit (1008)
@@ -274,6 +277,9 @@ static const tl_ws_handlers idle_h = {WS_COMMON, .open = ws_open,
 static const tl_ws_handlers idle_ping_h = {
     WS_COMMON, .open = ws_open, .message = ws_echo, .idle_timeout_s = 1,
     .send_pings = 1};
+static const tl_ws_handlers slowmsg_h = {
+    WS_COMMON, .open = ws_open, .message = ws_echo, .idle_timeout_s = 30,
+    .message_timeout_s = 2};
 
 static void feed_open(tl_ws *ws) {
   g.ws_opens++;
@@ -381,6 +387,7 @@ int main(int argc, char **argv) {
   CHECK(tl_app_ws(app, "/echo", &echo_h, ctx));
   CHECK(tl_app_ws(app, "/idle", &idle_h, ctx));
   CHECK(tl_app_ws(app, "/idle-ping", &idle_ping_h, ctx));
+  CHECK(tl_app_ws(app, "/slowmsg", &slowmsg_h, ctx));
   CHECK(tl_app_ws(app, "/feed", &feed_h, ctx));
   CHECK(tl_app_ws(app, "/feed-cobl", &feed_cobl_h, ctx));
   CHECK(tl_app_ws(app, "/wsstream", &wsstream_h, ctx));

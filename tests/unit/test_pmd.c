@@ -10,8 +10,9 @@
  * The zlib part checks round trips against independent zlib streams (so
  * a mistake shared by both sides of talon's glue would still show), the
  * message size limit (an inflate bomb stops at the limit and the output
- * buffer never grows far past it), corrupt input and data after a final
- * block.
+ * buffer never grows far past it), corrupt input, data after a final
+ * block, and inflating a slice at a time (the same results at every
+ * budget).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -848,8 +849,122 @@ static void after_final_block(void **state) {
   inflateEnd(&i);
 }
 
+/* Inflates one message a slice at a time (tl__pmd_inflate_some with
+ * `budget`), moving the unconsumed input to a fresh exact-size block
+ * between slices as talon's WebSocket code does. Returns the final code;
+ * *slices gets the number of calls. Every call but the last produced
+ * more than `budget` bytes, none more than budget + 1. */
+static int sliced(z_stream *zs, const void *data, size_t len, bool reset,
+                  size_t max, size_t budget, tl__buf *out, size_t *slices) {
+  tl__pmd_msg m;
+  assert_int_equal(tl__pmd_inflate_start(zs, &m, data, len, reset), 0);
+  unsigned char *copy = NULL;
+  int rc;
+  *slices = 0;
+  for (;;) {
+    size_t before = out->len;
+    rc = tl__pmd_inflate_some(zs, &m, max, budget, 0, out);
+    (*slices)++;
+    assert_true(out->len - before <= budget + 1);
+    if (rc != TL__PMD_MORE)
+      break;
+    assert_true(out->len - before > budget);
+    unsigned char *moved = malloc(m.in_len ? m.in_len : 1);
+    assert_non_null(moved);
+    memcpy(moved, m.in, m.in_len);
+    free(copy);
+    copy = moved;
+    m.in = copy;
+  }
+  free(copy);
+  return rc;
+}
+
+/* Sliced inflating gives what one call gives, for every budget: the same
+ * bytes, the same limit (1009 at max + 1 bytes), the same errors, and the
+ * stream's context carries over to the next message. */
+static void inflate_in_slices(void **state) {
+  (void)state;
+  size_t full = 300000;
+  unsigned char *text = text_bytes(full, 7), *rnd_ = random_bytes(full);
+  size_t zlen;
+  unsigned char *zeros = bomb(8u << 20, &zlen);
+  size_t budgets[] = {0, 1, 100, 4095, 65536, 1u << 20};
+  for (size_t b = 0; b < sizeof budgets / sizeof budgets[0]; b++) {
+    size_t budget = budgets[b];
+    z_stream d, i, one;
+    assert_int_equal(tl__pmd_deflate_init(&d, 15, 8), 0);
+    assert_int_equal(tl__pmd_inflate_init(&i, 15), 0);
+    assert_int_equal(tl__pmd_inflate_init(&one, 15), 0);
+    /* Two messages with context takeover, then random bytes (shorter
+     * ones for the tiniest budgets: a call per byte or two). */
+    const unsigned char *msgs[] = {text, text, rnd_};
+    size_t n = budget < 100 ? 20000 : full;
+    for (int k = 0; k < 3; k++) {
+      tl__buf z = {0}, out = {0}, ref = {0};
+      assert_int_equal(tl__pmd_deflate(&d, msgs[k], n, false, &z), 0);
+      size_t slices;
+      assert_int_equal(
+          sliced(&i, z.data, z.len, false, n, budget, &out, &slices), 0);
+      assert_int_equal(tl__pmd_inflate(&one, z.data, z.len, false, n, &ref), 0);
+      assert_int_equal(out.len, n);
+      assert_memory_equal(out.data, msgs[k], n);
+      assert_memory_equal(ref.data, msgs[k], n);
+      if (budget < n)
+        assert_true(slices >= n / (budget + 1));
+      else
+        assert_int_equal(slices, 1); /* within the budget: one call */
+      tl__buf_free(&z);
+      tl__buf_free(&out);
+      tl__buf_free(&ref);
+    }
+    if (budget > 0 && budget < full) {
+      /* A message of exactly the budget is done in one call. */
+      tl__buf z = {0}, out = {0};
+      size_t slices;
+      assert_int_equal(tl__pmd_deflate(&d, text, budget, true, &z), 0);
+      assert_int_equal(
+          sliced(&i, z.data, z.len, true, full, budget, &out, &slices), 0);
+      assert_int_equal(out.len, budget);
+      assert_int_equal(slices, 1);
+      tl__buf_free(&z);
+      tl__buf_free(&out);
+    }
+    if (budget >= 4095) { /* tiny budgets would take millions of calls */
+      /* A bomb: inflates whole under a limit that fits, else 1009 at
+       * exactly max + 1 bytes. */
+      tl__buf out = {0};
+      size_t slices;
+      assert_int_equal(
+          sliced(&i, zeros, zlen, true, 8u << 20, budget, &out, &slices), 0);
+      assert_int_equal(out.len, 8u << 20);
+      out.len = 0;
+      assert_int_equal(
+          sliced(&i, zeros, zlen, true, (8u << 20) - 1, budget, &out, &slices),
+          1009);
+      assert_int_equal(out.len, 8u << 20);
+      tl__buf_free(&out);
+    }
+    /* Corrupt data after valid output: 1007, as in one call. */
+    tl__buf z = {0}, out = {0};
+    assert_int_equal(tl__pmd_deflate(&d, text, n, true, &z), 0);
+    assert_int_equal(tl__buf_append(&z, "\xff\xff\xff\xff", 4), 0);
+    size_t slices;
+    assert_int_equal(
+        sliced(&i, z.data, z.len, true, 1u << 30, budget, &out, &slices), 1007);
+    tl__buf_free(&z);
+    tl__buf_free(&out);
+    deflateEnd(&d);
+    inflateEnd(&i);
+    inflateEnd(&one);
+  }
+  free(text);
+  free(rnd_);
+  free(zeros);
+}
+
 int main(void) {
-  static struct CMUnitTest tests[NROWS + 13];
+  static struct CMUnitTest tests[NROWS + 14];
   for (size_t k = 0; k < NROWS; k++) {
     char *name = malloc(strlen(rows[k].name) + 16);
     sprintf(name, "negotiate: %s", rows[k].name);
@@ -871,9 +986,10 @@ int main(void) {
       cmocka_unit_test(inflate_bomb),
       cmocka_unit_test(corrupt),
       cmocka_unit_test(after_final_block),
+      cmocka_unit_test(inflate_in_slices),
   };
-  _Static_assert(sizeof more / sizeof more[0] == 13, "tests array size");
-  for (size_t k = 0; k < 13; k++)
+  _Static_assert(sizeof more / sizeof more[0] == 14, "tests array size");
+  for (size_t k = 0; k < 14; k++)
     tests[NROWS + k] = more[k];
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   return rc;

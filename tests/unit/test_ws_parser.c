@@ -1111,6 +1111,131 @@ static void t_stop_leaves_input(void **state) {
   tl__buf_free(&r.log);
 }
 
+/* Pausing: a message callback answers TL__WSP_PAUSE; feeding the rest of
+ * that input again (from *used, still masked) gives the same log as
+ * without pauses, at every split. */
+static int on_message_pause(void *ud, int opcode, uint8_t *data, size_t len,
+                            bool compressed) {
+  rec *r = ud;
+  log_ev(&r->log, 'M', opcode, compressed, data, len);
+  r->events++;
+  return TL__WSP_PAUSE;
+}
+
+static const tl__wsp_callbacks pause_cbs = {on_message_pause, on_control,
+                                            on_close};
+
+/* Feeds a copy of in[0, n) with pauses; returns the pauses seen. */
+static int feed_pausing(tl__wsp *p, const uint8_t *in, size_t n, rec *r) {
+  int pauses = 0;
+  size_t off = 0;
+  while (off < n) {
+    uint8_t *copy = malloc(n - off);
+    assert_non_null(copy);
+    memcpy(copy, in + off, n - off);
+    size_t used = 12345;
+    int rc = tl__wsp_feed_ex(p, copy, n - off, &pause_cbs, r, &used);
+    free(copy);
+    if (rc == 0)
+      break;
+    assert_int_equal(rc, TL__WSP_PAUSED);
+    assert_true(used <= n - off);
+    assert_false(tl__wsp_in_progress(p));
+    pauses++;
+    off += used;
+  }
+  return pauses;
+}
+
+static void t_pause(void **state) {
+  tl__buf in = {0}, e = {0};
+  frame_s(&in, FIN | OP_TEXT, "one");
+  frame_s(&in, FIN | OP_PING, "two");
+  frame_s(&in, OP_TEXT, "fo");
+  frame_s(&in, FIN | OP_PONG, "three");
+  frame_s(&in, FIN | OP_CONT, "ur");
+  frame_s(&in, FIN | OP_BIN, "five");
+  frame(&in, FIN | OP_TEXT, "", 0);
+  close_frame(&in, 1000, "six", 3);
+  ev_msg(&e, OP_TEXT, "one", 3, false);
+  ev_ctl(&e, OP_PING, "two", 3);
+  ev_ctl(&e, OP_PONG, "three", 5);
+  ev_msg(&e, OP_TEXT, "four", 4, false);
+  ev_msg(&e, OP_BIN, "five", 4, false);
+  ev_msg(&e, OP_TEXT, "", 0, false);
+  ev_close(&e, 1000, "six", 3);
+  const uint8_t *d = (const uint8_t *)in.data;
+  for (size_t cut = 0; cut <= in.len + 1; cut++) {
+    /* cut == in.len + 1: bytewise. */
+    tl__wsp p;
+    tl__wsp_init(&p);
+    rec r;
+    memset(&r, 0, sizeof r);
+    int pauses = 0;
+    if (cut > in.len) {
+      for (size_t i = 0; i < in.len; i++)
+        pauses += feed_pausing(&p, d + i, 1, &r);
+    } else {
+      pauses += feed_pausing(&p, d, cut, &r);
+      pauses += feed_pausing(&p, d + cut, in.len - cut, &r);
+    }
+    compare("pausing, split at", cut, 0, &r, &e, 0);
+    assert_int_equal(pauses, 4);
+    assert_int_equal(p.error, 0);
+    tl__wsp_free(&p);
+    tl__buf_free(&r.log);
+  }
+  /* tl__wsp_feed cannot pause: the answer stops it. */
+  tl__wsp p;
+  tl__wsp_init(&p);
+  rec r;
+  memset(&r, 0, sizeof r);
+  uint8_t *copy = malloc(in.len);
+  assert_non_null(copy);
+  memcpy(copy, in.data, in.len);
+  assert_int_equal(tl__wsp_feed(&p, copy, in.len, &pause_cbs, &r),
+                   TL__WSP_STOPPED);
+  free(copy);
+  tl__wsp_free(&p);
+  tl__buf_free(&r.log);
+  done(&in, &e);
+}
+
+/* tl__wsp_in_progress and `began`, byte by byte: in progress from a
+ * frame's first byte to its last (a fragmented message: to its last
+ * frame's last, control frames between included); `began` set by the
+ * first byte of a message or of a lone control frame only. */
+static void t_in_progress(void **state) {
+  tl__buf in = {0};
+  frame_s(&in, FIN | OP_TEXT, "ab"); /* 0: 8 bytes */
+  frame_s(&in, OP_TEXT, "c");        /* 8: 7 bytes */
+  frame_s(&in, FIN | OP_PING, "p");  /* 15: 7 bytes */
+  frame_s(&in, FIN | OP_CONT, "d");  /* 22: 7 bytes */
+  frame_s(&in, FIN | OP_PONG, "q");  /* 29: 7 bytes, ends at 36 */
+  static const size_t starts[] = {0, 8, 29}, ends[] = {8, 29, 36};
+  tl__wsp p;
+  tl__wsp_init(&p);
+  rec r;
+  memset(&r, 0, sizeof r);
+  assert_false(tl__wsp_in_progress(&p));
+  for (size_t i = 0; i < in.len; i++) {
+    p.began = false;
+    uint8_t byte = (uint8_t)in.data[i];
+    assert_int_equal(tl__wsp_feed(&p, &byte, 1, &cbs, &r), 0);
+    bool start = false, end = false;
+    for (size_t k = 0; k < 3; k++) {
+      start |= i == starts[k];
+      end |= i + 1 == ends[k];
+    }
+    assert_int_equal(p.began, start);
+    assert_int_equal(tl__wsp_in_progress(&p), !end);
+  }
+  assert_int_equal(r.events, 4);
+  tl__wsp_free(&p);
+  tl__buf_free(&r.log);
+  tl__buf_free(&in);
+}
+
 /* Zero-copy delivery: an unfragmented message whole in the buffer is
  * handed out from the caller's buffer, unmasked in place. */
 static uint8_t *seen_ptr;
@@ -1254,6 +1379,9 @@ void oom_wsp_init(tl__wsp *p);
 void oom_wsp_free(tl__wsp *p);
 int oom_wsp_feed(tl__wsp *p, uint8_t *data, size_t len,
                  const tl__wsp_callbacks *cb, void *ud);
+int oom_wsp_feed_ex(tl__wsp *p, uint8_t *data, size_t len,
+                    const tl__wsp_callbacks *cb, void *ud, size_t *used);
+bool oom_wsp_in_progress(const tl__wsp *p);
 size_t oom_ws_frame_header(uint8_t *out, bool fin, bool rsv1, int opcode,
                            uint64_t len);
 void oom_ws_unmask(uint8_t *data, size_t len, const uint8_t mask[4],
@@ -1267,6 +1395,8 @@ uint32_t oom_utf8_validate(uint32_t state, const uint8_t *p, size_t len);
 #define tl__wsp_init oom_wsp_init
 #define tl__wsp_free oom_wsp_free
 #define tl__wsp_feed oom_wsp_feed
+#define tl__wsp_feed_ex oom_wsp_feed_ex
+#define tl__wsp_in_progress oom_wsp_in_progress
 #define tl__ws_frame_header oom_ws_frame_header
 #define tl__ws_unmask oom_ws_unmask
 #define tl__ws_close_code_valid oom_ws_close_code_valid
@@ -1276,6 +1406,8 @@ uint32_t oom_utf8_validate(uint32_t state, const uint8_t *p, size_t len);
 #undef tl__wsp_init
 #undef tl__wsp_free
 #undef tl__wsp_feed
+#undef tl__wsp_feed_ex
+#undef tl__wsp_in_progress
 #undef tl__ws_frame_header
 #undef tl__ws_unmask
 #undef tl__ws_close_code_valid
@@ -1347,6 +1479,8 @@ int main(void) {
       cmocka_unit_test(t_memory),
       cmocka_unit_test(t_stop),
       cmocka_unit_test(t_stop_leaves_input),
+      cmocka_unit_test(t_pause),
+      cmocka_unit_test(t_in_progress),
       cmocka_unit_test(t_zero_copy),
       cmocka_unit_test(t_empty_feed),
       cmocka_unit_test(t_frame_header),
