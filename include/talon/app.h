@@ -34,8 +34,9 @@ typedef struct tl_app_config {
    * head to the complete body [10000 ms]. Over: 408 and close. */
   unsigned header_timeout_ms;
   /* An idle keep-alive connection is closed after this long [5000 ms].
-   * While its last response is still being written it counts as idle only
-   * if the client took none of it for this long. */
+   * While the client is still taking its last response the connection is
+   * not idle (send_timeout_ms closes a client that takes none of it), and
+   * it is idle from the moment the client took the last byte. */
   unsigned keepalive_timeout_ms;
   /* On shutdown, in-flight requests get this long to finish [5000 ms]. */
   unsigned shutdown_timeout_ms;

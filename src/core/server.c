@@ -287,6 +287,7 @@ static void flush(tl__conn *c, bool force) {
   if (c->backlog > 0 && !force && !(c->flags & TL__CONN_ENDING))
     return;
   int err = 0;
+  c->sent += (uint32_t)corked(c);
   if (q->nsegs == 0) {
     if (q->out.len) {
       uv_buf_t b = uv_buf_init(q->out.data, (unsigned)q->out.len);
@@ -621,26 +622,57 @@ static uint32_t untaken(const tl__conn *c) {
   return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
-/* Whether the peer took nothing of our queued output for send_timeout_ms.
- * Progress is the untaken byte count going down; it going up means we
- * queued more, which is no progress by the peer. */
-static bool send_stalled(tl__conn *c, uint64_t now) {
-  unsigned limit = c->srv->cfg.send_timeout_ms;
-  if (c->backlog == 0 || limit == 0 || limit == (unsigned)-1) {
-    c->flags &= ~TL__CONN_STALL;
-    return false;
+/* Looks at the peer's progress; returns whether output waits for it.
+ * What it has taken is what was handed to the socket less what libuv and
+ * the kernel still hold: counting that, not the untaken bytes, keeps what
+ * we queue meanwhile from hiding what the peer took. More taken is
+ * progress, dated now; so is output beginning to wait, as the peer has
+ * had no time to take any. */
+static bool look(tl__conn *c, uint64_t now) {
+  uint32_t left = untaken(c);
+  uint32_t taken = c->sent - left;
+  bool waiting = left > 0 || corked(c) > 0;
+  if (c->flags & TL__CONN_STALL) {
+    if ((int32_t)(taken - c->taken) > 0)
+      c->taken_at = (uint32_t)now;
+  } else if (waiting) {
+    c->taken_at = (uint32_t)now;
   }
-  uint32_t n = untaken(c);
-  if (!(c->flags & TL__CONN_STALL) || n < c->stall_queue) {
+  c->taken = taken;
+  if (waiting)
     c->flags |= TL__CONN_STALL;
-    c->stall_since = (uint32_t)now;
-  }
-  c->stall_queue = n;
-  return (uint32_t)now - c->stall_since >= limit;
+  else
+    c->flags &= ~TL__CONN_STALL;
+  return waiting;
+}
+
+bool tl__conn_output_waits(tl__conn *c, uint64_t *taken_at) {
+  uint64_t now = tl__server_now(c->srv);
+  bool waiting = look(c, now);
+  *taken_at = now - (uint32_t)((uint32_t)now - c->taken_at);
+  return waiting;
+}
+
+void tl__conn_count_sent(tl__conn *c, size_t n) {
+  c->sent += (uint32_t)n;
+}
+
+/* Whether the peer took nothing of our queued output for send_timeout_ms.
+ * Only a backlog counts: output the kernel holds alone does not keep a
+ * write of ours waiting. */
+static bool send_stalled(const tl__conn *c, uint64_t now) {
+  unsigned limit = c->srv->cfg.send_timeout_ms;
+  if (c->backlog == 0 || limit == 0 || limit == (unsigned)-1)
+    return false;
+  return (uint32_t)now - c->taken_at >= limit;
 }
 
 static void sweep_one(tl__conn *c, void *arg) {
   uint64_t now = *(const uint64_t *)arg;
+  /* While output waits, progress is looked at every tick, so that the
+   * send timeout and the protocol's timeouts see the same. */
+  if (c->backlog > 0 || (c->flags & TL__CONN_STALL))
+    look(c, now);
   if (send_stalled(c, now)) {
     tl__conn_close(c);
     return;
@@ -695,6 +727,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   }
   uv_tcp_nodelay(&c->tcp, 1);
   conn_mark(c);
+  c->taken_at = (uint32_t)uv_now(&s->loop);
   tl__conn_read_start(c);
 }
 
@@ -702,6 +735,7 @@ void tl__server_adopt(tl__server *s, tl__conn *c) {
   c->srv = s;
   s->nconns++;
   conn_mark(c);
+  c->taken_at = (uint32_t)uv_now(&s->loop);
 }
 
 static void close_handle(uv_handle_t *h) {

@@ -52,7 +52,7 @@ enum {
   TL__CONN_ENDING = 1u << 3,   /* close once the backlog is written */
   TL__CONN_LINGER = 1u << 4,   /* write side shut: discard input until EOF */
   TL__CONN_PEER_EOF = 1u << 5, /* the peer's FIN was read */
-  TL__CONN_STALL = 1u << 6,    /* stall_queue/stall_since are set */
+  TL__CONN_STALL = 1u << 6,    /* output waits for the peer (taken_at) */
   TL__CONN_WAKE = 1u << 7,     /* on_wake is due */
 };
 
@@ -98,10 +98,12 @@ struct tl__conn {
   size_t backlog;       /* bytes handed to uv_write, not yet written */
   uint64_t deadline;    /* loop time (ms) when on_timeout fires; 0: none */
   unsigned flags;
-  /* Write progress, seen by the sweep while a backlog exists: the bytes
-   * the peer had not taken at the last sweep, and the loop time (low 32
-   * bits) when it last took some. */
-  uint32_t stall_queue, stall_since;
+  /* The peer's progress (see tl__conn_output_waits): bytes handed to the
+   * socket, and how many of them the peer had taken at the last look
+   * (both mod 2^32), and the loop time (low 32 bits) when it was last
+   * seen taking some, or when output began to wait for it, or when the
+   * connection opened. */
+  uint32_t sent, taken, taken_at;
 };
 
 /* Work a connection leaves for a later loop turn, embedded in the
@@ -206,6 +208,18 @@ int tl__conn_write_shared(tl__conn *c, tl__shared *f, size_t off, size_t len);
 void tl__conn_flush(tl__conn *c);
 /* Bytes not yet written: corked plus backlog. */
 size_t tl__conn_pending(const tl__conn *c);
+/* The peer's progress, the one measure for every timeout that must not
+ * cut a slow reader. Returns whether output still waits for the peer
+ * (corked, in libuv's queue, or unacknowledged in the kernel's send
+ * queue), and sets *taken_at to the loop time (ms) when the peer was last
+ * seen taking some of it, or when output began to wait, or when the
+ * connection opened, whichever is latest. Looks again now. The sweep
+ * looks every tick while output waits, and closes a connection whose
+ * backlog waited send_timeout_ms past that time. */
+bool tl__conn_output_waits(tl__conn *c, uint64_t *taken_at);
+/* Counts `n` bytes a protocol wrote to the socket itself (sendfile), so
+ * that they are not taken for the peer's progress. */
+void tl__conn_count_sent(tl__conn *c, size_t n);
 /* Mark the connection for the flush at the end of this loop turn. */
 void tl__conn_mark_dirty(tl__conn *c);
 /* Have proto->on_wake called in this loop turn's flush phase (before the

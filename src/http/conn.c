@@ -555,7 +555,6 @@ static void response_done(tl__hconn *h) {
     return;
   }
   tl__conn_timeout(&h->conn, h->http->opt->keepalive_timeout_ms);
-  h->idle_pending = tl__conn_pending(&h->conn);
 }
 
 /* A response finished outside process() (deferred, or after tl_next):
@@ -607,16 +606,23 @@ static void on_timeout(tl__conn *c) {
     return;
   if ((h->phase == TL__P_IDLE && !h->reparse && h->in.len == 0) ||
       h->out_paused) {
-    /* A connection whose last response is still being written is not
-     * idle while the client keeps taking bytes: wait another period. One
-     * that took nothing for a whole period is closed like an idle one. */
-    size_t pending = tl__conn_pending(c);
-    if (pending > 0 && pending < h->idle_pending) {
-      h->idle_pending = pending;
-      tl__conn_timeout(c, h->http->opt->keepalive_timeout_ms);
+    /* A connection is not idle while our output waits for the client:
+     * as for a response still being produced, the send timeout decides
+     * about a client that takes none of it, measured by the core the same
+     * way (the peer taking bytes, not our own queue, which shrinks only
+     * when a whole write is done). Once the client has taken everything,
+     * it is idle from then on. */
+    const tl_app_config *o = h->http->opt;
+    uint64_t now = tl__server_now(c->srv), taken_at;
+    uint64_t until = tl__conn_output_waits(c, &taken_at)
+                         ? taken_at + o->send_timeout_ms
+                         : taken_at + o->keepalive_timeout_ms;
+    if (until > now) {
+      unsigned ms = o->keepalive_timeout_ms;
+      tl__conn_timeout(c, until - now < ms ? (unsigned)(until - now) : ms);
       return;
     }
-    tl__conn_close(c); /* idle keep-alive */
+    tl__conn_close(c); /* idle keep-alive, or no progress */
     return;
   }
   tl__res_send_error(h, 408, "Request Timeout");

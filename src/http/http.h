@@ -209,12 +209,10 @@ struct tl__hconn {
   /* Where the current message lives: the receive buffer during a read,
    * else `in`. Offsets in tl_req are relative to `msg`. */
   char *msg;
-  tl__buf in;          /* carried input (see conn.c) */
-  tl__buf later;       /* bytes that arrived behind a deferred request */
-  size_t parse_pos;    /* offset from msg where unparsed input starts */
-  size_t avail;        /* bytes from msg that are available */
-  size_t idle_pending; /* output not yet written when the keep-alive
-                        * deadline was last set (see on_timeout) */
+  tl__buf in;       /* carried input (see conn.c) */
+  tl__buf later;    /* bytes that arrived behind a deferred request */
+  size_t parse_pos; /* offset from msg where unparsed input starts */
+  size_t avail;     /* bytes from msg that are available */
   /* Framing checks llhttp may not make (see "Framing" in conn.c). */
   const char *xbeg, *xend; /* the bytes llhttp_execute has now */
   char tail[4];            /* the last bytes it had before them */

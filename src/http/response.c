@@ -479,6 +479,7 @@ static void file_pump(tl_res *res) {
     size_t want = rest > (1 << 30) ? (size_t)1 << 30 : (size_t)rest;
     ssize_t n = sendfile(sock, res->file_fd, &off, want);
     if (n > 0) {
+      tl__conn_count_sent(c, (size_t)n);
       res->file_off += n;
       continue;
     }

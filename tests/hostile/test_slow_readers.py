@@ -1,4 +1,5 @@
-"""Slow readers: clients that ask for a lot and never read it.
+"""Slow readers: clients that ask for a lot and never read it, or read it
+slowly.
 
 HTTP: tl_res_send() of the 8 MiB body copies it into the connection's
 output, so a client that never reads costs about the body's size until
@@ -11,11 +12,11 @@ import socket
 import struct
 import time
 
-from conftest import (BIG_BYTES, FEED_MAX_BACKPRESSURE, KEEPALIVE_TIMEOUT,
-                      OP_BINARY, SEND_TIMEOUT, SLACK, WRITE_HIGH_WATER, Canaries, KiB,
-                      WSClient, after_attack, asan_slack, connect, http_get,
-                      http_request, pattern, read_head, read_until_closed,
-                      report_memory, ws_connect)
+from conftest import (BIG_BYTES, FEED_MAX_BACKPRESSURE, HEADER_TIMEOUT,
+                      KEEPALIVE_TIMEOUT, OP_BINARY, SEND_TIMEOUT, SLACK,
+                      WRITE_HIGH_WATER, Canaries, KiB, WSClient, after_attack,
+                      asan_slack, connect, http_get, http_request, pattern,
+                      read_head, read_until_closed, report_memory, ws_connect)
 
 BIG_BODY = pattern(BIG_BYTES)
 
@@ -34,8 +35,9 @@ def start_never_readers(srv, path, n):
 def test_http_big_body_never_read(srv):
     """8 clients ask for the 8 MiB body and never read. Memory: about one
     copy of the body per connection (the output buffer) while it is
-    queued: bound 8 x 2 x 8 MiB + 16 MiB. A connection whose output does
-    not move for the keep-alive timeout is closed, which frees it."""
+    queued: bound 8 x 2 x 8 MiB + 16 MiB. A connection whose output the
+    client took none of for the send timeout is closed, which frees it
+    (the keep-alive timeout does not apply while output waits)."""
     n = 8
     base = srv.rss_kib()
     with Canaries(srv) as can:
@@ -43,10 +45,10 @@ def test_http_big_body_never_read(srv):
         time.sleep(0.5)
         can.sample()
         mid = srv.rss_kib()
-        # Stalled past the keep-alive timeout: the server gives up on them.
+        # Stalled past the send timeout: the server gives up on them.
         closed = 0
         for s in socks:
-            data, eof = read_until_closed(s, KEEPALIVE_TIMEOUT + SLACK + 3)
+            data, eof = read_until_closed(s, SEND_TIMEOUT + SLACK)
             closed += eof
             s.close()
     assert closed == n, f"only {closed}/{n} stalled readers were closed"
@@ -56,41 +58,102 @@ def test_http_big_body_never_read(srv):
     after_attack(srv)
 
 
+def read_slowly(s, n, piece=64 * KiB, pause=0.05):
+    """Reads up to n bytes, `piece` at a time with `pause` between (about
+    1.3 MB/s): a slow but steady reader. Returns (bytes, eof?)."""
+    got = b""
+    while len(got) < n:
+        want = min(piece, n - len(got))
+        while want > 0:
+            s.settimeout(5)
+            try:
+                chunk = s.recv(want)
+            except (ConnectionResetError, socket.timeout):
+                chunk = b""
+            if not chunk:
+                return got, True
+            got += chunk
+            want -= len(chunk)
+        time.sleep(pause)
+    return got, False
+
+
+def slow_steady_get_big(srv, behind=b""):
+    """GET /big (tl_res_send: 8 MiB in the connection's output at once),
+    with `behind` sent after it, then read slowly but steadily. The read
+    takes about 6 s, several keep-alive periods (1 s), and the kernel's
+    send buffer (at most 4 MiB) cannot hold the rest: most of the body
+    waits in libuv's write queue for seconds, which shrinks only when all
+    of it is written. Checks the body; returns what followed it until the
+    server closed the connection."""
+    s = connect(srv.port, rcvbuf=16 * 1024)
+    s.sendall(http_get("/big") + behind)
+    head, body = read_head(s, 5)
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    t0 = time.monotonic()
+    more, eof = read_slowly(s, BIG_BYTES - len(body))
+    body += more
+    took = time.monotonic() - t0
+    rest, closed = b"", eof
+    if not eof:
+        rest, closed = read_until_closed(s, HEADER_TIMEOUT + SLACK + 3)
+    s.close()
+    print(f"  slow steady reader: {len(body)} of {BIG_BYTES} bytes in "
+          f"{took:.1f}s")
+    assert took > 2 * KEEPALIVE_TIMEOUT, "read too fast to test anything"
+    assert len(body) == BIG_BYTES, \
+        f"response cut after {len(body)} of {BIG_BYTES} bytes " \
+        f"({took:.1f}s into a slow but steady read)"
+    assert body == BIG_BODY
+    assert closed, "the connection was not closed after the body"
+    return rest
+
+
 def test_http_big_body_slow_steady_reader(srv):
-    """A client that reads the 8 MiB body slowly but steadily (128 KiB
-    every 50 ms, so it takes about 3 s, well over the 1 s keep-alive
-    timeout, and most of the body waits in the server meanwhile) gets
-    all of it: the keep-alive timeout must not cut a response that is
-    still being written."""
+    """A client that reads the 8 MiB body slowly but steadily gets all of
+    it: the keep-alive timeout must not cut a response the client keeps
+    taking bytes of (app.h). Once it has all, the connection is idle and
+    closed by the keep-alive timeout, with nothing more sent."""
+    with Canaries(srv):
+        rest = slow_steady_get_big(srv)
+    assert rest == b"", rest
+    after_attack(srv)
+
+
+def test_http_big_body_slow_steady_reader_then_partial_head(srv):
+    """The same slow reader has sent the start of a second request behind
+    the first. Its output backed up, the server reads no further until
+    the body is out; then the partial head gets its 408 after the header
+    timeout, behind the whole body, and the connection closes."""
+    with Canaries(srv):
+        rest = slow_steady_get_big(srv, behind=b"GET /hello HTTP/1.1\r\nHo")
+    assert rest.startswith(b"HTTP/1.1 408 "), rest
+    after_attack(srv)
+
+
+def test_http_big_body_reader_pausing(srv):
+    """A client that stops reading the 8 MiB body for twice the keep-alive
+    timeout (but less than the send timeout) and then reads on gets all
+    of it: while output waits for the client, the send timeout alone
+    decides, as it does for a streamed response."""
+    pause = 2 * KEEPALIVE_TIMEOUT
+    assert pause + SLACK < SEND_TIMEOUT
     with Canaries(srv):
         s = connect(srv.port, rcvbuf=16 * 1024)
         s.sendall(http_get("/big"))
         head, body = read_head(s, 5)
         assert head.startswith(b"HTTP/1.1 200 "), head
-        t0 = time.monotonic()
-        eof = False
-        while len(body) < BIG_BYTES and not eof:
-            s.settimeout(5)
-            want = 128 * 1024
-            while want > 0:
-                try:
-                    chunk = s.recv(want)
-                except (ConnectionResetError, socket.timeout):
-                    chunk = b""
-                if not chunk:
-                    eof = True
-                    break
-                body += chunk
-                want -= len(chunk)
-            time.sleep(0.05)
-        took = time.monotonic() - t0
+        more, eof = read_slowly(s, 1024 * KiB)
+        body += more
+        assert not eof, f"cut after {len(body)} bytes, before the pause"
+        time.sleep(pause)
+        more, eof = read_slowly(s, BIG_BYTES - len(body), piece=1024 * KiB,
+                                pause=0)
+        body += more
         s.close()
-    print(f"  slow steady reader: {len(body)} of {BIG_BYTES} bytes in "
-          f"{took:.1f}s")
-    assert took > KEEPALIVE_TIMEOUT, "read too fast to test anything"
     assert len(body) == BIG_BYTES, \
-        f"response cut after {len(body)} of {BIG_BYTES} bytes " \
-        f"({took:.1f}s into a slow but steady read)"
+        f"response cut after {len(body)} of {BIG_BYTES} bytes (a pause of " \
+        f"{pause:.0f}s)"
     assert body == BIG_BODY
     after_attack(srv)
 
