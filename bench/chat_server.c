@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include <talon.h>
+#include <talon/mw.h>
 #include <uv.h>
 
 #define NAME_MAX_LEN 64

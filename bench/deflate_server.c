@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include <talon.h>
+#include <talon/mw.h>
 
 static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   tl_ws_send(ws, data, len, op);

@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include <talon.h>
+#include <talon/mw.h>
 
 #include "common.h"
 

@@ -43,6 +43,7 @@
 
 #include <jansson.h>
 #include <talon.h>
+#include <talon/mw.h>
 
 #include "common.h"
 

@@ -42,6 +42,7 @@
 #include <time.h>
 
 #include <talon.h>
+#include <talon/mw.h>
 
 #include "common.h"
 

@@ -1,5 +1,6 @@
 /* talon — a web framework for C: HTTP routes, middleware and WebSocket
- * routes with pub/sub on one listener. Include this umbrella header. */
+ * routes with pub/sub on one listener. This umbrella header is the core
+ * API; the built-in middleware is <talon/mw.h>. */
 #ifndef TALON_H
 #define TALON_H
 
@@ -14,7 +15,6 @@
 #include "talon/router.h"
 #include "talon/ws.h"
 #include "talon/pubsub.h"
-#include "talon/mw.h"
 
 #include "talon/timer.h"
 #include "talon/util.h"

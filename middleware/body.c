@@ -11,6 +11,7 @@
  * gone when the client has its answer) and, as a fallback, by the store's
  * free function. */
 #include <talon.h>
+#include <talon/mw.h>
 #include <talon/mw/body.h>
 
 #include <errno.h>

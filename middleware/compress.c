@@ -9,6 +9,7 @@
  * response, aborted ones included. */
 #define ZLIB_CONST
 #include <talon.h>
+#include <talon/mw.h>
 #include <talon/mw/compress.h>
 
 #include <limits.h>

@@ -1,6 +1,7 @@
 /* The cookies middleware: lazy Cookie parsing, Set-Cookie building and
  * HMAC-SHA256 signed cookies. Only public headers are used. */
 #include <talon.h>
+#include <talon/mw.h>
 #include <talon/mw/cookies.h>
 
 #include <inttypes.h>

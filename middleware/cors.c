@@ -4,6 +4,7 @@
 #include <strings.h>
 
 #include <talon.h>
+#include <talon/mw.h>
 #include <talon/mw/cors.h>
 
 #define DEFAULT_METHODS "GET,HEAD,PUT,PATCH,POST,DELETE"

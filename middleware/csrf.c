@@ -1,6 +1,7 @@
 /* The CSRF middleware: per-session secret, masked tokens, checks on unsafe
  * methods. Only public headers are used. */
 #include <talon.h>
+#include <talon/mw.h>
 #include <talon/mw/csrf.h>
 #include <talon/mw/session.h>
 

@@ -23,6 +23,7 @@
  * in a small hash table keyed by the socket pointer, and removed at
  * close. */
 #include <talon.h>
+#include <talon/mw.h>
 #include <talon/mw/logger.h>
 
 #include <errno.h>

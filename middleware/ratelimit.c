@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 
 #include <talon.h>
+#include <talon/mw.h>
 #include <talon/mw/ratelimit.h>
 
 #define NIL UINT32_MAX

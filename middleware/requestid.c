@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 
 #include <talon.h>
+#include <talon/mw.h>
 #include <talon/mw/requestid.h>
 
 #define DEFAULT_MAX 128

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <talon.h>
+#include <talon/mw.h>
 #include <talon/mw/security.h>
 
 /* At most this many headers: nosniff, frame, referrer, CSP, COOP, CORP. */

@@ -1,6 +1,7 @@
 /* The session middleware and its built-in memory store. Only public
  * headers are used. */
 #include <talon.h>
+#include <talon/mw.h>
 #include <talon/mw/cookies.h>
 #include <talon/mw/session.h>
 

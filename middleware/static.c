@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include <talon.h>
+#include <talon/mw.h>
 #include <talon/mw/static.h>
 
 #ifndef PATH_MAX

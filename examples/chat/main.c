@@ -61,6 +61,7 @@
 
 #include <jansson.h>
 #include <talon.h>
+#include <talon/mw.h>
 #include <uv.h>
 
 #include "../common.h"

@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 #include <talon.h>
+#include <talon/mw.h>
 
 static void hello(tl_req *req, tl_res *res) {
   tl_res_text(res, "hello");

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include <talon.h>
+#include <talon/mw.h>
 #include <talon/mw/cookies.h>
 
 #include "fake_http.h"

@@ -39,6 +39,7 @@
 
 #include <jansson.h>
 #include <talon.h>
+#include <talon/mw.h>
 #include <talon/mw/body.h>
 
 #include "fake_http.h"

@@ -7,6 +7,7 @@
  * hex so the suite can compare exact bytes. */
 #define _GNU_SOURCE /* the pthread types uv.h needs under -std=c11 */
 #include <talon.h>
+#include <talon/mw.h>
 
 #define TEST_SERVER_NAME "body_test_server"
 #include "test_server.h"

@@ -7,6 +7,7 @@
  * text/csv. FILE is served by GET /file (tl_res_send_file). */
 #define _GNU_SOURCE /* the pthread types uv.h needs under -std=c11 */
 #include <talon.h>
+#include <talon/mw.h>
 
 #define TEST_SERVER_NAME "compress_test_server"
 #include "test_server.h"

@@ -18,6 +18,7 @@
  *   /misconf/csrf     route-level cookies + csrf without session
  */
 #include <talon.h>
+#include <talon/mw.h>
 
 #define TEST_SERVER_NAME "cookies_test_server"
 #include "test_server.h"

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <talon.h>
+#include <talon/mw.h>
 
 #define TEST_SERVER_NAME "mw_http_test_server"
 #include "test_server.h"

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE /* fdopen, and the pthread types uv.h needs under -std=c11 \
                      */
 #include <talon.h>
+#include <talon/mw.h>
 
 #define TEST_SERVER_NAME "logger_test_server"
 #include "test_server.h"

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include <talon.h>
+#include <talon/mw.h>
 
 #define TEST_SERVER_NAME "static_test_server"
 #include "test_server.h"

@@ -55,7 +55,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "../../talon.h"
+#include "../app.h"
+#include "../http.h"
+#include "../middleware.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -33,7 +33,9 @@
 #include <stdbool.h>
 #include <time.h>
 
-#include <talon.h>
+#include "../app.h"
+#include "../http.h"
+#include "../middleware.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -42,7 +42,9 @@
 #ifndef TALON_MW_CSRF_H
 #define TALON_MW_CSRF_H
 
-#include <talon.h>
+#include "../app.h"
+#include "../http.h"
+#include "../middleware.h"
 
 #ifdef __cplusplus
 extern "C" {

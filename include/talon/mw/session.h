@@ -41,8 +41,10 @@
 #ifndef TALON_MW_SESSION_H
 #define TALON_MW_SESSION_H
 
-#include <talon.h>
-#include <talon/mw/cookies.h>
+#include "../app.h"
+#include "../http.h"
+#include "../middleware.h"
+#include "cookies.h"
 
 #ifdef __cplusplus
 extern "C" {

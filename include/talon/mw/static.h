@@ -18,7 +18,9 @@
 #ifndef TALON_MW_STATIC_H
 #define TALON_MW_STATIC_H
 
-#include "../../talon.h"
+#include "../app.h"
+#include "../http.h"
+#include "../middleware.h"
 
 #ifdef __cplusplus
 extern "C" {
