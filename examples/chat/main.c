@@ -62,7 +62,6 @@
 #include <jansson.h>
 #include <talon.h>
 #include <talon/mw.h>
-#include <uv.h>
 
 #include "../common.h"
 
@@ -271,7 +270,7 @@ static void rooms_trim(chat_state *st, const room *keep) {
 /* Finds or creates room `name`; NULL only when out of memory. */
 static room *room_get(tl_app *app, const char *name) {
   chat_state *st = state_of(app);
-  uint64_t now = uv_now(tl_app_loop(app));
+  uint64_t now = tl_app_now(app);
   room *r = room_find(st, name);
   if (r) {
     r->used = now;
@@ -514,7 +513,7 @@ static int on_upgrade(tl_req *req, tl_res *res, void *data) {
   snprintf(u->room, sizeof u->room, "%s", r);
   snprintf(u->topic, sizeof u->topic, "room:%s", r);
   u->tokens = RATE_BURST;
-  u->tokens_at = uv_now(tl_app_loop(tl_req_app(req)));
+  u->tokens_at = tl_app_now(tl_req_app(req));
   return TL_ACCEPT;
 }
 
@@ -556,7 +555,7 @@ static void on_subscription(tl_ws *ws, const char *topic, int new_count,
     st->nidle--;
   if (new_count == 0 && old_count > 0) {
     st->nidle++;
-    r->used = uv_now(tl_app_loop(app));
+    r->used = tl_app_now(app);
   }
   publish_json(app, topic,
                json_pack("{s:s, s:s, s:i, s:I}", "type",
@@ -588,7 +587,7 @@ static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   if (blank(data, len))
     return;
   /* Rate limit: a token bucket per socket. */
-  uint64_t now = uv_now(tl_app_loop(app));
+  uint64_t now = tl_app_now(app);
   u->tokens += (double)(now - u->tokens_at) * RATE_PER_SEC / 1000.0;
   if (u->tokens > RATE_BURST)
     u->tokens = RATE_BURST;
