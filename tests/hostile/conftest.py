@@ -18,6 +18,7 @@ with ASan and 0.05 under a TALON_TEST_WRAPPER such as valgrind) scales
 the largest counts.
 """
 import json
+import select
 import os
 import socket
 import sys
@@ -271,6 +272,31 @@ def read_until_closed(s, timeout):
         if not chunk:
             return buf, True
         buf += chunk
+
+
+def collect_for(socks, done, got, pause):
+    """For `pause` seconds, reads what the sockets not yet done (done[i]
+    None) receive into got[i]; a socket's EOF or reset sets done[i] to
+    the time it was seen."""
+    until = time.monotonic() + pause
+    while True:
+        left = until - time.monotonic()
+        open_ = [s for i, s in enumerate(socks) if done[i] is None]
+        if left <= 0 or not open_:
+            return
+        ready, _, _ = select.select(open_, [], [], left)
+        for s in ready:
+            i = socks.index(s)
+            try:
+                chunk = s.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                chunk = b""
+            except BlockingIOError:
+                continue
+            if chunk:
+                got[i] += chunk
+            else:
+                done[i] = time.monotonic()
 
 
 def http_get(path):

@@ -6,13 +6,12 @@ little memory per dripping connection.
 
 (tests/integration/test_errors.py has the single-connection version;
 this is the crowd.)"""
-import select
 import time
 
 import pytest
 
 from conftest import (HEADER_TIMEOUT, HOST, KiB, SLACK, Canaries,
-                      after_attack, connect, report_memory)
+                      after_attack, collect_for, connect, report_memory)
 
 
 def drip(srv, data, nconns, pause, head=b""):
@@ -52,25 +51,7 @@ def drip(srv, data, nconns, pause, head=b""):
                         first[i] = time.monotonic()
                 pos += 1
             # Collect answers and closes for `pause` seconds.
-            until = time.monotonic() + pause
-            while True:
-                left = until - time.monotonic()
-                open_ = [s for i, s in enumerate(socks) if done[i] is None]
-                if left <= 0 or not open_:
-                    break
-                ready, _, _ = select.select(open_, [], [], left)
-                for s in ready:
-                    i = socks.index(s)
-                    try:
-                        chunk = s.recv(4096)
-                    except (ConnectionResetError, BrokenPipeError):
-                        chunk = b""
-                    except BlockingIOError:
-                        continue
-                    if chunk:
-                        got[i] += chunk
-                    else:
-                        done[i] = time.monotonic()
+            collect_for(socks, done, got, pause)
     finally:
         for s in socks:
             s.close()

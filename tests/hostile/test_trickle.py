@@ -16,7 +16,6 @@ past it the server sends close 1008 and closes TCP. Checked here:
     shorter than its message timeout, bytes of an unfinished frame still
     count as traffic for the idle timeout.
 """
-import select
 import struct
 import threading
 import time
@@ -25,7 +24,7 @@ import pytest
 
 from conftest import (OP_BINARY, OP_TEXT, SLACK, WS_IDLE_TIMEOUT,
                       WS_MESSAGE_TIMEOUT, Canaries, after_attack, build_frame,
-                      scaled, ws_connect)
+                      collect_for, scaled, ws_connect)
 
 OP_CONT, OP_CLOSE, OP_PING, OP_PONG = 0, 8, 9, 10
 PAUSE = 0.3  # seconds between two sends of a trickling client
@@ -98,25 +97,7 @@ def trickle(srv, path, nconns, steps, pause=PAUSE):
                     continue
                 if first[i] is None:
                     first[i] = time.monotonic()
-            until = time.monotonic() + pause
-            while True:
-                left = until - time.monotonic()
-                open_ = [s for i, s in enumerate(socks) if done[i] is None]
-                if left <= 0 or not open_:
-                    break
-                ready, _, _ = select.select(open_, [], [], left)
-                for s in ready:
-                    i = socks.index(s)
-                    try:
-                        chunk = s.recv(65536)
-                    except (ConnectionResetError, BrokenPipeError):
-                        chunk = b""
-                    except BlockingIOError:
-                        continue
-                    if chunk:
-                        got[i] += chunk
-                    else:
-                        done[i] = time.monotonic()
+            collect_for(socks, done, got, pause)
     finally:
         for s in socks:
             s.close()
