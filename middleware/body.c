@@ -282,7 +282,8 @@ static int json_fn(tl_req *req, tl_res *res, void *ctx) {
     return TL_NEXT;
   const char *ct = tl_req_header(req, "Content-Type");
   if (!is_json_type(ct))
-    return c->require ? fail(&c->err, res, 415, "expected a JSON body\n") : TL_NEXT;
+    return c->require ? fail(&c->err, res, 415, "expected a JSON body\n")
+                      : TL_NEXT;
   char cs[32];
   if (header_param(ct, "charset", cs, sizeof cs) == 1 &&
       strcasecmp(cs, "utf-8") != 0 && strcasecmp(cs, "utf8") != 0)
@@ -314,8 +315,10 @@ tl_middleware tl_body_json(const tl_body_json_options *opts) {
   tl_middleware mw = {
       .fn = NULL, .ctx = NULL, .free = free, .name = "body_json"};
   json_ctx *c = calloc(1, sizeof *c);
-  if (!c)
+  if (!c) {
+    mw.error = TL_ENOMEM; /* tl_app_use reports it */
     return mw;
+  }
   tl_body_json_options o = {0};
   if (opts)
     o = *opts;
@@ -392,8 +395,10 @@ tl_middleware tl_body_urlencoded(const tl_body_urlencoded_options *opts) {
   tl_middleware mw = {
       .fn = NULL, .ctx = NULL, .free = free, .name = "body_urlencoded"};
   urlenc_ctx *c = calloc(1, sizeof *c);
-  if (!c)
+  if (!c) {
+    mw.error = TL_ENOMEM; /* tl_app_use reports it */
     return mw;
+  }
   tl_body_urlencoded_options o = {0};
   if (opts)
     o = *opts;
@@ -720,8 +725,9 @@ static int mp_fn(tl_req *req, tl_res *res, void *ctx) {
     return TL_NEXT;
   const char *ct = tl_req_header(req, "Content-Type");
   if (!media_type_is(ct, "multipart/form-data"))
-    return c->require ? fail(&c->err, res, 415, "expected multipart/form-data\n")
-                      : TL_NEXT;
+    return c->require
+               ? fail(&c->err, res, 415, "expected multipart/form-data\n")
+               : TL_NEXT;
   char boundary[72];
   int r = header_param(ct, "boundary", boundary, sizeof boundary);
   size_t bl = r == 1 ? strlen(boundary) : 0;
@@ -745,8 +751,10 @@ tl_middleware tl_body_multipart(const tl_body_multipart_options *opts) {
   tl_middleware mw = {
       .fn = NULL, .ctx = NULL, .free = mp_free, .name = "body_multipart"};
   mp_ctx *c = calloc(1, sizeof *c);
-  if (!c)
+  if (!c) {
+    mw.error = TL_ENOMEM; /* tl_app_use reports it */
     return mw;
+  }
   tl_body_multipart_options o = {0};
   if (opts)
     o = *opts;

@@ -252,8 +252,10 @@ tl_middleware tl_compress(const tl_compress_options *opts) {
   if (opts)
     o = *opts;
   zopts *c = calloc(1, sizeof *c);
-  if (!c)
+  if (!c) {
+    mw.error = TL_ENOMEM; /* tl_app_use reports it */
     return mw;
+  }
   c->level = o.level >= 1 && o.level <= 9 ? o.level : DEFAULT_LEVEL;
   c->threshold = o.threshold ? o.threshold : DEFAULT_THRESHOLD;
   c->compressible = o.compressible;

@@ -142,8 +142,10 @@ static int cookies_fn(tl_req *req, tl_res *res, void *ctx) {
 tl_middleware tl_cookies(const tl_cookies_options *opts) {
   tl_middleware none = {0};
   cookies_ctx *c = calloc(1, sizeof *c);
-  if (!c)
+  if (!c) {
+    none.error = TL_ENOMEM; /* tl_app_use reports it */
     return none;
+  }
   c->max_cookies =
       opts && opts->max_cookies ? opts->max_cookies : DEFAULT_MAX_COOKIES;
   c->max_bytes = opts && opts->max_bytes ? opts->max_bytes : DEFAULT_MAX_BYTES;

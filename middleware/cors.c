@@ -16,7 +16,7 @@
 typedef struct cors {
   char **origins; /* NULL-terminated copies, or NULL */
   size_t norigins;
-  bool any;       /* "*" listed, or nothing configured */
+  bool any; /* "*" listed, or nothing configured */
   tl_cors_allow_fn allow;
   void *allow_arg;
   char *methods;
@@ -177,8 +177,10 @@ tl_middleware tl_cors(const tl_cors_options *opts) {
   if (!opts)
     opts = &defaults;
   cors *c = calloc(1, sizeof *c);
-  if (!c)
+  if (!c) {
+    mw.error = TL_ENOMEM; /* tl_app_use reports it */
     return mw;
+  }
   bool fail = false;
   if (opts->origins) {
     size_t n = 0;

@@ -119,8 +119,10 @@ static int csrf_fn(tl_req *req, tl_res *res, void *ctx) {
 tl_middleware tl_csrf(const tl_csrf_options *opts) {
   tl_middleware none = {0};
   csrf_ctx *c = calloc(1, sizeof *c);
-  if (!c)
+  if (!c) {
+    none.error = TL_ENOMEM; /* tl_app_use reports it */
     return none;
+  }
   c->header_name =
       strdup(opts && opts->header_name ? opts->header_name : "X-CSRF-Token");
   c->field_name = strdup(opts && opts->field_name ? opts->field_name : "_csrf");

@@ -55,9 +55,9 @@ typedef struct logger {
   int fd;
   size_t max_queue;
   uv_loop_t *loop;
-  buf line;     /* scratch for building one line (loop thread) */
-  buf pending;  /* lines not yet handed to the writer (loop thread) */
-  buf inflight; /* the writer's batch; the worker owns it while busy */
+  buf line;            /* scratch for building one line (loop thread) */
+  buf pending;         /* lines not yet handed to the writer (loop thread) */
+  buf inflight;        /* the writer's batch; the worker owns it while busy */
   size_t inflight_off; /* bytes of inflight already written */
   size_t busy_off;     /* inflight_off when the job started */
   bool busy;
@@ -484,8 +484,8 @@ static wsrec *ws_take(logger *lg, const tl_ws *ws) {
  *   127.0.0.1 - - [time] "WS /chat?x=1" EVENT id=N
  * JSON: {"time":...,"type":"ws","event":"EVENT","id":N,"remote_addr":...,
  *        "target":...,"path":... */
-static void ws_line_start(logger *lg, buf *b, const char *event,
-                          const wsrec *r, const char *remote) {
+static void ws_line_start(logger *lg, buf *b, const char *event, const wsrec *r,
+                          const char *remote) {
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
   if (lg->format == TL_LOG_JSON) {
@@ -755,8 +755,10 @@ tl_middleware tl_logger(const tl_logger_options *opts) {
   if (opts)
     o = *opts;
   logger *lg = calloc(1, sizeof *lg);
-  if (!lg)
+  if (!lg) {
+    mw.error = TL_ENOMEM; /* tl_app_use reports it */
     return mw;
+  }
   lg->format = o.format <= TL_LOG_JSON ? o.format : TL_LOG_COMBINED;
   lg->utc = o.utc;
   lg->write = o.write;

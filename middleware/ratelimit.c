@@ -34,7 +34,7 @@ typedef struct entry {
 } entry;
 
 typedef struct limiter {
-  double rate;  /* tokens per ms */
+  double rate; /* tokens per ms */
   double burst;
   unsigned burst_u;
   size_t max_keys;
@@ -67,10 +67,20 @@ static void limiter_free(void *p) {
 #define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
 #define SIPROUND                                                               \
   do {                                                                         \
-    v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                \
-    v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                    \
-    v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                    \
-    v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                \
+    v0 += v1;                                                                  \
+    v1 = ROTL(v1, 13);                                                         \
+    v1 ^= v0;                                                                  \
+    v0 = ROTL(v0, 32);                                                         \
+    v2 += v3;                                                                  \
+    v3 = ROTL(v3, 16);                                                         \
+    v3 ^= v2;                                                                  \
+    v0 += v3;                                                                  \
+    v3 = ROTL(v3, 21);                                                         \
+    v3 ^= v0;                                                                  \
+    v2 += v1;                                                                  \
+    v1 = ROTL(v1, 17);                                                         \
+    v1 ^= v2;                                                                  \
+    v2 = ROTL(v2, 32);                                                         \
   } while (0)
 
 static uint64_t siphash(const uint64_t k[2], const char *s, size_t n) {
@@ -265,8 +275,10 @@ tl_middleware tl_rate_limit(const tl_rate_limit_options *opts) {
       opts->headers > TL_RATE_LIMIT_HEADERS_X)
     return mw;
   limiter *l = calloc(1, sizeof *l);
-  if (!l)
+  if (!l) {
+    mw.error = TL_ENOMEM; /* tl_app_use reports it */
     return mw;
+  }
   l->rate = rate / 1000.0;
   l->burst_u = opts->burst ? opts->burst : (unsigned)ceil_pos(rate);
   if (l->burst_u == 0)

@@ -86,15 +86,19 @@ tl_middleware tl_security_headers(const tl_security_headers_options *opts) {
   if (opts->frame_options < TL_FRAME_DENY || opts->frame_options > TL_FRAME_OFF)
     return mw;
   shield *s = calloc(1, sizeof *s);
-  if (!s)
+  if (!s) {
+    mw.error = TL_ENOMEM; /* tl_app_use reports it */
     return mw;
+  }
   bool ok = true;
   if (!opts->no_nosniff)
     ok = add_fixed(s, "X-Content-Type-Options", "nosniff");
   if (ok && opts->frame_options != TL_FRAME_OFF)
-    ok = add_fixed(s, "X-Frame-Options",
-                   opts->frame_options == TL_FRAME_DENY ? "DENY" : "SAMEORIGIN");
-  const char *ref = opts->referrer_policy ? opts->referrer_policy : "no-referrer";
+    ok =
+        add_fixed(s, "X-Frame-Options",
+                  opts->frame_options == TL_FRAME_DENY ? "DENY" : "SAMEORIGIN");
+  const char *ref =
+      opts->referrer_policy ? opts->referrer_policy : "no-referrer";
   if (ok && *ref)
     ok = add_fixed(s, "Referrer-Policy", ref);
   if (ok && opts->csp && *opts->csp)

@@ -179,8 +179,10 @@ tl_middleware tl_static(const char *root, const tl_static_options *opts) {
     return fail;
 
   static_ctx *c = calloc(1, sizeof *c);
-  if (!c)
+  if (!c) {
+    fail.error = TL_ENOMEM; /* tl_app_use reports it */
     return fail;
+  }
   bool ok = true;
   c->root = realpath(root, NULL);
   struct stat st;
@@ -259,7 +261,8 @@ tl_middleware tl_static(const char *root, const tl_static_options *opts) {
   c->set_headers_arg = opts->set_headers_arg;
   c->have_proc = access("/proc/self/fd", X_OK) == 0;
 
-  tl_middleware mw = {static_mw, c, static_free, "static"};
+  tl_middleware mw = {
+      .fn = static_mw, .ctx = c, .free = static_free, .name = "static"};
   return mw;
 }
 

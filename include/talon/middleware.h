@@ -36,6 +36,10 @@ typedef struct tl_middleware {
   void *ctx;               /* passed to fn; owned by the middleware */
   void (*free)(void *ctx); /* called once when the app is freed (may be NULL) */
   const char *name;        /* for diagnostics (static string; may be NULL) */
+  /* Set by a constructor that failed (fn NULL): why, TL_ENOMEM or
+   * TL_EINVAL; tl_app_use, tl_router_use and the route functions return
+   * it. 0 reads as TL_EINVAL. */
+  int error;
 } tl_middleware;
 
 /* Continue the chain of a request whose middleware returned TL_PENDING:

@@ -69,7 +69,7 @@ static int add_route(tl_router *r, int slot, const char *pattern,
     return TL_ESTATE;
   for (size_t i = 0; i < nmw; i++)
     if (!mw[i].fn)
-      return TL_EINVAL;
+      return mw[i].error < 0 ? mw[i].error : TL_EINVAL;
   /* Validate the pattern (and catch duplicates) early with a scratch
    * tree holding this router's routes of the same slot. */
   tl__rtree *t = tl__rtree_new();
@@ -134,8 +134,10 @@ SHORTHAND(head, "HEAD")
 SHORTHAND(all, "*")
 
 int tl_router_use(tl_router *r, tl_middleware mw) {
-  if (!r || !mw.fn)
+  if (!r)
     return TL_EINVAL;
+  if (!mw.fn) /* a constructor that failed says why */
+    return mw.error < 0 ? mw.error : TL_EINVAL;
   if (frozen(r))
     return TL_ESTATE;
   if (GROW(r->mw, r->nmw, r->cap_mw))

@@ -710,6 +710,10 @@ int main(int argc, char **argv) {
   /* App middleware, in order: trace (sets the local), early/error, async. */
   CHECK(tl_app_use(
       app, (tl_middleware){.fn = mw_trace, .ctx = "app1", .name = "trace"}));
+  /* A constructor that failed for memory is reported as such, not as a
+   * bad argument; a middleware with no function is a bad argument. */
+  CHECK(tl_app_use(app, (tl_middleware){.error = TL_ENOMEM}) != TL_ENOMEM);
+  CHECK(tl_app_use(app, (tl_middleware){0}) != TL_EINVAL);
   CHECK(tl_app_use(app, (tl_middleware){.fn = mw_early, .name = "early"}));
   CHECK(tl_app_use(app, (tl_middleware){.fn = mw_async, .name = "async"}));
 
