@@ -1,10 +1,9 @@
+/* The server: the loop, the listener, accepting, the flush phase, the
+ * sweep of deadlines, deferred work, and the lifecycle (run, stop on a
+ * signal or a request, close). Connection I/O is conn.c. */
 #include "core/server.h"
 
 #include <signal.h>
-#include <sys/ioctl.h>
-#if defined(__linux__)
-#include <linux/sockios.h>
-#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,106 +14,11 @@
 #endif
 
 #define RBUF_SIZE (64 * 1024)
-/* After a graceful end, how long we keep reading (and discarding) before
- * giving up on the peer's FIN. */
-#define LINGER_MS 2000
 
-/* A write libuv could not finish at once. Own bytes are copied into
- * `own`; shared blocks are referenced, not copied. */
-typedef struct write_req {
-  uv_write_t req;
-  tl__conn *conn;
-  size_t len;
-  uint32_t nrefs;
-  tl__shared **refs;
-  uv_buf_t *bufs;
-  char own[];
-} write_req;
-
-tl__shared *tl__shared_new(size_t cap) {
-  tl__shared *f = malloc(sizeof *f + cap);
-  if (!f)
-    return NULL;
-  f->refs = 1;
-  f->len = 0;
-  f->cap = cap;
-  return f;
-}
-
-void tl__shared_unref(tl__shared *f) {
-  if (f && --f->refs == 0)
-    free(f);
-}
-
-/* Output queues kept for reuse, and the most each may keep. */
-#define Q_POOL_MAX 128
-#define Q_KEEP_BYTES (64 * 1024)
-#define Q_KEEP_SEGS 64
-
-static void q_free(tl__outq *q) {
-  tl__buf_free(&q->out);
-  free(q->segs);
-  free(q);
-}
-
-/* The connection's output queue, from the pool if it has none. */
-static tl__outq *q_get(tl__conn *c) {
-  if (c->q)
-    return c->q;
-  tl__server *s = c->srv;
-  tl__outq *q = s->q_pool;
-  if (q) {
-    s->q_pool = q->next;
-    s->q_pooled--;
-    q->next = NULL;
-  } else if (!(q = calloc(1, sizeof *q))) {
-    return NULL;
-  }
-  c->q = q;
-  return q;
-}
-
-/* Gives an empty queue back to the pool (or frees it). */
-static void q_put(tl__conn *c) {
-  tl__outq *q = c->q;
-  if (!q)
-    return;
-  c->q = NULL;
-  tl__server *s = c->srv;
-  if (s->q_pooled >= Q_POOL_MAX) {
-    q_free(q);
-    return;
-  }
-  /* One large response must not pin its memory in the pool. */
-  tl__buf_reset(&q->out, Q_KEEP_BYTES);
-  if (q->cap_segs > Q_KEEP_SEGS) {
-    free(q->segs);
-    q->segs = NULL;
-    q->cap_segs = 0;
-  }
-  q->next = s->q_pool;
-  s->q_pool = q;
-  s->q_pooled++;
-}
-
-static void drop_segs(tl__outq *q) {
-  for (uint32_t i = 0; i < q->nsegs; i++)
-    tl__shared_unref(q->segs[i].ref);
-  q->nsegs = 0;
-  q->shared_bytes = 0;
-}
-
-static size_t corked(const tl__conn *c) {
-  return c->q ? c->q->out.len + c->q->shared_bytes : 0;
-}
-
-/* The server keeps no list of its connections (two pointers less in
- * every block): libuv's own handle queue is walked instead. A connection's
- * handle has itself as `data`; no other handle of the loop does. */
-static void conn_mark(tl__conn *c) {
-  c->tcp.data = c;
-}
-
+/* Calls fn for every open connection, walking libuv's handle queue (see
+ * tl__conn_opened). uv_walk tolerates handles being closed (or opened) by
+ * the callback: it moves through a detached copy of the queue, and a
+ * closing handle's memory goes only later. */
 typedef void (*conn_visit)(tl__conn *c, void *arg);
 typedef struct walk_ctx {
   conn_visit fn;
@@ -128,395 +32,12 @@ static void walk_one(uv_handle_t *h, void *arg) {
     w->fn((tl__conn *)h, w->arg);
 }
 
-/* Calls fn for every open connection. uv_walk tolerates handles being
- * closed (or opened) by the callback: it moves through a detached copy
- * of the queue, and a closing handle's memory goes only later. */
 static void each_conn(tl__server *s, conn_visit fn, void *arg) {
   walk_ctx w = {fn, arg};
   uv_walk(&s->loop, walk_one, &w);
 }
 
 static void maybe_finish_stop(tl__server *s);
-
-static void on_conn_closed(uv_handle_t *h) {
-  tl__conn *c = (tl__conn *)h;
-  tl__server *s = c->srv;
-  free(c);
-  s->nconns--;
-  maybe_finish_stop(s);
-}
-
-void tl__conn_close(tl__conn *c) {
-  if (c->flags & TL__CONN_CLOSING)
-    return;
-  c->flags |= TL__CONN_CLOSING;
-  /* A connection on the flush list stays there; the flusher skips closing
-   * ones, and the block lives until after the loop turn. */
-  if (c->proto->on_close)
-    c->proto->on_close(c);
-  if (c->q) {
-    c->q->out.len = 0;
-    drop_segs(c->q);
-    q_put(c);
-  }
-  uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-}
-
-static void flush(tl__conn *c, bool force);
-
-static void on_write_done(uv_write_t *req, int status) {
-  write_req *w = (write_req *)req;
-  tl__conn *c = w->conn;
-  c->backlog -= w->len;
-  for (uint32_t i = 0; i < w->nrefs; i++)
-    tl__shared_unref(w->refs[i]);
-  free(w);
-  if (c->flags & TL__CONN_CLOSING)
-    return;
-  if (status < 0) {
-    tl__conn_close(c);
-    return;
-  }
-  if (c->backlog > 0)
-    return;
-  /* What was corked while this write was in flight goes out now. */
-  if (corked(c) > 0)
-    flush(c, false);
-  if (c->backlog == 0 && corked(c) == 0 && c->proto->on_drain &&
-      !(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)))
-    c->proto->on_drain(c);
-}
-
-/* Whether a queue that may wait on a slow peer should reference `len`
- * bytes of shared block `f` rather than copy them. A reference pins the
- * whole block, and a peer that never reads would pin one mostly-unused
- * block per loop turn while only its slices count against the protocol's
- * limits; so a slice smaller than half its block is copied. What a
- * waiting connection holds is then at most twice what it has queued. */
-static bool worth_referencing(const tl__shared *f, size_t len) {
-  return len >= f->cap / 2;
-}
-
-/* Hands what the kernel did not take to libuv: `bufs[0..n)` after the
- * first `skip` bytes. Own bytes and small slices of shared blocks are
- * copied; large slices keep their reference (taken over from the
- * segments). */
-static int queue_rest(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n,
-                      size_t skip) {
-  size_t own = 0, total = 0, nrefs = 0;
-  size_t first = 0;
-  while (first < n && skip >= bufs[first].len)
-    skip -= bufs[first++].len;
-  for (size_t i = first; i < n; i++) {
-    size_t l = bufs[i].len - (i == first ? skip : 0);
-    total += l;
-    if (segs && segs[i].ref && worth_referencing(segs[i].ref, l))
-      nrefs++;
-    else
-      own += l;
-  }
-  if (total == 0)
-    return 0;
-  size_t nb = n - first;
-  /* Layout after the header: own bytes, padded so that the buf and ref
-   * arrays that follow are aligned. */
-  size_t own_pad = (own + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
-  write_req *w = malloc(sizeof *w + own_pad + nb * sizeof(uv_buf_t) +
-                        nrefs * sizeof(tl__shared *));
-  if (!w)
-    return TL_ENOMEM;
-  w->bufs = (uv_buf_t *)(void *)(w->own + own_pad);
-  w->refs = (tl__shared **)(void *)(w->bufs + nb);
-  w->nrefs = 0;
-  w->conn = c;
-  w->len = total;
-  char *o = w->own;
-  for (size_t i = first; i < n; i++) {
-    size_t cut = i == first ? skip : 0;
-    char *p = bufs[i].base + cut;
-    size_t l = bufs[i].len - cut;
-    if (segs && segs[i].ref && worth_referencing(segs[i].ref, l)) {
-      w->refs[w->nrefs++] = segs[i].ref;
-      segs[i].ref = NULL;
-      w->bufs[i - first] = uv_buf_init(p, (unsigned)l);
-    } else {
-      memcpy(o, p, l);
-      w->bufs[i - first] = uv_buf_init(o, (unsigned)l);
-      o += l;
-    }
-  }
-  int err = uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, (unsigned)nb,
-                     on_write_done);
-  if (err) {
-    for (uint32_t i = 0; i < w->nrefs; i++)
-      tl__shared_unref(w->refs[i]);
-    free(w);
-    return err;
-  }
-  c->backlog += total;
-  return 0;
-}
-
-/* Writes as much as the kernel takes of `bufs` (nothing when a backlog
- * is queued: order), and queues the rest. */
-static int write_bufs(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n) {
-  size_t done = 0;
-  if (c->backlog == 0) {
-    size_t batch = n < 1024 ? n : 1024; /* IOV_MAX */
-    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)batch);
-    if (w < 0 && w != UV_EAGAIN)
-      return w;
-    if (w > 0)
-      done = (size_t)w;
-  }
-  return queue_rest(c, bufs, segs, n, done);
-}
-
-/* Hands the corked output to the kernel, and what it does not take to
- * libuv. A connection has at most one libuv write in flight: while one
- * is, the output stays corked in its queue (unless `force`) and goes out
- * when that write completes (on_write_done). A peer that does not read
- * then costs one growing queue, bounded by the protocol's limits, not one
- * write request per loop turn. */
-static void flush(tl__conn *c, bool force) {
-  if (c->flags & TL__CONN_CLOSING)
-    return;
-  tl__outq *q = c->q;
-  if (!q)
-    return;
-  if (c->backlog > 0 && !force && !(c->flags & TL__CONN_ENDING))
-    return;
-  int err = 0;
-  c->sent += (uint32_t)corked(c);
-  if (q->nsegs == 0) {
-    if (q->out.len) {
-      uv_buf_t b = uv_buf_init(q->out.data, (unsigned)q->out.len);
-      err = write_bufs(c, &b, NULL, 1);
-    }
-  } else {
-    uv_buf_t small[64];
-    uv_buf_t *bufs = q->nsegs <= 64 ? small : malloc(q->nsegs * sizeof *bufs);
-    if (!bufs) {
-      tl__conn_close(c);
-      return;
-    }
-    for (uint32_t i = 0; i < q->nsegs; i++) {
-      tl__seg *g = &q->segs[i];
-      char *p = (g->ref ? g->ref->data : q->out.data) + g->off;
-      bufs[i] = uv_buf_init(p, (unsigned)g->len);
-    }
-    err = write_bufs(c, bufs, q->segs, q->nsegs);
-    if (bufs != small)
-      free(bufs);
-    drop_segs(q); /* references not handed to libuv are released */
-  }
-  /* Whatever the kernel did not take was copied or referenced by the
-   * queued write: the queue is empty and goes back to the pool. */
-  q->out.len = 0;
-  q_put(c);
-  if (err)
-    tl__conn_close(c);
-}
-
-void tl__conn_flush(tl__conn *c) {
-  flush(c, false);
-}
-
-tl__buf *tl__conn_cork(tl__conn *c, size_t extra) {
-  tl__outq *q = q_get(c);
-  if (!q || tl__buf_reserve(&q->out, extra))
-    return NULL;
-  return &q->out;
-}
-
-int tl__conn_write_shared(tl__conn *c, tl__shared *f, size_t off, size_t len) {
-  if (c->flags & (TL__CONN_CLOSING | TL__CONN_LINGER | TL__CONN_ENDING))
-    return TL_ECLOSED;
-  tl__outq *q = q_get(c);
-  if (!q)
-    return TL_ENOMEM;
-  tl__conn_mark_dirty(c); /* the flush gives an unused queue back */
-  if (q->nsegs) {
-    tl__seg *last = &q->segs[q->nsegs - 1];
-    if (last->ref == f && last->off + last->len == off) {
-      last->len += len;
-      q->shared_bytes += len;
-      return 0;
-    }
-  }
-  /* A write is in flight, so this queue waits for the peer: a small slice
-   * must not pin its whole block (see worth_referencing). */
-  if (c->backlog > 0 && !worth_referencing(f, len))
-    return tl__conn_write(c, f->data + off, len);
-  if (q->nsegs + 2 > q->cap_segs) {
-    uint32_t cap = q->cap_segs ? q->cap_segs * 2 : 8;
-    tl__seg *n = realloc(q->segs, cap * sizeof *n);
-    if (!n)
-      return TL_ENOMEM;
-    q->segs = n;
-    q->cap_segs = cap;
-  }
-  if (q->nsegs == 0 && q->out.len > 0)
-    q->segs[q->nsegs++] = (tl__seg){NULL, 0, q->out.len};
-  f->refs++;
-  q->segs[q->nsegs++] = (tl__seg){f, off, len};
-  q->shared_bytes += len;
-  return 0;
-}
-
-int tl__conn_write(tl__conn *c, const void *p, size_t n) {
-  if (c->flags & (TL__CONN_CLOSING | TL__CONN_LINGER))
-    return TL_ECLOSED;
-  if (n == 0)
-    return 0;
-  tl__outq *q = q_get(c);
-  if (!q)
-    return TL_ENOMEM;
-  tl__conn_mark_dirty(c); /* the flush gives an unused queue back */
-  if (q->nsegs && q->segs[q->nsegs - 1].ref) {
-    /* After a shared block: own bytes start a new segment. */
-    if (q->nsegs == q->cap_segs) {
-      tl__seg *g = realloc(q->segs, q->cap_segs * 2 * sizeof *g);
-      if (!g)
-        return TL_ENOMEM;
-      q->segs = g;
-      q->cap_segs *= 2;
-    }
-    q->segs[q->nsegs++] = (tl__seg){NULL, q->out.len, 0};
-  }
-  int err = tl__buf_append(&q->out, p, n);
-  if (err)
-    return err;
-  if (q->nsegs)
-    q->segs[q->nsegs - 1].len += n;
-  return 0;
-}
-
-void tl__conn_mark_dirty(tl__conn *c) {
-  if (c->flags & (TL__CONN_DIRTY | TL__CONN_CLOSING))
-    return;
-  c->flags |= TL__CONN_DIRTY;
-  c->dirty_next = c->srv->dirty;
-  c->srv->dirty = c;
-}
-
-void tl__conn_wake(tl__conn *c) {
-  if (c->flags & TL__CONN_CLOSING)
-    return;
-  c->flags |= TL__CONN_WAKE;
-  tl__conn_mark_dirty(c);
-}
-
-size_t tl__conn_pending(const tl__conn *c) {
-  return corked(c) + c->backlog;
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  tl__conn *c = (tl__conn *)h;
-  buf->base = c->srv->rbuf;
-  buf->len = c->srv->rbuf_size;
-}
-
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
-  tl__conn *c = (tl__conn *)st;
-  if (c->flags & TL__CONN_CLOSING)
-    return;
-  if (c->flags & TL__CONN_LINGER) {
-    if (n < 0)
-      tl__conn_close(c);
-    return; /* discard */
-  }
-  if (n > 0) {
-    c->proto->on_read(c, buf->base, (size_t)n);
-  } else if (n < 0) {
-    if (n == UV_EOF)
-      c->flags |= TL__CONN_PEER_EOF;
-    c->proto->on_eof(c, (int)n);
-  }
-}
-
-void tl__conn_read_start(tl__conn *c) {
-  if (c->flags & (TL__CONN_READING | TL__CONN_CLOSING))
-    return;
-  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
-    c->flags |= TL__CONN_READING;
-}
-
-void tl__conn_read_stop(tl__conn *c) {
-  if (!(c->flags & TL__CONN_READING))
-    return;
-  uv_read_stop((uv_stream_t *)&c->tcp);
-  c->flags &= ~TL__CONN_READING;
-}
-
-void tl__conn_timeout(tl__conn *c, unsigned ms) {
-  c->deadline = ms ? tl__server_now(c->srv) + ms : 0;
-}
-
-static void on_shutdown_done(uv_shutdown_t *req, int status) {
-  tl__conn *c = req->data;
-  free(req);
-  if (c->flags & TL__CONN_CLOSING)
-    return;
-  if (status < 0) {
-    tl__conn_close(c);
-    return;
-  }
-  if (c->flags & TL__CONN_PEER_EOF) {
-    tl__conn_close(c); /* both sides are done */
-    return;
-  }
-  /* Our FIN is out; read and discard until the peer's, within a limit. */
-  c->flags |= TL__CONN_LINGER;
-  c->deadline = tl__server_now(c->srv) + LINGER_MS;
-  tl__conn_read_start(c);
-}
-
-void tl__conn_end(tl__conn *c) {
-  if (c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING))
-    return;
-  c->flags |= TL__CONN_ENDING;
-  flush(c, true);
-  if (c->flags & TL__CONN_CLOSING)
-    return;
-  uv_shutdown_t *req = malloc(sizeof *req);
-  if (!req) {
-    tl__conn_close(c);
-    return;
-  }
-  req->data = c;
-  /* libuv runs the shutdown after every queued write has gone out. */
-  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown_done) != 0) {
-    free(req);
-    tl__conn_close(c);
-  }
-}
-
-uint64_t tl__server_now(const tl__server *s) {
-  return uv_now(&s->loop);
-}
-
-int tl__conn_peer_name(const tl__conn *c, char *buf, size_t size) {
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  int err = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
-  if (err)
-    return err;
-  char tmp[64];
-  if (ss.ss_family == AF_INET6)
-    err = uv_ip6_name((struct sockaddr_in6 *)&ss, tmp, sizeof tmp);
-  else
-    err = uv_ip4_name((struct sockaddr_in *)&ss, tmp, sizeof tmp);
-  if (err)
-    return err;
-  size_t n = strlen(tmp);
-  if (n + 1 > size)
-    return TL_ETOOBIG;
-  memcpy(buf, tmp, n + 1);
-  return 0;
-}
-
-/* ---- server ----------------------------------------------------------- */
 
 /* Flushes every corked connection. Runs in the check phase (after the
  * reads of this turn) and in the prepare phase (after timers and other
@@ -538,7 +59,7 @@ static void flush_all(tl__server *s) {
         tl__conn_flush(c);
         /* Everything went out at once: tell a writer waiting for room. */
         if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) &&
-            c->backlog == 0 && corked(c) == 0 && c->proto->on_drain)
+            tl__conn_pending(c) == 0 && c->proto->on_drain)
           c->proto->on_drain(c);
       }
       c = next;
@@ -607,73 +128,9 @@ void tl__server_cancel(tl__server *s, tl__work *w) {
     unlink_work(&s->working, w);
 }
 
-/* Bytes written but not yet taken by the peer: libuv's queue plus the
- * kernel's send queue (unsent and unacknowledged). The kernel part is what
- * shows a slow reader's progress: its reads free the window and the kernel
- * queue shrinks long before libuv can write more. Capped at 32 bits. */
-static uint32_t untaken(const tl__conn *c) {
-  uint64_t n = uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
-#ifdef SIOCOUTQ
-  int fd, q;
-  if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 &&
-      ioctl(fd, SIOCOUTQ, &q) == 0 && q > 0)
-    n += (uint64_t)q;
-#endif
-  return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
-}
-
-/* Looks at the peer's progress; returns whether output waits for it.
- * What it has taken is what was handed to the socket less what libuv and
- * the kernel still hold: counting that, not the untaken bytes, keeps what
- * we queue meanwhile from hiding what the peer took. More taken is
- * progress, dated now; so is output beginning to wait, as the peer has
- * had no time to take any. */
-static bool look(tl__conn *c, uint64_t now) {
-  uint32_t left = untaken(c);
-  uint32_t taken = c->sent - left;
-  bool waiting = left > 0 || corked(c) > 0;
-  if (c->flags & TL__CONN_STALL) {
-    if ((int32_t)(taken - c->taken) > 0)
-      c->taken_at = (uint32_t)now;
-  } else if (waiting) {
-    c->taken_at = (uint32_t)now;
-  }
-  c->taken = taken;
-  if (waiting)
-    c->flags |= TL__CONN_STALL;
-  else
-    c->flags &= ~TL__CONN_STALL;
-  return waiting;
-}
-
-bool tl__conn_output_waits(tl__conn *c, uint64_t *taken_at) {
-  uint64_t now = tl__server_now(c->srv);
-  bool waiting = look(c, now);
-  *taken_at = now - (uint32_t)((uint32_t)now - c->taken_at);
-  return waiting;
-}
-
-void tl__conn_count_sent(tl__conn *c, size_t n) {
-  c->sent += (uint32_t)n;
-}
-
-/* Whether the peer took nothing of our queued output for send_timeout_ms.
- * Only a backlog counts: output the kernel holds alone does not keep a
- * write of ours waiting. */
-static bool send_stalled(const tl__conn *c, uint64_t now) {
-  unsigned limit = c->srv->cfg.send_timeout_ms;
-  if (c->backlog == 0 || limit == 0 || limit == (unsigned)-1)
-    return false;
-  return (uint32_t)now - c->taken_at >= limit;
-}
-
 static void sweep_one(tl__conn *c, void *arg) {
   uint64_t now = *(const uint64_t *)arg;
-  /* While output waits, progress is looked at every tick, so that the
-   * send timeout and the protocol's timeouts see the same. */
-  if (c->backlog > 0 || (c->flags & TL__CONN_STALL))
-    look(c, now);
-  if (send_stalled(c, now)) {
+  if (tl__conn_sweep_stalled(c, now)) {
     tl__conn_close(c);
     return;
   }
@@ -717,25 +174,23 @@ static void on_connection(uv_stream_t *ls, int status) {
   s->nconns++;
   if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
     c->flags |= TL__CONN_CLOSING;
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    uv_close((uv_handle_t *)&c->tcp, tl__conn_freed);
     return;
   }
   if (s->nconns > s->cfg.max_connections) {
     c->flags |= TL__CONN_CLOSING;
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    uv_close((uv_handle_t *)&c->tcp, tl__conn_freed);
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  conn_mark(c);
-  c->taken_at = (uint32_t)uv_now(&s->loop);
+  tl__conn_opened(c);
   tl__conn_read_start(c);
 }
 
 void tl__server_adopt(tl__server *s, tl__conn *c) {
   c->srv = s;
   s->nconns++;
-  conn_mark(c);
-  c->taken_at = (uint32_t)uv_now(&s->loop);
+  tl__conn_opened(c);
 }
 
 static void close_handle(uv_handle_t *h) {
@@ -799,6 +254,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
 int tl__server_init(tl__server *s, void *owner) {
   memset(s, 0, sizeof *s);
   s->owner = owner;
+  s->on_conn_freed = maybe_finish_stop;
   int err = uv_loop_init(&s->loop);
   if (err)
     return err;
@@ -905,12 +361,7 @@ int tl__server_run(tl__server *s, const char *host, int port,
 #endif
   free(s->rbuf);
   s->rbuf = NULL;
-  while (s->q_pool) {
-    tl__outq *q = s->q_pool;
-    s->q_pool = q->next;
-    q_free(q);
-  }
-  s->q_pooled = 0;
+  tl__conn_pool_free(s);
   return 0;
 }
 

@@ -149,7 +149,10 @@ struct tl__server {
    * the owner can close what it keeps on the loop. May be NULL. */
   void (*on_stop)(void *owner);
   void *owner; /* the app */
-  char *rbuf;  /* the one receive buffer */
+  /* Called after a connection's memory went (conn.c): the stop may be
+   * complete. */
+  void (*on_conn_freed)(tl__server *s);
+  char *rbuf; /* the one receive buffer */
   size_t rbuf_size;
   size_t nconns;    /* accepted, not yet freed (the handles are walked) */
   tl__conn *dirty;  /* connections with corked bytes */
@@ -175,7 +178,9 @@ void tl__server_stop(tl__server *s);
 /* Close the loop; the server must not be running. */
 void tl__server_close(tl__server *s);
 /* Loop time in ms (cached per iteration). */
-uint64_t tl__server_now(const tl__server *s);
+static inline uint64_t tl__server_now(const tl__server *s) {
+  return uv_now(&s->loop);
+}
 
 /* Run `w->fn(w)` once on the next loop turn, after that turn's timers
  * and before it polls for I/O (which does not block while work is
@@ -186,6 +191,16 @@ void tl__server_cancel(tl__server *s, tl__work *w);
 /* A counter that goes up by one every loop turn (a turn ends when the
  * loop is about to poll for I/O), for budgets of work per turn. */
 uint32_t tl__server_turn(const tl__server *s);
+
+/* conn.c, for the server: a connection was accepted or adopted (it is
+ * marked for the handle walk, its progress clock starts); the close
+ * callback of a connection's handle (frees it, counts it); the sweep's
+ * look at its output (true: the peer took nothing for send_timeout_ms);
+ * the output queues' pool is emptied. */
+void tl__conn_opened(tl__conn *c);
+void tl__conn_freed(uv_handle_t *h);
+bool tl__conn_sweep_stalled(tl__conn *c, uint64_t now);
+void tl__conn_pool_free(tl__server *s);
 
 /* Take over an initialised, open handle as a new connection of `s`
  * (counted and listed like an accepted one). */
