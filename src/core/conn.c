@@ -4,7 +4,10 @@
  * and flushes; this file knows nothing of its lifecycle. */
 #include "core/server.h"
 
+#include <errno.h>
 #include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
 #if defined(__linux__)
 #include <linux/sockios.h>
 #endif
@@ -565,4 +568,49 @@ void tl__conn_pool_free(tl__server *s) {
     q_free(q);
   }
   s->q_pooled = 0;
+}
+
+int tl__conn_send_file(tl__conn *c, int fd, int64_t *off, int64_t end) {
+  int sock;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0) {
+    tl__conn_close(c);
+    return TL_EIO;
+  }
+  while (*off < end) {
+    if (c->flags & TL__CONN_CLOSING)
+      return TL_ECLOSED;
+    if (tl__conn_pending(c) > 0) {
+      tl__conn_flush(c);
+      if (tl__conn_pending(c) > 0)
+        return TL_EAGAIN; /* on_drain resumes */
+    }
+    off_t o = (off_t)*off;
+    int64_t rest = end - *off;
+    size_t want = rest > (1 << 30) ? (size_t)1 << 30 : (size_t)rest;
+    ssize_t n = sendfile(sock, fd, &o, want);
+    if (n > 0) {
+      tl__conn_count_sent(c, (size_t)n);
+      *off += n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno == EAGAIN) {
+      /* The socket is full. Queue one chunk through libuv, which then
+       * tells us (drain) when the socket takes bytes again. */
+      char chunk[16384];
+      size_t m = want < sizeof chunk ? want : sizeof chunk;
+      ssize_t r = pread(fd, chunk, m, (off_t)*off);
+      if (r > 0 && tl__conn_write(c, chunk, (size_t)r) == 0) {
+        *off += r;
+        tl__conn_flush(c);
+        continue;
+      }
+    }
+    /* A read error or a file that shrank: the length is promised, so the
+     * only honest end is to close. */
+    tl__conn_close(c);
+    return TL_EIO;
+  }
+  return 0;
 }

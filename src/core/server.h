@@ -247,6 +247,12 @@ void tl__conn_close(tl__conn *c);
 /* Close after everything queued has been written, with a lingering read
  * so the peer sees the last response rather than a reset. */
 void tl__conn_end(tl__conn *c);
+/* Sends bytes [*off, end) of file `fd` with sendfile(2), after what is
+ * queued; *off advances. Returns 0 when all is sent, TL_EAGAIN when the
+ * socket is full (on_drain comes; call again), or TL_EIO / TL_ECLOSED
+ * after the connection was closed (a read error or a file that shrank:
+ * the promised length cannot be kept). */
+int tl__conn_send_file(tl__conn *c, int fd, int64_t *off, int64_t end);
 /* Start or stop reading. */
 void tl__conn_read_start(tl__conn *c);
 void tl__conn_read_stop(tl__conn *c);

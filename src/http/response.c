@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -460,48 +459,10 @@ int tl_res_end(tl_res *res, const void *data, size_t len) {
 /* Sends the rest of a file body. Waits for the drain callback whenever
  * the socket is full; see tl__res_on_drain. */
 static void file_pump(tl_res *res) {
-  tl__conn *c = &res->h->conn;
-  int sock;
-  if (uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0) {
-    tl__conn_close(c);
-    return;
-  }
-  while (res->file_off < res->file_end) {
-    if (c->flags & TL__CONN_CLOSING)
-      return;
-    if (tl__conn_pending(c) > 0) {
-      tl__conn_flush(c);
-      if (tl__conn_pending(c) > 0)
-        return; /* on_drain resumes */
-    }
-    off_t off = (off_t)res->file_off;
-    int64_t rest = res->file_end - res->file_off;
-    size_t want = rest > (1 << 30) ? (size_t)1 << 30 : (size_t)rest;
-    ssize_t n = sendfile(sock, res->file_fd, &off, want);
-    if (n > 0) {
-      tl__conn_count_sent(c, (size_t)n);
-      res->file_off += n;
-      continue;
-    }
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && errno == EAGAIN) {
-      /* The socket is full. Queue one chunk through libuv, which then
-       * tells us (drain) when the socket takes bytes again. */
-      char chunk[16384];
-      size_t m = want < sizeof chunk ? want : sizeof chunk;
-      ssize_t r = pread(res->file_fd, chunk, m, (off_t)res->file_off);
-      if (r > 0 && tl__conn_write(c, chunk, (size_t)r) == 0) {
-        res->file_off += r;
-        tl__conn_flush(c);
-        continue;
-      }
-    }
-    /* A read error or a file that shrank: the length is promised, so the
-     * only honest end is to close. */
-    tl__conn_close(c);
-    return;
-  }
+  int rc = tl__conn_send_file(&res->h->conn, res->file_fd, &res->file_off,
+                              res->file_end);
+  if (rc != 0)
+    return; /* TL_EAGAIN: on_drain resumes; else the connection closed */
   close(res->file_fd);
   res->file_fd = -1;
   res->flags &= ~TL__R_FILE;
