@@ -271,8 +271,8 @@ typedef struct tl_ws_observer {
   void *arg;
 } tl_ws_observer;
 
-/* Add an observer (copied; at most 8 per app). Returns 0, TL_EINVAL, or
- * TL_ENOMEM when 8 are registered. May be called at any time on the app's
+/* Add an observer (copied; any number per app). Returns 0, TL_EINVAL
+ * (NULL), or TL_ENOMEM. May be called at any time on the app's
  * thread (a middleware can register on its first request); sockets opened
  * from then on are observed. */
 TL_EXTERN int tl_app_ws_observe(tl_app *app, const tl_ws_observer *observer);
