@@ -2,7 +2,7 @@
  * with one libuv write in flight, shared blocks, the backlog, the peer's
  * progress, graceful end and close. The server (server.c) accepts, sweeps
  * and flushes; this file knows nothing of its lifecycle. */
-#include "core/server.h"
+#include "core/conn.h"
 
 #include <errno.h>
 #include <sys/ioctl.h>

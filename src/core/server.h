@@ -1,170 +1,11 @@
-/* The transport core: one loop, one listener, connections with corked
- * writes, a backlog, two-phase close and coarse timeouts. Knows nothing of
- * HTTP: a protocol plugs in through tl__conn_proto.
- *
- * Connection lifetime:
- *  1. tl__server accepts a socket and asks the factory for a connection
- *     block (protocol state first, tl__conn embedded in it).
- *  2. Reads arrive in the server's one receive buffer (valid only during
- *     proto->on_read); the protocol copies what it must keep.
- *  3. Writes are appended to the connection's cork buffer and flushed once
- *     per loop turn (uv_check), with uv_try_write; what the kernel does not
- *     take becomes a queued uv_write (the backlog).
- *  4. tl__conn_close() calls proto->on_close at once (the protocol
- *     releases its state and tells the user), then uv_close; the block is
- *     freed in the close callback, after the loop turn.
- */
+/* The server's lifecycle (server.c): initialise, run, stop and close the
+ * loop and its listener, adopt a connection, defer work to the next loop
+ * turn. The types, and the connection I/O the server drives, are in
+ * core/conn.h (conn.c), which knows nothing of this file. */
 #ifndef TALON_SRC_CORE_SERVER_H
 #define TALON_SRC_CORE_SERVER_H
 
-#include <stdbool.h>
-#include <stdint.h>
-#include <uv.h>
-
-#include "core/buf.h"
-
-typedef struct tl__server tl__server;
-typedef struct tl__conn tl__conn;
-
-typedef struct tl__conn_proto {
-  /* Bytes arrived. `data` is the server's receive buffer: writable, valid
-   * only during the call. */
-  void (*on_read)(tl__conn *c, char *data, size_t len);
-  /* The peer closed its side or the read failed (`status` < 0). */
-  void (*on_eof)(tl__conn *c, int status);
-  /* The backlog fell to zero after a write had to queue. */
-  void (*on_drain)(tl__conn *c);
-  /* tl__conn_wake was called: runs in the loop turn's flush phase,
-   * before the flush. */
-  void (*on_wake)(tl__conn *c);
-  /* The deadline passed. */
-  void (*on_timeout)(tl__conn *c);
-  /* The server is shutting down: finish or close. */
-  void (*on_shutdown)(tl__conn *c);
-  /* The connection is closing: last call before the memory goes. */
-  void (*on_close)(tl__conn *c);
-} tl__conn_proto;
-
-enum {
-  TL__CONN_CLOSING = 1u << 0,  /* tl__conn_close() ran */
-  TL__CONN_READING = 1u << 1,  /* uv_read_start active */
-  TL__CONN_DIRTY = 1u << 2,    /* on the flush list */
-  TL__CONN_ENDING = 1u << 3,   /* close once the backlog is written */
-  TL__CONN_LINGER = 1u << 4,   /* write side shut: discard input until EOF */
-  TL__CONN_PEER_EOF = 1u << 5, /* the peer's FIN was read */
-  TL__CONN_STALL = 1u << 6,    /* output waits for the peer (taken_at) */
-  TL__CONN_WAKE = 1u << 7,     /* on_wake is due */
-};
-
-/* A reference-counted byte block written to many connections without a
- * copy (a published WebSocket frame). Created with one reference. */
-typedef struct tl__shared {
-  uint32_t refs;
-  size_t len; /* bytes used */
-  size_t cap; /* bytes allocated; data never moves */
-  char data[];
-} tl__shared;
-
-/* A block of `cap` bytes, `len` 0, one reference. NULL on out of memory. */
-tl__shared *tl__shared_new(size_t cap);
-void tl__shared_unref(tl__shared *f);
-
-/* A piece of a connection's queued output: bytes of `out` (ref NULL) or a
- * shared block. Used only once a shared block is queued; until then `out`
- * alone is the queue. */
-typedef struct tl__seg {
-  tl__shared *ref;
-  size_t off, len;
-} tl__seg;
-
-/* What a connection has queued in this loop turn. Only connections that
- * wrote since the last flush have one: it is taken from the server's pool
- * on the first write and given back by the flush, so an idle connection
- * holds no output memory. */
-typedef struct tl__outq {
-  tl__buf out;   /* corked bytes, flushed once per loop turn */
-  tl__seg *segs; /* order of `out` and shared blocks, if any */
-  uint32_t nsegs, cap_segs;
-  size_t shared_bytes;   /* bytes of shared blocks in segs */
-  struct tl__outq *next; /* the server's pool */
-} tl__outq;
-
-struct tl__conn {
-  uv_tcp_t tcp;
-  tl__server *srv;
-  const tl__conn_proto *proto;
-  tl__conn *dirty_next; /* the flush list */
-  tl__outq *q;          /* NULL: nothing corked */
-  size_t backlog;       /* bytes handed to uv_write, not yet written */
-  uint64_t deadline;    /* loop time (ms) when on_timeout fires; 0: none */
-  unsigned flags;
-  /* The peer's progress (see tl__conn_output_waits): bytes handed to the
-   * socket, and how many of them the peer had taken at the last look
-   * (both mod 2^32), and the loop time (low 32 bits) when it was last
-   * seen taking some, or when output began to wait for it, or when the
-   * connection opened. */
-  uint32_t sent, taken, taken_at;
-};
-
-/* Work a connection leaves for a later loop turn, embedded in the
- * protocol's own state (WebSocket inflates a large compressed message a
- * slice per turn, so that other connections are served in between). */
-typedef struct tl__work tl__work;
-struct tl__work {
-  tl__work *next; /* the server's list; the server's to use */
-  void (*fn)(tl__work *w);
-};
-
-/* Allocates a connection block of the protocol's size, with tl__conn
- * embedded, zeroed; returns NULL on out of memory. `arg` is the server's
- * factory_arg. */
-typedef tl__conn *(*tl__conn_factory)(tl__server *srv, void *arg);
-
-typedef struct tl__server_config {
-  unsigned max_connections;
-  int backlog;
-  unsigned shutdown_timeout_ms;
-  unsigned send_timeout_ms; /* no write progress this long: close */
-  unsigned tick_ms;         /* the timeout sweep period */
-  bool no_signal_handlers;
-} tl__server_config;
-
-struct tl__server {
-  uv_loop_t loop;
-  uv_tcp_t listener;
-  uv_timer_t sweep;
-  uv_timer_t shutdown_timer;
-  uv_check_t flusher;
-  uv_prepare_t preflusher;
-  uv_idle_t worker; /* runs deferred work; active only while there is some */
-  uv_signal_t sigint, sigterm;
-  uv_async_t stop_async;
-  tl__server_config cfg;
-  tl__conn_factory factory;
-  void *factory_arg;
-  /* Called after each flush of all connections (end of a loop phase). */
-  void (*after_flush)(void *owner);
-  /* Called once when a stop begins (signal or tl__server_stop), after the
-   * listener is closed and before connections are asked to shut down, so
-   * the owner can close what it keeps on the loop. May be NULL. */
-  void (*on_stop)(void *owner);
-  void *owner; /* the app */
-  /* Called after a connection's memory went (conn.c): the stop may be
-   * complete. */
-  void (*on_conn_freed)(tl__server *s);
-  char *rbuf; /* the one receive buffer */
-  size_t rbuf_size;
-  size_t nconns;    /* accepted, not yet freed (the handles are walked) */
-  tl__conn *dirty;  /* connections with corked bytes */
-  tl__outq *q_pool; /* output queues not in use */
-  unsigned q_pooled;
-  tl__work *work;    /* deferred to the next turn */
-  tl__work *working; /* being run in this turn */
-  uint32_t turn;     /* loop turns so far (wraps) */
-  int port;
-  char listen_host[64]; /* as given to tl__server_run */
-  bool running, stopping, handles_open;
-};
+#include "core/conn.h"
 
 /* Initialise the loop (the rest starts in tl__server_run). 0 or a libuv
  * error. */
@@ -177,10 +18,6 @@ int tl__server_run(tl__server *s, const char *host, int port,
 void tl__server_stop(tl__server *s);
 /* Close the loop; the server must not be running. */
 void tl__server_close(tl__server *s);
-/* Loop time in ms (cached per iteration). */
-static inline uint64_t tl__server_now(const tl__server *s) {
-  return uv_now(&s->loop);
-}
 
 /* Run `w->fn(w)` once on the next loop turn, after that turn's timers
  * and before it polls for I/O (which does not block while work is
@@ -192,73 +29,8 @@ void tl__server_cancel(tl__server *s, tl__work *w);
  * loop is about to poll for I/O), for budgets of work per turn. */
 uint32_t tl__server_turn(const tl__server *s);
 
-/* conn.c, for the server: a connection was accepted or adopted (it is
- * marked for the handle walk, its progress clock starts); the close
- * callback of a connection's handle (frees it, counts it); the sweep's
- * look at its output (true: the peer took nothing for send_timeout_ms);
- * the output queues' pool is emptied. */
-void tl__conn_opened(tl__conn *c);
-void tl__conn_freed(uv_handle_t *h);
-bool tl__conn_sweep_stalled(tl__conn *c, uint64_t now);
-void tl__conn_pool_free(tl__server *s);
-
 /* Take over an initialised, open handle as a new connection of `s`
  * (counted and listed like an accepted one). */
 void tl__server_adopt(tl__server *s, tl__conn *c);
-
-/* The cork buffer with room for `extra` more bytes, for a caller that
- * writes into it directly (then calls tl__conn_mark_dirty). Only for a
- * connection that queues no shared blocks (HTTP). NULL on out of memory. */
-tl__buf *tl__conn_cork(tl__conn *c, size_t extra);
-/* Queue bytes in the cork buffer; flushed at the end of the loop turn.
- * Returns 0, TL_ECLOSED or TL_ENOMEM. */
-int tl__conn_write(tl__conn *c, const void *p, size_t n);
-/* Queue bytes [off, off+len) of a shared block after everything queued so
- * far (a reference is taken; no copy). When they directly follow the last
- * queued piece of the same block, that piece just grows: subscribers that
- * receive the same run of frames get one contiguous write. Returns 0,
- * TL_ECLOSED or TL_ENOMEM. */
-int tl__conn_write_shared(tl__conn *c, tl__shared *f, size_t off, size_t len);
-/* Flush the cork buffer now (order is kept with queued writes). */
-void tl__conn_flush(tl__conn *c);
-/* Bytes not yet written: corked plus backlog. */
-size_t tl__conn_pending(const tl__conn *c);
-/* The peer's progress, the one measure for every timeout that must not
- * cut a slow reader. Returns whether output still waits for the peer
- * (corked, in libuv's queue, or unacknowledged in the kernel's send
- * queue), and sets *taken_at to the loop time (ms) when the peer was last
- * seen taking some of it, or when output began to wait, or when the
- * connection opened, whichever is latest. Looks again now. The sweep
- * looks every tick while output waits, and closes a connection whose
- * backlog waited send_timeout_ms past that time. */
-bool tl__conn_output_waits(tl__conn *c, uint64_t *taken_at);
-/* Counts `n` bytes a protocol wrote to the socket itself (sendfile), so
- * that they are not taken for the peer's progress. */
-void tl__conn_count_sent(tl__conn *c, size_t n);
-/* Mark the connection for the flush at the end of this loop turn. */
-void tl__conn_mark_dirty(tl__conn *c);
-/* Have proto->on_wake called in this loop turn's flush phase (before the
- * flush), outside the caller's stack: a protocol continues its work there
- * instead of re-entering itself from a user's callback. */
-void tl__conn_wake(tl__conn *c);
-/* Close now: on_close runs before this returns; memory goes after the
- * loop turn. Idempotent. */
-void tl__conn_close(tl__conn *c);
-/* Close after everything queued has been written, with a lingering read
- * so the peer sees the last response rather than a reset. */
-void tl__conn_end(tl__conn *c);
-/* Sends bytes [*off, end) of file `fd` with sendfile(2), after what is
- * queued; *off advances. Returns 0 when all is sent, TL_EAGAIN when the
- * socket is full (on_drain comes; call again), or TL_EIO / TL_ECLOSED
- * after the connection was closed (a read error or a file that shrank:
- * the promised length cannot be kept). */
-int tl__conn_send_file(tl__conn *c, int fd, int64_t *off, int64_t end);
-/* Start or stop reading. */
-void tl__conn_read_start(tl__conn *c);
-void tl__conn_read_stop(tl__conn *c);
-/* The peer's address as text into buf; 0, TL_ETOOBIG or a libuv error. */
-int tl__conn_peer_name(const tl__conn *c, char *buf, size_t size);
-/* Set the deadline `ms` from now (0: none). */
-void tl__conn_timeout(tl__conn *c, unsigned ms);
 
 #endif
