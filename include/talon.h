@@ -17,6 +17,7 @@
 #include "talon/pubsub.h"
 
 #include "talon/timer.h"
+#include "talon/tls.h"
 #include "talon/util.h"
 
 #endif /* TALON_H */

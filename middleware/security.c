@@ -45,11 +45,12 @@ static bool add_fixed(shield *s, const char *name, const char *value) {
   return true;
 }
 
-/* Whether the request reached the client-facing server over TLS. talon
- * itself only speaks plain HTTP for now, so that can only be a trusted
- * proxy's word: the first X-Forwarded-Proto value. When talon gets TLS,
- * a tl_req_is_tls()-style accessor belongs here too. */
+/* Whether the request reached the client-facing server over TLS: TLS
+ * that talon terminated, or a trusted proxy's word (the first
+ * X-Forwarded-Proto value). */
 static bool came_over_tls(const shield *s, const tl_req *req) {
+  if (tl_req_is_tls(req))
+    return true;
   if (!s->trust_proxy)
     return false;
   const char *p = tl_req_header(req, "X-Forwarded-Proto"), *first;

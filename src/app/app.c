@@ -98,6 +98,7 @@ void tl_app_free(tl_app *app) {
   tl__app_timers_close(app);
   tl__server_close(&app->srv);
   tl__app_stop_hooks_free(app);
+  tl__app_listeners_free(app);
   tl__pubsub_free(&app->pubsub);
   tl__wsctx_free(&app->ws);
   tl__http_free(&app->http);
@@ -110,7 +111,9 @@ static void on_listen(tl__server *s) {
     app->opt.on_listen(app, app->srv.listen_host, s->port);
 }
 
-int tl_app_listen(tl_app *app, const char *host, int port) {
+/* Runs on the listen call's host:port (with TLS when `tls` is given)
+ * and the listeners added before (app/listen.c). */
+static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls) {
   if (!app)
     return TL_EINVAL;
   if (app->srv.running)
@@ -118,7 +121,11 @@ int tl_app_listen(tl_app *app, const char *host, int port) {
   int err = tl__router_compile(&app->http);
   if (err)
     return err;
-  err = tl__server_run(&app->srv, host, port, on_listen);
+  err = tl__app_listen_prepare(app, host, port, tls);
+  if (err)
+    return err;
+  err = tl__server_run(&app->srv, app->listen, app->nlisten, on_listen);
+  tl__app_listen_done(app);
   if (err == 0) {
     /* The loop ended (timers do not keep it alive): the timers still
      * running are stopped and freed, as include/talon/timer.h promises,
@@ -128,6 +135,14 @@ int tl_app_listen(tl_app *app, const char *host, int port) {
     uv_run(&app->srv.loop, UV_RUN_NOWAIT);
   }
   return err;
+}
+
+int tl_app_listen(tl_app *app, const char *host, int port) {
+  return listen_on(app, host, port, NULL);
+}
+
+int tl_app_listen_tls(tl_app *app, const char *host, int port, tl_tls *tls) {
+  return tls ? listen_on(app, host, port, tls) : TL_EINVAL;
 }
 
 void tl_app_stop(tl_app *app) {

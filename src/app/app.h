@@ -28,6 +28,19 @@ struct tl_app {
   struct tl_timer *timers;
   tl__stop_hook *stop_hooks;
   size_t nstop_hooks;
+  /* The listeners tl_app_listen opens (app/listen.c): [0] is the listen
+   * call's own, the rest were added with tl_app_add_listener. */
+  tl__listen_spec *listen;
+  size_t nlisten;
 };
+
+/* app/listen.c: sets the listen call's own listener, app->listen[0] (on
+ * host:port, with TLS when `tls` is given: a reference is taken), before
+ * the server runs on app->listen; _done drops that reference after; the
+ * list goes with the app. */
+int tl__app_listen_prepare(tl_app *app, const char *host, int port,
+                           tl_tls *tls);
+void tl__app_listen_done(tl_app *app);
+void tl__app_listeners_free(tl_app *app);
 
 #endif

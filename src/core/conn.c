@@ -5,6 +5,8 @@
 #include "core/conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/tls.h"
 #include "talon/common.h"
 
 /* After a graceful end, how long we keep reading (and discarding) before
@@ -140,10 +143,15 @@ void tl__conn_close(tl__conn *c) {
     drop_segs(c->q);
     q_put(c);
   }
+  if (c->tls) {
+    tl__tls_free(c->tls);
+    c->tls = NULL;
+  }
   uv_close((uv_handle_t *)&c->tcp, tl__conn_freed);
 }
 
 static void flush(tl__conn *c, bool force);
+static void tls_flush(tl__conn *c);
 
 static void on_write_done(uv_write_t *req, int status) {
   write_req *w = (write_req *)req;
@@ -267,6 +275,10 @@ static void flush(tl__conn *c, bool force) {
     return;
   if (c->backlog > 0 && !force && !(c->flags & TL__CONN_ENDING))
     return;
+  if (c->tls) {
+    tls_flush(c);
+    return;
+  }
   int err = 0;
   c->sent += (uint32_t)corked(c);
   if (q->nsegs == 0) {
@@ -398,6 +410,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = c->srv->rbuf_size;
 }
 
+static void tls_on_read(tl__conn *c, char *data, size_t n);
+static void tls_on_eof(tl__conn *c);
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   tl__conn *c = (tl__conn *)st;
   if (c->flags & TL__CONN_CLOSING)
@@ -408,10 +423,15 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     return; /* discard */
   }
   if (n > 0) {
-    c->proto->on_read(c, buf->base, (size_t)n);
+    if (c->tls)
+      tls_on_read(c, buf->base, (size_t)n);
+    else
+      c->proto->on_read(c, buf->base, (size_t)n);
   } else if (n < 0) {
     if (n == UV_EOF)
       c->flags |= TL__CONN_PEER_EOF;
+    if (c->tls)
+      tls_on_eof(c);
     c->proto->on_eof(c, (int)n);
   }
 }
@@ -421,6 +441,12 @@ void tl__conn_read_start(tl__conn *c) {
     return;
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
     c->flags |= TL__CONN_READING;
+  /* Input the reader paused on is inside the TLS state, not the socket:
+   * libuv would not report it again, so the flush phase feeds it. */
+  if (c->tls && tl__tls_has_input(c->tls)) {
+    c->flags |= TL__CONN_FEED;
+    tl__conn_mark_dirty(c);
+  }
 }
 
 void tl__conn_read_stop(tl__conn *c) {
@@ -433,6 +459,8 @@ void tl__conn_read_stop(tl__conn *c) {
 void tl__conn_timeout(tl__conn *c, unsigned ms) {
   c->deadline = ms ? tl__server_now(c->srv) + ms : 0;
 }
+
+static bool tls_close_notify(tl__conn *c);
 
 static void on_shutdown_done(uv_shutdown_t *req, int status) {
   tl__conn *c = req->data;
@@ -459,6 +487,8 @@ void tl__conn_end(tl__conn *c) {
   c->flags |= TL__CONN_ENDING;
   flush(c, true);
   if (c->flags & TL__CONN_CLOSING)
+    return;
+  if (c->tls && !tls_close_notify(c))
     return;
   uv_shutdown_t *req = malloc(sizeof *req);
   if (!req) {
@@ -568,9 +598,16 @@ void tl__conn_pool_free(tl__server *s) {
     q_free(q);
   }
   s->q_pooled = 0;
+  free(s->tls_plain);
+  s->tls_plain = NULL;
+  tl__buf_free(&s->tls_out);
 }
 
+static int tls_send_file(tl__conn *c, int fd, int64_t *off, int64_t end);
+
 int tl__conn_send_file(tl__conn *c, int fd, int64_t *off, int64_t end) {
+  if (c->tls)
+    return tls_send_file(c, fd, off, end);
   int sock;
   if (uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0) {
     tl__conn_close(c);
@@ -612,5 +649,298 @@ int tl__conn_send_file(tl__conn *c, int fd, int64_t *off, int64_t end) {
     tl__conn_close(c);
     return TL_EIO;
   }
+  return 0;
+}
+
+/* ---- TLS ----------------------------------------------------------------
+ *
+ * With TLS the connection sits between the socket and the protocol: what
+ * libuv reads is ciphertext, handed to the TLS state (core/tls.h) and
+ * decrypted into the server's plaintext buffer, which proto->on_read gets
+ * as it would the receive buffer; what the protocol corks is encrypted at
+ * the flush, coalesced into full records, and written like plain output.
+ * Whatever a TLS call produces (handshake messages, alerts, records) is
+ * written out right after the call, so ciphertext always leaves in the
+ * order OpenSSL numbered it. */
+
+/* A record's most plaintext: output is gathered up to this before it is
+ * encrypted, so that small sends of one loop turn share records. */
+#define TLS_RECORD 16384
+/* The ciphertext buffer keeps at most this much memory between calls. */
+#define TLS_OUT_KEEP (256 * 1024)
+
+struct tl__tls *tl__conn_tls(const tl__conn *c) {
+  return c->tls;
+}
+
+static char *tls_plain(tl__server *s) {
+  if (!s->tls_plain)
+    s->tls_plain = malloc(s->rbuf_size);
+  return s->tls_plain;
+}
+
+static void tls_log(tl__conn *c, const char *what) {
+  char peer[64];
+  if (tl__conn_peer_name(c, peer, sizeof peer) != 0)
+    snprintf(peer, sizeof peer, "?");
+  tl__tls_log(tl__tls_ctx(c->tls), peer, what);
+}
+
+/* Writes the ciphertext the last TLS call produced. False when that
+ * closed the connection (a write error). */
+static bool tls_push(tl__conn *c) {
+  tl__buf *o = &c->srv->tls_out;
+  if (o->len == 0)
+    return true;
+  uv_buf_t b = uv_buf_init(o->data, (unsigned)o->len);
+  c->sent += (uint32_t)o->len;
+  int err = write_bufs(c, &b, NULL, 1); /* the rest is copied */
+  tl__buf_reset(o, TLS_OUT_KEEP);
+  if (err) {
+    tl__conn_close(c);
+    return false;
+  }
+  return true;
+}
+
+int tl__conn_tls_start(tl__conn *c, struct tl_tls *ctx) {
+  tl__tls *t = tl__tls_new_server(ctx);
+  if (!t)
+    return TL_ENOMEM;
+  c->tls = t;
+  tl__tls_clock *k = tl__tls_clock_of(t);
+  uint64_t now = tl__server_now(c->srv);
+  k->started_ms = now;
+  k->saved_deadline = c->deadline;
+  c->deadline = now + tl__tls_handshake_timeout(ctx);
+  return 0;
+}
+
+bool tl__conn_tls_expired(tl__conn *c) {
+  if (!c->tls || !tl__tls_handshaking(c->tls))
+    return false;
+  if (!(c->flags & TL__CONN_ENDING))
+    tls_log(c, tl__tls_seen(c->tls) ? "handshake timeout"
+                                    : "handshake timeout (nothing received)");
+  tl__conn_close(c);
+  return true;
+}
+
+/* The protocol's deadline comes back, shifted by the handshake's time. */
+static void handshake_done(tl__conn *c) {
+  tl__tls_clock *k = tl__tls_clock_of(c->tls);
+  uint64_t now = tl__server_now(c->srv);
+  c->deadline = k->saved_deadline ? k->saved_deadline + (now - k->started_ms)
+                                  : 0;
+  if (corked(c) > 0)
+    tl__conn_mark_dirty(c);
+}
+
+/* Plain HTTP on the TLS port gets a plain answer, like nginx's 497, so
+ * that someone who typed http:// sees why. */
+static void tls_answer_plain(tl__conn *c) {
+  static const char answer[] =
+      "HTTP/1.1 400 Bad Request\r\n"
+      "Content-Type: text/plain\r\n"
+      "Content-Length: 45\r\n"
+      "Connection: close\r\n\r\n"
+      "This port speaks HTTPS: use an https:// URL.\n";
+  tls_log(c, "plain HTTP on the TLS port: answered 400");
+  uv_buf_t b = uv_buf_init((char *)answer, sizeof answer - 1);
+  c->sent += (uint32_t)b.len;
+  if (write_bufs(c, &b, NULL, 1) != 0) {
+    tl__conn_close(c);
+    return;
+  }
+  tl__conn_end(c);
+}
+
+/* Decrypts what the TLS state holds and hands it to the protocol, for as
+ * long as the protocol reads. */
+static void tls_pump(tl__conn *c) {
+  tl__tls *t = c->tls;
+  tl__server *s = c->srv;
+  char *plain = tls_plain(s);
+  if (!plain) {
+    tl__conn_close(c);
+    return;
+  }
+  for (;;) {
+    bool was_hs = tl__tls_handshaking(t);
+    size_t got = 0;
+    int st = tl__tls_read(t, plain, s->rbuf_size, &got, &s->tls_out);
+    if (!tls_push(c))
+      return;
+    if (st == TL__TLS_PLAIN) {
+      tls_answer_plain(c);
+      return;
+    }
+    if (st == TL__TLS_FAIL) {
+      char what[224];
+      snprintf(what, sizeof what, "%s: %s",
+               was_hs ? "handshake failed" : "protocol error",
+               tl__tls_error(t));
+      tls_log(c, what);
+      tl__conn_close(c);
+      return;
+    }
+    if (was_hs && !tl__tls_handshaking(t))
+      handshake_done(c);
+    /* The receive buffer is reused once this returns, and the protocol
+     * may move the connection (an upgrade): keep what is unused. */
+    if (tl__tls_keep_input(t) != 0) {
+      tl__conn_close(c);
+      return;
+    }
+    if (got) {
+      c->proto->on_read(c, plain, got);
+      if (c->tls != t || (c->flags & TL__CONN_CLOSING))
+        return;
+    }
+    if (st == TL__TLS_EOF) {
+      c->flags |= TL__CONN_PEER_EOF;
+      c->proto->on_eof(c, UV_EOF);
+      return;
+    }
+    if (st == TL__TLS_AGAIN || !(c->flags & TL__CONN_READING) ||
+        (c->flags & TL__CONN_LINGER))
+      return;
+  }
+}
+
+static void tls_on_read(tl__conn *c, char *data, size_t n) {
+  if (tl__tls_input(c->tls, data, n) != 0) {
+    tl__conn_close(c);
+    return;
+  }
+  tls_pump(c);
+}
+
+/* The socket ended. Worth a line when it cut a handshake or a record. */
+static void tls_on_eof(tl__conn *c) {
+  tl__tls *t = c->tls;
+  if (tl__tls_handshaking(t)) {
+    if (tl__tls_seen(t))
+      tls_log(c, "the peer left during the handshake");
+  } else if (tl__tls_has_input(t)) {
+    tls_log(c, "the peer left in the middle of a record");
+  }
+}
+
+void tl__conn_feed(tl__conn *c) {
+  if (c->tls && (c->flags & TL__CONN_READING) &&
+      !(c->flags & (TL__CONN_CLOSING | TL__CONN_LINGER)))
+    tls_pump(c);
+}
+
+/* Encrypts everything corked, gathered into full records, and writes the
+ * ciphertext with one try_write. While the handshake runs, output waits
+ * corked. */
+static void tls_flush(tl__conn *c) {
+  tl__outq *q = c->q;
+  tl__tls *t = c->tls;
+  if (tl__tls_handshaking(t))
+    return;
+  tl__buf *o = &c->srv->tls_out;
+  char stage[TLS_RECORD];
+  size_t sl = 0;
+  int err = 0;
+  uint32_t n = q->nsegs ? q->nsegs : 1;
+  for (uint32_t i = 0; i < n && !err; i++) {
+    const char *p;
+    size_t len;
+    if (q->nsegs) {
+      tl__seg *g = &q->segs[i];
+      p = (g->ref ? g->ref->data : q->out.data) + g->off;
+      len = g->len;
+    } else {
+      p = q->out.data;
+      len = q->out.len;
+    }
+    while (len && !err) {
+      if (sl == 0 && len >= TLS_RECORD) {
+        size_t whole = len - len % TLS_RECORD;
+        err = tl__tls_write(t, p, whole, o);
+        p += whole;
+        len -= whole;
+        continue;
+      }
+      size_t k = TLS_RECORD - sl < len ? TLS_RECORD - sl : len;
+      memcpy(stage + sl, p, k);
+      sl += k;
+      p += k;
+      len -= k;
+      if (sl == TLS_RECORD) {
+        err = tl__tls_write(t, stage, sl, o);
+        sl = 0;
+      }
+    }
+  }
+  if (!err && sl)
+    err = tl__tls_write(t, stage, sl, o);
+  drop_segs(q);
+  q->out.len = 0;
+  q_put(c);
+  if (err) {
+    o->len = 0;
+    tls_log(c, tl__tls_error(t));
+    tl__conn_close(c);
+    return;
+  }
+  tls_push(c);
+}
+
+/* Sends close_notify before our FIN. False if the connection closed. */
+static bool tls_close_notify(tl__conn *c) {
+  tl__tls_close_notify(c->tls, &c->srv->tls_out);
+  return tls_push(c);
+}
+
+/* Files over TLS without kernel TLS: read and encrypt, a few records at a
+ * time, paced by the socket (TL_EAGAIN until on_drain). */
+static int tls_send_file(tl__conn *c, int fd, int64_t *off, int64_t end) {
+  char chunk[4 * TLS_RECORD];
+  while (*off < end) {
+    if (c->flags & TL__CONN_CLOSING)
+      return TL_ECLOSED;
+    if (tl__conn_pending(c) > 0) {
+      tl__conn_flush(c);
+      if (c->flags & TL__CONN_CLOSING)
+        return TL_ECLOSED;
+      if (tl__conn_pending(c) > 0)
+        return TL_EAGAIN; /* on_drain resumes */
+    }
+    int64_t rest = end - *off;
+    size_t want = rest < (int64_t)sizeof chunk ? (size_t)rest : sizeof chunk;
+    ssize_t r = pread(fd, chunk, want, (off_t)*off);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0 || tl__conn_write(c, chunk, (size_t)r) != 0) {
+      tl__conn_close(c);
+      return TL_EIO;
+    }
+    *off += r;
+    tl__conn_flush(c);
+  }
+  return 0;
+}
+
+int tl__conn_move(tl__conn *from, tl__conn *to, bool *inited) {
+  *inited = false;
+  int fd;
+  if (uv_fileno((uv_handle_t *)&from->tcp, &fd) != 0)
+    return TL_EIO;
+  int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (nfd < 0)
+    return TL_EIO;
+  uv_tcp_init(&from->srv->loop, &to->tcp);
+  *inited = true;
+  int err = uv_tcp_open(&to->tcp, nfd);
+  if (err) {
+    close(nfd);
+    return err;
+  }
+  to->tls = from->tls;
+  from->tls = NULL;
   return 0;
 }

@@ -56,6 +56,7 @@ enum {
   TL__CONN_PEER_EOF = 1u << 5, /* the peer's FIN was read */
   TL__CONN_STALL = 1u << 6,    /* output waits for the peer (taken_at) */
   TL__CONN_WAKE = 1u << 7,     /* on_wake is due */
+  TL__CONN_FEED = 1u << 8,     /* TLS input waits for a resumed reader */
 };
 
 /* A reference-counted byte block written to many connections without a
@@ -106,6 +107,10 @@ struct tl__conn {
    * seen taking some, or when output began to wait for it, or when the
    * connection opened. */
   uint32_t sent, taken, taken_at;
+  /* The TLS state (core/tls.h), or NULL for plain TCP. With TLS, what
+   * proto->on_read gets is decrypted, and what is corked is encrypted at
+   * the flush; `sent` and the peer's progress count ciphertext. */
+  struct tl__tls *tls;
 };
 
 /* Work a connection leaves for a later loop turn, embedded in the
@@ -122,6 +127,22 @@ struct tl__work {
  * factory_arg. */
 typedef tl__conn *(*tl__conn_factory)(tl__server *srv, void *arg);
 
+/* A listener to open: data, so that every worker's server can open the
+ * same list (owned by the caller, read-only while servers run). */
+typedef struct tl__listen_spec {
+  char host[64]; /* IPv4 or IPv6 literal; "" for 0.0.0.0 */
+  int port;      /* 0: any free port */
+  struct tl_tls *tls; /* NULL: plain TCP; else TLS with this context */
+} tl__listen_spec;
+
+/* An open listener of a server. */
+typedef struct tl__listener {
+  uv_tcp_t tcp;
+  tl__server *srv;
+  const tl__listen_spec *spec;
+  int port; /* bound */
+} tl__listener;
+
 typedef struct tl__server_config {
   unsigned max_connections;
   int backlog;
@@ -133,7 +154,8 @@ typedef struct tl__server_config {
 
 struct tl__server {
   uv_loop_t loop;
-  uv_tcp_t listener;
+  tl__listener *listeners; /* while running */
+  size_t nlisteners;
   uv_timer_t sweep;
   uv_timer_t shutdown_timer;
   uv_check_t flusher;
@@ -156,6 +178,10 @@ struct tl__server {
   void (*on_conn_freed)(tl__server *s);
   char *rbuf; /* the one receive buffer */
   size_t rbuf_size;
+  /* TLS: decrypted input (rbuf_size bytes, made on first use) and the
+   * ciphertext of one TLS call, written out right after it (conn.c). */
+  char *tls_plain;
+  tl__buf tls_out;
   size_t nconns;    /* accepted, not yet freed (the handles are walked) */
   tl__conn *dirty;  /* connections with corked bytes */
   tl__outq *q_pool; /* output queues not in use */
@@ -163,8 +189,8 @@ struct tl__server {
   tl__work *work;    /* deferred to the next turn */
   tl__work *working; /* being run in this turn */
   uint32_t turn;     /* loop turns so far (wraps) */
-  int port;
-  char listen_host[64]; /* as given to tl__server_run */
+  int port;             /* the first listener's bound port */
+  char listen_host[64]; /* the first listener's host */
   bool running, stopping, handles_open;
 };
 
@@ -230,6 +256,26 @@ void tl__conn_end(tl__conn *c);
  * after the connection was closed (a read error or a file that shrank:
  * the promised length cannot be kept). */
 int tl__conn_send_file(tl__conn *c, int fd, int64_t *off, int64_t end);
+/* TLS (conn.c over core/tls.h). An accepted connection of a TLS listener
+ * gets its state here: the handshake starts with the first bytes, under
+ * the context's handshake timeout (the protocol's deadline waits). 0 or
+ * TL_ENOMEM (then close it). */
+int tl__conn_tls_start(tl__conn *c, struct tl_tls *ctx);
+/* The deadline passed: true if the handshake was still running (the
+ * connection is then closed and the timeout logged); false if it is the
+ * protocol's deadline. */
+bool tl__conn_tls_expired(tl__conn *c);
+/* TL__CONN_FEED was set: decrypted input waits for a reader that
+ * resumed. Runs in the flush phase, outside any protocol callback. */
+void tl__conn_feed(tl__conn *c);
+/* Moves the socket, and the TLS state with what it has read, from `from`
+ * to `to` (a fresh block): the descriptor is duplicated into to->tcp,
+ * which is initialised on from's loop (adopt `to` afterwards, also when
+ * this fails after the handle was initialised: *inited says so). `from`
+ * keeps its own descriptor, to be closed. 0, TL_EIO or a libuv error. */
+int tl__conn_move(tl__conn *from, tl__conn *to, bool *inited);
+/* Whether the connection speaks TLS; its state, or NULL. */
+struct tl__tls *tl__conn_tls(const tl__conn *c);
 /* Start or stop reading. */
 void tl__conn_read_start(tl__conn *c);
 void tl__conn_read_stop(tl__conn *c);

@@ -4,10 +4,12 @@
 #include "core/server.h"
 
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/tls.h"
 #include "talon/common.h"
 #ifdef TALON_FAULT_INJECTION
 #include "core/fault.h"
@@ -51,6 +53,10 @@ static void flush_all(tl__server *s) {
       tl__conn *next = c->dirty_next;
       c->flags &= ~TL__CONN_DIRTY;
       c->dirty_next = NULL;
+      if ((c->flags & TL__CONN_FEED) && !(c->flags & TL__CONN_CLOSING)) {
+        c->flags &= ~TL__CONN_FEED;
+        tl__conn_feed(c);
+      }
       if ((c->flags & TL__CONN_WAKE) && !(c->flags & TL__CONN_CLOSING)) {
         c->flags &= ~TL__CONN_WAKE;
         c->proto->on_wake(c);
@@ -139,6 +145,8 @@ static void sweep_one(tl__conn *c, void *arg) {
   c->deadline = 0;
   if (c->flags & TL__CONN_LINGER)
     tl__conn_close(c);
+  else if (tl__conn_tls_expired(c))
+    return; /* the handshake did not finish in time */
   else if (c->proto->on_timeout)
     c->proto->on_timeout(c);
   else
@@ -153,6 +161,9 @@ static void on_sweep(uv_timer_t *t) {
 
 static void on_connection(uv_stream_t *ls, int status) {
   tl__server *s = ls->data;
+  const tl__listener *l =
+      (const tl__listener *)(const void *)((char *)ls -
+                                           offsetof(tl__listener, tcp));
   if (status < 0 || s->stopping)
     return;
   tl__conn *c = s->factory(s, s->factory_arg);
@@ -184,6 +195,10 @@ static void on_connection(uv_stream_t *ls, int status) {
   }
   uv_tcp_nodelay(&c->tcp, 1);
   tl__conn_opened(c);
+  if (l->spec->tls && tl__conn_tls_start(c, l->spec->tls) != 0) {
+    tl__conn_close(c);
+    return;
+  }
   tl__conn_read_start(c);
 }
 
@@ -232,7 +247,8 @@ static void begin_stop(tl__server *s) {
   if (s->stopping || !s->running)
     return;
   s->stopping = true;
-  close_handle((uv_handle_t *)&s->listener);
+  for (size_t i = 0; i < s->nlisteners; i++)
+    close_handle((uv_handle_t *)&s->listeners[i].tcp);
   if (s->on_stop)
     s->on_stop(s->owner);
   each_conn(s, shutdown_one, NULL);
@@ -283,16 +299,63 @@ static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
   return TL_EINVAL;
 }
 
-int tl__server_run(tl__server *s, const char *host, int port,
+static void close_listeners(tl__server *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    uv_close((uv_handle_t *)&s->listeners[i].tcp, NULL);
+  uv_run(&s->loop, UV_RUN_NOWAIT);
+  free(s->listeners);
+  s->listeners = NULL;
+  s->nlisteners = 0;
+}
+
+/* Binds and listens on every spec; on failure none stays open. */
+static int open_listeners(tl__server *s, const tl__listen_spec *specs,
+                          size_t n) {
+  if (!(s->listeners = calloc(n, sizeof *s->listeners)))
+    return TL_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    tl__listener *l = &s->listeners[i];
+    struct sockaddr_storage ss;
+    int err = parse_addr(specs[i].host, specs[i].port, &ss);
+    if (err) {
+      close_listeners(s, i);
+      return err;
+    }
+    uv_tcp_init(&s->loop, &l->tcp);
+    l->tcp.data = s; /* not the handle itself: that marks a connection */
+    l->srv = s;
+    l->spec = &specs[i];
+    err = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
+    if (!err)
+      err = uv_listen((uv_stream_t *)&l->tcp, s->cfg.backlog, on_connection);
+    if (err) {
+      close_listeners(s, i + 1);
+      return err;
+    }
+    struct sockaddr_storage bound;
+    int blen = sizeof bound;
+    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &blen);
+    l->port = ntohs(bound.ss_family == AF_INET6
+                        ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                        : ((struct sockaddr_in *)&bound)->sin_port);
+  }
+  s->nlisteners = n;
+  return 0;
+}
+
+int tl__server_listener_port(const tl__server *s, size_t i) {
+  return s->running && i < s->nlisteners ? s->listeners[i].port : 0;
+}
+
+int tl__server_run(tl__server *s, const tl__listen_spec *specs, size_t n,
                    void (*on_listen)(tl__server *s)) {
   if (s->running)
     return TL_ESTATE;
-  struct sockaddr_storage ss;
-  int err = parse_addr(host, port, &ss);
-  if (err)
-    return err;
+  if (n == 0)
+    return TL_EINVAL;
+  const char *host = specs[0].host;
   snprintf(s->listen_host, sizeof s->listen_host, "%s",
-           host && *host ? host : "0.0.0.0");
+           *host ? host : "0.0.0.0");
   /* A peer that resets the connection while we write must cost only that
    * connection: write(2) and sendfile(2) would raise SIGPIPE. */
   signal(SIGPIPE, SIG_IGN);
@@ -300,25 +363,13 @@ int tl__server_run(tl__server *s, const char *host, int port,
   s->rbuf = malloc(s->rbuf_size);
   if (!s->rbuf)
     return TL_ENOMEM;
-
-  uv_tcp_init(&s->loop, &s->listener);
-  s->listener.data = s;
-  err = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
-  if (!err)
-    err = uv_listen((uv_stream_t *)&s->listener, s->cfg.backlog, on_connection);
+  int err = open_listeners(s, specs, n);
   if (err) {
-    uv_close((uv_handle_t *)&s->listener, NULL);
-    uv_run(&s->loop, UV_RUN_NOWAIT);
     free(s->rbuf);
     s->rbuf = NULL;
     return err;
   }
-  struct sockaddr_storage bound;
-  int blen = sizeof bound;
-  uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &blen);
-  s->port = ntohs(bound.ss_family == AF_INET6
-                      ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                      : ((struct sockaddr_in *)&bound)->sin_port);
+  s->port = s->listeners[0].port;
 
   uv_timer_init(&s->loop, &s->sweep);
   s->sweep.data = s;
@@ -356,6 +407,9 @@ int tl__server_run(tl__server *s, const char *host, int port,
   uv_run(&s->loop, UV_RUN_DEFAULT);
   s->running = false;
   s->port = 0;
+  free(s->listeners);
+  s->listeners = NULL;
+  s->nlisteners = 0;
 #ifdef TALON_FAULT_INJECTION
   tl__fault_report();
 #endif

@@ -10,10 +10,15 @@
 /* Initialise the loop (the rest starts in tl__server_run). 0 or a libuv
  * error. */
 int tl__server_init(tl__server *s, void *owner);
-/* Bind, listen and run until stopped. 0 after a clean stop, else an
- * error. `on_listen` runs once listening. */
-int tl__server_run(tl__server *s, const char *host, int port,
+/* Bind and listen on every one of `specs` (`n` >= 1; borrowed until
+ * this returns: with workers, every worker's server opens the same list),
+ * and run until stopped. 0 after a clean stop; TL_EINVAL for a bad host
+ * or port; a libuv error if a bind or listen failed (then none stays
+ * open); TL_ENOMEM. `on_listen` runs once every listener is open. */
+int tl__server_run(tl__server *s, const tl__listen_spec *specs, size_t n,
                    void (*on_listen)(tl__server *s));
+/* The bound port of listener `i` while running, else 0. */
+int tl__server_listener_port(const tl__server *s, size_t i);
 /* Ask for a graceful stop; safe from any thread. */
 void tl__server_stop(tl__server *s);
 /* Close the loop; the server must not be running. */

@@ -3,13 +3,12 @@
  *
  * The HTTP connection block is sized for HTTP (parser, header table); a
  * WebSocket needs far less, plus the user's context. So an accepted
- * upgrade moves the socket to a new block: the descriptor is duplicated
- * into the new libuv handle and the HTTP handle is closed, which leaves
- * one small allocation per WebSocket. */
-#include <fcntl.h>
+ * upgrade moves the socket to a new block (tl__conn_move: the descriptor
+ * is duplicated into the new libuv handle, and the TLS state, if any,
+ * moves with it) and the HTTP handle is closed, which leaves one small
+ * allocation per WebSocket. */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "http/http.h"
 #include "ws/handshake.h"
@@ -100,21 +99,16 @@ static int accept_upgrade(tl__hconn *h) {
     return TL_ESTATE;
   if (tl__conn_pending(old) > 0)
     return TL_EAGAIN;
-  int fd;
-  if (uv_fileno((uv_handle_t *)&old->tcp, &fd) != 0)
-    return TL_EIO;
-  int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (nfd < 0)
-    return TL_EIO;
   tl__server *srv = old->srv;
-  uv_tcp_init(&srv->loop, &ws->conn.tcp);
-  if (uv_tcp_open(&ws->conn.tcp, nfd) != 0) {
-    close(nfd);
-    /* The handle was initialised: it must be closed, so the block is
-     * freed through the normal close path. */
-    h->up_pending = NULL;
-    tl__server_adopt(srv, &ws->conn);
-    tl__conn_close(&ws->conn);
+  bool inited;
+  if (tl__conn_move(old, &ws->conn, &inited) != 0) {
+    if (inited) {
+      /* The handle was initialised: it must be closed, so the block is
+       * freed through the normal close path. */
+      h->up_pending = NULL;
+      tl__server_adopt(srv, &ws->conn);
+      tl__conn_close(&ws->conn);
+    }
     return TL_EIO;
   }
   h->up_pending = NULL;

@@ -18,8 +18,9 @@
  * or install differently configured instances as router- or route-level
  * middleware instead of one at app level.
  *
- * HSTS: Strict-Transport-Security is only meaningful over TLS, and talon
- * does not terminate TLS yet, so it is never sent on plain HTTP. With
+ * HSTS: Strict-Transport-Security is only meaningful over TLS, so it is
+ * sent only on requests that came over TLS talon terminated
+ * (tl_req_is_tls, talon/tls.h), never on plain HTTP. With
  * `trust_proxy`, a request whose X-Forwarded-Proto (first value) is
  * "https" counts as having come over TLS: enable it only behind a proxy
  * that sets (and overwrites) that header.
