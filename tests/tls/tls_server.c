@@ -115,6 +115,7 @@ static void chat_message(tl_ws *ws, const void *data, size_t len,
 static const tl_ws_handlers echo_ws = {
     .message = ws_message,
     .compression = TL_SHARED_COMPRESSOR,
+    .max_payload = 8 << 20,
 };
 
 static const tl_ws_handlers chat_ws = {
