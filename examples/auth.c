@@ -300,6 +300,7 @@ static const tl_ws_handlers ws_routes = {
 
 static void on_listen(tl_app *app, const char *host, int port) {
   example_print_listening("auth", host, port);
+  example_print_tls(app, "auth", host);
 }
 
 int main(int argc, char **argv) {
@@ -308,7 +309,8 @@ int main(int argc, char **argv) {
   int rc = example_args(
       argc, argv, "auth",
       "  SESSION_SECRET  signs the session cookie, 16+ bytes [a demo one]\n"
-      "  LOOKUP_DELAY_MS the simulated account check's delay [200]\n",
+      "  LOOKUP_DELAY_MS the simulated account check's delay "
+      "[200]\n" EXAMPLE_TLS_HELP,
       &host, &port);
   if (rc >= 0)
     return rc;
@@ -336,6 +338,8 @@ int main(int argc, char **argv) {
   if (err)
     fprintf(stderr, "auth: cannot set up the app (is SESSION_SECRET at "
                     "least 16 bytes?)\n");
+  else if (example_tls(app, "auth", host))
+    err = 1;
   else if ((err = tl_app_listen(app, host, port)))
     fprintf(stderr, "auth: %s\n", tl_strerror(err));
   tl_app_free(app);

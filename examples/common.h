@@ -7,6 +7,7 @@
 #ifndef TALON_EXAMPLES_COMMON_H
 #define TALON_EXAMPLES_COMMON_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,98 @@ static inline void example_print_listening(const char *name, const char *host,
   char url[EXAMPLE_URL_MAX];
   example_url(url, sizeof url, host, port);
   printf("%s: listening on %s\n", name, url);
+  fflush(stdout);
+}
+
+/* HTTPS and WSS from the environment, for every example: with TLS_CERT
+ * and TLS_KEY (PEM files; scripts/dev-cert.sh makes a pair for
+ * development) the app also listens with TLS on TLS_PORT [3443], same
+ * host, and SIGHUP reloads the certificates without a restart. Call
+ * before tl_app_listen; returns 0 (also without TLS_CERT), or 1 after
+ * printing why TLS cannot start. */
+#define EXAMPLE_DEFAULT_TLS_PORT 3443
+#define EXAMPLE_TLS_HELP                                                       \
+  "  TLS_CERT        PEM certificate (chain): also serve HTTPS/WSS\n"          \
+  "  TLS_KEY         its PEM private key\n"                                    \
+  "  TLS_PORT        the HTTPS port [3443]; SIGHUP reloads the files\n"
+
+/* SIGHUP only sets a flag (reloading reads files and allocates, which a
+ * signal handler must not do); a timer on the app's loop looks at it.
+ * One app per example process, so one state. */
+typedef struct example_tls_state {
+  tl_tls *tls;
+  tl_timer *timer;
+  const char *name;
+} example_tls_state;
+
+static example_tls_state example__tls;
+static volatile sig_atomic_t example__hup;
+
+static inline void example__on_hup(int sig) {
+  example__hup = 1;
+}
+
+static inline void example__tls_tick(tl_timer *timer, void *arg) {
+  if (!example__hup)
+    return;
+  example__hup = 0;
+  char err[256];
+  if (tl_tls_reload(example__tls.tls, err, sizeof err) != 0)
+    fprintf(stderr, "%s: certificates not reloaded: %s\n", example__tls.name,
+            err);
+  else
+    fprintf(stderr, "%s: certificates reloaded\n", example__tls.name);
+}
+
+static inline void example__tls_stop(tl_app *app, void *arg) {
+  tl_timer_stop(example__tls.timer);
+  example__tls.timer = NULL;
+  tl_tls_free(example__tls.tls); /* the listener keeps its own */
+  example__tls.tls = NULL;
+}
+
+static inline int example_tls(tl_app *app, const char *name, const char *host) {
+  const char *cert = getenv("TLS_CERT"), *key = getenv("TLS_KEY");
+  if (!cert || !*cert)
+    return 0;
+  int port = EXAMPLE_DEFAULT_TLS_PORT;
+  const char *p = getenv("TLS_PORT");
+  if (p && *p && !example_parse_port(p, &port)) {
+    fprintf(stderr, "%s: TLS_PORT=%s is not a port (0-65535)\n", name, p);
+    return 1;
+  }
+  char err[256];
+  tl_tls *tls =
+      tl_tls_new(&(tl_tls_config){.cert = {.cert_file = cert, .key_file = key}},
+                 err, sizeof err);
+  if (!tls) {
+    fprintf(stderr, "%s: TLS: %s\n", name, err);
+    return 1;
+  }
+  int rc = tl_app_add_listener(app, host, port, tls);
+  if (rc) {
+    fprintf(stderr, "%s: TLS: %s\n", name, tl_strerror(rc));
+    tl_tls_free(tls);
+    return 1;
+  }
+  example__tls.tls = tls;
+  example__tls.name = name;
+  example__tls.timer = tl_timer_start(app, 500, 500, example__tls_tick, NULL);
+  tl_app_on_stop(app, example__tls_stop, NULL);
+  signal(SIGHUP, example__on_hup);
+  return 0;
+}
+
+/* Prints "NAME: listening on https://HOST:PORT" when example_tls added a
+ * TLS listener (call from on_listen, after example_print_listening). */
+static inline void example_print_tls(tl_app *app, const char *name,
+                                     const char *host) {
+  int port = tl_app_listener_port(app, 1);
+  if (!port)
+    return;
+  char url[EXAMPLE_URL_MAX];
+  example_url(url, sizeof url, host, port);
+  printf("%s: listening on https%s\n", name, url + 4);
   fflush(stdout);
 }
 

@@ -54,12 +54,13 @@ static const tl_ws_handlers echo = {
 
 static void on_listen(tl_app *app, const char *host, int port) {
   example_print_listening("echo", host, port);
+  example_print_tls(app, "echo", host);
 }
 
 int main(int argc, char **argv) {
   const char *host;
   int port;
-  int rc = example_args(argc, argv, "echo", NULL, &host, &port);
+  int rc = example_args(argc, argv, "echo", EXAMPLE_TLS_HELP, &host, &port);
   if (rc >= 0)
     return rc;
   tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
@@ -67,6 +68,10 @@ int main(int argc, char **argv) {
     return 1;
   tl_app_get(app, "/", index_page);
   tl_app_ws(app, "/ws", &echo, 0);
+  if (example_tls(app, "echo", host)) {
+    tl_app_free(app);
+    return 1;
+  }
   int err = tl_app_listen(app, host, port);
   if (err)
     fprintf(stderr, "echo: %s\n", tl_strerror(err));

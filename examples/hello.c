@@ -57,12 +57,13 @@ static void now(tl_req *req, tl_res *res) {
 
 static void on_listen(tl_app *app, const char *host, int port) {
   example_print_listening("hello", host, port);
+  example_print_tls(app, "hello", host);
 }
 
 int main(int argc, char **argv) {
   const char *host;
   int port;
-  int rc = example_args(argc, argv, "hello", NULL, &host, &port);
+  int rc = example_args(argc, argv, "hello", EXAMPLE_TLS_HELP, &host, &port);
   if (rc >= 0)
     return rc;
 
@@ -77,6 +78,10 @@ int main(int argc, char **argv) {
   tl_router_get(api, "/time", now);
   tl_app_mount(app, "/api", api);
 
+  if (example_tls(app, "hello", host)) {
+    tl_app_free(app);
+    return 1;
+  }
   int err = tl_app_listen(app, host, port);
   if (err)
     fprintf(stderr, "hello: %s\n", tl_strerror(err));

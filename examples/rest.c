@@ -311,6 +311,7 @@ static void on_listen(tl_app *app, const char *host, int port) {
   /* It flushes stdout: the logger writes to stdout's descriptor
    * directly, and this line must come first. */
   example_print_listening("rest", host, port);
+  example_print_tls(app, "rest", host);
 }
 
 static double env_number(const char *name, double def) {
@@ -323,13 +324,13 @@ static double env_number(const char *name, double def) {
 int main(int argc, char **argv) {
   const char *host;
   int port;
-  int rc =
-      example_args(argc, argv, "rest",
-                   "  CORS_ORIGIN     the origin browsers may call from "
-                   "[http://localhost:3000; * for any]\n"
-                   "  RATE_LIMIT      requests per second per client [10]\n"
-                   "  RATE_BURST      requests at once per client [20]\n",
-                   &host, &port);
+  int rc = example_args(
+      argc, argv, "rest",
+      "  CORS_ORIGIN     the origin browsers may call from "
+      "[http://localhost:3000; * for any]\n"
+      "  RATE_LIMIT      requests per second per client [10]\n"
+      "  RATE_BURST      requests at once per client [20]\n" EXAMPLE_TLS_HELP,
+      &host, &port);
   if (rc >= 0)
     return rc;
   const char *origin = getenv("CORS_ORIGIN");
@@ -389,6 +390,8 @@ int main(int argc, char **argv) {
   }
   tl_app_not_found(app, not_found);
 
+  if (!err && example_tls(app, "rest", host))
+    err = 1;
   if (!err) {
     rc = tl_app_listen(app, host, port);
     if (rc) {

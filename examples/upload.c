@@ -334,6 +334,7 @@ static void on_listen(tl_app *app, const char *host, int port) {
   example_url(url, sizeof url, host, port);
   printf("upload: listening on %s (files in %s)\n", url, upload_dir);
   fflush(stdout);
+  example_print_tls(app, "upload", host);
 }
 
 int main(int argc, char **argv) {
@@ -341,7 +342,8 @@ int main(int argc, char **argv) {
   int port;
   int rc = example_args(
       argc, argv, "upload",
-      "  UPLOAD_DIR      where files are stored [./uploads]\n", &host, &port);
+      "  UPLOAD_DIR      where files are stored [./uploads]\n" EXAMPLE_TLS_HELP,
+      &host, &port);
   if (rc >= 0)
     return rc;
   const char *dir = getenv("UPLOAD_DIR");
@@ -383,6 +385,8 @@ int main(int argc, char **argv) {
             tl_app_get(app, "/files/:name", get_file);
   if (err)
     fprintf(stderr, "upload: cannot set up routes\n");
+  else if (example_tls(app, "upload", host))
+    err = 1;
   else if ((err = tl_app_listen(app, host, port)))
     fprintf(stderr, "upload: %s\n", tl_strerror(err));
   tl_app_free(app);

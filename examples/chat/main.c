@@ -694,6 +694,7 @@ static void on_listen(tl_app *app, const char *host, int port) {
   char url[EXAMPLE_URL_MAX];
   example_url(url, sizeof url, any ? "localhost" : host, port);
   example_print_listening("chat", host, port);
+  example_print_tls(app, "chat", host);
   printf("chat: open %s/ in two browser windows (Ctrl-C stops)\n", url);
   fflush(stdout);
 }
@@ -701,10 +702,10 @@ static void on_listen(tl_app *app, const char *host, int port) {
 int main(int argc, char **argv) {
   const char *host;
   int port;
-  int rc = example_args(
-      argc, argv, "chat",
-      "  CHAT_PUBLIC     the front end's folder [examples/chat/public]\n",
-      &host, &port);
+  int rc = example_args(argc, argv, "chat",
+                        "  CHAT_PUBLIC     the front end's folder "
+                        "[examples/chat/public]\n" EXAMPLE_TLS_HELP,
+                        &host, &port);
   if (rc >= 0)
     return rc;
 
@@ -764,6 +765,10 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  if (example_tls(app, "chat", host)) {
+    tl_app_free(app);
+    return 1;
+  }
   err = tl_app_listen(app, host, port);
   if (err)
     fprintf(stderr, "chat: %s\n", tl_strerror(err));

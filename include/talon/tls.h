@@ -132,13 +132,13 @@ TL_EXTERN const char *tl_req_server_name(const tl_req *req);
 /* What was negotiated on a TLS connection. Strings are static or live as
  * long as the connection. */
 typedef struct tl_tls_info {
-  const char *version;     /* "TLSv1.3", "TLSv1.2" */
-  const char *cipher;      /* "TLS_AES_256_GCM_SHA384", ... */
-  const char *server_name; /* SNI, or NULL */
-  const char *alpn;        /* "http/1.1", or NULL if the client sent none */
-  bool resumed;            /* the session was resumed */
-  bool client_verified;    /* a client certificate was sent and verified */
-  bool ktls_send;          /* the kernel encrypts what is sent */
+  const char *version;      /* "TLSv1.3", "TLSv1.2" */
+  const char *cipher;       /* "TLS_AES_256_GCM_SHA384", ... */
+  const char *server_name;  /* SNI, or NULL */
+  const char *alpn;         /* "http/1.1", or NULL if the client sent none */
+  bool resumed;             /* the session was resumed */
+  bool client_verified;     /* a client certificate was sent and verified */
+  bool ktls_send;           /* the kernel encrypts what is sent */
   char client_subject[256]; /* the client certificate's subject, or "" */
 } tl_tls_info;
 

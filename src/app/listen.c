@@ -30,8 +30,7 @@ static int set_spec(tl__listen_spec *sp, const char *host, int port) {
   return 0;
 }
 
-int tl_app_add_listener(tl_app *app, const char *host, int port,
-                        tl_tls *tls) {
+int tl_app_add_listener(tl_app *app, const char *host, int port, tl_tls *tls) {
   if (!app)
     return TL_EINVAL;
   if (app->srv.running)

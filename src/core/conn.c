@@ -730,8 +730,8 @@ bool tl__conn_tls_expired(tl__conn *c) {
 static void handshake_done(tl__conn *c) {
   tl__tls_clock *k = tl__tls_clock_of(c->tls);
   uint64_t now = tl__server_now(c->srv);
-  c->deadline = k->saved_deadline ? k->saved_deadline + (now - k->started_ms)
-                                  : 0;
+  c->deadline =
+      k->saved_deadline ? k->saved_deadline + (now - k->started_ms) : 0;
   if (corked(c) > 0)
     tl__conn_mark_dirty(c);
 }
@@ -739,12 +739,11 @@ static void handshake_done(tl__conn *c) {
 /* Plain HTTP on the TLS port gets a plain answer, like nginx's 497, so
  * that someone who typed http:// sees why. */
 static void tls_answer_plain(tl__conn *c) {
-  static const char answer[] =
-      "HTTP/1.1 400 Bad Request\r\n"
-      "Content-Type: text/plain\r\n"
-      "Content-Length: 45\r\n"
-      "Connection: close\r\n\r\n"
-      "This port speaks HTTPS: use an https:// URL.\n";
+  static const char answer[] = "HTTP/1.1 400 Bad Request\r\n"
+                               "Content-Type: text/plain\r\n"
+                               "Content-Length: 45\r\n"
+                               "Connection: close\r\n\r\n"
+                               "This port speaks HTTPS: use an https:// URL.\n";
   tls_log(c, "plain HTTP on the TLS port: answered 400");
   uv_buf_t b = uv_buf_init((char *)answer, sizeof answer - 1);
   c->sent += (uint32_t)b.len;

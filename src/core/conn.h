@@ -130,8 +130,8 @@ typedef tl__conn *(*tl__conn_factory)(tl__server *srv, void *arg);
 /* A listener to open: data, so that every worker's server can open the
  * same list (owned by the caller, read-only while servers run). */
 typedef struct tl__listen_spec {
-  char host[64]; /* IPv4 or IPv6 literal; "" for 0.0.0.0 */
-  int port;      /* 0: any free port */
+  char host[64];      /* IPv4 or IPv6 literal; "" for 0.0.0.0 */
+  int port;           /* 0: any free port */
   struct tl_tls *tls; /* NULL: plain TCP; else TLS with this context */
 } tl__listen_spec;
 
@@ -186,9 +186,9 @@ struct tl__server {
   tl__conn *dirty;  /* connections with corked bytes */
   tl__outq *q_pool; /* output queues not in use */
   unsigned q_pooled;
-  tl__work *work;    /* deferred to the next turn */
-  tl__work *working; /* being run in this turn */
-  uint32_t turn;     /* loop turns so far (wraps) */
+  tl__work *work;       /* deferred to the next turn */
+  tl__work *working;    /* being run in this turn */
+  uint32_t turn;        /* loop turns so far (wraps) */
   int port;             /* the first listener's bound port */
   char listen_host[64]; /* the first listener's host */
   bool running, stopping, handles_open;

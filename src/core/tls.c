@@ -163,14 +163,10 @@ static int bio_read(BIO *b, char *p, int n) {
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
   tl__tls *t = BIO_get_data(b);
   switch (cmd) {
-  case BIO_CTRL_FLUSH:
-    return 1;
-  case BIO_CTRL_PENDING:
-    return t ? (long)t->in_len : 0;
-  case BIO_CTRL_WPENDING:
-    return 0;
-  default:
-    return 0;
+  case BIO_CTRL_FLUSH: return 1;
+  case BIO_CTRL_PENDING: return t ? (long)t->in_len : 0;
+  case BIO_CTRL_WPENDING: return 0;
+  default: return 0;
   }
 }
 
@@ -329,11 +325,11 @@ static SSL_CTX *make_ctx(const tl_tls *ctx, const cert_spec *cs, char *err,
       goto fail;
     }
     SSL_CTX_set_client_CA_list(c, names);
-    SSL_CTX_set_verify(c,
-                       SSL_VERIFY_PEER | (ctx->client_cert_required
-                                              ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-                                              : 0),
-                       NULL);
+    SSL_CTX_set_verify(
+        c,
+        SSL_VERIFY_PEER |
+            (ctx->client_cert_required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+        NULL);
   }
   return c;
 fail:
@@ -466,9 +462,9 @@ tl_tls *tl_tls_new(const tl_tls_config *cfg, char *err, size_t errsize) {
   pthread_mutex_init(&ctx->lock, NULL);
   ctx->refs = 1;
   ctx->client_cert_required = cfg->client_cert_required;
-  ctx->handshake_timeout_ms =
-      cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms
-                                : DEFAULT_HANDSHAKE_MS;
+  ctx->handshake_timeout_ms = cfg->handshake_timeout_ms
+                                  ? cfg->handshake_timeout_ms
+                                  : DEFAULT_HANDSHAKE_MS;
   ctx->log = cfg->log;
   ctx->log_arg = cfg->log_arg;
   bool oom = spec_copy(&ctx->def, &cfg->cert) != 0;
@@ -484,8 +480,8 @@ tl_tls *tl_tls_new(const tl_tls_config *cfg, char *err, size_t errsize) {
   oom |= (cfg->client_ca_file && !ctx->client_ca_file) ||
          (cfg->ciphers && !ctx->ciphers) ||
          (cfg->ciphersuites && !ctx->ciphersuites);
-  ctx->bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
-                                 "talon memory");
+  ctx->bio_method =
+      BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "talon memory");
   oom |= !ctx->bio_method;
   if (oom) {
     set_err(err, errsize, "%s%s", "out of memory", NULL);
@@ -582,8 +578,7 @@ tl__tls *tl__tls_new_server(tl_tls *ctx) {
   t->gen = gen_ref(ctx);
   t->ctx = tl__tls_ref(ctx);
   BIO *b = NULL;
-  if (!(t->ssl = SSL_new(t->gen->def)) ||
-      !(b = BIO_new(ctx->bio_method))) {
+  if (!(t->ssl = SSL_new(t->gen->def)) || !(b = BIO_new(ctx->bio_method))) {
     ERR_clear_error();
     tl__tls_free(t);
     return NULL;
@@ -678,8 +673,7 @@ static bool looks_like_http(const char *p, size_t n) {
   return n > 0 && p[0] >= 'A' && p[0] <= 'Z';
 }
 
-int tl__tls_read(tl__tls *t, char *buf, size_t cap, size_t *got,
-                 tl__buf *out) {
+int tl__tls_read(tl__tls *t, char *buf, size_t cap, size_t *got, tl__buf *out) {
   *got = 0;
   if (t->failed)
     return TL__TLS_FAIL;

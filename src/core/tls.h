@@ -58,8 +58,7 @@ int tl__tls_keep_input(tl__tls *t);
 /* Advances the handshake and decrypts into `buf` (`cap` bytes); *got is
  * the plaintext produced, possibly with a non-AGAIN status. Anything to
  * send (handshake messages, alerts, tickets) is appended to `out`. */
-int tl__tls_read(tl__tls *t, char *buf, size_t cap, size_t *got,
-                 tl__buf *out);
+int tl__tls_read(tl__tls *t, char *buf, size_t cap, size_t *got, tl__buf *out);
 /* Encrypts `n` bytes into `out` (records of up to 16 KiB; one call makes
  * as few records as the length allows). Only after the handshake. 0,
  * TL_ESTATE (handshaking or failed) or TL_ENOMEM. */

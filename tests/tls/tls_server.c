@@ -144,8 +144,8 @@ static size_t parse_sni(char *spec, tl_tls_cert *certs, const char **names,
     *eq = *colon = '\0';
     names[2 * n] = e;
     names[2 * n + 1] = NULL;
-    certs[n] = (tl_tls_cert){.cert_file = eq + 1, .key_file = colon + 1,
-                             .names = &names[2 * n]};
+    certs[n] = (tl_tls_cert){
+        .cert_file = eq + 1, .key_file = colon + 1, .names = &names[2 * n]};
     n++;
   }
   return n;
@@ -166,7 +166,8 @@ int main(int argc, char **argv) {
   char err[256];
   g_tls = tl_tls_new(
       &(tl_tls_config){
-          .cert = {.cert_file = cert, .key_file = key,
+          .cert = {.cert_file = cert,
+                   .key_file = key,
                    .chain_file = getenv("TLS_CHAIN")},
           .sni = sni,
           .nsni = nsni,
@@ -187,8 +188,8 @@ int main(int argc, char **argv) {
   });
   if (!app)
     return 1;
-  tl_app_use(app, tl_security_headers(&(tl_security_headers_options){
-                      .hsts_max_age = 600}));
+  tl_app_use(app, tl_security_headers(
+                      &(tl_security_headers_options){.hsts_max_age = 600}));
   if (argc > 1)
     tl_app_use(app,
                tl_static(argv[1], &(tl_static_options){.prefix = "/static"}));
