@@ -32,6 +32,8 @@ TLS_RE = re.compile(r"listening on https://[^\s:]+:(?P<port>\d+)")
 def pytest_addoption(parser):
     parser.addoption("--tls-server", action="store", default=None,
                      help="path to the tls_server binary")
+    parser.addoption("--hello", action="store", default=None,
+                     help="path to the hello example")
 
 
 def _openssl(*args, cwd):

@@ -1,0 +1,38 @@
+"""The examples' TLS from the environment (examples/common.h): hello
+with TLS_CERT/TLS_KEY serves HTTPS beside HTTP, SIGHUP reloads."""
+import signal
+import subprocess
+import time
+
+from conftest import TLS_RE, TalonServer, binary_option, finish, HOST
+
+
+def test_hello_serves_https_and_reloads(request, pki):
+    hello = binary_option(request.config, "hello")
+    s = TalonServer([hello, "0"], name="hello", env={
+        "HOST": HOST, "TLS_PORT": "0",
+        "TLS_CERT": pki.path("server.pem"),
+        "TLS_KEY": pki.path("server.key")}).start()
+    try:
+        port = int(s.wait_stdout(TLS_RE).group("port"))
+        r = subprocess.run(
+            ["curl", "-sS", "--cacert", pki.ca, "--resolve",
+             f"localhost:{port}:{HOST}", f"https://localhost:{port}/"],
+            capture_output=True)
+        assert r.stdout == b"Hello World", r.stderr
+        s.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while "certificates reloaded" not in s.stderr():
+            assert time.monotonic() < deadline, s.stderr()
+            time.sleep(0.05)
+    finally:
+        finish(s)
+
+
+def test_hello_bad_certificate_is_a_clear_error(request, pki):
+    hello = binary_option(request.config, "hello")
+    r = subprocess.run([hello, "0"], env={
+        "TLS_CERT": pki.path("server.pem"), "TLS_KEY": pki.path("alt.key"),
+        "TLS_PORT": "0"}, capture_output=True, timeout=10)
+    assert r.returncode == 1
+    assert b"hello: TLS:" in r.stderr
