@@ -161,7 +161,22 @@ int main(int argc, char **argv) {
     tl_app_free(app);
     return 1;
   }
-  err = tl_app_listen(app, host, port);
+  /* TLS_CERT and TLS_KEY (PEM files): WSS on the port instead. */
+  tl_tls *tls = NULL;
+  if (getenv("TLS_CERT") && getenv("TLS_KEY")) {
+    char e[256];
+    tls = tl_tls_new(&(tl_tls_config){.cert = {.cert_file = getenv("TLS_CERT"),
+                                               .key_file = getenv("TLS_KEY")}},
+                     e, sizeof e);
+    if (!tls) {
+      fprintf(stderr, "chat: TLS: %s\n", e);
+      tl_app_free(app);
+      return 1;
+    }
+  }
+  err = tls ? tl_app_listen_tls(app, host, port, tls)
+            : tl_app_listen(app, host, port);
+  tl_tls_free(tls);
   if (err)
     fprintf(stderr, "chat: %s\n", tl_strerror(err));
   if (n_dropped || n_failed)

@@ -21,9 +21,15 @@ let waiting = expected;
 let joined = 0;
 let failed = 0;
 
+// TLS_CERT and TLS_KEY (PEM files): serve HTTPS/WSS on the port instead.
+const tls = process.env.TLS_CERT
+  ? { tls: { cert: Bun.file(process.env.TLS_CERT), key: Bun.file(process.env.TLS_KEY) } }
+  : {};
+
 const server = Bun.serve({
   port,
   hostname,
+  ...tls,
   fetch(req, srv) {
     const name = new URL(req.url).searchParams.get("name") || `Client #${joined}`;
     joined++;

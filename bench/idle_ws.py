@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Bytes per idle WebSocket connection: opens N connections to URL (ws://
+or wss://), upgrades each, keeps them idle, and prints the server's RSS
+growth per connection (VmRSS of PID from /proc, before and after, after a
+settle pause). Used by bench/tls.sh for talon and Bun, plain and TLS.
+
+    idle_ws.py PID URL [N=10000] [--cafile CA]
+"""
+import argparse
+import asyncio
+import base64
+import os
+import ssl
+import sys
+import time
+from urllib.parse import urlparse
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def one(host, port, path, ctx, sem):
+    async with sem:
+        r, w = await asyncio.open_connection(
+            host, port, ssl=ctx, server_hostname="localhost" if ctx else None)
+        key = base64.b64encode(os.urandom(16)).decode()
+        w.write((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = await r.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise RuntimeError(head[:60])
+        return r, w
+
+
+async def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("pid", type=int)
+    ap.add_argument("url")
+    ap.add_argument("n", type=int, nargs="?", default=10000)
+    ap.add_argument("--cafile")
+    a = ap.parse_args()
+    u = urlparse(a.url)
+    ctx = None
+    if u.scheme == "wss":
+        ctx = ssl.create_default_context(cafile=a.cafile)
+        ctx.check_hostname = False
+        if not a.cafile:
+            ctx.verify_mode = ssl.CERT_NONE
+    time.sleep(0.5)
+    before = rss_kib(a.pid)
+    sem = asyncio.Semaphore(200)
+    t0 = time.monotonic()
+    res = await asyncio.gather(*(one(u.hostname, u.port, u.path or "/",
+                                     ctx, sem) for _ in range(a.n)),
+                               return_exceptions=True)
+    conns = [c for c in res if not isinstance(c, BaseException)]
+    errs = [c for c in res if isinstance(c, BaseException)]
+    if errs:
+        print(f"{len(errs)} connections failed, e.g. {errs[0]!r}",
+              file=sys.stderr)
+        return 1
+    took = time.monotonic() - t0
+    await asyncio.sleep(2)
+    after = rss_kib(a.pid)
+    per = (after - before) * 1024 / a.n
+    print(f"RESULT url={a.url} n={a.n} rss_before_kib={before} "
+          f"rss_after_kib={after} bytes_per_conn={per:.0f} "
+          f"open_s={took:.1f}")
+    for r, w in conns:
+        w.close()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
