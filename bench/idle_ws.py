@@ -25,6 +25,19 @@ def rss_kib(pid):
 
 
 async def one(host, port, path, ctx, sem):
+    # A server at its connection limit refuses a few while upgrades are
+    # in flight (the HTTP block is freed a loop turn after the socket
+    # moved): retry those.
+    for attempt in range(3):
+        try:
+            return await one_try(host, port, path, ctx, sem)
+        except ConnectionResetError:
+            if attempt == 2:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def one_try(host, port, path, ctx, sem):
     async with sem:
         r, w = await asyncio.open_connection(
             host, port, ssl=ctx, server_hostname="localhost" if ctx else None)

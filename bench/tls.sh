@@ -19,7 +19,7 @@
 #
 # Environment (defaults in brackets):
 #   DURATION [5]  ROUNDS [3]  CONNECTIONS [64]  PIPELINE [16]
-#   CHAT_CLIENTS ["16 256"]  BATCH [100]  IDLE_N [10000]
+#   CHAT_CLIENTS ["16 256"]  BATCH [1600 / clients]  IDLE_N [10000]
 #   PARTS ["https handshake wss idle"]  SERVERS ["talon bun"]
 #   PORT_A [18181] PORT_B [18182] (talon plain, TLS)  BUN_PORT [18183]
 #   SERVER_CPU [0]  CLIENT_CPU [1]  SKIP_BUILD [0]  BUN
@@ -32,7 +32,7 @@ ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 PIPELINE=${PIPELINE:-16}
 CHAT_CLIENTS=${CHAT_CLIENTS:-16 256}
-BATCH=${BATCH:-100}
+BATCH=${BATCH:-}
 IDLE_N=${IDLE_N:-10000}
 PARTS=${PARTS:-https handshake wss idle}
 SERVERS=${SERVERS:-talon bun}
@@ -84,8 +84,11 @@ stop() {
 
 wrk_rps() { # wrk args... -> requests/s
   taskset -c "$CLIENT_CPU" wrk -t1 "$@" | tee -a "$LOG_DIR/wrk.log" |
-    awk '/Requests\/sec/ {printf "%d\n", $2}'
+    awk '/Requests\/sec/ {printf "%d\n", $2}' || true
 }
+
+# CPU ticks (utime + stime) of a process.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 declare -A R=()
 record() { R[$1]="${R[$1]:-} $2"; printf '  %-28s %s\n' "$1" "$2"; }
@@ -97,7 +100,15 @@ part_https() {
       local url="https://127.0.0.1:$TLS_AT/"
       record "$s https keep-alive" "$(wrk_rps -c"$CONNECTIONS" -d"${DURATION}s" "$url")"
       record "$s https pipelined" "$(wrk_rps -c"$CONNECTIONS" -d"${DURATION}s" -s "$BENCH_DIR/pipeline.lua" "$url" -- "$PIPELINE")"
-      record "$s handshakes/s" "$(wrk_rps -c16 -d"${DURATION}s" -H 'Connection: close' "$url")"
+      # The client is often the limit here: also count handshakes per
+      # second of the server's own CPU time.
+      local t0 t1 hs
+      t0=$(cpu_ticks "${PID[$s]}")
+      hs=$(wrk_rps -c16 -d"${DURATION}s" -H 'Connection: close' "$url")
+      t1=$(cpu_ticks "${PID[$s]}")
+      record "$s handshakes/s" "$hs"
+      record "$s handshakes/server-cpu-s" "$(awk -v h="$hs" -v d="$DURATION" -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
+        'BEGIN {printf "%d\n", t > 0 ? h * d / (t / hz) : 0}')"
       stop "$s"
     done
   done
@@ -108,12 +119,12 @@ part_wss() {
     for round in $(seq 1 "$ROUNDS"); do
       for s in $SERVERS; do
         CLIENTS_COUNT=$n start "$s" chat
-        local out
-        out=$(SERVER="wss://127.0.0.1:$TLS_AT/" CLIENTS_COUNT=$n BATCH=$BATCH \
+        local out batch=${BATCH:-$((1600 / n > 0 ? 1600 / n : 1))}
+        out=$(SERVER="wss://127.0.0.1:$TLS_AT/" CLIENTS_COUNT=$n BATCH=$batch \
               DURATION=$DURATION NODE_TLS_REJECT_UNAUTHORIZED=0 \
               taskset -c "$CLIENT_CPU" "$BUN" "$BENCH_DIR/bunchat/chat-client.js" 2>>"$LOG_DIR/chat-client.log" |
-              awk '/^RESULT/ {for (i=1;i<=NF;i++) if ($i ~ /^msgs_per_s=/) {sub("msgs_per_s=","",$i); print int($i)}}')
-        record "$s wss chat ${n}x$BATCH msg/s" "${out:-failed}"
+              awk '/^RESULT/ {for (i=1;i<=NF;i++) if ($i ~ /^msgs_per_s=/) {sub("msgs_per_s=","",$i); print int($i)}}' || true)
+        record "$s wss chat ${n}x$batch msg/s" "${out:-failed}"
         stop "$s"
       done
     done
@@ -128,7 +139,7 @@ part_idle() {
       [[ $scheme == ws ]] && port=${PLAIN_AT:-$BUN_PORT}
       local r
       r=$(taskset -c "$CLIENT_CPU" /usr/bin/python3 "$BENCH_DIR/idle_ws.py" "${PID[$s]}" \
-          "$scheme://127.0.0.1:$port/ws" "$IDLE_N" | awk '/^RESULT/ {for (i=1;i<=NF;i++) if ($i ~ /^bytes_per_conn=/) {sub("bytes_per_conn=","",$i); print $i}}')
+          "$scheme://127.0.0.1:$port/ws" "$IDLE_N" | awk '/^RESULT/ {for (i=1;i<=NF;i++) if ($i ~ /^bytes_per_conn=/) {sub("bytes_per_conn=","",$i); print $i}}' || true)
       record "$s idle $scheme bytes/conn" "${r:-failed}"
       stop "$s"
     done
