@@ -90,7 +90,7 @@ async function joinAs(name) {
   assert.equal(res.status(), 200);
   const sec = await res.securityDetails();
   assert.ok(sec, 'the page came over TLS');
-  assert.match(sec.protocol(), /TLS 1\.3/);
+  assert.match(sec.protocol, /TLS 1\.3/);
   await page.locator('#login').waitFor(WAIT);
   await page.fill('#name', name);
   await page.click('#login-form button[type=submit]');
