@@ -233,3 +233,19 @@ def test_a_worker_that_cannot_listen_fails_listen_cleanly(server_bin):
         s.close()
     finally:
         hold.close()
+
+
+def test_a_later_worker_that_cannot_listen_stops_the_others(server_bin):
+    """Worker 0 listens, worker 1 cannot open its socket (the descriptor
+    limit allows one more): listen fails with that error, the started
+    worker is stopped, the process exits 1 with nothing reported."""
+    import subprocess
+    s = Server(server_bin)
+    p = subprocess.run(s.command, env={**s.env, "ONE_MORE_FD": "1"},
+                       capture_output=True, text=True, timeout=60)
+    s.close()
+    assert p.returncode == 1, p
+    assert "too many open files" in p.stderr.lower(), p.stderr
+    assert "listening on" not in p.stdout, p.stdout
+    for mark in ("Sanitizer", "runtime error"):
+        assert mark not in p.stderr, p.stderr
