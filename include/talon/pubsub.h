@@ -76,6 +76,17 @@ TL_EXTERN const char *tl_ws_topic_at(const tl_ws *ws, size_t i);
 TL_EXTERN int tl_ws_publish(tl_ws *ws, const char *topic, const void *data,
                             size_t len, tl_opcode op);
 
+/* tl_ws_publish() with an explicit compression choice (Bun's
+ * publish(topic, msg, compress)): `compress` 1 sends the compressed frame
+ * to every subscriber that negotiated permessage-deflate with a
+ * context-free compressor (even under its compress_threshold), 0 sends it
+ * uncompressed to all, -1 is tl_ws_publish()'s default (compressed for
+ * those subscribers from their compress_threshold on). Subscribers whose
+ * compressor keeps context get it uncompressed in every case. Returns like
+ * tl_ws_publish(); TL_EINVAL for another `compress`. */
+TL_EXTERN int tl_ws_publish_ex(tl_ws *ws, const char *topic, const void *data,
+                               size_t len, tl_opcode op, int compress);
+
 /* Publish to every subscriber of `topic`. Callable from any thread: on a
  * worker (timers, HTTP handlers) it publishes like tl_ws_publish(); from
  * another thread the frame is built once and handed to every worker with
@@ -83,6 +94,10 @@ TL_EXTERN int tl_ws_publish(tl_ws *ws, const char *topic, const void *data,
  * nobody subscribes). Returns like tl_ws_publish(). */
 TL_EXTERN int tl_app_publish(tl_app *app, const char *topic, const void *data,
                              size_t len, tl_opcode op);
+/* tl_app_publish() with `compress` as in tl_ws_publish_ex(). */
+TL_EXTERN int tl_app_publish_ex(tl_app *app, const char *topic,
+                                const void *data, size_t len, tl_opcode op,
+                                int compress);
 
 /* Subscribers of `topic` on this app: on all its workers (exact), in O(1)
  * (a hash lookup; with workers under the topic table's lock). With one

@@ -22,7 +22,8 @@
  *                             request's worker) with the sorted indices
  *   GET  /slow?ms=N           answers "slow" after N ms (a timer)
  *   GET  /stats               {"heap": bytes in use, "workers": n}
- * WebSocket /ws?name=NAME (upgrade fills the typed context; no name: 400):
+ * WebSocket /ws?name=NAME (upgrade fills the typed context; no name: 400;
+ * permessage-deflate with the shared compressor):
  *   on open it sends "hello NAME <worker>". Text commands:
  *     sub T | unsub T          "ok sub T" / "ok unsub T"
  *     pub T PAYLOAD            tl_ws_publish (others), reply none
@@ -320,6 +321,9 @@ static const tl_ws_handlers ws_route = {
     .subscription = on_subscription,
     .max_backpressure = 64 << 20,
     .idle_timeout_s = TL_WS_NO_TIMEOUT,
+    /* Clients that offer permessage-deflate get compressed publishes:
+     * the compressed form crosses workers too. */
+    .compression = TL_SHARED_COMPRESSOR,
 };
 
 int main(int argc, char **argv) {
