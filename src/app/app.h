@@ -62,7 +62,7 @@ struct tl_app {
    * workers was already asked for. */
   char host[64];
   _Atomic bool running;
-  bool failed;
+  _Atomic bool failed;
   _Atomic bool stopping;
   uv_sem_t started; /* workers 1..n-1 report their listener */
 };

@@ -144,7 +144,7 @@ static void begin_stop(void *owner) {
   tl__worker *w = owner;
   tl_app *app = w->app;
   stop_all(app);
-  if (!app->failed)
+  if (!atomic_load(&app->failed))
     tl__app_begin_stop(w);
 }
 
@@ -207,7 +207,7 @@ int tl_app_listen(tl_app *app, const char *host, int port) {
     err = TL_EINVAL;
   if (!err) {
     snprintf(app->host, sizeof app->host, "%s", host && *host ? host : "0.0.0.0");
-    app->failed = false;
+    atomic_store(&app->failed, false);
     atomic_store(&app->stopping, false);
     err = share(app);
   }
@@ -230,7 +230,7 @@ int tl_app_listen(tl_app *app, const char *host, int port) {
   }
   if (err) {
     /* Stop the ones that listen; their stop hooks do not run. */
-    app->failed = true;
+    atomic_store(&app->failed, true);
     stop_all(app);
   } else {
     on_listen(app);
