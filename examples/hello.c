@@ -61,13 +61,13 @@ static void on_listen(tl_app *app, const char *host, int port) {
 }
 
 int main(int argc, char **argv) {
-  const char *host;
-  int port;
-  int rc = example_args(argc, argv, "hello", EXAMPLE_TLS_HELP, &host, &port);
+  example_opts o;
+  int rc = example_args(argc, argv, "hello", EXAMPLE_TLS_HELP, &o);
   if (rc >= 0)
     return rc;
 
-  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
+  tl_app *app = tl_app_new(
+      &(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
   tl_app_get(app, "/", hello);
@@ -78,11 +78,11 @@ int main(int argc, char **argv) {
   tl_router_get(api, "/time", now);
   tl_app_mount(app, "/api", api);
 
-  if (example_tls(app, "hello", host)) {
+  if (example_tls(app, "hello", o.host)) {
     tl_app_free(app);
     return 1;
   }
-  int err = tl_app_listen(app, host, port);
+  int err = tl_app_listen(app, o.host, o.port);
   if (err)
     fprintf(stderr, "hello: %s\n", tl_strerror(err));
   tl_app_free(app);

@@ -33,7 +33,7 @@ static int set_spec(tl__listen_spec *sp, const char *host, int port) {
 int tl_app_add_listener(tl_app *app, const char *host, int port, tl_tls *tls) {
   if (!app)
     return TL_EINVAL;
-  if (app->srv.running)
+  if (atomic_load(&app->running))
     return TL_ESTATE;
   int err = ensure_first(app);
   if (err)
@@ -68,7 +68,7 @@ void tl__app_listen_done(tl_app *app) {
 }
 
 int tl_app_listener_port(const tl_app *app, size_t i) {
-  return app ? tl__server_listener_port(&app->srv, i) : 0;
+  return app ? tl__server_listener_port(&app->workers[0].srv, i) : 0;
 }
 
 void tl__app_listeners_free(tl_app *app) {

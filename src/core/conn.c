@@ -40,14 +40,53 @@ tl__shared *tl__shared_new(size_t cap) {
   if (!f)
     return NULL;
   f->refs = 1;
+  atomic_init(&f->holders, 1);
+  f->origin = NULL;
+  f->data = f->bytes;
   f->len = 0;
   f->cap = cap;
   return f;
 }
 
-void tl__shared_unref(tl__shared *f) {
-  if (f && --f->refs == 0)
+void tl__shared_hold(tl__shared *f) {
+  atomic_fetch_add_explicit(&f->holders, 1, memory_order_relaxed);
+}
+
+void tl__shared_release(tl__shared *f) {
+  /* Release: this thread's reads of the bytes happen before the owner
+   * reuses them (tl__shared_alone) or before the free. */
+  if (atomic_fetch_sub_explicit(&f->holders, 1, memory_order_acq_rel) == 1)
     free(f);
+}
+
+bool tl__shared_alone(tl__shared *f) {
+  return atomic_load_explicit(&f->holders, memory_order_acquire) == 1;
+}
+
+tl__shared *tl__shared_proxy(tl__shared *origin) {
+  tl__shared *p = malloc(sizeof *p);
+  if (!p)
+    return NULL;
+  p->refs = 1;
+  atomic_init(&p->holders, 1);
+  p->origin = origin;
+  /* Only what never changes: the owner may still append to the
+   * original (its `len`) while other threads read the bytes it sent. */
+  p->data = origin->data;
+  p->len = 0;
+  p->cap = origin->cap;
+  return p;
+}
+
+void tl__shared_unref(tl__shared *f) {
+  if (!f || --f->refs > 0)
+    return;
+  if (f->origin) {
+    tl__shared_release(f->origin);
+    free(f);
+  } else {
+    tl__shared_release(f);
+  }
 }
 
 /* Output queues kept for reuse, and the most each may keep. */

@@ -3,11 +3,14 @@
  * signal or a request, close). Connection I/O is conn.c. */
 #include "core/server.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/tls.h"
 #include "talon/common.h"
@@ -299,6 +302,27 @@ static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
   return TL_EINVAL;
 }
 
+/* A listening socket for `ss` that shares its port with the other
+ * workers' (SO_REUSEPORT: the kernel spreads new connections over them). */
+static int bind_shared(uv_tcp_t *t, const struct sockaddr_storage *ss) {
+  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return uv_translate_sys_error(errno);
+  int on = 1;
+  socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                            : sizeof(struct sockaddr_in);
+  int err = 0;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
+      bind(fd, (const struct sockaddr *)ss, len) != 0)
+    err = uv_translate_sys_error(errno);
+  if (!err)
+    err = uv_tcp_open(t, fd);
+  if (err)
+    close(fd);
+  return err;
+}
+
 static void close_listeners(tl__server *s, size_t n) {
   for (size_t i = 0; i < n; i++)
     uv_close((uv_handle_t *)&s->listeners[i].tcp, NULL);
@@ -309,8 +333,8 @@ static void close_listeners(tl__server *s, size_t n) {
 }
 
 /* Binds and listens on every spec; on failure none stays open. */
-static int open_listeners(tl__server *s, const tl__listen_spec *specs,
-                          size_t n) {
+static int open_listeners(tl__server *s, const tl__listen_spec *specs, size_t n,
+                          bool reuse_port) {
   if (!(s->listeners = calloc(n, sizeof *s->listeners)))
     return TL_ENOMEM;
   for (size_t i = 0; i < n; i++) {
@@ -325,7 +349,10 @@ static int open_listeners(tl__server *s, const tl__listen_spec *specs,
     l->tcp.data = s; /* not the handle itself: that marks a connection */
     l->srv = s;
     l->spec = &specs[i];
-    err = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
+    if (reuse_port)
+      err = bind_shared(&l->tcp, &ss);
+    else
+      err = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
     if (!err)
       err = uv_listen((uv_stream_t *)&l->tcp, s->cfg.backlog, on_connection);
     if (err) {
@@ -347,8 +374,8 @@ int tl__server_listener_port(const tl__server *s, size_t i) {
   return s->running && i < s->nlisteners ? s->listeners[i].port : 0;
 }
 
-int tl__server_run(tl__server *s, const tl__listen_spec *specs, size_t n,
-                   void (*on_listen)(tl__server *s)) {
+int tl__server_open(tl__server *s, const tl__listen_spec *specs, size_t n,
+                    bool reuse_port) {
   if (s->running)
     return TL_ESTATE;
   if (n == 0)
@@ -363,7 +390,7 @@ int tl__server_run(tl__server *s, const tl__listen_spec *specs, size_t n,
   s->rbuf = malloc(s->rbuf_size);
   if (!s->rbuf)
     return TL_ENOMEM;
-  int err = open_listeners(s, specs, n);
+  int err = open_listeners(s, specs, n, reuse_port);
   if (err) {
     free(s->rbuf);
     s->rbuf = NULL;
@@ -396,8 +423,10 @@ int tl__server_run(tl__server *s, const tl__listen_spec *specs, size_t n,
   s->handles_open = true;
   s->running = true;
   s->stopping = false;
-  if (on_listen)
-    on_listen(s);
+  return 0;
+}
+
+void tl__server_loop(tl__server *s) {
 #ifdef TALON_FAULT_INJECTION
   tl__fault_arm();
 #endif
@@ -416,7 +445,6 @@ int tl__server_run(tl__server *s, const tl__listen_spec *specs, size_t n,
   free(s->rbuf);
   s->rbuf = NULL;
   tl__conn_pool_free(s);
-  return 0;
 }
 
 void tl__server_stop(tl__server *s) {

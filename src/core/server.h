@@ -10,15 +10,19 @@
 /* Initialise the loop (the rest starts in tl__server_run). 0 or a libuv
  * error. */
 int tl__server_init(tl__server *s, void *owner);
-/* Bind and listen on every one of `specs` (`n` >= 1; borrowed until
- * this returns: with workers, every worker's server opens the same list),
- * and run until stopped. 0 after a clean stop; TL_EINVAL for a bad host
- * or port; a libuv error if a bind or listen failed (then none stays
- * open); TL_ENOMEM. `on_listen` runs once every listener is open. */
-int tl__server_run(tl__server *s, const tl__listen_spec *specs, size_t n,
-                   void (*on_listen)(tl__server *s));
+/* Bind and listen on every one of `specs` (`n` >= 1; borrowed while the
+ * server runs: with workers, every worker's server opens the same list,
+ * with SO_REUSEPORT when `reuse_port`, so that other servers' listeners
+ * can share the ports), ready to run. 0; TL_EINVAL (a bad address, or no
+ * spec); TL_ESTATE (running); a libuv error if a bind or listen failed
+ * (then none stays open); TL_ENOMEM. */
+int tl__server_open(tl__server *s, const tl__listen_spec *specs, size_t n,
+                    bool reuse_port);
 /* The bound port of listener `i` while running, else 0. */
 int tl__server_listener_port(const tl__server *s, size_t i);
+/* Run the loop of an opened server until it is stopped and every handle
+ * is closed. */
+void tl__server_loop(tl__server *s);
 /* Ask for a graceful stop; safe from any thread. */
 void tl__server_stop(tl__server *s);
 /* Close the loop; the server must not be running. */
