@@ -54,6 +54,8 @@ struct tl_app {
   tl__worker *workers;
   unsigned nworkers;
   struct tl__hub *hub; /* topics across workers; NULL with one worker */
+  tl_pubsub_backend backend; /* across processes (talon/cluster.h) */
+  bool has_backend;
   void *data;
   tl__stop_hook *stop_hooks;
   size_t nstop_hooks;
@@ -80,9 +82,10 @@ tl__worker *tl__app_here(tl_app *app);
 tl__worker **tl__app_current(void);
 
 /* worker.c, for app.c: initialise a worker's state on its loop; start
- * and stop the workers; free one. */
+ * and stop the workers; free one; plug the backend into a worker. */
 int tl__worker_init(tl_app *app, tl__worker *w, unsigned id);
 void tl__worker_free(tl__worker *w);
+void tl__worker_use_backend(tl__worker *w);
 
 /* app/listen.c: sets the listen call's own listener, app->listen[0] (on
  * host:port, with TLS when `tls` is given: a reference is taken), before
