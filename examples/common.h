@@ -1,6 +1,6 @@
 /* Shared by the examples: reading the port, host and worker count from the
- * command line and the environment, and printing the "listening on" line. Every example
- * had its own copy of this code, and every copy accepted "hello abc" as
+ * command line and the environment, and printing the "listening on" line. Every
+ * example had its own copy of this code, and every copy accepted "hello abc" as
  * port 0 (atoi) and printed IPv6 hosts without brackets; one copy here
  * keeps them alike. Like the examples, it uses only the public headers.
  */
@@ -216,6 +216,8 @@ static inline void example__tls_tick(tl_timer *timer, void *arg) {
 }
 
 static inline void example__tls_stop(tl_app *app, void *arg) {
+  if (tl_app_worker(app) > 0)
+    return; /* the timer is worker 0's; the hook runs on every worker */
   tl_timer_stop(example__tls.timer);
   example__tls.timer = NULL;
   tl_tls_free(example__tls.tls); /* the listener keeps its own */

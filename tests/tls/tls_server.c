@@ -5,9 +5,9 @@
  *
  * Environment: TLS_CERT, TLS_KEY (required), TLS_SNI ("name=cert:key"
  * entries separated by ';'), TLS_CLIENT_CA (+ TLS_CLIENT_REQUIRED=1),
- * TLS_HANDSHAKE_MS. Prints "tls_server: listening on http://H:P" and
- * "tls_server: listening on https://H:P". SIGHUP (or POST /reload)
- * reloads the certificates.
+ * TLS_HANDSHAKE_MS, WORKERS (loops, each with both listeners). Prints
+ * "tls_server: listening on http://H:P" and "tls_server: listening on
+ * https://H:P". SIGHUP (or POST /reload) reloads the certificates.
  *
  *   GET  /            "hello"
  *   GET  /info        the TLS of the request, as JSON
@@ -96,7 +96,8 @@ static void on_hup(uv_signal_t *h, int sig) {
 static uv_signal_t g_hup;
 
 static void on_stop(tl_app *app, void *arg) {
-  uv_close((uv_handle_t *)&g_hup, NULL);
+  if (tl_app_worker(app) == 0) /* the handle is on worker 0's loop */
+    uv_close((uv_handle_t *)&g_hup, NULL);
 }
 
 static void ws_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
@@ -181,7 +182,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tls_server: %s\n", err);
     return 1;
   }
+  const char *workers = getenv("WORKERS");
   tl_app *app = tl_app_new(&(tl_app_config){
+      .workers = workers ? (unsigned)atoi(workers) : 0,
       .on_listen = on_listen,
       .max_body_bytes = 32 << 20,
       .header_timeout_ms = 3000,
