@@ -727,6 +727,11 @@ int main(int argc, char **argv) {
       &(tl_app_config){.on_listen = on_listen, .workers = o.workers, .max_body_bytes = 16 << 10});
   if (!app)
     return 1;
+  int redis_rc = example_redis(app, "chat");
+  if (redis_rc >= 0) {
+    tl_app_free(app);
+    return redis_rc;
+  }
   tl_app_set_data(app, &state);
 
   int err = 0;

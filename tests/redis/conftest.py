@@ -23,6 +23,10 @@ from talon_server import TalonServer, binary_option  # noqa: E402
 def pytest_addoption(parser):
     parser.addoption("--workers-server", action="store", default=None,
                      help="path to the workers_server binary")
+    parser.addoption("--chat-server", action="store", default=None,
+                     help="path to bench/chat_server (optional)")
+    parser.addoption("--hello", action="store", default=None,
+                     help="path to examples/hello (optional)")
 
 
 def free_port():
