@@ -66,6 +66,11 @@ int main(int argc, char **argv) {
       &(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
+  int redis_rc = example_redis(app, "echo");
+  if (redis_rc >= 0) {
+    tl_app_free(app);
+    return redis_rc;
+  }
   tl_app_get(app, "/", index_page);
   tl_app_ws(app, "/ws", &echo, 0);
   if (example_tls(app, "echo", o.host)) {

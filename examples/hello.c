@@ -70,6 +70,11 @@ int main(int argc, char **argv) {
       &(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
+  int redis_rc = example_redis(app, "hello");
+  if (redis_rc >= 0) {
+    tl_app_free(app);
+    return redis_rc;
+  }
   tl_app_get(app, "/", hello);
   tl_app_get(app, "/users/:id", user);
 

@@ -369,6 +369,11 @@ int main(int argc, char **argv) {
   });
   if (!app)
     return 1;
+  int redis_rc = example_redis(app, "upload");
+  if (redis_rc >= 0) {
+    tl_app_free(app);
+    return redis_rc;
+  }
 
   tl_body_multipart_options mo = {
       .dir = tmp_dir,
