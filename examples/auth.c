@@ -308,8 +308,7 @@ int main(int argc, char **argv) {
   int rc = example_args(
       argc, argv, "auth",
       "  SESSION_SECRET  signs the session cookie, 16+ bytes [a demo one]\n"
-      "  LOOKUP_DELAY_MS the simulated account check's delay "
-      "[200]\n" EXAMPLE_TLS_HELP,
+      "  LOOKUP_DELAY_MS the simulated account check's delay [200]\n",
       &o);
   if (rc >= 0)
     return rc;
@@ -320,8 +319,7 @@ int main(int argc, char **argv) {
   if (delay && *delay)
     lookup_delay_ms = (unsigned)strtoul(delay, NULL, 10);
 
-  tl_app *app = tl_app_new(
-      &(tl_app_config){.on_listen = on_listen, .workers = o.workers});
+  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
   int redis_rc = example_redis(app, "auth");

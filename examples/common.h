@@ -1,6 +1,6 @@
 /* Shared by the examples: reading the port, host and worker count from the
- * command line and the environment, and printing the "listening on" line. Every
- * example had its own copy of this code, and every copy accepted "hello abc" as
+ * command line and the environment, and printing the "listening on" line. Every example
+ * had its own copy of this code, and every copy accepted "hello abc" as
  * port 0 (atoi) and printed IPv6 hosts without brackets; one copy here
  * keeps them alike. Like the examples, it uses only the public headers.
  */
@@ -60,6 +60,12 @@ static inline bool example_parse_workers(const char *s, int *workers) {
   return true;
 }
 
+/* The TLS variables (example_tls). */
+#define EXAMPLE_TLS_HELP                                                       \
+  "  TLS_CERT        PEM certificate (chain): also serve HTTPS/WSS\n"          \
+  "  TLS_KEY         its PEM private key\n"                                    \
+  "  TLS_PORT        the HTTPS port [3443]; SIGHUP reloads the files\n"
+
 static inline void example_usage(FILE *f, const char *name,
                                  const char *env_help) {
   fprintf(f,
@@ -73,7 +79,7 @@ static inline void example_usage(FILE *f, const char *name,
           "  REDIS_URL       share topics with other processes through "
           "Redis\n"
           "                  (redis://HOST:PORT) [unset: this process only]\n"
-          "%s",
+          EXAMPLE_TLS_HELP "%s",
           name, EXAMPLE_DEFAULT_PORT, EXAMPLE_DEFAULT_HOST,
           env_help ? env_help : "");
 }
@@ -212,10 +218,6 @@ static inline void example_print_listening(const char *name, const char *host,
  * before tl_app_listen; returns 0 (also without TLS_CERT), or 1 after
  * printing why TLS cannot start. */
 #define EXAMPLE_DEFAULT_TLS_PORT 3443
-#define EXAMPLE_TLS_HELP                                                       \
-  "  TLS_CERT        PEM certificate (chain): also serve HTTPS/WSS\n"          \
-  "  TLS_KEY         its PEM private key\n"                                    \
-  "  TLS_PORT        the HTTPS port [3443]; SIGHUP reloads the files\n"
 
 /* SIGHUP only sets a flag (reloading reads files and allocates, which a
  * signal handler must not do); a timer on the app's loop looks at it.

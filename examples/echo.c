@@ -59,11 +59,10 @@ static void on_listen(tl_app *app, const char *host, int port) {
 
 int main(int argc, char **argv) {
   example_opts o;
-  int rc = example_args(argc, argv, "echo", EXAMPLE_TLS_HELP, &o);
+  int rc = example_args(argc, argv, "echo", NULL, &o);
   if (rc >= 0)
     return rc;
-  tl_app *app = tl_app_new(
-      &(tl_app_config){.on_listen = on_listen, .workers = o.workers});
+  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
   int redis_rc = example_redis(app, "echo");

@@ -323,21 +323,20 @@ static double env_number(const char *name, double def) {
 
 int main(int argc, char **argv) {
   example_opts o;
-  int rc = example_args(
-      argc, argv, "rest",
-      "  CORS_ORIGIN     the origin browsers may call from "
-      "[http://localhost:3000; * for any]\n"
-      "  RATE_LIMIT      requests per second per client [10]\n"
-      "  RATE_BURST      requests at once per client [20]\n" EXAMPLE_TLS_HELP,
-      &o);
+  int rc =
+      example_args(argc, argv, "rest",
+                   "  CORS_ORIGIN     the origin browsers may call from "
+                   "[http://localhost:3000; * for any]\n"
+                   "  RATE_LIMIT      requests per second per client [10]\n"
+                   "  RATE_BURST      requests at once per client [20]\n",
+                   &o);
   if (rc >= 0)
     return rc;
   const char *origin = getenv("CORS_ORIGIN");
   if (!origin || !*origin)
     origin = "http://localhost:3000";
 
-  tl_app *app = tl_app_new(
-      &(tl_app_config){.on_listen = on_listen, .workers = o.workers});
+  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
   int redis_rc = example_redis(app, "rest");

@@ -341,8 +341,7 @@ int main(int argc, char **argv) {
   example_opts o;
   int rc = example_args(
       argc, argv, "upload",
-      "  UPLOAD_DIR      where files are stored [./uploads]\n" EXAMPLE_TLS_HELP,
-      &o);
+      "  UPLOAD_DIR      where files are stored [./uploads]\n", &o);
   if (rc >= 0)
     return rc;
   const char *dir = getenv("UPLOAD_DIR");
@@ -359,8 +358,7 @@ int main(int argc, char **argv) {
     return 1;
 
   tl_app *app = tl_app_new(&(tl_app_config){
-      .on_listen = on_listen,
-      .workers = o.workers,
+      .on_listen = on_listen, .workers = o.workers,
       .max_body_bytes = MAX_BODY_BYTES, /* else 413 at 1 MiB */
       /* A big body takes a while on a slow link: allow 60 s from head to
        * body (this also bounds the time to send a head: the default is

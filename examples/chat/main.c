@@ -701,10 +701,10 @@ static void on_listen(tl_app *app, const char *host, int port) {
 
 int main(int argc, char **argv) {
   example_opts o;
-  int rc = example_args(argc, argv, "chat",
-                        "  CHAT_PUBLIC     the front end's folder "
-                        "[examples/chat/public]\n" EXAMPLE_TLS_HELP,
-                        &o);
+  int rc = example_args(
+      argc, argv, "chat",
+      "  CHAT_PUBLIC     the front end's folder [examples/chat/public]\n",
+      &o);
   if (rc >= 0)
     return rc;
 
@@ -724,9 +724,8 @@ int main(int argc, char **argv) {
   const char *const secrets[] = {secret, NULL};
 
   chat_state state = {0};
-  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen,
-                                            .workers = o.workers,
-                                            .max_body_bytes = 16 << 10});
+  tl_app *app = tl_app_new(
+      &(tl_app_config){.on_listen = on_listen, .workers = o.workers, .max_body_bytes = 16 << 10});
   if (!app)
     return 1;
   int redis_rc = example_redis(app, "chat");

@@ -144,7 +144,7 @@ int tl_app_route(tl_app *app, const char *method, const char *pattern,
 /* The app's shorthands are the root router's. */
 #define SHORTHAND(fn)                                                          \
   int tl_app_##fn(tl_app *app, const char *p, tl_handler h) {                  \
-    return tl_router_##fn(routes(app)->root, p, h);                            \
+    return tl_router_##fn(routes(app)->root, p, h);                               \
   }
 SHORTHAND(get)
 SHORTHAND(post)

@@ -28,7 +28,7 @@ typedef struct tl__stop_hook {
   void *arg;
 } tl__stop_hook;
 
-enum {                      /* kinds of mail between workers */
+enum { /* kinds of mail between workers */
        TL__MAIL_PUBSUB = 0, /* a tl__xbatch */
        TL__MAIL_CALL = 1    /* tl_app_call */
 };

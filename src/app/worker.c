@@ -235,8 +235,7 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls) {
   if (!err && host && strlen(host) >= sizeof app->host)
     err = TL_EINVAL;
   if (!err) {
-    snprintf(app->host, sizeof app->host, "%s",
-             host && *host ? host : "0.0.0.0");
+    snprintf(app->host, sizeof app->host, "%s", host && *host ? host : "0.0.0.0");
     atomic_store(&app->failed, false);
     atomic_store(&app->stopping, false);
     err = share(app);
@@ -244,8 +243,8 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls) {
   if (!err)
     err = tl__app_listen_prepare(app, host, port, tls);
   if (!err)
-    err =
-        tl__server_open(&w0->srv, app->listen, app->nlisten, app->nworkers > 1);
+    err = tl__server_open(&w0->srv, app->listen, app->nlisten,
+                          app->nworkers > 1);
   if (err) {
     tl__app_listen_done(app);
     atomic_store(&app->running, false);
@@ -337,8 +336,8 @@ int tl_app_worker(const tl_app *app) {
 
 /* ---- calls and publishes from anywhere ----------------------------------- */
 
-static int post_call(tl_app *app, unsigned worker, tl_app_call_cb fn, void *arg,
-                     call_all *all) {
+static int post_call(tl_app *app, unsigned worker, tl_app_call_cb fn,
+                     void *arg, call_all *all) {
   call *c = malloc(sizeof *c);
   if (!c)
     return TL_ENOMEM;
