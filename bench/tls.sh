@@ -11,7 +11,8 @@
 #              (every request a full handshake; wrk does not resume)
 #   wss        the chat fan-out of bench/chat.sh over wss:// with its JS
 #              client run by bun (bench/bunchat/chat-client.js): CHAT_CLIENTS
-#              clients, BATCH messages per batch
+#              clients, BATCH messages per batch; talon also over ws://
+#              (what encrypting every frame per subscriber costs)
 #   idle       bytes per idle WebSocket connection: IDLE_N connections held
 #              open by bench/idle_ws.py, server RSS growth divided by N,
 #              for talon and bun, ws:// and wss://
@@ -68,11 +69,12 @@ start() {
     talon-http) TLS_PORT=$PORT_B start_server talon "$PORT_A" "$BUILD_DIR/examples/hello" "$PORT_A" ;;
     talon-ws)   TLS_PORT=$PORT_B start_server talon "$PORT_A" "$BUILD_DIR/examples/echo" "$PORT_A" ;;
     talon-chat) start_server talon "$PORT_B" "$BUILD_DIR/bench/chat_server" "$PORT_B" ;;
+    talonws-chat) start_server talonws "$PORT_B" env -u TLS_CERT -u TLS_KEY "$BUILD_DIR/bench/chat_server" "$PORT_B" ;;
     bun-http)   start_server bun "$BUN_PORT" "$BUN" "$BENCH_DIR/bun/hello.js" "$BUN_PORT" ;;
     bun-ws)     start_server bun "$BUN_PORT" "$BUN" "$BENCH_DIR/bun/echo.js" "$BUN_PORT" ;;
     bun-chat)   start_server bun "$BUN_PORT" "$BUN" "$BENCH_DIR/bunchat/chat-server.js" "$BUN_PORT" ;;
   esac
-  if [[ $name == talon ]]; then TLS_AT=$PORT_B; PLAIN_AT=$PORT_A; else TLS_AT=$BUN_PORT; PLAIN_AT=; fi
+  if [[ $name == talon* ]]; then TLS_AT=$PORT_B; PLAIN_AT=$PORT_A; else TLS_AT=$BUN_PORT; PLAIN_AT=; fi
 }
 stop() {
   local pid=${PID[$1]:-}
@@ -117,14 +119,18 @@ part_https() {
 part_wss() {
   for n in $CHAT_CLIENTS; do
     for round in $(seq 1 "$ROUNDS"); do
-      for s in $SERVERS; do
+      # talonws: talon over plain ws://, for the cost of encrypting each
+      # published frame per subscriber.
+      for s in $SERVERS talonws; do
+        [[ $s == talonws && " $SERVERS " != *" talon "* ]] && continue
         CLIENTS_COUNT=$n start "$s" chat
-        local out batch=${BATCH:-$((1600 / n > 0 ? 1600 / n : 1))}
-        out=$(SERVER="wss://127.0.0.1:$TLS_AT/" CLIENTS_COUNT=$n BATCH=$batch \
+        local out batch=${BATCH:-$((1600 / n > 0 ? 1600 / n : 1))} scheme=wss
+        [[ $s == talonws ]] && scheme=ws
+        out=$(SERVER="$scheme://127.0.0.1:$TLS_AT/" CLIENTS_COUNT=$n BATCH=$batch \
               DURATION=$DURATION NODE_TLS_REJECT_UNAUTHORIZED=0 \
               taskset -c "$CLIENT_CPU" "$BUN" "$BENCH_DIR/bunchat/chat-client.js" 2>>"$LOG_DIR/chat-client.log" |
               awk '/^RESULT/ {for (i=1;i<=NF;i++) if ($i ~ /^msgs_per_s=/) {sub("msgs_per_s=","",$i); print int($i)}}' || true)
-        record "$s wss chat ${n}x$batch msg/s" "${out:-failed}"
+        record "${s%ws} $scheme chat ${n}x$batch msg/s" "${out:-failed}"
         stop "$s"
       done
     done
