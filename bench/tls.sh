@@ -95,22 +95,29 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 declare -A R=()
 record() { R[$1]="${R[$1]:-} $2"; printf '  %-28s %s\n' "$1" "$2"; }
 
+# wrk_cpu NAME LABEL wrk-args...: records requests/s and requests per
+# second of the server's own CPU time (robust when the client is the
+# limit, as it often is here).
+wrk_cpu() {
+  local name=$1 label=$2 t0 t1 rps
+  shift 2
+  t0=$(cpu_ticks "${PID[$name]}")
+  rps=$(wrk_rps "$@")
+  t1=$(cpu_ticks "${PID[$name]}")
+  record "$name $label/s" "$rps"
+  record "$name $label/server-cpu-s" "$(awk -v r="${rps:-0}" -v d="$DURATION" -v t=$((t1 - t0)) \
+    -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%d\n", (t > 0) ? r * d / (t / hz) : 0}')"
+}
+
 part_https() {
   for round in $(seq 1 "$ROUNDS"); do
     for s in $SERVERS; do
       start "$s" http
       local url="https://127.0.0.1:$TLS_AT/"
-      record "$s https keep-alive" "$(wrk_rps -c"$CONNECTIONS" -d"${DURATION}s" "$url")"
-      record "$s https pipelined" "$(wrk_rps -c"$CONNECTIONS" -d"${DURATION}s" -s "$BENCH_DIR/pipeline.lua" "$url" -- "$PIPELINE")"
-      # The client is often the limit here: also count handshakes per
-      # second of the server's own CPU time.
-      local t0 t1 hs
-      t0=$(cpu_ticks "${PID[$s]}")
-      hs=$(wrk_rps -c16 -d"${DURATION}s" -H 'Connection: close' "$url")
-      t1=$(cpu_ticks "${PID[$s]}")
-      record "$s handshakes/s" "$hs"
-      record "$s handshakes/server-cpu-s" "$(awk -v h="$hs" -v d="$DURATION" -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
-        'BEGIN {printf "%d\n", t > 0 ? h * d / (t / hz) : 0}')"
+      wrk_cpu "$s" "https keep-alive req" -c"$CONNECTIONS" -d"${DURATION}s" "$url"
+      wrk_cpu "$s" "https pipelined req" -c"$CONNECTIONS" -d"${DURATION}s" -s "$BENCH_DIR/pipeline.lua" "$url" -- "$PIPELINE"
+      # Every request a new connection and a full handshake.
+      wrk_cpu "$s" "handshakes" -c16 -d"${DURATION}s" -H 'Connection: close' "$url"
       stop "$s"
     done
   done

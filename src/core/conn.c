@@ -13,6 +13,7 @@
 #if defined(__linux__)
 #include <linux/sockios.h>
 #endif
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -719,10 +720,7 @@ static char *tls_plain(tl__server *s) {
 }
 
 static void tls_log(tl__conn *c, const char *what) {
-  char peer[64];
-  if (tl__conn_peer_name(c, peer, sizeof peer) != 0)
-    snprintf(peer, sizeof peer, "?");
-  tl__tls_log(tl__tls_ctx(c->tls), peer, what);
+  tl__tls_log(tl__tls_ctx(c->tls), tl__tls_clock_of(c->tls)->peer, what);
 }
 
 /* Writes the ciphertext the last TLS call produced. False when that
@@ -751,6 +749,8 @@ int tl__conn_tls_start(tl__conn *c, struct tl_tls *ctx) {
   uint64_t now = tl__server_now(c->srv);
   k->started_ms = now;
   k->saved_deadline = c->deadline;
+  if (tl__conn_peer_name(c, k->peer, sizeof k->peer) != 0)
+    snprintf(k->peer, sizeof k->peer, "?");
   c->deadline = now + tl__tls_handshake_timeout(ctx);
   return 0;
 }

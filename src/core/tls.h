@@ -37,6 +37,9 @@ enum {
 typedef struct tl__tls_clock {
   uint64_t started_ms;
   uint64_t saved_deadline;
+  /* The peer's address as text, taken at the accept: the log names the
+   * peer even after it has gone (getpeername fails then). */
+  char peer[48];
 } tl__tls_clock;
 
 /* A server-side connection state using `ctx`'s current certificates.

@@ -140,7 +140,7 @@ def test_vanish_during_handshake_and_mid_record(srv):
     c = MemClient(srv)
     c.sock.sendall(c.client_hello()[:40])
     c.sock.close()
-    srv.wait_stdout_or_err("the peer left during the handshake")
+    srv.wait_stdout_or_err("127.0.0.1: the peer left during the handshake")
     c = MemClient(srv)
     c.handshake()
     rec = c.record(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"x" * 5000)
