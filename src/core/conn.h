@@ -59,16 +59,27 @@ enum {
 };
 
 /* A reference-counted byte block written to many connections without a
- * copy (a published WebSocket frame). Created with one reference. */
+ * copy (a published WebSocket frame, a caller-owned response body).
+ * Created with one reference. */
 typedef struct tl__shared {
   uint32_t refs;
   size_t len; /* bytes used */
   size_t cap; /* bytes allocated; data never moves */
-  char data[];
+  char *data; /* right after this header, or the owner's (wrapped) */
+  /* A wrapped block: called once with `data` and `release_arg` when the
+   * last reference goes. */
+  void (*release)(void *data, void *arg);
+  void *release_arg;
 } tl__shared;
 
 /* A block of `cap` bytes, `len` 0, one reference. NULL on out of memory. */
 tl__shared *tl__shared_new(size_t cap);
+/* A block over the caller's `len` bytes at `data` (not copied; len and
+ * cap are `len`), one reference; `release` (may be NULL) runs when the
+ * last reference goes. NULL on out of memory (`release` is not called). */
+tl__shared *tl__shared_wrap(const void *data, size_t len,
+                            void (*release)(void *data, void *arg),
+                            void *arg);
 void tl__shared_unref(tl__shared *f);
 
 /* A piece of a connection's queued output: bytes of `out` (ref NULL) or a
@@ -184,8 +195,8 @@ bool tl__conn_sweep_stalled(tl__conn *c, uint64_t now);
 void tl__conn_pool_free(tl__server *s);
 
 /* The cork buffer with room for `extra` more bytes, for a caller that
- * writes into it directly (then calls tl__conn_mark_dirty). Only for a
- * connection that queues no shared blocks (HTTP). NULL on out of memory. */
+ * writes into it directly (then calls tl__conn_mark_dirty). Bytes added
+ * there after a shared block go out after it. NULL on out of memory. */
 tl__buf *tl__conn_cork(tl__conn *c, size_t extra);
 /* Queue bytes in the cork buffer; flushed at the end of the loop turn.
  * Returns 0, TL_ECLOSED or TL_ENOMEM. */
