@@ -629,7 +629,7 @@ int tl_test_post(tl_test *t, const char *target, const char *type,
 /* ---- WebSocket ----------------------------------------------------------- */
 
 struct tl_test_ws {
-  tl_test *t;
+  unsigned timeout_ms; /* the tl_test's (which may be stopped first) */
   conn c;
   int close_code; /* 0 while open */
   char close_reason[124];
@@ -673,7 +673,7 @@ int tl_test_ws_open(tl_test *t, const char *target, const char *const *headers,
     free(b.p);
     return TL_ENOMEM;
   }
-  ws->t = t;
+  ws->timeout_ms = t->timeout_ms;
   ws->c.fd = -1;
   tl_test_response res = {0};
   err = dial(t, &ws->c);
@@ -693,7 +693,7 @@ int tl_test_ws_open(tl_test *t, const char *target, const char *const *headers,
   }
   if (!err) {
     /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
-    char src[64], want[32];
+    char src[96], want[32];
     unsigned char sha[SHA_DIGEST_LENGTH];
     snprintf(src, sizeof src, "%s%s", key, WS_GUID);
     SHA1((const unsigned char *)src, strlen(src), sha);
@@ -743,7 +743,7 @@ static int send_frame(tl_test_ws *ws, int op, const void *data, size_t len) {
   const unsigned char *d = data;
   for (size_t i = 0; i < len; i++)
     frame[h + i] = d[i] ^ mask[i & 3];
-  ws->c.deadline = now_ms() + ws->t->timeout_ms;
+  ws->c.deadline = now_ms() + ws->timeout_ms;
   int err = send_all(&ws->c, frame, h + len);
   free(frame);
   return err;
@@ -906,7 +906,7 @@ int tl_test_ws_close(tl_test_ws *ws, int code, const char *reason) {
   if (err)
     return err;
   ws->sent_close = true;
-  return tl_test_ws_wait_close(ws, ws->t->timeout_ms);
+  return tl_test_ws_wait_close(ws, ws->timeout_ms);
 }
 
 int tl_test_ws_close_code(const tl_test_ws *ws) {
