@@ -597,7 +597,7 @@ typedef struct mp_state {
   size_t tn;
   int st;
   char *buf; /* undecided bytes */
-  size_t len;
+  size_t len, cap;
   bool started; /* past the body's first bytes */
   part pt;
   int fd;          /* the file part being written, or -1 */
@@ -827,6 +827,22 @@ static ptrdiff_t mp_run(mp_state *m, const char *p, size_t n, bool final) {
   }
 }
 
+/* Room for `n` more bytes in m->buf, which is kept across pieces (a
+ * streamed body would otherwise cost an allocation per read). */
+static int mp_reserve(mp_state *m, size_t n) {
+  if (m->len + n <= m->cap)
+    return 0;
+  size_t cap = m->cap ? m->cap : 16384;
+  while (cap < m->len + n)
+    cap *= 2;
+  char *b = realloc(m->buf, cap);
+  if (!b)
+    return mp_refuse(m, 500, NULL);
+  m->buf = b;
+  m->cap = cap;
+  return 0;
+}
+
 /* Feeds `n` bytes: straight from `p` when nothing waits, else after what
  * waits. Returns 0 or -1 (m->status). */
 static int mp_feed(mp_state *m, const char *p, size_t n, bool final) {
@@ -839,30 +855,22 @@ static int mp_feed(mp_state *m, const char *p, size_t n, bool final) {
     if (n == 0)
       return 0;
     /* Kept for the next piece (at most a part head's worth). */
-    m->buf = malloc(n > 16384 ? n : 16384);
-    if (!m->buf)
-      return mp_refuse(m, 500, NULL);
+    if (mp_reserve(m, n))
+      return -1;
     memcpy(m->buf, p, n);
     m->len = n;
     return 0;
   }
-  char *b = realloc(m->buf, m->len + n);
-  if (!b)
-    return mp_refuse(m, 500, NULL);
-  m->buf = b;
+  if (mp_reserve(m, n))
+    return -1;
   if (n)
-    memcpy(b + m->len, p, n);
+    memcpy(m->buf + m->len, p, n);
   m->len += n;
-  ptrdiff_t used = mp_run(m, b, m->len, final);
+  ptrdiff_t used = mp_run(m, m->buf, m->len, final);
   if (used < 0)
     return -1;
   m->len -= (size_t)used;
-  if (m->len == 0) {
-    free(m->buf);
-    m->buf = NULL;
-  } else {
-    memmove(b, b + used, m->len);
-  }
+  memmove(m->buf, m->buf + used, m->len);
   return 0;
 }
 
