@@ -2,7 +2,9 @@
  *
  * Lifetimes (read these once; every function below follows them):
  *  1. A `tl_req *` and its `tl_res *` are created by talon when a request's
- *     head has been parsed and its body fully read. They stay valid until the
+ *     head has been parsed and its body fully read (on a stream_body route:
+ *     when its head has been parsed; see "Streamed request bodies"). They
+ *     stay valid until the
  *     response is finished (tl_res_send / tl_res_end / the handler returning
  *     without tl_res_defer) or, for a deferred response, until the client goes
  *     away (the abort callback, if any, is the last moment they are valid).
