@@ -122,6 +122,7 @@ static void drop_segs(tl__outq *q) {
     tl__shared_unref(q->segs[i].ref);
   q->nsegs = 0;
   q->shared_bytes = 0;
+  q->covered = 0;
 }
 
 /* Bytes written straight into the cork buffer (tl__conn_cork) after a
@@ -129,29 +130,23 @@ static void drop_segs(tl__outq *q) {
  * anything else is queued or the queue is flushed. Own segments cover
  * `out` in order, so the uncovered bytes are its tail. */
 static int cover_own(tl__outq *q) {
-  if (q->nsegs == 0)
-    return 0;
-  size_t covered = 0;
-  for (uint32_t i = q->nsegs; i-- > 0;)
-    if (!q->segs[i].ref) {
-      covered = q->segs[i].off + q->segs[i].len;
-      break;
-    }
-  if (covered >= q->out.len)
+  if (q->nsegs == 0 || q->covered >= q->out.len)
     return 0;
   tl__seg *last = &q->segs[q->nsegs - 1];
   if (!last->ref) {
-    last->len += q->out.len - covered;
-    return 0;
+    last->len += q->out.len - q->covered;
+  } else {
+    if (q->nsegs == q->cap_segs) {
+      tl__seg *g = realloc(q->segs, q->cap_segs * 2 * sizeof *g);
+      if (!g)
+        return TL_ENOMEM;
+      q->segs = g;
+      q->cap_segs *= 2;
+    }
+    q->segs[q->nsegs++] =
+        (tl__seg){NULL, q->covered, q->out.len - q->covered};
   }
-  if (q->nsegs == q->cap_segs) {
-    tl__seg *g = realloc(q->segs, q->cap_segs * 2 * sizeof *g);
-    if (!g)
-      return TL_ENOMEM;
-    q->segs = g;
-    q->cap_segs *= 2;
-  }
-  q->segs[q->nsegs++] = (tl__seg){NULL, covered, q->out.len - covered};
+  q->covered = q->out.len;
   return 0;
 }
 
@@ -397,6 +392,8 @@ int tl__conn_write_shared(tl__conn *c, tl__shared *f, size_t off, size_t len) {
   }
   if (q->nsegs == 0 && q->out.len > 0)
     q->segs[q->nsegs++] = (tl__seg){NULL, 0, q->out.len};
+  if (q->nsegs <= 1)
+    q->covered = q->out.len;
   f->refs++;
   q->segs[q->nsegs++] = (tl__seg){f, off, len};
   q->shared_bytes += len;
@@ -428,8 +425,10 @@ int tl__conn_write(tl__conn *c, const void *p, size_t n) {
   int err = tl__buf_append(&q->out, p, n);
   if (err)
     return err;
-  if (q->nsegs)
+  if (q->nsegs) {
     q->segs[q->nsegs - 1].len += n;
+    q->covered += n;
+  }
   return 0;
 }
 

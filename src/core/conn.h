@@ -99,6 +99,7 @@ typedef struct tl__outq {
   tl__seg *segs; /* order of `out` and shared blocks, if any */
   uint32_t nsegs, cap_segs;
   size_t shared_bytes;   /* bytes of shared blocks in segs */
+  size_t covered;        /* bytes of `out` in segs (while there are any) */
   struct tl__outq *next; /* the server's pool */
 } tl__outq;
 
