@@ -743,8 +743,12 @@ static int send_frame(tl_test_ws *ws, int op, const void *data, size_t len) {
   const unsigned char *d = data;
   for (size_t i = 0; i < len; i++)
     frame[h + i] = d[i] ^ mask[i & 3];
+  /* A send has its own deadline; a pong sent from inside a receive must
+   * not move the receive's. */
+  uint64_t recv_deadline = ws->c.deadline;
   ws->c.deadline = now_ms() + ws->timeout_ms;
   int err = send_all(&ws->c, frame, h + len);
+  ws->c.deadline = recv_deadline;
   free(frame);
   return err;
 }

@@ -259,9 +259,12 @@ static void test_ws_echo(void **state) {
   assert_memory_equal(m.data, bin, n);
   tl_test_msg_free(&m);
   free(bin);
-  /* The server pings; the client answers by itself and waits on. */
+  /* The server pings; the client answers by itself and waits on, for
+   * no longer than it was asked to. */
   assert_int_equal(tl_test_ws_send_text(ws, "ping"), 0);
+  uint64_t t0 = tl_hrtime();
   assert_int_equal(tl_test_ws_recv(ws, &m, 200), UV_ETIMEDOUT);
+  assert_true(tl_hrtime() - t0 < 2000000000ull);
   /* A ping of ours is answered with a pong. */
   assert_int_equal(tl_test_ws_send(ws, TL_WS_PING, "x", 1), 0);
   assert_int_equal(tl_test_ws_send_text(ws, "after"), 0);
