@@ -159,8 +159,11 @@ typedef void (*tl_body_end_cb)(tl_req *req, tl_res *res, int err, void *arg);
  * on a buffered route (or a request without a body) what was buffered is
  * delivered as one piece, then on_end(0). Callbacks never run inside this
  * call: they start once the calling handler or middleware has returned.
- * Returns 0, TL_EINVAL (no on_data), or TL_ESTATE (a reader is already
- * set, the response is finished, or this is a WebSocket upgrade). */
+ * A middleware that sets a reader returns TL_PENDING and continues the
+ * chain with tl_next() from on_end (as tl_body_multipart does); a handler
+ * answers from on_end. Returns 0, TL_EINVAL (no on_data), or TL_ESTATE (a
+ * reader is already set, the response is finished, or this is a WebSocket
+ * upgrade). */
 TL_EXTERN int tl_req_body_stream(tl_req *req, tl_body_data_cb on_data,
                                  tl_body_end_cb on_end, void *arg);
 
