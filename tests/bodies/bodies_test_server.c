@@ -12,6 +12,10 @@
  *   POST /upload-async   the same, but every chunk is copied and written
  *                        from a timer 1 ms later, the body paused meanwhile
  *                        (backpressure); answers also "pauses".
+ *   POST /hold           like /upload, but pauses on its first chunk until
+ *                        GET /release, which answers {"bytes":N}: what the
+ *                        reader had got by then. GET /held: true while one
+ *                        waits.
  *   POST /limited        streamed, max_body_bytes 1000.
  *   POST /early          streamed; answers 401 at once, reads nothing.
  *   POST /gate           streamed, behind a middleware that decides after
@@ -74,6 +78,7 @@ typedef struct upload {
   uint64_t bytes, hash;
   unsigned chunks, pauses;
   bool async;
+  bool hold; /* pause on the first chunk until GET /release */
   /* async: one chunk waits for its timer */
   char *pending;
   size_t pending_len;
@@ -116,10 +121,18 @@ static void async_write(tl_timer *t, void *arg) {
   tl_req_body_resume(u->req);
 }
 
+static upload *held; /* the /hold upload waiting for /release */
+
 static int up_data(tl_req *req, tl_res *res, const void *p, size_t n,
                    void *arg) {
   upload *u = arg;
   u->chunks++;
+  if (u->hold && u->chunks == 1) {
+    write_all(u, p, n);
+    u->pauses++;
+    held = u;
+    return TL_BODY_PAUSE;
+  }
   if (!u->async) {
     write_all(u, p, n);
     return TL_BODY_NEXT;
@@ -137,6 +150,8 @@ static int up_data(tl_req *req, tl_res *res, const void *p, size_t n,
 
 static void up_end(tl_req *req, tl_res *res, int err, void *arg) {
   upload *u = arg;
+  if (held == u)
+    held = NULL;
   streams_open--;
   switch (err) {
   case 0: ended_ok++; break;
@@ -164,6 +179,7 @@ static void start_upload(tl_req *req, tl_res *res, bool async) {
     abort();
   u->hash = FNV0;
   u->async = async;
+  u->hold = strcmp(tl_req_path(req), "/hold") == 0;
   u->req = req;
   snprintf(u->path, sizeof u->path, "%s/stream-XXXXXX", upload_dir);
   u->fd = mkstemp(u->path);
@@ -189,6 +205,26 @@ static void upload_h(tl_req *req, tl_res *res) {
 
 static void upload_async_h(tl_req *req, tl_res *res) {
   start_upload(req, res, true);
+}
+
+/* Resumes the held upload; answers how many bytes it had got by then. */
+static void release_h(tl_req *req, tl_res *res) {
+  if (!held) {
+    tl_res_status(res, 409);
+    tl_res_text(res, "nothing held\n");
+    return;
+  }
+  char out[64];
+  snprintf(out, sizeof out, "{\"bytes\":%llu}",
+           (unsigned long long)held->bytes);
+  upload *u = held;
+  held = NULL;
+  tl_req_body_resume(u->req);
+  tl_res_json(res, out);
+}
+
+static void held_h(tl_req *req, tl_res *res) {
+  tl_res_json(res, held ? "true" : "false");
 }
 
 static void early_h(tl_req *req, tl_res *res) {
@@ -355,6 +391,10 @@ int main(int argc, char **argv) {
                           &big_stream));
   CHECK(tl_app_route_opts(app, "POST", "/upload-async", upload_async_h, NULL,
                           0, &big_stream));
+  CHECK(tl_app_route_opts(app, "POST", "/hold", upload_h, NULL, 0,
+                          &big_stream));
+  CHECK(tl_app_get(app, "/release", release_h));
+  CHECK(tl_app_get(app, "/held", held_h));
   tl_route_options limited = {.stream_body = 1, .max_body_bytes = 1000};
   CHECK(tl_app_route_opts(app, "POST", "/limited", upload_h, NULL, 0,
                           &limited));

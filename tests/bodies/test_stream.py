@@ -147,13 +147,47 @@ def test_paused_reader_gets_everything_and_is_backpressured(server):
     assert o["pauses"] == o["chunks"] >= 2
 
 
-def test_pause_holds_the_client_back(server):
-    """While the reader is paused nothing is read: a client writing a large
-    body without reading cannot get more than the socket buffers ahead.
-    /gate keeps the body unread for 50 ms (no reader yet), then reads."""
+def test_no_reader_yet_loses_nothing(server):
+    """/gate decides after 50 ms (TL_PENDING) before the handler sets its
+    reader: the body that arrived meanwhile is held, not lost."""
     total = 8 * MiB
     _, want = crc_hex(blocks(total, seed=9))
     st, _, body = post_stream(server.port, "/gate", total, seed=9)
+    o = json.loads(body)
+    assert st == 200 and o["bytes"] == total and o["hash"] == want
+
+
+def test_pause_stops_reading_until_resume(server):
+    """/hold pauses on its first chunk. The client pushes as much as the
+    socket takes: the kernel's buffers fill and its sends block, far short
+    of the 100 MiB body, and the reader has still seen one chunk only. GET
+    /release resumes it; then everything arrives."""
+    total = 100 * MiB
+    s = connect(server.port)
+    s.sendall(b"POST /hold HTTP/1.1\r\nHost: t\r\nContent-Length: %d"
+              b"\r\n\r\n" % total)
+    data = b"".join(blocks(total, seed=13))
+    _, want = crc_hex([data])
+    s.setblocking(False)
+    pushed = 0
+    stalled_since = None
+    while stalled_since is None or time.monotonic() - stalled_since < 0.5:
+        try:
+            n = s.send(data[pushed:pushed + MiB])
+            pushed += n
+            stalled_since = None
+        except BlockingIOError:
+            if stalled_since is None:
+                stalled_since = time.monotonic()
+            time.sleep(0.01)
+    assert wait_for(lambda: get_json(server.port, "/held") is True)
+    assert pushed < 32 * MiB, pushed  # socket buffers, not the body
+    got = get_json(server.port, "/release")["bytes"]
+    assert 0 < got <= 256 * 1024  # one read's worth while paused
+    s.setblocking(True)
+    s.sendall(data[pushed:])
+    st, _, body, _ = read_response(s, timeout=60)
+    s.close()
     o = json.loads(body)
     assert st == 200 and o["bytes"] == total and o["hash"] == want
 
@@ -383,3 +417,47 @@ def test_multipart_error_mid_stream_answers_and_removes_files(server):
                   b"\r\n\r\n" % len(body) + body)
         st, _, b, _ = read_response(s)
     assert (st, b) == (400, b"multipart: bad part headers\n")
+
+
+def test_client_vanishing_while_the_reader_is_paused(server, upload_dir):
+    """/upload-async pauses on every chunk: a client that leaves meanwhile
+    ends the stream with TL_ECLOSED (the pending write is cancelled) and
+    leaves no file."""
+    before = get_json(server.port, "/streams")["ended"]["TL_ECLOSED"]
+    s = connect(server.port)
+    s.sendall(b"POST /upload-async HTTP/1.1\r\nHost: t\r\nContent-Length: %d"
+              b"\r\n\r\n" % (64 * MiB))
+    for b in blocks(3 * MiB):
+        s.sendall(b)
+    s.close()
+    assert wait_for(lambda: get_json(server.port, "/streams")["ended"]
+                    ["TL_ECLOSED"] == before + 1)
+    assert get_json(server.port, "/streams")["open"] == 0
+
+
+def test_paused_at_the_last_piece_then_pipelined(server):
+    """A small body arrives whole in one read, with the next request behind
+    it; the reader pauses on it, so its end waits for the resume, and only
+    then is the pipelined request answered, in order."""
+    with connect(server.port) as s:
+        s.sendall(b"POST /upload-async HTTP/1.1\r\nHost: t\r\n"
+                  b"Content-Length: 3\r\n\r\nabc"
+                  b"POST /upload-async HTTP/1.1\r\nHost: t\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n"
+                  b"GET /bufstats HTTP/1.1\r\nHost: t\r\nConnection: close"
+                  b"\r\n\r\n")
+        s.settimeout(10)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    answers = data.split(b"HTTP/1.1 ")[1:]
+    assert len(answers) == 3
+    first = json.loads(answers[0].partition(b"\r\n\r\n")[2])
+    second = json.loads(answers[1].partition(b"\r\n\r\n")[2])
+    assert (first["bytes"], first["hash"]) == (3, "%08x" % zlib.crc32(b"abc"))
+    assert (second["bytes"], second["hash"]) == (2, "%08x" % zlib.crc32(b"de"))
+    assert first["pauses"] == 1 and second["pauses"] == 1
+    assert b'"given"' in answers[2]
