@@ -285,7 +285,10 @@ static int on_headers_complete(llhttp_t *p) {
       tl__conn_write(&h->conn, cont, sizeof cont - 1);
     }
   }
-  if (rt && rt->stream_body && (chunked || p->content_length > 0)) {
+  /* A request asking to upgrade takes the ordinary path, whose end
+   * hands the connection over (process, HPE_PAUSED_UPGRADE). */
+  if (rt && rt->stream_body && (chunked || p->content_length > 0) &&
+      !tl_req_header(r, "upgrade")) {
     /* Dispatched at once (process); the body follows (stream_feed). */
     h->phase = TL__P_STREAM;
     h->bs.seen = 0;
