@@ -167,11 +167,11 @@ typedef void (*tl_body_end_cb)(tl_req *req, tl_res *res, int err, void *arg);
 TL_EXTERN int tl_req_body_stream(tl_req *req, tl_body_data_cb on_data,
                                  tl_body_end_cb on_end, void *arg);
 
-/* Resume reading after on_data returned TL_BODY_PAUSE. Any thread but the
- * app's is wrong: call it on the app's thread (from a libuv callback on
- * tl_app_loop(), a timer...). Calling it inside on_data, before that
- * returns TL_BODY_PAUSE, cancels the pause. Returns 0, or TL_ESTATE if
- * the body is not paused. */
+/* Resume reading after on_data returned TL_BODY_PAUSE: the next piece
+ * (or on_end) comes in this loop turn, after the caller returns. Call it
+ * on the app's thread (from a timer, a libuv callback on tl_app_loop()...).
+ * Called inside on_data, before that returns TL_BODY_PAUSE, it cancels
+ * the pause. Returns 0, or TL_ESTATE if the body is not paused. */
 TL_EXTERN int tl_req_body_resume(tl_req *req);
 
 /* Whether the body of `req` is still to be read (a streamed route, not
