@@ -113,8 +113,10 @@ typedef struct tl_test_response {
  * (Content-Length, chunked, or until the server closes). `method` is
  * "GET", "POST", ...; `target` the path with any query ("/a?b=c").
  * `headers` is a NULL-terminated array of "Name: value" lines (may be
- * NULL), copied as they are; Host and, for a body, Content-Length are
- * added unless given; "Connection: close" always. `body` (may be NULL
+ * NULL), copied as they are; Host, "Connection: close" and, for a body
+ * (or a POST, PUT or PATCH), Content-Length are added unless given.
+ * A server that answers before taking the whole body (413) is read as
+ * usual. `body` (may be NULL
  * when `len` is 0) is sent after the head. `res` is filled on success
  * (zeroed on failure; freeing it is then harmless). Returns 0 or an error
  * (see the top). */
