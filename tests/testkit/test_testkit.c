@@ -204,6 +204,18 @@ static void test_post_body(void **state) {
   tl_test_response_free(&r);
 }
 
+static void test_body_over_the_limit(void **state) {
+  fixture *f = *state;
+  size_t n = 3u << 20; /* the app's limit is 1 MiB */
+  char *big = calloc(1, n);
+  tl_test_response r;
+  assert_int_equal(tl_test_request(f->t, "POST", "/echo", NULL, big, n, &r),
+                   0);
+  assert_int_equal(r.status, 413);
+  tl_test_response_free(&r);
+  free(big);
+}
+
 static void test_chunked_and_big_and_deferred(void **state) {
   fixture *f = *state;
   tl_test_response r;
@@ -382,6 +394,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_headers_query_and_methods, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_post_body, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_body_over_the_limit, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_chunked_and_big_and_deferred,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_not_found_and_not_allowed, setup,
