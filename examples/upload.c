@@ -339,11 +339,10 @@ static void on_listen(tl_app *app, const char *host, int port) {
 }
 
 int main(int argc, char **argv) {
-  const char *host;
-  int port;
+  example_opts o;
   int rc = example_args(
       argc, argv, "upload",
-      "  UPLOAD_DIR      where files are stored [./uploads]\n", &host, &port);
+      "  UPLOAD_DIR      where files are stored [./uploads]\n", &o);
   if (rc >= 0)
     return rc;
   const char *dir = getenv("UPLOAD_DIR");
@@ -359,7 +358,8 @@ int main(int argc, char **argv) {
   if (make_dir(upload_dir) || make_dir(tmp_dir))
     return 1;
 
-  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
+  tl_app *app = tl_app_new(
+      &(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
 
@@ -382,7 +382,7 @@ int main(int argc, char **argv) {
             tl_app_get(app, "/files/:name", get_file);
   if (err)
     fprintf(stderr, "upload: cannot set up routes\n");
-  else if ((err = tl_app_listen(app, host, port)))
+  else if ((err = tl_app_listen(app, o.host, o.port)))
     fprintf(stderr, "upload: %s\n", tl_strerror(err));
   tl_app_free(app);
   return err ? 1 : 0;

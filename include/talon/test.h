@@ -24,15 +24,16 @@
  *   tl_app_free(app);
  *
  * How it runs: tl_test_start() calls tl_app_listen() on a thread of its
- * own (the app's thread from then on) and returns once the app accepts
- * connections; requests are made over real sockets from the calling
+ * own (worker 0's thread from then on; an app with several workers starts
+ * the others itself) and returns once the app accepts connections; requests are made over real sockets from the calling
  * thread, with blocking I/O and a timeout; tl_test_stop() calls
  * tl_app_stop() and joins the thread. It uses the public API only, so it
  * runs the app exactly as production does, and works under ASan and
  * valgrind, and from cmocka, Unity, Check or a plain main().
  *
- * Threads: while a test runs, the app belongs to its thread: from the
- * calling thread use only these functions (and tl_app_stop). Register
+ * Threads: while a test runs, the app belongs to its workers: from the
+ * calling thread use only these functions and what talon/app.h allows
+ * from any thread (tl_app_stop, tl_app_call, tl_app_publish...). Register
  * routes before tl_test_start(); read state your handlers keep after
  * tl_test_stop(), or guard it yourself. Every function of a tl_test, and
  * of its WebSockets, must be called from one thread at a time.

@@ -37,9 +37,11 @@ tl__shared *tl__shared_new(size_t cap) {
   if (!f)
     return NULL;
   f->refs = 1;
+  atomic_init(&f->holders, 1);
+  f->origin = NULL;
+  f->data = f->bytes;
   f->len = 0;
   f->cap = cap;
-  f->data = (char *)(f + 1);
   f->release = NULL;
   return f;
 }
@@ -51,19 +53,55 @@ tl__shared *tl__shared_wrap(const void *data, size_t len,
   if (!f)
     return NULL;
   f->refs = 1;
-  f->len = f->cap = len;
+  atomic_init(&f->holders, 1);
+  f->origin = NULL;
   f->data = (char *)data;
+  f->len = f->cap = len;
   f->release = release;
   f->release_arg = arg;
   return f;
 }
 
+void tl__shared_hold(tl__shared *f) {
+  atomic_fetch_add_explicit(&f->holders, 1, memory_order_relaxed);
+}
+
+void tl__shared_release(tl__shared *f) {
+  /* Release: this thread's reads of the bytes happen before the owner
+   * reuses them (tl__shared_alone) or before the free. */
+  if (atomic_fetch_sub_explicit(&f->holders, 1, memory_order_acq_rel) == 1) {
+    if (f->release)
+      f->release(f->data, f->release_arg);
+    free(f);
+  }
+}
+
+bool tl__shared_alone(tl__shared *f) {
+  return atomic_load_explicit(&f->holders, memory_order_acquire) == 1;
+}
+
+tl__shared *tl__shared_proxy(tl__shared *origin) {
+  tl__shared *p = malloc(sizeof *p);
+  if (!p)
+    return NULL;
+  p->refs = 1;
+  atomic_init(&p->holders, 1);
+  p->origin = origin;
+  p->data = origin->data;
+  p->len = origin->len;
+  p->cap = origin->cap;
+  return p;
+}
+
 void tl__shared_unref(tl__shared *f) {
-  if (!f || --f->refs)
+  if (!f || --f->refs > 0)
     return;
-  if (f->release)
-    f->release(f->data, f->release_arg);
-  free(f);
+  if (f->origin) {
+    tl__shared_release(f->origin);
+    free(f);
+  } else {
+    tl__shared_release(f);
+  }
 }
 
 /* Output queues kept for reuse, and the most each may keep. */
@@ -222,7 +260,7 @@ static void on_write_done(uv_write_t *req, int status) {
 static bool worth_referencing(const tl__shared *f, size_t len) {
   /* A wrapped block (the owner's memory) is pinned until all of it is
    * written anyway: always referenced. */
-  return len >= f->cap / 2 || f->data != (const char *)(f + 1);
+  return len >= f->cap / 2 || (!f->origin && f->data != f->bytes);
 }
 
 /* Hands what the kernel did not take to libuv: `bufs[0..n)` after the

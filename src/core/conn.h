@@ -19,6 +19,7 @@
 #ifndef TALON_SRC_CORE_CONN_H
 #define TALON_SRC_CORE_CONN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -60,17 +61,29 @@ enum {
 
 /* A reference-counted byte block written to many connections without a
  * copy (a published WebSocket frame, a caller-owned response body).
- * Created with one reference. */
-typedef struct tl__shared {
+ * Created with one reference.
+ *
+ * `refs` counts references on the thread that uses the block, without
+ * atomics. A block crosses to another worker's thread as a "hold"
+ * (tl__shared_hold, counted atomically in `holders`, of which the owning
+ * thread's references together are one); the other thread wraps it in a
+ * proxy (tl__shared_proxy), a block of its own whose `data` points into
+ * the original, so the per-subscriber references stay thread-local and
+ * cost no atomic operation. The bytes are read-only once shared. */
+typedef struct tl__shared tl__shared;
+struct tl__shared {
   uint32_t refs;
-  size_t len; /* bytes used */
-  size_t cap; /* bytes allocated; data never moves */
-  char *data; /* right after this header, or the owner's (wrapped) */
-  /* A wrapped block: called once with `data` and `release_arg` when the
-   * last reference goes. */
+  _Atomic uint32_t holders; /* threads holding the original; 1: its owner */
+  tl__shared *origin;       /* a proxy's original; NULL: not a proxy */
+  char *data;               /* the bytes: `bytes`, or the original's */
+  size_t len;               /* bytes used */
+  size_t cap;               /* bytes allocated; data never moves */
+  /* A wrapped block (tl__shared_wrap, the owner's bytes): called once
+   * with `data` and `release_arg` when the last hold goes. */
   void (*release)(void *data, void *arg);
   void *release_arg;
-} tl__shared;
+  char bytes[];
+};
 
 /* A block of `cap` bytes, `len` 0, one reference. NULL on out of memory. */
 tl__shared *tl__shared_new(size_t cap);
@@ -81,6 +94,19 @@ tl__shared *tl__shared_wrap(const void *data, size_t len,
                             void (*release)(void *data, void *arg),
                             void *arg);
 void tl__shared_unref(tl__shared *f);
+/* One more hold of an original (not a proxy) for another thread, which
+ * gives it back with tl__shared_release or hands it to a proxy. Safe while
+ * the caller holds a reference. */
+void tl__shared_hold(tl__shared *f);
+/* Gives back a hold; frees the original when it was the last. */
+void tl__shared_release(tl__shared *f);
+/* A thread-local proxy of `origin` with one reference, taking over one
+ * hold the caller has. NULL on out of memory (the hold stays the
+ * caller's). */
+tl__shared *tl__shared_proxy(tl__shared *origin);
+/* Whether no other thread holds the block (its owner may then reuse its
+ * bytes once its own references allow). */
+bool tl__shared_alone(tl__shared *f);
 
 /* A piece of a connection's queued output: bytes of `out` (ref NULL) or a
  * shared block. Used only once a shared block is queued; until then `out`

@@ -103,9 +103,10 @@ static void sub_open(tl_ws *ws) {
 
 static const tl_ws_handlers sub_ws = {.open = sub_open};
 
-static tl_app *make_app(void) {
+static tl_app *make_app_workers(int workers) {
   tl_app *app = tl_app_new(&(tl_app_config){.no_signal_handlers = 1,
-                                            .shutdown_timeout_ms = 1000});
+                                            .shutdown_timeout_ms = 1000,
+                                            .workers = workers});
   assert_non_null(app);
   assert_int_equal(tl_app_get(app, "/hello", hello), 0);
   assert_int_equal(tl_app_all(app, "/headers", headers), 0);
@@ -117,6 +118,10 @@ static tl_app *make_app(void) {
   assert_int_equal(tl_app_ws(app, "/ws", &echo_ws, 0), 0);
   assert_int_equal(tl_app_ws(app, "/sub", &sub_ws, 0), 0);
   return app;
+}
+
+static tl_app *make_app(void) {
+  return make_app_workers(0);
 }
 
 typedef struct fixture {
@@ -388,6 +393,44 @@ static void test_two_apps_side_by_side(void **state) {
   tl_app_free(b);
 }
 
+/* The test client uses the public API only, so an app of several workers
+ * runs under it as in production: connections spread over the workers,
+ * a publish reaches subscribers on every worker. */
+static void test_app_with_workers(void **state) {
+  tl_app *app = make_app_workers(3);
+  tl_test *t;
+  assert_int_equal(tl_test_start(&t, app, NULL), 0);
+  tl_test_ws *subs[6];
+  for (int i = 0; i < 6; i++)
+    assert_int_equal(tl_test_ws_open(t, "/sub", NULL, &subs[i], NULL), 0);
+  tl_test_response r;
+  for (int i = 0; i < 10; i++) {
+    assert_int_equal(tl_test_get(t, "/hello", &r), 0);
+    assert_int_equal(r.status, 200);
+    tl_test_response_free(&r);
+  }
+  /* Subscriptions are made in the open callbacks: wait until every socket
+   * has answered one round trip before publishing. */
+  for (int i = 0; i < 6; i++) {
+    tl_test_msg m;
+    assert_int_equal(tl_test_ws_send(subs[i], TL_WS_PING, "s", 1), 0);
+    assert_int_equal(tl_test_ws_recv(subs[i], &m, 200), UV_ETIMEDOUT);
+    assert_int_equal(tl_test_ws_pongs(subs[i]), 1);
+  }
+  assert_int_equal(tl_test_post(t, "/publish", "text/plain", "all", &r), 0);
+  assert_int_equal(r.status, 204);
+  tl_test_response_free(&r);
+  for (int i = 0; i < 6; i++) {
+    tl_test_msg m;
+    assert_int_equal(tl_test_ws_recv(subs[i], &m, 2000), 0);
+    assert_string_equal(m.data, "all");
+    tl_test_msg_free(&m);
+    tl_test_ws_free(subs[i]);
+  }
+  assert_int_equal(tl_test_stop(t), 0);
+  tl_app_free(app);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_get, setup, teardown),
@@ -407,6 +450,7 @@ int main(void) {
       cmocka_unit_test(test_stop_with_open_socket),
       cmocka_unit_test(test_start_fails_cleanly),
       cmocka_unit_test(test_two_apps_side_by_side),
+      cmocka_unit_test(test_app_with_workers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
