@@ -133,7 +133,7 @@ enum {
 
 /* Body bytes as they arrived, de-chunked: `data` is valid only during the
  * call (copy what an asynchronous write needs); `len` > 0. Runs on the
- * app's thread. Return TL_BODY_NEXT or TL_BODY_PAUSE. The response may be
+ * thread of the worker serving the request. Return TL_BODY_NEXT or TL_BODY_PAUSE. The response may be
  * finished from here (the rest of the body is then not read). */
 typedef int (*tl_body_data_cb)(tl_req *req, tl_res *res, const void *data,
                                size_t len, void *arg);
@@ -169,7 +169,9 @@ TL_EXTERN int tl_req_body_stream(tl_req *req, tl_body_data_cb on_data,
 
 /* Resume reading after on_data returned TL_BODY_PAUSE: the next piece
  * (or on_end) comes in this loop turn, after the caller returns. Call it
- * on the app's thread (from a timer, a libuv callback on tl_app_loop()...).
+ * on the thread of the worker serving `req` (from a timer started in a
+ * callback of the request, a libuv callback on its tl_app_loop(), or
+ * tl_app_call(app, worker, ...) from a thread of yours).
  * Called inside on_data, before that returns TL_BODY_PAUSE, it cancels
  * the pause. Returns 0, or TL_ESTATE if the body is not paused. */
 TL_EXTERN int tl_req_body_resume(tl_req *req);
@@ -251,7 +253,7 @@ typedef void (*tl_res_free_cb)(void *body, void *arg);
 /* Like tl_res_send(), without copying `body`: ownership of the `len`
  * bytes at `body` passes to talon, which writes them from where they are
  * and calls `free_cb(body, arg)` (may be NULL: nothing to free) exactly
- * once, on the app's thread, whatever this returns:
+ * once, on the thread of the worker serving `res`, whatever this returns:
  *  - after the kernel has taken the last byte;
  *  - or when the connection closes first (the client left, a send
  *    timeout, the app stopping);
