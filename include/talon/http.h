@@ -120,7 +120,9 @@ TL_EXTERN tl_slice tl_req_body(const tl_req *req);
  * a declared Content-Length over it gets 413 before the chain runs; a
  * body that crosses it ends the stream with TL_ETOOBIG. While the body
  * streams and the app is not pausing it, header_timeout_ms bounds the
- * time between two reads (over: 408).
+ * time between two reads (over: 408); while it pauses (or has set no
+ * reader yet) no timeout runs: the app decides, and a stopping app closes
+ * the connection after shutdown_timeout_ms (on_end: TL_ECLOSED).
  *
  * A response finished before the body was read in full (an early 401,
  * 413 or 507) closes the connection after it (the head says "Connection:
