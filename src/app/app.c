@@ -140,6 +140,13 @@ int tl_app_route(tl_app *app, const char *method, const char *pattern,
   return tl_router_route(routes(app)->root, method, pattern, handler, mw, nmw);
 }
 
+int tl_app_route_opts(tl_app *app, const char *method, const char *pattern,
+                      tl_handler handler, const tl_middleware *mw, size_t nmw,
+                      const tl_route_options *opts) {
+  return tl_router_route_opts(routes(app)->root, method, pattern, handler, mw,
+                              nmw, opts);
+}
+
 /* The app's shorthands are the root router's. */
 #define SHORTHAND(fn)                                                          \
   int tl_app_##fn(tl_app *app, const char *p, tl_handler h) {                  \
