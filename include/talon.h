@@ -10,6 +10,7 @@
 
 #include "talon/app.h"
 #include "talon/common.h"
+#include "talon/error.h"
 #include "talon/http.h"
 #include "talon/middleware.h"
 #include "talon/router.h"

@@ -187,10 +187,23 @@ int tl_app_ws(tl_app *app, const char *pattern, const tl_ws_handlers *h,
   return tl_router_ws(app->http.root, pattern, h, data_size);
 }
 
+int tl_app_ws_route(tl_app *app, const char *pattern, const tl_ws_handlers *h,
+                    size_t data_size, const tl_middleware *mw, size_t nmw) {
+  return tl_router_ws_route(app->http.root, pattern, h, data_size, mw, nmw);
+}
+
+size_t tl_app_ws_count(const tl_app *app) {
+  return app->ws.nopen;
+}
+
 int tl_app_ws_observe(tl_app *app, const tl_ws_observer *obs) {
   if (!app)
     return TL_EINVAL;
   return tl__wsctx_observe(&app->ws, obs);
+}
+
+int tl_app_use_error(tl_app *app, tl_error_middleware mw) {
+  return app ? tl_router_use_error(app->http.root, mw) : TL_EINVAL;
 }
 
 void tl_app_not_found(tl_app *app, tl_handler handler) {

@@ -155,6 +155,7 @@ static void on_write_done(uv_write_t *req, int status) {
   if (c->flags & TL__CONN_CLOSING)
     return;
   if (status < 0) {
+    c->error = status;
     tl__conn_close(c);
     return;
   }
@@ -295,8 +296,10 @@ static void flush(tl__conn *c, bool force) {
    * queued write: the queue is empty and goes back to the pool. */
   q->out.len = 0;
   q_put(c);
-  if (err)
+  if (err) {
+    c->error = err;
     tl__conn_close(c);
+  }
 }
 
 void tl__conn_flush(tl__conn *c) {

@@ -106,6 +106,9 @@ struct tl__conn {
    * seen taking some, or when output began to wait for it, or when the
    * connection opened. */
   uint32_t sent, taken, taken_at;
+  /* The write error that closed the connection (a libuv code), else 0;
+   * set before on_close runs, for protocols that report it. */
+  int error;
 };
 
 /* Work a connection leaves for a later loop turn, embedded in the

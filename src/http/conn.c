@@ -264,6 +264,9 @@ static int on_headers_complete(llhttp_t *p) {
    * read Host) would be up to whoever reads it. */
   if (hosts > 1 || (hosts == 0 && r->version >= 11))
     return fail(h, 400, "Bad Request");
+  /* From here on the request's head is whole and checked: an error page
+   * for what follows (413, 417) gets the request (tl__res_send_error). */
+  h->phase = TL__P_BODY;
   r->keep_alive = llhttp_should_keep_alive(p);
   bool chunked = (p->flags & F_CHUNKED) != 0;
   h->chunked = chunked;
@@ -279,7 +282,6 @@ static int on_headers_complete(llhttp_t *p) {
       tl__conn_write(&h->conn, cont, sizeof cont - 1);
     }
   }
-  h->phase = TL__P_BODY;
   return 0;
 }
 
@@ -410,6 +412,12 @@ static void process(tl__hconn *h) {
     }
     int status = h->err_status ? h->err_status : 400;
     const char *reason = h->err_reason ? h->err_reason : "Bad Request";
+    if (err == HPE_PAUSED_H2_UPGRADE) {
+      /* The HTTP/2 connection preface ("PRI * HTTP/2.0 ... SM"): a client
+       * speaking HTTP/2 with prior knowledge. */
+      status = 505;
+      reason = "HTTP Version Not Supported";
+    }
     tl__res_send_error(h, status, reason);
     break;
   }

@@ -50,6 +50,9 @@ struct tl_router {
   size_t nroutes, cap_routes;
   tl_middleware *mw;
   size_t nmw, cap_mw;
+  tl_error_middleware *emw; /* error middleware (error.c) */
+  size_t nemw, cap_emw;
+  tl_router *parent; /* the router it is mounted in, set by compilation */
   tl__mount *mounts;
   size_t nmounts, cap_mounts;
   tl__http *owner; /* set once the router belongs to an app */
@@ -63,16 +66,20 @@ typedef struct tl__route {
   const tl_middleware **chain; /* router middleware (outer first), then
                                   route middleware */
   size_t nchain;
+  const tl_router *router;      /* the router that holds it: error
+                                   middleware runs from there outward */
   struct tl__route *next_alloc; /* all compiled routes, for freeing */
 } tl__route;
 
 int tl__router_compile(tl__http *http);
 void tl__router_free_compiled(tl__http *http);
 void tl__router_destroy(tl_router *r, bool run_mw_free);
-/* Adds an upgrade route; ownership of `up->data` passes to the router on
- * success (0); TL_EINVAL, TL_ESTATE (frozen) or TL_ENOMEM. */
+/* Adds an upgrade route with `nmw` route-level middleware (copied, as
+ * for tl_router_route); ownership of `up->data` passes to the router on
+ * success (0); TL_EINVAL, TL_EEXIST, TL_ESTATE (frozen) or TL_ENOMEM. */
 int tl__router_add_upgrade(tl_router *r, const char *pattern,
-                           const tl__upgrade *up);
+                           const tl__upgrade *up, const tl_middleware *mw,
+                           size_t nmw);
 
 /* ---- the HTTP layer of an app ------------------------------------------ */
 
@@ -167,6 +174,8 @@ enum { /* response flags */
        TL__R_WANT_DRAIN = 1u << 10,
        TL__R_ABORTED = 1u << 11, /* the client left before the end */
        TL__R_COLLECT = 1u << 12, /* filter output goes to fbuf (tl_res_send) */
+       TL__R_FAILED = 1u << 13,  /* tl_res_fail ran: the chain stops */
+       TL__R_IN_ERROR = 1u << 14, /* error middleware is running */
 };
 
 typedef struct tl__finish_hook {
@@ -247,6 +256,16 @@ size_t tl__req_path_len(const tl_req *req, const char **q);
 /* dispatch.c */
 void tl__dispatch(tl__hconn *h);
 void tl__req_reset(tl_req *req);
+
+/* error.c: answers a failed request through the error middleware, then
+ * talon's own page (talon/error.h). `req` is NULL when the request could
+ * not be read far enough. `failure`: headers set so far are discarded
+ * (not for 404 and 405). */
+void tl__error_run(tl__hconn *h, tl_req *req, int status, int code,
+                   const char *message, bool failure);
+/* Whether any error middleware could run for a request that matched no
+ * route (the app's). */
+bool tl__error_hooked(const tl__http *http);
 
 /* response.c */
 void tl__res_init(tl_res *res, tl__hconn *h);

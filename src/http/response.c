@@ -249,6 +249,56 @@ int tl_res_headerf(tl_res *res, const char *name, const char *fmt, ...) {
   return err;
 }
 
+/* Removes every header line named `name` from `b`; returns how many. */
+static int remove_lines(tl__buf *b, const char *name) {
+  int n = 0;
+  size_t i = 0;
+  while (i < b->len) {
+    const char *p = b->data + i, *end = b->data + b->len;
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (!colon || !eol)
+      break;
+    size_t line = (size_t)(eol + 1 - p);
+    if (colon < eol && tl_str_ieq(p, (size_t)(colon - p), name)) {
+      memmove(b->data + i, eol + 1, (size_t)(end - eol - 1));
+      b->len -= line;
+      n++;
+    } else {
+      i += line;
+    }
+  }
+  return n;
+}
+
+int tl_res_remove_header(tl_res *res, const char *name) {
+  if (!name || !*name)
+    return TL_EINVAL;
+  if (res->flags & (TL__R_HEAD_SENT | TL__R_FINISHED))
+    return TL_ESTATE;
+  int n = remove_lines(&res->hdrs, name);
+  size_t nl = strlen(name);
+  if (n && tl_str_ieq(name, nl, "content-length"))
+    res->flags &= ~TL__R_HAS_CLEN;
+  else if (n && tl_str_ieq(name, nl, "content-type"))
+    res->flags &= ~TL__R_HAS_CTYPE;
+  return n;
+}
+
+int tl_res_set_header(tl_res *res, const char *name, const char *value) {
+  if (!name || !value || !*name || bad_header_text(name) ||
+      bad_header_text(value) || strchr(name, ':'))
+    return TL_EINVAL;
+  if (res->flags & (TL__R_HEAD_SENT | TL__R_FINISHED))
+    return TL_ESTATE;
+  /* Room first, so that a failure leaves the old lines in place. */
+  int err = tl__buf_reserve(&res->hdrs, strlen(name) + strlen(value) + 4);
+  if (err)
+    return err;
+  tl_res_remove_header(res, name);
+  return tl_res_header(res, name, value);
+}
+
 const char *tl_res_get_header(tl_res *res, const char *name) {
   size_t nl = name ? strlen(name) : 0;
   const char *p = res->hdrs.data, *end = p + res->hdrs.len;
@@ -641,6 +691,19 @@ void tl__res_send_error(tl__hconn *h, int status, const char *reason) {
   tl__buf_reset(&res->hdrs, 4096);
   res->flags = TL__R_CLOSE;
   res->status = status;
+  if (tl__error_hooked(h->http)) {
+    /* The app's error middleware answers; the request is there when its
+     * head was read (the body was in progress). */
+    tl_req *req = h->phase == TL__P_BODY ? &h->req : NULL;
+    tl__error_run(h, req, status, 0, reason, true);
+    if (!(res->flags & TL__R_FINISHED) && !(h->conn.flags & TL__CONN_CLOSING))
+      tl_res_end(res, NULL, 0); /* deferred: not for these */
+    res->flags |= TL__R_FINISHED;
+    res->flags &= ~TL__R_DEFERRED;
+    res->abort_cb = NULL;
+    tl__conn_end(&h->conn);
+    return;
+  }
   char body[96];
   int n = snprintf(body, sizeof body, "%d %s\n", status, reason);
   tl_res_header(res, "Content-Type", "text/plain; charset=utf-8");

@@ -27,6 +27,7 @@ typedef struct tl__wsctx {
   tl__pmd_shared *pmd; /* compression state, on first use */
   tl_ws_observer *observers;
   size_t nobservers, cap_observers;
+  size_t nopen; /* sockets opened and not yet closed (tl_app_ws_count) */
   /* Called for every closing socket after its close handler and the
    * observers ran (the app leaves its topics there). May be NULL. */
   void (*on_closed)(tl_ws *ws);
@@ -79,6 +80,7 @@ struct tl_ws {
   bool ping_outstanding : 1;
   bool sent_close : 1;
   bool life_armed : 1; /* the route's max lifetime applies */
+  bool error_told : 1; /* the error handler ran */
   tl_ws_stats stats;
   alignas(max_align_t) unsigned char data[];
 };
