@@ -35,11 +35,13 @@
  * Order: the error middleware of the router that holds the route (the
  * innermost), then of each router it is mounted in, outward, then the
  * app's; each level in registration order. A request that matched no
- * route sees the app's only.
+ * route (404, 405) sees the app's only.
  *
  * A failure after the response's head went out (a streamed body) cannot
- * get a page: the response is ended and the connection closed, and the
- * error middleware is not called.
+ * get a page: what was queued is sent, then the connection is closed
+ * without ending the body (no last chunk), so the client sees it cut; the
+ * response counts as aborted (tl_res_aborted) and the error middleware is
+ * not called.
  */
 #ifndef TALON_ERROR_H
 #define TALON_ERROR_H
@@ -88,10 +90,10 @@ TL_EXTERN int tl_app_use_error(tl_app *app, tl_error_middleware mw);
  * chain stops, the response being answered or deferred by the error
  * middleware). Returns 0; TL_EINVAL for a status outside 400-599;
  * TL_ESTATE if the response was finished; TL_ECLOSED if the client is
- * gone. If the head went out already (streaming), the response is ended
- * and the connection closed, and 0 is returned. After it returns 0, `req`
- * and `res` must not be used unless the response was deferred by an
- * error middleware. */
+ * gone. If the head went out already (streaming), the connection is
+ * closed as said above, and 0 is returned. After it returns 0, `req` and
+ * `res` must not be used, unless tl_res_finished() says the error
+ * middleware deferred the response. */
 TL_EXTERN int tl_res_fail(tl_res *res, int status, int code);
 
 #ifdef __cplusplus

@@ -87,10 +87,11 @@ int tl_res_fail(tl_res *res, int status, int code) {
     return TL_ECLOSED;
   res->flags |= TL__R_FAILED;
   if (res->flags & TL__R_HEAD_SENT) {
-    /* Too late for a page: the client must not take a cut body for a
-     * whole one. */
-    res->flags |= TL__R_CLOSE;
-    tl_res_end(res, NULL, 0);
+    /* Too late for a page, and the body must not look whole: what is
+     * queued goes to the kernel, then the connection closes without the
+     * last chunk (the response is aborted: on_close). */
+    tl__conn_flush(&h->conn);
+    tl__conn_close(&h->conn);
     return 0;
   }
   /* A deferred response that fails: what the handler deferred for is
