@@ -86,6 +86,11 @@ TL_EXTERN int tl_app_listen(tl_app *app, const char *host, int port);
  * no-op if the app is not listening. */
 TL_EXTERN void tl_app_stop(tl_app *app);
 
+/* Whether the app has begun to stop (tl_app_stop, SIGINT or SIGTERM)
+ * and tl_app_listen() has not returned yet: long-lived responses (event
+ * streams) end themselves when they see it. */
+TL_EXTERN bool tl_app_stopping(const tl_app *app);
+
 /* The bound port while listening, else 0. */
 TL_EXTERN int tl_app_port(const tl_app *app);
 

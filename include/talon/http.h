@@ -255,6 +255,10 @@ TL_EXTERN int tl_res_set_filter(tl_res *res, const tl_res_filter *filter,
  * Returns 0, TL_ESTATE outside an engaged filter, or TL_ENOMEM. */
 TL_EXTERN int tl_res_filter_out(tl_res *res, const void *data, size_t len);
 
+/* Bytes of this response's connection queued and not yet taken by the
+ * kernel (corked in this loop turn, or waiting on a slow client). */
+TL_EXTERN size_t tl_res_buffered_amount(const tl_res *res);
+
 /* Called once when the socket's backlog has drained below its low-water
  * mark after tl_res_write() returned TL_SEND_BACKPRESSURE. `arg` is the
  * caller's. */

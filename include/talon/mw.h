@@ -13,6 +13,7 @@
 #include "mw/requestid.h"
 #include "mw/security.h"
 #include "mw/session.h"
+#include "mw/sse.h"
 #include "mw/static.h"
 
 #endif /* TALON_MW_H */

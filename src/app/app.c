@@ -192,6 +192,10 @@ int tl_app_ws_route(tl_app *app, const char *pattern, const tl_ws_handlers *h,
   return tl_router_ws_route(app->http.root, pattern, h, data_size, mw, nmw);
 }
 
+bool tl_app_stopping(const tl_app *app) {
+  return app->srv.running && app->srv.stopping;
+}
+
 size_t tl_app_ws_count(const tl_app *app) {
   return app->ws.nopen;
 }

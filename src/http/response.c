@@ -632,6 +632,10 @@ bool tl_res_aborted(const tl_res *res) {
   return (res->flags & TL__R_ABORTED) != 0;
 }
 
+size_t tl_res_buffered_amount(const tl_res *res) {
+  return tl__conn_pending(&res->h->conn);
+}
+
 void tl_res_on_drain(tl_res *res, tl_res_drain_cb cb, void *arg) {
   res->drain_cb = cb;
   res->drain_arg = arg;
