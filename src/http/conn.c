@@ -360,6 +360,21 @@ static bool output_backed_up(tl__hconn *h) {
 
 static void response_done(tl__hconn *h);
 
+/* Whether the request line in `p` ends in a well-formed version of
+ * another major than 1 ("HTTP/2.0", "HTTP/3.0"): that gets 505, where a
+ * malformed one ("HTTP/1.x", "HTTX/1.1") gets 400. */
+static bool other_major(const char *p, size_t n) {
+  const char *eol = memchr(p, '\n', n);
+  size_t len = eol ? (size_t)(eol - p) : n;
+  if (len && p[len - 1] == '\r')
+    len--;
+  if (len < 9 || p[len - 9] != ' ')
+    return false;
+  const char *v = p + len - 8;
+  return memcmp(v, "HTTP/", 5) == 0 && v[5] >= '0' && v[5] <= '9' &&
+         v[5] != '1' && v[6] == '.' && v[7] >= '0' && v[7] <= '9';
+}
+
 /* Parses and dispatches what is available from parse_pos on. */
 static void process(tl__hconn *h) {
   h->in_process = true;
@@ -412,6 +427,8 @@ static void process(tl__hconn *h) {
     }
     int status = h->err_status ? h->err_status : 400;
     const char *reason = h->err_reason ? h->err_reason : "Bad Request";
+    if (err == HPE_INVALID_VERSION && other_major(h->msg, h->avail))
+      err = HPE_PAUSED_H2_UPGRADE; /* answered alike */
     if (err == HPE_PAUSED_H2_UPGRADE) {
       /* The HTTP/2 connection preface ("PRI * HTTP/2.0 ... SM"): a client
        * speaking HTTP/2 with prior knowledge. */

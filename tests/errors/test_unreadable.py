@@ -88,6 +88,16 @@ def test_http2_request_line_gets_505(plain):
     assert r.closed
 
 
+def test_other_major_versions_get_505_malformed_400(plain):
+    for version, status in ((b"HTTP/3.0", 505), (b"HTTP/0.9", 505),
+                            (b"HTTP/9.9", 505), (b"HTTP/1.2", 400),
+                            (b"HTTP/x.y", 400), (b"HTTX/2.0", 400),
+                            (b"HTTP/2.0x", 400)):
+        r = exchange(plain.port, b"GET / " + version + b"\r\nHost: t\r\n\r\n")
+        assert r.status == status, (version, r)
+        assert r.closed
+
+
 def test_plain_parse_errors_keep_their_pages(plain):
     r = get(plain.port, "/body", method="POST", body=b"x" * 2000)
     assert (r.status, r.text) == (413, "413 Content Too Large\n")
