@@ -9,6 +9,7 @@
 #include "mw/cors.h"
 #include "mw/csrf.h"
 #include "mw/logger.h"
+#include "mw/metrics.h"
 #include "mw/ratelimit.h"
 #include "mw/requestid.h"
 #include "mw/security.h"

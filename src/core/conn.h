@@ -56,6 +56,7 @@ enum {
   TL__CONN_PEER_EOF = 1u << 5, /* the peer's FIN was read */
   TL__CONN_STALL = 1u << 6,    /* output waits for the peer (taken_at) */
   TL__CONN_WAKE = 1u << 7,     /* on_wake is due */
+  TL__CONN_COUNTED = 1u << 8,  /* counted in the server's conns_open */
 };
 
 /* A reference-counted byte block written to many connections without a
@@ -163,6 +164,9 @@ struct tl__server {
   tl__conn *dirty;  /* connections with corked bytes */
   tl__outq *q_pool; /* output queues not in use */
   unsigned q_pooled;
+  /* Counters of this loop (tl_app_get_stats sums them): connections
+   * opened and not yet closed, bytes read from and handed to sockets. */
+  uint64_t conns_open, bytes_in, bytes_out;
   tl__work *work;    /* deferred to the next turn */
   tl__work *working; /* being run in this turn */
   uint32_t turn;     /* loop turns so far (wraps) */

@@ -97,6 +97,11 @@ struct tl__http {
    * opaque here: set by the app, read by the upgrade entries. */
   void *upgrade_ctx;
   llhttp_settings_t settings;
+  /* Counters of this loop (tl_app_get_stats sums them): responses
+   * finished, by status class (index status / 100; 0: other), and
+   * responses the client left before their end. */
+  uint64_t responses[6];
+  uint64_t responses_aborted;
   /* The Date header value, refreshed once a second. */
   char date[40];
   int64_t date_sec;

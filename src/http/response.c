@@ -162,7 +162,13 @@ static int write_head(tl_res *res, int64_t clen) {
 
 static void run_hooks(tl_res *res);
 
+static void count(tl_res *res) {
+  int c = res->status / 100;
+  res->h->http->responses[c >= 1 && c <= 5 ? c : 0]++;
+}
+
 static void finish(tl_res *res) {
+  count(res);
   res->flags |= TL__R_FINISHED;
   res->flags &= ~TL__R_DEFERRED;
   if (res->hooks)
@@ -617,6 +623,7 @@ static void run_hooks(tl_res *res) {
 
 void tl__res_upgraded(tl_res *res) {
   res->status = 101;
+  count(res);
   res->flags |= TL__R_FINISHED;
   res->flags &= ~TL__R_DEFERRED;
   res->abort_cb = NULL;
@@ -668,6 +675,7 @@ void tl__res_abort(tl__hconn *h) {
   tl_res_abort_cb cb = res->abort_cb;
   res->abort_cb = NULL;
   res->flags |= TL__R_FINISHED | TL__R_ABORTED;
+  h->http->responses_aborted++;
   if (cb)
     cb(res, res->abort_arg);
   if (res->hooks)
@@ -713,6 +721,7 @@ void tl__res_send_error(tl__hconn *h, int status, const char *reason) {
   tl_res_header(res, "Content-Type", "text/plain; charset=utf-8");
   if (write_head(res, n) == 0)
     tl__conn_write(&h->conn, body, (size_t)n);
+  count(res);
   res->flags |= TL__R_FINISHED;
   tl__conn_end(&h->conn);
 }

@@ -439,6 +439,7 @@ int tl__pubsub_publish(tl__pubsub *ps, const char *topic, const void *data,
     return err;
   if (op != TL_WS_TEXT && op != TL_WS_BINARY)
     return TL_EINVAL;
+  ps->publishes++;
   return ps->publish(ps, topic, n, data, len, op, exclude);
 }
 

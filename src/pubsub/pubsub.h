@@ -53,6 +53,8 @@ struct tl__pubsub {
   /* Told when a topic gets its first local subscriber (active) or loses
    * its last (!active). May be NULL. */
   void (*topic_active)(tl__pubsub *ps, const char *topic, bool active);
+  /* Publishes through this registry (tl_app_get_stats sums it). */
+  uint64_t publishes;
 };
 
 /* `ws` is the ws layer's state of the same app; its `above` must point at

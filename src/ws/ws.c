@@ -384,6 +384,7 @@ static bool admit(tl_ws *ws, size_t frame, const void *data, size_t len,
     return true;
   if (ws->dropped != UINT32_MAX)
     ws->dropped++;
+  ws->ctx->dropped++;
   if (ws->route->h.close_on_backpressure_limit) {
     fail(ws, 1008, "backpressure limit");
     return false;
@@ -402,6 +403,7 @@ static bool admit(tl_ws *ws, size_t frame, const void *data, size_t len,
 static int queued(tl_ws *ws, size_t frame) {
   tl__conn *c = &ws->conn;
   ws->stats.messages_out++;
+  ws->ctx->messages_out++;
   if (c->backlog > 0 || tl__conn_pending(c) > ws->route->h.max_backpressure) {
     ws->want_drain = true;
     return TL_WS_BACKPRESSURE;
@@ -751,6 +753,7 @@ static int inflate_message(tl_ws *ws, int op, const uint8_t *data, size_t len,
 /* Hands a whole message to the app. */
 static void deliver(tl_ws *ws, int op, const void *data, size_t len) {
   ws->stats.messages_in++;
+  ws->ctx->messages_in++;
   ws->stats.bytes_in += len;
   if (ws->route->h.message)
     ws->route->h.message(ws, data, len, (tl_opcode)op);

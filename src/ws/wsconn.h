@@ -27,7 +27,11 @@ typedef struct tl__wsctx {
   tl__pmd_shared *pmd; /* compression state, on first use */
   tl_ws_observer *observers;
   size_t nobservers, cap_observers;
+  /* Counters of this loop (tl_app_get_stats sums them). */
   size_t nopen; /* sockets opened and not yet closed (tl_app_ws_count) */
+  uint64_t messages_in, messages_out; /* whole messages; out: queued */
+  uint64_t dropped;          /* messages dropped for backpressure */
+  uint64_t upgrades_refused; /* upgrade requests answered without a 101 */
   /* Called for every closing socket after its close handler and the
    * observers ran (the app leaves its topics there). May be NULL. */
   void (*on_closed)(tl_ws *ws);
