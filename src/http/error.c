@@ -102,3 +102,29 @@ int tl_res_fail(tl_res *res, int status, int code) {
   tl__error_run(h, &h->req, status, code, NULL, true);
   return 0;
 }
+
+/* The answer to a request that could not be read (conn.c): the error
+ * middleware's page, else "<status> <reason>"; the connection closes. */
+void tl__res_send_error(tl__hconn *h, int status, const char *reason) {
+  tl_res *res = &h->res;
+  tl__buf_reset(&res->hdrs, 4096);
+  res->flags = TL__R_CLOSE;
+  res->status = status;
+  if (tl__error_hooked(h->http)) {
+    /* The request is there when its head was read (the body was in
+     * progress). */
+    tl_req *req = h->phase == TL__P_BODY ? &h->req : NULL;
+    tl__error_run(h, req, status, 0, reason, true);
+  } else {
+    char body[96];
+    int n = snprintf(body, sizeof body, "%d %s\n", status, reason);
+    tl_res_header(res, "Content-Type", "text/plain; charset=utf-8");
+    tl_res_send(res, body, (size_t)n);
+  }
+  if (!(res->flags & TL__R_FINISHED) && !(h->conn.flags & TL__CONN_CLOSING))
+    tl_res_end(res, NULL, 0); /* deferred: not for these */
+  res->flags |= TL__R_FINISHED;
+  res->flags &= ~TL__R_DEFERRED;
+  res->abort_cb = NULL;
+  tl__conn_end(&h->conn);
+}

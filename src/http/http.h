@@ -271,11 +271,13 @@ void tl__error_run(tl__hconn *h, tl_req *req, int status, int code,
 /* Whether any error middleware could run for a request that matched no
  * route (the app's). */
 bool tl__error_hooked(const tl__http *http);
+/* Answers a request that could not be read with `status` (error
+ * middleware, else a short text page) and ends the connection. */
+void tl__res_send_error(tl__hconn *h, int status, const char *reason);
 
 /* response.c */
 void tl__res_init(tl_res *res, tl__hconn *h);
 void tl__res_reset(tl_res *res);
-void tl__res_send_error(tl__hconn *h, int status, const char *reason);
 const char *tl__status_reason(int status);
 void tl__res_on_drain(tl__hconn *h);
 void tl__res_abort(tl__hconn *h);

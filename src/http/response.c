@@ -697,31 +697,3 @@ void tl_res_close_after(tl_res *res) {
 tl_req *tl_res_req(const tl_res *res) {
   return &res->h->req;
 }
-
-void tl__res_send_error(tl__hconn *h, int status, const char *reason) {
-  tl_res *res = &h->res;
-  tl__buf_reset(&res->hdrs, 4096);
-  res->flags = TL__R_CLOSE;
-  res->status = status;
-  if (tl__error_hooked(h->http)) {
-    /* The app's error middleware answers; the request is there when its
-     * head was read (the body was in progress). */
-    tl_req *req = h->phase == TL__P_BODY ? &h->req : NULL;
-    tl__error_run(h, req, status, 0, reason, true);
-    if (!(res->flags & TL__R_FINISHED) && !(h->conn.flags & TL__CONN_CLOSING))
-      tl_res_end(res, NULL, 0); /* deferred: not for these */
-    res->flags |= TL__R_FINISHED;
-    res->flags &= ~TL__R_DEFERRED;
-    res->abort_cb = NULL;
-    tl__conn_end(&h->conn);
-    return;
-  }
-  char body[96];
-  int n = snprintf(body, sizeof body, "%d %s\n", status, reason);
-  tl_res_header(res, "Content-Type", "text/plain; charset=utf-8");
-  if (write_head(res, n) == 0)
-    tl__conn_write(&h->conn, body, (size_t)n);
-  count(res);
-  res->flags |= TL__R_FINISHED;
-  tl__conn_end(&h->conn);
-}
