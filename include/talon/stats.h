@@ -37,9 +37,10 @@ typedef struct tl_app_stats {
    * reached counts one), messages dropped for backpressure (sends and
    * publishes over max_backpressure). */
   uint64_t ws_messages_in, ws_messages_out, ws_dropped;
-  /* Upgrade requests on ws routes answered without a 101: bad handshake
-   * (400, 426), origin (403), the upgrade handler or a middleware
-   * refusing, the client leaving while an upgrade was pending, no memory. */
+  /* Upgrade requests on ws routes answered without a 101 (counted by the
+   * HTTP layer, whoever answered): bad handshake (400, 426), origin (403),
+   * the upgrade handler or a middleware refusing, no memory (503); and
+   * the client leaving while the upgrade was undecided (TL_PENDING). */
   uint64_t ws_upgrades_refused;
   /* Publishes (tl_ws_publish, tl_app_publish), whatever they reached. */
   uint64_t publishes;

@@ -19,6 +19,6 @@ void tl_app_get_stats(const tl_app *app, tl_app_stats *out) {
   out->ws_messages_in = w->messages_in;
   out->ws_messages_out = w->messages_out;
   out->ws_dropped = w->dropped;
-  out->ws_upgrades_refused = w->upgrades_refused;
+  out->ws_upgrades_refused = h->upgrades_refused;
   out->publishes = app->pubsub.publishes;
 }

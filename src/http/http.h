@@ -102,6 +102,9 @@ struct tl__http {
    * responses the client left before their end. */
   uint64_t responses[6];
   uint64_t responses_aborted;
+  /* Requests for an upgrade route answered without a 101, or left by
+   * their client while the upgrade was undecided. */
+  uint64_t upgrades_refused;
   /* The Date header value, refreshed once a second. */
   char date[40];
   int64_t date_sec;

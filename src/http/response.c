@@ -162,9 +162,18 @@ static int write_head(tl_res *res, int64_t clen) {
 
 static void run_hooks(tl_res *res);
 
+/* Whether `res` answers a request for an upgrade route. */
+static bool upgrade_request(const tl_res *res) {
+  const tl_req *r = &res->h->req;
+  return r->ws_upgrade && r->route && r->route->up.run;
+}
+
 static void count(tl_res *res) {
   int c = res->status / 100;
-  res->h->http->responses[c >= 1 && c <= 5 ? c : 0]++;
+  tl__http *http = res->h->http;
+  http->responses[c >= 1 && c <= 5 ? c : 0]++;
+  if (res->status != 101 && upgrade_request(res))
+    http->upgrades_refused++;
 }
 
 static void finish(tl_res *res) {
@@ -676,6 +685,8 @@ void tl__res_abort(tl__hconn *h) {
   res->abort_cb = NULL;
   res->flags |= TL__R_FINISHED | TL__R_ABORTED;
   h->http->responses_aborted++;
+  if (upgrade_request(res))
+    h->http->upgrades_refused++;
   if (cb)
     cb(res, res->abort_arg);
   if (res->hooks)

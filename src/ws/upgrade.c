@@ -20,10 +20,8 @@
 static void pending_release(tl__hconn *h) {
   tl_ws *ws = h->up_pending;
   h->up_pending = NULL;
-  if (ws) {
-    ws->ctx->upgrades_refused++;
+  if (ws)
     tl__ws_discard(ws);
-  }
 }
 
 /* The WebSocket block waiting on this connection's upgrade, or NULL. */
@@ -115,7 +113,6 @@ static int accept_upgrade(tl__hconn *h) {
     /* The handle was initialised: it must be closed, so the block is
      * freed through the normal close path. */
     h->up_pending = NULL;
-    ws->ctx->upgrades_refused++;
     tl__server_adopt(srv, &ws->conn);
     tl__conn_close(&ws->conn);
     return TL_EIO;
@@ -186,12 +183,10 @@ static void do_accept(tl__hconn *h) {
 static void upgrade(tl_req *req, tl_res *res, void *data) {
   tl__hconn *h = req->h;
   const tl__wsroute *rt = data;
-  tl__wsctx *ctx = h->http->upgrade_ctx;
   const char *conn = tl_req_header(req, "connection");
   const char *ver = tl_req_header(req, "sec-websocket-version");
   const char *key = tl_req_header(req, "sec-websocket-key");
   if (!ver || strcmp(ver, "13") != 0) {
-    ctx->upgrades_refused++;
     tl_res_status(res, 426);
     tl_res_header(res, "Sec-WebSocket-Version", "13");
     tl_res_text(res, "Upgrade Required: WebSocket version 13 only\n");
@@ -203,21 +198,18 @@ static void upgrade(tl_req *req, tl_res *res, void *data) {
   if (req->version < 11 || !conn || !tl_token_list_has(conn, "upgrade") ||
       !key || !tl__ws_key_valid(key, strlen(key)) ||
       tl_req_header_at(req, "sec-websocket-key", 1)) {
-    ctx->upgrades_refused++;
     reject(res, 400, "Bad Request: invalid WebSocket handshake\n");
     return;
   }
   if (!origin_allowed(rt, tl_req_header(req, "origin"))) {
-    ctx->upgrades_refused++;
     reject(res, 403, "Forbidden: origin not allowed\n");
     return;
   }
   /* Upgrades never keep the HTTP connection: success moves the socket,
    * failure closes it (the client may already be sending frames). */
   tl_res_close_after(res);
-  tl_ws *ws = tl__ws_new(h->conn.srv, ctx, rt);
+  tl_ws *ws = tl__ws_new(h->conn.srv, h->http->upgrade_ctx, rt);
   if (!ws) {
-    ctx->upgrades_refused++;
     reject(res, 503, "Service Unavailable\n");
     return;
   }

@@ -12,6 +12,7 @@
  *   ws  /narrow         max_backpressure 64 KiB: "flood" sends 64 KiB
  *                       messages until one is dropped
  *   ws  /picky          allowed_origins {"http://ok.example"}
+ *   ws  /gated          route-level middleware answering 401
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,12 @@ static const char *const origins[] = {"http://ok.example", NULL};
 static const tl_ws_handlers picky_h = {.message = ws_msg,
                                        .allowed_origins = origins};
 
+static int gate(tl_req *req, tl_res *res, void *ctx) {
+  tl_res_status(res, 401);
+  tl_res_text(res, "no\n");
+  return TL_DONE;
+}
+
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;
   tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
@@ -119,6 +126,8 @@ int main(int argc, char **argv) {
   CHECK(tl_app_ws(app, "/ws", &ws_h, 0));
   CHECK(tl_app_ws(app, "/narrow", &narrow_h, 0));
   CHECK(tl_app_ws(app, "/picky", &picky_h, 0));
+  const tl_middleware gates[] = {{.fn = gate}};
+  CHECK(tl_app_ws_route(app, "/gated", &ws_h, 0, gates, 1));
   int err = tl_app_listen(app, "127.0.0.1", port);
   tl_app_free(app);
   return err ? 1 : 0;

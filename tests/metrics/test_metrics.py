@@ -159,7 +159,8 @@ def test_drops_and_refused_upgrades(srv):
             m0["app_ws_messages_dropped_total"] == 1  # the loop stops there
     finally:
         c.close()
-    # refused: a foreign origin (403), a bad version (426), no key (400)
+    # refused: a foreign origin (403), a bad version (426), no key (400),
+    # a route-level middleware (401)
     WSClient.connect(srv.port, "/picky",
                      headers={"Origin": "http://evil.example"},
                      expect=403).close()
@@ -172,9 +173,10 @@ def test_drops_and_refused_upgrades(srv):
     req = (b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
            b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
     assert raw_exchange(srv.port, req).startswith(b"HTTP/1.1 400 ")
+    WSClient.connect(srv.port, "/gated", expect=401).close()
     m, _, _ = scrape(srv.port)
     assert m["app_ws_upgrades_refused_total"] - \
-        m0["app_ws_upgrades_refused_total"] == 3
+        m0["app_ws_upgrades_refused_total"] == 4
 
 
 def test_c_api_agrees_with_the_text(srv):

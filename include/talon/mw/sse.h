@@ -62,7 +62,7 @@ typedef struct tl_sse_options {
   /* The stream ended without tl_sse_end(): the client went away, or the
    * app is stopping (talon then ends the response after this returns,
    * within a second of the stop). The last moment `sse` is valid; sends
-   * inside are dropped. May be NULL. */
+   * inside return TL_ECLOSED. May be NULL. */
   void (*on_close)(tl_sse *sse, void *arg);
   /* Passed to the callbacks. Borrowed. */
   void *arg;
