@@ -143,7 +143,8 @@ TL_EXTERN int tl_app_head(tl_app *app, const char *pattern, tl_handler h);
 TL_EXTERN int tl_app_all(tl_app *app, const char *pattern, tl_handler h);
 
 /* The handler for requests that match no route (after app middleware).
- * NULL restores the default: 404 with a short text body. */
+ * NULL restores the default: a 404 answered by the error middleware
+ * (talon/error.h), else a short text body. */
 TL_EXTERN void tl_app_not_found(tl_app *app, tl_handler handler);
 
 #ifdef __cplusplus
