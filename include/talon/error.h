@@ -27,7 +27,9 @@
  *    head too large, 505 HTTP version. For these `req` is NULL unless the
  *    request's head was complete (413 and 408 while the body was read, 417),
  *    the connection closes after the answer, and the answer must be made
- *    before the error middleware returns (tl_res_defer() is ignored).
+ *    before the error middleware returns: one that defers anyway has its
+ *    abort callback called at once (the last moment `req` and `res` are
+ *    valid), and talon's page answers.
  * For a failure (not 404 and 405), headers set before it are discarded:
  * they belonged to the answer that failed. The status is already set on
  * `res` when an error middleware runs; it may change it.
@@ -61,7 +63,7 @@ typedef struct tl_error {
 
 /* Answer `res` (any tl_res_* function; the response may also be deferred
  * with tl_res_defer() and finished later, except for requests that could
- * not be read) and return TL_DONE, or return TL_NEXT to let the next error
+ * not be read, see above) and return TL_DONE, or return TL_NEXT to let the next error
  * middleware (finally talon's default page) answer. `req` may be NULL (see
  * above). `ctx` is the middleware's own. */
 typedef int (*tl_error_fn)(tl_req *req, tl_res *res, const tl_error *err,

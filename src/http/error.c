@@ -110,19 +110,38 @@ void tl__res_send_error(tl__hconn *h, int status, const char *reason) {
   tl__buf_reset(&res->hdrs, 4096);
   res->flags = TL__R_CLOSE;
   res->status = status;
+  bool plain = true;
   if (tl__error_hooked(h->http)) {
     /* The request is there when its head was read (the body was in
      * progress). */
     tl_req *req = h->phase == TL__P_BODY ? &h->req : NULL;
     tl__error_run(h, req, status, 0, reason, true);
-  } else {
+    plain = false;
+    if ((res->flags & (TL__R_DEFERRED | TL__R_FINISHED)) == TL__R_DEFERRED) {
+      /* Deferred, which these answers cannot be (the connection ends
+       * now): its abort callback is the last moment `res` is valid, and
+       * talon's page answers. */
+      tl_res_abort_cb cb = res->abort_cb;
+      res->abort_cb = NULL;
+      res->flags &= ~TL__R_DEFERRED;
+      if (cb)
+        cb(res, res->abort_arg);
+      if (!(res->flags & TL__R_HEAD_SENT)) {
+        tl__buf_reset(&res->hdrs, 4096);
+        res->flags &= ~(TL__R_HAS_CLEN | TL__R_HAS_CTYPE);
+        res->status = status;
+        plain = true;
+      }
+    }
+  }
+  if (plain && !(res->flags & TL__R_FINISHED)) {
     char body[96];
     int n = snprintf(body, sizeof body, "%d %s\n", status, reason);
     tl_res_header(res, "Content-Type", "text/plain; charset=utf-8");
     tl_res_send(res, body, (size_t)n);
   }
   if (!(res->flags & TL__R_FINISHED) && !(h->conn.flags & TL__CONN_CLOSING))
-    tl_res_end(res, NULL, 0); /* deferred: not for these */
+    tl_res_end(res, NULL, 0);
   res->flags |= TL__R_FINISHED;
   res->flags &= ~TL__R_DEFERRED;
   res->abort_cb = NULL;

@@ -117,8 +117,11 @@ static int err_mark(tl_req *req, tl_res *res, const tl_error *e, void *ctx) {
 
 typedef struct {
   tl_res *res;
+  tl_timer *timer;
   int status;
 } deferred_page;
+
+static long page_aborts;
 
 static void page_later(tl_timer *t, void *arg) {
   deferred_page *d = arg;
@@ -126,6 +129,21 @@ static void page_later(tl_timer *t, void *arg) {
   snprintf(body, sizeof body, "late page %d\n", d->status);
   tl_res_text(d->res, body);
   free(d);
+}
+
+/* The client left, or the request could not be read (no deferring
+ * then): the page will not be sent. */
+static void page_abort(tl_res *res, void *arg) {
+  deferred_page *d = arg;
+  tl_timer_stop(d->timer);
+  free(d);
+  page_aborts++;
+}
+
+static void counts(tl_req *req, tl_res *res) {
+  char body[64];
+  snprintf(body, sizeof body, "{\"page_aborts\":%ld}", page_aborts);
+  tl_res_json(res, body);
 }
 
 /* App level, second: the app's page. Requests whose path starts with
@@ -140,8 +158,8 @@ static int err_page(tl_req *req, tl_res *res, const tl_error *e, void *ctx) {
       return TL_NEXT;
     d->res = res;
     d->status = e->status;
-    tl_res_defer(res, NULL, NULL);
-    tl_timer_start(tl_req_app(req), 10, 0, page_later, d);
+    d->timer = tl_timer_start(tl_req_app(req), 10, 0, page_later, d);
+    tl_res_defer(res, page_abort, d);
     return TL_DONE;
   }
   if (strncmp(path, "/teapot", 7) == 0) {
@@ -186,6 +204,7 @@ int main(int argc, char **argv) {
   if (!app)
     return 1;
   CHECK(tl_app_get(app, "/ok", ok));
+  CHECK(tl_app_get(app, "/counts", counts));
   CHECK(tl_app_get(app, "/fail/:status", fail_status));
   CHECK(tl_app_get(app, "/pass/fail/:status", fail_status));
   CHECK(tl_app_get(app, "/deferpage/fail/:status", fail_status));
@@ -198,6 +217,7 @@ int main(int argc, char **argv) {
   CHECK(tl_app_route(app, "GET", "/mw-fail", never, &failer, 1));
   CHECK(tl_app_post(app, "/post-only", post_only));
   CHECK(tl_app_post(app, "/body", post_only));
+  CHECK(tl_app_post(app, "/deferpage/body", post_only));
   CHECK(tl_app_get(app, "/headers", headers));
   CHECK(tl_app_get(app, "/remove-clen", remove_clen));
   CHECK(tl_app_get(app, "/late-header", late_header));

@@ -27,6 +27,22 @@ def test_413_chunked_body_over_the_limit(hooked):
     assert r.closed
 
 
+def test_error_middleware_deferring_an_unreadable_request(hooked):
+    # /deferpage: the error middleware defers (a timer would answer); for
+    # a request that cannot be read, its abort callback runs at once and
+    # talon's page answers
+    import json
+    before = json.loads(get(hooked.port, "/counts").body)["page_aborts"]
+    r = get(hooked.port, "/deferpage/body", method="POST",
+            headers=[("Expect", "something-else")], body=b"x")
+    assert r.status == 417
+    assert r.text == "417 Expectation Failed\n"
+    assert r.closed
+    after = json.loads(get(hooked.port, "/counts").body)["page_aborts"]
+    assert after == before + 1
+    time.sleep(0.05)  # past the timer: it was stopped (ASan would tell)
+
+
 def test_431_has_no_request(hooked):
     raw = (b"GET /ok HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 4000 +
            b"\r\n\r\n")
