@@ -121,8 +121,8 @@ static void events(tl_req *req, tl_res *res) {
   }
   const char *last = tl_sse_last_event_id(t->sse);
   t->next = last ? strtol(last, NULL, 10) + 1 : 1;
-  t->timer = tl_timer_start(tl_req_app(req), (uint64_t)ms, (uint64_t)ms, tick,
-                            t);
+  t->timer =
+      tl_timer_start(tl_req_app(req), (uint64_t)ms, (uint64_t)ms, tick, t);
   if (!t->timer) {
     tl_sse_end(t->sse);
     free(t);

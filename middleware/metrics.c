@@ -60,8 +60,8 @@ static void add(out *o, const char *fmt, ...) {
 /* One metric without labels: HELP, TYPE and the sample. */
 static void one(out *o, const char *pre, const char *name, const char *type,
                 const char *help, uint64_t v) {
-  add(o, "# HELP %s%s %s\n# TYPE %s%s %s\n%s%s %" PRIu64 "\n", pre, name,
-      help, pre, name, type, pre, name, v);
+  add(o, "# HELP %s%s %s\n# TYPE %s%s %s\n%s%s %" PRIu64 "\n", pre, name, help,
+      pre, name, type, pre, name, v);
 }
 
 static bool path_is(tl_req *req, const char *path) {
@@ -80,18 +80,20 @@ static int metrics_run(tl_req *req, tl_res *res, void *ctx) {
   tl_app_get_stats(tl_req_app(req), &st);
   const char *p = m->prefix;
   out o = {0};
-  one(&o, p, "connections", "gauge", "Open TCP connections (HTTP and WebSocket).",
-      st.connections);
+  one(&o, p, "connections", "gauge",
+      "Open TCP connections (HTTP and WebSocket).", st.connections);
   one(&o, p, "websockets", "gauge", "Open WebSockets.", st.websockets);
-  add(&o, "# HELP %shttp_responses_total HTTP responses finished, by status "
-          "class.\n# TYPE %shttp_responses_total counter\n", p, p);
-  static const char *const cls[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+  add(&o,
+      "# HELP %shttp_responses_total HTTP responses finished, by status "
+      "class.\n# TYPE %shttp_responses_total counter\n",
+      p, p);
+  static const char *const cls[6] = {"other", "1xx", "2xx",
+                                     "3xx",   "4xx", "5xx"};
   for (int i = 1; i <= 6; i++)
-    add(&o, "%shttp_responses_total{class=\"%s\"} %" PRIu64 "\n", p,
-        cls[i % 6], st.responses[i % 6]);
+    add(&o, "%shttp_responses_total{class=\"%s\"} %" PRIu64 "\n", p, cls[i % 6],
+        st.responses[i % 6]);
   one(&o, p, "http_responses_aborted_total", "counter",
-      "HTTP responses the client left before their end.",
-      st.responses_aborted);
+      "HTTP responses the client left before their end.", st.responses_aborted);
   one(&o, p, "bytes_received_total", "counter", "Bytes read from sockets.",
       st.bytes_in);
   one(&o, p, "bytes_sent_total", "counter", "Bytes handed to sockets.",
@@ -110,7 +112,8 @@ static int metrics_run(tl_req *req, tl_res *res, void *ctx) {
     free(o.p);
     return TL_ENOMEM; /* 500 */
   }
-  tl_res_set_header(res, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+  tl_res_set_header(res, "Content-Type",
+                    "text/plain; version=0.0.4; charset=utf-8");
   tl_res_set_header(res, "Cache-Control", "no-store");
   tl_res_send(res, o.p, o.len);
   free(o.p);

@@ -118,8 +118,8 @@ static int emit(tl_sse *s) {
   return rc;
 }
 
-int tl_sse_send_data(tl_sse *s, const char *event, const void *data,
-                     size_t len, const char *id) {
+int tl_sse_send_data(tl_sse *s, const char *event, const void *data, size_t len,
+                     const char *id) {
   if (!s)
     return TL_EINVAL;
   if (s->over)
@@ -246,8 +246,8 @@ tl_sse *tl_sse_start(tl_req *req, tl_res *res, const tl_sse_options *options) {
   int st = tl_res_get_status(res);
   if (st < 200 || st > 299)
     tl_res_status(res, 200);
-  unsigned period = s->opt.keepalive_ms < TICK_MAX_MS ? s->opt.keepalive_ms
-                                                      : TICK_MAX_MS;
+  unsigned period =
+      s->opt.keepalive_ms < TICK_MAX_MS ? s->opt.keepalive_ms : TICK_MAX_MS;
   if (tl_res_set_header(res, "Content-Type", "text/event-stream") ||
       tl_res_set_header(res, "Cache-Control", "no-cache") ||
       tl_res_set_header(res, "X-Accel-Buffering", "no") ||

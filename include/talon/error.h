@@ -63,9 +63,9 @@ typedef struct tl_error {
 
 /* Answer `res` (any tl_res_* function; the response may also be deferred
  * with tl_res_defer() and finished later, except for requests that could
- * not be read, see above) and return TL_DONE, or return TL_NEXT to let the next error
- * middleware (finally talon's default page) answer. `req` may be NULL (see
- * above). `ctx` is the middleware's own. */
+ * not be read, see above) and return TL_DONE, or return TL_NEXT to let the next
+ * error middleware (finally talon's default page) answer. `req` may be NULL
+ * (see above). `ctx` is the middleware's own. */
 typedef int (*tl_error_fn)(tl_req *req, tl_res *res, const tl_error *err,
                            void *ctx);
 

@@ -54,9 +54,9 @@ void tl__error_run(tl__hconn *h, tl_req *req, int status, int code,
     return;
   }
   tl_error e = {status, code, message ? message : tl__status_reason(status)};
-  const tl_router *rt =
-      req && req->route && req->route->router ? req->route->router
-                                              : h->http->root;
+  const tl_router *rt = req && req->route && req->route->router
+                            ? req->route->router
+                            : h->http->root;
   res->flags |= TL__R_IN_ERROR;
   for (; rt; rt = rt->parent) {
     for (size_t i = 0; i < rt->nemw; i++) {

@@ -183,7 +183,8 @@ enum { /* response flags */
        TL__R_ABORTED = 1u << 11, /* the client left before the end */
        TL__R_COLLECT = 1u << 12, /* filter output goes to fbuf (tl_res_send) */
        TL__R_FAILED = 1u << 13,  /* tl_res_fail ran: the chain stops */
-       TL__R_IN_ERROR = 1u << 14, /* error middleware is running */
+       /* Error middleware is running. */
+       TL__R_IN_ERROR = 1u << 14,
 };
 
 typedef struct tl__finish_hook {

@@ -30,7 +30,7 @@ typedef struct tl__wsctx {
   /* Counters of this loop (tl_app_get_stats sums them). */
   size_t nopen; /* sockets opened and not yet closed (tl_app_ws_count) */
   uint64_t messages_in, messages_out; /* whole messages; out: queued */
-  uint64_t dropped; /* messages dropped for backpressure */
+  uint64_t dropped;                   /* messages dropped for backpressure */
   /* Called for every closing socket after its close handler and the
    * observers ran (the app leaves its topics there). May be NULL. */
   void (*on_closed)(tl_ws *ws);

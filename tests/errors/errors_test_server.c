@@ -171,9 +171,8 @@ static int err_page(tl_req *req, tl_res *res, const tl_error *e, void *ctx) {
     return TL_DONE;
   }
   char body[512];
-  snprintf(body, sizeof body,
-           "<h1>%d %s</h1><p>code=%s req=%s %s</p>\n", e->status, e->message,
-           e->code ? tl_err_name(e->code) : "0",
+  snprintf(body, sizeof body, "<h1>%d %s</h1><p>code=%s req=%s %s</p>\n",
+           e->status, e->message, e->code ? tl_err_name(e->code) : "0",
            req ? tl_req_method(req) : "none", req ? tl_req_path(req) : "-");
   tl_res_set_header(res, "Content-Type", "text/html; charset=utf-8");
   tl_res_send(res, body, strlen(body));

@@ -43,27 +43,22 @@ static void stats_c(tl_req *req, tl_res *res) {
   tl_app_stats st;
   tl_app_get_stats(tl_req_app(req), &st);
   char body[1024];
-  snprintf(body, sizeof body,
-           "{\"connections\":%llu,\"websockets\":%llu,\"r1\":%llu,"
-           "\"r2\":%llu,\"r3\":%llu,\"r4\":%llu,\"r5\":%llu,\"r0\":%llu,"
-           "\"aborted\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,"
-           "\"msg_in\":%llu,\"msg_out\":%llu,\"dropped\":%llu,"
-           "\"refused\":%llu,\"publishes\":%llu,\"ws_count\":%zu}",
-           (unsigned long long)st.connections,
-           (unsigned long long)st.websockets,
-           (unsigned long long)st.responses[1],
-           (unsigned long long)st.responses[2],
-           (unsigned long long)st.responses[3],
-           (unsigned long long)st.responses[4],
-           (unsigned long long)st.responses[5],
-           (unsigned long long)st.responses[0],
-           (unsigned long long)st.responses_aborted,
-           (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out,
-           (unsigned long long)st.ws_messages_in,
-           (unsigned long long)st.ws_messages_out,
-           (unsigned long long)st.ws_dropped,
-           (unsigned long long)st.ws_upgrades_refused,
-           (unsigned long long)st.publishes, tl_app_ws_count(tl_req_app(req)));
+  snprintf(
+      body, sizeof body,
+      "{\"connections\":%llu,\"websockets\":%llu,\"r1\":%llu,"
+      "\"r2\":%llu,\"r3\":%llu,\"r4\":%llu,\"r5\":%llu,\"r0\":%llu,"
+      "\"aborted\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+      "\"msg_in\":%llu,\"msg_out\":%llu,\"dropped\":%llu,"
+      "\"refused\":%llu,\"publishes\":%llu,\"ws_count\":%zu}",
+      (unsigned long long)st.connections, (unsigned long long)st.websockets,
+      (unsigned long long)st.responses[1], (unsigned long long)st.responses[2],
+      (unsigned long long)st.responses[3], (unsigned long long)st.responses[4],
+      (unsigned long long)st.responses[5], (unsigned long long)st.responses[0],
+      (unsigned long long)st.responses_aborted, (unsigned long long)st.bytes_in,
+      (unsigned long long)st.bytes_out, (unsigned long long)st.ws_messages_in,
+      (unsigned long long)st.ws_messages_out, (unsigned long long)st.ws_dropped,
+      (unsigned long long)st.ws_upgrades_refused,
+      (unsigned long long)st.publishes, tl_app_ws_count(tl_req_app(req)));
   tl_res_json(res, body);
 }
 
@@ -116,8 +111,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bad tl_metrics options were accepted\n");
     return 1;
   }
-  CHECK(tl_app_use(app, tl_metrics(&(tl_metrics_options){
-                            .path = "/internal/m", .prefix = "app_"})));
+  CHECK(tl_app_use(app, tl_metrics(&(tl_metrics_options){.path = "/internal/m",
+                                                         .prefix = "app_"})));
   CHECK(tl_app_get(app, "/stats-c", stats_c));
   CHECK(tl_app_get(app, "/ok", ok));
   CHECK(tl_app_get(app, "/redirect", redirect));

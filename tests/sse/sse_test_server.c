@@ -141,7 +141,9 @@ static void flood(tl_req *req, tl_res *res) {
   memset(f->payload, 'f', (size_t)f->size);
   f->payload[f->size] = '\0';
   tl_sse_options opt = {
-      .on_drain = flood_more, .on_close = flood_closed, .arg = f,
+      .on_drain = flood_more,
+      .on_close = flood_closed,
+      .arg = f,
       .keepalive_ms = TL_SSE_NO_KEEPALIVE,
       .max_buffered = (size_t)64 << 20,
   };

@@ -183,9 +183,10 @@ static void stats(tl_req *req, tl_res *res) {
   NUM(pong_rc);
   NUM(pong_big_rc);
   NUM(big_queued);
-  sb_printf(&b, "\"after\":{\"close_ran\":%d,\"state\":%d,\"send_rc\":%d,"
-                "\"same_data\":%d,\"route_ok\":%d,\"state_in_close\":%d,"
-                "\"sends\":%d},",
+  sb_printf(&b,
+            "\"after\":{\"close_ran\":%d,\"state\":%d,\"send_rc\":%d,"
+            "\"same_data\":%d,\"route_ok\":%d,\"state_in_close\":%d,"
+            "\"sends\":%d},",
             g.after_close_ran, g.after_state, g.after_send_rc,
             g.after_same_data, g.after_route_ok, g.after_close_seen_state,
             g.after_sends);
@@ -666,8 +667,7 @@ static void gated_open(tl_ws *ws) {
   tl_ws_send_text(ws, out);
 }
 
-static const tl_ws_handlers gated_h = {
-    WS(gated_upgrade, gated_open, echo_msg)};
+static const tl_ws_handlers gated_h = {WS(gated_upgrade, gated_open, echo_msg)};
 
 static void after_close(tl_ws *ws, int code, const char *reason, size_t len) {
   conn_ctx *c = tl_ws_data(ws);
@@ -698,10 +698,14 @@ static void after_msg(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
   g.after_route_ok = strcmp(c->route, "/cobl-after") == 0;
 }
 
-static const tl_ws_handlers after_h = {
-    .upgrade = up_named, .open = count_open, .message = after_msg,
-    .close = after_close, .error = on_error, .dropped = on_dropped,
-    .max_backpressure = 1 * MiB, .close_on_backpressure_limit = 1};
+static const tl_ws_handlers after_h = {.upgrade = up_named,
+                                       .open = count_open,
+                                       .message = after_msg,
+                                       .close = after_close,
+                                       .error = on_error,
+                                       .dropped = on_dropped,
+                                       .max_backpressure = 1 * MiB,
+                                       .close_on_backpressure_limit = 1};
 
 /* ---- main
  * -------------------------------------------------------------------------- */

@@ -92,8 +92,8 @@ TL_EXTERN int tl_sse_send(tl_sse *sse, const char *event, const char *data,
 
 /* tl_sse_send() with `len` bytes of data (may contain NUL bytes only if
  * the client copes; browsers do). */
-TL_EXTERN int tl_sse_send_data(tl_sse *sse, const char *event,
-                               const void *data, size_t len, const char *id);
+TL_EXTERN int tl_sse_send_data(tl_sse *sse, const char *event, const void *data,
+                               size_t len, const char *id);
 
 /* A comment line (": text"; the client ignores it). `text` must not
  * contain CR or LF (TL_EINVAL); NULL is "". Returns like tl_sse_send(). */
