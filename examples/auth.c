@@ -303,13 +303,12 @@ static void on_listen(tl_app *app, const char *host, int port) {
 }
 
 int main(int argc, char **argv) {
-  const char *host;
-  int port;
+  example_opts o;
   int rc = example_args(
       argc, argv, "auth",
       "  SESSION_SECRET  signs the session cookie, 16+ bytes [a demo one]\n"
       "  LOOKUP_DELAY_MS the simulated account check's delay [200]\n",
-      &host, &port);
+      &o);
   if (rc >= 0)
     return rc;
   const char *secret = getenv("SESSION_SECRET");
@@ -319,7 +318,7 @@ int main(int argc, char **argv) {
   if (delay && *delay)
     lookup_delay_ms = (unsigned)strtoul(delay, NULL, 10);
 
-  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
+  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
   const char *secrets[] = {secret, NULL}; /* copied by tl_cookies */
@@ -336,7 +335,7 @@ int main(int argc, char **argv) {
   if (err)
     fprintf(stderr, "auth: cannot set up the app (is SESSION_SECRET at "
                     "least 16 bytes?)\n");
-  else if ((err = tl_app_listen(app, host, port)))
+  else if ((err = tl_app_listen(app, o.host, o.port)))
     fprintf(stderr, "auth: %s\n", tl_strerror(err));
   tl_app_free(app);
   return err ? 1 : 0;

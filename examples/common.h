@@ -1,5 +1,5 @@
-/* Shared by the examples: reading the port and host from the command line
- * and the environment, and printing the "listening on" line. Every example
+/* Shared by the examples: reading the port, host and worker count from the
+ * command line and the environment, and printing the "listening on" line. Every example
  * had its own copy of this code, and every copy accepted "hello abc" as
  * port 0 (atoi) and printed IPv6 hosts without brackets; one copy here
  * keeps them alike. Like the examples, it uses only the public headers.
@@ -39,52 +39,105 @@ static inline bool example_parse_port(const char *s, int *port) {
   return true;
 }
 
+/* Parses a worker count: decimal digits, 0 (one per CPU) to
+ * TL_WORKERS_MAX. */
+static inline bool example_parse_workers(const char *s, int *workers) {
+  long v = 0;
+  if (!s || !*s)
+    return false;
+  for (const char *p = s; *p; p++) {
+    if (*p < '0' || *p > '9')
+      return false;
+    v = v * 10 + (*p - '0');
+    if (v > TL_WORKERS_MAX)
+      return false;
+  }
+  *workers = v == 0 ? TL_WORKERS_AUTO : (int)v;
+  return true;
+}
+
 static inline void example_usage(FILE *f, const char *name,
                                  const char *env_help) {
   fprintf(f,
-          "usage: %s [PORT]\n"
+          "usage: %s [--workers N] [PORT]\n"
           "  PORT            0-65535, 0: any free port [$PORT, else %d]\n"
+          "  --workers N     worker threads, 0: one per CPU [$WORKERS, "
+          "else 1]\n"
           "environment:\n"
           "  HOST            the address to listen on [%s]; :: for IPv6\n"
+          "  WORKERS         worker threads, 0: one per CPU [1]\n"
           "%s",
           name, EXAMPLE_DEFAULT_PORT, EXAMPLE_DEFAULT_HOST,
           env_help ? env_help : "");
 }
 
-/* Reads the command line and PORT / HOST. The port is the only argument,
- * else $PORT (empty counts as unset), else 3000; the host is $HOST, else
- * 0.0.0.0. `env_help` lists the example's other variables for the usage
- * text (lines of two spaces, the name padded to 16 columns, the meaning
- * and a newline; may be NULL).
+/* What example_args() read. */
+typedef struct example_opts {
+  const char *host;
+  int port;
+  int workers; /* for tl_app_config.workers */
+} example_opts;
+
+/* Reads the command line and PORT / HOST / WORKERS. The port is the only
+ * positional argument, else $PORT (empty counts as unset), else 3000; the
+ * host is $HOST, else 0.0.0.0; the worker count is --workers N, else
+ * $WORKERS, else 1 (0: one per CPU). `env_help` lists the example's other
+ * variables for the usage text (lines of two spaces, the name padded to
+ * 16 columns, the meaning and a newline; may be NULL).
  *
  * Returns -1 to go on; otherwise main returns the value: 0 after -h or
  * --help printed the usage, 2 after a bad argument (the usage goes to
  * stderr, as usual for a usage error). */
 static inline int example_args(int argc, char **argv, const char *name,
-                               const char *env_help, const char **host,
-                               int *port) {
-  if (argc > 1 &&
-      (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-    example_usage(stdout, name, env_help);
-    return 0;
-  }
-  if (argc > 2) {
-    fprintf(stderr, "%s: too many arguments\n", name);
-    example_usage(stderr, name, env_help);
-    return 2;
+                               const char *env_help, example_opts *o) {
+  const char *port_arg = NULL, *workers_arg = NULL;
+  bool workers_flag = false;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      example_usage(stdout, name, env_help);
+      return 0;
+    }
+    if (strcmp(argv[i], "--workers") == 0) {
+      if (i + 1 == argc) {
+        fprintf(stderr, "%s: --workers needs a number\n", name);
+        example_usage(stderr, name, env_help);
+        return 2;
+      }
+      workers_arg = argv[++i];
+      workers_flag = true;
+    } else if (!port_arg) {
+      port_arg = argv[i];
+    } else {
+      fprintf(stderr, "%s: too many arguments\n", name);
+      example_usage(stderr, name, env_help);
+      return 2;
+    }
   }
   const char *from_env = getenv("PORT");
-  const char *s = argc > 1 ? argv[1] : from_env && *from_env ? from_env : NULL;
-  *port = EXAMPLE_DEFAULT_PORT;
-  if (s && !example_parse_port(s, port)) {
+  const char *s = port_arg ? port_arg : from_env && *from_env ? from_env : NULL;
+  o->port = EXAMPLE_DEFAULT_PORT;
+  if (s && !example_parse_port(s, &o->port)) {
     fprintf(stderr, "%s: %s%s is not a port (0-65535)\n", name,
-            argc > 1 ? "" : "PORT=", s);
+            port_arg ? "" : "PORT=", s);
     example_usage(stderr, name, env_help);
     return 2;
   }
-  *host = getenv("HOST");
-  if (!*host || !**host)
-    *host = EXAMPLE_DEFAULT_HOST;
+  if (!workers_flag) {
+    workers_arg = getenv("WORKERS");
+    if (workers_arg && !*workers_arg)
+      workers_arg = NULL;
+  }
+  o->workers = 1;
+  if (workers_arg && !example_parse_workers(workers_arg, &o->workers)) {
+    fprintf(stderr, "%s: %s%s is not a worker count (0-%d)\n", name,
+            workers_flag ? "--workers " : "WORKERS=", workers_arg,
+            TL_WORKERS_MAX);
+    example_usage(stderr, name, env_help);
+    return 2;
+  }
+  o->host = getenv("HOST");
+  if (!o->host || !*o->host)
+    o->host = EXAMPLE_DEFAULT_HOST;
   return -1;
 }
 

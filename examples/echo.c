@@ -57,17 +57,16 @@ static void on_listen(tl_app *app, const char *host, int port) {
 }
 
 int main(int argc, char **argv) {
-  const char *host;
-  int port;
-  int rc = example_args(argc, argv, "echo", NULL, &host, &port);
+  example_opts o;
+  int rc = example_args(argc, argv, "echo", NULL, &o);
   if (rc >= 0)
     return rc;
-  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
+  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
   tl_app_get(app, "/", index_page);
   tl_app_ws(app, "/ws", &echo, 0);
-  int err = tl_app_listen(app, host, port);
+  int err = tl_app_listen(app, o.host, o.port);
   if (err)
     fprintf(stderr, "echo: %s\n", tl_strerror(err));
   tl_app_free(app);

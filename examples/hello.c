@@ -134,13 +134,12 @@ static void on_listen(tl_app *app, const char *host, int port) {
 }
 
 int main(int argc, char **argv) {
-  const char *host;
-  int port;
-  int rc = example_args(argc, argv, "hello", NULL, &host, &port);
+  example_opts o;
+  int rc = example_args(argc, argv, "hello", NULL, &o);
   if (rc >= 0)
     return rc;
 
-  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
+  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
   tl_app_get(app, "/", hello);
@@ -152,7 +151,7 @@ int main(int argc, char **argv) {
   tl_router_get(api, "/time", now);
   tl_app_mount(app, "/api", api);
 
-  int err = tl_app_listen(app, host, port);
+  int err = tl_app_listen(app, o.host, o.port);
   if (err)
     fprintf(stderr, "hello: %s\n", tl_strerror(err));
   tl_app_free(app);

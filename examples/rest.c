@@ -321,22 +321,21 @@ static double env_number(const char *name, double def) {
 }
 
 int main(int argc, char **argv) {
-  const char *host;
-  int port;
+  example_opts o;
   int rc =
       example_args(argc, argv, "rest",
                    "  CORS_ORIGIN     the origin browsers may call from "
                    "[http://localhost:3000; * for any]\n"
                    "  RATE_LIMIT      requests per second per client [10]\n"
                    "  RATE_BURST      requests at once per client [20]\n",
-                   &host, &port);
+                   &o);
   if (rc >= 0)
     return rc;
   const char *origin = getenv("CORS_ORIGIN");
   if (!origin || !*origin)
     origin = "http://localhost:3000";
 
-  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
+  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
 
@@ -390,7 +389,7 @@ int main(int argc, char **argv) {
   tl_app_not_found(app, not_found);
 
   if (!err) {
-    rc = tl_app_listen(app, host, port);
+    rc = tl_app_listen(app, o.host, o.port);
     if (rc) {
       fprintf(stderr, "rest: %s\n", tl_strerror(rc));
       err = 1;

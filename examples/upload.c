@@ -337,11 +337,10 @@ static void on_listen(tl_app *app, const char *host, int port) {
 }
 
 int main(int argc, char **argv) {
-  const char *host;
-  int port;
+  example_opts o;
   int rc = example_args(
       argc, argv, "upload",
-      "  UPLOAD_DIR      where files are stored [./uploads]\n", &host, &port);
+      "  UPLOAD_DIR      where files are stored [./uploads]\n", &o);
   if (rc >= 0)
     return rc;
   const char *dir = getenv("UPLOAD_DIR");
@@ -358,7 +357,7 @@ int main(int argc, char **argv) {
     return 1;
 
   tl_app *app = tl_app_new(&(tl_app_config){
-      .on_listen = on_listen,
+      .on_listen = on_listen, .workers = o.workers,
       .max_body_bytes = MAX_BODY_BYTES, /* else 413 at 1 MiB */
       /* A big body takes a while on a slow link: allow 60 s from head to
        * body (this also bounds the time to send a head: the default is
@@ -383,7 +382,7 @@ int main(int argc, char **argv) {
             tl_app_get(app, "/files/:name", get_file);
   if (err)
     fprintf(stderr, "upload: cannot set up routes\n");
-  else if ((err = tl_app_listen(app, host, port)))
+  else if ((err = tl_app_listen(app, o.host, o.port)))
     fprintf(stderr, "upload: %s\n", tl_strerror(err));
   tl_app_free(app);
   return err ? 1 : 0;

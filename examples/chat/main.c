@@ -702,12 +702,11 @@ static void on_listen(tl_app *app, const char *host, int port) {
 }
 
 int main(int argc, char **argv) {
-  const char *host;
-  int port;
+  example_opts o;
   int rc = example_args(
       argc, argv, "chat",
       "  CHAT_PUBLIC     the front end's folder [examples/chat/public]\n",
-      &host, &port);
+      &o);
   if (rc >= 0)
     return rc;
 
@@ -728,7 +727,7 @@ int main(int argc, char **argv) {
 
   chat_state state = {0};
   tl_app *app = tl_app_new(
-      &(tl_app_config){.on_listen = on_listen, .max_body_bytes = 16 << 10});
+      &(tl_app_config){.on_listen = on_listen, .workers = o.workers, .max_body_bytes = 16 << 10});
   if (!app)
     return 1;
   tl_app_set_data(app, &state);
@@ -768,7 +767,7 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  err = tl_app_listen(app, host, port);
+  err = tl_app_listen(app, o.host, o.port);
   if (err)
     fprintf(stderr, "chat: %s\n", tl_strerror(err));
   /* Every socket has closed (and left its session's list) when

@@ -1,12 +1,32 @@
-/* talon — the app: one listener, one loop, routes and middleware.
+/* talon — the app: routes and middleware served by one or more workers.
  *
- *   tl_app *app = tl_app_new(NULL);
+ *   tl_app *app = tl_app_new(&(tl_app_config){.workers = TL_WORKERS_AUTO});
  *   tl_app_get(app, "/", hello);
  *   return tl_app_listen(app, "0.0.0.0", 3000) ? 1 : 0;
  *
- * An app runs on one libuv loop on the thread that calls tl_app_listen().
- * Every talon function must be called on that thread, except
- * tl_app_stop(), which is safe from any thread.
+ * Threads. An app runs on `workers` libuv loops, each on its own thread:
+ * worker 0 on the thread that calls tl_app_listen(), the others on threads
+ * the app starts. Every worker listens on the same address (SO_REUSEPORT:
+ * the kernel spreads new connections over them) and owns the connections
+ * it accepted: a connection never moves, and every handler, middleware
+ * and callback of a connection (HTTP or WebSocket) runs on its worker's
+ * thread. Handlers of different connections may therefore run at the same
+ * time on different workers: state you share between requests (globals,
+ * tl_app_data) needs a lock or atomics once workers > 1. The built-in
+ * middleware is safe with any worker count.
+ *
+ * What may be called from where:
+ *  - Setting up (tl_app_new, routes, middleware, tl_app_ws, observers,
+ *    tl_app_on_stop, tl_app_not_found): one thread, before tl_app_listen.
+ *  - tl_req_*, tl_res_*, tl_ws_* (including subscribe and publish), the
+ *    timer API, tl_app_loop, tl_app_now: on the worker thread that runs
+ *    the handler, i.e. inside the app's callbacks. Functions that take the
+ *    app and act on a loop (tl_timer_start, tl_app_loop, tl_app_now) use
+ *    the calling worker's loop, or worker 0's outside any worker.
+ *  - Any thread: tl_app_stop, tl_app_call, tl_app_call_all,
+ *    tl_app_publish, tl_app_workers, tl_app_worker, tl_app_port,
+ *    tl_app_stopping, tl_app_get_stats, tl_app_ws_count, and
+ *    tl_app_subscriber_count when workers > 1.
  */
 #ifndef TALON_APP_H
 #define TALON_APP_H
@@ -57,10 +77,19 @@ typedef struct tl_app_config {
   unsigned send_timeout_ms;
   /* Do not install SIGINT/SIGTERM handlers (they call tl_app_stop). */
   int no_signal_handlers;
+  /* Worker threads, each running the app on its own loop with its own
+   * listener on the same port [1]; TL_WORKERS_AUTO: one per CPU the
+   * process may use; at most TL_WORKERS_MAX. With more than one,
+   * max_connections is shared out evenly (each worker takes its part). */
+  int workers;
   /* Called once the listener accepts connections, with the bound port
    * (useful with port 0). May be NULL. `host` is the listen host. */
   void (*on_listen)(tl_app *app, const char *host, int port);
 } tl_app_config;
+
+/* tl_app_config.workers: one worker per CPU. */
+#define TL_WORKERS_AUTO (-1)
+#define TL_WORKERS_MAX 256
 
 /* A new app with `options` copied (NULL: all defaults). Returns NULL on
  * out of memory or if the loop cannot be created. Free with tl_app_free(). */
@@ -72,8 +101,11 @@ TL_EXTERN tl_app *tl_app_new(const tl_app_config *options);
 TL_EXTERN void tl_app_free(tl_app *app);
 
 /* Bind `host`:`port` (IPv4 or IPv6 literal; port 0 picks a free port),
- * compile the routes, and run the loop until the app stops (tl_app_stop,
- * SIGINT or SIGTERM). Shutdown is graceful: stop accepting, close idle
+ * compile the routes, start the workers (each binds the same port with
+ * SO_REUSEPORT when there are several) and run worker 0 on this thread
+ * until the app stops (tl_app_stop, SIGINT or SIGTERM, which only worker
+ * 0 handles). If any worker fails to listen, the others are stopped and
+ * its error returned. Shutdown is graceful: stop accepting, close idle
  * connections, let in-flight requests finish within shutdown_timeout_ms,
  * then close the rest. SIGPIPE is ignored from here on (a peer resetting
  * a connection must not kill the process). Returns 0 after a clean stop;
@@ -81,21 +113,53 @@ TL_EXTERN void tl_app_free(tl_app *app);
  * error if bind or listen failed (e.g. UV_EADDRINUSE); TL_ENOMEM. */
 TL_EXTERN int tl_app_listen(tl_app *app, const char *host, int port);
 
-/* Ask a running app to shut down gracefully; tl_app_listen() then returns.
- * Safe from any thread and from signal handlers' deferred contexts; a
- * no-op if the app is not listening. */
+/* Ask a running app to shut down gracefully: every worker stops (in-flight
+ * requests finish, WebSockets get 1001), and tl_app_listen() returns once
+ * all are down. Safe from any thread. Asked before tl_app_listen(), the
+ * next listen stops as soon as it started. */
 TL_EXTERN void tl_app_stop(tl_app *app);
 
 /* Whether the app has begun to stop (tl_app_stop, SIGINT or SIGTERM)
  * and tl_app_listen() has not returned yet: long-lived responses (event
- * streams) end themselves when they see it. */
+ * streams) end themselves when they see it. Any thread. */
 TL_EXTERN bool tl_app_stopping(const tl_app *app);
 
-/* The bound port while listening, else 0. */
+/* The bound port while listening, else 0. Any thread. */
 TL_EXTERN int tl_app_port(const tl_app *app);
 
-/* Called once each time the app begins to stop (tl_app_stop, SIGINT or
- * SIGTERM), on the app's thread, before connections are asked to finish:
+/* How many workers the app runs (TL_WORKERS_AUTO resolved). Any thread. */
+TL_EXTERN unsigned tl_app_workers(const tl_app *app);
+
+/* The index (0 .. tl_app_workers()-1) of the worker running on the calling
+ * thread, or -1 on a thread that runs none of this app's workers. Inside
+ * a handler: the worker that owns the connection. */
+TL_EXTERN int tl_app_worker(const tl_app *app);
+
+/* A function to run on a worker's thread (tl_app_call). */
+typedef void (*tl_app_call_cb)(tl_app *app, void *arg);
+
+/* Run `fn(app, arg)` on worker `worker`'s thread, in a coming loop turn
+ * (never inside this call, even on that worker). Safe from any thread:
+ * the way for a thread of yours (a database pool, a blocking library on
+ * uv_queue_work) to hand a result to the app. Calls from one thread to one
+ * worker run in the order they were made. `arg` is the caller's; `fn`
+ * runs exactly once when this returns 0 (if the worker is stopping, after
+ * its connections are closed; if the app is not listening, at the next
+ * listen, or from tl_app_free). Returns 0, TL_EINVAL (NULL app or fn, no
+ * such worker) or TL_ENOMEM. */
+TL_EXTERN int tl_app_call(tl_app *app, unsigned worker, tl_app_call_cb fn,
+                          void *arg);
+
+/* Run `fn(app, arg)` once on every worker (as tl_app_call), then
+ * `done(app, arg)` (may be NULL) once, on the worker that ran `fn` last:
+ * the place to free `arg`. Returns 0, TL_EINVAL or TL_ENOMEM (then
+ * nothing runs). */
+TL_EXTERN int tl_app_call_all(tl_app *app, tl_app_call_cb fn,
+                              tl_app_call_cb done, void *arg);
+
+/* Called each time the app begins to stop (tl_app_stop, SIGINT or
+ * SIGTERM), once on every worker's thread (as that worker begins to
+ * stop), before its connections are asked to finish:
  * the place to stop timers you keep pointers to, and to close what your
  * code opened on the loop. WebSockets are still open inside it (a last
  * message can be sent or published); the listener is already closed. */
@@ -103,13 +167,15 @@ typedef void (*tl_app_stop_cb)(tl_app *app, void *arg);
 
 /* Register `cb` with `arg` (borrowed: keep it valid while the app lives)
  * to run when the app begins to stop, after the ones registered before
- * it. Call on the app's thread: before tl_app_listen() or from any of the
+ * it. Call before tl_app_listen(); with one worker also from any of the
  * app's callbacks (one registered inside a stop callback runs at the next
- * stop). Returns 0, TL_EINVAL if `app` or `cb` is NULL, or TL_ENOMEM. */
+ * stop). Returns 0, TL_EINVAL if `app` or `cb` is NULL, TL_ESTATE while
+ * several workers run, or TL_ENOMEM. */
 TL_EXTERN int tl_app_on_stop(tl_app *app, tl_app_stop_cb cb, void *arg);
 
-/* The app's libuv loop (valid from tl_app_new to tl_app_free), for work
- * the timer API (talon/timer.h) does not cover. A handle you open on it
+/* The calling worker's libuv loop (worker 0's outside any worker; valid
+ * from tl_app_new to tl_app_free), for work the timer API (talon/timer.h)
+ * does not cover; use it only on that worker's thread. A handle you open on it
  * keeps tl_app_listen() from returning after a stop until it is closed:
  * close it in a tl_app_on_stop() callback. */
 TL_EXTERN struct uv_loop_s *tl_app_loop(tl_app *app);

@@ -6,8 +6,9 @@
  *   printf("%llu open sockets\n", (unsigned long long)st.websockets);
  *
  * Gauges say how things are now; every other field counts up from
- * tl_app_new() (never reset). Counting costs a few additions per event,
- * on the thread that handles it; reading sums the app's counters.
+ * tl_app_new() (never reset). Each worker counts what it handles in its
+ * own state (an addition per event, no lock, nothing shared); reading
+ * sums the workers.
  */
 #ifndef TALON_STATS_H
 #define TALON_STATS_H
@@ -42,12 +43,15 @@ typedef struct tl_app_stats {
    * the upgrade handler or a middleware refusing, no memory (503); and
    * the client leaving while the upgrade was undecided (TL_PENDING). */
   uint64_t ws_upgrades_refused;
-  /* Publishes (tl_ws_publish, tl_app_publish), whatever they reached. */
+  /* Publishes (tl_ws_publish, and tl_app_publish made in the app's
+   * callbacks or before listening), whatever they reached. A publish
+   * from a thread of yours while workers run is not counted. */
   uint64_t publishes;
 } tl_app_stats;
 
-/* Fill `out` with the app's counters now. On the app's thread (or, with
- * the app not running, any thread). */
+/* Fill `out` with the app's counters now: the sum over its workers. Any
+ * thread; with several workers running, the others' counters are read as
+ * they are at that moment (each is exact on its own). */
 TL_EXTERN void tl_app_get_stats(const tl_app *app, tl_app_stats *out);
 
 #ifdef __cplusplus

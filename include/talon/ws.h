@@ -211,8 +211,9 @@ TL_EXTERN int tl_app_ws_route(tl_app *app, const char *pattern,
                               const tl_ws_handlers *handlers, size_t data_size,
                               const tl_middleware *mw, size_t nmw);
 
-/* WebSockets of the app open now: opened (`open` ran) and whose `close`
- * has not run yet (Bun's server.pendingWebSockets). On the app's thread. */
+/* WebSockets of the app open now, over all its workers: opened (`open`
+ * ran) and whose `close` has not run yet (Bun's
+ * server.pendingWebSockets). Any thread. */
 TL_EXTERN size_t tl_app_ws_count(const tl_app *app);
 
 /* Finish an upgrade whose handler returned TL_PENDING: send the 101 and
@@ -317,9 +318,10 @@ typedef struct tl_ws_observer {
 } tl_ws_observer;
 
 /* Add an observer (copied; any number per app). Returns 0, TL_EINVAL
- * (NULL), or TL_ENOMEM. May be called at any time on the app's
- * thread (a middleware can register on its first request); sockets opened
- * from then on are observed. */
+ * (NULL), or TL_ENOMEM. Before tl_app_listen() it observes the sockets of
+ * every worker; afterwards, called on a worker's thread (a middleware can
+ * register on its first request), it observes the sockets that worker
+ * opens from then on, and its callbacks run on that worker's thread. */
 TL_EXTERN int tl_app_ws_observe(tl_app *app, const tl_ws_observer *observer);
 
 /* Stop reading from the socket (inbound flow control) / start again.

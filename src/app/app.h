@@ -1,11 +1,22 @@
-/* Internal: the app, the one owner. It holds the server (loop, listener)
- * and one state per layer, and wires them together: the server makes HTTP
- * connections, HTTP hands upgrades to the ws layer, a closing socket
- * leaves its topics, and the flush recycles publish buffers. No layer
- * below knows this struct; each gets its own part. */
+/* Internal: the app, the one owner. It holds the options, the routes,
+ * the stop hooks and one or more workers; a worker is one loop on one
+ * thread with one state per layer (server, HTTP, WebSocket, pub/sub), and
+ * the app wires them together: the server makes HTTP connections, HTTP
+ * hands upgrades to the ws layer, a closing socket leaves its topics, the
+ * flush recycles publish buffers and forwards publishes to the other
+ * workers. No layer below knows these structs; each gets its own part.
+ *
+ * Threads: worker 0 runs on the thread that calls tl_app_listen(), the
+ * others on threads the app starts. The routes (compiled once, before
+ * the workers start) and the middleware are shared read-only; everything
+ * else a worker uses is its own, and what crosses workers goes through
+ * their mailboxes (core/mail.h) or the pub/sub hub. */
 #ifndef TALON_SRC_APP_APP_H
 #define TALON_SRC_APP_APP_H
 
+#include <stdatomic.h>
+
+#include "core/mail.h"
 #include "core/server.h"
 #include "http/http.h"
 #include "pubsub/pubsub.h"
@@ -17,17 +28,54 @@ typedef struct tl__stop_hook {
   void *arg;
 } tl__stop_hook;
 
-struct tl_app {
+enum { /* kinds of mail between workers */
+       TL__MAIL_PUBSUB = 0, /* a tl__xbatch */
+       TL__MAIL_CALL = 1    /* tl_app_call */
+};
+
+typedef struct tl__worker {
+  tl_app *app;
+  unsigned id;
   tl__server srv;
-  tl_app_config opt;
+  /* Worker 0's owns the routes; the others' share them (a copy of the
+   * struct taken at listen, with their own parser settings and Date). */
   tl__http http;
   tl__wsctx ws;
   tl__pubsub pubsub;
+  tl__mailbox mail;
+  struct tl_timer *timers; /* the user's timers on this loop (timer.c) */
+  uv_thread_t thread;      /* workers 1..n-1 while listening */
+  bool thread_started;
+  int start_err; /* what opening its listener returned */
+} tl__worker;
+
+struct tl_app {
+  tl_app_config opt;
+  tl__worker *workers;
+  unsigned nworkers;
+  struct tl__hub *hub; /* topics across workers; NULL with one worker */
   void *data;
-  /* The user's timers (app/timer.c), and what runs when a stop begins. */
-  struct tl_timer *timers;
   tl__stop_hook *stop_hooks;
   size_t nstop_hooks;
+  /* Listening: the host given, whether tl_app_listen runs, whether the
+   * start failed (stop hooks do not run then), whether a stop of all
+   * workers was already asked for. */
+  char host[64];
+  _Atomic bool running;
+  bool failed;
+  _Atomic bool stopping;
+  uv_sem_t started; /* workers 1..n-1 report their listener */
 };
+
+/* thread.c: the worker of `app` running on the calling thread, or worker
+ * 0 when the calling thread runs none (before listen, or a thread of the
+ * user's); and the calling thread's worker slot itself (NULL: none). */
+tl__worker *tl__app_here(tl_app *app);
+tl__worker **tl__app_current(void);
+
+/* worker.c, for app.c: initialise a worker's state on its loop; start
+ * and stop the workers; free one. */
+int tl__worker_init(tl_app *app, tl__worker *w, unsigned id);
+void tl__worker_free(tl__worker *w);
 
 #endif

@@ -1,24 +1,32 @@
-/* The app's counters (talon/stats.h): each layer keeps plain counters in
- * its per-loop state; reading sums them. */
+/* The app's counters (talon/stats.h): each layer of each worker keeps
+ * plain counters in its per-loop state (written by that worker only,
+ * tl__count); reading sums them over the workers. */
 #include <string.h>
 
 #include "app/app.h"
 
 void tl_app_get_stats(const tl_app *app, tl_app_stats *out) {
   memset(out, 0, sizeof *out);
-  const tl__server *s = &app->srv;
-  out->connections = s->conns_open;
-  out->bytes_in = s->bytes_in;
-  out->bytes_out = s->bytes_out;
-  const tl__http *h = &app->http;
-  for (int i = 0; i < 6; i++)
-    out->responses[i] = h->responses[i];
-  out->responses_aborted = h->responses_aborted;
-  const tl__wsctx *w = &app->ws;
-  out->websockets = w->nopen;
-  out->ws_messages_in = w->messages_in;
-  out->ws_messages_out = w->messages_out;
-  out->ws_dropped = w->dropped;
-  out->ws_upgrades_refused = h->upgrades_refused;
-  out->publishes = app->pubsub.publishes;
+  for (unsigned i = 0; i < app->nworkers; i++) {
+    const tl__worker *w = &app->workers[i];
+    out->connections += tl__count_read(&w->srv.conns_open);
+    out->bytes_in += tl__count_read(&w->srv.bytes_in);
+    out->bytes_out += tl__count_read(&w->srv.bytes_out);
+    for (int c = 0; c < 6; c++)
+      out->responses[c] += tl__count_read(&w->http.cnt.responses[c]);
+    out->responses_aborted += tl__count_read(&w->http.cnt.aborted);
+    out->ws_upgrades_refused += tl__count_read(&w->http.cnt.upgrades_refused);
+    out->websockets += tl__count_read(&w->ws.nopen);
+    out->ws_messages_in += tl__count_read(&w->ws.messages_in);
+    out->ws_messages_out += tl__count_read(&w->ws.messages_out);
+    out->ws_dropped += tl__count_read(&w->ws.dropped);
+    out->publishes += tl__count_read(&w->pubsub.publishes);
+  }
+}
+
+size_t tl_app_ws_count(const tl_app *app) {
+  uint64_t n = 0;
+  for (unsigned i = 0; i < app->nworkers; i++)
+    n += tl__count_read(&app->workers[i].ws.nopen);
+  return (size_t)n;
 }

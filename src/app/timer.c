@@ -1,7 +1,8 @@
 /* The app's clock, its timers (include/talon/timer.h) and its stop hooks
  * (tl_app_on_stop).
  *
- * A timer is a uv_timer_t in a malloc'd block, listed on the app so the
+ * A timer is a uv_timer_t in a malloc'd block on the loop of the worker
+ * that started it (worker 0 before listen), listed on that worker so the
  * ones still running can be closed when the loop ends. The handle is
  * unreferenced: timers never keep the loop alive, so a stop ends
  * tl_app_listen() once the server's own handles are closed, while timers
@@ -16,20 +17,21 @@
 
 struct tl_timer {
   uv_timer_t handle;
-  tl_app *app;
+  tl__worker *w; /* whose loop it runs on */
   tl_timer_cb cb;
   void *arg;
-  struct tl_timer *prev, *next; /* the app's list of live timers */
+  struct tl_timer *prev, *next; /* the worker's list of live timers */
   bool in_cb;                   /* its callback is running */
   bool stopped;                 /* tl_timer_stop ran inside the callback */
 };
 
 uint64_t tl_app_now(tl_app *app) {
+  tl__worker *w = tl__app_here(app);
   /* Outside the loop the cached time is that of the last turn (or of
    * tl_app_new): read the clock instead. */
-  if (!app->srv.running)
-    uv_update_time(&app->srv.loop);
-  return tl__server_now(&app->srv);
+  if (!w->srv.running)
+    uv_update_time(&w->srv.loop);
+  return tl__server_now(&w->srv);
 }
 
 uint64_t tl_hrtime(void) {
@@ -40,12 +42,12 @@ static void on_closed(uv_handle_t *h) {
   free(h->data);
 }
 
-/* Takes the timer off the app's list and closes it. */
+/* Takes the timer off its worker's list and closes it. */
 static void release(tl_timer *t) {
   if (t->prev)
     t->prev->next = t->next;
   else
-    t->app->timers = t->next;
+    t->w->timers = t->next;
   if (t->next)
     t->next->prev = t->prev;
   uv_timer_stop(&t->handle);
@@ -69,22 +71,23 @@ tl_timer *tl_timer_start(tl_app *app, uint64_t timeout_ms, uint64_t repeat_ms,
   tl_timer *t = calloc(1, sizeof *t);
   if (!t)
     return NULL;
-  uv_loop_t *loop = &app->srv.loop;
+  tl__worker *w = tl__app_here(app);
+  uv_loop_t *loop = &w->srv.loop;
   /* Before tl_app_listen the loop's cached time may be long past: count
    * from now, as the caller means. */
-  if (!app->srv.running)
+  if (!w->srv.running)
     uv_update_time(loop);
   uv_timer_init(loop, &t->handle);
   t->handle.data = t;
-  t->app = app;
+  t->w = w;
   t->cb = cb;
   t->arg = arg;
   uv_unref((uv_handle_t *)&t->handle);
   uv_timer_start(&t->handle, on_fire, timeout_ms, repeat_ms);
-  t->next = app->timers;
+  t->next = w->timers;
   if (t->next)
     t->next->prev = t;
-  app->timers = t;
+  w->timers = t;
   return t;
 }
 
@@ -100,14 +103,18 @@ void tl_timer_stop(tl_timer *t) {
   release(t);
 }
 
-void tl__app_timers_close(tl_app *app) {
-  while (app->timers)
-    release(app->timers);
+void tl__app_timers_close(tl__worker *w) {
+  while (w->timers)
+    release(w->timers);
 }
 
 int tl_app_on_stop(tl_app *app, tl_app_stop_cb cb, void *arg) {
   if (!app || !cb)
     return TL_EINVAL;
+  /* Every worker reads the list when it stops: with several, it is
+   * complete before they start. */
+  if (app->nworkers > 1 && atomic_load(&app->running))
+    return TL_ESTATE;
   tl__stop_hook *h =
       realloc(app->stop_hooks, (app->nstop_hooks + 1) * sizeof *h);
   if (!h)
@@ -117,8 +124,8 @@ int tl_app_on_stop(tl_app *app, tl_app_stop_cb cb, void *arg) {
   return 0;
 }
 
-void tl__app_begin_stop(void *owner) {
-  tl_app *app = owner;
+void tl__app_begin_stop(tl__worker *w) {
+  tl_app *app = w->app;
   /* A hook may register another (the array may move): index, and only
    * the ones there when the stop began. */
   size_t n = app->nstop_hooks;

@@ -37,14 +37,51 @@ tl__shared *tl__shared_new(size_t cap) {
   if (!f)
     return NULL;
   f->refs = 1;
+  atomic_init(&f->holders, 1);
+  f->origin = NULL;
+  f->data = f->bytes;
   f->len = 0;
   f->cap = cap;
   return f;
 }
 
-void tl__shared_unref(tl__shared *f) {
-  if (f && --f->refs == 0)
+void tl__shared_hold(tl__shared *f) {
+  atomic_fetch_add_explicit(&f->holders, 1, memory_order_relaxed);
+}
+
+void tl__shared_release(tl__shared *f) {
+  /* Release: this thread's reads of the bytes happen before the owner
+   * reuses them (tl__shared_alone) or before the free. */
+  if (atomic_fetch_sub_explicit(&f->holders, 1, memory_order_acq_rel) == 1)
     free(f);
+}
+
+bool tl__shared_alone(tl__shared *f) {
+  return atomic_load_explicit(&f->holders, memory_order_acquire) == 1;
+}
+
+tl__shared *tl__shared_proxy(tl__shared *origin) {
+  tl__shared *p = malloc(sizeof *p);
+  if (!p)
+    return NULL;
+  p->refs = 1;
+  atomic_init(&p->holders, 1);
+  p->origin = origin;
+  p->data = origin->data;
+  p->len = origin->len;
+  p->cap = origin->cap;
+  return p;
+}
+
+void tl__shared_unref(tl__shared *f) {
+  if (!f || --f->refs > 0)
+    return;
+  if (f->origin) {
+    tl__shared_release(f->origin);
+    free(f);
+  } else {
+    tl__shared_release(f);
+  }
 }
 
 /* Output queues kept for reuse, and the most each may keep. */
@@ -116,7 +153,7 @@ static size_t corked(const tl__conn *c) {
 void tl__conn_opened(tl__conn *c) {
   c->tcp.data = c;
   c->flags |= TL__CONN_COUNTED;
-  c->srv->conns_open++;
+  tl__count(&c->srv->conns_open, 1);
   c->taken_at = (uint32_t)tl__server_now(c->srv);
 }
 
@@ -134,7 +171,7 @@ void tl__conn_close(tl__conn *c) {
     return;
   c->flags |= TL__CONN_CLOSING;
   if (c->flags & TL__CONN_COUNTED)
-    c->srv->conns_open--;
+    tl__count(&c->srv->conns_open, (uint64_t)-1);
   /* A connection on the flush list stays there; the flusher skips closing
    * ones, and the block lives until after the loop turn. */
   if (c->proto->on_close)
@@ -274,7 +311,7 @@ static void flush(tl__conn *c, bool force) {
     return;
   int err = 0;
   c->sent += (uint32_t)corked(c);
-  c->srv->bytes_out += corked(c);
+  tl__count(&c->srv->bytes_out, corked(c));
   if (q->nsegs == 0) {
     if (q->out.len) {
       uv_buf_t b = uv_buf_init(q->out.data, (unsigned)q->out.len);
@@ -416,7 +453,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     return; /* discard */
   }
   if (n > 0) {
-    c->srv->bytes_in += (uint64_t)n;
+    tl__count(&c->srv->bytes_in, (uint64_t)n);
     c->proto->on_read(c, buf->base, (size_t)n);
   } else if (n < 0) {
     if (n == UV_EOF)
@@ -550,7 +587,7 @@ bool tl__conn_output_waits(tl__conn *c, uint64_t *taken_at) {
 
 void tl__conn_count_sent(tl__conn *c, size_t n) {
   c->sent += (uint32_t)n;
-  c->srv->bytes_out += n;
+  tl__count(&c->srv->bytes_out, n);
 }
 
 /* Whether the peer took nothing of our queued output for send_timeout_ms.

@@ -19,6 +19,7 @@
 #ifndef TALON_SRC_CORE_CONN_H
 #define TALON_SRC_CORE_CONN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -60,17 +61,42 @@ enum {
 };
 
 /* A reference-counted byte block written to many connections without a
- * copy (a published WebSocket frame). Created with one reference. */
-typedef struct tl__shared {
+ * copy (a published WebSocket frame). Created with one reference.
+ *
+ * `refs` counts references on the thread that uses the block, without
+ * atomics. A block crosses to another worker's thread as a "hold"
+ * (tl__shared_hold, counted atomically in `holders`, of which the owning
+ * thread's references together are one); the other thread wraps it in a
+ * proxy (tl__shared_proxy), a block of its own whose `data` points into
+ * the original, so the per-subscriber references stay thread-local and
+ * cost no atomic operation. The bytes are read-only once shared. */
+typedef struct tl__shared tl__shared;
+struct tl__shared {
   uint32_t refs;
-  size_t len; /* bytes used */
-  size_t cap; /* bytes allocated; data never moves */
-  char data[];
-} tl__shared;
+  _Atomic uint32_t holders; /* threads holding the original; 1: its owner */
+  tl__shared *origin;       /* a proxy's original; NULL: not a proxy */
+  char *data;               /* the bytes: `bytes`, or the original's */
+  size_t len;               /* bytes used */
+  size_t cap;               /* bytes allocated; data never moves */
+  char bytes[];
+};
 
 /* A block of `cap` bytes, `len` 0, one reference. NULL on out of memory. */
 tl__shared *tl__shared_new(size_t cap);
 void tl__shared_unref(tl__shared *f);
+/* One more hold of an original (not a proxy) for another thread, which
+ * gives it back with tl__shared_release or hands it to a proxy. Safe while
+ * the caller holds a reference. */
+void tl__shared_hold(tl__shared *f);
+/* Gives back a hold; frees the original when it was the last. */
+void tl__shared_release(tl__shared *f);
+/* A thread-local proxy of `origin` with one reference, taking over one
+ * hold the caller has. NULL on out of memory (the hold stays the
+ * caller's). */
+tl__shared *tl__shared_proxy(tl__shared *origin);
+/* Whether no other thread holds the block (its owner may then reuse its
+ * bytes once its own references allow). */
+bool tl__shared_alone(tl__shared *f);
 
 /* A piece of a connection's queued output: bytes of `out` (ref NULL) or a
  * shared block. Used only once a shared block is queued; until then `out`
@@ -174,6 +200,19 @@ struct tl__server {
   char listen_host[64]; /* as given to tl__server_run */
   bool running, stopping, handles_open;
 };
+
+/* The counters of a loop (tl_app_get_stats): plain fields of its
+ * per-loop state, written only by that loop's thread and read by any
+ * (the sum over workers). A relaxed atomic load and store of the field,
+ * so a reader on another worker is no data race; no lock and no
+ * read-modify-write instruction: plain moves on x86-64 and arm64. */
+static inline void tl__count(uint64_t *c, uint64_t n) {
+  __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n,
+                   __ATOMIC_RELAXED);
+}
+static inline uint64_t tl__count_read(const uint64_t *c) {
+  return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
 
 /* Loop time in ms (cached per iteration). */
 static inline uint64_t tl__server_now(const tl__server *s) {

@@ -3,10 +3,13 @@
  * signal or a request, close). Connection I/O is conn.c. */
 #include "core/server.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "talon/common.h"
 #ifdef TALON_FAULT_INJECTION
@@ -283,8 +286,29 @@ static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
   return TL_EINVAL;
 }
 
-int tl__server_run(tl__server *s, const char *host, int port,
-                   void (*on_listen)(tl__server *s)) {
+/* A listening socket for `ss` that shares its port with the other
+ * workers' (SO_REUSEPORT: the kernel spreads new connections over them). */
+static int bind_shared(uv_tcp_t *t, const struct sockaddr_storage *ss) {
+  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return uv_translate_sys_error(errno);
+  int on = 1;
+  socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                            : sizeof(struct sockaddr_in);
+  int err = 0;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
+      bind(fd, (const struct sockaddr *)ss, len) != 0)
+    err = uv_translate_sys_error(errno);
+  if (!err)
+    err = uv_tcp_open(t, fd);
+  if (err)
+    close(fd);
+  return err;
+}
+
+int tl__server_open(tl__server *s, const char *host, int port,
+                    bool reuse_port) {
   if (s->running)
     return TL_ESTATE;
   struct sockaddr_storage ss;
@@ -303,7 +327,10 @@ int tl__server_run(tl__server *s, const char *host, int port,
 
   uv_tcp_init(&s->loop, &s->listener);
   s->listener.data = s;
-  err = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
+  if (reuse_port)
+    err = bind_shared(&s->listener, &ss);
+  else
+    err = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
   if (!err)
     err = uv_listen((uv_stream_t *)&s->listener, s->cfg.backlog, on_connection);
   if (err) {
@@ -345,8 +372,10 @@ int tl__server_run(tl__server *s, const char *host, int port,
   s->handles_open = true;
   s->running = true;
   s->stopping = false;
-  if (on_listen)
-    on_listen(s);
+  return 0;
+}
+
+void tl__server_loop(tl__server *s) {
 #ifdef TALON_FAULT_INJECTION
   tl__fault_arm();
 #endif
@@ -362,7 +391,6 @@ int tl__server_run(tl__server *s, const char *host, int port,
   free(s->rbuf);
   s->rbuf = NULL;
   tl__conn_pool_free(s);
-  return 0;
 }
 
 void tl__server_stop(tl__server *s) {

@@ -10,10 +10,14 @@
 /* Initialise the loop (the rest starts in tl__server_run). 0 or a libuv
  * error. */
 int tl__server_init(tl__server *s, void *owner);
-/* Bind, listen and run until stopped. 0 after a clean stop, else an
- * error. `on_listen` runs once listening. */
-int tl__server_run(tl__server *s, const char *host, int port,
-                   void (*on_listen)(tl__server *s));
+/* Bind and listen on `host`:`port` (with SO_REUSEPORT when `reuse_port`,
+ * so that other servers' listeners can share the port), ready to run.
+ * 0, TL_EINVAL (bad address), TL_ESTATE (running) or an error. */
+int tl__server_open(tl__server *s, const char *host, int port,
+                    bool reuse_port);
+/* Run the loop of an opened server until it is stopped and every handle
+ * is closed. */
+void tl__server_loop(tl__server *s);
 /* Ask for a graceful stop; safe from any thread. */
 void tl__server_stop(tl__server *s);
 /* Close the loop; the server must not be running. */

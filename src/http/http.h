@@ -97,14 +97,16 @@ struct tl__http {
    * opaque here: set by the app, read by the upgrade entries. */
   void *upgrade_ctx;
   llhttp_settings_t settings;
-  /* Counters of this loop (tl_app_get_stats sums them): responses
-   * finished, by status class (index status / 100; 0: other), and
-   * responses the client left before their end. */
-  uint64_t responses[6];
-  uint64_t responses_aborted;
-  /* Requests for an upgrade route answered without a 101, or left by
-   * their client while the upgrade was undecided. */
-  uint64_t upgrades_refused;
+  /* Counters of this loop (tl_app_get_stats sums them; tl__count):
+   * responses finished, by status class (index status / 100; 0: other);
+   * responses the client left before their end; requests for an upgrade
+   * route answered without a 101, or left by their client while the
+   * upgrade was undecided. A worker's copy of the routes keeps its own. */
+  struct {
+    uint64_t responses[6];
+    uint64_t aborted;
+    uint64_t upgrades_refused;
+  } cnt;
   /* The Date header value, refreshed once a second. */
   char date[40];
   int64_t date_sec;

@@ -171,9 +171,9 @@ static bool upgrade_request(const tl_res *res) {
 static void count(tl_res *res) {
   int c = res->status / 100;
   tl__http *http = res->h->http;
-  http->responses[c >= 1 && c <= 5 ? c : 0]++;
+  tl__count(&http->cnt.responses[c >= 1 && c <= 5 ? c : 0], 1);
   if (res->status != 101 && upgrade_request(res))
-    http->upgrades_refused++;
+    tl__count(&http->cnt.upgrades_refused, 1);
 }
 
 static void finish(tl_res *res) {
@@ -684,9 +684,9 @@ void tl__res_abort(tl__hconn *h) {
   tl_res_abort_cb cb = res->abort_cb;
   res->abort_cb = NULL;
   res->flags |= TL__R_FINISHED | TL__R_ABORTED;
-  h->http->responses_aborted++;
+  tl__count(&h->http->cnt.aborted, 1);
   if (upgrade_request(res))
-    h->http->upgrades_refused++;
+    tl__count(&h->http->cnt.upgrades_refused, 1);
   if (cb)
     cb(res, res->abort_arg);
   if (res->hooks)

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pubsub/hub.h"
+
 #include "ws/wsconn.h"
 
 /* A subscriber slot in a topic: the socket and its slot in ws->subs. */
@@ -22,6 +24,7 @@ struct tl__topic {
   bool busy;           /* published to since the last flush */
   tl__shared *run;     /* this turn's frames, appended back to back */
   tl__topic *next_run; /* topics holding a run (pubsub->runs) */
+  tl__hub_topic *link; /* the hub's entry (workers), else NULL */
   topic_sub *subs;
   size_t len;
   char name[];
@@ -59,6 +62,10 @@ void tl__pubsub_free(tl__pubsub *ps) {
   free(ps->buckets);
   ps->buckets = NULL;
   ps->nbuckets = ps->ntopics = 0;
+  for (unsigned w = 0; ps->outbox && w < ps->nworkers; w++)
+    tl__xbatch_free(ps->outbox[w]);
+  free(ps->outbox);
+  ps->outbox = NULL;
 }
 
 static tl__topic *find(const tl__pubsub *ps, const char *name, size_t n,
@@ -98,6 +105,10 @@ static tl__topic *create(tl__pubsub *ps, const char *name, size_t n,
   tl__topic *t = calloc(1, sizeof *t + n + 1);
   if (!t)
     return NULL;
+  if (ps->hub && !(t->link = tl__hub_link(ps->hub, name, n, h, ps->self))) {
+    free(t);
+    return NULL;
+  }
   t->hash = h;
   t->len = n;
   memcpy(t->name, name, n + 1);
@@ -120,6 +131,8 @@ static void maybe_destroy(tl__pubsub *ps, tl__topic *t) {
   ps->ntopics--;
   if (ps->topic_active)
     ps->topic_active(ps, t->name, false);
+  if (t->link)
+    tl__hub_unlink(ps->hub, t->link, ps->self);
   if (t->run) {
     tl__topic **rp = &ps->runs;
     while (*rp != t)
@@ -144,6 +157,13 @@ static void compact(tl__topic *t) {
   }
   t->nsubs = o;
   t->holes = false;
+}
+
+/* A walk over the topic's subscribers ends: the last one closes the holes
+ * removals left. */
+static void walk_end(tl__topic *t) {
+  if (--t->walking == 0 && t->holes)
+    compact(t);
 }
 
 static void topic_remove(tl__topic *t, uint32_t idx) {
@@ -178,9 +198,15 @@ static int sub_index(const tl_ws *ws, const tl__topic *t) {
   return -1;
 }
 
-static void tell(tl_ws *ws, const tl__topic *t, uint32_t old) {
+/* Counts one subscriber more (+1) or less (-1) and tells the socket's
+ * subscription handler: the counts are the app's (all workers). */
+static void count_and_tell(tl_ws *ws, const tl__topic *t, int delta) {
+  uint32_t now = t->live;
+  if (t->link)
+    now = delta > 0 ? atomic_fetch_add(&t->link->count, 1) + 1
+                    : atomic_fetch_sub(&t->link->count, 1) - 1;
   if (ws->route->h.subscription)
-    ws->route->h.subscription(ws, t->name, (int)t->live, (int)old);
+    ws->route->h.subscription(ws, t->name, (int)now, (int)(now - delta));
 }
 
 int tl_ws_subscribe(tl_ws *ws, const char *topic) {
@@ -222,7 +248,11 @@ int tl_ws_subscribe(tl_ws *ws, const char *topic) {
   t->subs[t->nsubs] = (topic_sub){ws, ws->subs->n};
   ws->subs->at[ws->subs->n++] = (tl__sub){t, t->nsubs++};
   t->live++;
-  tell(ws, t, t->live - 1);
+  /* Other workers forward the compressed form this socket can take. */
+  if (t->link && tl__ws_shares_compressed(ws, SIZE_MAX))
+    tl__hub_wants_compressed(t->link, ws->pmd->agreed.server_bits,
+                             ws->route->h.compress_threshold);
+  count_and_tell(ws, t, 1);
   return 0;
 }
 
@@ -240,10 +270,8 @@ static void leave(tl_ws *ws, uint32_t i) {
       last.topic->subs[last.idx].ws_idx = i;
   }
   t->walking++; /* keep the topic alive through the handler */
-  tell(ws, t, t->live + 1);
-  t->walking--;
-  if (!t->walking && t->holes)
-    compact(t);
+  count_and_tell(ws, t, -1);
+  walk_end(t);
   maybe_destroy(ps_of(ws), t);
 }
 
@@ -286,6 +314,8 @@ size_t tl__pubsub_count(const tl__pubsub *ps, const char *topic) {
   size_t n;
   if (check_topic(topic, &n) != 0)
     return 0;
+  if (ps->hub)
+    return tl__hub_count(ps->hub, topic, n, hash_of(topic, n));
   tl__topic *t = find(ps, topic, n, hash_of(topic, n));
   return t ? t->live : 0;
 }
@@ -332,11 +362,18 @@ static int64_t run_append(tl__pubsub *ps, tl__topic *t, const uint8_t *hdr,
 }
 
 void tl__pubsub_after_flush(tl__pubsub *ps) {
+  for (unsigned w = 0; ps->outbox && w < ps->nworkers; w++) {
+    if (ps->outbox[w]) {
+      ps->post(ps, w, ps->outbox[w]);
+      ps->outbox[w] = NULL;
+    }
+  }
   tl__topic **pp = &ps->runs;
   while (*pp) {
     tl__topic *t = *pp;
-    if (t->busy && t->run->refs == 1) {
-      /* Everyone wrote it: reuse the buffer from its start. */
+    if (t->busy && t->run->refs == 1 && tl__shared_alone(t->run)) {
+      /* Everyone wrote it, here and on other workers: reuse the buffer
+       * from its start. */
       t->run->len = 0;
       t->busy = false;
       pp = &t->next_run;
@@ -351,48 +388,58 @@ void tl__pubsub_after_flush(tl__pubsub *ps) {
   }
 }
 
-/* Compresses a published message once with the app's shared compressor
- * for `bits` and appends the frame (RSV1 set) to the topic's run buffer.
- * Returns its offset (and a reference to its buffer in *buf), or -1 when
- * compression failed or did not make it smaller. */
-static int64_t compressed_frame(tl__pubsub *ps, tl__topic *t, int bits,
-                                const void *data, size_t len, int op,
-                                size_t *flen, tl__shared **buf) {
-  tl__buf *z = tl__ws_deflate_shared(ps->ws, bits, data, len);
-  if (!z)
-    return -1;
-  uint8_t hdr[10];
-  size_t hl = tl__ws_frame_header(hdr, true, true, op, z->len);
-  int64_t off = run_append(ps, t, hdr, hl, z->data, z->len);
-  *flen = hl + z->len;
-  tl__ws_scratch_done(ps->ws);
-  if (off < 0)
-    return -1;
-  *buf = t->run;
-  t->run->refs++;
-  return off;
+/* A compressed form of a message for one window size: where its frame
+ * is (a reference held in `buf`), or off -2: not built yet, -1: failed
+ * or not smaller. */
+typedef struct zform {
+  tl__shared *buf;
+  int64_t off;
+  size_t len;
+  bool local; /* built here (our reference), not from a batch */
+} zform;
+
+static void zforms_init(zform z[16]) {
+  for (int b = 0; b < 16; b++)
+    z[b] = (zform){NULL, -2, 0, false};
 }
 
-int tl__pubsub_deliver(tl__pubsub *ps, const char *topic, size_t tlen,
-                       const void *data, size_t len, int op, tl_ws *exclude) {
-  tl__topic *t = find(ps, topic, tlen, hash_of(topic, tlen));
-  if (!t || t->live == 0 ||
-      (t->live == 1 && exclude && sub_index(exclude, t) >= 0))
-    return TL_WS_DROPPED;
-  uint8_t hdr[10];
-  size_t hl = tl__ws_frame_header(hdr, true, false, op, len);
-  int64_t off = run_append(ps, t, hdr, hl, data, len);
-  if (off < 0)
-    return TL_ENOMEM;
-  tl__shared *run = t->run;
-  run->refs++; /* a nested publish may replace t->run during the walk */
-  /* Subscribers that take compressed frames share one compressed copy per
-   * window size, built on first need, also in the run buffer. */
-  int64_t zoff[16];
-  size_t zlen[16];
-  tl__shared *zrun[16];
+/* Drops the references of the forms built here. */
+static void zforms_done(zform z[16]) {
   for (int b = 0; b < 16; b++)
-    zoff[b] = -2; /* not built yet; -1: failed or not smaller */
+    if (z[b].local && z[b].off >= 0)
+      tl__shared_unref(z[b].buf);
+}
+
+/* Compresses a published message once with the worker's shared
+ * compressor for `bits` and appends the frame (RSV1 set) to the topic's
+ * run buffer. */
+static void compressed_frame(tl__pubsub *ps, tl__topic *t, int bits,
+                             const void *data, size_t len, int op, zform *z) {
+  z->off = -1;
+  z->local = true;
+  tl__buf *buf = tl__ws_deflate_shared(ps->ws, bits, data, len);
+  if (!buf)
+    return;
+  uint8_t hdr[10];
+  size_t hl = tl__ws_frame_header(hdr, true, true, op, buf->len);
+  size_t flen = hl + buf->len;
+  int64_t off = run_append(ps, t, hdr, hl, buf->data, buf->len);
+  tl__ws_scratch_done(ps->ws);
+  if (off < 0)
+    return;
+  z->len = flen;
+  z->buf = t->run;
+  z->buf->refs++;
+  z->off = off;
+}
+
+/* Queues a built frame (`flen` bytes at `off` of `buf`, whose payload is
+ * `data`) to every subscriber of `t` but `exclude`, or the compressed
+ * form a subscriber takes (built on first need, kept in `z`). Returns like
+ * tl_ws_publish. */
+static int fan_out(tl__pubsub *ps, tl__topic *t, tl__shared *buf, size_t off,
+                   size_t flen, const void *data, size_t len, int op,
+                   tl_ws *exclude, zform z[16]) {
   int result = TL_WS_DROPPED;
   bool pressure = false, queued = false;
   t->walking++;
@@ -404,13 +451,13 @@ int tl__pubsub_deliver(tl__pubsub *ps, const char *topic, size_t tlen,
       continue;
     int r;
     int b = tl__ws_shares_compressed(ws, len) ? ws->pmd->agreed.server_bits : 0;
-    if (b && zoff[b] == -2)
-      zoff[b] = compressed_frame(ps, t, b, data, len, op, &zlen[b], &zrun[b]);
-    if (b && zoff[b] >= 0)
-      r = tl__ws_queue_shared(ws, zrun[b], (size_t)zoff[b], zlen[b], data, len,
-                              op);
+    if (b && z[b].off == -2)
+      compressed_frame(ps, t, b, data, len, op, &z[b]);
+    if (b && z[b].off >= 0)
+      r = tl__ws_queue_shared(ws, z[b].buf, (size_t)z[b].off, z[b].len, data,
+                              len, op);
     else
-      r = tl__ws_queue_shared(ws, run, (size_t)off, hl + len, data, len, op);
+      r = tl__ws_queue_shared(ws, buf, off, flen, data, len, op);
     if (r == TL_WS_BACKPRESSURE || r == TL_WS_DROPPED)
       pressure = true; /* this subscriber is over its backlog */
     if (r > 0)         /* accepted, with or without backpressure */
@@ -418,17 +465,391 @@ int tl__pubsub_deliver(tl__pubsub *ps, const char *topic, size_t tlen,
     if (r > 0 && r != TL_WS_BACKPRESSURE)
       result = r;
   }
-  t->walking--;
-  for (int b = 0; b < 16; b++)
-    if (zoff[b] >= 0)
-      tl__shared_unref(zrun[b]);
-  tl__shared_unref(run);
-  if (!t->walking && t->holes)
-    compact(t);
-  maybe_destroy(ps, t);
+  walk_end(t);
   if (!queued)
     return TL_WS_DROPPED;
   return pressure ? TL_WS_BACKPRESSURE : result;
+}
+
+/* ---- forwarding between workers ----------------------------------------
+
+   A batch entry: the plain frame, `nz` compressed forms, then the topic's
+   bytes; each frame is held (tl__shared_hold) for the receiver. */
+typedef struct xframe {
+  tl__shared *buf;
+  uint32_t off, len;
+} xframe;
+
+typedef struct xentry {
+  xframe plain;
+  uint32_t hl;     /* the plain frame's header bytes */
+  uint16_t tlen;   /* topic bytes */
+  uint8_t op, nz;  /* compressed forms following */
+  /* xzform[nz], then the topic */
+} xentry;
+
+typedef struct xzform {
+  xframe f;
+  uint32_t bits;
+} xzform;
+
+static size_t entry_size(size_t nz, size_t tlen) {
+  size_t n = sizeof(xentry) + nz * sizeof(xzform) + tlen;
+  return (n + 7) & ~(size_t)7;
+}
+
+static xzform *entry_z(xentry *e) {
+  return (xzform *)(void *)(e + 1);
+}
+
+static char *entry_topic(xentry *e) {
+  return (char *)(entry_z(e) + e->nz);
+}
+
+/* Appends an entry for a frame to the batch *bp (created or grown), taking
+ * a hold of every frame in it. 0 or TL_ENOMEM. */
+static int batch_add(tl__xbatch **bp, tl__shared *buf, size_t off, size_t flen,
+                     size_t hl, int op, const zform z[16], const char *topic,
+                     size_t tlen) {
+  size_t nz = 0;
+  for (int b = 0; z && b < 16; b++)
+    nz += z[b].off >= 0;
+  size_t need = entry_size(nz, tlen);
+  tl__xbatch *bt = *bp;
+  if (!bt || bt->cap - bt->len < need) {
+    size_t cap = bt ? bt->cap * 2 : 4096;
+    while (cap - (bt ? bt->len : 0) < need)
+      cap *= 2;
+    tl__xbatch *nb = realloc(bt, sizeof *nb + cap);
+    if (!nb)
+      return TL_ENOMEM;
+    if (!bt) {
+      nb->len = 0;
+      nb->mail.next = NULL;
+      nb->mail.kind = 0;
+    }
+    nb->cap = cap;
+    *bp = bt = nb;
+  }
+  xentry *e = (xentry *)(void *)((char *)bt->data + bt->len);
+  e->plain = (xframe){buf, (uint32_t)off, (uint32_t)flen};
+  e->hl = (uint32_t)hl;
+  e->tlen = (uint16_t)tlen;
+  e->op = (uint8_t)op;
+  e->nz = (uint8_t)nz;
+  tl__shared_hold(buf);
+  xzform *zf = entry_z(e);
+  for (int b = 0; z && b < 16; b++) {
+    if (z[b].off < 0)
+      continue;
+    *zf++ = (xzform){{z[b].buf, (uint32_t)z[b].off, (uint32_t)z[b].len},
+                     (uint32_t)b};
+    tl__shared_hold(z[b].buf);
+  }
+  memcpy(entry_topic(e), topic, tlen);
+  bt->len += need;
+  return 0;
+}
+
+/* Calls fn(entry) for each entry of the batch. */
+#define EACH_ENTRY(bt, e)                                                      \
+  for (size_t at_ = 0; at_ < (bt)->len;                                        \
+       at_ += entry_size((e)->nz, (e)->tlen))                                  \
+    if (((e) = (xentry *)(void *)((char *)(bt)->data + at_)), 1)
+
+static void entry_release(xentry *e) {
+  tl__shared_release(e->plain.buf);
+  for (uint8_t i = 0; i < e->nz; i++)
+    tl__shared_release(entry_z(e)[i].f.buf);
+}
+
+void tl__xbatch_free(tl__xbatch *b) {
+  if (!b)
+    return;
+  xentry *e;
+  EACH_ENTRY(b, e)
+  entry_release(e);
+  free(b);
+}
+
+static bool bit_set(const uint64_t *words, unsigned w) {
+  return words[w / 64] >> (w % 64) & 1;
+}
+
+/* Adds the message to this turn's batch of every other worker whose bit
+ * is set in `interest`, first building the compressed forms in `zbits`
+ * that their subscribers take (when `t` is given: the frames go to its
+ * run buffer). Returns 1 if it went to some worker, 0 if to none,
+ * TL_ENOMEM if some copy was lost. */
+static int forward(tl__pubsub *ps, const uint64_t *interest, uint32_t zbits,
+                   tl__topic *t, tl__shared *buf, size_t off, size_t hl,
+                   const void *data, size_t len, int op, zform z[16],
+                   const char *topic, size_t tlen) {
+  int sent = 0;
+  bool built = false;
+  for (unsigned w = 0; w < ps->nworkers; w++) {
+    if (w == ps->self || !bit_set(interest, w))
+      continue;
+    if (!built && t) {
+      for (int b = 8; b < 16; b++)
+        if ((zbits >> b & 1) && z[b].off == -2)
+          compressed_frame(ps, t, b, data, len, op, &z[b]);
+      built = true;
+    }
+    if (batch_add(&ps->outbox[w], buf, off, hl + len, hl, op, t ? z : NULL,
+                  topic, tlen) != 0)
+      return TL_ENOMEM;
+    sent = 1;
+  }
+  return sent;
+}
+
+static void load_interest(const tl__hub_topic *link, uint64_t *out,
+                          size_t words) {
+  for (size_t i = 0; i < words; i++)
+    out[i] = atomic_load_explicit(&link->interest[i], memory_order_acquire);
+}
+
+/* Whether any worker but `self` is in `interest`. */
+static bool others(const uint64_t *interest, size_t words, unsigned self) {
+  for (size_t i = 0; i < words; i++) {
+    uint64_t v = interest[i];
+    if (i == self / 64)
+      v &= ~(UINT64_C(1) << (self % 64));
+    if (v)
+      return true;
+  }
+  return false;
+}
+
+/* The interest bits of a worker's publish, on the stack when they fit. */
+#define INTEREST_INLINE 4
+
+/* A publish to a topic this worker has no subscriber of: the hub says
+ * who has (under its lock); the frame gets a block of its own. */
+static int forward_unlinked(tl__pubsub *ps, const char *topic, size_t tlen,
+                            uint32_t h, const void *data, size_t len, int op) {
+  size_t words = tl__hub_words(ps->hub);
+  uint64_t stack[INTEREST_INLINE];
+  uint64_t *interest = words <= INTEREST_INLINE ? stack
+                                                : malloc(words * sizeof *interest);
+  if (!interest)
+    return TL_ENOMEM;
+  tl__hub_view v = {.interest = interest};
+  int r = TL_WS_DROPPED;
+  if (tl__hub_view_of(ps->hub, topic, tlen, h, &v) &&
+      others(interest, words, ps->self)) {
+    uint8_t hdr[10];
+    size_t hl = tl__ws_frame_header(hdr, true, false, op, len);
+    tl__shared *f = tl__shared_new(hl + len);
+    if (!f) {
+      r = TL_ENOMEM;
+    } else {
+      memcpy(f->data, hdr, hl);
+      if (len)
+        memcpy(f->data + hl, data, len);
+      f->len = hl + len;
+      int sent = forward(ps, interest, 0, NULL, f, 0, hl, data, len, op, NULL,
+                         topic, tlen);
+      r = sent < 0 ? sent : sent ? (int)(hl + len) : TL_WS_DROPPED;
+      tl__shared_unref(f);
+    }
+  }
+  if (interest != stack)
+    free(interest);
+  return r;
+}
+
+int tl__pubsub_deliver(tl__pubsub *ps, const char *topic, size_t tlen,
+                       const void *data, size_t len, int op, tl_ws *exclude) {
+  uint32_t h = hash_of(topic, tlen);
+  tl__topic *t = find(ps, topic, tlen, h);
+  if (!t || t->live == 0)
+    return ps->hub ? forward_unlinked(ps, topic, tlen, h, data, len, op)
+                   : TL_WS_DROPPED;
+  size_t words = ps->hub ? tl__hub_words(ps->hub) : 0;
+  uint64_t stack[INTEREST_INLINE], *interest = stack;
+  bool remote = false;
+  if (t->link) {
+    if (words > INTEREST_INLINE && !(interest = malloc(words * 8)))
+      return TL_ENOMEM;
+    load_interest(t->link, interest, words);
+    remote = others(interest, words, ps->self);
+  }
+  bool local = !(t->live == 1 && exclude && sub_index(exclude, t) >= 0);
+  int result = TL_WS_DROPPED;
+  if (local || remote) {
+    uint8_t hdr[10];
+    size_t hl = tl__ws_frame_header(hdr, true, false, op, len);
+    int64_t off = run_append(ps, t, hdr, hl, data, len);
+    if (off < 0) {
+      result = TL_ENOMEM;
+    } else {
+      tl__shared *run = t->run;
+      run->refs++; /* a nested publish may replace t->run during the walk */
+      /* Subscribers that take compressed frames share one compressed copy
+       * per window size, built on first need, also in the run buffer. */
+      zform z[16];
+      zforms_init(z);
+      t->walking++; /* the topic outlives handlers run by the fan-out */
+      if (local)
+        result = fan_out(ps, t, run, (size_t)off, hl + len, data, len, op,
+                         exclude, z);
+      if (remote) {
+        uint32_t zbits = 0;
+        if (len >= atomic_load_explicit(&t->link->zmin, memory_order_relaxed))
+          zbits = atomic_load_explicit(&t->link->zbits, memory_order_relaxed);
+        int sent = forward(ps, interest, zbits, t, run, (size_t)off, hl, data,
+                           len, op, z, topic, tlen);
+        if (sent < 0)
+          result = sent;
+        else if (sent && result == TL_WS_DROPPED)
+          result = (int)(hl + len); /* queued for other workers */
+      }
+      walk_end(t);
+      zforms_done(z);
+      tl__shared_unref(run);
+    }
+  }
+  if (interest != stack)
+    free(interest);
+  maybe_destroy(ps, t);
+  return result;
+}
+
+/* ---- receiving a batch --------------------------------------------------- */
+
+/* Proxies made for the frames of one batch, so that consecutive frames of
+ * one block stay one block for the connections (their pieces join). */
+#define PROXIES 8
+
+typedef struct proxies {
+  tl__shared *origin[PROXIES], *proxy[PROXIES];
+  unsigned n, next;
+} proxies;
+
+/* A proxy of `origin` that takes over the hold the entry had. NULL when
+ * out of memory (the hold is given back). */
+static tl__shared *proxy_of(proxies *px, tl__shared *origin) {
+  for (unsigned i = 0; i < px->n; i++)
+    if (px->origin[i] == origin) {
+      tl__shared_release(origin); /* the proxy has its own hold */
+      return px->proxy[i];
+    }
+  tl__shared *p = tl__shared_proxy(origin);
+  if (!p) {
+    tl__shared_release(origin);
+    return NULL;
+  }
+  unsigned i;
+  if (px->n < PROXIES) {
+    i = px->n++;
+  } else { /* the oldest goes: connections keep their own references */
+    i = px->next;
+    px->next = (px->next + 1) % PROXIES;
+    tl__shared_unref(px->proxy[i]);
+  }
+  px->origin[i] = origin;
+  px->proxy[i] = p;
+  return p;
+}
+
+void tl__pubsub_receive(tl__pubsub *ps, tl__xbatch *b) {
+  proxies px = {.n = 0};
+  xentry *e;
+  EACH_ENTRY(b, e) {
+    const char *topic = entry_topic(e);
+    tl__topic *t = find(ps, topic, e->tlen, hash_of(topic, e->tlen));
+    if (!t || t->live == 0) {
+      entry_release(e);
+      continue;
+    }
+    zform z[16];
+    zforms_init(z);
+    tl__shared *plain = proxy_of(&px, e->plain.buf);
+    for (uint8_t i = 0; i < e->nz; i++) {
+      xzform *zf = &entry_z(e)[i];
+      tl__shared *p = proxy_of(&px, zf->f.buf);
+      if (p)
+        z[zf->bits] = (zform){p, zf->f.off, zf->f.len, false};
+    }
+    if (!plain)
+      continue; /* out of memory: this message is lost here */
+    const char *data = plain->data + e->plain.off + e->hl;
+    size_t len = e->plain.len - e->hl;
+    t->walking++;
+    fan_out(ps, t, plain, e->plain.off, e->plain.len, data, len, e->op, NULL,
+            z);
+    walk_end(t);
+    zforms_done(z);
+    maybe_destroy(ps, t);
+  }
+  for (unsigned i = 0; i < px.n; i++)
+    tl__shared_unref(px.proxy[i]);
+  free(b);
+}
+
+int tl__pubsub_join(tl__pubsub *ps, struct tl__hub *hub, unsigned self,
+                    void (*post)(tl__pubsub *ps, unsigned worker,
+                                 tl__xbatch *b)) {
+  unsigned n = tl__hub_workers(hub);
+  ps->outbox = calloc(n, sizeof *ps->outbox);
+  if (!ps->outbox)
+    return TL_ENOMEM;
+  ps->hub = hub;
+  ps->self = self;
+  ps->nworkers = n;
+  ps->post = post;
+  return 0;
+}
+
+int tl__pubsub_publish_from(struct tl__hub *hub, unsigned nworkers,
+                            const char *topic, const void *data, size_t len,
+                            tl_opcode op,
+                            void (*post)(void *arg, unsigned worker,
+                                         tl__xbatch *b),
+                            void *arg) {
+  size_t tlen;
+  int err = check_topic(topic, &tlen);
+  if (err)
+    return err;
+  if (op != TL_WS_TEXT && op != TL_WS_BINARY)
+    return TL_EINVAL;
+  size_t words = hub ? tl__hub_words(hub) : 1;
+  uint64_t *interest = calloc(words, sizeof *interest);
+  if (!interest)
+    return TL_ENOMEM;
+  tl__hub_view v = {.interest = interest};
+  if (!hub)
+    interest[0] = 1; /* one worker: it looks for subscribers itself */
+  else if (!tl__hub_view_of(hub, topic, tlen, hash_of(topic, tlen), &v))
+    nworkers = 0;
+  uint8_t hdr[10];
+  size_t hl = tl__ws_frame_header(hdr, true, false, op, len);
+  tl__shared *f = nworkers ? tl__shared_new(hl + len) : NULL;
+  int r = nworkers ? TL_ENOMEM : TL_WS_DROPPED;
+  if (f) {
+    memcpy(f->data, hdr, hl);
+    if (len)
+      memcpy(f->data + hl, data, len);
+    f->len = hl + len;
+    r = TL_WS_DROPPED;
+    for (unsigned w = 0; w < nworkers; w++) {
+      tl__xbatch *b = NULL;
+      if (!bit_set(interest, w))
+        continue;
+      if (batch_add(&b, f, 0, hl + len, hl, op, NULL, topic, tlen) != 0) {
+        r = TL_ENOMEM;
+        continue;
+      }
+      post(arg, w, b);
+      if (r == TL_WS_DROPPED)
+        r = (int)(hl + len);
+    }
+    tl__shared_unref(f);
+  }
+  free(interest);
+  return r;
 }
 
 int tl__pubsub_publish(tl__pubsub *ps, const char *topic, const void *data,
@@ -439,7 +860,7 @@ int tl__pubsub_publish(tl__pubsub *ps, const char *topic, const void *data,
     return err;
   if (op != TL_WS_TEXT && op != TL_WS_BINARY)
     return TL_EINVAL;
-  ps->publishes++;
+  tl__count(&ps->publishes, 1);
   return ps->publish(ps, topic, n, data, len, op, exclude);
 }
 

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/mail.h"
 #include "talon.h"
 #include "ws/wsconn.h"
 
@@ -38,6 +39,16 @@ typedef struct tl__subset {
 } tl__subset;
 
 typedef struct tl__pubsub tl__pubsub;
+struct tl__hub;
+
+/* Publishes forwarded to one worker in one loop turn, in the order they
+ * happened: a mail for that worker's mailbox (core/mail.h). Each holds
+ * its frames (tl__shared_hold) until the receiver has queued them. */
+typedef struct tl__xbatch {
+  tl__mail mail;
+  size_t len, cap; /* bytes of entries in `data` */
+  uint64_t data[]; /* entries, 8-byte aligned */
+} tl__xbatch;
 
 /* An app's topic registry (one per loop). */
 struct tl__pubsub {
@@ -53,7 +64,14 @@ struct tl__pubsub {
   /* Told when a topic gets its first local subscriber (active) or loses
    * its last (!active). May be NULL. */
   void (*topic_active)(tl__pubsub *ps, const char *topic, bool active);
-  /* Publishes through this registry (tl_app_get_stats sums it). */
+  /* Workers (tl__pubsub_join): the shared topic table, which worker this
+   * registry is, this turn's forwards per worker, and how a batch
+   * reaches another worker (the app posts it to its mailbox). */
+  struct tl__hub *hub;
+  unsigned self, nworkers;
+  tl__xbatch **outbox;
+  void (*post)(tl__pubsub *ps, unsigned worker, tl__xbatch *b);
+  /* Publishes made on this worker (tl_app_get_stats sums them). */
   uint64_t publishes;
 };
 
@@ -61,6 +79,29 @@ struct tl__pubsub {
  * `ps` (sockets find their registry there). */
 void tl__pubsub_init(tl__pubsub *ps, tl__wsctx *ws);
 void tl__pubsub_free(tl__pubsub *ps);
+
+/* Makes the registry worker `self` of `hub`'s: topics are linked to the
+ * hub, counts are app-wide, and publishes reach the other workers'
+ * subscribers through `post`, once per loop turn (after_flush). Before
+ * the first subscriber. 0 or TL_ENOMEM. */
+int tl__pubsub_join(tl__pubsub *ps, struct tl__hub *hub, unsigned self,
+                    void (*post)(tl__pubsub *ps, unsigned worker,
+                                 tl__xbatch *b));
+/* Deliver a batch from another worker to this registry's subscribers
+ * (as a local publish would, built frames shared) and free it. */
+void tl__pubsub_receive(tl__pubsub *ps, tl__xbatch *b);
+/* Free a batch without delivering it. */
+void tl__xbatch_free(tl__xbatch *b);
+/* A publish from a thread that is no worker: the frame is built once and
+ * posted to every worker with subscribers (`hub` NULL: one worker, 0),
+ * through `post(arg, worker, batch)`. Returns the frame size when it went
+ * to some worker, TL_WS_DROPPED, or an error as tl_app_publish. */
+int tl__pubsub_publish_from(struct tl__hub *hub, unsigned nworkers,
+                            const char *topic, const void *data, size_t len,
+                            tl_opcode op,
+                            void (*post)(void *arg, unsigned worker,
+                                         tl__xbatch *b),
+                            void *arg);
 
 /* Checks the topic and the opcode, then publishes through the backend.
  * Returns like tl_app_publish. */
@@ -71,10 +112,12 @@ int tl__pubsub_publish(tl__pubsub *ps, const char *topic, const void *data,
 int tl__pubsub_deliver(tl__pubsub *ps, const char *topic, size_t tlen,
                        const void *data, size_t len, int op, tl_ws *exclude);
 
-/* Subscribers of `topic` (0 for an invalid or unknown topic). */
+/* Subscribers of `topic` (0 for an invalid or unknown topic): on every
+ * worker once joined to a hub (may take the hub's lock), else here. */
 size_t tl__pubsub_count(const tl__pubsub *ps, const char *topic);
 
-/* After each flush: recycle or release the topics' run buffers. */
+/* After each flush: post this turn's forwards to the other workers;
+ * recycle or release the topics' run buffers. */
 void tl__pubsub_after_flush(tl__pubsub *ps);
 
 /* Remove every subscription of a closing socket (subscription handler

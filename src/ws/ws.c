@@ -340,7 +340,7 @@ static void report_close(tl_ws *ws, int code, const char *reason, size_t len) {
   bool opened = ws->state != 0;
   ws->state = TL_WS_CLOSED;
   if (opened)
-    ws->ctx->nopen--;
+    tl__count(&ws->ctx->nopen, (uint64_t)-1);
   if (opened && ws->route->h.close)
     ws->route->h.close(ws, code, reason ? reason : "", len);
   const tl__wsctx *ctx = ws->ctx;
@@ -384,7 +384,7 @@ static bool admit(tl_ws *ws, size_t frame, const void *data, size_t len,
     return true;
   if (ws->dropped != UINT32_MAX)
     ws->dropped++;
-  ws->ctx->dropped++;
+  tl__count(&ws->ctx->dropped, 1);
   if (ws->route->h.close_on_backpressure_limit) {
     fail(ws, 1008, "backpressure limit");
     return false;
@@ -403,7 +403,7 @@ static bool admit(tl_ws *ws, size_t frame, const void *data, size_t len,
 static int queued(tl_ws *ws, size_t frame) {
   tl__conn *c = &ws->conn;
   ws->stats.messages_out++;
-  ws->ctx->messages_out++;
+  tl__count(&ws->ctx->messages_out, 1);
   if (c->backlog > 0 || tl__conn_pending(c) > ws->route->h.max_backpressure) {
     ws->want_drain = true;
     return TL_WS_BACKPRESSURE;
@@ -753,7 +753,7 @@ static int inflate_message(tl_ws *ws, int op, const uint8_t *data, size_t len,
 /* Hands a whole message to the app. */
 static void deliver(tl_ws *ws, int op, const void *data, size_t len) {
   ws->stats.messages_in++;
-  ws->ctx->messages_in++;
+  tl__count(&ws->ctx->messages_in, 1);
   ws->stats.bytes_in += len;
   if (ws->route->h.message)
     ws->route->h.message(ws, data, len, (tl_opcode)op);
@@ -983,7 +983,7 @@ void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   ws->parser.max_payload = ws->route->h.max_payload;
   ws->parser.allow_rsv1 = ws->pmd != NULL;
   ws->state = TL_WS_OPEN;
-  ws->ctx->nopen++;
+  tl__count(&ws->ctx->nopen, 1);
   ws->stats.opened_ms = now_ms(ws);
   ws->life_armed = ws->route->h.max_lifetime_s != 0;
   set_deadline(ws, 0); /* the lifetime alone, if idle timeouts are off */

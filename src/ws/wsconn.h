@@ -28,7 +28,7 @@ typedef struct tl__wsctx {
   tl_ws_observer *observers;
   size_t nobservers, cap_observers;
   /* Counters of this loop (tl_app_get_stats sums them). */
-  size_t nopen; /* sockets opened and not yet closed (tl_app_ws_count) */
+  uint64_t nopen; /* sockets opened and not yet closed (tl_app_ws_count) */
   uint64_t messages_in, messages_out; /* whole messages; out: queued */
   uint64_t dropped;                   /* messages dropped for backpressure */
   /* Called for every closing socket after its close handler and the

@@ -42,6 +42,8 @@ SANITIZER_MARKS = (
     "LeakSanitizer",
     "runtime error",
     "UndefinedBehaviorSanitizer",
+    "WARNING: ThreadSanitizer",
+    "ERROR: ThreadSanitizer",
 )
 LISTEN_RE = re.compile(
     r"listening on http://(?P<host>[^\s:]+|\[[^\]]+\]):(?P<port>\d+)")

@@ -39,7 +39,7 @@ def test_bad_port_argument_is_a_usage_error(example):
         r = run(path, [arg])
         assert r.returncode == 2, (arg, r)
         assert f"{name}: {arg} is not a port (0-65535)" in r.stderr, (arg, r)
-        assert r.stderr.count(f"usage: {name} [PORT]") == 1, r.stderr
+        assert r.stderr.count(f"usage: {name} [--workers N] [PORT]") == 1, r.stderr
         assert "listening" not in r.stdout, r.stdout
 
 
@@ -62,7 +62,7 @@ def test_help(example):
     for flag in ("-h", "--help"):
         r = run(path, [flag])
         assert r.returncode == 0, r
-        assert r.stdout.startswith(f"usage: {name} [PORT]\n"), r.stdout
+        assert r.stdout.startswith(f"usage: {name} [--workers N] [PORT]\n"), r.stdout
         assert "HOST" in r.stdout and r.stderr == ""
 
 
@@ -108,6 +108,48 @@ def test_port_from_argument_wins_over_environment(example, tmp_path):
     try:
         s.start()
         assert s.port != 1  # argv's 0 (any free port), not $PORT
+        s.stop()
+        s.check_clean_exit()
+    finally:
+        s.close()
+
+
+BAD_WORKERS = ["abc", "-1", "257", "2x", "0x2", " 2"]
+
+
+def test_bad_worker_count_is_a_usage_error(example):
+    name, path = example
+    for arg in BAD_WORKERS:
+        r = run(path, ["--workers", arg, "0"])
+        assert r.returncode == 2, (arg, r)
+        assert "is not a worker count" in r.stderr, r.stderr
+        r = run(path, ["0"], env={"WORKERS": arg})
+        assert r.returncode == 2, (arg, r)
+        assert f"WORKERS={arg} is not a worker count" in r.stderr, r.stderr
+    r = run(path, ["--workers"])
+    assert r.returncode == 2 and "--workers needs a number" in r.stderr, r
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_workers_serve_and_stop(example, tmp_path, how):
+    """Four workers on one port: every connection is answered, and a stop
+    ends them all (clean exit, nothing reported)."""
+    name, path = example
+    args = [path, "--workers", "4", "0"] if how == "flag" else [path, "0"]
+    env = {"HOST": "127.0.0.1", "UPLOAD_DIR": str(tmp_path / "up")}
+    if how == "env":
+        env["WORKERS"] = "4"
+    s = TalonServer(args, name=name, cwd=str(tmp_path), env=env,
+                    drop_env=("PORT", "WORKERS"),
+                    tmp_prefix=f"talon-ex-{name}-", expect_host="127.0.0.1",
+                    stop_timeout=15.0)
+    try:
+        s.start()
+        for _ in range(40):
+            with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+                c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close"
+                          b"\r\n\r\n")
+                assert c.recv(12).startswith(b"HTTP/1.1 ")
         s.stop()
         s.check_clean_exit()
     finally:

@@ -20,12 +20,15 @@ def pytest_addoption(parser):
                      help="path to metrics_test_server")
 
 
-@pytest.fixture(scope="module")
-def srv(pytestconfig):
+@pytest.fixture(scope="module", params=[1, 3], ids=["1worker", "3workers"])
+def srv(pytestconfig, request):
+    """One worker, and three: the counters are summed over workers (the
+    kernel spreads the test's connections over them)."""
     path = pytestconfig.getoption("metrics_server")
     if not path or not os.access(path, os.X_OK):
         pytest.fail("--metrics-server PATH to metrics_test_server is required")
-    s = TalonServer([path, "0"], name="metrics_test_server",
+    s = TalonServer([path, "0", str(request.param)],
+                    name=f"metrics_test_server x{request.param}",
                     tmp_prefix="talon-metrics-").start()
     yield s
     finish(s)

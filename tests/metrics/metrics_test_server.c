@@ -1,7 +1,7 @@
 /* The test server of tests/metrics: server-wide counters
  * (tl_app_get_stats) and the Prometheus endpoint (tl_metrics).
  *
- *   metrics_test_server PORT
+ *   metrics_test_server PORT [WORKERS]
  *
  *   GET /internal/m     tl_metrics with path "/internal/m", prefix "app_"
  *   GET /stats-c        tl_app_get_stats as JSON (read before answering)
@@ -100,7 +100,9 @@ static int gate(tl_req *req, tl_res *res, void *ctx) {
 
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;
-  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
+  int workers = argc > 2 ? atoi(argv[2]) : 1;
+  tl_app *app = tl_app_new(
+      &(tl_app_config){.on_listen = on_listen, .workers = workers});
   if (!app)
     return 1;
   /* Bad options are refused with the constructor's error. */
