@@ -16,6 +16,7 @@
 #include "talon/router.h"
 #include "talon/ws.h"
 #include "talon/pubsub.h"
+#include "talon/cluster.h"
 #include "talon/stats.h"
 
 #include "talon/timer.h"

@@ -8,11 +8,12 @@
  * when the walk ends, so handlers that run during a publish may subscribe,
  * unsubscribe or close freely.
  *
- * The backend seam: every publish goes through the registry's publish, which
- * by default delivers locally (tl__pubsub_deliver). A bridge across
- * workers or machines replaces it (forward, then deliver locally) and
- * learns from `topic_active` when a topic gains its first local subscriber
- * or loses its last, to subscribe upstream only while needed. */
+ * The backend seam (talon/cluster.h): a publish made here goes through
+ * the registry's publish (local delivery and the other workers), then to
+ * `out_publish` once; the backend learns from `interest` when the app (all
+ * workers) gets its first subscriber of a topic or loses its last, to
+ * subscribe upstream only while needed; what comes back is delivered with
+ * tl__pubsub_deliver, which does not go out again. */
 #ifndef TALON_SRC_PUBSUB_PUBSUB_H
 #define TALON_SRC_PUBSUB_PUBSUB_H
 
@@ -60,10 +61,15 @@ struct tl__pubsub {
   /* The backend: publish a message to `topic` (len bytes), skipping
    * `exclude` (may be NULL). Default: tl__pubsub_deliver. */
   int (*publish)(tl__pubsub *ps, const char *topic, size_t tlen,
-                 const void *data, size_t len, int op, tl_ws *exclude);
-  /* Told when a topic gets its first local subscriber (active) or loses
-   * its last (!active). May be NULL. */
-  void (*topic_active)(tl__pubsub *ps, const char *topic, bool active);
+                 const void *data, size_t len, int op, int compress,
+                 tl_ws *exclude);
+  /* A publish made here (not one delivered from the backend), after it
+   * was delivered: once per publish. May be NULL. */
+  void (*out_publish)(tl__pubsub *ps, const char *topic, const void *data,
+                      size_t len, int op);
+  /* The app's first subscriber of `topic` came (on) or its last left,
+   * over all workers. May be NULL. */
+  void (*interest)(tl__pubsub *ps, const char *topic, bool on);
   /* Workers (tl__pubsub_join): the shared topic table, which worker this
    * registry is, this turn's forwards per worker, and how a batch
    * reaches another worker (the app posts it to its mailbox). */
@@ -98,19 +104,26 @@ void tl__xbatch_free(tl__xbatch *b);
  * to some worker, TL_WS_DROPPED, or an error as tl_app_publish. */
 int tl__pubsub_publish_from(struct tl__hub *hub, unsigned nworkers,
                             const char *topic, const void *data, size_t len,
-                            tl_opcode op,
+                            tl_opcode op, int compress,
                             void (*post)(void *arg, unsigned worker,
                                          tl__xbatch *b),
                             void *arg);
 
 /* Checks the topic and the opcode, then publishes through the backend.
- * Returns like tl_app_publish. */
+ * `compress` as in tl_ws_publish_ex. Returns like tl_app_publish. */
 int tl__pubsub_publish(tl__pubsub *ps, const char *topic, const void *data,
-                       size_t len, tl_opcode op, tl_ws *exclude);
+                       size_t len, tl_opcode op, int compress, tl_ws *exclude);
 
-/* Local delivery: frame once, reference it into every subscriber's queue. */
+/* tl__pubsub_publish of a message that came from the backend: not handed
+ * back to it. */
+int tl__pubsub_publish_in(tl__pubsub *ps, const char *topic, const void *data,
+                          size_t len, tl_opcode op);
+
+/* Delivery here and to the other workers' subscribers, without going to
+ * the backend: frame once, reference it into every subscriber's queue. */
 int tl__pubsub_deliver(tl__pubsub *ps, const char *topic, size_t tlen,
-                       const void *data, size_t len, int op, tl_ws *exclude);
+                       const void *data, size_t len, int op, int compress,
+                       tl_ws *exclude);
 
 /* Subscribers of `topic` (0 for an invalid or unknown topic): on every
  * worker once joined to a hub (may take the hub's lock), else here. */
