@@ -46,6 +46,23 @@ tl__shared *tl__shared_new(size_t cap) {
   f->data = f->bytes;
   f->len = 0;
   f->cap = cap;
+  f->release = NULL;
+  return f;
+}
+
+tl__shared *tl__shared_wrap(const void *data, size_t len,
+                            void (*release)(void *data, void *arg),
+                            void *arg) {
+  tl__shared *f = malloc(sizeof *f);
+  if (!f)
+    return NULL;
+  f->refs = 1;
+  atomic_init(&f->holders, 1);
+  f->origin = NULL;
+  f->data = (char *)data;
+  f->len = f->cap = len;
+  f->release = release;
+  f->release_arg = arg;
   return f;
 }
 
@@ -56,8 +73,11 @@ void tl__shared_hold(tl__shared *f) {
 void tl__shared_release(tl__shared *f) {
   /* Release: this thread's reads of the bytes happen before the owner
    * reuses them (tl__shared_alone) or before the free. */
-  if (atomic_fetch_sub_explicit(&f->holders, 1, memory_order_acq_rel) == 1)
+  if (atomic_fetch_sub_explicit(&f->holders, 1, memory_order_acq_rel) == 1) {
+    if (f->release)
+      f->release(f->data, f->release_arg);
     free(f);
+  }
 }
 
 bool tl__shared_alone(tl__shared *f) {
@@ -146,6 +166,32 @@ static void drop_segs(tl__outq *q) {
     tl__shared_unref(q->segs[i].ref);
   q->nsegs = 0;
   q->shared_bytes = 0;
+  q->covered = 0;
+}
+
+/* Bytes written straight into the cork buffer (tl__conn_cork) after a
+ * shared block are not in a segment yet: give them one, in place, before
+ * anything else is queued or the queue is flushed. Own segments cover
+ * `out` in order, so the uncovered bytes are its tail. */
+static int cover_own(tl__outq *q) {
+  if (q->nsegs == 0 || q->covered >= q->out.len)
+    return 0;
+  tl__seg *last = &q->segs[q->nsegs - 1];
+  if (!last->ref) {
+    last->len += q->out.len - q->covered;
+  } else {
+    if (q->nsegs == q->cap_segs) {
+      tl__seg *g = realloc(q->segs, q->cap_segs * 2 * sizeof *g);
+      if (!g)
+        return TL_ENOMEM;
+      q->segs = g;
+      q->cap_segs *= 2;
+    }
+    q->segs[q->nsegs++] =
+        (tl__seg){NULL, q->covered, q->out.len - q->covered};
+  }
+  q->covered = q->out.len;
+  return 0;
 }
 
 static size_t corked(const tl__conn *c) {
@@ -158,6 +204,8 @@ static size_t corked(const tl__conn *c) {
  * does. */
 void tl__conn_opened(tl__conn *c) {
   c->tcp.data = c;
+  c->flags |= TL__CONN_COUNTED;
+  tl__count(&c->srv->conns_open, 1);
   c->taken_at = (uint32_t)tl__server_now(c->srv);
 }
 
@@ -174,6 +222,8 @@ void tl__conn_close(tl__conn *c) {
   if (c->flags & TL__CONN_CLOSING)
     return;
   c->flags |= TL__CONN_CLOSING;
+  if (c->flags & TL__CONN_COUNTED)
+    tl__count(&c->srv->conns_open, (uint64_t)-1);
   /* A connection on the flush list stays there; the flusher skips closing
    * ones, and the block lives until after the loop turn. */
   if (c->proto->on_close)
@@ -203,6 +253,7 @@ static void on_write_done(uv_write_t *req, int status) {
   if (c->flags & TL__CONN_CLOSING)
     return;
   if (status < 0) {
+    c->error = status;
     tl__conn_close(c);
     return;
   }
@@ -223,7 +274,9 @@ static void on_write_done(uv_write_t *req, int status) {
  * limits; so a slice smaller than half its block is copied. What a
  * waiting connection holds is then at most twice what it has queued. */
 static bool worth_referencing(const tl__shared *f, size_t len) {
-  return len >= f->cap / 2;
+  /* A wrapped block (the owner's memory) is pinned until all of it is
+   * written anyway: always referenced. */
+  return len >= f->cap / 2 || (!f->origin && f->data != f->bytes);
 }
 
 /* Hands what the kernel did not take to libuv: `bufs[0..n)` after the
@@ -321,6 +374,7 @@ static void flush(tl__conn *c, bool force) {
   }
   int err = 0;
   c->sent += (uint32_t)corked(c);
+  tl__count(&c->srv->bytes_out, corked(c));
   if (q->nsegs == 0) {
     if (q->out.len) {
       uv_buf_t b = uv_buf_init(q->out.data, (unsigned)q->out.len);
@@ -328,7 +382,9 @@ static void flush(tl__conn *c, bool force) {
     }
   } else {
     uv_buf_t small[64];
-    uv_buf_t *bufs = q->nsegs <= 64 ? small : malloc(q->nsegs * sizeof *bufs);
+    uv_buf_t *bufs = NULL;
+    if (cover_own(q) == 0)
+      bufs = q->nsegs <= 64 ? small : malloc(q->nsegs * sizeof *bufs);
     if (!bufs) {
       tl__conn_close(c);
       return;
@@ -347,8 +403,10 @@ static void flush(tl__conn *c, bool force) {
    * queued write: the queue is empty and goes back to the pool. */
   q->out.len = 0;
   q_put(c);
-  if (err)
+  if (err) {
+    c->error = err;
     tl__conn_close(c);
+  }
 }
 
 void tl__conn_flush(tl__conn *c) {
@@ -369,9 +427,13 @@ int tl__conn_write_shared(tl__conn *c, tl__shared *f, size_t off, size_t len) {
   if (!q)
     return TL_ENOMEM;
   tl__conn_mark_dirty(c); /* the flush gives an unused queue back */
+  if (cover_own(q))
+    return TL_ENOMEM;
   if (q->nsegs) {
     tl__seg *last = &q->segs[q->nsegs - 1];
-    if (last->ref == f && last->off + last->len == off) {
+    /* (A piece stays below 2 GiB: libuv's buffers count in 32 bits.) */
+    if (last->ref == f && last->off + last->len == off &&
+        last->len + len <= INT32_MAX) {
       last->len += len;
       q->shared_bytes += len;
       return 0;
@@ -391,6 +453,8 @@ int tl__conn_write_shared(tl__conn *c, tl__shared *f, size_t off, size_t len) {
   }
   if (q->nsegs == 0 && q->out.len > 0)
     q->segs[q->nsegs++] = (tl__seg){NULL, 0, q->out.len};
+  if (q->nsegs <= 1)
+    q->covered = q->out.len;
   f->refs++;
   q->segs[q->nsegs++] = (tl__seg){f, off, len};
   q->shared_bytes += len;
@@ -406,6 +470,8 @@ int tl__conn_write(tl__conn *c, const void *p, size_t n) {
   if (!q)
     return TL_ENOMEM;
   tl__conn_mark_dirty(c); /* the flush gives an unused queue back */
+  if (cover_own(q))
+    return TL_ENOMEM;
   if (q->nsegs && q->segs[q->nsegs - 1].ref) {
     /* After a shared block: own bytes start a new segment. */
     if (q->nsegs == q->cap_segs) {
@@ -420,8 +486,10 @@ int tl__conn_write(tl__conn *c, const void *p, size_t n) {
   int err = tl__buf_append(&q->out, p, n);
   if (err)
     return err;
-  if (q->nsegs)
+  if (q->nsegs) {
     q->segs[q->nsegs - 1].len += n;
+    q->covered += n;
+  }
   return 0;
 }
 
@@ -463,6 +531,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     return; /* discard */
   }
   if (n > 0) {
+    tl__count(&c->srv->bytes_in, (uint64_t)n);
     if (c->tls)
       tls_on_read(c, buf->base, (size_t)n);
     else
@@ -611,6 +680,7 @@ bool tl__conn_output_waits(tl__conn *c, uint64_t *taken_at) {
 
 void tl__conn_count_sent(tl__conn *c, size_t n) {
   c->sent += (uint32_t)n;
+  tl__count(&c->srv->bytes_out, n);
 }
 
 /* Whether the peer took nothing of our queued output for send_timeout_ms.

@@ -57,11 +57,13 @@ enum {
   TL__CONN_PEER_EOF = 1u << 5, /* the peer's FIN was read */
   TL__CONN_STALL = 1u << 6,    /* output waits for the peer (taken_at) */
   TL__CONN_WAKE = 1u << 7,     /* on_wake is due */
-  TL__CONN_FEED = 1u << 8,     /* TLS input waits for a resumed reader */
+  TL__CONN_COUNTED = 1u << 8,  /* counted in the server's conns_open */
+  TL__CONN_FEED = 1u << 9,     /* TLS input waits for a resumed reader */
 };
 
 /* A reference-counted byte block written to many connections without a
- * copy (a published WebSocket frame). Created with one reference.
+ * copy (a published WebSocket frame, a caller-owned response body).
+ * Created with one reference.
  *
  * `refs` counts references on the thread that uses the block, without
  * atomics. A block crosses to another worker's thread as a "hold"
@@ -78,11 +80,21 @@ struct tl__shared {
   char *data;               /* the bytes: `bytes`, or the original's */
   size_t len;               /* bytes used (the owner's; 0 in a proxy) */
   size_t cap;               /* bytes allocated; data never moves */
+  /* A wrapped block (tl__shared_wrap, the owner's bytes): called once
+   * with `data` and `release_arg` when the last hold goes. */
+  void (*release)(void *data, void *arg);
+  void *release_arg;
   char bytes[];
 };
 
 /* A block of `cap` bytes, `len` 0, one reference. NULL on out of memory. */
 tl__shared *tl__shared_new(size_t cap);
+/* A block over the caller's `len` bytes at `data` (not copied; len and
+ * cap are `len`), one reference; `release` (may be NULL) runs when the
+ * last reference goes. NULL on out of memory (`release` is not called). */
+tl__shared *tl__shared_wrap(const void *data, size_t len,
+                            void (*release)(void *data, void *arg),
+                            void *arg);
 void tl__shared_unref(tl__shared *f);
 /* One more hold of an original (not a proxy) for another thread, which
  * gives it back with tl__shared_release or hands it to a proxy. Safe while
@@ -115,6 +127,7 @@ typedef struct tl__outq {
   tl__seg *segs; /* order of `out` and shared blocks, if any */
   uint32_t nsegs, cap_segs;
   size_t shared_bytes;   /* bytes of shared blocks in segs */
+  size_t covered;        /* bytes of `out` in segs (while there are any) */
   struct tl__outq *next; /* the server's pool */
 } tl__outq;
 
@@ -133,6 +146,9 @@ struct tl__conn {
    * seen taking some, or when output began to wait for it, or when the
    * connection opened. */
   uint32_t sent, taken, taken_at;
+  /* The write error that closed the connection (a libuv code), else 0;
+   * set before on_close runs, for protocols that report it. */
+  int error;
   /* The TLS state (core/tls.h), or NULL for plain TCP. With TLS, what
    * proto->on_read gets is decrypted, and what is corked is encrypted at
    * the flush; `sent` and the peer's progress count ciphertext. */
@@ -212,13 +228,29 @@ struct tl__server {
   tl__conn *dirty;  /* connections with corked bytes */
   tl__outq *q_pool; /* output queues not in use */
   unsigned q_pooled;
-  tl__work *work;       /* deferred to the next turn */
-  tl__work *working;    /* being run in this turn */
-  uint32_t turn;        /* loop turns so far (wraps) */
+  /* Counters of this loop (tl_app_get_stats sums them): connections
+   * opened and not yet closed, bytes read from and handed to sockets. */
+  uint64_t conns_open, bytes_in, bytes_out;
+  tl__work *work;    /* deferred to the next turn */
+  tl__work *working; /* being run in this turn */
+  uint32_t turn;     /* loop turns so far (wraps) */
   int port;             /* the first listener's bound port */
   char listen_host[64]; /* the first listener's host */
   bool running, stopping, handles_open;
 };
+
+/* The counters of a loop (tl_app_get_stats): plain fields of its
+ * per-loop state, written only by that loop's thread and read by any
+ * (the sum over workers). A relaxed atomic load and store of the field,
+ * so a reader on another worker is no data race; no lock and no
+ * read-modify-write instruction: plain moves on x86-64 and arm64. */
+static inline void tl__count(uint64_t *c, uint64_t n) {
+  __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n,
+                   __ATOMIC_RELAXED);
+}
+static inline uint64_t tl__count_read(const uint64_t *c) {
+  return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
 
 /* Loop time in ms (cached per iteration). */
 static inline uint64_t tl__server_now(const tl__server *s) {
@@ -236,8 +268,8 @@ bool tl__conn_sweep_stalled(tl__conn *c, uint64_t now);
 void tl__conn_pool_free(tl__server *s);
 
 /* The cork buffer with room for `extra` more bytes, for a caller that
- * writes into it directly (then calls tl__conn_mark_dirty). Only for a
- * connection that queues no shared blocks (HTTP). NULL on out of memory. */
+ * writes into it directly (then calls tl__conn_mark_dirty). Bytes added
+ * there after a shared block go out after it. NULL on out of memory. */
 tl__buf *tl__conn_cork(tl__conn *c, size_t extra);
 /* Queue bytes in the cork buffer; flushed at the end of the loop turn.
  * Returns 0, TL_ECLOSED or TL_ENOMEM. */

@@ -29,11 +29,15 @@ typedef struct tl__upgrade {
   void *data;
 } tl__upgrade;
 
+/* The most a buffered body may hold (a streamed one has no such cap). */
+#define TL__MAX_BUFFERED ((uint64_t)1 << 31)
+
 typedef struct tl__route_def {
   int slot;
   char *pattern;
   tl_handler handler;
   tl__upgrade up; /* TL__M_UPGRADE routes; data owned */
+  tl_route_options opts;
   tl_middleware *mw;
   size_t nmw;
 } tl__route_def;
@@ -50,6 +54,9 @@ struct tl_router {
   size_t nroutes, cap_routes;
   tl_middleware *mw;
   size_t nmw, cap_mw;
+  tl_error_middleware *emw; /* error middleware (error.c) */
+  size_t nemw, cap_emw;
+  tl_router *parent; /* the router it is mounted in, set by compilation */
   tl__mount *mounts;
   size_t nmounts, cap_mounts;
   tl__http *owner; /* set once the router belongs to an app */
@@ -60,19 +67,25 @@ struct tl_router {
 typedef struct tl__route {
   tl_handler handler;
   tl__upgrade up;              /* an upgrade route: handler is NULL */
+  uint64_t max_body;           /* its body limit; 0: the app's */
+  bool stream_body;            /* dispatched at the head (conn.c) */
   const tl_middleware **chain; /* router middleware (outer first), then
                                   route middleware */
   size_t nchain;
+  const tl_router *router;      /* the router that holds it: error
+                                   middleware runs from there outward */
   struct tl__route *next_alloc; /* all compiled routes, for freeing */
 } tl__route;
 
 int tl__router_compile(tl__http *http);
 void tl__router_free_compiled(tl__http *http);
 void tl__router_destroy(tl_router *r, bool run_mw_free);
-/* Adds an upgrade route; ownership of `up->data` passes to the router on
- * success (0); TL_EINVAL, TL_ESTATE (frozen) or TL_ENOMEM. */
+/* Adds an upgrade route with `nmw` route-level middleware (copied, as
+ * for tl_router_route); ownership of `up->data` passes to the router on
+ * success (0); TL_EINVAL, TL_EEXIST, TL_ESTATE (frozen) or TL_ENOMEM. */
 int tl__router_add_upgrade(tl_router *r, const char *pattern,
-                           const tl__upgrade *up);
+                           const tl__upgrade *up, const tl_middleware *mw,
+                           size_t nmw);
 
 /* ---- the HTTP layer of an app ------------------------------------------ */
 
@@ -90,6 +103,16 @@ struct tl__http {
    * opaque here: set by the app, read by the upgrade entries. */
   void *upgrade_ctx;
   llhttp_settings_t settings;
+  /* Counters of this loop (tl_app_get_stats sums them; tl__count):
+   * responses finished, by status class (index status / 100; 0: other);
+   * responses the client left before their end; requests for an upgrade
+   * route answered without a 101, or left by their client while the
+   * upgrade was undecided. A worker's copy of the routes keeps its own. */
+  struct {
+    uint64_t responses[6];
+    uint64_t aborted;
+    uint64_t upgrades_refused;
+  } cnt;
   /* The Date header value, refreshed once a second. */
   char date[40];
   int64_t date_sec;
@@ -123,8 +146,9 @@ typedef struct tl__hconn tl__hconn;
 enum {                /* request parse phases */
        TL__P_IDLE,    /* between messages */
        TL__P_HEAD,    /* head in progress */
-       TL__P_BODY,    /* head done, body in progress */
-       TL__P_DISPATCH /* complete, in the handler or deferred */
+       TL__P_BODY,     /* head done, body in progress */
+       TL__P_DISPATCH, /* complete, in the handler or deferred */
+       TL__P_STREAM    /* dispatched at its head, its body streaming */
 };
 
 struct tl_req {
@@ -167,6 +191,9 @@ enum { /* response flags */
        TL__R_WANT_DRAIN = 1u << 10,
        TL__R_ABORTED = 1u << 11, /* the client left before the end */
        TL__R_COLLECT = 1u << 12, /* filter output goes to fbuf (tl_res_send) */
+       TL__R_FAILED = 1u << 13,  /* tl_res_fail ran: the chain stops */
+       /* Error middleware is running. */
+       TL__R_IN_ERROR = 1u << 14,
 };
 
 typedef struct tl__finish_hook {
@@ -221,6 +248,26 @@ struct tl__hconn {
   uint8_t chunk_line;   /* a chunk size line ended: 1 data, 2 trailers next */
   bool chunked;         /* the message has a chunked body */
   size_t trailer_bytes; /* of a chunked body's trailers, which are dropped */
+  /* The current request's body limit: its route's, else the app's. */
+  uint64_t body_limit;
+  /* A body reader (tl_req_body_stream) and a streamed body (conn.c,
+   * "Streamed bodies"). */
+  struct {
+    tl_body_data_cb data;
+    tl_body_end_cb end;
+    void *arg;
+    uint64_t seen;     /* body bytes parsed (phase STREAM) */
+    char *piece;       /* parsed, de-chunked, not yet handed over */
+    size_t piece_len;
+    tl__buf held;      /* raw input waiting for a reader or a resume */
+    bool set;          /* a reader is set */
+    bool paused;       /* it returned TL_BODY_PAUSE */
+    bool in_cb;        /* inside its on_data */
+    bool resumed;      /* resumed inside on_data */
+    bool end_due;      /* the body is complete; on_end(0) waits for resume */
+    bool replay;       /* deliver the buffered body (on_wake) */
+    bool ended;        /* on_end ran */
+  } bs;
   tl__arena arena;
   tl_req req;
   tl_res res;
@@ -244,14 +291,27 @@ void tl__hconn_upgrade_release(tl__hconn *h);
 /* request.c: bytes of the target before '?' (*q: the '?' or NULL). */
 size_t tl__req_path_len(const tl_req *req, const char **q);
 
-/* dispatch.c */
+/* dispatch.c: routing (done when the head is complete), the chain. */
+void tl__route_req(tl_req *r);
 void tl__dispatch(tl__hconn *h);
 void tl__req_reset(tl_req *req);
+
+/* error.c: answers a failed request through the error middleware, then
+ * talon's own page (talon/error.h). `req` is NULL when the request could
+ * not be read far enough. `failure`: headers set so far are discarded
+ * (not for 404 and 405). */
+void tl__error_run(tl__hconn *h, tl_req *req, int status, int code,
+                   const char *message, bool failure);
+/* Whether any error middleware could run for a request that matched no
+ * route (the app's). */
+bool tl__error_hooked(const tl__http *http);
+/* Answers a request that could not be read with `status` (error
+ * middleware, else a short text page) and ends the connection. */
+void tl__res_send_error(tl__hconn *h, int status, const char *reason);
 
 /* response.c */
 void tl__res_init(tl_res *res, tl__hconn *h);
 void tl__res_reset(tl_res *res);
-void tl__res_send_error(tl__hconn *h, int status, const char *reason);
 const char *tl__status_reason(int status);
 void tl__res_on_drain(tl__hconn *h);
 void tl__res_abort(tl__hconn *h);
