@@ -138,7 +138,9 @@ typedef struct tl_tls_info {
   const char *alpn;         /* "http/1.1", or NULL if the client sent none */
   bool resumed;             /* the session was resumed */
   bool client_verified;     /* a client certificate was sent and verified */
-  bool ktls_send;           /* the kernel encrypts what is sent */
+  bool ktls_send;           /* the kernel encrypts what is sent (false
+                               for now: talon does not enable kernel TLS
+                               yet, see docs/tls.md) */
   char client_subject[256]; /* the client certificate's subject, or "" */
 } tl_tls_info;
 
