@@ -44,7 +44,7 @@ typedef struct entry {
 
 typedef struct limiter {
   pthread_mutex_t lock; /* the table, the LRU list and `st` */
-  double rate; /* tokens per ms */
+  double rate;          /* tokens per ms */
   double burst;
   unsigned burst_u;
   size_t max_keys;
