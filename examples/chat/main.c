@@ -19,7 +19,9 @@
  *   ws   /chat/:room    the room; needs a live session (else 401), a page
  *                       of this server (a foreign Origin gets 403), and
  *                       fewer than 16 sockets open with that session
- *                       (else 429)
+ *                       (else 429; when upgrades on two workers take the
+ *                       last place at once, the later one opens and is
+ *                       closed at once with 4029)
  *
  * Messages, server to client (JSON text):
  *   {"type":"welcome","name":"alice","room":"lobby","max_bytes":2048,
