@@ -83,11 +83,13 @@ typedef struct logger {
   pthread_mutex_t lock;
   buf pending;         /* lines not yet handed to the writer */
   buf inflight;        /* the writer's batch; the job owns it while busy */
-  size_t inflight_off; /* bytes of inflight already written */
-  size_t busy_off;     /* inflight_off when the job started */
+  size_t inflight_off; /* bytes of inflight already written (the job's
+                          progress lands here when it completes) */
   bool busy;
-  bool progress;       /* job: wrote something */
-  int werr;            /* job: errno of a failed write, 0 if none */
+  /* Written by the job only, read at its completion. */
+  size_t job_off;      /* where the job got to in inflight */
+  bool progress;       /* wrote something */
+  int werr;            /* errno of a failed write, 0 if none */
   uint64_t unreported; /* dropped lines not yet announced in the sink */
   /* The `write` sink, one line at a time. */
   pthread_mutex_t sink_lock;
@@ -323,11 +325,10 @@ static void count(_Atomic uint64_t *c) {
   atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
-/* While a job runs, it moves inflight_off: count from where it started
- * instead of reading it. Under the lock. */
+/* Under the lock. While a job runs, what it wrote is not counted off
+ * yet. */
 static size_t queued_bytes(const logger *lg) {
-  size_t off = lg->busy ? lg->busy_off : lg->inflight_off;
-  return lg->pending.len + lg->inflight.len - off;
+  return lg->pending.len + lg->inflight.len - lg->inflight_off;
 }
 
 /* Writes from `b` at *off to fd until done, an error, or no progress for
@@ -370,9 +371,11 @@ static int write_some(int fd, const buf *b, size_t *off, int poll_ms,
  * while `busy`: nobody else touches them until its completion. */
 static void work_cb(uv_work_t *w) {
   logger *lg = ((lane *)w->data)->lg;
-  lg->progress = false;
-  lg->werr = write_some(lg->fd, &lg->inflight, &lg->inflight_off, POLL_MS,
-                        &lg->progress);
+  size_t off = lg->inflight_off; /* only the job's completion moves it */
+  bool progress = false;
+  lg->werr = write_some(lg->fd, &lg->inflight, &off, POLL_MS, &progress);
+  lg->job_off = off;
+  lg->progress = progress;
 }
 
 static void kick(lane *ln);
@@ -384,6 +387,7 @@ static void after_work_cb(uv_work_t *w, int status) {
   pthread_mutex_lock(&lg->lock);
   bool failed = lg->werr != 0;
   lg->busy = false;
+  lg->inflight_off = lg->job_off;
   if (failed) {
     /* The sink failed (EPIPE: no reader...): what it did not take is
      * dropped and counted; later lines try again. */
@@ -430,7 +434,6 @@ static void kick(lane *ln) {
   if (lg->inflight_off == lg->inflight.len)
     return;
   ln->work.data = ln;
-  lg->busy_off = lg->inflight_off;
   if (uv_queue_work(ln->loop, &ln->work, work_cb, after_work_cb) == 0)
     lg->busy = true;
 }
