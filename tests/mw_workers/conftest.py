@@ -28,23 +28,30 @@ def pytest_addoption(parser):
 
 class Server(TalonServer):
     def __init__(self, binary, workers=WORKERS):
-        super().__init__([binary, "0", "LOG", str(workers)],
+        super().__init__([binary, "0", "LOG", "STATIC", str(workers)],
                          name="mw_workers_server",
                          tmp_prefix="talon-mw-workers-", stop_timeout=30.0)
         self.log_path = os.path.join(self.tmp.name, "access.log")
-        self.argv[2] = self.log_path
+        self.static_dir = os.path.join(self.tmp.name, "static")
+        os.mkdir(self.static_dir)
+        # A compressible file big enough for several writes.
+        self.big = "".join(f"line {i} of a text file\n" for i in range(4000))
+        with open(os.path.join(self.static_dir, "big.txt"), "w") as f:
+            f.write(self.big)
+        self.argv[2:4] = [self.log_path, self.static_dir]
         self.command = self._wrap(self.argv)
 
-    def request(self, method, path, headers=None):
-        """(status, headers dict with lower-case names, body text) of one
-        request on a new connection: new connections are what the kernel
-        spreads over the workers."""
+    def request(self, method, path, headers=None, raw=False):
+        """(status, headers dict with lower-case names, body text or bytes
+        if `raw`) of one request on a new connection: new connections are
+        what the kernel spreads over the workers."""
         c = http.client.HTTPConnection(HOST, self.port, timeout=60)
         try:
             c.request(method, path, headers=headers or {})
             r = c.getresponse()
-            body = r.read().decode()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+            body = r.read()
+            return (r.status, {k.lower(): v for k, v in r.getheaders()},
+                    body if raw else body.decode())
         finally:
             c.close()
 

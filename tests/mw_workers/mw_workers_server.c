@@ -1,7 +1,7 @@
 /* Test server for the middleware with shared state under several workers
  * (tests/mw_workers).
  *
- *   mw_workers_server PORT LOGFILE [WORKERS]
+ *   mw_workers_server PORT LOGFILE STATICDIR [WORKERS]
  *
  * WORKERS defaults to 4. Every response carries X-Worker: the index of the
  * worker that ran it (tl_app_worker), so a test can show that its
@@ -9,8 +9,11 @@
  *
  * App middleware, in order: X-Worker; a logger writing JSON lines to
  * LOGFILE (the file sink, its threadpool writer); a logger with a
- * callback sink that checks it is never entered twice at once; cookies;
- * sessions (the built-in memory store).
+ * callback sink that checks it is never entered twice at once; request
+ * ids; security headers; CORS (any origin); compression; static files
+ * from STATICDIR under /s; cookies; sessions (the built-in memory store).
+ * The stateless ones are here so that ThreadSanitizer sees them run on
+ * all workers at once.
  *
  *   POST /login?user=U   creates a session with user=U, n=0
  *   GET  /whoami         200 "U n" from the session, 401 without one
@@ -19,6 +22,10 @@
  *   GET  /limited        rate limited per X-Client header: burst 40, and
  *                        a rate so low no token comes back during a test
  *   GET  /load/...       200 "ok" (the logger load test's requests)
+ *   GET  /big            a text body of 4000 lines "line I of a text file"
+ *                        (compressed when the client accepts it)
+ *   GET  /csrf           (CSRF) 200 with a token, creating the session
+ *   POST /csrf           (CSRF) 200 "ok" with the right X-CSRF-Token
  *   GET  /_stats         {"log":{lines,dropped,write_errors,queued_bytes},
  *                         "sink":{lines,overlaps},"rl":{allowed,limited,
  *                         keys}}
@@ -130,6 +137,17 @@ static void ok(tl_req *req, tl_res *res) {
   text(res, 200, "ok");
 }
 
+static char *big; /* the body of /big, made before listen */
+
+static void big_text(tl_req *req, tl_res *res) {
+  tl_res_text(res, big);
+}
+
+static void csrf_token(tl_req *req, tl_res *res) {
+  const char *t = tl_csrf_token(req);
+  text(res, t ? 200 : 500, t ? t : "no token");
+}
+
 static void stats(tl_req *req, tl_res *res) {
   tl_logger_stats ls;
   tl_rate_limit_stats rs;
@@ -165,12 +183,12 @@ static void ws_echo(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
 static const tl_ws_handlers echo_route = {.message = ws_echo};
 
 int main(int argc, char **argv) {
-  if (argc < 3) {
-    fprintf(stderr, "usage: %s PORT LOGFILE [WORKERS]\n", argv[0]);
+  if (argc < 4) {
+    fprintf(stderr, "usage: %s PORT LOGFILE STATICDIR [WORKERS]\n", argv[0]);
     return 2;
   }
   int port = atoi(argv[1]);
-  int workers = argc > 3 ? atoi(argv[3]) : 4;
+  int workers = argc > 4 ? atoi(argv[4]) : 4;
   FILE *log = fopen(argv[2], "w");
   if (!log) {
     perror(argv[2]);
@@ -192,6 +210,12 @@ int main(int argc, char **argv) {
                    (tl_middleware){.fn = worker_header, .name = "x-worker"}));
   CHECK(tl_app_use(app, file_logger));
   CHECK(tl_app_use(app, sink_logger));
+  CHECK(tl_app_use(app, tl_request_id(NULL)));
+  CHECK(tl_app_use(app, tl_security_headers(NULL)));
+  CHECK(tl_app_use(app, tl_cors(NULL)));
+  CHECK(tl_app_use(app, tl_compress(NULL)));
+  CHECK(tl_app_use(app, tl_static(argv[3], &(tl_static_options){.prefix = "/s",
+                                                                .etag = 1})));
   CHECK(tl_app_use(app, tl_cookies(&(tl_cookies_options){.secrets = secrets})));
   CHECK(tl_app_use(app, tl_session(NULL)));
   CHECK(tl_app_post(app, "/login", login));
@@ -200,12 +224,22 @@ int main(int argc, char **argv) {
   CHECK(tl_app_get(app, "/logout", logout));
   CHECK(tl_app_route(app, "GET", "/limited", ok, &limiter, 1));
   CHECK(tl_app_get(app, "/load/*", ok));
+  sbuf b = {0};
+  for (int i = 0; i < 4000; i++)
+    sb_printf(&b, "line %d of a text file\n", i);
+  big = b.p;
+  CHECK(tl_app_get(app, "/big", big_text));
+  tl_middleware csrf[] = {tl_csrf(NULL)};
+  CHECK(tl_app_route(app, "GET", "/csrf", csrf_token, csrf, 1));
+  csrf[0] = tl_csrf(NULL);
+  CHECK(tl_app_route(app, "POST", "/csrf", ok, csrf, 1));
   CHECK(tl_app_get(app, "/_stats", stats));
   CHECK(tl_app_ws(app, "/ws", &echo_route, 0));
   int rc = tl_app_listen(app, "127.0.0.1", port);
   if (rc)
     fprintf(stderr, "%s: listen: %s\n", TEST_SERVER_NAME, tl_strerror(rc));
   tl_app_free(app);
+  free(big);
   fclose(log);
   return rc ? 1 : 0;
 }

@@ -4,6 +4,7 @@ as with one. Every response says which worker ran it (X-Worker), so the
 tests show that their connections were spread over the workers rather
 than assume it."""
 import asyncio
+import gzip
 import json
 import re
 import time
@@ -211,3 +212,51 @@ def test_websocket_sessions_are_logged_once_on_every_worker(srv):
     upgrades = [r for r in recs if r.get("status") == 101 and
                 r["path"] == "/ws"]
     assert len(upgrades) == 48
+
+
+# ---- the middleware without shared state ----------------------------------
+# Request ids, security headers, CORS, compression, static files and CSRF
+# keep no state that requests change; this runs them on all workers at
+# once (in the ThreadSanitizer build, that is the check).
+
+def test_stateless_middleware_on_all_workers_at_once(srv):
+    status, h, token = srv.request("GET", "/csrf")
+    assert status == 200
+    cookie = cookie_of(h)
+
+    def one(i):
+        kind = i % 4
+        if kind == 0:  # static, compress
+            status, h, body = srv.request("GET", "/s/big.txt")
+            assert (status, body) == (200, srv.big) and h["etag"]
+            status, h, body = srv.request(
+                "GET", "/big", {"Accept-Encoding": "gzip"}, raw=True)
+            assert status == 200 and h["content-encoding"] == "gzip"
+            assert gzip.decompress(body).decode() == srv.big
+        elif kind == 1:  # a CORS preflight
+            status, h, _ = srv.request(
+                "OPTIONS", "/load/x",
+                {"Origin": "https://a.example",
+                 "Access-Control-Request-Method": "PUT"})
+            assert status == 204
+            assert h["access-control-allow-origin"] == "*"
+        elif kind == 2:  # CSRF: the token from another connection
+            status, h, body = srv.request(
+                "POST", "/csrf", {"Cookie": cookie, "X-CSRF-Token": token})
+            assert (status, body) == (200, "ok")
+            status, _, body = srv.request(
+                "POST", "/csrf",
+                {"Cookie": cookie, "X-CSRF-Token": "x" + token})
+            assert (status, body.strip()) == (403, "Forbidden: CSRF token invalid")
+        else:
+            status, h, body = srv.request("GET", f"/load/plain-{i}",
+                                          {"Origin": "https://b.example"})
+            assert (status, body) == (200, "ok")
+            assert h["access-control-allow-origin"] == "*"
+        assert h["x-content-type-options"] == "nosniff"
+        return h["x-request-id"], int(h["x-worker"])
+    with ThreadPoolExecutor(16) as ex:
+        results = list(ex.map(one, range(400)))
+    ids = [r for r, _ in results]
+    assert len(set(ids)) == len(ids)  # fresh ids, none shared
+    assert {w for _, w in results} == ALL
