@@ -28,6 +28,8 @@
 #   BATCH [1600]   messages per client per batch (js scenarios)
 #   SERVERS ["talon bun"]
 #   TALON_PORT [18101]  BUN_PORT [18102]  SERVER_CPU [0]  CLIENT_CPU [1]
+#                  SERVER_CPU / CLIENT_CPU: CPU lists for taskset -c (0, 0,1, 0-3)
+#   WORKERS [1]    talon worker threads (0: one per CPU), all on SERVER_CPU
 #   SKIP_BUILD [0] 1: do not run cmake (chat_server and chat_load are still
 #                  built when missing or older than their source)
 #   TALON_BIN      talon chat server [build-bench/bench/chat_server]: port as
@@ -67,7 +69,7 @@ LOG_DIR="$RESULTS_DIR/chat-$STAMP"
 # log, die, cleanup, ensure_bun, build_talon, port_open, start_server, median
 source "$BENCH_DIR/lib.sh"
 
-for v in DURATION WARMUP ROUNDS SIZE BATCH TALON_PORT BUN_PORT SERVER_CPU CLIENT_CPU; do
+for v in DURATION WARMUP ROUNDS SIZE BATCH TALON_PORT BUN_PORT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
 done
 (( DURATION > 0 && ROUNDS > 0 && BATCH > 0 )) || die "DURATION, ROUNDS and BATCH must be positive"
@@ -208,10 +210,7 @@ run_load() {
 # ---- main ------------------------------------------------------------------
 command -v taskset >/dev/null 2>&1 || die "taskset (util-linux) is required"
 command -v gcc >/dev/null 2>&1 || die "gcc is required to build bench/chat_load.c"
-ncpu=$(nproc)
-(( SERVER_CPU < ncpu && CLIENT_CPU < ncpu )) \
-  || die "SERVER_CPU=$SERVER_CPU / CLIENT_CPU=$CLIENT_CPU out of range for $ncpu CPU(s)"
-(( SERVER_CPU != CLIENT_CPU )) || log "warning: server and client share CPU $SERVER_CPU"
+check_cpus
 
 have() { [[ " $SERVERS " == *" $1 "* ]]; }
 needs_bun=0

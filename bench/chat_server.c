@@ -18,19 +18,21 @@
  * reported on stderr.
  *
  * Usage: chat_server [PORT]   (or PORT=...; default 3000; HOST=... default
- * 127.0.0.1; CLIENTS_COUNT=... default 16). Prints
+ * 127.0.0.1; CLIENTS_COUNT=... default 16; WORKERS=... default 1, 0: one
+ * per CPU). Prints
  * "chat: listening on http://HOST:PORT" once it accepts connections.
  *
  * Build: the CMake target `chat_server` (bench/CMakeLists.txt) gives
  * build/bench/chat_server; bench/chat.sh builds build-bench/bench/chat_server.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <talon.h>
 #include <talon/mw.h>
-#include <uv.h>
+#include <talon/timer.h>
 
 #define NAME_MAX_LEN 64
 
@@ -39,32 +41,33 @@ typedef struct {
   size_t name_len;
 } client;
 
+/* With WORKERS > 1 the handlers run on several threads at once: the
+ * counts are atomic and the message scratch buffer is per thread. */
 static const char room[] = "room";
 static tl_app *app;
 static int clients_count = 16;
-static int remaining; /* sockets still awaited before "ready" */
-static int joined;    /* sockets accepted so far, for default names */
-static uv_timer_t ready_timer;
-static size_t n_dropped, n_failed;
-static char *out; /* "NAME: " + message */
-static size_t out_cap;
+static atomic_int remaining; /* sockets still awaited before "ready" */
+static atomic_int joined;    /* sockets accepted so far, for default names */
+static atomic_size_t n_dropped, n_failed;
+/* "NAME: " + message; a larger one gets a block of its own. */
+static _Thread_local char out_buf[NAME_MAX_LEN + 2 + 16384];
 
 static int on_upgrade(tl_req *req, tl_res *res, void *data) {
   client *c = data;
   const char *n = tl_req_query(req, "name");
   int len;
+  int j = atomic_fetch_add(&joined, 1);
   if (n && *n)
     len = snprintf(c->name, sizeof c->name, "%s", n);
   else
-    len = snprintf(c->name, sizeof c->name, "Client #%d", joined);
-  joined++;
+    len = snprintf(c->name, sizeof c->name, "Client #%d", j);
   c->name_len = len < 0                      ? 0
                 : (size_t)len > NAME_MAX_LEN ? NAME_MAX_LEN
                                              : (size_t)len;
   return TL_ACCEPT;
 }
 
-static void publish_ready(uv_timer_t *t) {
+static void publish_ready(tl_timer *t, void *arg) {
   (void)t;
   printf("chat: publishing \"ready\" to %zu subscriber(s)\n",
          tl_app_subscriber_count(app, room));
@@ -79,26 +82,22 @@ static void on_open(tl_ws *ws) {
     tl_ws_close(ws, 1011, "subscribe failed");
     return;
   }
-  if (--remaining == 0) {
+  if (atomic_fetch_sub(&remaining, 1) == 1) {
     printf("chat: all %d clients connected\n", clients_count);
     fflush(stdout);
-    uv_timer_start(&ready_timer, publish_ready, 100, 0);
+    /* On this socket's worker; the publish reaches every worker. */
+    if (!tl_timer_start(app, 100, 0, publish_ready, NULL))
+      fprintf(stderr, "chat: cannot start the ready timer\n");
   }
 }
 
 static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   client *c = tl_ws_data(ws);
   size_t need = c->name_len + 2 + len;
-  if (need > out_cap) {
-    size_t cap = out_cap ? out_cap : 256;
-    while (cap < need)
-      cap *= 2;
-    char *p = realloc(out, cap);
-    if (!p) {
-      n_failed++;
-      return;
-    }
-    out = p, out_cap = cap;
+  char *out = need <= sizeof out_buf ? out_buf : malloc(need);
+  if (!out) {
+    atomic_fetch_add(&n_failed, 1);
+    return;
   }
   memcpy(out, c->name, c->name_len);
   out[c->name_len] = ':';
@@ -108,17 +107,19 @@ static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   int r = tl_ws_publish(ws, room, out, need,
                         op == TL_WS_BINARY ? TL_WS_BINARY : TL_WS_TEXT);
   if (r <= 0) { /* dropped, or an error */
-    if (n_failed++ == 0)
+    if (atomic_fetch_add(&n_failed, 1) == 0)
       fprintf(stderr, "chat: warning: publish failed (%d)\n", r);
   }
+  if (out != out_buf)
+    free(out);
 }
 
 static void on_close(tl_ws *ws, int code, const char *reason, size_t len) {
-  remaining++;
+  atomic_fetch_add(&remaining, 1);
 }
 
 static void on_dropped(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
-  if (n_dropped++ == 0)
+  if (atomic_fetch_add(&n_dropped, 1) == 0)
     fprintf(stderr,
             "chat: warning: a %zu-byte message was dropped for backpressure\n",
             len);
@@ -147,14 +148,17 @@ int main(int argc, char **argv) {
   int port = port_s ? atoi(port_s) : 3000;
   if (!host || !*host)
     host = "127.0.0.1";
+  const char *workers_s = getenv("WORKERS");
+  int workers = workers_s && *workers_s ? atoi(workers_s) : 1;
   if (count_s && atoi(count_s) > 0)
     clients_count = atoi(count_s);
-  remaining = clients_count;
-  app = tl_app_new(&(tl_app_config){.on_listen = on_listen});
+  atomic_store(&remaining, clients_count);
+  app = tl_app_new(&(tl_app_config){
+      .on_listen = on_listen,
+      .workers = workers == 0 ? TL_WORKERS_AUTO : workers,
+  });
   if (!app)
     return 1;
-  uv_timer_init(tl_app_loop(app), &ready_timer);
-  uv_unref((uv_handle_t *)&ready_timer);
   int err = tl_app_ws(app, "/*", &chat, sizeof(client));
   if (err) {
     fprintf(stderr, "chat: tl_app_ws: %s\n", tl_strerror(err));
@@ -168,10 +172,7 @@ int main(int argc, char **argv) {
     fprintf(stderr,
             "chat: %zu message(s) dropped for backpressure, %zu publish(es) "
             "failed\n",
-            n_dropped, n_failed);
-  uv_close((uv_handle_t *)&ready_timer, NULL);
-  uv_run(tl_app_loop(app), UV_RUN_NOWAIT);
+            (size_t)n_dropped, (size_t)n_failed);
   tl_app_free(app);
-  free(out);
   return err ? 1 : 0;
 }

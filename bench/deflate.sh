@@ -81,7 +81,7 @@ LOG_DIR="$RESULTS_DIR/deflate-$STAMP"
 # log, die, cleanup, ensure_bun, build_talon, port_open, start_server, median
 source "$BENCH_DIR/lib.sh"
 
-for v in DURATION WARMUP ROUNDS CONNECTIONS MEM MEM_CONNS BASE_PORT SERVER_CPU CLIENT_CPU; do
+for v in DURATION WARMUP ROUNDS CONNECTIONS MEM MEM_CONNS BASE_PORT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
 done
 (( DURATION > 0 && ROUNDS > 0 && CONNECTIONS > 0 && MEM_CONNS > 0 )) \
@@ -218,10 +218,7 @@ run_load() {
 # ---- main ------------------------------------------------------------------
 command -v taskset >/dev/null 2>&1 || die "taskset (util-linux) is required"
 command -v gcc >/dev/null 2>&1 || die "gcc is required"
-ncpu=$(nproc)
-(( SERVER_CPU < ncpu && CLIENT_CPU < ncpu )) \
-  || die "SERVER_CPU=$SERVER_CPU / CLIENT_CPU=$CLIENT_CPU out of range for $ncpu CPU(s)"
-(( SERVER_CPU != CLIENT_CPU )) || log "warning: servers and the client share CPU $SERVER_CPU"
+check_cpus
 # Enough descriptors for MEM_CONNS connections on both ends.
 need_fds=$((MEM_CONNS + 256))
 if (( $(ulimit -n) < need_fds )); then

@@ -15,6 +15,8 @@
 #   PIPELINE [16]  requests per write in pipelined mode
 #   MODES ["plain pipelined"]               SERVERS ["talon bun"]
 #   TALON_PORT [18081]  BUN_PORT [18082]    SERVER_CPU [0]   CLIENT_CPU [1]
+#                  SERVER_CPU / CLIENT_CPU: CPU lists for taskset -c (0, 0,1, 0-3)
+#   WORKERS [1]    talon worker threads (0: one per CPU), all on SERVER_CPU
 #   SKIP_BUILD [0]  1: use the existing build-bench/examples/hello as it is
 #   TALON_BIN      talon server binary [build-bench/examples/hello]; it gets the
 #                  port as its first argument and in PORT
@@ -54,7 +56,7 @@ LOG_DIR="$RESULTS_DIR/$STAMP"
 # log, die, cleanup, ensure_bun, build_talon, port_open, start_server, median
 source "$BENCH_DIR/lib.sh"
 
-for v in DURATION WARMUP CONNECTIONS ROUNDS PIPELINE TALON_PORT BUN_PORT SERVER_CPU CLIENT_CPU; do
+for v in DURATION WARMUP CONNECTIONS ROUNDS PIPELINE TALON_PORT BUN_PORT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
 done
 (( DURATION > 0 && ROUNDS > 0 && CONNECTIONS > 0 && PIPELINE > 0 )) \
@@ -142,10 +144,7 @@ run_wrk() {
 # ---- main ------------------------------------------------------------------
 ensure_wrk
 command -v taskset >/dev/null 2>&1 || die "taskset (util-linux) is required"
-ncpu=$(nproc)
-(( SERVER_CPU < ncpu && CLIENT_CPU < ncpu )) \
-  || die "SERVER_CPU=$SERVER_CPU / CLIENT_CPU=$CLIENT_CPU out of range for $ncpu CPU(s)"
-(( SERVER_CPU != CLIENT_CPU )) || log "warning: server and wrk share CPU $SERVER_CPU"
+check_cpus
 
 have() { [[ " $SERVERS " == *" $1 "* ]]; }
 if have talon; then build_talon; fi

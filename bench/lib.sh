@@ -94,6 +94,40 @@ build_talon() {
 # ---- servers ---------------------------------------------------------------
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
+# check_cpus: SERVER_CPU and CLIENT_CPU must be CPU lists for taskset -c
+# (0, 0,1, 0-3, ...) within this machine's CPUs; warns when they overlap.
+# A server with several workers (WORKERS) runs them on SERVER_CPU's CPUs.
+check_cpus() {
+  local v part a b ncpu
+  ncpu=$(nproc)
+  for v in SERVER_CPU CLIENT_CPU; do
+    [[ ${!v} =~ ^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$ ]] \
+      || die "$v must be a CPU list such as 0, 0,1 or 0-3 (got '${!v}')"
+    IFS=, read -ra parts <<<"${!v}"
+    for part in "${parts[@]}"; do
+      a=${part%-*} b=${part#*-}
+      (( a < ncpu && b < ncpu && a <= b )) || die "$v=${!v} is out of range for $ncpu CPU(s)"
+    done
+  done
+  # Overlapping lists: the numbers then include the client's own load.
+  local -A used=()
+  for part in $(cpus_of "$SERVER_CPU"); do used[$part]=1; done
+  for part in $(cpus_of "$CLIENT_CPU"); do
+    [[ -n ${used[$part]:-} ]] && { log "warning: server and client share CPU $part"; break; }
+  done
+  return 0
+}
+
+# cpus_of LIST: the CPU numbers of a taskset list, one per line.
+cpus_of() {
+  local part a b i
+  IFS=, read -ra parts <<<"$1"
+  for part in "${parts[@]}"; do
+    a=${part%-*} b=${part#*-}
+    for ((i = a; i <= b; i++)); do echo "$i"; done
+  done
+}
+
 # start_server NAME PORT CMD... : runs CMD pinned to SERVER_CPU with PORT and
 # HOST in its environment, waits until it prints 'listening on http://' and
 # accepts connections, then runs verify_server NAME PORT.
@@ -101,7 +135,7 @@ start_server() {
   local name=$1 port=$2; shift 2
   local logf="$LOG_DIR/$name.log"
   port_open "$port" && die "port $port ($name) is already in use; set ${name^^}_PORT"
-  log "starting $name on $HOST:$port (cpu $SERVER_CPU): $*"
+  log "starting $name on $HOST:$port (cpu $SERVER_CPU${WORKERS:+, WORKERS=$WORKERS}): $*"
   PORT=$port HOST=$HOST taskset -c "$SERVER_CPU" "$@" >"$logf" 2>&1 &
   PID[$name]=$!
   local i ready=0

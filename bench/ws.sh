@@ -23,6 +23,8 @@
 #   LARGE_CONNECTIONS [4]  LARGE_SIZE [65536]    (large)
 #   SERVERS ["talon bun"]
 #   TALON_PORT [18091]  BUN_PORT [18092]    SERVER_CPU [0]   CLIENT_CPU [1]
+#                  SERVER_CPU / CLIENT_CPU: CPU lists for taskset -c (0, 0,1, 0-3)
+#   WORKERS [1]    talon worker threads (0: one per CPU), all on SERVER_CPU
 #   SKIP_BUILD [0]  1: use the existing build-bench/examples/echo as it is
 #                  (ws_load is always rebuilt: one gcc line)
 #   TALON_BIN      talon server binary [build-bench/examples/echo]; it gets the
@@ -149,10 +151,7 @@ run_load() {
 # ---- main ------------------------------------------------------------------
 command -v taskset >/dev/null 2>&1 || die "taskset (util-linux) is required"
 command -v gcc >/dev/null 2>&1 || die "gcc is required to build bench/ws_load.c"
-ncpu=$(nproc)
-(( SERVER_CPU < ncpu && CLIENT_CPU < ncpu )) \
-  || die "SERVER_CPU=$SERVER_CPU / CLIENT_CPU=$CLIENT_CPU out of range for $ncpu CPU(s)"
-(( SERVER_CPU != CLIENT_CPU )) || log "warning: server and ws_load share CPU $SERVER_CPU"
+check_cpus
 
 have() { [[ " $SERVERS " == *" $1 "* ]]; }
 build_ws_load

@@ -12,7 +12,9 @@
 // Settings as in Bun's benchmark (perMessageDeflate off), plus a 64 MiB
 // backpressure limit, the same as bench/chat_server.c, so that no publish
 // is dropped. Port: first argument, else $PORT, else 3000. Host: $HOST,
-// else 127.0.0.1. CLIENTS_COUNT: default 16.
+// else 127.0.0.1. CLIENTS_COUNT: default 16. REUSE_PORT=1: listen with
+// reusePort (SO_REUSEPORT), so that several processes share the port, each
+// with its own room (bench/workers.sh shows what that loses).
 const port = Number(process.argv[2] || process.env.PORT || 3000);
 const hostname = process.env.HOST || "127.0.0.1";
 const expected = parseInt(process.env.CLIENTS_COUNT || "", 10) || 16;
@@ -24,6 +26,7 @@ let failed = 0;
 const server = Bun.serve({
   port,
   hostname,
+  reusePort: process.env.REUSE_PORT === "1",
   fetch(req, srv) {
     const name = new URL(req.url).searchParams.get("name") || `Client #${joined}`;
     joined++;

@@ -25,6 +25,16 @@
  * Subscribing, unsubscribing and closing from inside handlers that run
  * during a publish (dropped, close, subscription) is safe: the publish
  * visits the subscribers it started with that are still subscribed.
+ *
+ * Workers (tl_app_config.workers > 1): topics span the workers. A publish
+ * reaches the subscribers on every worker: those of the publishing worker
+ * at once, the others' in their next loop turn (the frame, and its
+ * compressed forms, built once and shared by reference, never copied per
+ * worker), and only workers with subscribers to the topic get it. For one
+ * subscriber, the messages of one publishing thread arrive in the order
+ * they were published; messages of different workers may interleave.
+ * Subscriber counts (tl_app_subscriber_count and the `subscription`
+ * handler's) are the app's, over all workers, and exact.
  */
 #ifndef TALON_PUBSUB_H
 #define TALON_PUBSUB_H
@@ -56,7 +66,8 @@ TL_EXTERN const char *tl_ws_topic_at(const tl_ws *ws, size_t i);
 /* Publish to every subscriber of `topic` except `ws` itself (unless its
  * route sets publish_to_self). `data` is copied once into the shared
  * frame. Returns the frame's size in bytes when every copy was queued
- * without backpressure; TL_WS_BACKPRESSURE when at least one
+ * without backpressure (copies for other workers count as queued: their
+ * subscribers' backpressure shows there, in `dropped` and `drain`); TL_WS_BACKPRESSURE when at least one
  * subscriber is over its backlog (its copy was queued and its `drain` will
  * fire, or its copy was dropped) while some copy was queued;
  * TL_WS_DROPPED (0) when every copy was dropped or nobody (else) is
@@ -65,12 +76,32 @@ TL_EXTERN const char *tl_ws_topic_at(const tl_ws *ws, size_t i);
 TL_EXTERN int tl_ws_publish(tl_ws *ws, const char *topic, const void *data,
                             size_t len, tl_opcode op);
 
-/* Publish to every subscriber of `topic`. Callable from anywhere on the
- * app's loop (timers, HTTP handlers). Returns like tl_ws_publish(). */
+/* tl_ws_publish() with an explicit compression choice (Bun's
+ * publish(topic, msg, compress)): `compress` 1 sends the compressed frame
+ * to every subscriber that negotiated permessage-deflate with a
+ * context-free compressor (even under its compress_threshold), 0 sends it
+ * uncompressed to all, -1 is tl_ws_publish()'s default (compressed for
+ * those subscribers from their compress_threshold on). Subscribers whose
+ * compressor keeps context get it uncompressed in every case. Returns like
+ * tl_ws_publish(); TL_EINVAL for another `compress`. */
+TL_EXTERN int tl_ws_publish_ex(tl_ws *ws, const char *topic, const void *data,
+                               size_t len, tl_opcode op, int compress);
+
+/* Publish to every subscriber of `topic`. Callable from any thread: on a
+ * worker (timers, HTTP handlers) it publishes like tl_ws_publish(); from
+ * another thread the frame is built once and handed to every worker with
+ * subscribers (returns its size when it went to some, TL_WS_DROPPED when
+ * nobody subscribes). Returns like tl_ws_publish(). */
 TL_EXTERN int tl_app_publish(tl_app *app, const char *topic, const void *data,
                              size_t len, tl_opcode op);
+/* tl_app_publish() with `compress` as in tl_ws_publish_ex(). */
+TL_EXTERN int tl_app_publish_ex(tl_app *app, const char *topic,
+                                const void *data, size_t len, tl_opcode op,
+                                int compress);
 
-/* Subscribers of `topic` on this app, in O(1) (a hash lookup). */
+/* Subscribers of `topic` on this app: on all its workers (exact), in O(1)
+ * (a hash lookup; with workers under the topic table's lock). With one
+ * worker call it on the app's thread; with several, from any thread. */
 TL_EXTERN size_t tl_app_subscriber_count(const tl_app *app, const char *topic);
 
 /* Messages dropped for this socket because of backpressure (direct sends

@@ -329,13 +329,19 @@ static void post_foreign(void *arg, unsigned worker, tl__xbatch *b) {
 
 int tl_app_publish(tl_app *app, const char *topic, const void *data, size_t len,
                    tl_opcode op) {
+  return tl_app_publish_ex(app, topic, data, len, op, -1);
+}
+
+int tl_app_publish_ex(tl_app *app, const char *topic, const void *data,
+                      size_t len, tl_opcode op, int compress) {
   if (current && current->app == app)
-    return tl__pubsub_publish(&current->pubsub, topic, data, len, op, NULL);
+    return tl__pubsub_publish(&current->pubsub, topic, data, len, op, compress,
+                              NULL);
   if (!atomic_load(&app->running)) /* nobody subscribes: validate only */
     return tl__pubsub_publish(&app->workers[0].pubsub, topic, data, len, op,
-                              NULL);
+                              compress, NULL);
   return tl__pubsub_publish_from(app->hub, app->nworkers, topic, data, len, op,
-                                 post_foreign, app);
+                                 compress, post_foreign, app);
 }
 
 size_t tl_app_subscriber_count(const tl_app *app, const char *topic) {

@@ -67,8 +67,10 @@ tl__shared *tl__shared_proxy(tl__shared *origin) {
   p->refs = 1;
   atomic_init(&p->holders, 1);
   p->origin = origin;
+  /* Only what never changes: the owner may still append to the
+   * original (its `len`) while other threads read the bytes it sent. */
   p->data = origin->data;
-  p->len = origin->len;
+  p->len = 0;
   p->cap = origin->cap;
   return p;
 }

@@ -75,7 +75,7 @@ struct tl__shared {
   _Atomic uint32_t holders; /* threads holding the original; 1: its owner */
   tl__shared *origin;       /* a proxy's original; NULL: not a proxy */
   char *data;               /* the bytes: `bytes`, or the original's */
-  size_t len;               /* bytes used */
+  size_t len;               /* bytes used (the owner's; 0 in a proxy) */
   size_t cap;               /* bytes allocated; data never moves */
   char bytes[];
 };

@@ -187,6 +187,10 @@ static int check_topic(const char *topic, size_t *n) {
   return *n > TL_TOPIC_MAX ? TL_ETOOBIG : 0;
 }
 
+static int check_compress(int compress) {
+  return compress < -1 || compress > 1 ? TL_EINVAL : 0;
+}
+
 static uint32_t nsubs(const tl_ws *ws) {
   return ws->subs ? ws->subs->n : 0;
 }
@@ -249,7 +253,7 @@ int tl_ws_subscribe(tl_ws *ws, const char *topic) {
   ws->subs->at[ws->subs->n++] = (tl__sub){t, t->nsubs++};
   t->live++;
   /* Other workers forward the compressed form this socket can take. */
-  if (t->link && tl__ws_shares_compressed(ws, SIZE_MAX))
+  if (t->link && tl__ws_shares_compressed(ws, SIZE_MAX, -1))
     tl__hub_wants_compressed(t->link, ws->pmd->agreed.server_bits,
                              ws->route->h.compress_threshold);
   count_and_tell(ws, t, 1);
@@ -439,7 +443,7 @@ static void compressed_frame(tl__pubsub *ps, tl__topic *t, int bits,
  * tl_ws_publish. */
 static int fan_out(tl__pubsub *ps, tl__topic *t, tl__shared *buf, size_t off,
                    size_t flen, const void *data, size_t len, int op,
-                   tl_ws *exclude, zform z[16]) {
+                   int compress, tl_ws *exclude, zform z[16]) {
   int result = TL_WS_DROPPED;
   bool pressure = false, queued = false;
   t->walking++;
@@ -450,7 +454,9 @@ static int fan_out(tl__pubsub *ps, tl__topic *t, tl__shared *buf, size_t off,
     if (!ws || ws == exclude)
       continue;
     int r;
-    int b = tl__ws_shares_compressed(ws, len) ? ws->pmd->agreed.server_bits : 0;
+    int b = tl__ws_shares_compressed(ws, len, compress)
+                ? ws->pmd->agreed.server_bits
+                : 0;
     if (b && z[b].off == -2)
       compressed_frame(ps, t, b, data, len, op, &z[b]);
     if (b && z[b].off >= 0)
@@ -485,6 +491,7 @@ typedef struct xentry {
   uint32_t hl;     /* the plain frame's header bytes */
   uint16_t tlen;   /* topic bytes */
   uint8_t op, nz;  /* compressed forms following */
+  int8_t compress; /* as given to the publish */
   /* xzform[nz], then the topic */
 } xentry;
 
@@ -509,8 +516,8 @@ static char *entry_topic(xentry *e) {
 /* Appends an entry for a frame to the batch *bp (created or grown), taking
  * a hold of every frame in it. 0 or TL_ENOMEM. */
 static int batch_add(tl__xbatch **bp, tl__shared *buf, size_t off, size_t flen,
-                     size_t hl, int op, const zform z[16], const char *topic,
-                     size_t tlen) {
+                     size_t hl, int op, int compress, const zform z[16],
+                     const char *topic, size_t tlen) {
   size_t nz = 0;
   for (int b = 0; z && b < 16; b++)
     nz += z[b].off >= 0;
@@ -537,6 +544,7 @@ static int batch_add(tl__xbatch **bp, tl__shared *buf, size_t off, size_t flen,
   e->tlen = (uint16_t)tlen;
   e->op = (uint8_t)op;
   e->nz = (uint8_t)nz;
+  e->compress = (int8_t)compress;
   tl__shared_hold(buf);
   xzform *zf = entry_z(e);
   for (int b = 0; z && b < 16; b++) {
@@ -583,8 +591,8 @@ static bool bit_set(const uint64_t *words, unsigned w) {
  * TL_ENOMEM if some copy was lost. */
 static int forward(tl__pubsub *ps, const uint64_t *interest, uint32_t zbits,
                    tl__topic *t, tl__shared *buf, size_t off, size_t hl,
-                   const void *data, size_t len, int op, zform z[16],
-                   const char *topic, size_t tlen) {
+                   const void *data, size_t len, int op, int compress,
+                   zform z[16], const char *topic, size_t tlen) {
   int sent = 0;
   bool built = false;
   for (unsigned w = 0; w < ps->nworkers; w++) {
@@ -596,8 +604,8 @@ static int forward(tl__pubsub *ps, const uint64_t *interest, uint32_t zbits,
           compressed_frame(ps, t, b, data, len, op, &z[b]);
       built = true;
     }
-    if (batch_add(&ps->outbox[w], buf, off, hl + len, hl, op, t ? z : NULL,
-                  topic, tlen) != 0)
+    if (batch_add(&ps->outbox[w], buf, off, hl + len, hl, op, compress,
+                  t ? z : NULL, topic, tlen) != 0)
       return TL_ENOMEM;
     sent = 1;
   }
@@ -628,7 +636,8 @@ static bool others(const uint64_t *interest, size_t words, unsigned self) {
 /* A publish to a topic this worker has no subscriber of: the hub says
  * who has (under its lock); the frame gets a block of its own. */
 static int forward_unlinked(tl__pubsub *ps, const char *topic, size_t tlen,
-                            uint32_t h, const void *data, size_t len, int op) {
+                            uint32_t h, const void *data, size_t len, int op,
+                            int compress) {
   size_t words = tl__hub_words(ps->hub);
   uint64_t stack[INTEREST_INLINE];
   uint64_t *interest = words <= INTEREST_INLINE ? stack
@@ -649,8 +658,8 @@ static int forward_unlinked(tl__pubsub *ps, const char *topic, size_t tlen,
       if (len)
         memcpy(f->data + hl, data, len);
       f->len = hl + len;
-      int sent = forward(ps, interest, 0, NULL, f, 0, hl, data, len, op, NULL,
-                         topic, tlen);
+      int sent = forward(ps, interest, 0, NULL, f, 0, hl, data, len, op,
+                         compress, NULL, topic, tlen);
       r = sent < 0 ? sent : sent ? (int)(hl + len) : TL_WS_DROPPED;
       tl__shared_unref(f);
     }
@@ -661,11 +670,13 @@ static int forward_unlinked(tl__pubsub *ps, const char *topic, size_t tlen,
 }
 
 int tl__pubsub_deliver(tl__pubsub *ps, const char *topic, size_t tlen,
-                       const void *data, size_t len, int op, tl_ws *exclude) {
+                       const void *data, size_t len, int op, int compress,
+                       tl_ws *exclude) {
   uint32_t h = hash_of(topic, tlen);
   tl__topic *t = find(ps, topic, tlen, h);
   if (!t || t->live == 0)
-    return ps->hub ? forward_unlinked(ps, topic, tlen, h, data, len, op)
+    return ps->hub ? forward_unlinked(ps, topic, tlen, h, data, len, op,
+                                      compress)
                    : TL_WS_DROPPED;
   size_t words = ps->hub ? tl__hub_words(ps->hub) : 0;
   uint64_t stack[INTEREST_INLINE], *interest = stack;
@@ -694,13 +705,17 @@ int tl__pubsub_deliver(tl__pubsub *ps, const char *topic, size_t tlen,
       t->walking++; /* the topic outlives handlers run by the fan-out */
       if (local)
         result = fan_out(ps, t, run, (size_t)off, hl + len, data, len, op,
-                         exclude, z);
+                         compress, exclude, z);
       if (remote) {
+        /* The compressed forms remote subscribers will take, as
+         * tl__ws_shares_compressed decides for each of them. */
         uint32_t zbits = 0;
-        if (len >= atomic_load_explicit(&t->link->zmin, memory_order_relaxed))
+        if (compress > 0 ||
+            (compress < 0 &&
+             len >= atomic_load_explicit(&t->link->zmin, memory_order_relaxed)))
           zbits = atomic_load_explicit(&t->link->zbits, memory_order_relaxed);
         int sent = forward(ps, interest, zbits, t, run, (size_t)off, hl, data,
-                           len, op, z, topic, tlen);
+                           len, op, compress, z, topic, tlen);
         if (sent < 0)
           result = sent;
         else if (sent && result == TL_WS_DROPPED)
@@ -778,8 +793,8 @@ void tl__pubsub_receive(tl__pubsub *ps, tl__xbatch *b) {
     const char *data = plain->data + e->plain.off + e->hl;
     size_t len = e->plain.len - e->hl;
     t->walking++;
-    fan_out(ps, t, plain, e->plain.off, e->plain.len, data, len, e->op, NULL,
-            z);
+    fan_out(ps, t, plain, e->plain.off, e->plain.len, data, len, e->op,
+            e->compress, NULL, z);
     walk_end(t);
     zforms_done(z);
     maybe_destroy(ps, t);
@@ -805,7 +820,7 @@ int tl__pubsub_join(tl__pubsub *ps, struct tl__hub *hub, unsigned self,
 
 int tl__pubsub_publish_from(struct tl__hub *hub, unsigned nworkers,
                             const char *topic, const void *data, size_t len,
-                            tl_opcode op,
+                            tl_opcode op, int compress,
                             void (*post)(void *arg, unsigned worker,
                                          tl__xbatch *b),
                             void *arg) {
@@ -813,7 +828,7 @@ int tl__pubsub_publish_from(struct tl__hub *hub, unsigned nworkers,
   int err = check_topic(topic, &tlen);
   if (err)
     return err;
-  if (op != TL_WS_TEXT && op != TL_WS_BINARY)
+  if ((op != TL_WS_TEXT && op != TL_WS_BINARY) || check_compress(compress))
     return TL_EINVAL;
   size_t words = hub ? tl__hub_words(hub) : 1;
   uint64_t *interest = calloc(words, sizeof *interest);
@@ -838,7 +853,8 @@ int tl__pubsub_publish_from(struct tl__hub *hub, unsigned nworkers,
       tl__xbatch *b = NULL;
       if (!bit_set(interest, w))
         continue;
-      if (batch_add(&b, f, 0, hl + len, hl, op, NULL, topic, tlen) != 0) {
+      if (batch_add(&b, f, 0, hl + len, hl, op, compress, NULL, topic, tlen) !=
+          0) {
         r = TL_ENOMEM;
         continue;
       }
@@ -853,18 +869,23 @@ int tl__pubsub_publish_from(struct tl__hub *hub, unsigned nworkers,
 }
 
 int tl__pubsub_publish(tl__pubsub *ps, const char *topic, const void *data,
-                       size_t len, tl_opcode op, tl_ws *exclude) {
+                       size_t len, tl_opcode op, int compress, tl_ws *exclude) {
   size_t n;
   int err = check_topic(topic, &n);
   if (err)
     return err;
-  if (op != TL_WS_TEXT && op != TL_WS_BINARY)
+  if ((op != TL_WS_TEXT && op != TL_WS_BINARY) || check_compress(compress))
     return TL_EINVAL;
-  return ps->publish(ps, topic, n, data, len, op, exclude);
+  return ps->publish(ps, topic, n, data, len, op, compress, exclude);
 }
 
 int tl_ws_publish(tl_ws *ws, const char *topic, const void *data, size_t len,
                   tl_opcode op) {
-  return tl__pubsub_publish(ps_of(ws), topic, data, len, op,
+  return tl_ws_publish_ex(ws, topic, data, len, op, -1);
+}
+
+int tl_ws_publish_ex(tl_ws *ws, const char *topic, const void *data,
+                     size_t len, tl_opcode op, int compress) {
+  return tl__pubsub_publish(ps_of(ws), topic, data, len, op, compress,
                             ws->route->h.publish_to_self ? NULL : ws);
 }

@@ -60,7 +60,8 @@ struct tl__pubsub {
   /* The backend: publish a message to `topic` (len bytes), skipping
    * `exclude` (may be NULL). Default: tl__pubsub_deliver. */
   int (*publish)(tl__pubsub *ps, const char *topic, size_t tlen,
-                 const void *data, size_t len, int op, tl_ws *exclude);
+                 const void *data, size_t len, int op, int compress,
+                 tl_ws *exclude);
   /* Told when a topic gets its first local subscriber (active) or loses
    * its last (!active). May be NULL. */
   void (*topic_active)(tl__pubsub *ps, const char *topic, bool active);
@@ -96,19 +97,20 @@ void tl__xbatch_free(tl__xbatch *b);
  * to some worker, TL_WS_DROPPED, or an error as tl_app_publish. */
 int tl__pubsub_publish_from(struct tl__hub *hub, unsigned nworkers,
                             const char *topic, const void *data, size_t len,
-                            tl_opcode op,
+                            tl_opcode op, int compress,
                             void (*post)(void *arg, unsigned worker,
                                          tl__xbatch *b),
                             void *arg);
 
 /* Checks the topic and the opcode, then publishes through the backend.
- * Returns like tl_app_publish. */
+ * `compress` as in tl_ws_publish_ex. Returns like tl_app_publish. */
 int tl__pubsub_publish(tl__pubsub *ps, const char *topic, const void *data,
-                       size_t len, tl_opcode op, tl_ws *exclude);
+                       size_t len, tl_opcode op, int compress, tl_ws *exclude);
 
 /* Local delivery: frame once, reference it into every subscriber's queue. */
 int tl__pubsub_deliver(tl__pubsub *ps, const char *topic, size_t tlen,
-                       const void *data, size_t len, int op, tl_ws *exclude);
+                       const void *data, size_t len, int op, int compress,
+                       tl_ws *exclude);
 
 /* Subscribers of `topic` (0 for an invalid or unknown topic): on every
  * worker once joined to a hub (may take the hub's lock), else here. */

@@ -298,10 +298,10 @@ static bool want_compress(const tl_ws *ws, size_t len, int compress) {
   return compress > 0 || len >= ws->route->h.compress_threshold;
 }
 
-bool tl__ws_shares_compressed(const tl_ws *ws, size_t len) {
+bool tl__ws_shares_compressed(const tl_ws *ws, size_t len, int compress) {
   /* A subscriber can take the once-compressed published frame when its
    * compressor keeps no context (the frame is built by a fresh stream). */
-  return want_compress(ws, len, -1) &&
+  return want_compress(ws, len, compress) &&
          (ws->pmd->agreed.server_no_takeover ||
           !(ws->route->h.compression & TL_DEDICATED_COMPRESSOR));
 }

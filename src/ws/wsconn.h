@@ -96,8 +96,8 @@ tl__buf *tl__ws_deflate_shared(tl__wsctx *ctx, int bits, const void *data,
 /* Gives back the scratch buffer's memory after a large message. */
 void tl__ws_scratch_done(tl__wsctx *ctx);
 /* Whether a published message of `len` bytes goes to `ws` compressed by
- * the shared (context-free) compressor. */
-bool tl__ws_shares_compressed(const tl_ws *ws, size_t len);
+ * the shared (context-free) compressor; `compress` as in tl_ws_send_ex. */
+bool tl__ws_shares_compressed(const tl_ws *ws, size_t len, int compress);
 
 /* A route's settings: `h` copied with defaults applied. NULL on out of
  * memory. Freed with free(). */

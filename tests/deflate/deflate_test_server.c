@@ -31,6 +31,8 @@
  *   "pub <msg>"    tl_app_publish(app, "t", <msg>, TEXT) (reaches the
  *                  sender too when it is subscribed); replies nothing
  *   "pubb <msg>"   same, binary (also as a binary message)
+ *   "p1 <msg>"     tl_app_publish_ex(app, "t", <msg>, TEXT, 1)
+ *   "p0 <msg>"     tl_app_publish_ex(app, "t", <msg>, TEXT, 0)
  *   "c1 <msg>"     tl_ws_send_ex(<msg>, TEXT, 1)
  *   "c0 <msg>"     tl_ws_send_ex(<msg>, TEXT, 0)
  *   "cd <msg>"     tl_ws_send_ex(<msg>, TEXT, -1)
@@ -138,6 +140,14 @@ static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
     }
     if (cmd(p, len, "pubb", &a, &an)) {
       tl_app_publish(g_app, "t", a, an, TL_WS_BINARY);
+      return;
+    }
+    if (cmd(p, len, "p1", &a, &an)) {
+      tl_app_publish_ex(g_app, "t", a, an, TL_WS_TEXT, 1);
+      return;
+    }
+    if (cmd(p, len, "p0", &a, &an)) {
+      tl_app_publish_ex(g_app, "t", a, an, TL_WS_TEXT, 0);
       return;
     }
     if (cmd(p, len, "c1", &a, &an)) {

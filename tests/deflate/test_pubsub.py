@@ -60,6 +60,28 @@ def publish_and_check(cs, publisher, msg, op, big):
     return got
 
 
+def publish_ex_and_check(cs, flag, msg, want_compressed):
+    cs["plain"].send_msg(f"p{flag} ".encode() + msg, OP_TEXT)
+    for name, c in cs.items():
+        m = c.recv_msg()
+        assert m.opcode == OP_TEXT and m.data == msg, (name, m)
+        want = SUBS[name][2] and want_compressed
+        assert m.compressed == want, \
+            f"p{flag} {name}: RSV1={m.compressed}, expected {want}"
+
+
+def test_publish_ex_forces_or_skips_compression(subs):
+    """tl_app_publish_ex: 1 compresses under compress_threshold (128) for
+    every subscriber that takes context-free frames, 0 never compresses,
+    whatever the size; context-keeping subscribers get it plain always."""
+    srv, cs = subs
+    small = b"a" * 100  # under the threshold, compresses well
+    big = text(5000, 7).encode()
+    publish_ex_and_check(cs, 1, small, True)
+    publish_ex_and_check(cs, 0, big, False)
+    publish_ex_and_check(cs, 1, big, True)
+
+
 def test_mixed_subscribers(subs):
     srv, cs = subs
     names = list(cs)

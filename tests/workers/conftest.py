@@ -8,6 +8,7 @@ code 0 and no sanitizer report (ASan, UBSan, TSan) in its stderr.
 """
 import asyncio
 import os
+import resource
 import sys
 import urllib.request
 
@@ -17,6 +18,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "common"))
 
 from talon_server import TalonServer, binary_option  # noqa: E402
+
+
+# The load test holds 1,000 sockets on each side: raise the descriptor
+# limit (the server inherits it).
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft != resource.RLIM_INFINITY and _soft < 8192:
+    resource.setrlimit(resource.RLIMIT_NOFILE,
+                       (min(8192, _hard) if _hard != resource.RLIM_INFINITY
+                        else 8192, _hard))
 
 
 def pytest_addoption(parser):

@@ -166,6 +166,36 @@ def test_per_publisher_order_and_nothing_lost(srv):
     run(go())
 
 
+def test_compressed_publishes_cross_workers(srv):
+    """Large publishes go compressed (built once by the publishing worker)
+    to subscribers on every worker; clients with and without
+    permessage-deflate get the same text."""
+    async def go():
+        socks = await open_members(srv, 12)
+        plain = []
+        for i in range(12):
+            ws = await websockets.connect(srv.url(f"/ws?name=p{i}"),
+                                          compression=None)
+            hello = (await ws.recv()).split()
+            plain.append((ws, int(hello[2])))
+        everyone = socks + plain
+        await subscribe_all(everyone, "big")
+        deflated = [ws for ws, _ in socks
+                    if ws.extensions and ws.extensions[0].name ==
+                    "permessage-deflate"]
+        assert len(deflated) == 12
+        texts = [("%d " % i) + "talon workers share frames " * (40 + i)
+                 for i in range(20)]
+        sender = everyone[0][0]
+        for t in texts:
+            await sender.send("apub big " + t)
+        for ws, _ in everyone:
+            for t in texts:
+                assert await expect(ws, t[:3]) == t
+        await close_all(everyone)
+    run(go())
+
+
 def test_publish_from_a_thread_that_is_no_worker(srv):
     async def go():
         socks = await open_members(srv, 16)
@@ -233,3 +263,19 @@ def test_a_worker_that_cannot_listen_fails_listen_cleanly(server_bin):
         s.close()
     finally:
         hold.close()
+
+
+def test_a_later_worker_that_cannot_listen_stops_the_others(server_bin):
+    """Worker 0 listens, worker 1 cannot open its socket (the descriptor
+    limit allows one more): listen fails with that error, the started
+    worker is stopped, the process exits 1 with nothing reported."""
+    import subprocess
+    s = Server(server_bin)
+    p = subprocess.run(s.command, env={**s.env, "ONE_MORE_FD": "1"},
+                       capture_output=True, text=True, timeout=60)
+    s.close()
+    assert p.returncode == 1, p
+    assert "too many open files" in p.stderr.lower(), p.stderr
+    assert "listening on" not in p.stdout, p.stdout
+    for mark in ("Sanitizer", "runtime error"):
+        assert mark not in p.stderr, p.stderr

@@ -22,7 +22,8 @@
  *                             request's worker) with the sorted indices
  *   GET  /slow?ms=N           answers "slow" after N ms (a timer)
  *   GET  /stats               {"heap": bytes in use, "workers": n}
- * WebSocket /ws?name=NAME (upgrade fills the typed context; no name: 400):
+ * WebSocket /ws?name=NAME (upgrade fills the typed context; no name: 400;
+ * permessage-deflate with the shared compressor):
  *   on open it sends "hello NAME <worker>". Text commands:
  *     sub T | unsub T          "ok sub T" / "ok unsub T"
  *     pub T PAYLOAD            tl_ws_publish (others), reply none
@@ -31,10 +32,19 @@
  *     worker                   "worker <index>"
  *   The subscription handler sends "subs T <new> <old>" to the socket that
  *   subscribed or left, so the test sees the app-wide counts it was told.
+ *
+ * ONE_MORE_FD=1: before listening, the descriptor limit is lowered so that
+ * only worker 0 can open its listener (and libuv's reserve descriptor):
+ * worker 1's socket() fails (EMFILE), so tl_app_listen must fail cleanly
+ * with the workers it started stopped.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -311,6 +321,9 @@ static const tl_ws_handlers ws_route = {
     .subscription = on_subscription,
     .max_backpressure = 64 << 20,
     .idle_timeout_s = TL_WS_NO_TIMEOUT,
+    /* Clients that offer permessage-deflate get compressed publishes:
+     * the compressed form crosses workers too. */
+    .compression = TL_SHARED_COMPRESSOR,
 };
 
 int main(int argc, char **argv) {
@@ -338,6 +351,28 @@ int main(int argc, char **argv) {
   CHECK(tl_router_get(api, "/ping", ping));
   CHECK(tl_app_mount(app, "/api", api));
   CHECK(tl_app_ws(app, "/ws", &ws_route, sizeof(member)));
+  if (getenv("ONE_MORE_FD")) {
+    /* Fill the holes below the highest descriptor, then lower the limit. */
+    int top = 0;
+    DIR *d = opendir("/proc/self/fd");
+    for (struct dirent *e; d && (e = readdir(d));)
+      if (atoi(e->d_name) > top)
+        top = atoi(e->d_name);
+    if (d)
+      closedir(d);
+    int fd;
+    while ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0 && fd < top)
+      ;
+    if (fd > top)
+      top = fd;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    /* Two more: libuv reserves one per loop (/dev/null, opened by its
+     * first stream, for EMFILE handling), worker 0's listener the other. */
+    rl.rlim_cur = (rlim_t)top + 3;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+      return 1;
+  }
   int err = tl_app_listen(app, "127.0.0.1", port);
   tl_app_free(app);
   if (err) {
