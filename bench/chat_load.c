@@ -32,6 +32,10 @@
  *          /proc/PID/stat) is read at the start and end of the measured
  *          window, giving its CPU use and the messages per CPU-second
  *   -H IP  server IPv4 address                      [127.0.0.1]
+ *   PORT   one port, or several separated by commas: client i connects to
+ *          the (i mod n)-th (servers bridged through Redis); the RESULT
+ *          line's dlv_p50_us/dlv_p99_us time each message from its send
+ *          to its arrival at the other clients
  *   -L     lenient: start 300 ms after the last handshake without waiting
  *          for "ready", and count lost messages (skipped sequence numbers,
  *          and what did not arrive within 2 s of the end) instead of
@@ -103,7 +107,9 @@ static size_t opt_size = 16;
 static const char *opt_path = "/";
 static int opt_pid = 0;
 static const char *opt_host = "127.0.0.1";
-static int opt_port = 0;
+static int opt_port = 0;     /* the first of opt_ports */
+static int opt_ports[16];    /* PORT may list several: client i uses [i % n] */
+static int opt_nports = 0;
 static int opt_lenient = 0; /* -L: count lost messages instead of failing */
 
 /* ---- connections ---------------------------------------------------------- */
@@ -121,6 +127,7 @@ typedef struct conn {
   uint32_t *expect;
   uint32_t sent;     /* messages sent: 0..sent-1 */
   uint64_t *t_sent;  /* send time of message seq, at [seq % inflight] */
+  uint64_t *t_ring;  /* send time of message seq, at [seq % RING] */
   uint64_t received; /* messages received after "ready" */
 } conn;
 
@@ -166,6 +173,48 @@ static double proc_cpu(int pid) {
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* ---- delivery latency -------------------------------------------------------
+
+   From a message's send to its arrival at another client (all clients run
+   here, on one clock): with several servers bridged (PORT lists several),
+   this is the time across the bridge. Send times are kept for the last
+   RING messages of each client; a message older than that is not timed.
+   Log-linear buckets: 64 per power of two, under 2% error. */
+#define RING 4096
+static uint64_t dlv_hist[64 * 64], dlv_n;
+
+static unsigned dlv_bucket(uint64_t ns) {
+  if (ns < 64)
+    return (unsigned)ns;
+  unsigned e = 63 - (unsigned)__builtin_clzll(ns); /* >= 6 */
+  return (e - 5) * 64 + (unsigned)((ns >> (e - 6)) & 63);
+}
+
+static double dlv_value(unsigned b) {
+  if (b < 64)
+    return b;
+  unsigned e = b / 64 + 5;
+  return (double)((UINT64_C(64) + (b % 64)) << (e - 6));
+}
+
+static void dlv_add(uint64_t ns) {
+  unsigned b = dlv_bucket(ns);
+  if (b >= 64 * 64)
+    b = 64 * 64 - 1;
+  dlv_hist[b]++;
+  dlv_n++;
+}
+
+static double dlv_pct(double p) {
+  uint64_t rank = (uint64_t)(p * (double)dlv_n + 0.5), seen = 0;
+  for (unsigned i = 0; i < 64 * 64; i++) {
+    seen += dlv_hist[i];
+    if (seen >= rank && seen)
+      return dlv_value(i);
+  }
+  return 0;
+}
+
 /* ---- messages ------------------------------------------------------------- */
 
 static const char hexdig[] = "0123456789abcdef";
@@ -203,6 +252,7 @@ static void send_msg(conn *c, uint64_t now) {
   memcpy(scratch + SEQ_LEN, filler((uint32_t)c->ws.id, seq), opt_size - SEQ_LEN);
   wsc_put_frame(&c->ws, 1, 0, scratch, opt_size);
   c->t_sent[seq % opt_inflight] = now;
+  c->t_ring[seq % RING] = now;
   total_sent++;
   if (phase == PH_MEASURE)
     n_sent++;
@@ -285,6 +335,9 @@ static void message_done(conn *c, const uint8_t *m, size_t len, uint64_t now) {
       fatal(c->ws.id, "message %u of client %u corrupted: '%.*s'", seq, from, (int)opt_size,
           (const char *)m);
   c->expect[from] = seq + 1;
+  if (phase == PH_MEASURE && from != (uint32_t)c->ws.id &&
+      conns[from].sent - seq <= RING)
+    dlv_add(now - conns[from].t_ring[seq % RING]);
   c->received++;
   total_received++;
   if (phase == PH_MEASURE)
@@ -531,16 +584,26 @@ int main(int argc, char **argv) {
   }
   if (optind != argc - 1)
     usage();
-  opt_port = (int)parse_int(argv[optind], 1, 65535, "PORT");
+  for (char *p = argv[optind], *end; *p; p = *end ? end + 1 : end) {
+    if (opt_nports == 16)
+      fatal(-1, "at most 16 ports");
+    long v = strtol(p, &end, 10);
+    if (end == p || (*end && *end != ',') || v < 1 || v > 65535)
+      fatal(-1, "PORT must be a port or a comma-separated list of ports");
+    opt_ports[opt_nports++] = (int)v;
+  }
+  opt_port = opt_ports[0];
   if (opt_path[0] != '/' || strpbrk(opt_path, " \r\n?#"))
     fatal(-1, "path must start with '/' and contain no spaces, line breaks, '?' or '#'");
   if (opt_pid && proc_cpu(opt_pid) < 0)
     fatal(-1, "cannot read /proc/%d/stat", opt_pid);
 
-  struct sockaddr_in addr;
-  int r = uv_ip4_addr(opt_host, opt_port, &addr);
-  if (r)
-    fatal(-1, "bad IPv4 address '%s': %s", opt_host, uv_strerror(r));
+  struct sockaddr_in addrs[16];
+  for (int i = 0; i < opt_nports; i++) {
+    int r = uv_ip4_addr(opt_host, opt_ports[i], &addrs[i]);
+    if (r)
+      fatal(-1, "bad IPv4 address '%s': %s", opt_host, uv_strerror(r));
+  }
 
   wsc_hooks = ops;
   wsc_host = opt_host, wsc_port = opt_port, wsc_path = opt_path;
@@ -566,9 +629,10 @@ int main(int argc, char **argv) {
     c->msg = xmalloc(msg_cap);
     c->expect = xcalloc((size_t)opt_clients, sizeof *c->expect);
     c->t_sent = xcalloc(opt_inflight, sizeof *c->t_sent);
+    c->t_ring = xcalloc(RING, sizeof *c->t_ring);
     wsc_buf_reserve(&c->ws.out, per_write);
     wsc_buf_reserve(&c->ws.wbuf, per_write);
-    wsc_connect(&c->ws, loop, &addr);
+    wsc_connect(&c->ws, loop, &addrs[i % opt_nports]);
   }
 
   uv_run(loop, UV_RUN_DEFAULT);
@@ -613,14 +677,17 @@ int main(int argc, char **argv) {
   printf("RESULT msgs_per_s=%.0f sent_per_s=%.0f rtt_p50_us=%.1f rtt_p99_us=%.1f "
          "server_cpu_pct=%.1f msgs_per_server_cpu_s=%.0f client_cpu_pct=%.1f "
          "received=%" PRIu64 " sent=%" PRIu64 " secs=%.3f all_received=%" PRIu64
-         " clients=%d inflight=%u size=%zu lost=%" PRIu64 " expected=%" PRIu64 "\n",
+         " clients=%d inflight=%u size=%zu lost=%" PRIu64 " expected=%" PRIu64
+         " dlv_p50_us=%.1f dlv_p99_us=%.1f\n",
          (double)n_recv / secs, (double)n_sent / secs, wsc_hist_pct(0.50) / 1e3,
          wsc_hist_pct(0.99) / 1e3, 100 * srv / secs, srv > 0 ? (double)n_recv / srv : 0,
          100 * cli / secs, n_recv, n_sent, secs, total_received, opt_clients,
-         opt_inflight, opt_size, lost, expected);
+         opt_inflight, opt_size, lost, expected, dlv_pct(0.50) / 1e3,
+         dlv_pct(0.99) / 1e3);
   fflush(stdout);
   for (int i = 0; i < opt_clients; i++) {
     free(conns[i].msg), free(conns[i].expect), free(conns[i].t_sent);
+    free(conns[i].t_ring);
     free(conns[i].ws.out.p), free(conns[i].ws.wbuf.p), free(conns[i].ws.hs);
   }
   free(conns);

@@ -19,7 +19,8 @@
  *
  * Usage: chat_server [PORT]   (or PORT=...; default 3000; HOST=... default
  * 127.0.0.1; CLIENTS_COUNT=... default 16; WORKERS=... default 1, 0: one
- * per CPU). Prints
+ * per CPU; REDIS_URL=redis://HOST:PORT shares the room with other
+ * processes through Redis). Prints
  * "chat: listening on http://HOST:PORT" once it accepts connections.
  *
  * Build: the CMake target `chat_server` (bench/CMakeLists.txt) gives
@@ -33,6 +34,9 @@
 #include <talon.h>
 #include <talon/mw.h>
 #include <talon/timer.h>
+#ifdef TALON_HAVE_REDIS
+#include <talon/redis.h>
+#endif
 
 #define NAME_MAX_LEN 64
 
@@ -159,6 +163,22 @@ int main(int argc, char **argv) {
   });
   if (!app)
     return 1;
+  const char *redis_url = getenv("REDIS_URL");
+  if (redis_url && *redis_url) {
+#ifdef TALON_HAVE_REDIS
+    int rerr = tl_redis_attach(app, &(tl_redis_options){.url = redis_url},
+                               NULL);
+    if (rerr) {
+      fprintf(stderr, "chat: REDIS_URL: %s\n", tl_strerror(rerr));
+      tl_app_free(app);
+      return 1;
+    }
+#else
+    fprintf(stderr, "chat: REDIS_URL set, but built without hiredis\n");
+    tl_app_free(app);
+    return 1;
+#endif
+  }
   int err = tl_app_ws(app, "/*", &chat, sizeof(client));
   if (err) {
     fprintf(stderr, "chat: tl_app_ws: %s\n", tl_strerror(err));

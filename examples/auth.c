@@ -321,6 +321,11 @@ int main(int argc, char **argv) {
   tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
+  int redis_rc = example_redis(app, "auth");
+  if (redis_rc >= 0) {
+    tl_app_free(app);
+    return redis_rc;
+  }
   const char *secrets[] = {secret, NULL}; /* copied by tl_cookies */
   tl_middleware form[] = {tl_body_urlencoded(
       &(tl_body_urlencoded_options){.max_bytes = 4096, .max_fields = 8})};

@@ -13,6 +13,9 @@
 #include <string.h>
 
 #include <talon.h>
+#ifdef TALON_HAVE_REDIS
+#include <talon/redis.h>
+#endif
 
 #define EXAMPLE_DEFAULT_PORT 3000
 #define EXAMPLE_DEFAULT_HOST "0.0.0.0"
@@ -66,6 +69,9 @@ static inline void example_usage(FILE *f, const char *name,
           "environment:\n"
           "  HOST            the address to listen on [%s]; :: for IPv6\n"
           "  WORKERS         worker threads, 0: one per CPU [1]\n"
+          "  REDIS_URL       share topics with other processes through "
+          "Redis\n"
+          "                  (redis://HOST:PORT) [unset: this process only]\n"
           "%s",
           name, EXAMPLE_DEFAULT_PORT, EXAMPLE_DEFAULT_HOST,
           env_help ? env_help : "");
@@ -139,6 +145,30 @@ static inline int example_args(int argc, char **argv, const char *name,
   if (!o->host || !*o->host)
     o->host = EXAMPLE_DEFAULT_HOST;
   return -1;
+}
+
+/* With REDIS_URL set, the app's topics are shared with every process on
+ * that Redis (talon/redis.h). Call after tl_app_new(). Returns -1 to go
+ * on, or main's exit status (1) after saying why on stderr. */
+static inline int example_redis(tl_app *app, const char *name) {
+  const char *url = getenv("REDIS_URL");
+  if (!url || !*url)
+    return -1;
+#ifdef TALON_HAVE_REDIS
+  int err = tl_redis_attach(app, &(tl_redis_options){.url = url}, NULL);
+  if (err) {
+    fprintf(stderr, "%s: REDIS_URL=%s: %s\n", name, url, tl_strerror(err));
+    return 1;
+  }
+  return -1;
+#else
+  (void)app;
+  fprintf(stderr,
+          "%s: REDIS_URL is set, but this build has no Redis bridge "
+          "(hiredis was not found)\n",
+          name);
+  return 1;
+#endif
 }
 
 /* "http://HOST:PORT" into `buf`: an IPv6 address goes in brackets and the

@@ -52,6 +52,20 @@ static const tl_ws_handlers echo = {
     .compression = TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR,
 };
 
+/* The app, without listening: main() runs it; its tests
+ * (tests/testkit/test_example_echo.c) run it with talon's test client. */
+static tl_app *echo_app(const tl_app_config *cfg) {
+  tl_app *app = tl_app_new(cfg);
+  if (!app)
+    return NULL;
+  if (tl_app_get(app, "/", index_page) || tl_app_ws(app, "/ws", &echo, 0)) {
+    tl_app_free(app);
+    return NULL;
+  }
+  return app;
+}
+
+#ifndef EXAMPLE_NO_MAIN
 static void on_listen(tl_app *app, const char *host, int port) {
   example_print_listening("echo", host, port);
 }
@@ -61,14 +75,19 @@ int main(int argc, char **argv) {
   int rc = example_args(argc, argv, "echo", NULL, &o);
   if (rc >= 0)
     return rc;
-  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen, .workers = o.workers});
+  tl_app *app =
+      echo_app(&(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
-  tl_app_get(app, "/", index_page);
-  tl_app_ws(app, "/ws", &echo, 0);
+  int redis_rc = example_redis(app, "echo");
+  if (redis_rc >= 0) {
+    tl_app_free(app);
+    return redis_rc;
+  }
   int err = tl_app_listen(app, o.host, o.port);
   if (err)
     fprintf(stderr, "echo: %s\n", tl_strerror(err));
   tl_app_free(app);
   return err ? 1 : 0;
 }
+#endif

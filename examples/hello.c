@@ -55,6 +55,25 @@ static void now(tl_req *req, tl_res *res) {
   tl_res_json(res, body);
 }
 
+/* The app, without listening: main() runs it; its tests
+ * (tests/testkit/test_example_hello.c) run it with talon's test client. */
+static tl_app *hello_app(const tl_app_config *cfg) {
+  tl_app *app = tl_app_new(cfg);
+  if (!app)
+    return NULL;
+  tl_router *api = tl_router_new();
+  if (!api || tl_app_get(app, "/", hello) ||
+      tl_app_get(app, "/users/:id", user) ||
+      tl_router_get(api, "/health", health) ||
+      tl_router_get(api, "/time", now) || tl_app_mount(app, "/api", api)) {
+    tl_router_free(api); /* a no-op once mounted */
+    tl_app_free(app);
+    return NULL;
+  }
+  return app;
+}
+
+#ifndef EXAMPLE_NO_MAIN
 static void on_listen(tl_app *app, const char *host, int port) {
   example_print_listening("hello", host, port);
 }
@@ -65,20 +84,19 @@ int main(int argc, char **argv) {
   if (rc >= 0)
     return rc;
 
-  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen, .workers = o.workers});
+  tl_app *app =
+      hello_app(&(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
-  tl_app_get(app, "/", hello);
-  tl_app_get(app, "/users/:id", user);
-
-  tl_router *api = tl_router_new();
-  tl_router_get(api, "/health", health);
-  tl_router_get(api, "/time", now);
-  tl_app_mount(app, "/api", api);
-
+  int redis_rc = example_redis(app, "hello");
+  if (redis_rc >= 0) {
+    tl_app_free(app);
+    return redis_rc;
+  }
   int err = tl_app_listen(app, o.host, o.port);
   if (err)
     fprintf(stderr, "hello: %s\n", tl_strerror(err));
   tl_app_free(app);
   return err ? 1 : 0;
 }
+#endif

@@ -338,6 +338,11 @@ int main(int argc, char **argv) {
   tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
+  int redis_rc = example_redis(app, "rest");
+  if (redis_rc >= 0) {
+    tl_app_free(app);
+    return redis_rc;
+  }
 
   /* App middleware runs for every request, also unmatched ones, so 404s,
    * 405s and 429s carry a request id and CORS headers too. Each

@@ -21,10 +21,12 @@
  * alphanumeric ("20240501-101502-9f86d081884c7d65.png"). So no client can
  * pick a path, overwrite a file or plant ".htaccess".
  *
- * Limits: talon reads a whole request body into memory before middleware
- * sees it, and answers 413 to anything over tl_app_config.max_body_bytes
- * (1 MiB by default). It is raised here to what the multipart limits
- * allow plus room for the form's own bytes.
+ * Limits: /upload is a streamed route (tl_route_options.stream_body):
+ * the multipart parser runs as the body arrives and writes each file to
+ * disk as it comes, so an upload costs about 64 KiB of memory whatever its
+ * size. The route's max_body_bytes is what the multipart limits allow plus
+ * room for the form's own bytes (over it, 413); every other route keeps
+ * the app's 1 MiB.
  *
  * Usage: upload [PORT]   (or PORT=..., HOST=..., UPLOAD_DIR=...)
  *   curl -F file=@photo.jpg -F file=@notes.txt localhost:3000/upload
@@ -356,16 +358,15 @@ int main(int argc, char **argv) {
   if (make_dir(upload_dir) || make_dir(tmp_dir))
     return 1;
 
-  tl_app *app = tl_app_new(&(tl_app_config){
-      .on_listen = on_listen, .workers = o.workers,
-      .max_body_bytes = MAX_BODY_BYTES, /* else 413 at 1 MiB */
-      /* A big body takes a while on a slow link: allow 60 s from head to
-       * body (this also bounds the time to send a head: the default is
-       * 10 s for both). */
-      .header_timeout_ms = 60000,
-  });
+  tl_app *app = tl_app_new(
+      &(tl_app_config){.on_listen = on_listen, .workers = o.workers});
   if (!app)
     return 1;
+  int redis_rc = example_redis(app, "upload");
+  if (redis_rc >= 0) {
+    tl_app_free(app);
+    return redis_rc;
+  }
 
   tl_body_multipart_options mo = {
       .dir = tmp_dir,
@@ -377,7 +378,11 @@ int main(int argc, char **argv) {
   };
   tl_middleware mw[] = {tl_body_multipart(&mo)};
   int err = tl_app_get(app, "/", index_page) ||
-            tl_app_route(app, "POST", "/upload", upload, mw, 1) ||
+            tl_app_route_opts(app, "POST", "/upload", upload, mw, 1,
+                              &(tl_route_options){
+                                  .stream_body = 1,
+                                  .max_body_bytes = MAX_BODY_BYTES,
+                              }) ||
             tl_app_get(app, "/files", list_files) ||
             tl_app_get(app, "/files/:name", get_file);
   if (err)

@@ -15,6 +15,7 @@
 #include "talon/router.h"
 #include "talon/ws.h"
 #include "talon/pubsub.h"
+#include "talon/cluster.h"
 
 #include "talon/timer.h"
 #include "talon/util.h"

@@ -1,8 +1,9 @@
 /* talon — request body parsers (contract in include/talon/mw/body.h).
  *
- * All three work on the body talon has already buffered (tl_req_body):
- * the core has no streaming body API yet, so a parser sees the whole body
- * at once and needs no state machine across reads.
+ * JSON and URL-encoded forms work on the body talon has buffered
+ * (tl_req_body). Multipart is incremental: on a streamed route it reads
+ * the body as it arrives (tl_req_body_stream) and writes files as their
+ * bytes come; on a buffered one it is fed the whole body at once.
  *
  * Parsed data is request-scoped: strings go into the request arena
  * (tl_req_alloc), the field and upload arrays into a malloc'd store hung
@@ -491,35 +492,6 @@ static char *sanitize_filename(tl_req *req, const char *name) {
   return out;
 }
 
-/* Writes a temporary file; returns 0 or a negative errno-style code. */
-static int write_temp(const char *path_template, char *path, const char *data,
-                      size_t len) {
-  strcpy(path, path_template);
-  int fd = mkostemp(path, O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  fchmod(fd, 0600); /* mkstemp's mode already; whatever the umask */
-  size_t off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, data + off, len - off);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      int e = -errno;
-      close(fd);
-      unlink(path);
-      return e;
-    }
-    off += (size_t)w;
-  }
-  if (close(fd)) {
-    int e = -errno;
-    unlink(path);
-    return e;
-  }
-  return 0;
-}
-
 typedef struct part {
   char name[512];
   char filename[1024];
@@ -607,121 +579,351 @@ static int add_upload(store *s, tl_req *req, const part *pt, const char *path,
   return 0;
 }
 
-/* Parses the whole body; returns 0, or an HTTP status (400, 413, 500) with
- * *msg set, or TL_ENOMEM. */
-static int mp_parse(tl_req *req, tl_res *res, mp_ctx *c, store *s,
-                    tl_slice body, const char *boundary, const char **msg) {
-  size_t blen = strlen(boundary);
-  char delim[80];
-  size_t dl = (size_t)snprintf(delim, sizeof delim, "\r\n--%s", boundary);
-  const char *p = body.ptr, *end = body.ptr + body.len;
-  /* The first delimiter may start the body (no CRLF before it). */
-  if (body.len >= blen + 2 && memcmp(p, delim + 2, blen + 2) == 0) {
-    p += blen + 2;
-  } else {
-    const char *d = memmem(p, body.len, delim, dl);
-    if (!d) {
-      *msg = "multipart: boundary not found\n";
-      return 400;
-    }
-    p = d + dl;
-  }
+/* The parser is incremental: it is fed the body in pieces as they
+ * arrive (a streamed route, through tl_req_body_stream) or all at once (a
+ * buffered body), and writes each file part to its file as its bytes
+ * come. Bytes it cannot decide on yet (a part's head, what may be the
+ * start of a delimiter) wait in `buf`, at most a part head's worth. */
+enum { MP_PRE, MP_DELIM_END, MP_HEADERS, MP_BODY, MP_DONE };
+
+typedef struct mp_state {
+  mp_ctx *c;
+  store *s;
+  tl_req *req;
+  tl_res *res;
+  char delim[80]; /* "\r\n--" boundary */
+  size_t dl;
   char tmpl[4200];
-  int tn = snprintf(tmpl, sizeof tmpl, "%s/talon-upload-XXXXXX", c->dir);
-  if (tn < 0 || (size_t)tn >= sizeof tmpl) {
-    *msg = "multipart: upload directory path too long\n";
-    return 500;
+  size_t tn;
+  int st;
+  char *buf; /* undecided bytes */
+  size_t len, cap;
+  bool started; /* past the body's first bytes */
+  part pt;
+  int fd;          /* the file part being written, or -1 */
+  size_t upload;   /* its index in the store */
+  bool file_part;  /* the current part is a file */
+  uint64_t part_bytes;
+  char *field; /* a field's value so far */
+  size_t field_len, field_cap;
+  unsigned nfiles, nfields;
+  uint64_t total;
+  int status; /* 0, or the HTTP status of a refusal (with msg) */
+  const char *msg;
+  bool answered;
+} mp_state;
+
+static int mp_refuse(mp_state *m, int status, const char *msg) {
+  m->status = status;
+  m->msg = msg;
+  return -1;
+}
+
+static void mp_close_file(mp_state *m) {
+  if (m->fd >= 0)
+    close(m->fd);
+  m->fd = -1;
+}
+
+static void mp_state_free(void *p) {
+  mp_state *m = p;
+  mp_close_file(m);
+  free(m->buf);
+  free(m->field);
+  free(m);
+}
+
+/* Creates the file of the current part, recorded in the store at once so
+ * that any later error, or the client leaving, removes it. */
+static int mp_open_file(mp_state *m) {
+  if (++m->nfiles > m->c->max_files)
+    return mp_refuse(m, 413, "multipart: too many files\n");
+  char *path = tl_req_alloc(m->req, m->tn + 1);
+  if (!path || reserve_upload(m->s))
+    return mp_refuse(m, 500, NULL);
+  if (!m->s->hooked) /* removal at finish; the store's free is the fallback */
+    m->s->hooked = tl_res_on_finish(m->res, store_on_finish, m->s) == 0;
+  memcpy(path, m->tmpl, m->tn + 1);
+  m->fd = mkostemp(path, O_CLOEXEC);
+  if (m->fd < 0)
+    return mp_refuse(m, 500, "multipart: cannot store the upload\n");
+  fchmod(m->fd, 0600); /* mkstemp's mode already; whatever the umask */
+  m->upload = m->s->nu;
+  if (add_upload(m->s, m->req, &m->pt, path, 0))
+    return mp_refuse(m, 500, NULL);
+  return 0;
+}
+
+/* Content bytes of the current part. */
+static int mp_content(mp_state *m, const char *p, size_t n) {
+  if (n == 0)
+    return 0;
+  m->part_bytes += n;
+  m->total += n;
+  if (m->file_part) {
+    if (m->fd < 0 && m->part_bytes == n && mp_open_file(m))
+      return -1;
+    if (m->part_bytes > m->c->max_file_bytes)
+      return mp_refuse(m, 413, "multipart: file too large\n");
   }
-  unsigned nfiles = 0, nfields = 0;
-  uint64_t total = 0;
-  bool hooked = s->hooked;
+  if (m->total > m->c->max_total_bytes)
+    return mp_refuse(m, 413, "multipart: form too large\n");
+  if (!m->file_part) {
+    if (m->field_len + n > m->field_cap) {
+      size_t cap = m->field_cap ? m->field_cap : 256;
+      while (cap < m->field_len + n)
+        cap *= 2;
+      char *f = realloc(m->field, cap);
+      if (!f)
+        return mp_refuse(m, 500, NULL);
+      m->field = f;
+      m->field_cap = cap;
+    }
+    memcpy(m->field + m->field_len, p, n);
+    m->field_len += n;
+    return 0;
+  }
+  while (n > 0) {
+    ssize_t w = write(m->fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0)
+      return mp_refuse(m, 500, "multipart: cannot store the upload\n");
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static int mp_part_begin(mp_state *m, const char *p, const char *hend) {
+  if (parse_part_headers(p, hend, &m->pt))
+    return mp_refuse(m, 400, "multipart: bad part headers\n");
+  m->file_part = m->pt.has_filename;
+  m->part_bytes = 0;
+  m->field_len = 0;
+  if (!m->file_part && ++m->nfields > m->c->max_fields)
+    return mp_refuse(m, 413, "multipart: too many fields\n");
+  return 0;
+}
+
+static int mp_part_end(mp_state *m) {
+  if (!m->file_part) {
+    const char *name = req_strndup(m->req, m->pt.name, strlen(m->pt.name));
+    char *value = req_strndup(m->req, m->field ? m->field : "", m->field_len);
+    if (!name || !value ||
+        add_field(m->s, name, strlen(name), value, m->field_len))
+      return mp_refuse(m, 500, NULL);
+    return 0;
+  }
+  if (m->fd < 0) {
+    if (!m->pt.filename[0])
+      return 0; /* an empty file input */
+    if (mp_open_file(m))
+      return -1;
+  }
+  m->s->u[m->upload].pub.size = m->part_bytes;
+  if (close(m->fd)) {
+    m->fd = -1;
+    return mp_refuse(m, 500, "multipart: cannot store the upload\n");
+  }
+  m->fd = -1;
+  return 0;
+}
+
+/* Parses [p, p+n); returns the bytes consumed (the rest must be offered
+ * again with more), or -1 with m->status set. `final`: nothing follows. */
+static ptrdiff_t mp_run(mp_state *m, const char *p, size_t n, bool final) {
+  const char *start = p, *end = p + n;
+  size_t dl = m->dl;
   for (;;) {
-    /* After a delimiter: "--" closes, else optional padding and CRLF. */
-    if (end - p >= 2 && p[0] == '-' && p[1] == '-')
-      return 0; /* the epilogue is ignored */
-    while (p < end && (*p == ' ' || *p == '\t'))
-      p++;
-    if (end - p < 2 || p[0] != '\r' || p[1] != '\n') {
-      *msg = p >= end ? "multipart: missing closing boundary\n"
-                      : "multipart: bad boundary line\n";
-      return 400;
-    }
-    p += 2;
-    /* Part headers end at an empty line; "\r\n" right away means none. */
-    const char *hend;
-    if (end - p >= 2 && p[0] == '\r' && p[1] == '\n') {
-      hend = p;
-    } else {
-      size_t room = (size_t)(end - p);
-      if (room > PART_HEADERS_MAX + 4)
-        room = PART_HEADERS_MAX + 4;
-      hend = memmem(p, room, "\r\n\r\n", 4);
-      if (!hend) {
-        *msg = "multipart: part headers too long or unterminated\n";
-        return 400;
+    size_t left = (size_t)(end - p);
+    switch (m->st) {
+    case MP_PRE: {
+      if (!m->started) {
+        /* The first delimiter may start the body (no CRLF before it). */
+        if (left < dl - 2 && !final && memcmp(p, m->delim + 2, left) == 0)
+          return p - start; /* could still be the opening delimiter */
+        m->started = true;
+        if (left >= dl - 2 && memcmp(p, m->delim + 2, dl - 2) == 0) {
+          p += dl - 2;
+          m->st = MP_DELIM_END;
+          continue;
+        }
       }
-    }
-    part pt;
-    if (parse_part_headers(p, hend, &pt)) {
-      *msg = "multipart: bad part headers\n";
-      return 400;
-    }
-    const char *content = hend + (hend == p ? 2 : 4);
-    const char *cend = memmem(content, (size_t)(end - content), delim, dl);
-    if (!cend) {
-      *msg = "multipart: missing closing boundary\n";
-      return 400;
-    }
-    size_t clen = (size_t)(cend - content);
-    p = cend + dl;
-    if (pt.has_filename) {
-      if (!pt.filename[0] && !clen)
-        continue; /* an empty file input */
-      if (++nfiles > c->max_files) {
-        *msg = "multipart: too many files\n";
-        return 413;
+      const char *d = memmem(p, left, m->delim, dl);
+      if (d) {
+        p = d + dl;
+        m->st = MP_DELIM_END;
+        continue;
       }
-      if (clen > c->max_file_bytes) {
-        *msg = "multipart: file too large\n";
-        return 413;
+      if (final)
+        return mp_refuse(m, 400, "multipart: boundary not found\n");
+      /* The preamble is ignored; keep what may start a delimiter. */
+      return left > dl ? (ptrdiff_t)(left - (dl - 1)) + (p - start)
+                       : p - start;
+    }
+    case MP_DELIM_END:
+      /* After a delimiter: "--" closes, else optional padding and CRLF. */
+      if (left >= 2 && p[0] == '-' && p[1] == '-') {
+        m->st = MP_DONE;
+        continue;
       }
-    } else if (++nfields > c->max_fields) {
-      *msg = "multipart: too many fields\n";
-      return 413;
-    }
-    total += clen;
-    if (total > c->max_total_bytes) {
-      *msg = "multipart: form too large\n";
-      return 413;
-    }
-    if (!pt.has_filename) {
-      char *name = req_strndup(req, pt.name, strlen(pt.name));
-      char *value = req_strndup(req, content, clen);
-      if (!name || !value || add_field(s, name, strlen(name), value, clen))
-        return TL_ENOMEM;
+      while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+      left = (size_t)(end - p);
+      if (left >= 2 && p[0] == '\r' && p[1] == '\n') {
+        p += 2;
+        m->st = MP_HEADERS;
+        continue;
+      }
+      if (left == 0 || (left == 1 && (*p == '\r' || *p == '-'))) {
+        if (final)
+          return mp_refuse(m, 400, "multipart: missing closing boundary\n");
+        return p - start;
+      }
+      return mp_refuse(m, 400, "multipart: bad boundary line\n");
+    case MP_HEADERS: {
+      /* Part headers end at an empty line; "\r\n" right away means none. */
+      const char *hend = NULL;
+      size_t skip = 4;
+      if (left >= 2 && p[0] == '\r' && p[1] == '\n') {
+        hend = p;
+        skip = 2;
+      } else if (left >= 2 || final) {
+        size_t room = left < PART_HEADERS_MAX + 4 ? left : PART_HEADERS_MAX + 4;
+        hend = memmem(p, room, "\r\n\r\n", 4);
+        if (!hend && (final || left >= PART_HEADERS_MAX + 4))
+          return mp_refuse(
+              m, 400, "multipart: part headers too long or unterminated\n");
+      }
+      if (!hend)
+        return p - start;
+      if (mp_part_begin(m, p, hend))
+        return -1;
+      p = hend + skip;
+      m->st = MP_BODY;
       continue;
     }
-    char *path = tl_req_alloc(req, (size_t)tn + 1);
-    if (!path || reserve_upload(s))
-      return TL_ENOMEM;
-    if (!hooked) {
-      /* Removal at finish; the store's free function is the fallback. */
-      hooked = s->hooked = tl_res_on_finish(res, store_on_finish, s) == 0;
+    case MP_BODY: {
+      const char *d = memmem(p, left, m->delim, dl);
+      if (d) {
+        if (mp_content(m, p, (size_t)(d - p)) || mp_part_end(m))
+          return -1;
+        p = d + dl;
+        m->st = MP_DELIM_END;
+        continue;
+      }
+      if (final)
+        return mp_refuse(m, 400, "multipart: missing closing boundary\n");
+      /* All but what may be the start of a delimiter. */
+      size_t sure = left >= dl ? left - (dl - 1) : 0;
+      if (mp_content(m, p, sure))
+        return -1;
+      return (p + sure) - start;
     }
-    if (write_temp(tmpl, path, content, clen)) {
-      *msg = "multipart: cannot store the upload\n";
-      return 500;
+    default: /* MP_DONE: the epilogue is ignored */
+      return (ptrdiff_t)n;
     }
-    int err = add_upload(s, req, &pt, path, clen);
-    if (err)
-      return err;
   }
+}
+
+/* Room for `n` more bytes in m->buf, which is kept across pieces (a
+ * streamed body would otherwise cost an allocation per read). */
+static int mp_reserve(mp_state *m, size_t n) {
+  if (m->len + n <= m->cap)
+    return 0;
+  size_t cap = m->cap ? m->cap : 16384;
+  while (cap < m->len + n)
+    cap *= 2;
+  char *b = realloc(m->buf, cap);
+  if (!b)
+    return mp_refuse(m, 500, NULL);
+  m->buf = b;
+  m->cap = cap;
+  return 0;
+}
+
+/* Feeds `n` bytes: straight from `p` when nothing waits, else after what
+ * waits. Returns 0 or -1 (m->status). */
+static int mp_feed(mp_state *m, const char *p, size_t n, bool final) {
+  if (m->len == 0) {
+    ptrdiff_t used = mp_run(m, p, n, final);
+    if (used < 0)
+      return -1;
+    p += used;
+    n -= (size_t)used;
+    if (n == 0)
+      return 0;
+    /* Kept for the next piece (at most a part head's worth). */
+    if (mp_reserve(m, n))
+      return -1;
+    memcpy(m->buf, p, n);
+    m->len = n;
+    return 0;
+  }
+  if (mp_reserve(m, n))
+    return -1;
+  if (n)
+    memcpy(m->buf + m->len, p, n);
+  m->len += n;
+  ptrdiff_t used = mp_run(m, m->buf, m->len, final);
+  if (used < 0)
+    return -1;
+  m->len -= (size_t)used;
+  memmove(m->buf, m->buf + used, m->len);
+  return 0;
+}
+
+/* A refusal: every file of the request goes, then the answer. */
+static int mp_fail(mp_state *m) {
+  mp_close_file(m);
+  remove_files(m->s);
+  m->answered = true;
+  if (!m->msg)
+    return TL_ENOMEM;
+  return fail(&m->c->err, m->res, m->status, m->msg);
+}
+
+static int mp_on_data(tl_req *req, tl_res *res, const void *data, size_t len,
+                      void *arg) {
+  mp_state *m = arg;
+  if (!m->answered && mp_feed(m, data, len, false)) {
+    if (mp_fail(m) == TL_ENOMEM) {
+      tl_res_status(res, 500);
+      tl_res_text(res, "Internal Server Error\n");
+    }
+  }
+  return TL_BODY_NEXT;
+}
+
+static void mp_on_end(tl_req *req, tl_res *res, int err, void *arg) {
+  mp_state *m = arg;
+  if (m->answered)
+    return;
+  if (err) {
+    /* Cut short (too large, malformed, timed out, or the client left):
+     * nothing of it stays. talon answers unless this does. */
+    mp_close_file(m);
+    remove_files(m->s);
+    if (err == TL_ETOOBIG)
+      fail(&m->c->err, res, 413, "multipart: body too large\n");
+    return;
+  }
+  if (mp_feed(m, NULL, 0, true)) {
+    if (mp_fail(m) == TL_ENOMEM) {
+      tl_res_status(res, 500);
+      tl_res_text(res, "Internal Server Error\n");
+    }
+    return;
+  }
+  tl_next(req, res);
 }
 
 static int mp_fn(tl_req *req, tl_res *res, void *ctx) {
   mp_ctx *c = ctx;
   tl_slice body = tl_req_body(req);
-  if (!body.len)
+  bool streamed = tl_req_body_pending(req);
+  if (!body.len && !streamed)
     return TL_NEXT;
   const char *ct = tl_req_header(req, "Content-Type");
   if (!media_type_is(ct, "multipart/form-data"))
@@ -735,16 +937,33 @@ static int mp_fn(tl_req *req, tl_res *res, void *ctx) {
   if (r != 1 || bl < 1 || bl > 70 || boundary[bl - 1] == ' ')
     return fail(&c->err, res, 400, "multipart: missing or invalid boundary\n");
   store *s = make_store(req);
-  if (!s)
+  mp_state *m = s ? calloc(1, sizeof *m) : NULL;
+  if (!m)
     return TL_ENOMEM;
-  const char *msg = NULL;
-  int st = mp_parse(req, res, c, s, body, boundary, &msg);
-  if (st == 0)
-    return TL_NEXT;
-  remove_files(s);
-  if (st < 0)
-    return st;
-  return fail(&c->err, res, st, msg);
+  if (tl_req_set(req, "talon.body.multipart", m, mp_state_free)) {
+    free(m);
+    return TL_ENOMEM;
+  }
+  m->c = c;
+  m->s = s;
+  m->req = req;
+  m->res = res;
+  m->fd = -1;
+  m->dl = (size_t)snprintf(m->delim, sizeof m->delim, "\r\n--%s", boundary);
+  int tn = snprintf(m->tmpl, sizeof m->tmpl, "%s/talon-upload-XXXXXX", c->dir);
+  if (tn < 0 || (size_t)tn >= sizeof m->tmpl)
+    return fail(&c->err, res, 500,
+                "multipart: upload directory path too long\n");
+  m->tn = (size_t)tn;
+  if (streamed) {
+    /* Parts go to their files as the body arrives; the chain goes on
+     * (tl_next) once it has ended well. */
+    int err = tl_req_body_stream(req, mp_on_data, mp_on_end, m);
+    return err ? err : TL_PENDING;
+  }
+  if (mp_feed(m, body.ptr, body.len, true))
+    return mp_fail(m);
+  return TL_NEXT;
 }
 
 tl_middleware tl_body_multipart(const tl_body_multipart_options *opts) {

@@ -833,6 +833,11 @@ int main(int argc, char **argv) {
                                             .max_body_bytes = 16 << 10});
   if (!app)
     return 1;
+  int redis_rc = example_redis(app, "chat");
+  if (redis_rc >= 0) {
+    tl_app_free(app);
+    return redis_rc;
+  }
   tl_app_set_data(app, &state);
 
   int err = 0;

@@ -193,6 +193,12 @@ TL_EXTERN int tl_app_mount(tl_app *app, const char *prefix, tl_router *child);
 TL_EXTERN int tl_app_route(tl_app *app, const char *method, const char *pattern,
                            tl_handler handler, const tl_middleware *mw,
                            size_t nmw);
+/* tl_router_route_opts() on the root router: per-route body limit and
+ * streamed bodies. */
+TL_EXTERN int tl_app_route_opts(tl_app *app, const char *method,
+                                const char *pattern, tl_handler handler,
+                                const tl_middleware *mw, size_t nmw,
+                                const tl_route_options *opts);
 TL_EXTERN int tl_app_get(tl_app *app, const char *pattern, tl_handler h);
 TL_EXTERN int tl_app_post(tl_app *app, const char *pattern, tl_handler h);
 TL_EXTERN int tl_app_put(tl_app *app, const char *pattern, tl_handler h);

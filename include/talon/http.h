@@ -2,7 +2,9 @@
  *
  * Lifetimes (read these once; every function below follows them):
  *  1. A `tl_req *` and its `tl_res *` are created by talon when a request's
- *     head has been parsed and its body fully read. They stay valid until the
+ *     head has been parsed and its body fully read (on a stream_body route:
+ *     when its head has been parsed; see "Streamed request bodies"). They
+ *     stay valid until the
  *     response is finished (tl_res_send / tl_res_end / the handler returning
  *     without tl_res_defer) or, for a deferred response, until the client goes
  *     away (the abort callback, if any, is the last moment they are valid).
@@ -87,6 +89,100 @@ TL_EXTERN int tl_req_header_get(const tl_req *req, size_t i, tl_slice *name,
  * are de-chunked. Not NUL-terminated; lives as long as the request. */
 TL_EXTERN tl_slice tl_req_body(const tl_req *req);
 
+/* ---- Streamed request bodies ------------------------------------------
+ *
+ * On a route registered with stream_body (tl_route_options, talon/
+ * router.h) the chain runs as soon as the head has arrived, and the body
+ * is read as it arrives, at bounded memory (about one read, 64 KiB, at a
+ * time), however large it is: a multi-GB upload goes to disk without
+ * being held. A handler or middleware sets a reader:
+ *
+ *   static int on_data(tl_req *req, tl_res *res, const void *p, size_t n,
+ *                      void *arg) {
+ *     return write(fd, p, n) == (ssize_t)n ? TL_BODY_NEXT : TL_BODY_PAUSE;
+ *   }
+ *   static void on_end(tl_req *req, tl_res *res, int err, void *arg) {
+ *     close(fd);
+ *     if (err == 0) tl_res_text(res, "stored\n");   (else talon answers)
+ *   }
+ *   static void upload(tl_req *req, tl_res *res) {
+ *     ... open fd ...
+ *     tl_req_body_stream(req, on_data, on_end, state);
+ *   }
+ *
+ * Backpressure: an on_data that returns TL_BODY_PAUSE stops the reading
+ * (the client's TCP window closes) until tl_req_body_resume(), e.g. when
+ * an asynchronous write of the chunk completed. Until a reader is set,
+ * nothing is read either, so a middleware may decide asynchronously
+ * (TL_PENDING) before the handler reads the body.
+ *
+ * max_body_bytes (the route's, else the app's) counts every body byte:
+ * a declared Content-Length over it gets 413 before the chain runs; a
+ * body that crosses it ends the stream with TL_ETOOBIG. While the body
+ * streams and the app is not pausing it, header_timeout_ms bounds the
+ * time between two reads (over: 408); while it pauses (or has set no
+ * reader yet) no timeout runs: the app decides, and a stopping app closes
+ * the connection after shutdown_timeout_ms (on_end: TL_ECLOSED).
+ *
+ * A response finished before the body was read in full (an early 401,
+ * 413 or 507) closes the connection after it (the head says "Connection:
+ * close"); the rest of the body is not read. */
+
+enum {
+  TL_BODY_NEXT = 0, /* on_data: go on reading */
+  TL_BODY_PAUSE = 1 /* on_data: stop reading until tl_req_body_resume() */
+};
+
+/* Body bytes as they arrived, de-chunked: `data` is valid only during the
+ * call (copy what an asynchronous write needs); `len` > 0. Runs on the
+ * thread of the worker serving the request. Return TL_BODY_NEXT or TL_BODY_PAUSE. The response may be
+ * finished from here (the rest of the body is then not read). */
+typedef int (*tl_body_data_cb)(tl_req *req, tl_res *res, const void *data,
+                               size_t len, void *arg);
+
+/* The end of the body, called exactly once for a reader that was set,
+ * after its last on_data, with `err`:
+ *   0           the whole body arrived (and the reader is not paused);
+ *   TL_ETOOBIG  it crossed max_body_bytes;
+ *   TL_EINVAL   its chunked framing was malformed;
+ *   TL_EAGAIN   the client sent nothing for header_timeout_ms;
+ *   TL_ECLOSED  the client left, or the response was finished before the
+ *               body ended: nothing more arrives (and when the client
+ *               left, nothing can be sent: `req` and `res` are valid for
+ *               the last time; remove what the upload left behind).
+ * For 0 the handler answers (now or later; the response is deferred).
+ * For TL_ETOOBIG, TL_EINVAL and TL_EAGAIN it may answer; a response left
+ * unfinished is answered 413, 400 or 408 and the connection closes. */
+typedef void (*tl_body_end_cb)(tl_req *req, tl_res *res, int err, void *arg);
+
+/* Read the body of `req` with `on_data` (required) and `on_end` (may be
+ * NULL), passing `arg`. Defers the response (tl_res_defer) if it is not
+ * deferred yet. On a streamed route the body is delivered as it arrives;
+ * on a buffered route (or a request without a body) what was buffered is
+ * delivered as one piece, then on_end(0). Callbacks never run inside this
+ * call: they start once the calling handler or middleware has returned.
+ * A middleware that sets a reader returns TL_PENDING and continues the
+ * chain with tl_next() from on_end (as tl_body_multipart does); a handler
+ * answers from on_end. Returns 0, TL_EINVAL (no on_data), or TL_ESTATE (a
+ * reader is already set, the response is finished, or this is a WebSocket
+ * upgrade). */
+TL_EXTERN int tl_req_body_stream(tl_req *req, tl_body_data_cb on_data,
+                                 tl_body_end_cb on_end, void *arg);
+
+/* Resume reading after on_data returned TL_BODY_PAUSE: the next piece
+ * (or on_end) comes in this loop turn, after the caller returns. Call it
+ * on the thread of the worker serving `req` (from a timer started in a
+ * callback of the request, a libuv callback on its tl_app_loop(), or
+ * tl_app_call(app, worker, ...) from a thread of yours).
+ * Called inside on_data, before that returns TL_BODY_PAUSE, it cancels
+ * the pause. Returns 0, or TL_ESTATE if the body is not paused. */
+TL_EXTERN int tl_req_body_resume(tl_req *req);
+
+/* Whether the body of `req` is still to be read (a streamed route, not
+ * read to its end yet): tl_req_body() is then empty, and
+ * tl_req_body_stream() reads it. */
+TL_EXTERN bool tl_req_body_pending(const tl_req *req);
+
 /* HTTP version: 10 for HTTP/1.0, 11 for HTTP/1.1. */
 TL_EXTERN int tl_req_version(const tl_req *req);
 
@@ -151,6 +247,26 @@ TL_EXTERN bool tl_res_has_header(const tl_res *res, const char *name);
  * or TL_ENOMEM. After it returns (whatever it returns) `req` and `res` must
  * not be used again, unless it returned TL_ESTATE. */
 TL_EXTERN int tl_res_send(tl_res *res, const void *body, size_t len);
+
+/* Frees a buffer given to tl_res_send_buffer(): `body` as given, `arg`
+ * the caller's. */
+typedef void (*tl_res_free_cb)(void *body, void *arg);
+
+/* Like tl_res_send(), without copying `body`: ownership of the `len`
+ * bytes at `body` passes to talon, which writes them from where they are
+ * and calls `free_cb(body, arg)` (may be NULL: nothing to free) exactly
+ * once, on the thread of the worker serving `res`, whatever this returns:
+ *  - after the kernel has taken the last byte;
+ *  - or when the connection closes first (the client left, a send
+ *    timeout, the app stopping);
+ *  - or before this returns, when no body goes out (HEAD, 204, 304, an
+ *    empty body, an error) or a response filter (compression) engaged
+ *    and made its own copy.
+ * Until then the bytes must not change. Returns like tl_res_send(). For
+ * large bodies built in memory (a report, a tarball from a cache): a
+ * response no longer costs a copy of its body per connection. */
+TL_EXTERN int tl_res_send_buffer(tl_res *res, const void *body, size_t len,
+                                 tl_res_free_cb free_cb, void *arg);
 
 /* tl_res_send() of a NUL-terminated string with Content-Type
  * "text/plain; charset=utf-8" (unless a Content-Type was set). */

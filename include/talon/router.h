@@ -59,6 +59,31 @@ TL_EXTERN int tl_router_route(tl_router *router, const char *method,
                               const char *pattern, tl_handler handler,
                               const tl_middleware *mw, size_t nmw);
 
+/* Per-route options for tl_router_route_opts(). Zero fields mean the
+ * default. */
+typedef struct tl_route_options {
+  /* Bytes of a request body on this route [0: the app's max_body_bytes],
+   * above or below the app's. Over: 413, before any middleware runs when
+   * a Content-Length says so, else (a streamed or chunked body) when the
+   * limit is crossed. A buffered route takes at most 2 GiB (TL_EINVAL). */
+  uint64_t max_body_bytes;
+  /* Stream the body: the chain (middleware and handler) runs as soon as
+   * the head has arrived, and the body is read as it arrives with
+   * tl_req_body_stream() (talon/http.h), at bounded memory, however
+   * large. Until a reader is set, nothing of the body is read. A
+   * request without a body is dispatched as usual. [0: buffered: the
+   * chain runs once the whole body is in memory]. */
+  int stream_body;
+} tl_route_options;
+
+/* tl_router_route() with `opts` (copied; NULL: defaults). Returns like
+ * tl_router_route(), and TL_EINVAL for a buffered route's max_body_bytes
+ * over 2 GiB. */
+TL_EXTERN int tl_router_route_opts(tl_router *router, const char *method,
+                                   const char *pattern, tl_handler handler,
+                                   const tl_middleware *mw, size_t nmw,
+                                   const tl_route_options *opts);
+
 /* Shorthands for tl_router_route() without route-level middleware. */
 TL_EXTERN int tl_router_get(tl_router *r, const char *pattern, tl_handler h);
 TL_EXTERN int tl_router_post(tl_router *r, const char *pattern, tl_handler h);

@@ -87,12 +87,26 @@ void tl_app_free(tl_app *app) {
     return;
   for (unsigned i = 0; i < app->nworkers; i++)
     tl__worker_free(&app->workers[i]);
+  if (app->has_backend && app->backend.free)
+    app->backend.free(app->backend.ctx);
   tl__app_stop_hooks_free(app);
   tl__http_free(&app->workers[0].http);
   tl__hub_free(app->hub);
   uv_sem_destroy(&app->started);
   free(app->workers);
   free(app);
+}
+
+int tl_app_set_pubsub_backend(tl_app *app, const tl_pubsub_backend *backend) {
+  if (!app || !backend)
+    return TL_EINVAL;
+  if (atomic_load(&app->running) || app->has_backend)
+    return TL_ESTATE;
+  app->backend = *backend;
+  app->has_backend = true;
+  for (unsigned i = 0; i < app->nworkers; i++)
+    tl__worker_use_backend(&app->workers[i]);
+  return 0;
 }
 
 void tl_app_set_data(tl_app *app, void *data) {
@@ -124,6 +138,13 @@ int tl_app_mount(tl_app *app, const char *prefix, tl_router *child) {
 int tl_app_route(tl_app *app, const char *method, const char *pattern,
                  tl_handler handler, const tl_middleware *mw, size_t nmw) {
   return tl_router_route(routes(app)->root, method, pattern, handler, mw, nmw);
+}
+
+int tl_app_route_opts(tl_app *app, const char *method, const char *pattern,
+                      tl_handler handler, const tl_middleware *mw, size_t nmw,
+                      const tl_route_options *opts) {
+  return tl_router_route_opts(routes(app)->root, method, pattern, handler, mw,
+                              nmw, opts);
 }
 
 /* The app's shorthands are the root router's. */

@@ -54,6 +54,8 @@ struct tl_app {
   tl__worker *workers;
   unsigned nworkers;
   struct tl__hub *hub; /* topics across workers; NULL with one worker */
+  tl_pubsub_backend backend; /* across processes (talon/cluster.h) */
+  bool has_backend;
   void *data;
   tl__stop_hook *stop_hooks;
   size_t nstop_hooks;
@@ -62,7 +64,7 @@ struct tl_app {
    * workers was already asked for. */
   char host[64];
   _Atomic bool running;
-  bool failed;
+  _Atomic bool failed;
   _Atomic bool stopping;
   uv_sem_t started; /* workers 1..n-1 report their listener */
 };
@@ -74,8 +76,9 @@ tl__worker *tl__app_here(tl_app *app);
 tl__worker **tl__app_current(void);
 
 /* worker.c, for app.c: initialise a worker's state on its loop; start
- * and stop the workers; free one. */
+ * and stop the workers; free one; plug the backend into a worker. */
 int tl__worker_init(tl_app *app, tl__worker *w, unsigned id);
 void tl__worker_free(tl__worker *w);
+void tl__worker_use_backend(tl__worker *w);
 
 #endif

@@ -28,10 +28,7 @@ static void ws_closed(tl_ws *ws) {
 }
 
 /* A batch of publishes for another worker goes to its mailbox. */
-static void post_batch(tl__pubsub *ps, unsigned to, tl__xbatch *b) {
-  tl__worker *w = (tl__worker *)((char *)ps - offsetof(tl__worker, pubsub));
-  tl__mailbox_post(&w->app->workers[to].mail, &b->mail);
-}
+static void post_batch(tl__pubsub *ps, unsigned to, tl__xbatch *b);
 
 typedef struct call_all {
   tl_app_call_cb fn, done;
@@ -66,6 +63,33 @@ static void on_mail(tl__mailbox *mb, tl__mail *m) {
 }
 
 static void begin_stop(void *owner);
+
+static tl__worker *of_pubsub(tl__pubsub *ps) {
+  return (tl__worker *)((char *)ps - offsetof(tl__worker, pubsub));
+}
+
+/* The backend's side of a worker's registry (talon/cluster.h). */
+static void out_publish(tl__pubsub *ps, const char *topic, const void *data,
+                        size_t len, int op) {
+  tl_app *app = of_pubsub(ps)->app;
+  if (app->backend.publish)
+    app->backend.publish(app->backend.ctx, topic, data, len, (tl_opcode)op);
+}
+
+static void interest(tl__pubsub *ps, const char *topic, bool on) {
+  tl_app *app = of_pubsub(ps)->app;
+  if (app->backend.interest)
+    app->backend.interest(app->backend.ctx, topic, on);
+}
+
+static void post_batch(tl__pubsub *ps, unsigned to, tl__xbatch *b) {
+  tl__mailbox_post(&of_pubsub(ps)->app->workers[to].mail, &b->mail);
+}
+
+void tl__worker_use_backend(tl__worker *w) {
+  w->pubsub.out_publish = out_publish;
+  w->pubsub.interest = interest;
+}
 
 int tl__worker_init(tl_app *app, tl__worker *w, unsigned id) {
   w->app = app;
@@ -144,8 +168,11 @@ static void begin_stop(void *owner) {
   tl__worker *w = owner;
   tl_app *app = w->app;
   stop_all(app);
-  if (!app->failed)
-    tl__app_begin_stop(w);
+  if (atomic_load(&app->failed))
+    return;
+  if (w->id == 0 && app->has_backend && app->backend.stop)
+    app->backend.stop(app->backend.ctx);
+  tl__app_begin_stop(w);
 }
 
 /* The loop has ended: the timers still running are stopped and freed, as
@@ -207,7 +234,7 @@ int tl_app_listen(tl_app *app, const char *host, int port) {
     err = TL_EINVAL;
   if (!err) {
     snprintf(app->host, sizeof app->host, "%s", host && *host ? host : "0.0.0.0");
-    app->failed = false;
+    atomic_store(&app->failed, false);
     atomic_store(&app->stopping, false);
     err = share(app);
   }
@@ -228,14 +255,16 @@ int tl_app_listen(tl_app *app, const char *host, int port) {
     uv_sem_wait(&app->started);
     err = w->start_err;
   }
+  current = w0;
+  if (!err && app->has_backend && app->backend.start)
+    err = app->backend.start(app->backend.ctx, app);
   if (err) {
     /* Stop the ones that listen; their stop hooks do not run. */
-    app->failed = true;
+    atomic_store(&app->failed, true);
     stop_all(app);
   } else {
     on_listen(app);
   }
-  current = w0;
   tl__server_loop(&w0->srv);
   after_run(w0);
   current = NULL;
@@ -337,11 +366,27 @@ int tl_app_publish_ex(tl_app *app, const char *topic, const void *data,
   if (current && current->app == app)
     return tl__pubsub_publish(&current->pubsub, topic, data, len, op, compress,
                               NULL);
-  if (!atomic_load(&app->running)) /* nobody subscribes: validate only */
+  if (!atomic_load(&app->running)) /* nobody subscribes here */
     return tl__pubsub_publish(&app->workers[0].pubsub, topic, data, len, op,
                               compress, NULL);
+  int r = tl__pubsub_publish_from(app->hub, app->nworkers, topic, data, len,
+                                  op, compress, post_foreign, app);
+  if (r >= 0 && app->has_backend && app->backend.publish)
+    app->backend.publish(app->backend.ctx, topic, data, len, op);
+  return r;
+}
+
+int tl_app_deliver(tl_app *app, const char *topic, const void *data,
+                   size_t len, tl_opcode op) {
+  if (!app)
+    return TL_EINVAL;
+  if (current && current->app == app)
+    return tl__pubsub_publish_in(&current->pubsub, topic, data, len, op);
+  if (!atomic_load(&app->running))
+    return tl__pubsub_publish_in(&app->workers[0].pubsub, topic, data, len,
+                                 op);
   return tl__pubsub_publish_from(app->hub, app->nworkers, topic, data, len, op,
-                                 compress, post_foreign, app);
+                                 -1, post_foreign, app);
 }
 
 size_t tl_app_subscriber_count(const tl_app *app, const char *topic) {

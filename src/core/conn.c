@@ -42,6 +42,23 @@ tl__shared *tl__shared_new(size_t cap) {
   f->data = f->bytes;
   f->len = 0;
   f->cap = cap;
+  f->release = NULL;
+  return f;
+}
+
+tl__shared *tl__shared_wrap(const void *data, size_t len,
+                            void (*release)(void *data, void *arg),
+                            void *arg) {
+  tl__shared *f = malloc(sizeof *f);
+  if (!f)
+    return NULL;
+  f->refs = 1;
+  atomic_init(&f->holders, 1);
+  f->origin = NULL;
+  f->data = (char *)data;
+  f->len = f->cap = len;
+  f->release = release;
+  f->release_arg = arg;
   return f;
 }
 
@@ -52,8 +69,11 @@ void tl__shared_hold(tl__shared *f) {
 void tl__shared_release(tl__shared *f) {
   /* Release: this thread's reads of the bytes happen before the owner
    * reuses them (tl__shared_alone) or before the free. */
-  if (atomic_fetch_sub_explicit(&f->holders, 1, memory_order_acq_rel) == 1)
+  if (atomic_fetch_sub_explicit(&f->holders, 1, memory_order_acq_rel) == 1) {
+    if (f->release)
+      f->release(f->data, f->release_arg);
     free(f);
+  }
 }
 
 bool tl__shared_alone(tl__shared *f) {
@@ -142,6 +162,32 @@ static void drop_segs(tl__outq *q) {
     tl__shared_unref(q->segs[i].ref);
   q->nsegs = 0;
   q->shared_bytes = 0;
+  q->covered = 0;
+}
+
+/* Bytes written straight into the cork buffer (tl__conn_cork) after a
+ * shared block are not in a segment yet: give them one, in place, before
+ * anything else is queued or the queue is flushed. Own segments cover
+ * `out` in order, so the uncovered bytes are its tail. */
+static int cover_own(tl__outq *q) {
+  if (q->nsegs == 0 || q->covered >= q->out.len)
+    return 0;
+  tl__seg *last = &q->segs[q->nsegs - 1];
+  if (!last->ref) {
+    last->len += q->out.len - q->covered;
+  } else {
+    if (q->nsegs == q->cap_segs) {
+      tl__seg *g = realloc(q->segs, q->cap_segs * 2 * sizeof *g);
+      if (!g)
+        return TL_ENOMEM;
+      q->segs = g;
+      q->cap_segs *= 2;
+    }
+    q->segs[q->nsegs++] =
+        (tl__seg){NULL, q->covered, q->out.len - q->covered};
+  }
+  q->covered = q->out.len;
+  return 0;
 }
 
 static size_t corked(const tl__conn *c) {
@@ -214,7 +260,9 @@ static void on_write_done(uv_write_t *req, int status) {
  * limits; so a slice smaller than half its block is copied. What a
  * waiting connection holds is then at most twice what it has queued. */
 static bool worth_referencing(const tl__shared *f, size_t len) {
-  return len >= f->cap / 2;
+  /* A wrapped block (the owner's memory) is pinned until all of it is
+   * written anyway: always referenced. */
+  return len >= f->cap / 2 || (!f->origin && f->data != f->bytes);
 }
 
 /* Hands what the kernel did not take to libuv: `bufs[0..n)` after the
@@ -315,7 +363,9 @@ static void flush(tl__conn *c, bool force) {
     }
   } else {
     uv_buf_t small[64];
-    uv_buf_t *bufs = q->nsegs <= 64 ? small : malloc(q->nsegs * sizeof *bufs);
+    uv_buf_t *bufs = NULL;
+    if (cover_own(q) == 0)
+      bufs = q->nsegs <= 64 ? small : malloc(q->nsegs * sizeof *bufs);
     if (!bufs) {
       tl__conn_close(c);
       return;
@@ -356,9 +406,13 @@ int tl__conn_write_shared(tl__conn *c, tl__shared *f, size_t off, size_t len) {
   if (!q)
     return TL_ENOMEM;
   tl__conn_mark_dirty(c); /* the flush gives an unused queue back */
+  if (cover_own(q))
+    return TL_ENOMEM;
   if (q->nsegs) {
     tl__seg *last = &q->segs[q->nsegs - 1];
-    if (last->ref == f && last->off + last->len == off) {
+    /* (A piece stays below 2 GiB: libuv's buffers count in 32 bits.) */
+    if (last->ref == f && last->off + last->len == off &&
+        last->len + len <= INT32_MAX) {
       last->len += len;
       q->shared_bytes += len;
       return 0;
@@ -378,6 +432,8 @@ int tl__conn_write_shared(tl__conn *c, tl__shared *f, size_t off, size_t len) {
   }
   if (q->nsegs == 0 && q->out.len > 0)
     q->segs[q->nsegs++] = (tl__seg){NULL, 0, q->out.len};
+  if (q->nsegs <= 1)
+    q->covered = q->out.len;
   f->refs++;
   q->segs[q->nsegs++] = (tl__seg){f, off, len};
   q->shared_bytes += len;
@@ -393,6 +449,8 @@ int tl__conn_write(tl__conn *c, const void *p, size_t n) {
   if (!q)
     return TL_ENOMEM;
   tl__conn_mark_dirty(c); /* the flush gives an unused queue back */
+  if (cover_own(q))
+    return TL_ENOMEM;
   if (q->nsegs && q->segs[q->nsegs - 1].ref) {
     /* After a shared block: own bytes start a new segment. */
     if (q->nsegs == q->cap_segs) {
@@ -407,8 +465,10 @@ int tl__conn_write(tl__conn *c, const void *p, size_t n) {
   int err = tl__buf_append(&q->out, p, n);
   if (err)
     return err;
-  if (q->nsegs)
+  if (q->nsegs) {
     q->segs[q->nsegs - 1].len += n;
+    q->covered += n;
+  }
   return 0;
 }
 

@@ -60,7 +60,8 @@ enum {
 };
 
 /* A reference-counted byte block written to many connections without a
- * copy (a published WebSocket frame). Created with one reference.
+ * copy (a published WebSocket frame, a caller-owned response body).
+ * Created with one reference.
  *
  * `refs` counts references on the thread that uses the block, without
  * atomics. A block crosses to another worker's thread as a "hold"
@@ -77,11 +78,21 @@ struct tl__shared {
   char *data;               /* the bytes: `bytes`, or the original's */
   size_t len;               /* bytes used (the owner's; 0 in a proxy) */
   size_t cap;               /* bytes allocated; data never moves */
+  /* A wrapped block (tl__shared_wrap, the owner's bytes): called once
+   * with `data` and `release_arg` when the last hold goes. */
+  void (*release)(void *data, void *arg);
+  void *release_arg;
   char bytes[];
 };
 
 /* A block of `cap` bytes, `len` 0, one reference. NULL on out of memory. */
 tl__shared *tl__shared_new(size_t cap);
+/* A block over the caller's `len` bytes at `data` (not copied; len and
+ * cap are `len`), one reference; `release` (may be NULL) runs when the
+ * last reference goes. NULL on out of memory (`release` is not called). */
+tl__shared *tl__shared_wrap(const void *data, size_t len,
+                            void (*release)(void *data, void *arg),
+                            void *arg);
 void tl__shared_unref(tl__shared *f);
 /* One more hold of an original (not a proxy) for another thread, which
  * gives it back with tl__shared_release or hands it to a proxy. Safe while
@@ -114,6 +125,7 @@ typedef struct tl__outq {
   tl__seg *segs; /* order of `out` and shared blocks, if any */
   uint32_t nsegs, cap_segs;
   size_t shared_bytes;   /* bytes of shared blocks in segs */
+  size_t covered;        /* bytes of `out` in segs (while there are any) */
   struct tl__outq *next; /* the server's pool */
 } tl__outq;
 
@@ -210,8 +222,8 @@ bool tl__conn_sweep_stalled(tl__conn *c, uint64_t now);
 void tl__conn_pool_free(tl__server *s);
 
 /* The cork buffer with room for `extra` more bytes, for a caller that
- * writes into it directly (then calls tl__conn_mark_dirty). Only for a
- * connection that queues no shared blocks (HTTP). NULL on out of memory. */
+ * writes into it directly (then calls tl__conn_mark_dirty). Bytes added
+ * there after a shared block go out after it. NULL on out of memory. */
 tl__buf *tl__conn_cork(tl__conn *c, size_t extra);
 /* Queue bytes in the cork buffer; flushed at the end of the loop turn.
  * Returns 0, TL_ECLOSED or TL_ENOMEM. */

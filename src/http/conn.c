@@ -20,6 +20,7 @@
  * pipelined responses in order.
  */
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -268,7 +269,12 @@ static int on_headers_complete(llhttp_t *p) {
   bool chunked = (p->flags & F_CHUNKED) != 0;
   h->chunked = chunked;
   bool has_len = (p->flags & F_CONTENT_LENGTH) != 0;
-  if (has_len && p->content_length > o->max_body_bytes)
+  /* Routed now: the route decides the body's limit and whether it is
+   * read before the chain runs or streamed to it. */
+  tl__route_req(r);
+  const tl__route *rt = r->route;
+  h->body_limit = rt && rt->max_body ? rt->max_body : o->max_body_bytes;
+  if (has_len && p->content_length > h->body_limit)
     return fail(h, 413, "Content Too Large");
   const char *expect = tl_req_header(r, "expect");
   if (expect) {
@@ -278,6 +284,15 @@ static int on_headers_complete(llhttp_t *p) {
       static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
       tl__conn_write(&h->conn, cont, sizeof cont - 1);
     }
+  }
+  /* A request asking to upgrade takes the ordinary path, whose end
+   * hands the connection over (process, HPE_PAUSED_UPGRADE). */
+  if (rt && rt->stream_body && (chunked || p->content_length > 0) &&
+      !tl_req_header(r, "upgrade")) {
+    /* Dispatched at once (process); the body follows (stream_feed). */
+    h->phase = TL__P_STREAM;
+    h->bs.seen = 0;
+    return HPE_PAUSED;
   }
   h->phase = TL__P_BODY;
   return 0;
@@ -298,7 +313,20 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
         return -1;
     }
   }
-  if (r->body_len + n > h->http->opt->max_body_bytes)
+  if (h->phase == TL__P_STREAM) {
+    /* One piece per llhttp_execute, de-chunked in place (the target is
+     * always behind the source, in the same buffer). */
+    h->bs.seen += n;
+    if (h->bs.seen > h->body_limit)
+      return fail(h, 413, "Content Too Large");
+    if (h->bs.piece_len == 0)
+      h->bs.piece = (char *)at;
+    else if (h->bs.piece + h->bs.piece_len != at)
+      memmove(h->bs.piece + h->bs.piece_len, at, n);
+    h->bs.piece_len += n;
+    return 0;
+  }
+  if (r->body_len + n > h->body_limit)
     return fail(h, 413, "Content Too Large");
   uint32_t off = (uint32_t)(at - h->msg);
   if (r->body_len == 0) {
@@ -315,7 +343,8 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
  * bytes arrive. */
 static int on_chunk_header(llhttp_t *p) {
   tl__hconn *h = H(p);
-  if (h->req.body_len + p->content_length > h->http->opt->max_body_bytes)
+  uint64_t have = h->phase == TL__P_STREAM ? h->bs.seen : h->req.body_len;
+  if (have + p->content_length > h->body_limit)
     return fail(h, 413, "Content Too Large");
   h->chunk_line = p->content_length ? 1 : 2;
   return 0;
@@ -357,6 +386,7 @@ static bool output_backed_up(tl__hconn *h) {
 }
 
 static void response_done(tl__hconn *h);
+static void stream_start(tl__hconn *h);
 
 /* Parses and dispatches what is available from parse_pos on. */
 static void process(tl__hconn *h) {
@@ -384,6 +414,11 @@ static void process(tl__hconn *h) {
       break;
     }
     h->parse_pos += (size_t)(llhttp_get_error_pos(&h->parser) - start);
+    if (err == HPE_PAUSED && h->phase == TL__P_STREAM) {
+      llhttp_resume(&h->parser);
+      stream_start(h); /* takes the rest of the input */
+      break;
+    }
     if (err == HPE_PAUSED) {
       /* A chunked body ends with the CRLF after the last chunk's line
        * or after its trailers. */
@@ -431,8 +466,8 @@ static int scan_head_end(const char *p, size_t from, size_t n) {
 /* At the end of a read (or of a deferred response), keeps what is still
  * needed in h->in so the receive buffer can be reused. */
 static void keep_input(tl__hconn *h) {
-  if (conn_done(h))
-    return;
+  if (conn_done(h) || h->phase == TL__P_STREAM)
+    return; /* a streamed body keeps its own (stream_start) */
   if (h->phase == TL__P_IDLE) {
     h->msg += h->parse_pos;
     h->avail -= h->parse_pos;
@@ -473,6 +508,251 @@ static void keep_input(tl__hconn *h) {
   h->msg = h->in.data;
 }
 
+/* ---- Streamed bodies ----------------------------------------------------
+ *
+ * A request of a stream_body route is dispatched when its head is
+ * complete (on_headers_complete pauses llhttp). Its head then stays in
+ * h->in (msg), and the body is parsed where it arrives: llhttp_execute
+ * collects the body bytes of its input into one piece, de-chunked in
+ * place (on_body), handed to the reader once llhttp has returned, so a
+ * reader never runs inside the parser. While no reader is set or the
+ * reader paused, reading stops and what had arrived waits unparsed in
+ * bs.held: memory stays at about one read, whatever the body's size.
+ * When the message completes, the phase is DISPATCH as for any deferred
+ * response, and pipelined bytes behind it wait in h->later. */
+
+static void end_stream(tl__hconn *h, int err) {
+  if (!h->bs.set || h->bs.ended)
+    return;
+  h->bs.ended = true;
+  h->bs.end_due = false;
+  if (h->bs.end)
+    h->bs.end(&h->req, &h->res, err, h->bs.arg);
+}
+
+static void stream_reset(tl__hconn *h) {
+  tl__buf_free(&h->bs.held);
+  memset(&h->bs, 0, sizeof h->bs);
+}
+
+/* Hands the parsed piece to the reader. */
+static void deliver(tl__hconn *h) {
+  char *p = h->bs.piece;
+  size_t n = h->bs.piece_len;
+  h->bs.piece = NULL;
+  h->bs.piece_len = 0;
+  if (n == 0 || !h->bs.set || h->bs.ended || conn_done(h) ||
+      (h->res.flags & TL__R_FINISHED))
+    return;
+  h->bs.in_cb = true;
+  h->bs.resumed = false;
+  int rc = h->bs.data(&h->req, &h->res, p, n, h->bs.arg);
+  h->bs.in_cb = false;
+  if (rc == TL_BODY_PAUSE && !h->bs.resumed && !conn_done(h)) {
+    h->bs.paused = true;
+    tl__conn_read_stop(&h->conn);
+    tl__conn_timeout(&h->conn, 0); /* the app's turn: no timeout */
+  }
+}
+
+/* The body went wrong: the reader is told, then the client gets `status`
+ * unless the reader answered (or the head went out: then only a close
+ * is honest). The connection closes after it (response_done). */
+static void stream_fail(tl__hconn *h, int status, const char *reason,
+                        int err) {
+  tl_res *res = &h->res;
+  tl__conn_read_stop(&h->conn);
+  end_stream(h, err);
+  if (conn_done(h))
+    return;
+  if (!(res->flags & TL__R_FINISHED)) {
+    if (res->flags & TL__R_HEAD_SENT) {
+      tl__conn_close(&h->conn);
+      return;
+    }
+    char body[96];
+    snprintf(body, sizeof body, "%d %s\n", status, reason);
+    tl__buf_reset(&res->hdrs, 4096);
+    res->flags &= ~(TL__R_HAS_CLEN | TL__R_HAS_CTYPE);
+    res->flags |= TL__R_CLOSE;
+    tl_res_status(res, status);
+    tl_res_text(res, body);
+  }
+  tl__conn_wake(&h->conn);
+}
+
+static void stream_complete(tl__hconn *h, char *rest, size_t n) {
+  /* on_message_complete made the phase DISPATCH. */
+  if (n && tl__buf_append(&h->later, rest, n)) {
+    tl__conn_close(&h->conn);
+    return;
+  }
+  if (h->later.len > h->http->opt->max_header_bytes)
+    tl__conn_read_stop(&h->conn);
+  tl__conn_timeout(&h->conn, 0);
+  if (h->bs.paused)
+    h->bs.end_due = true;
+  else
+    end_stream(h, 0);
+}
+
+/* Parses body input [p, p+n) of a streamed request and hands it over. */
+static void stream_feed(tl__hconn *h, char *p, size_t n) {
+  while (n > 0 && h->phase == TL__P_STREAM && !conn_done(h) &&
+         !(h->res.flags & TL__R_FINISHED)) {
+    if (!h->bs.set || h->bs.paused) {
+      /* Wait for the app (a reader, or its resume): no timeout. */
+      tl__conn_read_stop(&h->conn);
+      tl__conn_timeout(&h->conn, 0);
+      if (tl__buf_append(&h->bs.held, p, n))
+        tl__conn_close(&h->conn);
+      return;
+    }
+    h->xbeg = p;
+    h->xend = p + n;
+    if (check_due(h, p, h->xend)) {
+      stream_fail(h, 400, "Bad Request", TL_EINVAL);
+      return;
+    }
+    llhttp_errno_t err = llhttp_execute(&h->parser, p, n);
+    size_t used = n;
+    if (err == HPE_PAUSED) { /* the message is complete */
+      used = (size_t)(llhttp_get_error_pos(&h->parser) - p);
+      const char *end = p + used;
+      if (h->chunked && (!crlf_before(h, end) ||
+                         (h->chunk_line == 2 && !crlf_before(h, end - 2)))) {
+        stream_fail(h, 400, "Bad Request", TL_EINVAL);
+        return;
+      }
+      llhttp_resume(&h->parser);
+    } else if (err != HPE_OK) {
+      int st = h->err_status ? h->err_status : 400;
+      stream_fail(h, st, h->err_reason ? h->err_reason : "Bad Request",
+                  st == 413 ? TL_ETOOBIG : TL_EINVAL);
+      return;
+    }
+    keep_tail(h, p, used);
+    p += used;
+    n -= used;
+    deliver(h);
+    if (err == HPE_PAUSED && !conn_done(h)) {
+      stream_complete(h, p, n);
+      break;
+    }
+  }
+  if (!conn_done(h) && (h->res.flags & TL__R_FINISHED))
+    tl__conn_wake(&h->conn); /* on to response_done */
+}
+
+/* The head of a streamed request is [msg, msg + parse_pos), its body
+ * follows up to avail: keep the head, dispatch, then feed the body. */
+static void stream_start(tl__hconn *h) {
+  size_t head = h->parse_pos;
+  char *rest = h->msg + head;
+  size_t nrest = h->avail - head;
+  bool in_in =
+      h->in.data && h->msg >= h->in.data && h->msg < h->in.data + h->in.cap;
+  keep_tail(h, h->msg, head);
+  if (!in_in) {
+    h->in.len = 0;
+    if (tl__buf_append(&h->in, h->msg, head)) {
+      tl__conn_close(&h->conn);
+      return;
+    }
+  } else if (h->msg != h->in.data) {
+    memmove(h->in.data, h->msg, head); /* behind `rest`: no overlap */
+  }
+  h->msg = h->in.data;
+  h->avail = h->parse_pos = head;
+  tl__dispatch(h);
+  if (!conn_done(h) && !(h->res.flags & TL__R_FINISHED)) {
+    tl__conn_timeout(&h->conn, h->http->opt->header_timeout_ms);
+    stream_feed(h, rest, nrest);
+  }
+  if (conn_done(h))
+    return;
+  h->in.len = head; /* the body bytes that followed it were taken */
+  if (h->res.flags & TL__R_FINISHED)
+    tl__conn_wake(&h->conn);
+}
+
+static void stream_input(tl__hconn *h, char *data, size_t len) {
+  if (h->bs.set && !h->bs.paused)
+    tl__conn_timeout(&h->conn, h->http->opt->header_timeout_ms);
+  stream_feed(h, data, len);
+}
+
+/* From on_wake: what a reader waits for once it is set or resumed. */
+static void stream_wake(tl__hconn *h) {
+  if (!h->bs.set || h->bs.paused || h->bs.ended ||
+      (h->res.flags & TL__R_FINISHED))
+    return;
+  if (h->bs.replay) { /* a buffered body, as one piece */
+    h->bs.replay = false;
+    tl_slice b = tl_req_body(&h->req);
+    h->bs.piece = (char *)b.ptr;
+    h->bs.piece_len = b.len;
+    deliver(h);
+    if (conn_done(h) || h->bs.paused) {
+      h->bs.end_due = true;
+      return;
+    }
+    end_stream(h, 0);
+    return;
+  }
+  tl__conn_read_start(&h->conn);
+  if (h->bs.end_due) {
+    end_stream(h, 0);
+    return;
+  }
+  if (h->phase != TL__P_STREAM)
+    return;
+  tl__conn_timeout(&h->conn, h->http->opt->header_timeout_ms);
+  if (h->bs.held.len) {
+    tl__buf held = h->bs.held;
+    h->bs.held = (tl__buf){0};
+    stream_feed(h, held.data, held.len);
+    tl__buf_free(&held);
+  }
+}
+
+int tl_req_body_stream(tl_req *req, tl_body_data_cb on_data,
+                       tl_body_end_cb on_end, void *arg) {
+  tl__hconn *h = req->h;
+  if (!on_data)
+    return TL_EINVAL;
+  if (h->bs.set || (h->res.flags & TL__R_FINISHED) || conn_done(h) ||
+      (req->route && req->route->up.run) ||
+      (h->phase != TL__P_STREAM && h->phase != TL__P_DISPATCH))
+    return TL_ESTATE;
+  h->bs.set = true;
+  h->bs.data = on_data;
+  h->bs.end = on_end;
+  h->bs.arg = arg;
+  h->bs.replay = h->phase == TL__P_DISPATCH;
+  if (!(h->res.flags & TL__R_DEFERRED))
+    tl_res_defer(&h->res, NULL, NULL);
+  tl__conn_wake(&h->conn);
+  return 0;
+}
+
+int tl_req_body_resume(tl_req *req) {
+  tl__hconn *h = req->h;
+  if (h->bs.in_cb && !h->bs.paused) {
+    h->bs.resumed = true;
+    return 0;
+  }
+  if (!h->bs.paused)
+    return TL_ESTATE;
+  h->bs.paused = false;
+  tl__conn_wake(&h->conn);
+  return 0;
+}
+
+bool tl_req_body_pending(const tl_req *req) {
+  return req->h->phase == TL__P_STREAM;
+}
+
 static void on_read(tl__conn *c, char *data, size_t len) {
   tl__hconn *h = (tl__hconn *)c;
   if (conn_done(h))
@@ -495,10 +775,15 @@ static void on_read(tl__conn *c, char *data, size_t len) {
       tl__conn_read_stop(c); /* resumes when the response is done */
     return;
   }
+  if (h->phase == TL__P_STREAM) {
+    stream_input(h, data, len);
+    return;
+  }
   size_t scan_from = 0;
   if (h->in.len > 0) {
     const tl_app_config *o = h->http->opt;
-    size_t limit = o->max_header_bytes + o->max_body_bytes + 64 * 1024;
+    uint64_t body = h->phase == TL__P_BODY ? h->body_limit : o->max_body_bytes;
+    uint64_t limit = o->max_header_bytes + body + 64 * 1024;
     if (h->in.len + len > limit) {
       tl__res_send_error(h, h->phase == TL__P_BODY ? 413 : 431,
                          h->phase == TL__P_BODY
@@ -543,6 +828,10 @@ void tl__hconn_upgrade_release(tl__hconn *h) {
 /* The response is finished: reset the request state and wait for the
  * next request (or close). */
 static void response_done(tl__hconn *h) {
+  if (h->phase == TL__P_STREAM)
+    h->res.flags |= TL__R_CLOSE; /* the rest of the body is not read */
+  end_stream(h, h->bs.end_due ? 0 : TL_ECLOSED);
+  stream_reset(h);
   if (h->up_pending) /* an upgrade answered without accepting */
     tl__hconn_upgrade_release(h);
   tl__req_reset(&h->req);
@@ -562,6 +851,13 @@ static void response_done(tl__hconn *h) {
  * callback, so finishing never re-enters the parser. */
 static void on_wake(tl__conn *c) {
   tl__hconn *h = (tl__hconn *)c;
+  if (!conn_done(h))
+    stream_wake(h);
+  if (!conn_done(h) && h->phase == TL__P_STREAM &&
+      (h->res.flags & TL__R_FINISHED)) {
+    response_done(h); /* answered before the body ended: closes */
+    return;
+  }
   if (conn_done(h) || h->phase != TL__P_DISPATCH ||
       !(h->res.flags & TL__R_FINISHED))
     return;
@@ -604,6 +900,11 @@ static void on_timeout(tl__conn *c) {
   tl__hconn *h = (tl__hconn *)c;
   if (h->phase == TL__P_DISPATCH)
     return;
+  if (h->phase == TL__P_STREAM) {
+    if (h->bs.set && !h->bs.paused)
+      stream_fail(h, 408, "Request Timeout", TL_EAGAIN);
+    return;
+  }
   if ((h->phase == TL__P_IDLE && !h->reparse && h->in.len == 0) ||
       h->out_paused) {
     /* A connection is not idle while our output waits for the client:
@@ -631,7 +932,8 @@ static void on_timeout(tl__conn *c) {
 static void on_shutdown(tl__conn *c) {
   tl__hconn *h = (tl__hconn *)c;
   h->shutting_down = true;
-  if (h->phase == TL__P_DISPATCH || h->phase == TL__P_BODY)
+  if (h->phase == TL__P_DISPATCH || h->phase == TL__P_BODY ||
+      h->phase == TL__P_STREAM)
     return; /* finishes, then closes */
   tl__conn_end(c);
 }
@@ -655,8 +957,11 @@ static void on_drain(tl__conn *c) {
 
 static void on_close(tl__conn *c) {
   tl__hconn *h = (tl__hconn *)c;
-  if (h->phase == TL__P_DISPATCH && !(h->res.flags & TL__R_FINISHED))
+  end_stream(h, TL_ECLOSED); /* the client left mid-body */
+  if ((h->phase == TL__P_DISPATCH || h->phase == TL__P_STREAM) &&
+      !(h->res.flags & TL__R_FINISHED))
     tl__res_abort(h);
+  stream_reset(h);
   tl__hconn_upgrade_release(h);
   tl__req_reset(&h->req);
   tl__res_reset(&h->res);

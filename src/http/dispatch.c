@@ -16,7 +16,7 @@ static int method_slot(uint8_t m) {
   }
 }
 
-static void route(tl_req *r) {
+void tl__route_req(tl_req *r) {
   tl__hconn *h = r->h;
   tl__rmatch m;
   const char *path = h->msg + r->url_off;
@@ -170,8 +170,7 @@ void tl__dispatch(tl__hconn *h) {
     res->flags |= TL__R_CLOSE;
   if (r->method == HTTP_HEAD)
     res->flags |= TL__R_NO_BODY;
-  route(r);
-  r->mw_idx = 0;
+  r->mw_idx = 0; /* routed when its head was complete (conn.c) */
   r->waiting = false;
   run_chain(r);
 }

@@ -29,11 +29,15 @@ typedef struct tl__upgrade {
   void *data;
 } tl__upgrade;
 
+/* The most a buffered body may hold (a streamed one has no such cap). */
+#define TL__MAX_BUFFERED ((uint64_t)1 << 31)
+
 typedef struct tl__route_def {
   int slot;
   char *pattern;
   tl_handler handler;
   tl__upgrade up; /* TL__M_UPGRADE routes; data owned */
+  tl_route_options opts;
   tl_middleware *mw;
   size_t nmw;
 } tl__route_def;
@@ -60,6 +64,8 @@ struct tl_router {
 typedef struct tl__route {
   tl_handler handler;
   tl__upgrade up;              /* an upgrade route: handler is NULL */
+  uint64_t max_body;           /* its body limit; 0: the app's */
+  bool stream_body;            /* dispatched at the head (conn.c) */
   const tl_middleware **chain; /* router middleware (outer first), then
                                   route middleware */
   size_t nchain;
@@ -123,8 +129,9 @@ typedef struct tl__hconn tl__hconn;
 enum {                /* request parse phases */
        TL__P_IDLE,    /* between messages */
        TL__P_HEAD,    /* head in progress */
-       TL__P_BODY,    /* head done, body in progress */
-       TL__P_DISPATCH /* complete, in the handler or deferred */
+       TL__P_BODY,     /* head done, body in progress */
+       TL__P_DISPATCH, /* complete, in the handler or deferred */
+       TL__P_STREAM    /* dispatched at its head, its body streaming */
 };
 
 struct tl_req {
@@ -221,6 +228,26 @@ struct tl__hconn {
   uint8_t chunk_line;   /* a chunk size line ended: 1 data, 2 trailers next */
   bool chunked;         /* the message has a chunked body */
   size_t trailer_bytes; /* of a chunked body's trailers, which are dropped */
+  /* The current request's body limit: its route's, else the app's. */
+  uint64_t body_limit;
+  /* A body reader (tl_req_body_stream) and a streamed body (conn.c,
+   * "Streamed bodies"). */
+  struct {
+    tl_body_data_cb data;
+    tl_body_end_cb end;
+    void *arg;
+    uint64_t seen;     /* body bytes parsed (phase STREAM) */
+    char *piece;       /* parsed, de-chunked, not yet handed over */
+    size_t piece_len;
+    tl__buf held;      /* raw input waiting for a reader or a resume */
+    bool set;          /* a reader is set */
+    bool paused;       /* it returned TL_BODY_PAUSE */
+    bool in_cb;        /* inside its on_data */
+    bool resumed;      /* resumed inside on_data */
+    bool end_due;      /* the body is complete; on_end(0) waits for resume */
+    bool replay;       /* deliver the buffered body (on_wake) */
+    bool ended;        /* on_end ran */
+  } bs;
   tl__arena arena;
   tl_req req;
   tl_res res;
@@ -244,7 +271,8 @@ void tl__hconn_upgrade_release(tl__hconn *h);
 /* request.c: bytes of the target before '?' (*q: the '?' or NULL). */
 size_t tl__req_path_len(const tl_req *req, const char **q);
 
-/* dispatch.c */
+/* dispatch.c: routing (done when the head is complete), the chain. */
+void tl__route_req(tl_req *r);
 void tl__dispatch(tl__hconn *h);
 void tl__req_reset(tl_req *req);
 

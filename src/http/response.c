@@ -147,7 +147,8 @@ static int write_head(tl_res *res, int64_t clen) {
   } else if (clen == -1) {
     p = PUTS(p, "Transfer-Encoding: chunked\r\n");
   }
-  if (h->shutting_down)
+  /* A body still streaming in is not read past an answer: close. */
+  if (h->shutting_down || h->phase == TL__P_STREAM)
     res->flags |= TL__R_CLOSE;
   if (res->flags & TL__R_CLOSE)
     p = PUTS(p, "Connection: close\r\n");
@@ -332,6 +333,46 @@ int tl_res_send(tl_res *res, const void *body, size_t len) {
   }
   finish(res);
   return 0;
+}
+
+int tl_res_send_buffer(tl_res *res, const void *body, size_t len,
+                       tl_res_free_cb free_cb, void *arg) {
+  int err = check_open(res);
+  if (!err && (res->flags & TL__R_HEAD_SENT))
+    err = TL_ESTATE;
+  bool has_body =
+      status_has_body(res->status) && !(res->flags & TL__R_NO_BODY);
+  if (err || !has_body || len == 0 || filter_begin(res, (int64_t)len)) {
+    /* Nothing to keep the buffer for: no body goes out, or a filter
+     * makes its own copy. */
+    if (!err)
+      err = tl_res_send(res, body, len);
+    if (free_cb)
+      free_cb((void *)body, arg);
+    return err;
+  }
+  tl__shared *blk = tl__shared_wrap(body, len, free_cb, arg);
+  if (!blk) {
+    if (free_cb)
+      free_cb((void *)body, arg);
+    return TL_ENOMEM;
+  }
+  tl__conn *c = &res->h->conn;
+  err = write_head(res, (int64_t)len);
+  /* The queue references the block in pieces libuv can count; the
+   * caller's free function runs when the last one is written, or
+   * dropped with the connection. */
+  for (size_t off = 0; !err && off < len;) {
+    size_t piece = len - off < ((size_t)1 << 30) ? len - off : (size_t)1 << 30;
+    err = tl__conn_write_shared(c, blk, off, piece);
+    off += piece;
+  }
+  res->body_bytes += len;
+  tl__shared_unref(blk);
+  if (err)
+    res->flags |= TL__R_CLOSE;
+  finish(res);
+  return err;
 }
 
 static int send_typed(tl_res *res, const char *type, const char *s) {
@@ -589,7 +630,8 @@ void tl_res_on_drain(tl_res *res, tl_res_drain_cb cb, void *arg) {
 
 void tl__res_on_drain(tl__hconn *h) {
   tl_res *res = &h->res;
-  if (h->phase != TL__P_DISPATCH || (res->flags & TL__R_FINISHED))
+  if ((h->phase != TL__P_DISPATCH && h->phase != TL__P_STREAM) ||
+      (res->flags & TL__R_FINISHED))
     return;
   if (res->flags & TL__R_FILE) {
     file_pump(res);

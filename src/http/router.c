@@ -62,7 +62,8 @@ static bool frozen(const tl_router *r) {
  * entry whose data passes to the router on success. */
 static int add_route(tl_router *r, int slot, const char *pattern,
                      tl_handler handler, const tl__upgrade *up,
-                     const tl_middleware *mw, size_t nmw) {
+                     const tl_middleware *mw, size_t nmw,
+                     const tl_route_options *opts) {
   if (!r || !pattern || pattern[0] != '/' || (nmw && !mw))
     return TL_EINVAL;
   if (frozen(r))
@@ -91,6 +92,7 @@ static int add_route(tl_router *r, int slot, const char *pattern,
   d->slot = slot;
   d->handler = handler;
   d->up = up ? *up : (tl__upgrade){0};
+  d->opts = opts ? *opts : (tl_route_options){0};
   d->pattern = strdup(pattern);
   d->nmw = nmw;
   d->mw = nmw ? malloc(nmw * sizeof *mw) : NULL;
@@ -105,19 +107,29 @@ static int add_route(tl_router *r, int slot, const char *pattern,
   return 0;
 }
 
-int tl_router_route(tl_router *r, const char *method, const char *pattern,
-                    tl_handler handler, const tl_middleware *mw, size_t nmw) {
+int tl_router_route_opts(tl_router *r, const char *method,
+                         const char *pattern, tl_handler handler,
+                         const tl_middleware *mw, size_t nmw,
+                         const tl_route_options *opts) {
   int slot = method ? tl__rtree_method_slot(method) : -1;
   if (slot < 0 || slot == TL__M_UPGRADE || !handler)
     return TL_EINVAL;
-  return add_route(r, slot, pattern, handler, NULL, mw, nmw);
+  /* A buffered body is held in memory and counted in 32 bits. */
+  if (opts && !opts->stream_body && opts->max_body_bytes > TL__MAX_BUFFERED)
+    return TL_EINVAL;
+  return add_route(r, slot, pattern, handler, NULL, mw, nmw, opts);
+}
+
+int tl_router_route(tl_router *r, const char *method, const char *pattern,
+                    tl_handler handler, const tl_middleware *mw, size_t nmw) {
+  return tl_router_route_opts(r, method, pattern, handler, mw, nmw, NULL);
 }
 
 int tl__router_add_upgrade(tl_router *r, const char *pattern,
                            const tl__upgrade *up) {
   if (!up || !up->run)
     return TL_EINVAL;
-  return add_route(r, TL__M_UPGRADE, pattern, NULL, up, NULL, 0);
+  return add_route(r, TL__M_UPGRADE, pattern, NULL, up, NULL, 0, NULL);
 }
 
 #define SHORTHAND(fn, m)                                                       \
@@ -215,6 +227,8 @@ static int compile_router(tl__http *http, tl_router *r, const char *prefix,
     full[plen + dlen] = '\0';
     rt->handler = d->handler;
     rt->up = d->up;
+    rt->max_body = d->opts.max_body_bytes;
+    rt->stream_body = d->opts.stream_body != 0;
     rt->chain = (const tl_middleware **)(rt + 1);
     rt->nchain = nchain;
     for (size_t k = 0; k < cc->depth; k++)

@@ -115,8 +115,8 @@ static tl__topic *create(tl__pubsub *ps, const char *name, size_t n,
   t->next = ps->buckets[h & (ps->nbuckets - 1)];
   ps->buckets[h & (ps->nbuckets - 1)] = t;
   ps->ntopics++;
-  if (ps->topic_active)
-    ps->topic_active(ps, t->name, true);
+  if (ps->interest && !ps->hub) /* one worker: its topics are the app's */
+    ps->interest(ps, t->name, true);
   return t;
 }
 
@@ -129,8 +129,8 @@ static void maybe_destroy(tl__pubsub *ps, tl__topic *t) {
     pp = &(*pp)->next;
   *pp = t->next;
   ps->ntopics--;
-  if (ps->topic_active)
-    ps->topic_active(ps, t->name, false);
+  if (ps->interest && !ps->hub)
+    ps->interest(ps, t->name, false);
   if (t->link)
     tl__hub_unlink(ps->hub, t->link, ps->self);
   if (t->run) {
@@ -206,9 +206,13 @@ static int sub_index(const tl_ws *ws, const tl__topic *t) {
  * subscription handler: the counts are the app's (all workers). */
 static void count_and_tell(tl_ws *ws, const tl__topic *t, int delta) {
   uint32_t now = t->live;
-  if (t->link)
+  if (t->link) {
     now = delta > 0 ? atomic_fetch_add(&t->link->count, 1) + 1
                     : atomic_fetch_sub(&t->link->count, 1) - 1;
+    tl__pubsub *ps = ps_of(ws);
+    if (ps->interest && now == (delta > 0 ? 1u : 0u)) /* first or last */
+      ps->interest(ps, t->name, delta > 0);
+  }
   if (ws->route->h.subscription)
     ws->route->h.subscription(ws, t->name, (int)now, (int)(now - delta));
 }
@@ -868,15 +872,29 @@ int tl__pubsub_publish_from(struct tl__hub *hub, unsigned nworkers,
   return r;
 }
 
-int tl__pubsub_publish(tl__pubsub *ps, const char *topic, const void *data,
-                       size_t len, tl_opcode op, int compress, tl_ws *exclude) {
+static int publish_checked(tl__pubsub *ps, const char *topic, const void *data,
+                           size_t len, tl_opcode op, int compress,
+                           tl_ws *exclude, bool out) {
   size_t n;
   int err = check_topic(topic, &n);
   if (err)
     return err;
   if ((op != TL_WS_TEXT && op != TL_WS_BINARY) || check_compress(compress))
     return TL_EINVAL;
-  return ps->publish(ps, topic, n, data, len, op, compress, exclude);
+  int r = ps->publish(ps, topic, n, data, len, op, compress, exclude);
+  if (out && ps->out_publish && r >= 0)
+    ps->out_publish(ps, topic, data, len, op);
+  return r;
+}
+
+int tl__pubsub_publish(tl__pubsub *ps, const char *topic, const void *data,
+                       size_t len, tl_opcode op, int compress, tl_ws *exclude) {
+  return publish_checked(ps, topic, data, len, op, compress, exclude, true);
+}
+
+int tl__pubsub_publish_in(tl__pubsub *ps, const char *topic, const void *data,
+                          size_t len, tl_opcode op) {
+  return publish_checked(ps, topic, data, len, op, -1, NULL, false);
 }
 
 int tl_ws_publish(tl_ws *ws, const char *topic, const void *data, size_t len,

@@ -8,11 +8,12 @@
  * when the walk ends, so handlers that run during a publish may subscribe,
  * unsubscribe or close freely.
  *
- * The backend seam: every publish goes through the registry's publish, which
- * by default delivers locally (tl__pubsub_deliver). A bridge across
- * workers or machines replaces it (forward, then deliver locally) and
- * learns from `topic_active` when a topic gains its first local subscriber
- * or loses its last, to subscribe upstream only while needed. */
+ * The backend seam (talon/cluster.h): a publish made here goes through
+ * the registry's publish (local delivery and the other workers), then to
+ * `out_publish` once; the backend learns from `interest` when the app (all
+ * workers) gets its first subscriber of a topic or loses its last, to
+ * subscribe upstream only while needed; what comes back is delivered with
+ * tl__pubsub_deliver, which does not go out again. */
 #ifndef TALON_SRC_PUBSUB_PUBSUB_H
 #define TALON_SRC_PUBSUB_PUBSUB_H
 
@@ -62,9 +63,13 @@ struct tl__pubsub {
   int (*publish)(tl__pubsub *ps, const char *topic, size_t tlen,
                  const void *data, size_t len, int op, int compress,
                  tl_ws *exclude);
-  /* Told when a topic gets its first local subscriber (active) or loses
-   * its last (!active). May be NULL. */
-  void (*topic_active)(tl__pubsub *ps, const char *topic, bool active);
+  /* A publish made here (not one delivered from the backend), after it
+   * was delivered: once per publish. May be NULL. */
+  void (*out_publish)(tl__pubsub *ps, const char *topic, const void *data,
+                      size_t len, int op);
+  /* The app's first subscriber of `topic` came (on) or its last left,
+   * over all workers. May be NULL. */
+  void (*interest)(tl__pubsub *ps, const char *topic, bool on);
   /* Workers (tl__pubsub_join): the shared topic table, which worker this
    * registry is, this turn's forwards per worker, and how a batch
    * reaches another worker (the app posts it to its mailbox). */
@@ -107,7 +112,13 @@ int tl__pubsub_publish_from(struct tl__hub *hub, unsigned nworkers,
 int tl__pubsub_publish(tl__pubsub *ps, const char *topic, const void *data,
                        size_t len, tl_opcode op, int compress, tl_ws *exclude);
 
-/* Local delivery: frame once, reference it into every subscriber's queue. */
+/* tl__pubsub_publish of a message that came from the backend: not handed
+ * back to it. */
+int tl__pubsub_publish_in(tl__pubsub *ps, const char *topic, const void *data,
+                          size_t len, tl_opcode op);
+
+/* Delivery here and to the other workers' subscribers, without going to
+ * the backend: frame once, reference it into every subscriber's queue. */
 int tl__pubsub_deliver(tl__pubsub *ps, const char *topic, size_t tlen,
                        const void *data, size_t len, int op, int compress,
                        tl_ws *exclude);

@@ -157,8 +157,8 @@ def test_too_many_files(up, tmp_path):
 
 
 def test_body_over_app_limit(up):
-    """A declared body over max_body_bytes (4 x 8 MiB + 64 KiB) is refused
-    by talon's core before any byte of it is read."""
+    """A declared body over the route's max_body_bytes (4 x 8 MiB + 64
+    KiB) is refused by talon's core before any byte of it is read."""
     ex, d = up
     before = stored(d)
     with socket.create_connection((HOST, ex.port), timeout=10) as s:

@@ -73,6 +73,23 @@ static void upload(tl_req *req, tl_res *res) {
   tl_res_text(res, buf);
 }
 
+static void buf_free(void *body, void *arg) {
+  free(body);
+}
+
+/* A caller-owned body: freed exactly once, whatever fails. */
+static void buf(tl_req *req, tl_res *res) {
+  size_t n = 200000;
+  char *p = malloc(n);
+  if (!p) {
+    tl_res_status(res, 500);
+    tl_res_end(res, NULL, 0);
+    return;
+  }
+  memset(p, 'b', n);
+  tl_res_send_buffer(res, p, n, buf_free, NULL);
+}
+
 static void stop(tl_req *req, tl_res *res) {
   tl_res_text(res, "stopping");
   tl_app_stop(tl_req_app(req));
@@ -136,7 +153,10 @@ int main(int argc, char **argv) {
       tl_app_use(app, tl_body_multipart(&(tl_body_multipart_options){
                           .dir = getenv("TMPDIR")})) ||
       tl_app_use(app, tl_compress(NULL)) ||
-      tl_app_post(app, "/upload", upload) || tl_app_get(app, "/hello", hello) ||
+      tl_app_post(app, "/upload", upload) ||
+      tl_app_route_opts(app, "POST", "/upload-stream", upload, NULL, 0,
+                        &(tl_route_options){.stream_body = 1}) ||
+      tl_app_get(app, "/buf", buf) || tl_app_get(app, "/hello", hello) ||
       tl_app_get(app, "/users/:id", user) ||
       tl_app_post(app, "/echo", echo_json) ||
       tl_app_get(app, "/stream", stream) || tl_app_get(app, "/stop", stop) ||

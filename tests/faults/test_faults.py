@@ -3,7 +3,8 @@ N a fixed workload reaches (or a stride of them when there are many).
 
 The workload drives the allocating paths: HTTP keep-alive and pipelined
 requests through middleware (request id, cookies, JSON body), a streamed
-response, a bad request, and WebSockets with permessage-deflate (dedicated
+response, a multipart upload buffered and streamed, a caller-owned
+response buffer, a bad request, and WebSockets with permessage-deflate (dedicated
 zlib streams), pub/sub and a fragmented message. With one allocation
 failing, each step must end cleanly: an answer (any status) or the
 connection closed, never a connection left hanging. Afterwards the server
@@ -147,6 +148,13 @@ def workload(port, strict):
     step(("POST /upload HTTP/1.1\r\nHost: x\r\n"
           "Content-Type: multipart/form-data; boundary=b0undary\r\n"
           f"Content-Length: {len(mp)}\r\n\r\n").encode() + mp, [200])
+    # The same form on a streamed route (multipart written as it
+    # arrives), then a caller-owned response buffer.
+    step(("POST /upload-stream HTTP/1.1\r\nHost: x\r\n"
+          "Content-Type: multipart/form-data; boundary=b0undary\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n").encode()
+         + b"%x\r\n" % len(mp) + mp + b"\r\n0\r\n\r\n", [200])
+    step(get("/buf"), [200])
     step(b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n", [400])
     if strict:
         assert got == want, f"responses {got}, expected {want}"

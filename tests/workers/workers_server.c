@@ -28,10 +28,18 @@
  *     sub T | unsub T          "ok sub T" / "ok unsub T"
  *     pub T PAYLOAD            tl_ws_publish (others), reply none
  *     apub T PAYLOAD           tl_app_publish (everyone), reply none
+ *     xpub T HEX               tl_ws_publish of the bytes HEX spells, as a
+ *                              binary message (any byte, NUL included)
  *     count T                  "count T <tl_app_subscriber_count>"
  *     worker                   "worker <index>"
  *   The subscription handler sends "subs T <new> <old>" to the socket that
  *   subscribed or left, so the test sees the app-wide counts it was told.
+ *
+ * REDIS_URL=redis://...: the app shares its topics through Redis
+ * (talon/redis.h; REDIS_PREFIX sets the channel prefix, REDIS_BUFFER the
+ * buffer bytes, REDIS_BACKOFF_MS a fixed reconnect delay [50 doubling to
+ * 500], REDIS_LOCAL_ONLY=1 starts without Redis); GET /redis
+ * answers the bridge's counters as JSON, and GET /node its node id.
  *
  * ONE_MORE_FD=1: before listening, the descriptor limit is lowered so that
  * only worker 0 can open its listener (and libuv's reserve descriptor):
@@ -52,6 +60,9 @@
 
 #include <talon.h>
 #include <talon/timer.h>
+#ifdef TALON_HAVE_REDIS
+#include <talon/redis.h>
+#endif
 
 #define TEST_SERVER_NAME "workers_server"
 #include "test_server.h"
@@ -229,6 +240,29 @@ static void slow(tl_req *req, tl_res *res) {
     abort();
 }
 
+#ifdef TALON_HAVE_REDIS
+static tl_redis *g_redis;
+
+static void redis_stats(tl_req *req, tl_res *res) {
+  tl_redis_stats s;
+  if (!g_redis || tl_redis_get_stats(g_redis, &s) != 0) {
+    tl_res_status(res, 404);
+    tl_res_text(res, "no redis");
+    return;
+  }
+  char buf[512];
+  snprintf(buf, sizeof buf,
+           "{\"forwarded\":%llu,\"received\":%llu,\"own\":%llu,"
+           "\"dropped\":%llu,\"malformed\":%llu,\"reconnects\":%llu,"
+           "\"buffered\":%zu,\"channels\":%zu,\"state\":%d}",
+           (unsigned long long)s.forwarded, (unsigned long long)s.received,
+           (unsigned long long)s.own, (unsigned long long)s.dropped,
+           (unsigned long long)s.malformed, (unsigned long long)s.reconnects,
+           s.buffered, s.channels, s.state);
+  tl_res_json(res, buf);
+}
+#endif
+
 static void stats(tl_req *req, tl_res *res) {
   char buf[128];
   snprintf(buf, sizeof buf, "{\"heap\":%zu,\"workers\":%u}", heap_bytes(),
@@ -300,6 +334,19 @@ static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
       sendf(ws, "ok unsub %s", arg);
   } else if (strcmp(cmd, "pub") == 0 && rest) {
     tl_ws_publish(ws, arg, rest, strlen(rest), TL_WS_TEXT);
+  } else if (strcmp(cmd, "xpub") == 0 && rest) {
+    size_t n = strlen(rest) / 2;
+    unsigned char *bytes = malloc(n + 1);
+    if (!bytes)
+      abort();
+    for (size_t i = 0; i < n; i++) {
+      unsigned v;
+      if (sscanf(rest + 2 * i, "%2x", &v) != 1)
+        v = 0;
+      bytes[i] = (unsigned char)v;
+    }
+    tl_ws_publish(ws, arg, bytes, n, TL_WS_BINARY);
+    free(bytes);
   } else if (strcmp(cmd, "apub") == 0 && rest) {
     tl_app_publish(tl_ws_app(ws), arg, rest, strlen(rest), TL_WS_TEXT);
   } else if (strcmp(cmd, "count") == 0) {
@@ -351,6 +398,31 @@ int main(int argc, char **argv) {
   CHECK(tl_router_get(api, "/ping", ping));
   CHECK(tl_app_mount(app, "/api", api));
   CHECK(tl_app_ws(app, "/ws", &ws_route, sizeof(member)));
+#ifdef TALON_HAVE_REDIS
+  CHECK(tl_app_get(app, "/redis", redis_stats));
+  const char *url = getenv("REDIS_URL");
+  if (url && *url) {
+    const char *buffer = getenv("REDIS_BUFFER");
+    CHECK(tl_redis_attach(app,
+                          &(tl_redis_options){
+                              .url = url,
+                              .prefix = getenv("REDIS_PREFIX"),
+                              .max_buffer_bytes =
+                                  buffer ? (size_t)atol(buffer) : 0,
+                              .reconnect_min_ms =
+                                  getenv("REDIS_BACKOFF_MS")
+                                      ? (unsigned)atoi(getenv("REDIS_BACKOFF_MS"))
+                                      : 50,
+                              .reconnect_max_ms =
+                                  getenv("REDIS_BACKOFF_MS")
+                                      ? (unsigned)atoi(getenv("REDIS_BACKOFF_MS"))
+                                      : 500,
+                              .start_without_redis =
+                                  getenv("REDIS_LOCAL_ONLY") != NULL,
+                          },
+                          &g_redis));
+  }
+#endif
   if (getenv("ONE_MORE_FD")) {
     /* Fill the holes below the highest descriptor, then lower the limit. */
     int top = 0;

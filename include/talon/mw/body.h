@@ -6,9 +6,13 @@
  *   ...
  *   json_t *doc = tl_req_json(req);         (jansson; NULL if no body)
  *
- * talon reads the whole body (up to tl_app_config.max_body_bytes, else 413
- * before any middleware runs) before middleware sees the request; these
- * parsers work on tl_req_body(). There is no streaming body API yet.
+ * On an ordinary route talon reads the whole body (up to max_body_bytes,
+ * the route's or the app's, else 413 before any middleware runs) before
+ * middleware sees the request, and these parsers work on tl_req_body().
+ * On a route with tl_route_options.stream_body, tl_body_multipart reads
+ * the body as it arrives (tl_req_body_stream) and writes each file part to
+ * its file as its bytes come, at bounded memory; the JSON and URL-encoded
+ * parsers need the whole body and pass a streamed one through untouched.
  *
  * Common rules for all three:
  *  - Only requests with a non-empty body are examined; others pass through
@@ -150,8 +154,11 @@ typedef struct tl_body_multipart_options {
  * a temporary file cannot be written. On any error every file of the
  * request is removed before the answer. Files are written on the loop
  * thread (write(2) into the page cache: put `dir` on a fast local or tmpfs
- * file system). `opts` (NULL: defaults) is copied. On allocation failure
- * fn is NULL. */
+ * file system). On a stream_body route the parts are parsed and written
+ * as the body arrives and the chain goes on (tl_next) once it has ended;
+ * a body cut short (the client left, over max_body_bytes: 413, a timeout)
+ * removes every file of the request. `opts` (NULL: defaults) is copied.
+ * On allocation failure fn is NULL. */
 TL_EXTERN tl_middleware
 tl_body_multipart(const tl_body_multipart_options *opts);
 

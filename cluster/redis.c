@@ -1,0 +1,708 @@
+/* talon's Redis bridge (contract in include/talon/redis.h), written only
+ * against the public headers and talon/cluster.h's seam, as a third party
+ * would write another backend.
+ *
+ * Everything that touches hiredis runs on worker 0's thread and loop:
+ * publishes and interest changes from other threads come over with
+ * tl_app_call(). The counters are atomics so that tl_redis_get_stats()
+ * works from any thread.
+ *
+ * A message on a channel is "TL" 0x01, the opcode (1 byte), the 16-byte
+ * node id, then the payload. */
+#include <talon.h>
+#include <talon/redis.h>
+#include <talon/timer.h>
+
+#include <errno.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <uv.h>
+
+#define HDR_LEN 20 /* "TL", version, opcode, node id */
+#define DEFAULT_PREFIX "talon:"
+#define DEFAULT_BUFFER (8u << 20)
+
+/* A publish waiting for Redis (or on its way to worker 0). */
+typedef struct pending {
+  struct pending *next;
+  size_t clen, mlen; /* channel, message bytes */
+  char data[];       /* channel, then message */
+} pending;
+
+/* A channel this node subscribes to. */
+typedef struct chan {
+  struct chan *next;
+  size_t len;
+  char name[]; /* the topic, NUL-terminated */
+} chan;
+
+struct tl_redis {
+  tl_app *app;
+  char *host, *password, *prefix;
+  int port, db;
+  size_t plen, max_buffer;
+  unsigned backoff_min, backoff_max, backoff, connect_timeout;
+  int start_without;
+  uint8_t node[16];
+  /* worker 0's thread only */
+  redisAsyncContext *pub, *sub;
+  bool pub_ready, sub_ready, stopping, listening;
+  tl_timer *retry;
+  pending *queue, **queue_tail; /* publishes waiting for the connection */
+  size_t queued;                 /* their bytes */
+  size_t inflight;               /* bytes sent, not yet acknowledged */
+  chan *chans;                   /* subscribed (or to subscribe) */
+  bool ever_up;
+  /* any thread */
+  _Atomic uint64_t forwarded, received, own, dropped, malformed, reconnects;
+  _Atomic size_t buffered, nchans;
+  _Atomic int state;
+};
+
+/* ---- small things ------------------------------------------------------ */
+
+static char *dupn(const char *s, size_t n) {
+  char *p = malloc(n + 1);
+  if (p) {
+    memcpy(p, s, n);
+    p[n] = '\0';
+  }
+  return p;
+}
+
+/* redis://[:PASSWORD@]HOST[:PORT][/DB]; [v6] in brackets. */
+static int parse_url(tl_redis *r, const char *url) {
+  const char *p = url;
+  if (strncmp(p, "redis://", 8) != 0)
+    return TL_EINVAL;
+  p += 8;
+  const char *at = strchr(p, '@');
+  if (at) {
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    const char *pw = colon ? colon + 1 : p;
+    if (!(r->password = dupn(pw, (size_t)(at - pw))))
+      return TL_ENOMEM;
+    p = at + 1;
+  }
+  const char *hend;
+  if (*p == '[') {
+    hend = strchr(p, ']');
+    if (!hend)
+      return TL_EINVAL;
+    r->host = dupn(p + 1, (size_t)(hend - p - 1));
+    hend++;
+  } else {
+    hend = p + strcspn(p, ":/");
+    r->host = dupn(p, (size_t)(hend - p));
+  }
+  if (!r->host)
+    return TL_ENOMEM;
+  if (!*r->host)
+    return TL_EINVAL;
+  r->port = 6379;
+  if (*hend == ':') {
+    char *end;
+    long v = strtol(hend + 1, &end, 10);
+    if (end == hend + 1 || v < 1 || v > 65535)
+      return TL_EINVAL;
+    r->port = (int)v;
+    hend = end;
+  }
+  if (*hend == '/' && hend[1]) {
+    char *end;
+    long v = strtol(hend + 1, &end, 10);
+    if (end == hend + 1 || *end || v < 0 || v > 1000000)
+      return TL_EINVAL;
+    r->db = (int)v;
+  } else if (*hend && strcmp(hend, "/") != 0) {
+    return TL_EINVAL;
+  }
+  return 0;
+}
+
+static bool on_worker0(const tl_redis *r) {
+  return tl_app_worker(r->app) == 0;
+}
+
+static void set_buffered(tl_redis *r) {
+  atomic_store_explicit(&r->buffered, r->queued + r->inflight,
+                        memory_order_relaxed);
+}
+
+/* ---- publishing -------------------------------------------------------- */
+
+static void on_published(redisAsyncContext *c, void *reply, void *arg) {
+  tl_redis *r = c->data;
+  pending *m = arg;
+  r->inflight -= m->mlen;
+  set_buffered(r);
+  redisReply *rep = reply;
+  if (rep && rep->type == REDIS_REPLY_INTEGER)
+    atomic_fetch_add_explicit(&r->forwarded, 1, memory_order_relaxed);
+  else /* the connection went with it, or Redis refused */
+    atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
+  free(m);
+}
+
+/* Hands `m` to Redis (taking it) or queues it; drops it over the bound. */
+static void send_or_queue(tl_redis *r, pending *m) {
+  if (r->stopping || r->queued + r->inflight + m->mlen > r->max_buffer) {
+    atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
+    free(m);
+    return;
+  }
+  if (r->pub && r->pub_ready && !r->queue) {
+    const char *argv[3] = {"PUBLISH", m->data, m->data + m->clen};
+    size_t lens[3] = {7, m->clen, m->mlen};
+    if (redisAsyncCommandArgv(r->pub, on_published, m, 3, argv, lens) ==
+        REDIS_OK) {
+      r->inflight += m->mlen;
+      set_buffered(r);
+      return;
+    }
+  }
+  m->next = NULL;
+  *r->queue_tail = m;
+  r->queue_tail = &m->next;
+  r->queued += m->mlen;
+  set_buffered(r);
+}
+
+static void flush_queue(tl_redis *r) {
+  pending *q = r->queue;
+  r->queue = NULL;
+  r->queue_tail = &r->queue;
+  r->queued = 0;
+  while (q) {
+    pending *next = q->next;
+    send_or_queue(r, q);
+    q = next;
+  }
+}
+
+static void publish_on_worker0(tl_app *app, void *arg) {
+  pending *m = arg;
+  tl_redis *r = *(tl_redis **)(void *)m->data; /* see bridge_publish */
+  memmove(m->data, m->data + sizeof r, m->clen + m->mlen);
+  send_or_queue(r, m);
+}
+
+/* The seam's publish: any thread. The message is built here (channel and
+ * tagged payload in one block) and sent from worker 0. */
+static void bridge_publish(void *ctx, const char *topic, const void *data,
+                           size_t len, tl_opcode op) {
+  tl_redis *r = ctx;
+  size_t tlen = strlen(topic);
+  size_t clen = r->plen + tlen, mlen = HDR_LEN + len;
+  bool here = on_worker0(r);
+  size_t lead = here ? 0 : sizeof r;
+  pending *m = malloc(sizeof *m + lead + clen + mlen);
+  if (!m) {
+    atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
+    return;
+  }
+  m->clen = clen;
+  m->mlen = mlen;
+  char *p = m->data + lead;
+  memcpy(p, r->prefix, r->plen);
+  memcpy(p + r->plen, topic, tlen);
+  p += clen;
+  p[0] = 'T', p[1] = 'L', p[2] = 1, p[3] = (char)op;
+  memcpy(p + 4, r->node, 16);
+  if (len)
+    memcpy(p + HDR_LEN, data, len);
+  if (here) {
+    send_or_queue(r, m);
+    return;
+  }
+  memcpy(m->data, &r, sizeof r);
+  if (tl_app_call(r->app, 0, publish_on_worker0, m) != 0) {
+    atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
+    free(m);
+  }
+}
+
+/* ---- subscribing ------------------------------------------------------- */
+
+static chan *chan_find(tl_redis *r, const char *topic, size_t n) {
+  for (chan *c = r->chans; c; c = c->next)
+    if (c->len == n && memcmp(c->name, topic, n) == 0)
+      return c;
+  return NULL;
+}
+
+static void on_channel_message(redisAsyncContext *c, void *reply, void *arg);
+
+static void channel_command(tl_redis *r, const char *cmd, const char *topic,
+                            size_t tlen) {
+  if (!r->sub || !r->sub_ready)
+    return; /* done for all channels when the connection is back */
+  char *ch = malloc(r->plen + tlen);
+  if (!ch)
+    return;
+  memcpy(ch, r->prefix, r->plen);
+  memcpy(ch + r->plen, topic, tlen);
+  const char *argv[2] = {cmd, ch};
+  size_t lens[2] = {strlen(cmd), r->plen + tlen};
+  redisAsyncCommandArgv(r->sub, on_channel_message, NULL, 2, argv, lens);
+  free(ch);
+}
+
+typedef struct interest_call {
+  tl_redis *r;
+  size_t len;
+  char topic[];
+} interest_call;
+
+/* On worker 0: subscribe or unsubscribe to match the app's subscribers of
+ * the topic now (interest calls from several workers may come in any
+ * order; the count is the truth). */
+static void interest_on_worker0(tl_app *app, void *arg) {
+  interest_call *ic = arg;
+  tl_redis *r = ic->r;
+  bool want = !r->stopping && tl_app_subscriber_count(app, ic->topic) > 0;
+  chan *c = chan_find(r, ic->topic, ic->len);
+  if (want && !c) {
+    c = malloc(sizeof *c + ic->len + 1);
+    if (c) {
+      c->len = ic->len;
+      memcpy(c->name, ic->topic, ic->len + 1);
+      c->next = r->chans;
+      r->chans = c;
+      atomic_fetch_add_explicit(&r->nchans, 1, memory_order_relaxed);
+      channel_command(r, "SUBSCRIBE", c->name, c->len);
+    }
+  } else if (!want && c) {
+    chan **pp = &r->chans;
+    while (*pp != c)
+      pp = &(*pp)->next;
+    *pp = c->next;
+    atomic_fetch_sub_explicit(&r->nchans, 1, memory_order_relaxed);
+    channel_command(r, "UNSUBSCRIBE", c->name, c->len);
+    free(c);
+  }
+  free(ic);
+}
+
+static void bridge_interest(void *ctx, const char *topic, bool on) {
+  tl_redis *r = ctx;
+  size_t n = strlen(topic);
+  interest_call *ic = malloc(sizeof *ic + n + 1);
+  if (!ic)
+    return;
+  ic->r = r;
+  ic->len = n;
+  memcpy(ic->topic, topic, n + 1);
+  /* Always later, also on worker 0: the count settles first. */
+  if (tl_app_call(r->app, 0, interest_on_worker0, ic) != 0)
+    free(ic);
+}
+
+static void on_channel_message(redisAsyncContext *c, void *reply, void *arg) {
+  tl_redis *r = c->data;
+  redisReply *rep = reply;
+  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
+    return;
+  redisReply *kind = rep->element[0], *ch = rep->element[1],
+             *msg = rep->element[2];
+  if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") != 0)
+    return; /* a (un)subscribe confirmation */
+  if (ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING ||
+      ch->len <= r->plen || memcmp(ch->str, r->prefix, r->plen) != 0)
+    return;
+  const unsigned char *m = (const unsigned char *)msg->str;
+  if (msg->len < HDR_LEN || m[0] != 'T' || m[1] != 'L' || m[2] != 1 ||
+      (m[3] != TL_WS_TEXT && m[3] != TL_WS_BINARY)) {
+    atomic_fetch_add_explicit(&r->malformed, 1, memory_order_relaxed);
+    return;
+  }
+  if (memcmp(m + 4, r->node, 16) == 0) {
+    atomic_fetch_add_explicit(&r->own, 1, memory_order_relaxed);
+    return;
+  }
+  char topic[TL_TOPIC_MAX + 1];
+  size_t tlen = ch->len - r->plen;
+  if (tlen > TL_TOPIC_MAX || memchr(ch->str + r->plen, '\0', tlen)) {
+    atomic_fetch_add_explicit(&r->malformed, 1, memory_order_relaxed);
+    return;
+  }
+  memcpy(topic, ch->str + r->plen, tlen);
+  topic[tlen] = '\0';
+  tl_app_deliver(r->app, topic, m + HDR_LEN, msg->len - HDR_LEN,
+                 (tl_opcode)m[3]);
+  atomic_fetch_add_explicit(&r->received, 1, memory_order_relaxed);
+}
+
+/* ---- hiredis on libuv ------------------------------------------------------
+
+   Our own glue rather than hiredis's adapters/libuv.h: when a connect
+   fails, libuv reports the poll's error in `status` and stops watching,
+   and that adapter then returns without telling hiredis, so a refused
+   connection would never be noticed. Here an error hands the event that
+   was awaited to hiredis, which reads the socket's error and reports it. */
+
+typedef struct uvev {
+  uv_poll_t poll;
+  redisAsyncContext *ac; /* NULL once hiredis cleaned up */
+  int events;
+} uvev;
+
+static void ev_poll(uv_poll_t *h, int status, int events) {
+  uvev *e = h->data;
+  if (status != 0) {
+    events = e->events; /* libuv stopped the poll: let hiredis look */
+    e->events = 0;
+  }
+  if (e->ac && (events & UV_WRITABLE))
+    redisAsyncHandleWrite(e->ac);
+  if (e->ac && (events & UV_READABLE))
+    redisAsyncHandleRead(e->ac);
+}
+
+static void ev_set(uvev *e, int events) {
+  e->events = events;
+  if (events)
+    uv_poll_start(&e->poll, events, ev_poll);
+  else
+    uv_poll_stop(&e->poll);
+}
+
+static void ev_add_read(void *p) { ev_set(p, ((uvev *)p)->events | UV_READABLE); }
+static void ev_del_read(void *p) { ev_set(p, ((uvev *)p)->events & ~UV_READABLE); }
+static void ev_add_write(void *p) { ev_set(p, ((uvev *)p)->events | UV_WRITABLE); }
+static void ev_del_write(void *p) { ev_set(p, ((uvev *)p)->events & ~UV_WRITABLE); }
+
+static void ev_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void ev_cleanup(void *p) {
+  uvev *e = p;
+  e->ac = NULL;
+  uv_close((uv_handle_t *)&e->poll, ev_closed);
+}
+
+static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+  uvev *e = calloc(1, sizeof *e);
+  if (!e)
+    return REDIS_ERR;
+  if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
+    free(e);
+    return REDIS_ERR;
+  }
+  e->poll.data = e;
+  e->ac = ac;
+  ac->ev.data = e;
+  ac->ev.addRead = ev_add_read;
+  ac->ev.delRead = ev_del_read;
+  ac->ev.addWrite = ev_add_write;
+  ac->ev.delWrite = ev_del_write;
+  ac->ev.cleanup = ev_cleanup;
+  return REDIS_OK;
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static void connect_both(tl_redis *r);
+
+static void update_state(tl_redis *r) {
+  int st;
+  if (!r->listening)
+    st = TL_REDIS_IDLE;
+  else if (r->pub_ready && r->sub_ready)
+    st = TL_REDIS_UP;
+  else
+    st = r->ever_up ? TL_REDIS_DOWN : TL_REDIS_CONNECTING;
+  atomic_store_explicit(&r->state, st, memory_order_relaxed);
+}
+
+static void on_retry(tl_timer *t, void *arg) {
+  tl_redis *r = arg;
+  r->retry = NULL;
+  if (!r->stopping)
+    connect_both(r);
+}
+
+/* Closes a connection that is established; one still connecting is left
+ * to finish (its callbacks say how), as hiredis cannot cancel it. */
+static void drop_conn(redisAsyncContext *c) {
+  if (c && (c->c.flags & REDIS_CONNECTED))
+    redisAsyncDisconnect(c);
+}
+
+/* A connection was lost (or never made): the other goes too, and what is
+ * missing is made again after the backoff. */
+static void schedule_retry(tl_redis *r) {
+  if (r->stopping || r->retry)
+    return;
+  drop_conn(r->pub);
+  drop_conn(r->sub);
+  r->retry = tl_timer_start(r->app, r->backoff, 0, on_retry, r);
+  r->backoff = r->backoff * 2 > r->backoff_max ? r->backoff_max
+                                               : r->backoff * 2;
+}
+
+static void became_ready(tl_redis *r) {
+  update_state(r);
+  if (!(r->pub_ready && r->sub_ready))
+    return;
+  if (r->ever_up)
+    atomic_fetch_add_explicit(&r->reconnects, 1, memory_order_relaxed);
+  r->ever_up = true;
+  r->backoff = r->backoff_min;
+  for (chan *c = r->chans; c; c = c->next)
+    channel_command(r, "SUBSCRIBE", c->name, c->len);
+  flush_queue(r);
+}
+
+/* The reply to the setup commands (AUTH, SELECT, PING): the connection is
+ * usable when the last one is answered without an error. */
+static void on_setup(redisAsyncContext *c, void *reply, void *arg) {
+  tl_redis *r = c->data;
+  redisReply *rep = reply;
+  bool last = arg != NULL;
+  if (!rep || rep->type == REDIS_REPLY_ERROR) {
+    schedule_retry(r);
+    return;
+  }
+  if (!last)
+    return;
+  if (c == r->pub)
+    r->pub_ready = true;
+  else if (c == r->sub)
+    r->sub_ready = true;
+  became_ready(r);
+}
+
+static void on_connect(const redisAsyncContext *c, int status) {
+  tl_redis *r = c->data;
+  if (status == REDIS_OK)
+    return;
+  /* hiredis frees the context after this; no disconnect callback. */
+  if (c == r->pub) {
+    r->pub = NULL;
+    r->pub_ready = false;
+  } else if (c == r->sub) {
+    r->sub = NULL;
+    r->sub_ready = false;
+  }
+  update_state(r);
+  schedule_retry(r);
+}
+
+static void on_disconnect(const redisAsyncContext *c, int status) {
+  tl_redis *r = c->data;
+  if (c == r->pub) {
+    r->pub = NULL;
+    r->pub_ready = false;
+    r->inflight = 0; /* their callbacks ran (with no reply) */
+  } else if (c == r->sub) {
+    r->sub = NULL;
+    r->sub_ready = false;
+  }
+  update_state(r);
+  if (!r->stopping)
+    schedule_retry(r);
+}
+
+static redisAsyncContext *open_one(tl_redis *r) {
+  redisAsyncContext *c = redisAsyncConnect(r->host, r->port);
+  if (!c)
+    return NULL;
+  if (c->err) {
+    redisAsyncFree(c);
+    return NULL;
+  }
+  c->data = r;
+  if (ev_attach(c, tl_app_loop(r->app)) != REDIS_OK) {
+    redisAsyncFree(c);
+    return NULL;
+  }
+  redisAsyncSetConnectCallback(c, on_connect);
+  redisAsyncSetDisconnectCallback(c, on_disconnect);
+  if (r->password) {
+    const char *argv[2] = {"AUTH", r->password};
+    size_t lens[2] = {4, strlen(r->password)};
+    redisAsyncCommandArgv(c, on_setup, NULL, 2, argv, lens);
+  }
+  redisAsyncCommand(c, on_setup, (void *)1, "PING");
+  return c;
+}
+
+static void connect_both(tl_redis *r) {
+  if (!r->pub && !(r->pub = open_one(r))) {
+    schedule_retry(r);
+    return;
+  }
+  if (!r->sub && !(r->sub = open_one(r)))
+    schedule_retry(r);
+  update_state(r);
+}
+
+/* At start: is Redis there? A short blocking connect and PING. */
+static int probe(tl_redis *r) {
+  struct timeval tv = {r->connect_timeout / 1000,
+                       (r->connect_timeout % 1000) * 1000};
+  redisContext *c = redisConnectWithTimeout(r->host, r->port, tv);
+  if (!c)
+    return TL_ENOMEM;
+  int err = 0;
+  if (c->err) {
+    err = c->err == REDIS_ERR_IO && errno ? uv_translate_sys_error(errno)
+                                          : UV_ECONNREFUSED;
+  } else {
+    redisReply *rep = NULL;
+    if (r->password)
+      rep = redisCommand(c, "AUTH %s", r->password);
+    if (r->password && (!rep || rep->type == REDIS_REPLY_ERROR))
+      err = UV_EACCES;
+    if (rep)
+      freeReplyObject(rep);
+    rep = err ? NULL : redisCommand(c, "PING");
+    if (!err && (!rep || rep->type == REDIS_REPLY_ERROR))
+      err = UV_EPROTO;
+    if (rep)
+      freeReplyObject(rep);
+  }
+  redisFree(c);
+  return err;
+}
+
+static int bridge_start(void *ctx, tl_app *app) {
+  tl_redis *r = ctx;
+  r->stopping = false;
+  r->listening = true;
+  r->backoff = r->backoff_min;
+  int err = probe(r);
+  if (err && !r->start_without) {
+    r->listening = false;
+    return err;
+  }
+  connect_both(r);
+  return 0;
+}
+
+static void bridge_stop(void *ctx) {
+  tl_redis *r = ctx;
+  r->stopping = true;
+  r->listening = false;
+  if (r->retry) {
+    tl_timer_stop(r->retry);
+    r->retry = NULL;
+  }
+  if (r->pub)
+    redisAsyncDisconnect(r->pub);
+  if (r->sub)
+    redisAsyncDisconnect(r->sub);
+  /* What waits is lost with the stop. */
+  while (r->queue) {
+    pending *m = r->queue;
+    r->queue = m->next;
+    atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
+    free(m);
+  }
+  r->queue_tail = &r->queue;
+  r->queued = 0;
+  set_buffered(r);
+  update_state(r);
+}
+
+static void bridge_free(void *ctx) {
+  tl_redis *r = ctx;
+  while (r->chans) {
+    chan *c = r->chans;
+    r->chans = c->next;
+    free(c);
+  }
+  while (r->queue) {
+    pending *m = r->queue;
+    r->queue = m->next;
+    free(m);
+  }
+  free(r->host);
+  free(r->password);
+  free(r->prefix);
+  free(r);
+}
+
+/* ---- the public side ----------------------------------------------------- */
+
+int tl_redis_attach(tl_app *app, const tl_redis_options *o, tl_redis **out) {
+  if (!app || !o || !o->url || !*o->url)
+    return TL_EINVAL;
+  tl_redis *r = calloc(1, sizeof *r);
+  if (!r)
+    return TL_ENOMEM;
+  r->app = app;
+  r->queue_tail = &r->queue;
+  const char *prefix = o->prefix ? o->prefix : DEFAULT_PREFIX;
+  int err = parse_url(r, o->url);
+  if (!err && o->password) {
+    free(r->password);
+    r->password = dupn(o->password, strlen(o->password));
+    if (!r->password)
+      err = TL_ENOMEM;
+  }
+  if (!err && !(r->prefix = dupn(prefix, strlen(prefix))))
+    err = TL_ENOMEM;
+  if (!err && uv_random(NULL, NULL, r->node, sizeof r->node, 0, NULL) != 0)
+    err = TL_EIO;
+  if (err) {
+    bridge_free(r);
+    return err;
+  }
+  r->plen = strlen(r->prefix);
+  r->max_buffer = o->max_buffer_bytes ? o->max_buffer_bytes : DEFAULT_BUFFER;
+  r->backoff_min = o->reconnect_min_ms ? o->reconnect_min_ms : 100;
+  r->backoff_max = o->reconnect_max_ms ? o->reconnect_max_ms : 5000;
+  if (r->backoff_max < r->backoff_min)
+    r->backoff_max = r->backoff_min;
+  r->connect_timeout = o->connect_timeout_ms ? o->connect_timeout_ms : 2000;
+  r->start_without = o->start_without_redis;
+  tl_pubsub_backend b = {
+      .publish = bridge_publish,
+      .interest = bridge_interest,
+      .start = bridge_start,
+      .stop = bridge_stop,
+      .free = bridge_free,
+      .ctx = r,
+  };
+  err = tl_app_set_pubsub_backend(app, &b);
+  if (err) {
+    bridge_free(r);
+    return err;
+  }
+  if (out)
+    *out = r;
+  return 0;
+}
+
+int tl_redis_get_stats(const tl_redis *r, tl_redis_stats *s) {
+  if (!r || !s)
+    return TL_EINVAL;
+  tl_redis *m = (tl_redis *)r;
+  s->forwarded = atomic_load_explicit(&m->forwarded, memory_order_relaxed);
+  s->received = atomic_load_explicit(&m->received, memory_order_relaxed);
+  s->own = atomic_load_explicit(&m->own, memory_order_relaxed);
+  s->dropped = atomic_load_explicit(&m->dropped, memory_order_relaxed);
+  s->malformed = atomic_load_explicit(&m->malformed, memory_order_relaxed);
+  s->reconnects = atomic_load_explicit(&m->reconnects, memory_order_relaxed);
+  s->buffered = atomic_load_explicit(&m->buffered, memory_order_relaxed);
+  s->channels = atomic_load_explicit(&m->nchans, memory_order_relaxed);
+  s->state = atomic_load_explicit(&m->state, memory_order_relaxed);
+  return 0;
+}
+
+void tl_redis_node_id(const tl_redis *r, char buf[33]) {
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 0; i < 16; i++) {
+    buf[2 * i] = hex[r->node[i] >> 4];
+    buf[2 * i + 1] = hex[r->node[i] & 15];
+  }
+  buf[32] = '\0';
+}
