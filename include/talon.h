@@ -10,12 +10,14 @@
 
 #include "talon/app.h"
 #include "talon/common.h"
+#include "talon/error.h"
 #include "talon/http.h"
 #include "talon/middleware.h"
 #include "talon/router.h"
 #include "talon/ws.h"
 #include "talon/pubsub.h"
 #include "talon/cluster.h"
+#include "talon/stats.h"
 
 #include "talon/timer.h"
 #include "talon/util.h"

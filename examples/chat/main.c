@@ -16,6 +16,9 @@
  *   GET  /logout        ends the session: the server forgets its id, so
  *                       the old cookie opens nothing any more, and the
  *                       session's open sockets are closed (4001); 303 to /
+ *   GET  /metrics       the server's counters in the Prometheus text
+ *                       format (tl_metrics; a real deployment keeps it
+ *                       behind authentication or off the public port)
  *   ws   /chat/:room    the room; needs a live session (else 401), a page
  *                       of this server (a foreign Origin gets 403), and
  *                       fewer than 16 sockets open with that session
@@ -853,6 +856,7 @@ int main(int argc, char **argv) {
                              .referrer_policy = "same-origin",
                              .coop = "same-origin",
                              .corp = "same-origin"}));
+  err |= tl_app_use(app, tl_metrics(NULL));
   err |= tl_app_use(app, tl_cookies(&(tl_cookies_options){.secrets = secrets}));
   err |= tl_app_use(
       app, tl_static(pub, &(tl_static_options){.cache_control = "no-cache"}));

@@ -24,7 +24,8 @@
  *    app and act on a loop (tl_timer_start, tl_app_loop, tl_app_now) use
  *    the calling worker's loop, or worker 0's outside any worker.
  *  - Any thread: tl_app_stop, tl_app_call, tl_app_call_all,
- *    tl_app_publish, tl_app_workers, tl_app_worker, tl_app_port, and
+ *    tl_app_publish, tl_app_workers, tl_app_worker, tl_app_port,
+ *    tl_app_stopping, tl_app_get_stats, tl_app_ws_count, and
  *    tl_app_subscriber_count when workers > 1.
  */
 #ifndef TALON_APP_H
@@ -118,6 +119,11 @@ TL_EXTERN int tl_app_listen(tl_app *app, const char *host, int port);
  * next listen stops as soon as it started. */
 TL_EXTERN void tl_app_stop(tl_app *app);
 
+/* Whether the app has begun to stop (tl_app_stop, SIGINT or SIGTERM)
+ * and tl_app_listen() has not returned yet: long-lived responses (event
+ * streams) end themselves when they see it. Any thread. */
+TL_EXTERN bool tl_app_stopping(const tl_app *app);
+
 /* The bound port while listening, else 0. Any thread. */
 TL_EXTERN int tl_app_port(const tl_app *app);
 
@@ -209,7 +215,8 @@ TL_EXTERN int tl_app_head(tl_app *app, const char *pattern, tl_handler h);
 TL_EXTERN int tl_app_all(tl_app *app, const char *pattern, tl_handler h);
 
 /* The handler for requests that match no route (after app middleware).
- * NULL restores the default: 404 with a short text body. */
+ * NULL restores the default: a 404 answered by the error middleware
+ * (talon/error.h), else a short text body. */
 TL_EXTERN void tl_app_not_found(tl_app *app, tl_handler handler);
 
 #ifdef __cplusplus

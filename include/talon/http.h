@@ -228,6 +228,19 @@ TL_EXTERN int tl_res_get_status(const tl_res *res);
  * or TL_ESTATE once the head has been sent. */
 TL_EXTERN int tl_res_header(tl_res *res, const char *name, const char *value);
 
+/* Set header `name` to `value`: every line of that name (matched
+ * case-insensitively) added so far is removed and one line is added.
+ * Copied like tl_res_header(). Returns 0, TL_EINVAL, TL_ENOMEM (then the
+ * old lines are still there) or TL_ESTATE once the head has been sent. */
+TL_EXTERN int tl_res_set_header(tl_res *res, const char *name,
+                                const char *value);
+
+/* Remove every line of header `name` (case-insensitive) added so far.
+ * Returns how many were removed (0 if none), TL_EINVAL for an empty
+ * name, or TL_ESTATE once the head has been sent. Headers talon writes
+ * itself (Date, framing, Connection) are not in that list. */
+TL_EXTERN int tl_res_remove_header(tl_res *res, const char *name);
+
 /* Like tl_res_header() with a printf-formatted value. */
 TL_EXTERN int tl_res_headerf(tl_res *res, const char *name, const char *fmt,
                              ...) __attribute__((format(printf, 3, 4)));
@@ -357,6 +370,10 @@ TL_EXTERN int tl_res_set_filter(tl_res *res, const tl_res_filter *filter,
 /* Emit filtered body bytes (copied) from a filter's `data` callback.
  * Returns 0, TL_ESTATE outside an engaged filter, or TL_ENOMEM. */
 TL_EXTERN int tl_res_filter_out(tl_res *res, const void *data, size_t len);
+
+/* Bytes of this response's connection queued and not yet taken by the
+ * kernel (corked in this loop turn, or waiting on a slow client). */
+TL_EXTERN size_t tl_res_buffered_amount(const tl_res *res);
 
 /* Called once when the socket's backlog has drained below its low-water
  * mark after tl_res_write() returned TL_SEND_BACKPRESSURE. `arg` is the

@@ -41,7 +41,10 @@ enum {
 };
 
 /* `ctx` is the middleware's own context (tl_middleware.ctx). A negative
- * return (a TL_E* code) answers 500 unless a response was already started. */
+ * return (a TL_E* code) fails the request with 500 and that code: the
+ * error middleware (talon/error.h) answers, unless a response was already
+ * started (then the connection closes). tl_res_fail() fails it with a
+ * status of the middleware's choice. */
 typedef int (*tl_mw_fn)(tl_req *req, tl_res *res, void *ctx);
 
 typedef struct tl_middleware {

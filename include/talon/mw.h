@@ -9,10 +9,12 @@
 #include "mw/cors.h"
 #include "mw/csrf.h"
 #include "mw/logger.h"
+#include "mw/metrics.h"
 #include "mw/ratelimit.h"
 #include "mw/requestid.h"
 #include "mw/security.h"
 #include "mw/session.h"
+#include "mw/sse.h"
 #include "mw/static.h"
 
 #endif /* TALON_MW_H */

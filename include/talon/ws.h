@@ -19,6 +19,17 @@
  *     (`close` is always called once for a socket that was opened). After
  *     that it must not be used. Sends after a close started return
  *     TL_WS_DROPPED and send nothing.
+ *     One exception keeps a caller safe: when `close` runs inside a talon
+ *     call the app made (a tl_ws_send that crossed max_backpressure with
+ *     close_on_backpressure_limit set, which closes with 1008 and returns
+ *     TL_WS_DROPPED; a publish that did the same to a subscriber), the
+ *     `tl_ws *` stays valid until the app's callback that made the call
+ *     returns (its memory goes only after the loop turn): further sends
+ *     return TL_WS_DROPPED, tl_ws_ready_state() says TL_WS_CLOSED,
+ *     tl_ws_data() returns the context as `close` left it. So code after
+ *     a send may still read its socket; it must not keep the pointer
+ *     past that callback. Check tl_ws_ready_state() after a send when it
+ *     matters whether `close` already ran.
  *  2. The context block (`data`, `data_size` bytes, zeroed, aligned for any
  *     type) is allocated with the connection before `upgrade` runs and
  *     freed after `close` returns (or after a rejected or abandoned
@@ -85,8 +96,12 @@ typedef struct tl_ws_handlers {
   void (*close)(tl_ws *ws, int code, const char *reason, size_t len);
   /* The backlog emptied after a send returned TL_WS_BACKPRESSURE. */
   void (*drain)(tl_ws *ws);
-  /* Something failed on this socket (a TL_E* or libuv code); `close`
-   * follows. */
+  /* Something failed on this socket; `close` follows (with 1006 for an
+   * I/O error). `err`: a libuv code for a read error (UV_ECONNRESET: the
+   * peer reset the connection, ...) or a write error (UV_EPIPE,
+   * UV_ECONNRESET), TL_ENOMEM when a send could not be queued (close
+   * 1011). Called at most once per socket, and not for a clean end (the
+   * peer's close frame or FIN) or a timeout. Sends inside it are dropped. */
   void (*error)(tl_ws *ws, int err);
   /* A ping arrived (the pong is sent automatically) / a pong arrived. */
   void (*ping)(tl_ws *ws, const void *data, size_t len);
@@ -181,6 +196,26 @@ TL_EXTERN int tl_router_ws(tl_router *router, const char *pattern,
 TL_EXTERN int tl_app_ws(tl_app *app, const char *pattern,
                         const tl_ws_handlers *handlers, size_t data_size);
 
+/* tl_router_ws() with `nmw` route-level middleware (copied; may be NULL
+ * when nmw is 0; their ctx ownership passes to talon, as for
+ * tl_router_route). They run for the upgrade request after app and
+ * router middleware and before `upgrade`; one that answers (a 401, say)
+ * refuses the upgrade with that answer, and one that sets request locals
+ * (tl_req_set) hands them to `upgrade`. Returns like tl_router_ws(), and
+ * a failed middleware constructor's error. */
+TL_EXTERN int tl_router_ws_route(tl_router *router, const char *pattern,
+                                 const tl_ws_handlers *handlers,
+                                 size_t data_size, const tl_middleware *mw,
+                                 size_t nmw);
+TL_EXTERN int tl_app_ws_route(tl_app *app, const char *pattern,
+                              const tl_ws_handlers *handlers, size_t data_size,
+                              const tl_middleware *mw, size_t nmw);
+
+/* WebSockets of the app open now, over all its workers: opened (`open`
+ * ran) and whose `close` has not run yet (Bun's
+ * server.pendingWebSockets). Any thread. */
+TL_EXTERN size_t tl_app_ws_count(const tl_app *app);
+
 /* Finish an upgrade whose handler returned TL_PENDING: send the 101 and
  * open the socket (`open` runs before this returns). Returns 0, TL_ESTATE
  * if `res` is not a pending upgrade, TL_ECLOSED if the client left. */
@@ -216,11 +251,22 @@ TL_EXTERN int tl_ws_send_binary(tl_ws *ws, const void *data, size_t len);
  * TL_EINVAL if `len` > 125. */
 TL_EXTERN int tl_ws_ping(tl_ws *ws, const void *data, size_t len);
 
-/* Start the closing handshake: send a close frame with `code` (1000, or
- * 3000-4999; 0 means none) and `reason` (may be NULL; at most 123 bytes),
- * then wait for the peer's close (or a timeout) and close TCP. The `close`
- * handler runs when the socket is gone. Returns 0, TL_EINVAL, or
- * TL_ESTATE if already closing. */
+/* Send an unsolicited pong with up to 125 bytes of payload: a one-way
+ * heartbeat the peer does not answer (RFC 6455 5.5.3). Returns like
+ * tl_ws_ping(). */
+TL_EXTERN int tl_ws_pong(tl_ws *ws, const void *data, size_t len);
+
+/* Start the closing handshake: send a close frame with `code` and
+ * `reason` (may be NULL; at most 123 bytes of UTF-8), then wait for the
+ * peer's close (or a timeout) and close TCP. `code` is any an endpoint
+ * may send: 1000 normal, 1001 going away, 1003 unsupported data, 1007
+ * invalid data, 1008 policy violation, 1009 too big, 1010 (a client's),
+ * 1011 internal error, 1012 service restart, 1013 try again later, 1014
+ * bad gateway, 3000-3999 (registered) and 4000-4999 (private); 0 sends
+ * no code (then no reason either). 1002 (protocol error) is talon's to
+ * send, 1004-1006 and 1015 never go on the wire. The `close` handler runs
+ * when the socket is gone. Returns 0, TL_EINVAL for another code or a
+ * reason too long, or TL_ESTATE if already closing. */
 TL_EXTERN int tl_ws_close(tl_ws *ws, int code, const char *reason);
 
 /* Close TCP at once, without a close frame. `close` runs with 1006. */

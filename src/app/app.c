@@ -166,12 +166,25 @@ int tl_app_ws(tl_app *app, const char *pattern, const tl_ws_handlers *h,
   return tl_router_ws(routes(app)->root, pattern, h, data_size);
 }
 
+int tl_app_ws_route(tl_app *app, const char *pattern, const tl_ws_handlers *h,
+                    size_t data_size, const tl_middleware *mw, size_t nmw) {
+  return tl_router_ws_route(routes(app)->root, pattern, h, data_size, mw, nmw);
+}
+
+bool tl_app_stopping(const tl_app *app) {
+  return atomic_load(&app->running) && atomic_load(&app->stopping);
+}
+
 int tl_app_ws_observe(tl_app *app, const tl_ws_observer *obs) {
   if (!app)
     return TL_EINVAL;
   /* Before listen on worker 0's list (the others copy it at listen),
    * afterwards on the calling worker's own. */
   return tl__wsctx_observe(&tl__app_here(app)->ws, obs);
+}
+
+int tl_app_use_error(tl_app *app, tl_error_middleware mw) {
+  return app ? tl_router_use_error(routes(app)->root, mw) : TL_EINVAL;
 }
 
 void tl_app_not_found(tl_app *app, tl_handler handler) {

@@ -205,7 +205,10 @@ static int share(tl_app *app) {
   tl__worker *w0 = &app->workers[0];
   for (unsigned i = 1; i < app->nworkers; i++) {
     tl__worker *w = &app->workers[i];
+    /* The counters stay the worker's own (a second listen). */
+    __typeof__(w->http.cnt) cnt = w->http.cnt;
     w->http = w0->http;
+    w->http.cnt = cnt;
     w->http.upgrade_ctx = &w->ws;
     w->http.date[0] = '\0';
     w->http.date_sec = 0;

@@ -200,6 +200,8 @@ static size_t corked(const tl__conn *c) {
  * does. */
 void tl__conn_opened(tl__conn *c) {
   c->tcp.data = c;
+  c->flags |= TL__CONN_COUNTED;
+  tl__count(&c->srv->conns_open, 1);
   c->taken_at = (uint32_t)tl__server_now(c->srv);
 }
 
@@ -216,6 +218,8 @@ void tl__conn_close(tl__conn *c) {
   if (c->flags & TL__CONN_CLOSING)
     return;
   c->flags |= TL__CONN_CLOSING;
+  if (c->flags & TL__CONN_COUNTED)
+    tl__count(&c->srv->conns_open, (uint64_t)-1);
   /* A connection on the flush list stays there; the flusher skips closing
    * ones, and the block lives until after the loop turn. */
   if (c->proto->on_close)
@@ -240,6 +244,7 @@ static void on_write_done(uv_write_t *req, int status) {
   if (c->flags & TL__CONN_CLOSING)
     return;
   if (status < 0) {
+    c->error = status;
     tl__conn_close(c);
     return;
   }
@@ -356,6 +361,7 @@ static void flush(tl__conn *c, bool force) {
     return;
   int err = 0;
   c->sent += (uint32_t)corked(c);
+  tl__count(&c->srv->bytes_out, corked(c));
   if (q->nsegs == 0) {
     if (q->out.len) {
       uv_buf_t b = uv_buf_init(q->out.data, (unsigned)q->out.len);
@@ -384,8 +390,10 @@ static void flush(tl__conn *c, bool force) {
    * queued write: the queue is empty and goes back to the pool. */
   q->out.len = 0;
   q_put(c);
-  if (err)
+  if (err) {
+    c->error = err;
     tl__conn_close(c);
+  }
 }
 
 void tl__conn_flush(tl__conn *c) {
@@ -507,6 +515,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     return; /* discard */
   }
   if (n > 0) {
+    tl__count(&c->srv->bytes_in, (uint64_t)n);
     c->proto->on_read(c, buf->base, (size_t)n);
   } else if (n < 0) {
     if (n == UV_EOF)
@@ -640,6 +649,7 @@ bool tl__conn_output_waits(tl__conn *c, uint64_t *taken_at) {
 
 void tl__conn_count_sent(tl__conn *c, size_t n) {
   c->sent += (uint32_t)n;
+  tl__count(&c->srv->bytes_out, n);
 }
 
 /* Whether the peer took nothing of our queued output for send_timeout_ms.

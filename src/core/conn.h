@@ -57,6 +57,7 @@ enum {
   TL__CONN_PEER_EOF = 1u << 5, /* the peer's FIN was read */
   TL__CONN_STALL = 1u << 6,    /* output waits for the peer (taken_at) */
   TL__CONN_WAKE = 1u << 7,     /* on_wake is due */
+  TL__CONN_COUNTED = 1u << 8,  /* counted in the server's conns_open */
 };
 
 /* A reference-counted byte block written to many connections without a
@@ -144,6 +145,9 @@ struct tl__conn {
    * seen taking some, or when output began to wait for it, or when the
    * connection opened. */
   uint32_t sent, taken, taken_at;
+  /* The write error that closed the connection (a libuv code), else 0;
+   * set before on_close runs, for protocols that report it. */
+  int error;
 };
 
 /* Work a connection leaves for a later loop turn, embedded in the
@@ -198,6 +202,9 @@ struct tl__server {
   tl__conn *dirty;  /* connections with corked bytes */
   tl__outq *q_pool; /* output queues not in use */
   unsigned q_pooled;
+  /* Counters of this loop (tl_app_get_stats sums them): connections
+   * opened and not yet closed, bytes read from and handed to sockets. */
+  uint64_t conns_open, bytes_in, bytes_out;
   tl__work *work;    /* deferred to the next turn */
   tl__work *working; /* being run in this turn */
   uint32_t turn;     /* loop turns so far (wraps) */
@@ -205,6 +212,19 @@ struct tl__server {
   char listen_host[64]; /* as given to tl__server_run */
   bool running, stopping, handles_open;
 };
+
+/* The counters of a loop (tl_app_get_stats): plain fields of its
+ * per-loop state, written only by that loop's thread and read by any
+ * (the sum over workers). A relaxed atomic load and store of the field,
+ * so a reader on another worker is no data race; no lock and no
+ * read-modify-write instruction: plain moves on x86-64 and arm64. */
+static inline void tl__count(uint64_t *c, uint64_t n) {
+  __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n,
+                   __ATOMIC_RELAXED);
+}
+static inline uint64_t tl__count_read(const uint64_t *c) {
+  return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
 
 /* Loop time in ms (cached per iteration). */
 static inline uint64_t tl__server_now(const tl__server *s) {

@@ -265,6 +265,9 @@ static int on_headers_complete(llhttp_t *p) {
    * read Host) would be up to whoever reads it. */
   if (hosts > 1 || (hosts == 0 && r->version >= 11))
     return fail(h, 400, "Bad Request");
+  /* From here on the request's head is whole and checked: an error page
+   * for what follows (413, 417) gets the request (tl__res_send_error). */
+  h->phase = TL__P_BODY;
   r->keep_alive = llhttp_should_keep_alive(p);
   bool chunked = (p->flags & F_CHUNKED) != 0;
   h->chunked = chunked;
@@ -294,7 +297,6 @@ static int on_headers_complete(llhttp_t *p) {
     h->bs.seen = 0;
     return HPE_PAUSED;
   }
-  h->phase = TL__P_BODY;
   return 0;
 }
 
@@ -388,6 +390,21 @@ static bool output_backed_up(tl__hconn *h) {
 static void response_done(tl__hconn *h);
 static void stream_start(tl__hconn *h);
 
+/* Whether the request line in `p` ends in a well-formed version of
+ * another major than 1 ("HTTP/2.0", "HTTP/3.0"): that gets 505, where a
+ * malformed one ("HTTP/1.x", "HTTX/1.1") gets 400. */
+static bool other_major(const char *p, size_t n) {
+  const char *eol = memchr(p, '\n', n);
+  size_t len = eol ? (size_t)(eol - p) : n;
+  if (len && p[len - 1] == '\r')
+    len--;
+  if (len < 9 || p[len - 9] != ' ')
+    return false;
+  const char *v = p + len - 8;
+  return memcmp(v, "HTTP/", 5) == 0 && v[5] >= '0' && v[5] <= '9' &&
+         v[5] != '1' && v[6] == '.' && v[7] >= '0' && v[7] <= '9';
+}
+
 /* Parses and dispatches what is available from parse_pos on. */
 static void process(tl__hconn *h) {
   h->in_process = true;
@@ -445,6 +462,14 @@ static void process(tl__hconn *h) {
     }
     int status = h->err_status ? h->err_status : 400;
     const char *reason = h->err_reason ? h->err_reason : "Bad Request";
+    if (err == HPE_INVALID_VERSION && other_major(h->msg, h->avail))
+      err = HPE_PAUSED_H2_UPGRADE; /* answered alike */
+    if (err == HPE_PAUSED_H2_UPGRADE) {
+      /* The HTTP/2 connection preface ("PRI * HTTP/2.0 ... SM"): a client
+       * speaking HTTP/2 with prior knowledge. */
+      status = 505;
+      reason = "HTTP Version Not Supported";
+    }
     tl__res_send_error(h, status, reason);
     break;
   }

@@ -81,9 +81,8 @@ static void send_405(tl_req *r, tl_res *res) {
     memcpy(allow + n, name, l + 1);
     n += l;
   }
-  tl_res_status(res, 405);
   tl_res_header(res, "Allow", allow);
-  tl_res_text(res, "Method Not Allowed\n");
+  tl__error_run(r->h, r, 405, 0, NULL, false);
 }
 
 static void send_426(tl_res *res) {
@@ -92,11 +91,6 @@ static void send_426(tl_res *res) {
   tl_res_header(res, "Connection", "Upgrade");
   tl_res_header(res, "Sec-WebSocket-Version", "13");
   tl_res_text(res, "Upgrade Required: this is a WebSocket endpoint\n");
-}
-
-static void default_not_found(tl_req *req, tl_res *res) {
-  tl_res_status(res, 404);
-  tl_res_text(res, "Not Found\n");
 }
 
 /* Whether the chain must stop: the response was finished (the connection
@@ -121,8 +115,8 @@ static void run_chain(tl_req *r) {
       break;
     r->mw_idx++;
     int rc = mw->fn(r, res, mw->ctx);
-    if (answered(h))
-      return;
+    if (answered(h) || (res->flags & TL__R_FAILED))
+      return; /* a failure's error middleware answered or deferred */
     if (rc == TL_NEXT && !(res->flags & TL__R_DEFERRED))
       continue;
     if (rc == TL_PENDING || (res->flags & TL__R_DEFERRED)) {
@@ -132,10 +126,8 @@ static void run_chain(tl_req *r) {
     }
     if (rc < 0) {
       if (!(res->flags & TL__R_HEAD_SENT)) {
-        tl__buf_reset(&res->hdrs, 4096);
-        res->flags &= ~(TL__R_HAS_CLEN | TL__R_HAS_CTYPE);
-        tl_res_status(res, 500);
-        tl_res_text(res, "Internal Server Error\n");
+        res->flags &= ~TL__R_DEFERRED;
+        tl__error_run(h, r, 500, rc, NULL, true);
       } else {
         res->flags |= TL__R_CLOSE;
         tl_res_end(res, NULL, 0);
@@ -154,8 +146,10 @@ static void run_chain(tl_req *r) {
     send_426(res);
   else if (r->match_status == 405)
     send_405(r, res);
+  else if (h->http->not_found)
+    h->http->not_found(r, res);
   else
-    (h->http->not_found ? h->http->not_found : default_not_found)(r, res);
+    tl__error_run(h, r, 404, 0, NULL, false);
   if (!answered(h) && !(res->flags & TL__R_DEFERRED))
     tl_res_end(res, NULL, 0);
 }

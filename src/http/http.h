@@ -54,6 +54,9 @@ struct tl_router {
   size_t nroutes, cap_routes;
   tl_middleware *mw;
   size_t nmw, cap_mw;
+  tl_error_middleware *emw; /* error middleware (error.c) */
+  size_t nemw, cap_emw;
+  tl_router *parent; /* the router it is mounted in, set by compilation */
   tl__mount *mounts;
   size_t nmounts, cap_mounts;
   tl__http *owner; /* set once the router belongs to an app */
@@ -69,16 +72,20 @@ typedef struct tl__route {
   const tl_middleware **chain; /* router middleware (outer first), then
                                   route middleware */
   size_t nchain;
+  const tl_router *router;      /* the router that holds it: error
+                                   middleware runs from there outward */
   struct tl__route *next_alloc; /* all compiled routes, for freeing */
 } tl__route;
 
 int tl__router_compile(tl__http *http);
 void tl__router_free_compiled(tl__http *http);
 void tl__router_destroy(tl_router *r, bool run_mw_free);
-/* Adds an upgrade route; ownership of `up->data` passes to the router on
- * success (0); TL_EINVAL, TL_ESTATE (frozen) or TL_ENOMEM. */
+/* Adds an upgrade route with `nmw` route-level middleware (copied, as
+ * for tl_router_route); ownership of `up->data` passes to the router on
+ * success (0); TL_EINVAL, TL_EEXIST, TL_ESTATE (frozen) or TL_ENOMEM. */
 int tl__router_add_upgrade(tl_router *r, const char *pattern,
-                           const tl__upgrade *up);
+                           const tl__upgrade *up, const tl_middleware *mw,
+                           size_t nmw);
 
 /* ---- the HTTP layer of an app ------------------------------------------ */
 
@@ -96,6 +103,16 @@ struct tl__http {
    * opaque here: set by the app, read by the upgrade entries. */
   void *upgrade_ctx;
   llhttp_settings_t settings;
+  /* Counters of this loop (tl_app_get_stats sums them; tl__count):
+   * responses finished, by status class (index status / 100; 0: other);
+   * responses the client left before their end; requests for an upgrade
+   * route answered without a 101, or left by their client while the
+   * upgrade was undecided. A worker's copy of the routes keeps its own. */
+  struct {
+    uint64_t responses[6];
+    uint64_t aborted;
+    uint64_t upgrades_refused;
+  } cnt;
   /* The Date header value, refreshed once a second. */
   char date[40];
   int64_t date_sec;
@@ -174,6 +191,9 @@ enum { /* response flags */
        TL__R_WANT_DRAIN = 1u << 10,
        TL__R_ABORTED = 1u << 11, /* the client left before the end */
        TL__R_COLLECT = 1u << 12, /* filter output goes to fbuf (tl_res_send) */
+       TL__R_FAILED = 1u << 13,  /* tl_res_fail ran: the chain stops */
+       /* Error middleware is running. */
+       TL__R_IN_ERROR = 1u << 14,
 };
 
 typedef struct tl__finish_hook {
@@ -276,10 +296,22 @@ void tl__route_req(tl_req *r);
 void tl__dispatch(tl__hconn *h);
 void tl__req_reset(tl_req *req);
 
+/* error.c: answers a failed request through the error middleware, then
+ * talon's own page (talon/error.h). `req` is NULL when the request could
+ * not be read far enough. `failure`: headers set so far are discarded
+ * (not for 404 and 405). */
+void tl__error_run(tl__hconn *h, tl_req *req, int status, int code,
+                   const char *message, bool failure);
+/* Whether any error middleware could run for a request that matched no
+ * route (the app's). */
+bool tl__error_hooked(const tl__http *http);
+/* Answers a request that could not be read with `status` (error
+ * middleware, else a short text page) and ends the connection. */
+void tl__res_send_error(tl__hconn *h, int status, const char *reason);
+
 /* response.c */
 void tl__res_init(tl_res *res, tl__hconn *h);
 void tl__res_reset(tl_res *res);
-void tl__res_send_error(tl__hconn *h, int status, const char *reason);
 const char *tl__status_reason(int status);
 void tl__res_on_drain(tl__hconn *h);
 void tl__res_abort(tl__hconn *h);

@@ -163,7 +163,22 @@ static int write_head(tl_res *res, int64_t clen) {
 
 static void run_hooks(tl_res *res);
 
+/* Whether `res` answers a request for an upgrade route. */
+static bool upgrade_request(const tl_res *res) {
+  const tl_req *r = &res->h->req;
+  return r->ws_upgrade && r->route && r->route->up.run;
+}
+
+static void count(tl_res *res) {
+  int c = res->status / 100;
+  tl__http *http = res->h->http;
+  tl__count(&http->cnt.responses[c >= 1 && c <= 5 ? c : 0], 1);
+  if (res->status != 101 && upgrade_request(res))
+    tl__count(&http->cnt.upgrades_refused, 1);
+}
+
 static void finish(tl_res *res) {
+  count(res);
   res->flags |= TL__R_FINISHED;
   res->flags &= ~TL__R_DEFERRED;
   if (res->hooks)
@@ -248,6 +263,56 @@ int tl_res_headerf(tl_res *res, const char *name, const char *fmt, ...) {
   int err = tl_res_header(res, name, big);
   free(big);
   return err;
+}
+
+/* Removes every header line named `name` from `b`; returns how many. */
+static int remove_lines(tl__buf *b, const char *name) {
+  int n = 0;
+  size_t i = 0;
+  while (i < b->len) {
+    const char *p = b->data + i, *end = b->data + b->len;
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (!colon || !eol)
+      break;
+    size_t line = (size_t)(eol + 1 - p);
+    if (colon < eol && tl_str_ieq(p, (size_t)(colon - p), name)) {
+      memmove(b->data + i, eol + 1, (size_t)(end - eol - 1));
+      b->len -= line;
+      n++;
+    } else {
+      i += line;
+    }
+  }
+  return n;
+}
+
+int tl_res_remove_header(tl_res *res, const char *name) {
+  if (!name || !*name)
+    return TL_EINVAL;
+  if (res->flags & (TL__R_HEAD_SENT | TL__R_FINISHED))
+    return TL_ESTATE;
+  int n = remove_lines(&res->hdrs, name);
+  size_t nl = strlen(name);
+  if (n && tl_str_ieq(name, nl, "content-length"))
+    res->flags &= ~TL__R_HAS_CLEN;
+  else if (n && tl_str_ieq(name, nl, "content-type"))
+    res->flags &= ~TL__R_HAS_CTYPE;
+  return n;
+}
+
+int tl_res_set_header(tl_res *res, const char *name, const char *value) {
+  if (!name || !value || !*name || bad_header_text(name) ||
+      bad_header_text(value) || strchr(name, ':'))
+    return TL_EINVAL;
+  if (res->flags & (TL__R_HEAD_SENT | TL__R_FINISHED))
+    return TL_ESTATE;
+  /* Room first, so that a failure leaves the old lines in place. */
+  int err = tl__buf_reserve(&res->hdrs, strlen(name) + strlen(value) + 4);
+  if (err)
+    return err;
+  tl_res_remove_header(res, name);
+  return tl_res_header(res, name, value);
 }
 
 const char *tl_res_get_header(tl_res *res, const char *name) {
@@ -608,6 +673,7 @@ static void run_hooks(tl_res *res) {
 
 void tl__res_upgraded(tl_res *res) {
   res->status = 101;
+  count(res);
   res->flags |= TL__R_FINISHED;
   res->flags &= ~TL__R_DEFERRED;
   res->abort_cb = NULL;
@@ -621,6 +687,10 @@ uint64_t tl_res_body_bytes(const tl_res *res) {
 
 bool tl_res_aborted(const tl_res *res) {
   return (res->flags & TL__R_ABORTED) != 0;
+}
+
+size_t tl_res_buffered_amount(const tl_res *res) {
+  return tl__conn_pending(&res->h->conn);
 }
 
 void tl_res_on_drain(tl_res *res, tl_res_drain_cb cb, void *arg) {
@@ -656,6 +726,9 @@ void tl__res_abort(tl__hconn *h) {
   tl_res_abort_cb cb = res->abort_cb;
   res->abort_cb = NULL;
   res->flags |= TL__R_FINISHED | TL__R_ABORTED;
+  tl__count(&h->http->cnt.aborted, 1);
+  if (upgrade_request(res))
+    tl__count(&h->http->cnt.upgrades_refused, 1);
   if (cb)
     cb(res, res->abort_arg);
   if (res->hooks)
@@ -676,18 +749,4 @@ void tl_res_close_after(tl_res *res) {
 
 tl_req *tl_res_req(const tl_res *res) {
   return &res->h->req;
-}
-
-void tl__res_send_error(tl__hconn *h, int status, const char *reason) {
-  tl_res *res = &h->res;
-  tl__buf_reset(&res->hdrs, 4096);
-  res->flags = TL__R_CLOSE;
-  res->status = status;
-  char body[96];
-  int n = snprintf(body, sizeof body, "%d %s\n", status, reason);
-  tl_res_header(res, "Content-Type", "text/plain; charset=utf-8");
-  if (write_head(res, n) == 0)
-    tl__conn_write(&h->conn, body, (size_t)n);
-  res->flags |= TL__R_FINISHED;
-  tl__conn_end(&h->conn);
 }

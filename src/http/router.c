@@ -41,6 +41,10 @@ void tl__router_destroy(tl_router *r, bool run_mw_free) {
   }
   free(r->routes);
   free_mw(r->mw, r->nmw, run_mw_free);
+  for (size_t i = 0; run_mw_free && i < r->nemw; i++)
+    if (r->emw[i].free)
+      r->emw[i].free(r->emw[i].ctx);
+  free(r->emw);
   for (size_t i = 0; i < r->nmounts; i++) {
     free(r->mounts[i].prefix);
     tl__router_destroy(r->mounts[i].child, run_mw_free);
@@ -126,10 +130,11 @@ int tl_router_route(tl_router *r, const char *method, const char *pattern,
 }
 
 int tl__router_add_upgrade(tl_router *r, const char *pattern,
-                           const tl__upgrade *up) {
+                           const tl__upgrade *up, const tl_middleware *mw,
+                           size_t nmw) {
   if (!up || !up->run)
     return TL_EINVAL;
-  return add_route(r, TL__M_UPGRADE, pattern, NULL, up, NULL, 0, NULL);
+  return add_route(r, TL__M_UPGRADE, pattern, NULL, up, mw, nmw, NULL);
 }
 
 #define SHORTHAND(fn, m)                                                       \
@@ -229,6 +234,7 @@ static int compile_router(tl__http *http, tl_router *r, const char *prefix,
     rt->up = d->up;
     rt->max_body = d->opts.max_body_bytes;
     rt->stream_body = d->opts.stream_body != 0;
+    rt->router = r;
     rt->chain = (const tl_middleware **)(rt + 1);
     rt->nchain = nchain;
     for (size_t k = 0; k < cc->depth; k++)
@@ -247,6 +253,7 @@ static int compile_router(tl__http *http, tl_router *r, const char *prefix,
       return TL_ENOMEM;
     memcpy(np, prefix, plen);
     memcpy(np + plen, r->mounts[i].prefix, mlen + 1);
+    r->mounts[i].child->parent = r;
     err = compile_router(http, r->mounts[i].child, np, cc, false);
     free(np);
   }

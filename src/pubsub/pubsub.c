@@ -881,6 +881,8 @@ static int publish_checked(tl__pubsub *ps, const char *topic, const void *data,
     return err;
   if ((op != TL_WS_TEXT && op != TL_WS_BINARY) || check_compress(compress))
     return TL_EINVAL;
+  if (out) /* a publish of this node's, not one from the cluster */
+    tl__count(&ps->publishes, 1);
   int r = ps->publish(ps, topic, n, data, len, op, compress, exclude);
   if (out && ps->out_publish && r >= 0)
     ps->out_publish(ps, topic, data, len, op);

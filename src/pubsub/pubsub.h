@@ -77,6 +77,8 @@ struct tl__pubsub {
   unsigned self, nworkers;
   tl__xbatch **outbox;
   void (*post)(tl__pubsub *ps, unsigned worker, tl__xbatch *b);
+  /* Publishes made on this worker (tl_app_get_stats sums them). */
+  uint64_t publishes;
 };
 
 /* `ws` is the ws layer's state of the same app; its `above` must point at

@@ -268,16 +268,22 @@ int tl_ws_select_protocol(tl_res *res, const char *name) {
   return 0;
 }
 
-int tl_router_ws(tl_router *r, const char *pattern,
-                 const tl_ws_handlers *handlers, size_t data_size) {
+int tl_router_ws_route(tl_router *r, const char *pattern,
+                       const tl_ws_handlers *handlers, size_t data_size,
+                       const tl_middleware *mw, size_t nmw) {
   if (!handlers)
     return TL_EINVAL;
   tl__wsroute *rt = tl__wsroute_new(handlers, data_size);
   if (!rt)
     return TL_ENOMEM;
   tl__upgrade up = {.run = upgrade, .free = free, .data = rt};
-  int err = tl__router_add_upgrade(r, pattern, &up);
+  int err = tl__router_add_upgrade(r, pattern, &up, mw, nmw);
   if (err)
     free(rt);
   return err;
+}
+
+int tl_router_ws(tl_router *r, const char *pattern,
+                 const tl_ws_handlers *handlers, size_t data_size) {
+  return tl_router_ws_route(r, pattern, handlers, data_size, NULL, 0);
 }

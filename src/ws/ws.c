@@ -323,6 +323,15 @@ static void send_close_frame(tl_ws *ws, int code, const char *reason,
   write_frame(ws, TL__WS_OP_CLOSE, payload, n);
 }
 
+/* An I/O error on the socket: the app hears of it before `close`. */
+static void report_error(tl_ws *ws, int err) {
+  if (ws->close_called || ws->state == 0 || ws->error_told)
+    return;
+  ws->error_told = true;
+  if (ws->route->h.error)
+    ws->route->h.error(ws, err);
+}
+
 /* Runs the close handler once; the socket is unusable afterwards. */
 static void report_close(tl_ws *ws, int code, const char *reason, size_t len) {
   if (ws->close_called)
@@ -330,6 +339,8 @@ static void report_close(tl_ws *ws, int code, const char *reason, size_t len) {
   ws->close_called = true;
   bool opened = ws->state != 0;
   ws->state = TL_WS_CLOSED;
+  if (opened)
+    tl__count(&ws->ctx->nopen, (uint64_t)-1);
   if (opened && ws->route->h.close)
     ws->route->h.close(ws, code, reason ? reason : "", len);
   const tl__wsctx *ctx = ws->ctx;
@@ -373,6 +384,7 @@ static bool admit(tl_ws *ws, size_t frame, const void *data, size_t len,
     return true;
   if (ws->dropped != UINT32_MAX)
     ws->dropped++;
+  tl__count(&ws->ctx->dropped, 1);
   if (ws->route->h.close_on_backpressure_limit) {
     fail(ws, 1008, "backpressure limit");
     return false;
@@ -391,6 +403,7 @@ static bool admit(tl_ws *ws, size_t frame, const void *data, size_t len,
 static int queued(tl_ws *ws, size_t frame) {
   tl__conn *c = &ws->conn;
   ws->stats.messages_out++;
+  tl__count(&ws->ctx->messages_out, 1);
   if (c->backlog > 0 || tl__conn_pending(c) > ws->route->h.max_backpressure) {
     ws->want_drain = true;
     return TL_WS_BACKPRESSURE;
@@ -424,8 +437,7 @@ int tl_ws_send_ex(tl_ws *ws, const void *data, size_t len, tl_opcode op,
   if (z)
     tl__buf_reset(z, 64 * 1024);
   if (werr != 0) {
-    if (ws->route->h.error)
-      ws->route->h.error(ws, TL_ENOMEM);
+    report_error(ws, TL_ENOMEM);
     fail(ws, 1011, "out of memory");
     return TL_WS_DROPPED;
   }
@@ -470,9 +482,30 @@ int tl_ws_ping(tl_ws *ws, const void *data, size_t len) {
   return (int)len + 2;
 }
 
+int tl_ws_pong(tl_ws *ws, const void *data, size_t len) {
+  if (len > 125)
+    return TL_EINVAL;
+  if (!sendable(ws))
+    return TL_WS_DROPPED;
+  /* An unsolicited pong is a heartbeat the peer does not answer (RFC 6455
+   * 5.5.3); like a ping it counts against max_backpressure only through
+   * the reading pause. */
+  if (write_frame(ws, TL__WS_OP_PONG, data, len) != 0)
+    return TL_WS_DROPPED;
+  return (int)len + 2;
+}
+
+/* The codes an endpoint may send in a close frame (RFC 6455 7.4.1 and
+ * the IANA registry): 1002 (protocol error) is talon's to send, 1004-1006
+ * and 1015 never go on the wire. */
+static bool close_code_ok(int code) {
+  return code == 1000 || code == 1001 || code == 1003 ||
+         (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+}
+
 int tl_ws_close(tl_ws *ws, int code, const char *reason) {
   size_t rlen = reason ? strlen(reason) : 0;
-  if (code != 0 && code != 1000 && (code < 3000 || code > 4999))
+  if (code != 0 && !close_code_ok(code))
     return TL_EINVAL;
   if (rlen > 123 || (code == 0 && rlen > 0))
     return TL_EINVAL;
@@ -720,6 +753,7 @@ static int inflate_message(tl_ws *ws, int op, const uint8_t *data, size_t len,
 /* Hands a whole message to the app. */
 static void deliver(tl_ws *ws, int op, const void *data, size_t len) {
   ws->stats.messages_in++;
+  tl__count(&ws->ctx->messages_in, 1);
   ws->stats.bytes_in += len;
   if (ws->route->h.message)
     ws->route->h.message(ws, data, len, (tl_opcode)op);
@@ -857,6 +891,8 @@ static void on_read(tl__conn *c, char *data, size_t len) {
 
 static void on_eof(tl__conn *c, int status) {
   tl_ws *ws = (tl_ws *)c;
+  if (status != UV_EOF)
+    report_error(ws, status); /* a read error: ECONNRESET, ... */
   report_close(ws, 1006, "", 0);
   tl__conn_close(c);
 }
@@ -915,6 +951,8 @@ static void on_shutdown(tl__conn *c) {
 
 static void on_close(tl__conn *c) {
   tl_ws *ws = (tl_ws *)c;
+  if (c->error)
+    report_error(ws, c->error); /* a write error (EPIPE, ECONNRESET) */
   report_close(ws, 1006, "", 0);
   if (ws->pmd && ws->pmd->busy) {
     tl__server_cancel(c->srv, &ws->pmd->busy->work);
@@ -945,6 +983,7 @@ void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   ws->parser.max_payload = ws->route->h.max_payload;
   ws->parser.allow_rsv1 = ws->pmd != NULL;
   ws->state = TL_WS_OPEN;
+  tl__count(&ws->ctx->nopen, 1);
   ws->stats.opened_ms = now_ms(ws);
   ws->life_armed = ws->route->h.max_lifetime_s != 0;
   set_deadline(ws, 0); /* the lifetime alone, if idle timeouts are off */

@@ -27,6 +27,10 @@ typedef struct tl__wsctx {
   tl__pmd_shared *pmd; /* compression state, on first use */
   tl_ws_observer *observers;
   size_t nobservers, cap_observers;
+  /* Counters of this loop (tl_app_get_stats sums them). */
+  uint64_t nopen; /* sockets opened and not yet closed (tl_app_ws_count) */
+  uint64_t messages_in, messages_out; /* whole messages; out: queued */
+  uint64_t dropped;                   /* messages dropped for backpressure */
   /* Called for every closing socket after its close handler and the
    * observers ran (the app leaves its topics there). May be NULL. */
   void (*on_closed)(tl_ws *ws);
@@ -79,6 +83,7 @@ struct tl_ws {
   bool ping_outstanding : 1;
   bool sent_close : 1;
   bool life_armed : 1; /* the route's max lifetime applies */
+  bool error_told : 1; /* the error handler ran */
   tl_ws_stats stats;
   alignas(max_align_t) unsigned char data[];
 };

@@ -470,3 +470,54 @@ def test_the_per_session_cap_holds_across_workers(chat):
             await ws.ping()
         await close_all(socks)
     run(scenario())
+
+
+# ---- metrics ----------------------------------------------------------------
+
+def metrics(port):
+    r = request(port, "GET", "/metrics")
+    assert r.status == 200
+    text = r.body.decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = int(value)
+    return r, out
+
+
+def test_metrics_count_the_chat(chat):
+    r, before = metrics(chat.port)
+    assert r.header("Content-Type").startswith("text/plain; version=0.0.4")
+    cookie = signed_in(chat.port, "metrics-user")
+
+    async def go():
+        a = await open_socket(chat, "metrics-room", cookie)
+        b = await open_socket(chat, "metrics-room", cookie)
+        _, during = metrics(chat.port)
+        await a.send("hello from a")
+        got = json.loads(await b.recv())
+        while got["type"] != "message":
+            got = json.loads(await b.recv())
+        await close_all([a, b])
+        return during
+
+    during = run(go())
+    assert during["talon_websockets"] >= before["talon_websockets"] + 2
+    deadline = time.monotonic() + SETTLE
+    while True:
+        _, after = metrics(chat.port)
+        if after["talon_websockets"] == before["talon_websockets"]:
+            break
+        assert time.monotonic() < deadline, after
+        time.sleep(0.05)
+    assert after["talon_ws_messages_received_total"] >= \
+        before["talon_ws_messages_received_total"] + 1
+    assert after["talon_pubsub_publishes_total"] > \
+        before["talon_pubsub_publishes_total"]
+    assert after['talon_http_responses_total{class="1xx"}'] >= \
+        before['talon_http_responses_total{class="1xx"}'] + 2  # the 101s
+    assert after['talon_http_responses_total{class="2xx"}'] > \
+        before['talon_http_responses_total{class="2xx"}']
+    assert after["talon_bytes_received_total"] > \
+        before["talon_bytes_received_total"]

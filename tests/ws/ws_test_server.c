@@ -42,6 +42,17 @@
  *   /both          HTTP GET "plain http on /both\n" and a ws echo route
  *   /wsonly        ws echo route only (upgrade NULL, no context): plain
  *                  GET gets 426
+ *   /gaps          "close:<code>" -> tl_ws_close(ws, code, "by app"), an
+ *                  error answered "close-rc:<name>"; "pong:<p>" ->
+ *                  tl_ws_pong (rc in /stats); "count" -> "count:<open
+ *                  sockets>"; "pause-big" -> tl_ws_pause, then 16 MiB
+ *                  queued (a reset then fails the write); others echoed
+ *   /gated         route-level middleware (tl_app_ws_route): ?token=ok or
+ *                  401; the second sets a local the upgrade reads; open
+ *                  sends "via:<local>"
+ *   /cobl-after    max_backpressure 1 MiB, close_on_backpressure_limit:
+ *                  "flood" sends until dropped and records what holds
+ *                  after `close` ran inside tl_ws_send (/stats "after")
  * HTTP routes:
  *   GET /stats     JSON counters
  *   GET /stop      tl_app_stop()
@@ -96,6 +107,11 @@ static struct {
   long flood_runs, flood_timer_runs, cobl_runs;
   runs flood, flood_timer, cobl;
   char last_pong[128];
+  int pong_rc, pong_big_rc;
+  long big_queued;
+  /* /cobl-after: what holds after close ran inside tl_ws_send */
+  int after_close_ran, after_state, after_send_rc, after_same_data,
+      after_route_ok, after_close_seen_state, after_sends;
   long nclose_log;
   struct {
     char route[24];
@@ -164,6 +180,17 @@ static void stats(tl_req *req, tl_res *res) {
   NUM(flood_runs);
   NUM(flood_timer_runs);
   NUM(cobl_runs);
+  NUM(pong_rc);
+  NUM(pong_big_rc);
+  NUM(big_queued);
+  sb_printf(&b,
+            "\"after\":{\"close_ran\":%d,\"state\":%d,\"send_rc\":%d,"
+            "\"same_data\":%d,\"route_ok\":%d,\"state_in_close\":%d,"
+            "\"sends\":%d},",
+            g.after_close_ran, g.after_state, g.after_send_rc,
+            g.after_same_data, g.after_route_ok, g.after_close_seen_state,
+            g.after_sends);
+  sb_printf(&b, "\"ws_count\":%zu,", tl_app_ws_count(g_app));
 #undef NUM
   sb_runs(&b, "flood", &g.flood);
   sb_runs(&b, "flood_timer", &g.flood_timer);
@@ -556,6 +583,130 @@ static void ping_pong(tl_ws *ws, const void *p, size_t n) {
 static const tl_ws_handlers ping_h = {WS(up_named, count_open, ping_msg),
                                       .pong = ping_pong};
 
+/* ---- /gaps, /gated, /cobl-after --------------------------------------- */
+
+static bool is_cmd(const void *p, size_t n, const char *cmd) {
+  size_t l = strlen(cmd);
+  return n >= l && memcmp(p, cmd, l) == 0;
+}
+
+static void gaps_msg(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
+  char arg[128], out[160];
+  if (op == TL_WS_TEXT && is_cmd(p, n, "close:")) {
+    snprintf(arg, sizeof arg, "%.*s", (int)(n - 6), (const char *)p + 6);
+    int rc = tl_ws_close(ws, atoi(arg), "by app");
+    if (rc != 0) {
+      snprintf(out, sizeof out, "close-rc:%s", tl_err_name(rc));
+      tl_ws_send_text(ws, out);
+    }
+    return;
+  }
+  if (op == TL_WS_TEXT && is_cmd(p, n, "pong:")) {
+    char big[126] = {0};
+    g.pong_big_rc = tl_ws_pong(ws, big, sizeof big);
+    g.pong_rc = tl_ws_pong(ws, (const char *)p + 5, n - 5);
+    return;
+  }
+  if (op == TL_WS_TEXT && is_cmd(p, n, "count")) {
+    snprintf(out, sizeof out, "count:%zu", tl_app_ws_count(tl_ws_app(ws)));
+    tl_ws_send_text(ws, out);
+    return;
+  }
+  if (op == TL_WS_TEXT && is_cmd(p, n, "pause-big")) {
+    /* Not reading: a reset reaches us through the write, not a read. */
+    tl_ws_pause(ws);
+    g.big_queued = 0;
+    for (int i = 0; i < 256; i++)
+      if (tl_ws_send(ws, g_flood_buf, FLOOD_MSG, TL_WS_BINARY) > 0)
+        g.big_queued++;
+    return;
+  }
+  tl_ws_send(ws, p, n, op);
+}
+
+static const tl_ws_handlers gaps_h = {WS(up_named, count_open, gaps_msg),
+                                      .max_backpressure = 64 * MiB};
+
+static int gate_mw(tl_req *req, tl_res *res, void *ctx) {
+  const char *t = tl_req_query(req, "token");
+  if (!t || strcmp(t, "ok") != 0) {
+    tl_res_status(res, 401);
+    tl_res_text(res, "no token\n");
+    return TL_DONE;
+  }
+  return TL_NEXT;
+}
+
+static int via_mw(tl_req *req, tl_res *res, void *ctx) {
+  /* App middleware ran first: its local is there. */
+  const char *user = tl_req_get(req, "user");
+  char *v = malloc(96);
+  if (!v)
+    return TL_ENOMEM;
+  snprintf(v, 96, "route-mw after user=%s", user ? user : "none");
+  if (tl_req_set(req, "via", v, free) != 0) {
+    free(v);
+    return TL_ENOMEM;
+  }
+  return TL_NEXT;
+}
+
+static int gated_upgrade(tl_req *req, tl_res *res, void *data) {
+  conn_ctx *c = data;
+  set_route(c, req);
+  const char *via = tl_req_get(req, "via");
+  snprintf(c->user, sizeof c->user, "%s", via ? via : "(none)");
+  return TL_ACCEPT;
+}
+
+static void gated_open(tl_ws *ws) {
+  conn_ctx *c = tl_ws_data(ws);
+  char out[96];
+  g.opens++;
+  snprintf(out, sizeof out, "via:%s", c->user);
+  tl_ws_send_text(ws, out);
+}
+
+static const tl_ws_handlers gated_h = {WS(gated_upgrade, gated_open, echo_msg)};
+
+static void after_close(tl_ws *ws, int code, const char *reason, size_t len) {
+  conn_ctx *c = tl_ws_data(ws);
+  c->proto[0] = 'C'; /* the close handler ran (read back after the send) */
+  g.after_close_seen_state = (int)tl_ws_ready_state(ws);
+  on_close(ws, code, reason, len);
+}
+
+static void after_msg(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
+  if (!(op == TL_WS_TEXT && is_cmd(p, n, "flood"))) {
+    tl_ws_send(ws, p, n, op);
+    return;
+  }
+  conn_ctx *c = tl_ws_data(ws);
+  int rc = 0, sends = 0;
+  while (sends < FLOOD_CAP) {
+    rc = tl_ws_send(ws, g_flood_buf, FLOOD_MSG, TL_WS_BINARY);
+    sends++;
+    if (rc == TL_WS_DROPPED)
+      break;
+  }
+  /* `close` ran inside the last send: ws and its data still readable. */
+  g.after_sends = sends;
+  g.after_close_ran = c->proto[0] == 'C';
+  g.after_state = (int)tl_ws_ready_state(ws);
+  g.after_send_rc = tl_ws_send_text(ws, "after");
+  g.after_same_data = tl_ws_data(ws) == c;
+  g.after_route_ok = strcmp(c->route, "/cobl-after") == 0;
+}
+
+static const tl_ws_handlers after_h = {.upgrade = up_named,
+                                       .open = count_open,
+                                       .message = after_msg,
+                                       .close = after_close,
+                                       .error = on_error,
+                                       .dropped = on_dropped,
+                                       .max_backpressure = 1 * MiB,
+                                       .close_on_backpressure_limit = 1};
+
 /* ---- main
  * -------------------------------------------------------------------------- */
 
@@ -589,6 +740,11 @@ int main(int argc, char **argv) {
   CHECK(tl_app_ws(app, "/ping", &ping_h, ctx));
   CHECK(tl_app_ws(app, "/both", &both_h, ctx));
   CHECK(tl_app_ws(app, "/wsonly", &wsonly_h, 0));
+  CHECK(tl_app_ws(app, "/gaps", &gaps_h, ctx));
+  const tl_middleware gate[] = {{.fn = gate_mw, .name = "gate"},
+                                {.fn = via_mw, .name = "via"}};
+  CHECK(tl_app_ws_route(app, "/gated", &gated_h, ctx, gate, 2));
+  CHECK(tl_app_ws(app, "/cobl-after", &after_h, ctx));
   int err = tl_app_listen(app, "127.0.0.1", port);
   if (err)
     fprintf(stderr, "ws_test_server: %s\n", tl_strerror(err));
