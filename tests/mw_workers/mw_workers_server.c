@@ -10,10 +10,10 @@
  * App middleware, in order: X-Worker; a logger writing JSON lines to
  * LOGFILE (the file sink, its threadpool writer); a logger with a
  * callback sink that checks it is never entered twice at once; request
- * ids; security headers; CORS (any origin); compression; static files
- * from STATICDIR under /s; cookies; sessions (the built-in memory store).
- * The stateless ones are here so that ThreadSanitizer sees them run on
- * all workers at once.
+ * ids; security headers; metrics (/metrics); CORS (any origin);
+ * compression; static files from STATICDIR under /s; cookies; sessions
+ * (the built-in memory store). The stateless ones are here so that
+ * ThreadSanitizer sees them run on all workers at once.
  *
  *   POST /login?user=U   creates a session with user=U, n=0
  *   GET  /whoami         200 "U n" from the session, 401 without one
@@ -24,6 +24,9 @@
  *   GET  /load/...       200 "ok" (the logger load test's requests)
  *   GET  /big            a text body of 4000 lines "line I of a text file"
  *                        (compressed when the client accepts it)
+ *   GET  /events         server-sent events: 5 events "n" with data 1..5,
+ *                        then the end
+ *   GET  /metrics        the metrics middleware (counters of all workers)
  *   GET  /csrf           (CSRF) 200 with a token, creating the session
  *   POST /csrf           (CSRF) 200 "ok" with the right X-CSRF-Token
  *   GET  /_stats         {"log":{lines,dropped,write_errors,queued_bytes},
@@ -143,6 +146,19 @@ static void big_text(tl_req *req, tl_res *res) {
   tl_res_text(res, big);
 }
 
+static void events(tl_req *req, tl_res *res) {
+  tl_sse *sse = tl_sse_start(req, res, NULL);
+  if (!sse)
+    return;
+  for (int i = 1; i <= 5; i++) {
+    char data[16];
+    snprintf(data, sizeof data, "%d", i);
+    if (tl_sse_send(sse, "n", data, data) < 0)
+      return;
+  }
+  tl_sse_end(sse);
+}
+
 static void csrf_token(tl_req *req, tl_res *res) {
   const char *t = tl_csrf_token(req);
   text(res, t ? 200 : 500, t ? t : "no token");
@@ -212,6 +228,7 @@ int main(int argc, char **argv) {
   CHECK(tl_app_use(app, sink_logger));
   CHECK(tl_app_use(app, tl_request_id(NULL)));
   CHECK(tl_app_use(app, tl_security_headers(NULL)));
+  CHECK(tl_app_use(app, tl_metrics(NULL)));
   CHECK(tl_app_use(app, tl_cors(NULL)));
   CHECK(tl_app_use(app, tl_compress(NULL)));
   CHECK(tl_app_use(app, tl_static(argv[3], &(tl_static_options){.prefix = "/s",
@@ -229,6 +246,7 @@ int main(int argc, char **argv) {
     sb_printf(&b, "line %d of a text file\n", i);
   big = b.p;
   CHECK(tl_app_get(app, "/big", big_text));
+  CHECK(tl_app_get(app, "/events", events));
   tl_middleware csrf[] = {tl_csrf(NULL)};
   CHECK(tl_app_route(app, "GET", "/csrf", csrf_token, csrf, 1));
   csrf[0] = tl_csrf(NULL);

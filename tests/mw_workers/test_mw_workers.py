@@ -215,9 +215,10 @@ def test_websocket_sessions_are_logged_once_on_every_worker(srv):
 
 
 # ---- the middleware without shared state ----------------------------------
-# Request ids, security headers, CORS, compression, static files and CSRF
-# keep no state that requests change; this runs them on all workers at
-# once (in the ThreadSanitizer build, that is the check).
+# Request ids, security headers, CORS, compression, static files, CSRF,
+# server-sent events and metrics keep no state that requests change; this
+# runs them on all workers at once (in the ThreadSanitizer build, that is
+# the check; metrics also read every worker's counters while they move).
 
 def test_stateless_middleware_on_all_workers_at_once(srv):
     status, h, token = srv.request("GET", "/csrf")
@@ -225,7 +226,7 @@ def test_stateless_middleware_on_all_workers_at_once(srv):
     cookie = cookie_of(h)
 
     def one(i):
-        kind = i % 4
+        kind = i % 6
         if kind == 0:  # static, compress
             status, h, body = srv.request("GET", "/s/big.txt")
             assert (status, body) == (200, srv.big) and h["etag"]
@@ -248,6 +249,20 @@ def test_stateless_middleware_on_all_workers_at_once(srv):
                 "POST", "/csrf",
                 {"Cookie": cookie, "X-CSRF-Token": "x" + token})
             assert (status, body.strip()) == (403, "Forbidden: CSRF token invalid")
+        elif kind == 3:  # server-sent events
+            status, h, body = srv.request("GET", "/events")
+            assert status == 200
+            assert h["content-type"] == "text/event-stream"
+            assert body.count("event: n\n") == 5
+            assert [ln for ln in body.splitlines()
+                    if ln.startswith("data: ")] == \
+                [f"data: {n}" for n in range(1, 6)]
+        elif kind == 4:  # metrics: the counters of all workers
+            status, h, body = srv.request("GET", "/metrics")
+            assert status == 200
+            total = [ln for ln in body.splitlines()
+                     if ln.startswith('talon_http_responses_total{class="2xx"}')]
+            assert len(total) == 1 and int(total[0].split()[-1]) > 0
         else:
             status, h, body = srv.request("GET", f"/load/plain-{i}",
                                           {"Origin": "https://b.example"})
@@ -256,7 +271,7 @@ def test_stateless_middleware_on_all_workers_at_once(srv):
         assert h["x-content-type-options"] == "nosniff"
         return h["x-request-id"], int(h["x-worker"])
     with ThreadPoolExecutor(16) as ex:
-        results = list(ex.map(one, range(400)))
+        results = list(ex.map(one, range(600)))
     ids = [r for r, _ in results]
     assert len(set(ids)) == len(ids)  # fresh ids, none shared
     assert {w for _, w in results} == ALL
