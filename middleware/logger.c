@@ -1,27 +1,47 @@
 /* talon — access log middleware (contract in include/talon/mw/logger.h).
  *
- * The file sink must never block the loop, and we may not make a shared
+ * The file sink must never block a loop, and we may not make a shared
  * descriptor (stdout) non-blocking: its flags belong to the whole open file
  * description, other processes included. So lines are appended to an
- * in-memory queue on the loop thread and written by one job at a time on
- * the libuv threadpool (uv_queue_work). The job waits for POLLOUT with a
- * short timeout before each write of at most PIPE_BUF bytes, which a pipe
- * or tty that polled writable takes without blocking; when the sink makes
- * no progress for that long the job returns and the queue waits for the
- * next line to try again. That keeps at most one threadpool thread busy,
- * and lets the loop end on shutdown (a job in flight lasts ~100 ms at
- * most; no handle is ever left open: the job is a request, not a handle,
- * and the middleware is freed after the loop is closed). The threadpool
- * is why this file includes <uv.h>: talon's public API has no worker
- * threads of its own.
+ * in-memory queue and written by one job at a time on the libuv
+ * threadpool (uv_queue_work). The job waits for POLLOUT with a short
+ * timeout before each write of at most PIPE_BUF bytes of whole lines,
+ * which a pipe or tty that polled writable takes without blocking; when
+ * the sink makes no progress for that long the job returns and the queue
+ * waits for the next line to try again. That keeps at most one threadpool
+ * thread busy, and lets the loops end on shutdown (a job in flight lasts
+ * ~100 ms at most; no handle is ever left open: the job is a request, not
+ * a handle, and the middleware is freed after the loops are closed). The
+ * threadpool is why this file includes <uv.h>: talon's public API has no
+ * worker threads of its own.
+ *
+ * Workers. Requests of different connections run on different threads
+ * at once, so the logger's state is split in two:
+ *  - per worker, a "lane" (allocated by that worker at its first request,
+ *    in an array sized with tl_app_workers()): the loop to queue writer
+ *    jobs on, the scratch buffer a line is built in, the WebSocket
+ *    observer (registered on that worker at its first request: after
+ *    listen, observers are per worker) and its map of open sockets. Only
+ *    that worker's thread touches its lane.
+ *  - shared, under one mutex: the queue (pending lines and the writer's
+ *    batch) and whether a writer job runs. A lane appends a whole line
+ *    under the mutex (a memcpy) and, when no job runs, queues one on its
+ *    own loop; the job's completion runs on that loop and queues the next
+ *    one there while lines keep coming. So there is one writer at a time
+ *    for the whole app: the descriptor gets whole lines in queue order,
+ *    never two writers' pieces of one line, and max_queue_bytes bounds
+ *    the app's queue, not each worker's.
+ * The counters are atomics (tl_logger_get_stats may run anywhere), and
+ * the custom `write` sink is called under a mutex of its own, so it sees
+ * one line at a time.
  *
  * WebSocket sessions: middleware never sees a socket, so the logger
- * registers an observer on the app (tl_app_ws_observe) the first time it
- * sees a request. The observer's open gets the upgrade request, whose
- * strings die with the call: what the close line needs (target, path,
- * address, an id that pairs the two lines) is copied into a record kept
- * in a small hash table keyed by the socket pointer, and removed at
- * close. */
+ * registers an observer (tl_app_ws_observe) the first time a worker sees
+ * a request. The observer's open gets the upgrade request, whose strings
+ * die with the call: what the close line needs (target, path, address,
+ * an id that pairs the two lines) is copied into a record kept in the
+ * lane's small hash table keyed by the socket pointer, and removed at
+ * close (a socket opens and closes on one worker). Ids are app-wide. */
 #include <talon.h>
 #include <talon/mw.h>
 #include <talon/mw/logger.h>
@@ -29,7 +49,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,30 +69,50 @@ typedef struct buf {
   size_t len, cap;
 } buf;
 
+typedef struct lane lane;
+
 typedef struct logger {
+  /* Read-only after tl_logger(). */
   tl_log_format format;
   int utc;
   tl_logger_write_fn write;
   void *write_arg;
   int fd;
-  size_t max_queue;
-  uv_loop_t *loop;
-  buf line;            /* scratch for building one line (loop thread) */
-  buf pending;         /* lines not yet handed to the writer (loop thread) */
-  buf inflight;        /* the writer's batch; the worker owns it while busy */
-  size_t inflight_off; /* bytes of inflight already written */
-  size_t busy_off;     /* inflight_off when the job started */
+  size_t max_queue; /* for the whole app */
+  /* The queue and its writer (`lock`). */
+  pthread_mutex_t lock;
+  buf pending;         /* lines not yet handed to the writer */
+  buf inflight;        /* the writer's batch; the job owns it while busy */
+  size_t inflight_off; /* bytes of inflight already written (the job's
+                          progress lands here when it completes) */
   bool busy;
-  bool progress; /* worker: wrote something */
-  int werr;      /* worker: errno of a failed write, 0 if none */
-  uv_work_t work;
-  uint64_t lines, dropped, unreported, write_errors;
-  /* WebSocket sessions (loop thread). */
-  bool observing;         /* tried to register the observer */
-  struct wsrec **wsmap;   /* buckets, chained */
-  size_t wsmap_size, nws; /* buckets (a power of two), records */
-  uint64_t ws_ids;        /* the last session id given */
+  /* Written by the job only, read at its completion. */
+  size_t job_off;      /* where the job got to in inflight */
+  bool progress;       /* wrote something */
+  int werr;            /* errno of a failed write, 0 if none */
+  uint64_t unreported; /* dropped lines not yet announced in the sink */
+  /* The `write` sink, one line at a time. */
+  pthread_mutex_t sink_lock;
+  /* Counters for tl_logger_get_stats, from any thread. */
+  _Atomic uint64_t lines, dropped, write_errors;
+  _Atomic uint64_t ws_ids; /* the last WebSocket session id given */
+  /* Lanes, one per worker: the array is made once (lanes_lock), each
+   * lane by its own worker. */
+  pthread_mutex_t lanes_lock;
+  _Atomic(lane **) lanes;
+  unsigned nlanes;
 } logger;
+
+/* What one worker keeps to itself. */
+struct lane {
+  logger *lg;
+  uv_loop_t *loop;      /* this worker's, for writer jobs */
+  uv_work_t work;       /* the writer job, when this lane queued it */
+  buf line;             /* scratch for building one line */
+  bool observing;       /* tried to register the observer */
+  struct wsrec **wsmap; /* buckets, chained */
+  size_t wsmap_size, nws;
+};
 
 /* One open WebSocket: what its close line needs. */
 typedef struct wsrec {
@@ -83,7 +125,7 @@ typedef struct wsrec {
 } wsrec;
 
 typedef struct reqlog {
-  logger *lg;
+  lane *ln;
   uint64_t start_ns;
   struct timespec wall;
   char remote[64];
@@ -279,11 +321,14 @@ static void iso_time(buf *b, const logger *lg, const struct timespec *ts) {
 
 /* ---- the file writer ------------------------------------------------- */
 
-/* While a job runs, the worker moves inflight_off: count from where it
- * started instead of reading it. */
+static void count(_Atomic uint64_t *c) {
+  atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* Under the lock. While a job runs, what it wrote is not counted off
+ * yet. */
 static size_t queued_bytes(const logger *lg) {
-  size_t off = lg->busy ? lg->busy_off : lg->inflight_off;
-  return lg->pending.len + lg->inflight.len - off;
+  return lg->pending.len + lg->inflight.len - lg->inflight_off;
 }
 
 /* Writes from `b` at *off to fd until done, an error, or no progress for
@@ -304,7 +349,7 @@ static int write_some(int fd, const buf *b, size_t *off, int poll_ms,
     size_t n = b->len - *off;
     if (n > WRITE_CHUNK) {
       /* Whole lines where possible, so another writer to the same sink
-       * cannot land inside one of ours. */
+       * (another process) cannot land inside one of ours. */
       n = WRITE_CHUNK;
       const char *nl = memrchr(b->data + *off, '\n', n);
       if (nl)
@@ -322,26 +367,34 @@ static int write_some(int fd, const buf *b, size_t *off, int poll_ms,
   return 0;
 }
 
+/* On the threadpool. The job owns inflight and the fields it writes
+ * while `busy`: nobody else touches them until its completion. */
 static void work_cb(uv_work_t *w) {
-  logger *lg = w->data;
-  lg->progress = false;
-  lg->werr = write_some(lg->fd, &lg->inflight, &lg->inflight_off, POLL_MS,
-                        &lg->progress);
+  logger *lg = ((lane *)w->data)->lg;
+  size_t off = lg->inflight_off; /* only the job's completion moves it */
+  bool progress = false;
+  lg->werr = write_some(lg->fd, &lg->inflight, &off, POLL_MS, &progress);
+  lg->job_off = off;
+  lg->progress = progress;
 }
 
-static void kick(logger *lg);
+static void kick(lane *ln);
 
+/* On the loop of the lane that queued the job. */
 static void after_work_cb(uv_work_t *w, int status) {
-  logger *lg = w->data;
+  lane *ln = w->data;
+  logger *lg = ln->lg;
+  pthread_mutex_lock(&lg->lock);
   bool failed = lg->werr != 0;
   lg->busy = false;
+  lg->inflight_off = lg->job_off;
   if (failed) {
     /* The sink failed (EPIPE: no reader...): what it did not take is
      * dropped and counted; later lines try again. */
-    lg->write_errors++;
+    count(&lg->write_errors);
     size_t n = count_lines(lg->inflight.data + lg->inflight_off,
                            lg->inflight.len - lg->inflight_off);
-    lg->dropped += n;
+    atomic_fetch_add_explicit(&lg->dropped, n, memory_order_relaxed);
     lg->unreported += n;
     lg->inflight.len = lg->inflight_off = 0;
     lg->werr = 0;
@@ -352,12 +405,15 @@ static void after_work_cb(uv_work_t *w, int status) {
    * (progress, or a failure that emptied the batch) go on while anything
    * is queued. */
   if (lg->progress || failed)
-    kick(lg);
+    kick(ln);
+  pthread_mutex_unlock(&lg->lock);
 }
 
-/* Hands queued bytes to the threadpool writer unless it is busy. */
-static void kick(logger *lg) {
-  if (lg->busy || !lg->loop)
+/* Hands queued bytes to a threadpool job on `ln`'s loop unless one runs
+ * already (on any lane's loop). Under the lock, on `ln`'s thread. */
+static void kick(lane *ln) {
+  logger *lg = ln->lg;
+  if (lg->busy || !ln->loop)
     return;
   if (lg->pending.len) {
     if (lg->inflight_off == lg->inflight.len) {
@@ -377,12 +433,12 @@ static void kick(logger *lg) {
   }
   if (lg->inflight_off == lg->inflight.len)
     return;
-  lg->work.data = lg;
-  lg->busy_off = lg->inflight_off;
-  if (uv_queue_work(lg->loop, &lg->work, work_cb, after_work_cb) == 0)
+  ln->work.data = ln;
+  if (uv_queue_work(ln->loop, &ln->work, work_cb, after_work_cb) == 0)
     lg->busy = true;
 }
 
+/* The notice of lines dropped, into `b`. Under the lock. */
 static void dropped_notice(logger *lg, buf *b) {
   b->len = 0;
   if (lg->format == TL_LOG_JSON) {
@@ -401,12 +457,17 @@ static void dropped_notice(logger *lg, buf *b) {
   }
 }
 
-static void emit(logger *lg, const char *line, size_t len) {
+/* A whole line (ending in '\n') from lane `ln`'s thread. */
+static void emit(lane *ln, const char *line, size_t len) {
+  logger *lg = ln->lg;
   if (lg->write) {
-    lg->lines++;
+    count(&lg->lines);
+    pthread_mutex_lock(&lg->sink_lock);
     lg->write(line, len, lg->write_arg);
+    pthread_mutex_unlock(&lg->sink_lock);
     return;
   }
+  pthread_mutex_lock(&lg->lock);
   size_t q = queued_bytes(lg);
   if (lg->unreported) {
     buf notice = {0};
@@ -420,13 +481,25 @@ static void emit(logger *lg, const char *line, size_t len) {
   }
   if (lg->unreported || q + len > lg->max_queue ||
       buf_add(&lg->pending, line, len)) {
-    lg->dropped++;
+    count(&lg->dropped);
     lg->unreported++;
-    kick(lg); /* a stalled writer retries on every line */
+    kick(ln); /* a stalled writer retries on every line */
+    pthread_mutex_unlock(&lg->lock);
     return;
   }
-  lg->lines++;
-  kick(lg);
+  count(&lg->lines);
+  kick(ln);
+  pthread_mutex_unlock(&lg->lock);
+}
+
+/* A line that could not be built (out of memory). */
+static void lost(logger *lg) {
+  count(&lg->dropped);
+  if (!lg->write) {
+    pthread_mutex_lock(&lg->lock);
+    lg->unreported++;
+    pthread_mutex_unlock(&lg->lock);
+  }
 }
 
 /* ---- WebSocket sessions --------------------------------------------- */
@@ -437,7 +510,7 @@ static size_t ws_hash(const tl_ws *ws, size_t size) {
 }
 
 /* Adds `r`; false when the table cannot grow (the record is not kept). */
-static bool ws_put(logger *lg, wsrec *r) {
+static bool ws_put(lane *lg, wsrec *r) {
   if (lg->nws + 1 > lg->wsmap_size / 4 * 3) {
     size_t size = lg->wsmap_size ? lg->wsmap_size * 2 : 64;
     wsrec **m = calloc(size, sizeof *m);
@@ -465,7 +538,7 @@ static bool ws_put(logger *lg, wsrec *r) {
 }
 
 /* Removes and returns the record of `ws`, or NULL. */
-static wsrec *ws_take(logger *lg, const tl_ws *ws) {
+static wsrec *ws_take(lane *lg, const tl_ws *ws) {
   if (!lg->wsmap_size)
     return NULL;
   for (wsrec **pp = &lg->wsmap[ws_hash(ws, lg->wsmap_size)]; *pp;
@@ -484,8 +557,8 @@ static wsrec *ws_take(logger *lg, const tl_ws *ws) {
  *   127.0.0.1 - - [time] "WS /chat?x=1" EVENT id=N
  * JSON: {"time":...,"type":"ws","event":"EVENT","id":N,"remote_addr":...,
  *        "target":...,"path":... */
-static void ws_line_start(logger *lg, buf *b, const char *event, const wsrec *r,
-                          const char *remote) {
+static void ws_line_start(const logger *lg, buf *b, const char *event,
+                          const wsrec *r, const char *remote) {
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
   if (lg->format == TL_LOG_JSON) {
@@ -516,19 +589,18 @@ static void ws_line_start(logger *lg, buf *b, const char *event, const wsrec *r,
     buf_str(b, "-");
 }
 
-static void ws_line_emit(logger *lg, buf *b) {
+static void ws_line_emit(lane *ln, buf *b) {
   /* A failed append leaves a line without its '\n'. */
   if (b->len && b->data[b->len - 1] == '\n') {
-    emit(lg, b->data, b->len);
+    emit(ln, b->data, b->len);
     return;
   }
-  lg->dropped++;
-  if (!lg->write)
-    lg->unreported++;
+  lost(ln->lg);
 }
 
 static void ws_open(tl_ws *ws, tl_req *req, void *arg) {
-  logger *lg = arg;
+  lane *ln = arg;
+  logger *lg = ln->lg;
   const char *target = tl_req_target(req);
   const char *path = tl_req_path(req);
   size_t tl = strlen(target), pl = strlen(path);
@@ -538,17 +610,17 @@ static void ws_open(tl_ws *ws, tl_req *req, void *arg) {
     strcpy(remote, "-");
   if (r) {
     r->ws = ws;
-    r->id = ++lg->ws_ids;
+    r->id = atomic_fetch_add_explicit(&lg->ws_ids, 1, memory_order_relaxed) + 1;
     memcpy(r->remote, remote, sizeof remote);
     memcpy(r->text, target, tl + 1);
     memcpy(r->text + tl + 1, path, pl + 1);
     r->path = r->text + tl + 1;
-    if (!ws_put(lg, r)) {
+    if (!ws_put(ln, r)) {
       free(r);
       r = NULL;
     }
   }
-  buf *b = &lg->line;
+  buf *b = &ln->line;
   b->len = 0;
   if (buf_reserve(b, 512) == 0) {
     ws_line_start(lg, b, "open", r, remote);
@@ -571,12 +643,13 @@ static void ws_open(tl_ws *ws, tl_req *req, void *arg) {
       buf_str(b, "\n");
     }
   }
-  ws_line_emit(lg, b);
+  ws_line_emit(ln, b);
 }
 
 static void ws_close(tl_ws *ws, int code, void *arg) {
-  logger *lg = arg;
-  wsrec *r = ws_take(lg, ws);
+  lane *ln = arg;
+  logger *lg = ln->lg;
+  wsrec *r = ws_take(ln, ws);
   char remote[64];
   if (r)
     memcpy(remote, r->remote, sizeof remote);
@@ -587,7 +660,7 @@ static void ws_close(tl_ws *ws, int code, void *arg) {
   uint64_t now = tl_app_now(tl_ws_app(ws));
   unsigned long long ms =
       now > st.opened_ms ? (unsigned long long)(now - st.opened_ms) : 0;
-  buf *b = &lg->line;
+  buf *b = &ln->line;
   b->len = 0;
   if (buf_reserve(b, 512) == 0) {
     ws_line_start(lg, b, "close", r, remote);
@@ -610,10 +683,10 @@ static void ws_close(tl_ws *ws, int code, void *arg) {
                  (unsigned long long)st.bytes_out, ms);
   }
   free(r);
-  ws_line_emit(lg, b);
+  ws_line_emit(ln, b);
 }
 
-static void ws_free_all(logger *lg) {
+static void ws_free_all(lane *lg) {
   for (size_t i = 0; i < lg->wsmap_size; i++) {
     wsrec *e = lg->wsmap[i];
     while (e) {
@@ -627,13 +700,60 @@ static void ws_free_all(logger *lg) {
   lg->wsmap_size = lg->nws = 0;
 }
 
+/* ---- lanes ------------------------------------------------------------- */
+
+/* The lane of the worker running on this thread, made at its first
+ * request; NULL on out of memory (or, which cannot happen, off the app's
+ * workers). */
+static lane *lane_here(logger *lg, tl_app *app) {
+  lane **lanes = atomic_load_explicit(&lg->lanes, memory_order_acquire);
+  if (!lanes) {
+    pthread_mutex_lock(&lg->lanes_lock);
+    lanes = atomic_load_explicit(&lg->lanes, memory_order_relaxed);
+    if (!lanes) {
+      unsigned n = tl_app_workers(app);
+      lanes = calloc(n ? n : 1, sizeof *lanes);
+      if (lanes) {
+        lg->nlanes = n;
+        atomic_store_explicit(&lg->lanes, lanes, memory_order_release);
+      }
+    }
+    pthread_mutex_unlock(&lg->lanes_lock);
+    if (!lanes)
+      return NULL;
+  }
+  int w = tl_app_worker(app);
+  if (w < 0 || (unsigned)w >= lg->nlanes)
+    return NULL;
+  lane *ln = lanes[w];
+  if (!ln) {
+    if (!(ln = calloc(1, sizeof *ln)))
+      return NULL;
+    ln->lg = lg;
+    lanes[w] = ln; /* only worker w reads or writes its slot */
+  }
+  /* A job queued on the loop of an earlier run has completed before that
+   * run ended, so the current loop is always the right one. */
+  ln->loop = tl_app_loop(app);
+  if (!ln->observing) {
+    /* Once per worker, at its first request: sockets it opens from now
+     * on are seen, including the one this request may upgrade to. On
+     * failure they are just not logged. */
+    ln->observing = true;
+    tl_ws_observer obs = {.open = ws_open, .close = ws_close, .arg = ln};
+    (void)tl_app_ws_observe(app, &obs);
+  }
+  return ln;
+}
+
 /* ---- the middleware -------------------------------------------------- */
 
 static void on_finish(tl_res *res, void *arg) {
   reqlog *rl = arg;
-  logger *lg = rl->lg;
+  lane *ln = rl->ln;
+  logger *lg = ln->lg;
   tl_req *req = tl_res_req(res);
-  buf *b = &lg->line;
+  buf *b = &ln->line;
   double ms = (double)(tl_hrtime() - rl->start_ns) / 1e6;
   uint64_t bytes = tl_res_body_bytes(res);
   int status = tl_res_get_status(res);
@@ -687,65 +807,66 @@ static void on_finish(tl_res *res, void *arg) {
   }
   /* A failed append above leaves a line without its '\n'. */
   if (b->len && b->data[b->len - 1] == '\n') {
-    emit(lg, b->data, b->len);
+    emit(ln, b->data, b->len);
     return;
   }
 fail:
-  lg->dropped++;
-  if (!lg->write)
-    lg->unreported++;
+  lost(lg);
 }
 
 static int logger_fn(tl_req *req, tl_res *res, void *ctx) {
   logger *lg = ctx;
-  if (!lg->loop)
-    lg->loop = tl_app_loop(tl_req_app(req));
-  if (!lg->observing) {
-    /* Once: on failure (8 observers already) sockets are just not
-     * logged. Sockets opened from now on are seen, including the one
-     * this request may be upgrading to. */
-    lg->observing = true;
-    tl_ws_observer obs = {.open = ws_open, .close = ws_close, .arg = lg};
-    (void)tl_app_ws_observe(tl_req_app(req), &obs);
-  }
-  reqlog *rl = tl_req_alloc(req, sizeof *rl);
+  lane *ln = lane_here(lg, tl_req_app(req));
+  reqlog *rl = ln ? tl_req_alloc(req, sizeof *rl) : NULL;
   if (!rl) {
-    lg->dropped++;
+    count(&lg->dropped);
     return TL_NEXT; /* logging must not fail the request */
   }
-  rl->lg = lg;
+  rl->ln = ln;
   rl->start_ns = tl_hrtime();
   clock_gettime(CLOCK_REALTIME, &rl->wall);
   if (tl_req_remote_address(req, rl->remote, sizeof rl->remote))
     strcpy(rl->remote, "-");
   if (tl_res_on_finish(res, on_finish, rl))
-    lg->dropped++;
+    count(&lg->dropped);
   return TL_NEXT;
 }
 
+/* After the loops are gone: every worker has stopped, so no lane is in
+ * use and no job can be queued any more. */
 static void logger_free(void *ctx) {
   logger *lg = ctx;
   if (!lg)
     return;
-  ws_free_all(lg);
-  if (lg->busy)
-    return; /* a job still owns the buffers: leak rather than race */
-  /* The loop is gone: a last, bounded, synchronous attempt. */
-  if (lg->pending.len) {
-    size_t rest = lg->inflight.len - lg->inflight_off;
-    memmove(lg->inflight.data, lg->inflight.data + lg->inflight_off, rest);
-    lg->inflight.len = rest;
-    lg->inflight_off = 0;
-    buf_add(&lg->inflight, lg->pending.data, lg->pending.len);
+  lane **lanes = atomic_load_explicit(&lg->lanes, memory_order_acquire);
+  for (unsigned i = 0; lanes && i < lg->nlanes; i++) {
+    if (!lanes[i])
+      continue;
+    ws_free_all(lanes[i]);
+    free(lanes[i]->line.data);
+    free(lanes[i]);
   }
-  if (!lg->write && lg->inflight_off < lg->inflight.len) {
-    bool progress = false;
-    write_some(lg->fd, &lg->inflight, &lg->inflight_off, FINAL_FLUSH_MS,
-               &progress);
+  free(lanes);
+  if (!lg->busy) { /* else a job still owns the buffers: leak, not race */
+    /* The loops are gone: a last, bounded, synchronous attempt. */
+    if (lg->pending.len) {
+      size_t rest = lg->inflight.len - lg->inflight_off;
+      memmove(lg->inflight.data, lg->inflight.data + lg->inflight_off, rest);
+      lg->inflight.len = rest;
+      lg->inflight_off = 0;
+      buf_add(&lg->inflight, lg->pending.data, lg->pending.len);
+    }
+    if (!lg->write && lg->inflight_off < lg->inflight.len) {
+      bool progress = false;
+      write_some(lg->fd, &lg->inflight, &lg->inflight_off, FINAL_FLUSH_MS,
+                 &progress);
+    }
+    free(lg->pending.data);
+    free(lg->inflight.data);
   }
-  free(lg->line.data);
-  free(lg->pending.data);
-  free(lg->inflight.data);
+  pthread_mutex_destroy(&lg->lock);
+  pthread_mutex_destroy(&lg->sink_lock);
+  pthread_mutex_destroy(&lg->lanes_lock);
   free(lg);
 }
 
@@ -759,6 +880,10 @@ tl_middleware tl_logger(const tl_logger_options *opts) {
     mw.error = TL_ENOMEM; /* tl_app_use reports it */
     return mw;
   }
+  /* With default attributes glibc's pthread_mutex_init cannot fail. */
+  pthread_mutex_init(&lg->lock, NULL);
+  pthread_mutex_init(&lg->sink_lock, NULL);
+  pthread_mutex_init(&lg->lanes_lock, NULL);
   lg->format = o.format <= TL_LOG_JSON ? o.format : TL_LOG_COMBINED;
   lg->utc = o.utc;
   lg->write = o.write;
@@ -774,10 +899,16 @@ tl_middleware tl_logger(const tl_logger_options *opts) {
 int tl_logger_get_stats(const tl_middleware *mw, tl_logger_stats *out) {
   if (!mw || !out || mw->fn != logger_fn || !mw->ctx)
     return TL_EINVAL;
-  const logger *lg = mw->ctx;
-  out->lines = lg->lines;
-  out->dropped = lg->dropped;
-  out->write_errors = lg->write_errors;
-  out->queued_bytes = lg->write ? 0 : queued_bytes(lg);
+  logger *lg = mw->ctx;
+  out->lines = atomic_load_explicit(&lg->lines, memory_order_relaxed);
+  out->dropped = atomic_load_explicit(&lg->dropped, memory_order_relaxed);
+  out->write_errors =
+      atomic_load_explicit(&lg->write_errors, memory_order_relaxed);
+  out->queued_bytes = 0;
+  if (!lg->write) {
+    pthread_mutex_lock(&lg->lock);
+    out->queued_bytes = queued_bytes(lg);
+    pthread_mutex_unlock(&lg->lock);
+  }
   return 0;
 }

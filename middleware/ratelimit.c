@@ -5,8 +5,17 @@
  * can grow with realloc) into hash chains and into an LRU list, most
  * recently used first. The array grows by doubling up to max_keys and is
  * never shrunk; once full, the LRU tail is recycled. Index links rather
- * than pointers also keep the entries free of per-bucket allocations. */
+ * than pointers also keep the entries free of per-bucket allocations.
+ *
+ * Workers: a client's connections may land on any worker, and its count
+ * must be one. One mutex guards the table and the counters; it is held
+ * for a hash lookup and a few arithmetic steps (the key callback and the
+ * response headers run outside it). Time is the monotonic clock read
+ * under the lock rather than the calling worker's loop time: loops cache
+ * their time at different moments, and a bucket refilled by one worker
+ * must not be refilled again by another whose loop time lags. */
 #include <math.h> /* isfinite (a macro) */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +43,8 @@ typedef struct entry {
 } entry;
 
 typedef struct limiter {
-  double rate; /* tokens per ms */
+  pthread_mutex_t lock; /* the table, the LRU list and `st` */
+  double rate;          /* tokens per ms */
   double burst;
   unsigned burst_u;
   size_t max_keys;
@@ -58,6 +68,7 @@ static void limiter_free(void *p) {
   free(l->buckets);
   free(l->e);
   free(l->message);
+  pthread_mutex_destroy(&l->lock);
   free(l);
 }
 
@@ -231,10 +242,13 @@ static int limiter_run(tl_req *req, tl_res *res, void *ctx) {
   }
   key[sizeof key - 1] = '\0';
   size_t klen = strlen(key);
-  uint64_t now = tl_app_now(tl_req_app(req));
+  pthread_mutex_lock(&l->lock);
+  uint64_t now = tl_hrtime() / 1000000u;
   uint32_t i = lookup(l, key, klen, now);
-  if (i == NIL)
+  if (i == NIL) {
+    pthread_mutex_unlock(&l->lock);
     return TL_ENOMEM;
+  }
   entry *x = &l->e[i];
   if (now > x->last_ms) {
     x->tokens += (double)(now - x->last_ms) * l->rate;
@@ -242,18 +256,24 @@ static int limiter_run(tl_req *req, tl_res *res, void *ctx) {
       x->tokens = l->burst;
     x->last_ms = now;
   }
-  if (x->tokens >= 1.0) {
+  bool allowed = x->tokens >= 1.0;
+  if (allowed) {
     x->tokens -= 1.0;
     l->st.allowed++;
-    int err = rate_headers(l, res, x->tokens);
+  } else {
+    l->st.limited++;
+  }
+  double tokens = x->tokens; /* `x` may be recycled once unlocked */
+  pthread_mutex_unlock(&l->lock);
+  if (allowed) {
+    int err = rate_headers(l, res, tokens);
     return err ? err : TL_NEXT;
   }
-  l->st.limited++;
   /* Seconds until one whole token is back, rounded up (at least 1). */
-  double wait_s = ceil_pos((1.0 - x->tokens) / (l->rate * 1000.0));
+  double wait_s = ceil_pos((1.0 - tokens) / (l->rate * 1000.0));
   if (wait_s < 1)
     wait_s = 1;
-  int err = rate_headers(l, res, x->tokens);
+  int err = rate_headers(l, res, tokens);
   if (!err)
     err = tl_res_headerf(res, "Retry-After", "%.0f", wait_s);
   if (err)
@@ -275,7 +295,8 @@ tl_middleware tl_rate_limit(const tl_rate_limit_options *opts) {
       opts->headers > TL_RATE_LIMIT_HEADERS_X)
     return mw;
   limiter *l = calloc(1, sizeof *l);
-  if (!l) {
+  if (!l || pthread_mutex_init(&l->lock, NULL) != 0) {
+    free(l);
     mw.error = TL_ENOMEM; /* tl_app_use reports it */
     return mw;
   }
@@ -311,8 +332,10 @@ tl_middleware tl_rate_limit(const tl_rate_limit_options *opts) {
 int tl_rate_limit_stats_get(const tl_middleware *mw, tl_rate_limit_stats *out) {
   if (!mw || !out || mw->fn != limiter_run || !mw->ctx)
     return TL_EINVAL;
-  const limiter *l = mw->ctx;
+  limiter *l = mw->ctx;
+  pthread_mutex_lock(&l->lock);
   *out = l->st;
   out->keys = l->used;
+  pthread_mutex_unlock(&l->lock);
   return 0;
 }

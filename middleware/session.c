@@ -5,6 +5,7 @@
 #include <talon/mw/cookies.h>
 #include <talon/mw/session.h>
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,7 +26,13 @@
  * access is removed, and every insert first drops expired entries from the
  * head of the list; when the store is full, a full sweep runs and then the
  * least recently used entry goes. No timer is needed, so the store needs
- * no loop. */
+ * no loop, and no worker sweeps for the others.
+ *
+ * Workers call the store concurrently (a session created through one
+ * worker is read through any other): one mutex guards the whole store.
+ * Every operation is a hash lookup plus list splicing, so it is held for
+ * well under a microsecond; the full sweep when the store is full is the
+ * only long one, and it frees room for many inserts. */
 typedef struct entry {
   struct entry *hnext;
   struct entry *prev, *next;
@@ -36,6 +43,7 @@ typedef struct entry {
 } entry;
 
 typedef struct mem_store {
+  pthread_mutex_t lock; /* everything below */
   entry **buckets;
   size_t nbuckets; /* power of two */
   size_t count;
@@ -133,8 +141,8 @@ static int grow(mem_store *m) {
   return 0;
 }
 
-static int mem_get(void *ctx, const char *id, char **data, size_t *len) {
-  mem_store *m = ctx;
+static int mem_get_locked(mem_store *m, const char *id, char **data,
+                          size_t *len) {
   entry *e = find_live(m, id, now_ms());
   if (!e)
     return TL_ENOENT;
@@ -147,8 +155,7 @@ static int mem_get(void *ctx, const char *id, char **data, size_t *len) {
   return 0;
 }
 
-static int mem_touch(void *ctx, const char *id) {
-  mem_store *m = ctx;
+static int mem_touch_locked(mem_store *m, const char *id) {
   uint64_t now = now_ms();
   entry *e = find_live(m, id, now);
   if (!e)
@@ -159,8 +166,8 @@ static int mem_touch(void *ctx, const char *id) {
   return 0;
 }
 
-static int mem_set(void *ctx, const char *id, const char *data, size_t len) {
-  mem_store *m = ctx;
+static int mem_set_locked(mem_store *m, const char *id, const char *data,
+                          size_t len) {
   uint64_t now = now_ms();
   if (strlen(id) != TL_SESSION_ID_LEN)
     return TL_EINVAL;
@@ -210,12 +217,44 @@ static int mem_set(void *ctx, const char *id, const char *data, size_t len) {
   return 0;
 }
 
-static int mem_destroy(void *ctx, const char *id) {
-  mem_store *m = ctx;
+static int mem_destroy_locked(mem_store *m, const char *id) {
   entry *e = *slot(m, id);
   if (e)
     remove_entry(m, e);
   return 0;
+}
+
+/* The store's functions: each one under the lock. */
+static int mem_get(void *ctx, const char *id, char **data, size_t *len) {
+  mem_store *m = ctx;
+  pthread_mutex_lock(&m->lock);
+  int rc = mem_get_locked(m, id, data, len);
+  pthread_mutex_unlock(&m->lock);
+  return rc;
+}
+
+static int mem_touch(void *ctx, const char *id) {
+  mem_store *m = ctx;
+  pthread_mutex_lock(&m->lock);
+  int rc = mem_touch_locked(m, id);
+  pthread_mutex_unlock(&m->lock);
+  return rc;
+}
+
+static int mem_set(void *ctx, const char *id, const char *data, size_t len) {
+  mem_store *m = ctx;
+  pthread_mutex_lock(&m->lock);
+  int rc = mem_set_locked(m, id, data, len);
+  pthread_mutex_unlock(&m->lock);
+  return rc;
+}
+
+static int mem_destroy(void *ctx, const char *id) {
+  mem_store *m = ctx;
+  pthread_mutex_lock(&m->lock);
+  int rc = mem_destroy_locked(m, id);
+  pthread_mutex_unlock(&m->lock);
+  return rc;
 }
 
 static void mem_free(void *ctx) {
@@ -225,6 +264,7 @@ static void mem_free(void *ctx) {
   while (m->head)
     remove_entry(m, m->head);
   free(m->buckets);
+  pthread_mutex_destroy(&m->lock);
   free(m);
 }
 
@@ -234,7 +274,8 @@ static int mem_store_init(tl_session_store *st, const tl_session_options *o) {
     return TL_ENOMEM;
   m->nbuckets = 64;
   m->buckets = calloc(m->nbuckets, sizeof *m->buckets);
-  if (!m->buckets) {
+  if (!m->buckets || pthread_mutex_init(&m->lock, NULL) != 0) {
+    free(m->buckets);
     free(m);
     return TL_ENOMEM;
   }

@@ -22,15 +22,19 @@
  *   ws   /chat/:room    the room; needs a live session (else 401), a page
  *                       of this server (a foreign Origin gets 403), and
  *                       fewer than 16 sockets open with that session
- *                       (else 429)
+ *                       (else 429; when upgrades on two workers take the
+ *                       last place at once, the later one opens and is
+ *                       closed at once with 4029)
  *
  * Messages, server to client (JSON text):
  *   {"type":"welcome","name":"alice","room":"lobby","max_bytes":2048,
  *    "history":[<message>...]}                      on connect
  *   {"type":"message","id":7,"name":"bob","text":"hi","time":<ms>}
- *   {"type":"join","name":"bob","members":2,"time":<ms>}
- *   {"type":"leave","name":"bob","members":1,"time":<ms>}
+ *   {"type":"join","id":8,"name":"bob","members":2,"time":<ms>}
+ *   {"type":"leave","id":9,"name":"bob","members":1,"time":<ms>}
  *   {"type":"error","text":"..."}                   only to the sender
+ * Ids number messages, joins and leaves in one sequence, the order in
+ * which the server decided them (see Workers below).
  * Client to server: the text of a message (UTF-8, at most 2 KiB; a longer
  * one closes the socket with 1009, which the page reports). The server
  * closes a socket with 4001 when its session was signed out.
@@ -47,11 +51,31 @@
  * are sent on join. Signing in is free, so the per-session cap bounds what
  * one sign-in holds, not what one person with many sign-ins can.
  *
- * Usage: chat [PORT]   (or PORT=..., HOST=...; CHAT_PUBLIC=dir serves
- * another front end)
+ * Workers (chat --workers N, WORKERS=N; 0: one per CPU). Every worker
+ * runs these handlers for the connections it accepted, at the same time
+ * as the others, so what the sockets share (rooms, their history and
+ * member counts, message ids, the sockets of each sign-in) is kept under
+ * one mutex, and published messages reach the room's sockets on every
+ * worker (talon's pub/sub spans the workers). Two things follow from
+ * delivery across workers being asynchronous:
+ *  - A message sent on another worker just as a socket joins may be both
+ *    in its welcome's history and delivered live, and messages sent on
+ *    different workers at the same moment may arrive in a different
+ *    order than their ids. The page drops a message whose id it already
+ *    shows, and takes a member count only from an event newer (higher
+ *    id) than the one it took the last count from. Nothing is lost: a
+ *    socket subscribes under the mutex, after taking the history, and a
+ *    message enters the history under the mutex before it is published.
+ *  - A socket may be used only on its worker's thread, so signing out
+ *    asks every worker (tl_app_call_all) to close that sign-in's sockets
+ *    it holds; the response does not wait for them.
+ *
+ * Usage: chat [--workers N] [PORT]   (or PORT=..., HOST=..., WORKERS=...;
+ * CHAT_PUBLIC=dir serves another front end)
  */
 #include <ctype.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,6 +104,7 @@
 #define SESSION_MAX_S (7 * 24 * 3600) /* and any session after this long */
 #define SESSION_BUCKETS 1024  /* hash buckets of the sockets by session */
 #define CLOSE_SIGNED_OUT 4001 /* close code: the session was ended */
+#define CLOSE_TOO_MANY 4029   /* close code: over the per-session cap */
 
 struct room;
 struct session_socks;
@@ -93,7 +118,8 @@ typedef struct chat_user {
   char sid[TL_SESSION_ID_LEN + 1]; /* the session it was opened with */
   double tokens;                   /* rate limit bucket */
   uint64_t tokens_at;              /* loop time of the last refill, ms */
-  tl_ws *ws;                       /* from open on */
+  tl_ws *ws;                       /* from open on; its worker only */
+  int worker;                      /* the worker that owns it */
   struct room *r;                  /* its room, from open on */
   struct session_socks *session;   /* its session's sockets, from open on */
   struct chat_user *next_of_session;
@@ -105,12 +131,13 @@ typedef struct room {
   char name[ROOM_MAX_CHARS + 1];
   json_t *ring[HISTORY];
   unsigned first, count; /* ring[first] is the oldest */
-  int members;           /* sockets in it (the topic's subscribers) */
+  int members;           /* sockets in it (joined and not yet left) */
   uint64_t used;         /* loop time of the last activity, for eviction */
 } room;
 
-/* The open sockets of one session: what the per-session cap counts and
- * what /logout closes. */
+/* The open sockets of one session, on every worker: what the
+ * per-session cap counts and what /logout closes (each worker closes its
+ * own: see socks_revoke). */
 typedef struct session_socks {
   struct session_socks *next; /* in its hash bucket */
   char id[TL_SESSION_ID_LEN + 1];
@@ -118,10 +145,15 @@ typedef struct session_socks {
   unsigned count;
 } session_socks;
 
+/* Everything the workers share, under `lock`. It is recursive because
+ * talon calls some handlers from inside calls made under it: subscribing
+ * runs the subscription handler, closing a socket may run its close
+ * handler, and publishing may close a slow socket. */
 typedef struct chat_state {
+  pthread_mutex_t lock;
   room *rooms;
   size_t nrooms, nidle; /* all rooms / rooms nobody is in */
-  json_int_t next_id;
+  json_int_t next_id;   /* of messages, joins and leaves */
   session_socks *sessions[SESSION_BUCKETS];
 } chat_state;
 
@@ -129,6 +161,17 @@ typedef struct chat_state {
 
 static chat_state *state_of(tl_app *app) {
   return tl_app_data(app);
+}
+
+/* Locks the shared state of `app` and returns it. */
+static chat_state *lock(tl_app *app) {
+  chat_state *st = state_of(app);
+  pthread_mutex_lock(&st->lock);
+  return st;
+}
+
+static void unlock(chat_state *st) {
+  pthread_mutex_unlock(&st->lock);
 }
 
 static json_int_t now_ms(void) {
@@ -216,13 +259,6 @@ static char *dump(json_t *j) {
   return s;
 }
 
-static void publish_json(tl_app *app, const char *topic, json_t *j) {
-  char *s = dump(j);
-  if (s)
-    tl_app_publish(app, topic, s, strlen(s), TL_WS_TEXT);
-  free(s);
-}
-
 static void send_json(tl_ws *ws, json_t *j) {
   char *s = dump(j);
   if (s)
@@ -270,9 +306,9 @@ static void rooms_trim(chat_state *st, const room *keep) {
   }
 }
 
-/* Finds or creates room `name`; NULL only when out of memory. */
-static room *room_get(tl_app *app, const char *name) {
-  chat_state *st = state_of(app);
+/* Finds or creates room `name`; NULL only when out of memory. Under the
+ * lock (as is everything below that takes the state). */
+static room *room_get(tl_app *app, chat_state *st, const char *name) {
   uint64_t now = tl_app_now(app);
   room *r = room_find(st, name);
   if (r) {
@@ -325,13 +361,16 @@ static unsigned socks_count(chat_state *st, const char *id) {
   return e ? e->count : 0;
 }
 
-/* Counts the open socket `u` for its session; false when out of memory. */
-static bool socks_attach(chat_state *st, chat_user *u) {
+/* Counts the open socket `u` for its session: 0, or 1 when the session
+ * already has its MAX_SOCKETS_PER_SESSION, or -1 when out of memory. */
+static int socks_attach(chat_state *st, chat_user *u) {
   session_socks *e = socks_find(st, u->sid);
+  if (e && e->count >= MAX_SOCKETS_PER_SESSION)
+    return 1;
   if (!e) {
     e = calloc(1, sizeof *e);
     if (!e)
-      return false;
+      return -1;
     snprintf(e->id, sizeof e->id, "%s", u->sid);
     size_t b = sid_bucket(e->id);
     e->next = st->sessions[b];
@@ -341,7 +380,7 @@ static bool socks_attach(chat_state *st, chat_user *u) {
   e->users = u;
   e->count++;
   u->session = e;
-  return true;
+  return 0;
 }
 
 /* Stops counting `u` (its socket closed). */
@@ -366,15 +405,41 @@ static void socks_detach(chat_state *st, chat_user *u) {
   free(e);
 }
 
-/* Closes every socket of session `id` (it was signed out or replaced).
- * Each leaves the list in its close handler, later; `next` is read before
- * the close in case that handler runs at once. */
-static void socks_revoke(chat_state *st, const char *id) {
+/* Closes the sockets of session `id` that this worker holds, with the
+ * lock held. Each leaves the list in its close handler, later or at once;
+ * `next` is read before the close in case it is at once. */
+static void socks_close_here(chat_state *st, int worker, const char *id) {
   session_socks *e = socks_find(st, id);
   for (chat_user *u = e ? e->users : NULL, *next; u; u = next) {
     next = u->next_of_session;
-    tl_ws_close(u->ws, CLOSE_SIGNED_OUT, "signed out");
+    if (u->worker == worker)
+      tl_ws_close(u->ws, CLOSE_SIGNED_OUT, "signed out");
   }
+}
+
+/* tl_app_call_all: on each worker in turn. */
+static void revoke_here(tl_app *app, void *id) {
+  chat_state *st = lock(app);
+  socks_close_here(st, tl_app_worker(app), id);
+  unlock(st);
+}
+
+static void revoke_done(tl_app *app, void *id) {
+  free(id);
+}
+
+/* Closes every socket of session `id` (it was signed out or replaced):
+ * each worker closes those it holds, since a socket may be used only on
+ * its own worker's thread. */
+static void socks_revoke(tl_app *app, const char *id) {
+  char *copy = strdup(id);
+  if (copy && tl_app_call_all(app, revoke_here, revoke_done, copy) == 0)
+    return;
+  free(copy);
+  /* Out of memory: close at least this worker's. */
+  chat_state *st = lock(app);
+  socks_close_here(st, tl_app_worker(app), id);
+  unlock(st);
 }
 
 /* ---- HTTP routes ------------------------------------------------------- */
@@ -455,7 +520,7 @@ static void login(tl_req *req, tl_res *res) {
     return;
   }
   if (*old)
-    socks_revoke(state_of(tl_req_app(req)), old);
+    socks_revoke(tl_req_app(req), old);
   snprintf(location, sizeof location, "/?room=%s", room);
   tl_res_redirect(res, 303, location);
 }
@@ -475,7 +540,7 @@ static void logout(tl_req *req, tl_res *res) {
     return;
   }
   if (*old)
-    socks_revoke(state_of(tl_req_app(req)), old);
+    socks_revoke(tl_req_app(req), old);
   tl_res_redirect(res, 303, "/");
 }
 
@@ -500,10 +565,15 @@ static int on_upgrade(tl_req *req, tl_res *res, void *data) {
     return refuse(res, 400,
                   "Bad Request: room names are 1-32 of A-Z a-z 0-9 _ -\n");
   /* The cap is per session: a client holding many rooms stops only
-   * itself. (open() counts the socket: it runs before any other upgrade
-   * is decided, so two upgrades cannot both take the last place.) */
-  if (socks_count(state_of(tl_req_app(req)), u->sid) >=
-      MAX_SOCKETS_PER_SESSION) {
+   * itself. open() counts the socket; two upgrades of one session on two
+   * workers at once may both pass here, and open() refuses the one over
+   * the cap. */
+  tl_app *app = tl_req_app(req);
+  chat_state *st = lock(app);
+  bool full = socks_count(st, u->sid) >= MAX_SOCKETS_PER_SESSION;
+  bool made = !full && room_get(app, st, r);
+  unlock(st);
+  if (full) {
     char text[96];
     snprintf(text, sizeof text,
              "Too Many Requests: at most %d rooms open at once per sign-in; "
@@ -511,7 +581,7 @@ static int on_upgrade(tl_req *req, tl_res *res, void *data) {
              MAX_SOCKETS_PER_SESSION);
     return refuse(res, 429, text);
   }
-  if (!room_get(tl_req_app(req), r))
+  if (!made)
     return refuse(res, 503, "Service Unavailable: out of memory\n");
   snprintf(u->room, sizeof u->room, "%s", r);
   snprintf(u->topic, sizeof u->topic, "room:%s", r);
@@ -522,10 +592,21 @@ static int on_upgrade(tl_req *req, tl_res *res, void *data) {
 
 static void on_open(tl_ws *ws) {
   chat_user *u = tl_ws_data(ws);
+  tl_app *app = tl_ws_app(ws);
   u->ws = ws;
-  u->r = room_get(tl_ws_app(ws), u->room);
-  if (!u->r || !socks_attach(state_of(tl_ws_app(ws)), u)) {
-    tl_ws_close(ws, 1011, "out of memory");
+  u->worker = tl_app_worker(app);
+  /* The history and the subscription are taken under one hold of the
+   * lock: a message enters the history under it too, so each one is
+   * either in the welcome or published after this socket subscribed. */
+  chat_state *st = lock(app);
+  int attached = -1;
+  u->r = room_get(app, st, u->room);
+  if (!u->r || (attached = socks_attach(st, u)) != 0) {
+    unlock(st);
+    if (attached == 1)
+      tl_ws_close(ws, CLOSE_TOO_MANY, "too many rooms open");
+    else
+      tl_ws_close(ws, 1011, "out of memory");
     return;
   }
   room *r = u->r;
@@ -536,36 +617,47 @@ static void on_open(tl_ws *ws) {
                           "name", u->name, "room", u->room, "max_bytes",
                           MAX_PAYLOAD, "history", history));
   /* The join announcement comes from the subscription handler. */
-  if (tl_ws_subscribe(ws, u->topic) != 0)
+  int err = tl_ws_subscribe(ws, u->topic);
+  unlock(st);
+  if (err != 0)
     tl_ws_close(ws, 4011, "could not join the room");
 }
 
 static void on_close(tl_ws *ws, int code, const char *reason, size_t len) {
-  socks_detach(state_of(tl_ws_app(ws)), tl_ws_data(ws));
+  chat_state *st = lock(tl_ws_app(ws));
+  socks_detach(st, tl_ws_data(ws));
+  unlock(st);
 }
 
 /* Joins and leaves (also of closing sockets, after on_close): announce
  * them with the new member count, and keep the room's count, which
- * decides whether it may be forgotten. */
+ * decides whether it may be forgotten. talon's counts are app-wide, but
+ * the handlers of two workers may run in either order; the count kept
+ * and announced here is the one of the order they took the lock in, and
+ * the event's id tells the page which count is the newest. */
 static void on_subscription(tl_ws *ws, const char *topic, int new_count,
                             int old_count) {
   chat_user *u = tl_ws_data(ws);
   tl_app *app = tl_ws_app(ws);
-  chat_state *st = state_of(app);
+  bool join = new_count > old_count;
+  chat_state *st = lock(app);
   room *r = u->r;
-  r->members = new_count;
-  if (old_count == 0 && new_count > 0)
+  r->members += join ? 1 : -1;
+  if (join && r->members == 1)
     st->nidle--;
-  if (new_count == 0 && old_count > 0) {
+  if (!join && r->members == 0) {
     st->nidle++;
     r->used = tl_app_now(app);
   }
-  publish_json(app, topic,
-               json_pack("{s:s, s:s, s:i, s:I}", "type",
-                         new_count > old_count ? "join" : "leave", "name",
-                         u->name, "members", new_count, "time", now_ms()));
-  if (new_count == 0)
+  char *event = dump(json_pack(
+      "{s:s, s:I, s:s, s:i, s:I}", "type", join ? "join" : "leave", "id",
+      ++st->next_id, "name", u->name, "members", r->members, "time", now_ms()));
+  if (r->members == 0)
     rooms_trim(st, NULL); /* `r` may be gone now */
+  unlock(st);
+  if (event)
+    tl_app_publish(app, topic, event, strlen(event), TL_WS_TEXT);
+  free(event);
 }
 
 /* Whether the text has something other than white space. */
@@ -601,20 +693,29 @@ static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
   }
   u->tokens -= 1.0;
 
+  /* talon checked that text is valid UTF-8; jansson escapes it. A NUL
+   * (valid UTF-8, "\u0000") makes json_stringn fail: refused. The
+   * message is numbered and kept under the lock, and serialised there
+   * too: the history's objects are shared by the workers. */
+  chat_state *st = lock(app);
   room *r = u->r;
   r->used = now;
-  chat_state *st = state_of(app);
-  /* talon checked that text is valid UTF-8; jansson escapes it. A NUL
-   * (valid UTF-8, "\u0000") makes json_stringn fail: refused. */
   json_t *msg = json_pack("{s:s, s:I, s:s, s:s%, s:I}", "type", "message", "id",
                           ++st->next_id, "name", u->name, "text",
                           (const char *)data, len, "time", now_ms());
-  if (!msg) {
+  char *text = NULL;
+  if (msg) {
+    room_remember(r, msg);
+    text = dump(msg);
+  }
+  unlock(st);
+  if (!text) {
     send_error(ws, "message refused");
     return;
   }
-  room_remember(r, msg);
-  publish_json(app, u->topic, msg); /* to everyone, the sender included */
+  /* To everyone, the sender included, on every worker. */
+  tl_app_publish(app, u->topic, text, strlen(text), TL_WS_TEXT);
+  free(text);
 }
 
 static void on_dropped(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
@@ -706,8 +807,7 @@ int main(int argc, char **argv) {
   example_opts o;
   int rc = example_args(
       argc, argv, "chat",
-      "  CHAT_PUBLIC     the front end's folder [examples/chat/public]\n",
-      &o);
+      "  CHAT_PUBLIC     the front end's folder [examples/chat/public]\n", &o);
   if (rc >= 0)
     return rc;
 
@@ -727,8 +827,14 @@ int main(int argc, char **argv) {
   const char *const secrets[] = {secret, NULL};
 
   chat_state state = {0};
-  tl_app *app = tl_app_new(
-      &(tl_app_config){.on_listen = on_listen, .workers = o.workers, .max_body_bytes = 16 << 10});
+  pthread_mutexattr_t recursive;
+  pthread_mutexattr_init(&recursive);
+  pthread_mutexattr_settype(&recursive, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init(&state.lock, &recursive);
+  pthread_mutexattr_destroy(&recursive);
+  tl_app *app = tl_app_new(&(tl_app_config){.on_listen = on_listen,
+                                            .workers = o.workers,
+                                            .max_body_bytes = 16 << 10});
   if (!app)
     return 1;
   int redis_rc = example_redis(app, "chat");
@@ -788,5 +894,6 @@ int main(int argc, char **argv) {
     state.rooms = r->next;
     room_free(r);
   }
+  pthread_mutex_destroy(&state.lock);
   return err ? 1 : 0;
 }

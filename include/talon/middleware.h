@@ -9,6 +9,19 @@
  * own, then the handler. App middleware also runs for requests that match
  * no route, before the not-found (404) or method-not-allowed (405) answer,
  * so a middleware like a static file server can answer them.
+ *
+ * Workers (tl_app_config.workers > 1): a middleware value is registered
+ * once and shared by every worker, so its function runs on several
+ * threads at the same time, with the same `ctx`. State in `ctx` that
+ * requests change needs a lock or atomics; state a request owns (request
+ * memory, tl_req_set) does not. The built-in middleware (talon/mw/) is
+ * safe with any worker count: session store, rate limit table and access
+ * log queue are shared app-wide under locks, the others keep no mutable
+ * state. Callbacks given in their options (a rate-limit key, a CORS
+ * allow function, compressible, set_headers, error hooks, a session
+ * store, a logger sink) are called on the request's worker thread, and
+ * so possibly concurrently (the logger's `write` sink excepted: see
+ * talon/mw/logger.h).
  */
 #ifndef TALON_MIDDLEWARE_H
 #define TALON_MIDDLEWARE_H

@@ -1,7 +1,9 @@
 """chat: server-side sessions (logout and a new sign-in revoke the old
 cookie and close its sockets), the per-session socket cap, and rooms that
-one client's many sockets cannot use up for everyone else. The page itself
-is tested in a browser by tests/browser."""
+one client's many sockets cannot use up for everyone else; with one worker
+and with 4 (WORKERS=4, more than this machine's cores), where rooms,
+history, member counts and sign-outs must span the workers. The page
+itself is tested in a browser by tests/browser."""
 import asyncio
 import json
 import re
@@ -23,9 +25,10 @@ SIGNED_OUT = 4001    # the close code of a socket whose session ended
 SETTLE = 30.0 if wrapped() else 5.0
 
 
-@pytest.fixture(scope="module")
-def chat(pytestconfig):
-    yield from module_example(pytestconfig, "chat")
+@pytest.fixture(scope="module", params=[1, 4], ids=["1worker", "4workers"])
+def chat(pytestconfig, request):
+    yield from module_example(pytestconfig, "chat",
+                              env={"WORKERS": str(request.param)})
 
 
 def login(port, name, room="lobby", cookie=None):
@@ -270,6 +273,203 @@ def test_idle_rooms_beyond_the_cap_are_forgotten(chat):
         assert await history("oldest", cookies[0]) == []
         assert await history(names[-1], cookies[1]) == ["x"]
     run(scenario(), timeout=120)
+
+
+# ---- workers ------------------------------------------------------------------
+# With 4 workers the kernel spreads connections over them by a hash of
+# the client's address and port: of 8 or more sockets, the chance that
+# all land on one worker is below 1e-4 (4 * 4^-8), so these tests see
+# sockets on different workers (tests/mw_workers proves the spreading
+# with a worker header). With 1 worker they must pass as well.
+
+async def until(ws, pred, what, before=()):
+    """Reads messages until pred(messages) holds for `before` and the
+    messages read so far; returns the messages read."""
+    got = []
+    while True:
+        try:
+            m = json.loads(await asyncio.wait_for(ws.recv(), SETTLE))
+        except asyncio.TimeoutError:
+            raise AssertionError(f"{what}: not seen; got {got}")
+        got.append(m)
+        if pred(list(before) + got):
+            return got
+
+
+def newest_members(events):
+    """The member count of the newest (highest id) join or leave."""
+    ev = [m for m in events if m["type"] in ("join", "leave")]
+    return max(ev, key=lambda m: m["id"])["members"]
+
+
+def test_one_room_over_all_workers(chat):
+    """8 members joined one after the other: each sees the others join
+    with the right count, every message of every member exactly once
+    (history and live together), and a leave with the count after it."""
+    room = "xw-room"
+    cookies = [signed_in(chat.port, f"m{i}") for i in range(8)]
+
+    async def scenario():
+        socks, seen = [], []
+        for i, cookie in enumerate(cookies):
+            ws = await open_socket(chat, room, cookie)
+            socks.append(ws)
+            seen.append([])
+            # Everyone, this one included, sees its join with count i+1.
+            for j, s in enumerate(socks):
+                seen[j] += await until(
+                    s, lambda ms: ms[-1]["type"] == "join" and
+                    ms[-1]["name"] == f"m{i}", f"m{j} sees m{i} join")
+                assert newest_members(seen[j]) == i + 1
+        # Everyone talks at once: 5 messages each.
+        await asyncio.gather(*(s.send(f"{i}:{k}") for i, s in enumerate(socks)
+                               for k in range(5)))
+        texts = {f"{i}:{k}" for i in range(8) for k in range(5)}
+        for j, s in enumerate(socks):
+            seen[j] += await until(
+                s, lambda ms: {x["text"] for x in ms
+                               if x["type"] == "message"} >= texts,
+                f"m{j} sees every message", seen[j])
+            msgs = [m for m in seen[j] if m["type"] == "message"]
+            # Each delivered once live (no history here: the room was new).
+            assert len(msgs) == 40 and len({m["id"] for m in msgs}) == 40
+            assert {m["text"] for m in msgs} == texts
+        # A newcomer gets the 40, in id order, in its welcome.
+        ws = await websockets.connect(url(chat, room),
+                                      extra_headers={"Cookie": cookies[0]})
+        welcome = json.loads(await ws.recv())
+        ids = [m["id"] for m in welcome["history"]]
+        assert {m["text"] for m in welcome["history"]} == texts
+        assert ids == sorted(ids)
+        await ws.close()
+        # One leaves: the others see the count drop to 7 (the newcomer's
+        # join and leave came and went).
+        await socks[3].close()
+        for j, s in enumerate(socks):
+            if j == 3:
+                continue
+            seen[j] += await until(
+                s, lambda ms: ms[-1]["type"] == "leave" and
+                ms[-1]["name"] == "m3", f"m{j} sees m3 leave")
+            assert newest_members(seen[j]) == 7
+        await close_all(socks)
+    run(scenario())
+
+
+def test_history_and_live_messages_meet_without_loss(chat):
+    """Sockets join while others keep talking (48 messages, fewer than the
+    50 a room keeps): what a joiner's welcome and its live messages hold
+    together is every message, none of them twice live (one can be in
+    both: the page drops it by id)."""
+    room = "xw-flow"
+    talkers = [signed_in(chat.port, f"t{i}") for i in range(4)]
+    joiner = signed_in(chat.port, "joiner")
+
+    async def scenario():
+        socks = [await open_socket(chat, room, c) for c in talkers]
+        sent = set()
+
+        async def talk():
+            for k in range(12):
+                for i, s in enumerate(socks):
+                    text = f"{i}:{k}"
+                    sent.add(text)
+                    await s.send(text)
+                await asyncio.sleep(0.02)
+
+        async def join_some():
+            late = []
+            for _ in range(6):
+                await asyncio.sleep(0.03)
+                ws = await websockets.connect(
+                    url(chat, room), extra_headers={"Cookie": joiner})
+                welcome = json.loads(await ws.recv())
+                late.append((ws, [m for m in welcome["history"]]))
+            return late
+        _, late = await asyncio.gather(talk(), join_some())
+        # The last message of each talker marks the end.
+        last = {f"{i}:11" for i in range(4)}
+        for ws, history in late:
+            got = list(history)
+            got += await until(
+                ws, lambda ms: {x.get("text") for x in ms} >= last,
+                "a late joiner sees the last messages", got)
+            msgs = [m for m in got if m["type"] == "message"]
+            live = msgs[len(history):]
+            assert len({m["id"] for m in live}) == len(live), "live twice"
+            # The room is new and holds fewer than 50 messages, so the
+            # history and the live messages together are all of them.
+            assert {m["text"] for m in msgs} == sent
+            await ws.close()
+        # The talkers got every message too (and a socket whose client
+        # does not read cannot take its close quickly).
+        for s in socks:
+            got = await until(s, lambda ms: {x.get("text") for x in ms} >= sent,
+                              "a talker sees every message")
+            assert len([m for m in got if m["type"] == "message"]) == 48
+        await close_all(socks)
+    run(scenario())
+
+
+def test_sign_out_closes_the_sockets_on_every_worker(chat):
+    """12 sockets of one sign-in (on several workers with WORKERS=4): a
+    logout through any worker closes all of them with 4001; another
+    sign-in's sockets stay open."""
+    cookie = signed_in(chat.port, "spread")
+    other = signed_in(chat.port, "stays")
+
+    async def scenario():
+        socks = await asyncio.gather(*(open_socket(chat, f"so-{i}", cookie)
+                                       for i in range(12)))
+        bystanders = await asyncio.gather(*(open_socket(chat, f"so-{i}", other)
+                                            for i in range(8)))
+        r = request(chat.port, "GET", "/logout", {"Cookie": cookie})
+        assert r.status == 303
+        for ws in socks:
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(ws.recv(), SETTLE)
+            assert (ws.close_code, ws.close_reason) == (SIGNED_OUT,
+                                                        "signed out")
+        for ws in bystanders:
+            await ws.ping()
+            assert ws.open
+        await close_all(bystanders)
+    run(scenario())
+
+
+def test_the_per_session_cap_holds_across_workers(chat):
+    """24 upgrades of one sign-in at once, over the workers: at most 16
+    sockets stay open (an upgrade over the cap is refused with 429, or,
+    when two workers decided at the same moment, closed with 4029 right
+    after opening)."""
+    cookie = signed_in(chat.port, "racer")
+
+    async def one(i):
+        try:
+            ws = await websockets.connect(url(chat, f"race-{i}"),
+                                          extra_headers={"Cookie": cookie})
+        except websockets.exceptions.InvalidStatusCode as e:
+            assert e.status_code == 429
+            return None
+        try:
+            # The welcome and its join, or the close (then no welcome).
+            for _ in range(2):
+                await asyncio.wait_for(ws.recv(), SETTLE)
+        except websockets.exceptions.ConnectionClosed:
+            assert (ws.close_code, ws.close_reason) == \
+                (4029, "too many rooms open")
+            return None
+        return ws
+
+    async def scenario():
+        socks = [w for w in await asyncio.gather(*(one(i) for i in range(24)))
+                 if w]
+        assert len(socks) == PER_SESSION
+        for ws in socks:
+            await ws.ping()
+        await close_all(socks)
+    run(scenario())
 
 
 # ---- metrics ----------------------------------------------------------------

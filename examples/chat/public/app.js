@@ -20,6 +20,12 @@ let retryTimer = 0;
 let maxBytes = 2048;  // the server's limit, from its welcome
 let pending = '';     // the last text sent, given back if it was refused
 let noticeTimer = 0;
+// With several server workers, a message sent as this socket joined can
+// come both in the welcome's history and live, and events sent on
+// different workers at once can arrive out of order: ids (one sequence
+// for messages, joins and leaves) sort it out.
+let shown = new Set(); // ids of the messages on the page
+let membersId = 0;     // id of the event the member count is from
 
 function roomFromUrl() {
   const r = new URLSearchParams(location.search).get('room') || '';
@@ -200,6 +206,8 @@ function onData(raw) {
     case 'welcome':
       maxBytes = m.max_bytes || maxBytes;
       $('log').replaceChildren();
+      shown = new Set();
+      membersId = 0;
       if (m.history.length) {
         add(el('li', 'event history-mark',
                `Last ${m.history.length} message${m.history.length === 1 ? '' : 's'} in #${room}`));
@@ -212,11 +220,11 @@ function onData(raw) {
       break;
     case 'join':
       addEvent(m.name === me ? `You joined #${room}` : `${m.name} joined`, m.time);
-      setMembers(m.members);
+      newerMembers(m);
       break;
     case 'leave':
       addEvent(`${m.name} left`, m.time);
-      setMembers(m.members);
+      newerMembers(m);
       break;
     case 'error':
       notify(m.text, { sticky: true, ms: 6000 });
@@ -242,7 +250,18 @@ function add(li) {
   if (atBottom) log.scrollTop = log.scrollHeight;
 }
 
+// A member count, unless one from a newer event is shown already.
+function newerMembers(m) {
+  if (m.id > membersId) {
+    membersId = m.id;
+    setMembers(m.members);
+  }
+}
+
 function addMessage(m) {
+  if (shown.has(m.id)) return;
+  shown.add(m.id);
+  if (shown.size > 4 * MAX_ITEMS) shown = new Set([...shown].slice(-MAX_ITEMS));
   const li = el('li', m.name === me ? 'msg mine' : 'msg');
   li.dataset.id = String(m.id);
   const meta = el('div', 'meta');

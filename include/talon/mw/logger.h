@@ -12,10 +12,15 @@
  * An accepted WebSocket upgrade is logged as an HTTP line with status 101;
  * besides, every WebSocket session of the app gets one line when it opens
  * and one when it closes (see below). The logger
- * registers its WebSocket observer (tl_app_ws_observe) on the app at its
- * first request, so it sees every socket of the app opened from then on,
- * whatever level (app, router, route) it was registered at; with 8
- * observers already registered, sessions are not logged.
+ * registers its WebSocket observer (tl_app_ws_observe) on each worker at
+ * that worker's first request, so it sees every socket of the app opened
+ * from then on, whatever level (app, router, route) it was registered at.
+ *
+ * Workers: one logger serves every worker of the app. Each line is
+ * written whole: lines of different workers never interleave inside a
+ * line, and they reach the sink in the order they were queued (which,
+ * between workers, is the order they finished in, give or take). The
+ * counters are app-wide. Session ids are app-wide too.
  *
  * Formats (the duration is in milliseconds with 3 decimals; an aborted
  * request gets a trailing "aborted" token, or "aborted":true in JSON):
@@ -71,8 +76,13 @@ typedef enum tl_log_format {
 } tl_log_format;
 
 /* A line sink: `line` is `len` bytes ending in '\n' and NUL-terminated
- * after that; valid only during the call. Called on the loop thread: it
- * must not block (hand the line to your own queue if it might). */
+ * after that; valid only during the call. Called on the worker thread
+ * that finished the request (or opened or closed the socket), so with
+ * several workers from several threads, but never two calls at once:
+ * the logger serialises the calls with a mutex of its own, so a sink
+ * needs no lock for its own state. It must not block (hand the line to
+ * your own queue if it might): every worker that has a line for it waits
+ * meanwhile. It must not call back into the logger. */
 typedef void (*tl_logger_write_fn)(const char *line, size_t len, void *arg);
 
 /* Options for tl_logger(). Zero fields mean the default in brackets. */
@@ -90,7 +100,9 @@ typedef struct tl_logger_options {
   tl_logger_write_fn write;
   void *write_arg;
   /* For the `file` sink: bytes of lines waiting for a slow sink at most
-   * [1048576]. While the queue is full, new lines are dropped and counted;
+   * [1048576], for the whole app (one queue, shared by the workers, and
+   * one writer on the threadpool at a time). While the queue is full, new
+   * lines are dropped and counted;
    * when there is room again a line "talon logger: N lines dropped" (in
    * JSON: {"event":"lines_dropped","dropped":N,...}) is written first. */
   size_t max_queue_bytes;
@@ -115,7 +127,8 @@ typedef struct tl_logger_stats {
 } tl_logger_stats;
 
 /* Read the counters of the logger `mw` (a value tl_logger() returned, for
- * as long as the app that uses it lives). On the loop thread only.
+ * as long as the app that uses it lives), summed over all workers. Any
+ * thread.
  * Returns 0, or TL_EINVAL if `mw` or `out` is NULL or `mw` is not a
  * logger. */
 TL_EXTERN int tl_logger_get_stats(const tl_middleware *mw,

@@ -13,8 +13,13 @@
  * with a secret random hash seed (so clients cannot force collisions).
  * When it is full, the least recently used bucket is evicted: that client
  * starts again with a full bucket, so pick `max_keys` above the number of
- * clients active within burst/rate seconds. Time comes from the loop's
- * monotonic clock (tl_app_now), so wall-clock jumps change nothing.
+ * clients active within burst/rate seconds. Time comes from the monotonic
+ * clock (tl_hrtime), so wall-clock jumps change nothing.
+ *
+ * Workers: one table serves the whole app, under a mutex, so a client is
+ * counted once whatever worker its connections land on (the limit is
+ * app-wide, not per worker). The key callback runs on the request's
+ * worker thread, concurrently with itself on other workers.
  *
  * Behind a reverse proxy every request has the proxy's address: give a
  * `key` callback that reads the client from a header the proxy sets.
@@ -93,7 +98,8 @@ typedef struct tl_rate_limit_stats {
 
 /* Fill `out` with the counters of the rate limiter `mw` (a value returned
  * by tl_rate_limit(), possibly already installed: its ctx stays valid
- * until the app is freed). Call it on the app's thread. Returns 0, or
+ * until the app is freed). Any thread (the counters are read under the
+ * limiter's lock, summed over all workers). Returns 0, or
  * TL_EINVAL if `mw` is not a rate limiter or `out` is NULL. */
 TL_EXTERN int tl_rate_limit_stats_get(const tl_middleware *mw,
                                       tl_rate_limit_stats *out);

@@ -37,6 +37,12 @@
  * router level), the later one's session is the one tl_req_session sees.
  * Sessions work in WebSocket upgrade handlers (the middleware chain runs
  * before them); a cookie set there goes out with the 101.
+ *
+ * Workers: the store is shared by every worker, so a session created
+ * through a connection of one worker is valid on the connections of all
+ * others; the built-in store expires sessions lazily under its lock (no
+ * timer, no worker sweeps for the others). The `struct tl_session` of a
+ * request belongs to that request and its worker's thread.
  */
 #ifndef TALON_MW_SESSION_H
 #define TALON_MW_SESSION_H
@@ -59,8 +65,13 @@ extern "C" {
 /* A session store. The session data is an opaque byte string (the
  * middleware serialises the key/value pairs); the store keeps it under the
  * id and handles expiry. Every callback gets `ctx`; `id` is a
- * NUL-terminated string valid during the call. A store used by one app is
- * only called on that app's loop thread. */
+ * NUL-terminated string valid during the call. The functions are called on
+ * the worker thread of the request that needs them: with more than one
+ * worker (tl_app_config.workers), from several threads at the same time,
+ * so a store must be thread-safe (the built-in one takes a mutex; a
+ * session created through one worker is valid on all). `free` runs once,
+ * on the thread that frees the app, when no other call can be running.
+ * A store must not block for long: the worker waits. */
 typedef struct tl_session_store {
   /* Find `id`: on success set *data to a malloc()ed copy of the data
    * (the middleware free()s it) and *len to its length, and return 0.

@@ -12,7 +12,7 @@
  *
  * A stream is a deferred, streamed response (talon/http.h) that talon
  * keeps open after the handler returns: events go out with
- * tl_sse_send() from any callback on the app's thread, a comment line
+ * tl_sse_send() from any callback on its worker's thread, a comment line
  * keeps idle proxies from closing it, and it ends with tl_sse_end(), when
  * the client goes away, or when the app stops.
  *
@@ -29,7 +29,9 @@
  * comments are not sent while output waits.
  *
  * Written only against the public API (middleware/sse.c). Every function
- * must be called on the app's thread.
+ * must be called on the thread of the worker that started the stream (the
+ * worker of its connection; talon/app.h): to send from another thread or
+ * worker, hand the event over with tl_app_call().
  */
 #ifndef TALON_MW_SSE_H
 #define TALON_MW_SSE_H
