@@ -267,7 +267,7 @@ report() {
   local sc s vals med metric
   printf 'talon vs Bun.serve, Bun'"'"'s chat benchmark protocol (publish "NAME: msg" to all, sender included)\n'
   printf 'client on cpu %s, servers on cpu %s, %s rounds x %ss (+%ss warm-up), bun %s\n' \
-    "$CLIENT_CPU" "$SERVER_CPU" "$ROUNDS" "$DURATION" "$WARMUP" "$("$BUN" --version 2>/dev/null || echo -)"
+    "$CLIENT_CPU" "$SERVER_CPU" "$ROUNDS" "$DURATION" "$WARMUP" "$("${BUN:-false}" --version 2>/dev/null || echo -)"
   printf 'load average: start %s; end %s\n' "$LOAD_START" "$LOAD_END"
   printf '%-8s %-6s %-10s' scenario server metric
   for r in $(seq 1 "$ROUNDS"); do printf ' %11s' "round$r"; done

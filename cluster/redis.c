@@ -595,10 +595,23 @@ static void bridge_stop(void *ctx) {
     tl_timer_stop(r->retry);
     r->retry = NULL;
   }
-  if (r->pub)
-    redisAsyncDisconnect(r->pub);
-  if (r->sub)
-    redisAsyncDisconnect(r->sub);
+  /* Established connections end after their pending replies; one still
+   * connecting is freed now, so that a Redis that never answers the
+   * connect cannot hold the stop (its poll handle keeps the loop). */
+  redisAsyncContext *cs[2] = {r->pub, r->sub};
+  for (int i = 0; i < 2; i++) {
+    if (!cs[i])
+      continue;
+    if (cs[i]->c.flags & REDIS_CONNECTED) {
+      redisAsyncDisconnect(cs[i]);
+    } else {
+      if (cs[i] == r->pub)
+        r->pub = NULL, r->pub_ready = false;
+      else
+        r->sub = NULL, r->sub_ready = false;
+      redisAsyncFree(cs[i]);
+    }
+  }
   /* What waits is lost with the stop. */
   while (r->queue) {
     pending *m = r->queue;
