@@ -25,10 +25,9 @@
  * address with a zone, its '%' escaped, in brackets, and a port. */
 #define EXAMPLE_URL_MAX 128
 
-/* Parses a port: decimal digits only, 0 to 65535 (0: any free port).
- * atoi() would turn "abc" into 0 and so bind a random port without a
- * word, and "80x" into 80. */
-static inline bool example_parse_port(const char *s, int *port) {
+/* Parses decimal digits only, 0 to `max`. atoi() would turn "abc" into
+ * 0 (for a port: bind a random one without a word) and "80x" into 80. */
+static inline bool example_parse_uint(const char *s, long max, int *out) {
   long v = 0;
   if (!s || !*s)
     return false;
@@ -36,27 +35,24 @@ static inline bool example_parse_port(const char *s, int *port) {
     if (*p < '0' || *p > '9')
       return false;
     v = v * 10 + (*p - '0');
-    if (v > 65535)
+    if (v > max)
       return false;
   }
-  *port = (int)v;
+  *out = (int)v;
   return true;
 }
 
-/* Parses a worker count: decimal digits, 0 (one per CPU) to
- * TL_WORKERS_MAX. */
+/* A port: 0 to 65535 (0: any free port). */
+static inline bool example_parse_port(const char *s, int *port) {
+  return example_parse_uint(s, 65535, port);
+}
+
+/* A worker count: 0 (one per CPU) to TL_WORKERS_MAX. */
 static inline bool example_parse_workers(const char *s, int *workers) {
-  long v = 0;
-  if (!s || !*s)
+  if (!example_parse_uint(s, TL_WORKERS_MAX, workers))
     return false;
-  for (const char *p = s; *p; p++) {
-    if (*p < '0' || *p > '9')
-      return false;
-    v = v * 10 + (*p - '0');
-    if (v > TL_WORKERS_MAX)
-      return false;
-  }
-  *workers = v == 0 ? TL_WORKERS_AUTO : (int)v;
+  if (*workers == 0)
+    *workers = TL_WORKERS_AUTO;
   return true;
 }
 

@@ -36,29 +36,36 @@ typedef struct write_req {
   char own[];
 } write_req;
 
-tl__shared *tl__shared_new(size_t cap) {
-  tl__shared *f = malloc(sizeof *f + cap);
+/* A block of `extra` trailing bytes with one reference and one holder;
+ * the caller sets where its bytes are. NULL on out of memory. */
+static tl__shared *shared_alloc(size_t extra, tl__shared *origin) {
+  tl__shared *f = malloc(sizeof *f + extra);
   if (!f)
     return NULL;
   f->refs = 1;
   atomic_init(&f->holders, 1);
-  f->origin = NULL;
+  f->origin = origin;
+  f->release = NULL;
+  f->release_arg = NULL;
+  return f;
+}
+
+tl__shared *tl__shared_new(size_t cap) {
+  tl__shared *f = shared_alloc(cap, NULL);
+  if (!f)
+    return NULL;
   f->data = f->bytes;
   f->len = 0;
   f->cap = cap;
-  f->release = NULL;
   return f;
 }
 
 tl__shared *tl__shared_wrap(const void *data, size_t len,
                             void (*release)(void *data, void *arg),
                             void *arg) {
-  tl__shared *f = malloc(sizeof *f);
+  tl__shared *f = shared_alloc(0, NULL);
   if (!f)
     return NULL;
-  f->refs = 1;
-  atomic_init(&f->holders, 1);
-  f->origin = NULL;
   f->data = (char *)data;
   f->len = f->cap = len;
   f->release = release;
@@ -85,12 +92,9 @@ bool tl__shared_alone(tl__shared *f) {
 }
 
 tl__shared *tl__shared_proxy(tl__shared *origin) {
-  tl__shared *p = malloc(sizeof *p);
+  tl__shared *p = shared_alloc(0, origin);
   if (!p)
     return NULL;
-  p->refs = 1;
-  atomic_init(&p->holders, 1);
-  p->origin = origin;
   /* Only what never changes: the owner may still append to the
    * original (its `len`) while other threads read the bytes it sent. */
   p->data = origin->data;

@@ -191,6 +191,18 @@ static int check_compress(int compress) {
   return compress < -1 || compress > 1 ? TL_EINVAL : 0;
 }
 
+/* The arguments every publish checks: the topic (its length in *n), the
+ * opcode and the compress choice. 0 or the error to return. */
+static int check_publish(const char *topic, tl_opcode op, int compress,
+                         size_t *n) {
+  int err = check_topic(topic, n);
+  if (err)
+    return err;
+  if ((op != TL_WS_TEXT && op != TL_WS_BINARY) || check_compress(compress))
+    return TL_EINVAL;
+  return 0;
+}
+
 static uint32_t nsubs(const tl_ws *ws) {
   return ws->subs ? ws->subs->n : 0;
 }
@@ -634,6 +646,23 @@ static bool others(const uint64_t *interest, size_t words, unsigned self) {
   return false;
 }
 
+/* A block of its own holding one unmasked frame of `data` (header bytes
+ * in *hl), for a publish that has no run buffer to go into. NULL on out
+ * of memory. */
+static tl__shared *frame_block(const void *data, size_t len, int op,
+                               size_t *hl) {
+  uint8_t hdr[10];
+  *hl = tl__ws_frame_header(hdr, true, false, op, len);
+  tl__shared *f = tl__shared_new(*hl + len);
+  if (!f)
+    return NULL;
+  memcpy(f->data, hdr, *hl);
+  if (len)
+    memcpy(f->data + *hl, data, len);
+  f->len = *hl + len;
+  return f;
+}
+
 /* The interest bits of a worker's publish, on the stack when they fit. */
 #define INTEREST_INLINE 4
 
@@ -652,16 +681,11 @@ static int forward_unlinked(tl__pubsub *ps, const char *topic, size_t tlen,
   int r = TL_WS_DROPPED;
   if (tl__hub_view_of(ps->hub, topic, tlen, h, &v) &&
       others(interest, words, ps->self)) {
-    uint8_t hdr[10];
-    size_t hl = tl__ws_frame_header(hdr, true, false, op, len);
-    tl__shared *f = tl__shared_new(hl + len);
+    size_t hl;
+    tl__shared *f = frame_block(data, len, op, &hl);
     if (!f) {
       r = TL_ENOMEM;
     } else {
-      memcpy(f->data, hdr, hl);
-      if (len)
-        memcpy(f->data + hl, data, len);
-      f->len = hl + len;
       int sent = forward(ps, interest, 0, NULL, f, 0, hl, data, len, op,
                          compress, NULL, topic, tlen);
       r = sent < 0 ? sent : sent ? (int)(hl + len) : TL_WS_DROPPED;
@@ -829,11 +853,9 @@ int tl__pubsub_publish_from(struct tl__hub *hub, unsigned nworkers,
                                          tl__xbatch *b),
                             void *arg) {
   size_t tlen;
-  int err = check_topic(topic, &tlen);
+  int err = check_publish(topic, op, compress, &tlen);
   if (err)
     return err;
-  if ((op != TL_WS_TEXT && op != TL_WS_BINARY) || check_compress(compress))
-    return TL_EINVAL;
   size_t words = hub ? tl__hub_words(hub) : 1;
   uint64_t *interest = calloc(words, sizeof *interest);
   if (!interest)
@@ -843,15 +865,10 @@ int tl__pubsub_publish_from(struct tl__hub *hub, unsigned nworkers,
     interest[0] = 1; /* one worker: it looks for subscribers itself */
   else if (!tl__hub_view_of(hub, topic, tlen, hash_of(topic, tlen), &v))
     nworkers = 0;
-  uint8_t hdr[10];
-  size_t hl = tl__ws_frame_header(hdr, true, false, op, len);
-  tl__shared *f = nworkers ? tl__shared_new(hl + len) : NULL;
+  size_t hl = 0;
+  tl__shared *f = nworkers ? frame_block(data, len, op, &hl) : NULL;
   int r = nworkers ? TL_ENOMEM : TL_WS_DROPPED;
   if (f) {
-    memcpy(f->data, hdr, hl);
-    if (len)
-      memcpy(f->data + hl, data, len);
-    f->len = hl + len;
     r = TL_WS_DROPPED;
     for (unsigned w = 0; w < nworkers; w++) {
       tl__xbatch *b = NULL;
@@ -876,11 +893,9 @@ static int publish_checked(tl__pubsub *ps, const char *topic, const void *data,
                            size_t len, tl_opcode op, int compress,
                            tl_ws *exclude, bool out) {
   size_t n;
-  int err = check_topic(topic, &n);
+  int err = check_publish(topic, op, compress, &n);
   if (err)
     return err;
-  if ((op != TL_WS_TEXT && op != TL_WS_BINARY) || check_compress(compress))
-    return TL_EINVAL;
   if (out) /* a publish of this node's, not one from the cluster */
     tl__count(&ps->publishes, 1);
   int r = ps->publish(ps, topic, n, data, len, op, compress, exclude);
