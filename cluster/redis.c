@@ -41,18 +41,26 @@ typedef struct chan {
   char name[]; /* the topic, NUL-terminated */
 } chan;
 
+/* A worker's command connection (tl_redis_command), used on that worker's
+ * thread only. */
+typedef struct wconn wconn;
+
 struct tl_redis {
   tl_app *app;
   char *host, *password, *prefix;
   int port, db;
   size_t plen, max_buffer;
   unsigned backoff_min, backoff_max, backoff, connect_timeout;
+  unsigned command_timeout;
+  unsigned nworkers;
+  wconn *w; /* one per worker */
   int start_without;
   uint8_t node[16];
   /* worker 0's thread only */
   redisAsyncContext *pub, *sub;
   bool pub_ready, sub_ready, stopping, listening;
   tl_timer *retry;
+  tl_timer *setup_timer; /* bounds the wait for the setup answers */
   pending *queue, **queue_tail; /* publishes waiting for the connection */
   size_t queued;                 /* their bytes */
   size_t inflight;               /* bytes sent, not yet acknowledged */
@@ -406,6 +414,288 @@ static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
   return REDIS_OK;
 }
 
+/* ---- commands: one connection per worker ---------------------------------
+
+   Each worker sends its commands on its own connection, on its own loop,
+   so a round trip never blocks a loop and no command crosses threads.
+   A command that fails (connection lost, refused, timed out) is answered
+   from the connection's timer, never from inside tl_redis_command(): a
+   failing write inside hiredis may free the context and run every
+   callback at once. */
+
+typedef struct wcmd {
+  struct wcmd *next; /* in `failed` */
+  wconn *w;
+  tl_redis_reply_cb cb;
+  void *arg;
+  int status;
+} wcmd;
+
+struct wconn {
+  tl_redis *r;
+  redisAsyncContext *ac;
+  uv_timer_t timer; /* timeouts and failed answers */
+  bool timer_open, stopped;
+  unsigned pending;     /* commands sent, not answered */
+  uint64_t progress;    /* loop time of the last answer (or first send) */
+  uint64_t retry_at;    /* after a failed connect: fail fast until then */
+  int fail;             /* the status of callbacks run by a free */
+  wcmd *failed, **failed_tail; /* to answer from the timer */
+};
+
+static void w_tick(uv_timer_t *t);
+
+/* Converts hiredis's reply (borrowing its strings). */
+static int conv_reply(const redisReply *in, tl_redis_reply *out) {
+  static const int types[] = {
+      [REDIS_REPLY_STRING] = TL_REDIS_STRING,
+      [REDIS_REPLY_ARRAY] = TL_REDIS_ARRAY,
+      [REDIS_REPLY_INTEGER] = TL_REDIS_INTEGER,
+      [REDIS_REPLY_NIL] = TL_REDIS_NIL,
+      [REDIS_REPLY_STATUS] = TL_REDIS_STATUS,
+      [REDIS_REPLY_ERROR] = TL_REDIS_ERROR,
+  };
+  *out = (tl_redis_reply){.integer = in->integer, .str = in->str,
+                          .len = in->str ? in->len : 0};
+  out->type = in->type >= 0 && in->type <= REDIS_REPLY_ERROR ? types[in->type]
+                                                             : TL_REDIS_NIL;
+  if (in->type != REDIS_REPLY_ARRAY || in->elements == 0)
+    return 0;
+  tl_redis_reply *a = calloc(in->elements, sizeof *a);
+  if (!a)
+    return TL_ENOMEM;
+  out->element = a;
+  out->elements = in->elements;
+  for (size_t i = 0; i < in->elements; i++)
+    if (conv_reply(in->element[i], &a[i]) != 0)
+      return TL_ENOMEM;
+  return 0;
+}
+
+static void conv_free(const tl_redis_reply *r) {
+  for (size_t i = 0; i < r->elements; i++)
+    conv_free(&r->element[i]);
+  free((void *)r->element);
+}
+
+static void w_arm(wconn *w, uint64_t timeout) {
+  uint64_t period = w->r->command_timeout / 4 ? w->r->command_timeout / 4 : 1;
+  uv_timer_start(&w->timer, w_tick, timeout, period);
+}
+
+static void w_answer(wcmd *k, int status, const redisReply *rep) {
+  wconn *w = k->w;
+  if (k->cb) {
+    tl_redis_reply conv = {0};
+    if (rep && conv_reply(rep, &conv) != 0)
+      status = TL_ENOMEM;
+    k->cb(w->r, status, status == 0 ? &conv : NULL, k->arg);
+    conv_free(&conv);
+  }
+  free(k);
+}
+
+static void w_on_reply(redisAsyncContext *c, void *reply, void *arg) {
+  wcmd *k = arg;
+  wconn *w = k->w;
+  w->pending--;
+  w->progress = uv_now(tl_app_loop(w->r->app));
+  if (reply) {
+    w_answer(k, 0, reply);
+    return;
+  }
+  /* Later, from the timer (see above). */
+  k->status = w->fail ? w->fail : TL_EIO;
+  k->next = NULL;
+  *w->failed_tail = k;
+  w->failed_tail = &k->next;
+  if (w->timer_open)
+    w_arm(w, 0);
+}
+
+static void w_drain_failed(wconn *w) {
+  wcmd *k = w->failed;
+  w->failed = NULL;
+  w->failed_tail = &w->failed;
+  while (k) {
+    wcmd *next = k->next;
+    w_answer(k, k->status, NULL);
+    k = next;
+  }
+}
+
+/* Drops the connection, failing its pending commands with `why`. Never
+ * from a hiredis callback. */
+static void w_drop(wconn *w, int why) {
+  redisAsyncContext *ac = w->ac;
+  if (!ac)
+    return;
+  w->ac = NULL;
+  w->fail = why;
+  redisAsyncFree(ac); /* runs w_on_reply(NULL) for each pending one */
+  w->fail = 0;
+  w->pending = 0;
+}
+
+static void w_tick(uv_timer_t *t) {
+  wconn *w = t->data;
+  tl_redis *r = w->r;
+  w_drain_failed(w);
+  uint64_t now = uv_now(t->loop);
+  if (w->ac && w->pending && now - w->progress >= r->command_timeout) {
+    w_drop(w, UV_ETIMEDOUT); /* the next command opens another */
+    w_drain_failed(w);
+  }
+  if (!w->pending && !w->failed)
+    uv_timer_stop(t);
+}
+
+static void w_on_connect(const redisAsyncContext *c, int status) {
+  wconn *w = c->data;
+  if (status == REDIS_OK)
+    return;
+  /* hiredis frees the context after this and fails its commands. */
+  if (w->ac == c) {
+    w->ac = NULL;
+    w->retry_at = uv_now(tl_app_loop(w->r->app)) + w->r->backoff_min;
+  }
+}
+
+static void w_on_disconnect(const redisAsyncContext *c, int status) {
+  wconn *w = c->data;
+  if (w->ac == c)
+    w->ac = NULL;
+}
+
+static int w_connect(wconn *w) {
+  tl_redis *r = w->r;
+  uv_loop_t *loop = tl_app_loop(r->app);
+  if (!w->timer_open) {
+    if (uv_timer_init(loop, &w->timer) != 0)
+      return TL_ENOMEM;
+    w->timer.data = w;
+    w->timer_open = true;
+  }
+  redisAsyncContext *c = redisAsyncConnect(r->host, r->port);
+  if (!c)
+    return TL_ENOMEM;
+  if (c->err) {
+    redisAsyncFree(c);
+    w->retry_at = uv_now(loop) + r->backoff_min;
+    return UV_ECONNREFUSED;
+  }
+  c->data = w;
+  if (ev_attach(c, loop) != REDIS_OK) {
+    redisAsyncFree(c);
+    return TL_ENOMEM;
+  }
+  redisAsyncSetConnectCallback(c, w_on_connect);
+  redisAsyncSetDisconnectCallback(c, w_on_disconnect);
+  /* The setup goes first; its answers need no callback: a wrong password
+   * shows in the answers to the commands that follow (NOAUTH errors). */
+  if (r->password) {
+    const char *argv[2] = {"AUTH", r->password};
+    size_t lens[2] = {4, strlen(r->password)};
+    redisAsyncCommandArgv(c, NULL, NULL, 2, argv, lens);
+  }
+  if (r->db)
+    redisAsyncCommand(c, NULL, NULL, "SELECT %d", r->db);
+  w->ac = c;
+  return 0;
+}
+
+static wconn *my_wconn(tl_redis *r) {
+  int i = tl_app_worker(r->app);
+  return i < 0 || (unsigned)i >= r->nworkers ? NULL : &r->w[i];
+}
+
+int tl_redis_command(tl_redis *r, int argc, const char *const *argv,
+                     const size_t *lens, tl_redis_reply_cb cb, void *arg) {
+  if (!r || argc < 1 || !argv)
+    return TL_EINVAL;
+  wconn *w = my_wconn(r);
+  if (!w || w->stopped || !atomic_load_explicit(&r->state,
+                                                memory_order_relaxed))
+    return TL_ESTATE;
+  uv_loop_t *loop = tl_app_loop(r->app);
+  if (!w->ac) {
+    if (uv_now(loop) < w->retry_at)
+      return UV_ECONNREFUSED;
+    int err = w_connect(w);
+    if (err)
+      return err;
+  }
+  size_t small[8], *big = NULL;
+  const size_t *l = lens;
+  if (!l) {
+    big = argc <= 8 ? NULL : malloc((size_t)argc * sizeof *big);
+    size_t *ls = big ? big : small;
+    if (argc > 8 && !big)
+      return TL_ENOMEM;
+    for (int i = 0; i < argc; i++) {
+      if (!argv[i])
+        return free(big), TL_EINVAL;
+      ls[i] = strlen(argv[i]);
+    }
+    l = ls;
+  }
+  wcmd *k = calloc(1, sizeof *k);
+  if (!k) {
+    free(big);
+    return TL_ENOMEM;
+  }
+  *k = (wcmd){.w = w, .cb = cb, .arg = arg};
+  int rc = redisAsyncCommandArgv(w->ac, w_on_reply, k, argc,
+                                 (const char **)argv, l);
+  free(big);
+  if (rc != REDIS_OK) {
+    free(k);
+    return TL_EIO;
+  }
+  if (w->pending++ == 0) {
+    w->progress = uv_now(loop);
+    w_arm(w, r->command_timeout);
+  }
+  /* Out now, not at the next poll: a session written by this request
+   * reaches Redis before the response that tells the client. The plain
+   * buffer write frees nothing, so it is safe inside reply callbacks
+   * too; an error stays in the context for the poll's write handler,
+   * which drops the connection from outside any callback. */
+  if (w->ac->c.flags & REDIS_CONNECTED) {
+    int done = 0;
+    redisBufferWrite(&w->ac->c, &done);
+  }
+  return 0;
+}
+
+/* On every worker at start: commands allowed again, connection opened. */
+static void w_start(tl_app *app, void *arg) {
+  tl_redis *r = arg;
+  wconn *w = my_wconn(r);
+  if (!w)
+    return;
+  w->stopped = false;
+  w->retry_at = 0;
+  if (!w->ac)
+    w_connect(w);
+}
+
+/* A stop hook, on every worker: pending commands fail with TL_ECLOSED,
+ * the connection and timer close (the loop can end). */
+static void w_stop(tl_app *app, void *arg) {
+  tl_redis *r = arg;
+  wconn *w = my_wconn(r);
+  if (!w)
+    return;
+  w->stopped = true;
+  w_drop(w, TL_ECLOSED);
+  w_drain_failed(w);
+  if (w->timer_open) {
+    uv_close((uv_handle_t *)&w->timer, NULL);
+    w->timer_open = false;
+  }
+}
+
 /* ---- connections ------------------------------------------------------- */
 
 static void connect_both(tl_redis *r);
@@ -451,6 +741,10 @@ static void became_ready(tl_redis *r) {
   update_state(r);
   if (!(r->pub_ready && r->sub_ready))
     return;
+  if (r->setup_timer) {
+    tl_timer_stop(r->setup_timer);
+    r->setup_timer = NULL;
+  }
   if (r->ever_up)
     atomic_fetch_add_explicit(&r->reconnects, 1, memory_order_relaxed);
   r->ever_up = true;
@@ -534,7 +828,31 @@ static redisAsyncContext *open_one(tl_redis *r) {
   return c;
 }
 
+/* connect_timeout_ms after a connect: a connection that is not ready (a
+ * Redis that accepted and never answered the setup, or a connect that
+ * hangs) is freed, and the retry follows. */
+static void on_setup_timeout(tl_timer *t, void *arg) {
+  tl_redis *r = arg;
+  r->setup_timer = NULL;
+  if (r->stopping)
+    return;
+  redisAsyncContext *cs[2] = {r->pub_ready ? NULL : r->pub,
+                              r->sub_ready ? NULL : r->sub};
+  if (cs[0])
+    r->pub = NULL;
+  if (cs[1])
+    r->sub = NULL;
+  for (int i = 0; i < 2; i++)
+    if (cs[i])
+      redisAsyncFree(cs[i]); /* on_setup(NULL) schedules the retry */
+  update_state(r);
+  schedule_retry(r);
+}
+
 static void connect_both(tl_redis *r) {
+  if (!r->setup_timer && !r->stopping)
+    r->setup_timer =
+        tl_timer_start(r->app, r->connect_timeout, 0, on_setup_timeout, r);
   if (!r->pub && !(r->pub = open_one(r))) {
     schedule_retry(r);
     return;
@@ -544,7 +862,13 @@ static void connect_both(tl_redis *r) {
   update_state(r);
 }
 
-/* At start: is Redis there? A short blocking connect and PING. */
+/* Whether the blocking context's last read ran out of time. */
+static bool timed_out(const redisContext *c) {
+  return c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* At start: is Redis there? A short blocking connect and PING, each
+ * bounded by connect_timeout_ms. */
 static int probe(tl_redis *r) {
   struct timeval tv = {r->connect_timeout / 1000,
                        (r->connect_timeout % 1000) * 1000};
@@ -555,16 +879,22 @@ static int probe(tl_redis *r) {
   if (c->err) {
     err = c->err == REDIS_ERR_IO && errno ? uv_translate_sys_error(errno)
                                           : UV_ECONNREFUSED;
+  } else if (redisSetTimeout(c, tv) != REDIS_OK) {
+    err = UV_EIO;
   } else {
     redisReply *rep = NULL;
     if (r->password)
       rep = redisCommand(c, "AUTH %s", r->password);
-    if (r->password && (!rep || rep->type == REDIS_REPLY_ERROR))
+    if (r->password && !rep)
+      err = timed_out(c) ? UV_ETIMEDOUT : UV_EPROTO;
+    else if (r->password && rep->type == REDIS_REPLY_ERROR)
       err = UV_EACCES;
     if (rep)
       freeReplyObject(rep);
     rep = err ? NULL : redisCommand(c, "PING");
-    if (!err && (!rep || rep->type == REDIS_REPLY_ERROR))
+    if (!err && !rep)
+      err = timed_out(c) ? UV_ETIMEDOUT : UV_EPROTO;
+    else if (!err && rep->type == REDIS_REPLY_ERROR)
       err = UV_EPROTO;
     if (rep)
       freeReplyObject(rep);
@@ -584,6 +914,7 @@ static int bridge_start(void *ctx, tl_app *app) {
     return err;
   }
   connect_both(r);
+  tl_app_call_all(app, w_start, NULL, r);
   return 0;
 }
 
@@ -594,6 +925,10 @@ static void bridge_stop(void *ctx) {
   if (r->retry) {
     tl_timer_stop(r->retry);
     r->retry = NULL;
+  }
+  if (r->setup_timer) {
+    tl_timer_stop(r->setup_timer);
+    r->setup_timer = NULL;
   }
   /* Established connections end after their pending replies; one still
    * connecting is freed now, so that a Redis that never answers the
@@ -637,6 +972,7 @@ static void bridge_free(void *ctx) {
     r->queue = m->next;
     free(m);
   }
+  free(r->w);
   free(r->host);
   free(r->password);
   free(r->prefix);
@@ -676,6 +1012,16 @@ int tl_redis_attach(tl_app *app, const tl_redis_options *o, tl_redis **out) {
   if (r->backoff_max < r->backoff_min)
     r->backoff_max = r->backoff_min;
   r->connect_timeout = o->connect_timeout_ms ? o->connect_timeout_ms : 2000;
+  r->command_timeout = o->command_timeout_ms ? o->command_timeout_ms : 2000;
+  r->nworkers = tl_app_workers(app);
+  if (!(r->w = calloc(r->nworkers, sizeof *r->w))) {
+    bridge_free(r);
+    return TL_ENOMEM;
+  }
+  for (unsigned i = 0; i < r->nworkers; i++) {
+    r->w[i].r = r;
+    r->w[i].failed_tail = &r->w[i].failed;
+  }
   r->start_without = o->start_without_redis;
   tl_pubsub_backend b = {
       .publish = bridge_publish,
@@ -690,6 +1036,10 @@ int tl_redis_attach(tl_app *app, const tl_redis_options *o, tl_redis **out) {
     bridge_free(r);
     return err;
   }
+  /* Once installed, `r` is the app's (freed by tl_app_free). */
+  err = tl_app_on_stop(app, w_stop, r);
+  if (err)
+    return err;
   if (out)
     *out = r;
   return 0;

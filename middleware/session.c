@@ -356,6 +356,65 @@ static bool valid_id(const char *id) {
          n == ID_BYTES;
 }
 
+static bool deserialize(struct tl_session *s, const char *data, size_t len);
+
+/* An asynchronous lookup in flight. It is its own allocation: the client
+ * may leave before the answer, and then the request is gone. */
+typedef struct lookup {
+  sess_req *st; /* NULL once the client left */
+} lookup;
+
+static void lookup_abort(tl_res *res, void *arg) {
+  lookup *lk = arg;
+  lk->st = NULL; /* the answer will find nobody */
+}
+
+static void lookup_done(void *arg, int status, const char *data, size_t len) {
+  lookup *lk = arg;
+  sess_req *st = lk->st;
+  free(lk);
+  if (!st)
+    return;
+  struct tl_session *s = &st->s;
+  if (status < 0 && status != TL_ENOENT) {
+    tl_res_fail(st->res, 503, status);
+    return;
+  }
+  if (status == 0) {
+    s->has_id = true;
+    if (!deserialize(s, data ? data : "", data ? len : 0)) {
+      s->n = 0;
+      s->bytes = 0;
+      s->has_id = false; /* unreadable data: start afresh */
+    }
+  }
+  st->loaded = true;
+  tl_next(st->req, st->res);
+}
+
+/* The asynchronous store's way: the session is loaded before the chain
+ * goes on. */
+static int session_async(sess_req *st, const char *id) {
+  const session_ctx *c = st->ctx;
+  if (!id || !valid_id(id)) {
+    st->loaded = true;
+    return TL_NEXT;
+  }
+  memcpy(st->s.id, id, TL_SESSION_ID_LEN + 1); /* has_id once found */
+  lookup *lk = malloc(sizeof *lk);
+  if (!lk)
+    return TL_ENOMEM;
+  lk->st = st;
+  int rc = c->store.get_async(c->store.ctx, st->s.id, lookup_done, lk);
+  if (rc < 0) {
+    free(lk);
+    tl_res_fail(st->res, 503, rc);
+    return TL_DONE;
+  }
+  tl_res_defer(st->res, lookup_abort, lk);
+  return TL_PENDING;
+}
+
 static int session_fn(tl_req *req, tl_res *res, void *ctx) {
   session_ctx *c = ctx;
   if (!tl_req_get(req, TL_COOKIES_KEY))
@@ -366,6 +425,10 @@ static int session_fn(tl_req *req, tl_res *res, void *ctx) {
   *st = (sess_req){.ctx = c, .req = req, .res = res};
   st->s.st = st;
   const char *id = tl_req_signed_cookie(req, c->cookie_name);
+  if (c->store.get_async) {
+    int rc = tl_req_set(req, TL_SESSION_KEY, st, NULL);
+    return rc < 0 ? rc : session_async(st, id);
+  }
   if (id && valid_id(id)) {
     int rc = c->store.touch ? c->store.touch(c->store.ctx, id) : 0;
     if (rc == 0) {
@@ -400,8 +463,10 @@ tl_middleware tl_session(const tl_session_options *opts) {
     if (!c->domain)
       goto fail;
   }
-  if (!c->cookie_name || !c->path || !c->store.get || !c->store.set ||
-      !c->store.destroy)
+  bool sync = c->store.get && c->store.set && c->store.destroy;
+  bool async =
+      c->store.get_async && c->store.set_async && c->store.destroy_async;
+  if (!c->cookie_name || !c->path || !(sync || async))
     goto fail;
   c->max_age = opts ? opts->cookie_max_age : 0;
   c->secure = opts && opts->cookie_secure;
@@ -545,6 +610,21 @@ static int new_id(char *out) {
   return err;
 }
 
+/* A write or removal, in the store's form (an asynchronous one returns
+ * when the store took it). */
+static int store_set(const session_ctx *c, const char *id, const char *data,
+                     size_t len) {
+  const tl_session_store *st = &c->store;
+  return st->get_async ? st->set_async(st->ctx, id, data, len, NULL, NULL)
+                       : st->set(st->ctx, id, data, len);
+}
+
+static int store_destroy(const session_ctx *c, const char *id) {
+  const tl_session_store *st = &c->store;
+  return st->get_async ? st->destroy_async(st->ctx, id, NULL, NULL)
+                       : st->destroy(st->ctx, id);
+}
+
 static tl_cookie_attrs cookie_attrs(const session_ctx *c) {
   return (tl_cookie_attrs){.path = c->path,
                            .domain = c->domain,
@@ -564,13 +644,13 @@ static int issue(sess_req *st, tl_res *res, const char *data, size_t len,
   int rc = new_id(id);
   if (rc < 0)
     return rc;
-  rc = c->store.set(c->store.ctx, id, data, len);
+  rc = store_set(c, id, data, len);
   if (rc < 0)
     return rc;
   tl_cookie_attrs a = cookie_attrs(c);
   rc = tl_res_cookie_signed(res, c->cookie_name, id, &a);
   if (rc < 0)
-    c->store.destroy(c->store.ctx, id);
+    store_destroy(c, id);
   return rc;
 }
 
@@ -578,9 +658,8 @@ static int issue(sess_req *st, tl_res *res, const char *data, size_t len,
  * the session first if needed. */
 static int save(struct tl_session *s, const char *buf, size_t len) {
   sess_req *st = s->st;
-  const tl_session_store *store = &st->ctx->store;
   if (s->has_id)
-    return store->set(store->ctx, s->id, buf, len);
+    return store_set(st->ctx, s->id, buf, len);
   char id[TL_SESSION_ID_LEN + 1];
   int rc = issue(st, st->res, buf, len, id);
   if (rc < 0)
@@ -662,7 +741,6 @@ int tl_session_regenerate(tl_req *req, tl_res *res) {
   if (!s)
     return tl_req_get(req, TL_SESSION_KEY) ? TL_ENOMEM : TL_ESTATE;
   sess_req *st = s->st;
-  const tl_session_store *store = &st->ctx->store;
   size_t len;
   char *buf = serialize(s, SIZE_MAX, NULL, NULL, &len);
   if (!buf)
@@ -674,7 +752,7 @@ int tl_session_regenerate(tl_req *req, tl_res *res) {
   if (rc < 0)
     return rc;
   if (s->has_id)
-    store->destroy(store->ctx, s->id);
+    store_destroy(st->ctx, s->id);
   memcpy(s->id, id, sizeof id);
   s->has_id = true;
   return 0;
@@ -691,7 +769,7 @@ int tl_session_destroy(tl_req *req, tl_res *res) {
   struct tl_session *s = &st->s;
   const session_ctx *c = st->ctx;
   if (s->has_id) {
-    int rc = c->store.destroy(c->store.ctx, s->id);
+    int rc = store_destroy(c, s->id);
     if (rc < 0)
       return rc;
   }

@@ -25,7 +25,14 @@
  * garbage or closes mid-reply is a lost connection, nothing worse.
  *
  * Subscriber counts: tl_app_subscriber_count() stays this process's count
- * (all its workers); other nodes' subscribers are not counted.
+ * (all its workers), exact and synchronous; other nodes' subscribers are
+ * not in it. tl_redis_cluster_count() below asks for the count over every
+ * node (each node keeps its own counts in Redis; see there for how stale).
+ *
+ * Commands: tl_redis_command() sends any Redis command from a worker on
+ * that worker's own connection (opened at start, on the worker's loop, so
+ * a round trip never blocks a loop) and calls back on the same thread.
+ * The Redis session store (tl_redis_session_store) is built on it.
  */
 #ifndef TALON_REDIS_H
 #define TALON_REDIS_H
@@ -55,8 +62,16 @@ typedef struct tl_redis_options {
    * (a libuv error: UV_ECONNREFUSED, UV_ETIMEDOUT...); 1 starts anyway,
    * local only, and keeps trying. */
   int start_without_redis;
-  /* Connect timeout at start [2000 ms]. */
+  /* Connect timeout at start [2000 ms]; it also bounds the wait for the
+   * answers to the setup commands (AUTH, PING) at start and after each
+   * reconnect: a Redis that accepts the connection and stays silent is
+   * treated as unreachable (tl_app_listen fails with UV_ETIMEDOUT, or
+   * local-only with start_without_redis). */
   unsigned connect_timeout_ms;
+  /* A command of tl_redis_command() (so a session lookup) not answered
+   * in this time fails with UV_ETIMEDOUT, and its connection is closed
+   * (the next command opens another) [2000 ms]. */
+  unsigned command_timeout_ms;
 } tl_redis_options;
 
 enum { /* tl_redis_stats.state */
@@ -91,6 +106,83 @@ TL_EXTERN int tl_redis_get_stats(const tl_redis *r, tl_redis_stats *out);
 
 /* This node's id as 32 hex digits and a NUL into `buf` (33 bytes). */
 TL_EXTERN void tl_redis_node_id(const tl_redis *r, char buf[33]);
+
+/* ---- commands -------------------------------------------------------------
+ *
+ * Every worker has its own command connection to Redis (the same URL,
+ * password and database as the bridge), opened on its loop when the app
+ * starts and again on demand after a loss. Commands of one worker are
+ * sent in the order they were made and answered in that order. */
+
+enum { /* tl_redis_reply.type (the RESP2 types) */
+       TL_REDIS_STRING = 1,
+       TL_REDIS_ARRAY,
+       TL_REDIS_INTEGER,
+       TL_REDIS_NIL,
+       TL_REDIS_STATUS, /* +OK and friends: str */
+       TL_REDIS_ERROR   /* -ERR ...: str */
+};
+
+typedef struct tl_redis_reply {
+  int type;               /* TL_REDIS_* */
+  long long integer;      /* TL_REDIS_INTEGER */
+  const char *str;        /* STRING, STATUS, ERROR (NUL-terminated too) */
+  size_t len;             /* of str */
+  size_t elements;        /* TL_REDIS_ARRAY */
+  const struct tl_redis_reply *element; /* `elements` replies */
+} tl_redis_reply;
+
+/* The answer to a command: `status` 0 and `reply` (valid only during the
+ * call; copy what you keep), or a negative code and `reply` NULL:
+ * UV_ETIMEDOUT (no answer within command_timeout_ms), TL_EIO (the
+ * connection was lost, or Redis refused it), TL_ECLOSED (the app is
+ * stopping). A Redis error reply is status 0 with type TL_REDIS_ERROR. */
+typedef void (*tl_redis_reply_cb)(tl_redis *r, int status,
+                                  const tl_redis_reply *reply, void *arg);
+
+/* Send the command `argv[0..argc-1]` (each `lens[i]` bytes, binary-safe;
+ * `lens` NULL: NUL-terminated strings; all copied) on the calling
+ * worker's connection. Call it on a worker's thread of the app while it
+ * listens (a handler, a WebSocket callback, a timer, a reply callback).
+ * `cb` (may be NULL: fire and forget) runs later on the same thread,
+ * exactly once if this returns 0, never inside this call. A command made
+ * while the connection is up is handed to the kernel before this returns,
+ * so it reaches Redis before any answer this loop turn sends to a client
+ * (a session written by a request is there before the client can use it
+ * on another process). Returns 0; TL_EINVAL (NULL or empty
+ * argument); TL_ESTATE (not on a worker's thread, or the app is not
+ * listening); UV_ECONNREFUSED (Redis was unreachable less than
+ * reconnect_min_ms ago: fails fast instead of piling up); TL_ENOMEM. */
+TL_EXTERN int tl_redis_command(tl_redis *r, int argc, const char *const *argv,
+                               const size_t *lens, tl_redis_reply_cb cb,
+                               void *arg);
+
+/* ---- sessions ---------------------------------------------------------- */
+
+typedef struct tl_redis_session_options {
+  /* Key prefix ["talon:sess:"]: a session is the string key PREFIX ID. */
+  const char *prefix;
+  /* A session unused this long is deleted by Redis (its key's TTL,
+   * restarted by every request that reads it: GETEX ... EX) [1800 s]. */
+  unsigned idle_timeout_s;
+} tl_redis_session_options;
+
+/* Fill `*out` with a session store (talon/mw/session.h, the asynchronous
+ * form) that keeps sessions in Redis through tl_redis_command(), for
+ * tl_session_options.store. Every process on the same Redis sees the same
+ * sessions: a user signed in through one is signed in on all, and a
+ * logout through one ends the session everywhere. Expiry is Redis's:
+ * keys carry the idle timeout as TTL (the session options' idle and
+ * absolute timeouts and max_sessions are not used). Redis unreachable or
+ * not answering: a request that carries a session cookie is answered 503
+ * (the session middleware's rule for a failing lookup), requests without
+ * one are not affected. The store's ctx is freed by the session
+ * middleware; `r` must outlive it (the app frees both). Returns 0,
+ * TL_EINVAL, TL_ENOMEM. */
+struct tl_session_store;
+TL_EXTERN int tl_redis_session_store(tl_redis *r,
+                                     const tl_redis_session_options *options,
+                                     struct tl_session_store *out);
 
 #ifdef __cplusplus
 }

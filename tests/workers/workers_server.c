@@ -40,6 +40,10 @@
  * buffer bytes, REDIS_BACKOFF_MS a fixed reconnect delay [50 doubling to
  * 500], REDIS_LOCAL_ONLY=1 starts without Redis); GET /redis
  * answers the bridge's counters as JSON, and GET /node its node id.
+ * REDIS_TIMEOUT_MS sets the connect and command timeouts. Sessions in
+ * Redis (tl_redis_session_store; SESSION_IDLE_S its TTL) under /sess:
+ * GET /sess/login?name=N signs in ("ok <worker>"), /sess/me answers the
+ * name or "nobody", /sess/logout ends the session ("bye").
  *
  * ONE_MORE_FD=1: before listening, the descriptor limit is lowered so that
  * only worker 0 can open its listener (and libuv's reserve descriptor):
@@ -61,6 +65,7 @@
 #include <talon.h>
 #include <talon/timer.h>
 #ifdef TALON_HAVE_REDIS
+#include <talon/mw.h>
 #include <talon/redis.h>
 #endif
 
@@ -261,6 +266,55 @@ static void redis_stats(tl_req *req, tl_res *res) {
            s.buffered, s.channels, s.state);
   tl_res_json(res, buf);
 }
+
+/* Sessions in Redis (tl_redis_session_store), under /sess. */
+static void sess_login(tl_req *req, tl_res *res) {
+  const char *name = tl_req_query(req, "name");
+  struct tl_session *s = tl_req_session(req);
+  if (!name || !s || tl_session_regenerate(req, res) != 0 ||
+      tl_session_set(s, "name", name) != 0) {
+    tl_res_status(res, 500);
+    tl_res_text(res, "no session");
+    return;
+  }
+  char buf[96];
+  snprintf(buf, sizeof buf, "ok %d", tl_app_worker(tl_req_app(req)));
+  tl_res_text(res, buf);
+}
+
+static void sess_me(tl_req *req, tl_res *res) {
+  struct tl_session *s = tl_req_session(req);
+  const char *name = s ? tl_session_get(s, "name") : NULL;
+  tl_res_text(res, name ? name : "nobody");
+}
+
+static void sess_logout(tl_req *req, tl_res *res) {
+  tl_res_text(res, tl_session_destroy(req, res) == 0 ? "bye" : "failed");
+}
+
+static int sess_routes(tl_app *app, tl_redis *r) {
+  static const char *const secrets[] = {"workers-server-session-secret-42",
+                                        NULL};
+  const char *idle = getenv("SESSION_IDLE_S");
+  tl_session_store store;
+  int err = tl_redis_session_store(
+      r,
+      &(tl_redis_session_options){.idle_timeout_s =
+                                      idle ? (unsigned)atoi(idle) : 0},
+      &store);
+  if (err)
+    return err;
+  tl_router *sr = tl_router_new();
+  if (!sr)
+    return TL_ENOMEM;
+  err |= tl_router_use(sr, tl_cookies(&(tl_cookies_options){.secrets = secrets}));
+  err |= tl_router_use(sr, tl_session(&(tl_session_options){.store = &store}));
+  err |= tl_router_get(sr, "/login", sess_login);
+  err |= tl_router_get(sr, "/me", sess_me);
+  err |= tl_router_get(sr, "/logout", sess_logout);
+  err |= tl_app_mount(app, "/sess", sr);
+  return err;
+}
 #endif
 
 static void stats(tl_req *req, tl_res *res) {
@@ -419,8 +473,17 @@ int main(int argc, char **argv) {
                                       : 500,
                               .start_without_redis =
                                   getenv("REDIS_LOCAL_ONLY") != NULL,
+                              .connect_timeout_ms =
+                                  getenv("REDIS_TIMEOUT_MS")
+                                      ? (unsigned)atoi(getenv("REDIS_TIMEOUT_MS"))
+                                      : 0,
+                              .command_timeout_ms =
+                                  getenv("REDIS_TIMEOUT_MS")
+                                      ? (unsigned)atoi(getenv("REDIS_TIMEOUT_MS"))
+                                      : 0,
                           },
                           &g_redis));
+    CHECK(sess_routes(app, g_redis));
   }
 #endif
   if (getenv("ONE_MORE_FD")) {

@@ -62,6 +62,12 @@ extern "C" {
 /* Length of a session id (base64url of 24 random bytes). */
 #define TL_SESSION_ID_LEN 32
 
+/* The answer of an asynchronous store operation: `status` 0 (for a get:
+ * `data`, `len` bytes, valid only during the call: the middleware copies
+ * it), TL_ENOENT (get: absent or expired), or another negative code. */
+typedef void (*tl_session_done_cb)(void *arg, int status, const char *data,
+                                   size_t len);
+
 /* A session store. The session data is an opaque byte string (the
  * middleware serialises the key/value pairs); the store keeps it under the
  * id and handles expiry. Every callback gets `ctx`; `id` is a
@@ -71,7 +77,33 @@ extern "C" {
  * so a store must be thread-safe (the built-in one takes a mutex; a
  * session created through one worker is valid on all). `free` runs once,
  * on the thread that frees the app, when no other call can be running.
- * A store must not block for long: the worker waits. */
+ *
+ * Two forms. Synchronous (get, set, destroy; touch optional): for stores
+ * that answer at once, as the built-in memory store; the worker waits.
+ * Asynchronous (get_async, set_async, destroy_async, all three): for
+ * stores behind a network round trip (tl_redis_session_store in
+ * talon/redis.h), which must not block a loop. When get_async is set the
+ * middleware uses the asynchronous form only:
+ *  - a request with a valid session cookie: the middleware calls
+ *    get_async (which also restarts the idle time: there is no separate
+ *    touch), defers the response (TL_PENDING) and continues the chain
+ *    (tl_next) when the answer comes, with the session loaded. If the
+ *    client goes away meanwhile, the answer is dropped and nothing of the
+ *    request is touched. If the lookup fails (get_async returns an error,
+ *    or the answer is an error other than TL_ENOENT) the request is
+ *    answered 503 (tl_res_fail: the error middleware's page): neither a
+ *    silent sign-out nor a request served without its session. Requests
+ *    without a session cookie never wait.
+ *  - writes (tl_session_set, _del, _regenerate, _destroy) call set_async
+ *    or destroy_async and return once the store took them (its immediate
+ *    error is returned); they do not wait for the answer, and a later
+ *    failure is not reported to the request (the store may count it). A
+ *    store keeps a worker's operations in order, so a request's writes
+ *    are seen by the next lookup.
+ * Each *_async function returns 0 and then calls `done(arg, ...)` exactly
+ * once, later (never inside the call), on the calling worker's thread;
+ * or returns a negative code and never calls it. `done` may be NULL for
+ * set_async and destroy_async. */
 typedef struct tl_session_store {
   /* Find `id`: on success set *data to a malloc()ed copy of the data
    * (the middleware free()s it) and *len to its length, and return 0.
@@ -88,6 +120,13 @@ typedef struct tl_session_store {
   /* Called once with `ctx` when the middleware is freed (may be NULL). */
   void (*free)(void *ctx);
   void *ctx;
+  /* The asynchronous form (see above); NULL for a synchronous store. */
+  int (*get_async)(void *ctx, const char *id, tl_session_done_cb done,
+                   void *arg);
+  int (*set_async)(void *ctx, const char *id, const char *data, size_t len,
+                   tl_session_done_cb done, void *arg);
+  int (*destroy_async)(void *ctx, const char *id, tl_session_done_cb done,
+                       void *arg);
 } tl_session_store;
 
 /* Options for tl_session(). Zero fields take the default in brackets. */
