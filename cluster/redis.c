@@ -930,14 +930,16 @@ static void bridge_stop(void *ctx) {
     tl_timer_stop(r->setup_timer);
     r->setup_timer = NULL;
   }
-  /* Established connections end after their pending replies; one still
-   * connecting is freed now, so that a Redis that never answers the
-   * connect cannot hold the stop (its poll handle keeps the loop). */
+  /* Ready connections end after their pending replies; one still
+   * connecting or waiting for its setup answers is freed now, so that a
+   * Redis that never answers cannot hold the stop (its poll handle keeps
+   * the loop). */
   redisAsyncContext *cs[2] = {r->pub, r->sub};
+  bool ready[2] = {r->pub_ready, r->sub_ready};
   for (int i = 0; i < 2; i++) {
     if (!cs[i])
       continue;
-    if (cs[i]->c.flags & REDIS_CONNECTED) {
+    if (ready[i] && (cs[i]->c.flags & REDIS_CONNECTED)) {
       redisAsyncDisconnect(cs[i]);
     } else {
       if (cs[i] == r->pub)
