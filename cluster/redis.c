@@ -52,6 +52,8 @@ struct tl_redis {
   size_t plen, max_buffer;
   unsigned backoff_min, backoff_max, backoff, connect_timeout;
   unsigned command_timeout;
+  unsigned count_ms;     /* cluster_count_ms */
+  tl_timer *count_timer; /* worker 0: count_refresh */
   unsigned nworkers;
   wconn *w; /* one per worker */
   int start_without;
@@ -245,6 +247,8 @@ static chan *chan_find(tl_redis *r, const char *topic, size_t n) {
 }
 
 static void on_channel_message(redisAsyncContext *c, void *reply, void *arg);
+static int count_report(tl_redis *r, const char *topic, size_t tlen,
+                        long long count, tl_redis_reply_cb cb, void *arg);
 
 static void channel_command(tl_redis *r, const char *cmd, const char *topic,
                             size_t tlen) {
@@ -292,6 +296,8 @@ static void interest_on_worker0(tl_app *app, void *arg) {
     *pp = c->next;
     atomic_fetch_sub_explicit(&r->nchans, 1, memory_order_relaxed);
     channel_command(r, "UNSUBSCRIBE", c->name, c->len);
+    if (r->count_ms) /* this node has none now */
+      count_report(r, c->name, c->len, 0, NULL, NULL);
     free(c);
   }
   free(ic);
@@ -696,6 +702,103 @@ static void w_stop(tl_app *app, void *arg) {
   }
 }
 
+/* ---- subscriber counts over every node --------------------------------- */
+
+/* KEYS[1] the topic's count hash; ARGV: node id, its count, the age in ms
+ * past which a node's count is dropped. Writes this node's count, bumps
+ * the version, sums the fresh counts; returns {sum, version}. */
+static const char COUNT_LUA[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local ttl = tonumber(ARGV[3])\n"
+    "if tonumber(ARGV[2]) > 0 then\n"
+    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. now)\n"
+    "else\n"
+    "  redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "end\n"
+    "local v = redis.call('HINCRBY', KEYS[1], '~v', 1)\n"
+    "local sum = 0\n"
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "for i = 1, #all, 2 do\n"
+    "  if all[i] ~= '~v' then\n"
+    "    local c, ts = string.match(all[i + 1], '^(%d+):(%d+)$')\n"
+    "    if c and now - tonumber(ts) <= ttl then\n"
+    "      sum = sum + tonumber(c)\n"
+    "    else\n"
+    "      redis.call('HDEL', KEYS[1], all[i])\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], ttl)\n"
+    "return {sum, v}\n";
+
+/* Reports this node's `count` of `topic` and asks for the sum. */
+static int count_report(tl_redis *r, const char *topic, size_t tlen,
+                        long long count, tl_redis_reply_cb cb, void *arg) {
+  char *key = malloc(r->plen + 6 + tlen);
+  if (!key)
+    return TL_ENOMEM;
+  memcpy(key, r->prefix, r->plen);
+  memcpy(key + r->plen, "count:", 6);
+  memcpy(key + r->plen + 6, topic, tlen);
+  char node[33], cnt[24], ttl[24];
+  tl_redis_node_id(r, node);
+  snprintf(cnt, sizeof cnt, "%lld", count < 0 ? 0 : count);
+  snprintf(ttl, sizeof ttl, "%llu", 3ull * r->count_ms);
+  const char *argv[7] = {"EVAL", COUNT_LUA, "1", key, node, cnt, ttl};
+  size_t lens[7] = {4,  sizeof COUNT_LUA - 1, 1,          r->plen + 6 + tlen,
+                    32, strlen(cnt),          strlen(ttl)};
+  int rc = tl_redis_command(r, 7, argv, lens, cb, arg);
+  free(key);
+  return rc;
+}
+
+typedef struct count_call {
+  tl_redis_count_cb cb;
+  void *arg;
+} count_call;
+
+static void count_answer(tl_redis *r, int status, const tl_redis_reply *rep,
+                         void *arg) {
+  count_call cc = *(count_call *)arg;
+  free(arg);
+  if (status == 0 &&
+      (rep->type != TL_REDIS_ARRAY || rep->elements != 2 ||
+       rep->element[0].type != TL_REDIS_INTEGER ||
+       rep->element[1].type != TL_REDIS_INTEGER))
+    status = TL_EIO;
+  if (status < 0)
+    cc.cb(r, status, 0, 0, cc.arg);
+  else
+    cc.cb(r, 0, rep->element[0].integer, rep->element[1].integer, cc.arg);
+}
+
+int tl_redis_cluster_count(tl_redis *r, const char *topic,
+                           tl_redis_count_cb cb, void *arg) {
+  if (!r || !topic || !cb)
+    return TL_EINVAL;
+  if (!r->count_ms)
+    return TL_ESTATE;
+  count_call *cc = malloc(sizeof *cc);
+  if (!cc)
+    return TL_ENOMEM;
+  *cc = (count_call){cb, arg};
+  int rc = count_report(r, topic, strlen(topic),
+                        tl_app_subscriber_count(r->app, topic), count_answer,
+                        cc);
+  if (rc < 0)
+    free(cc);
+  return rc;
+}
+
+/* Worker 0, every count_ms: this node's counts of its topics, fresh. */
+static void count_refresh(tl_timer *t, void *arg) {
+  tl_redis *r = arg;
+  for (chan *c = r->chans; c; c = c->next)
+    count_report(r, c->name, c->len, tl_app_subscriber_count(r->app, c->name),
+                 NULL, NULL);
+}
+
 /* ---- connections ------------------------------------------------------- */
 
 static void connect_both(tl_redis *r);
@@ -915,6 +1018,9 @@ static int bridge_start(void *ctx, tl_app *app) {
   }
   connect_both(r);
   tl_app_call_all(app, w_start, NULL, r);
+  if (r->count_ms)
+    r->count_timer =
+        tl_timer_start(app, r->count_ms, r->count_ms, count_refresh, r);
   return 0;
 }
 
@@ -929,6 +1035,10 @@ static void bridge_stop(void *ctx) {
   if (r->setup_timer) {
     tl_timer_stop(r->setup_timer);
     r->setup_timer = NULL;
+  }
+  if (r->count_timer) {
+    tl_timer_stop(r->count_timer);
+    r->count_timer = NULL;
   }
   /* Ready connections end after their pending replies; one still
    * connecting or waiting for its setup answers is freed now, so that a
@@ -1015,6 +1125,7 @@ int tl_redis_attach(tl_app *app, const tl_redis_options *o, tl_redis **out) {
     r->backoff_max = r->backoff_min;
   r->connect_timeout = o->connect_timeout_ms ? o->connect_timeout_ms : 2000;
   r->command_timeout = o->command_timeout_ms ? o->command_timeout_ms : 2000;
+  r->count_ms = o->cluster_count_ms;
   r->nworkers = tl_app_workers(app);
   if (!(r->w = calloc(r->nworkers, sizeof *r->w))) {
     bridge_free(r);

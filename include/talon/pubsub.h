@@ -101,7 +101,12 @@ TL_EXTERN int tl_app_publish_ex(tl_app *app, const char *topic,
 
 /* Subscribers of `topic` on this app: on all its workers (exact), in O(1)
  * (a hash lookup; with workers under the topic table's lock). With one
- * worker call it on the app's thread; with several, from any thread. */
+ * worker call it on the app's thread; with several, from any thread.
+ * With a pub/sub backend across processes (talon/cluster.h, the Redis
+ * bridge) it stays this process's count: subscribers in other processes
+ * are not in it (the `subscription` handler's counts too). The count over
+ * every process, where Redis can give it: tl_redis_cluster_count() in
+ * talon/redis.h (asynchronous, other processes' part slightly stale). */
 TL_EXTERN size_t tl_app_subscriber_count(const tl_app *app, const char *topic);
 
 /* Messages dropped for this socket because of backpressure (direct sends

@@ -72,6 +72,12 @@ typedef struct tl_redis_options {
    * in this time fails with UV_ETIMEDOUT, and its connection is closed
    * (the next command opens another) [2000 ms]. */
   unsigned command_timeout_ms;
+  /* Cluster-wide subscriber counts (tl_redis_cluster_count) [0: off].
+   * When set, every node writes its own count of each topic it has
+   * subscribers of into Redis this often (ms; one small script per topic
+   * per period, on worker 0's command connection), and a node's count
+   * older than three periods (a node that died) is not counted. */
+  unsigned cluster_count_ms;
 } tl_redis_options;
 
 enum { /* tl_redis_stats.state */
@@ -156,6 +162,34 @@ typedef void (*tl_redis_reply_cb)(tl_redis *r, int status,
 TL_EXTERN int tl_redis_command(tl_redis *r, int argc, const char *const *argv,
                                const size_t *lens, tl_redis_reply_cb cb,
                                void *arg);
+
+/* ---- subscriber counts over every node ------------------------------------
+ *
+ * tl_app_subscriber_count() is this process's count (exact, at once).
+ * PUBSUB NUMSUB would count Redis subscriptions, that is processes, not
+ * sockets; so with cluster_count_ms set each node keeps its count of a
+ * topic in the hash PREFIX "count:" TOPIC (field: its node id; value: the
+ * count and Redis's time), and a query sums the fresh fields. */
+
+/* The answer: `status` 0 and `count` (subscribers of the topic on every
+ * node) and `version` (grows with every report any node makes for this
+ * topic: of two answers, the one with the higher version is the newer
+ * count), or a negative status (as tl_redis_reply_cb's). */
+typedef void (*tl_redis_count_cb)(tl_redis *r, int status, long long count,
+                                  long long version, void *arg);
+
+/* Ask Redis for the number of subscribers of `topic` over every node. In
+ * the same atomic step this node's own count is written first, so it is
+ * exact for this node at the moment of the call; another node's part is
+ * as of its last report: its last call of this function for the topic
+ * or its periodic refresh, at most cluster_count_ms old (a node that
+ * stopped reports 0 as its last subscriber leaves; one that died is
+ * dropped after 3 * cluster_count_ms). Call on a worker's thread; `cb`
+ * runs later on it, exactly once if this returns 0. Returns 0,
+ * TL_EINVAL, TL_ESTATE (cluster_count_ms is 0, or as tl_redis_command),
+ * or tl_redis_command's errors. */
+TL_EXTERN int tl_redis_cluster_count(tl_redis *r, const char *topic,
+                                     tl_redis_count_cb cb, void *arg);
 
 /* ---- sessions ---------------------------------------------------------- */
 

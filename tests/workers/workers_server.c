@@ -40,7 +40,9 @@
  * buffer bytes, REDIS_BACKOFF_MS a fixed reconnect delay [50 doubling to
  * 500], REDIS_LOCAL_ONLY=1 starts without Redis); GET /redis
  * answers the bridge's counters as JSON, and GET /node its node id.
- * REDIS_TIMEOUT_MS sets the connect and command timeouts. Sessions in
+ * REDIS_TIMEOUT_MS sets the connect and command timeouts; REDIS_COUNT_MS
+ * turns on cluster-wide counts: GET /ccount?topic=T answers
+ * tl_redis_cluster_count as "<count> <version>". Sessions in
  * Redis (tl_redis_session_store; SESSION_IDLE_S its TTL) under /sess:
  * GET /sess/login?name=N signs in ("ok <worker>"), /sess/me answers the
  * name or "nobody", /sess/logout ends the session ("bye").
@@ -292,6 +294,53 @@ static void sess_logout(tl_req *req, tl_res *res) {
   tl_res_text(res, tl_session_destroy(req, res) == 0 ? "bye" : "failed");
 }
 
+/* GET /ccount?topic=T: tl_redis_cluster_count, "<count> <version>" (or
+ * the error's name, 503). */
+typedef struct ccount_op {
+  tl_res *res; /* NULL once the client left */
+} ccount_op;
+
+static void ccount_gone(tl_res *res, void *arg) {
+  ((ccount_op *)arg)->res = NULL;
+}
+
+static void ccount_done(tl_redis *r, int status, long long count,
+                        long long version, void *arg) {
+  ccount_op *op = arg;
+  tl_res *res = op->res;
+  free(op);
+  if (!res)
+    return;
+  char buf[64];
+  if (status < 0) {
+    tl_res_status(res, 503);
+    tl_res_text(res, tl_strerror(status));
+    return;
+  }
+  snprintf(buf, sizeof buf, "%lld %lld", count, version);
+  tl_res_text(res, buf);
+}
+
+static void ccount(tl_req *req, tl_res *res) {
+  const char *t = tl_req_query(req, "topic");
+  ccount_op *op = malloc(sizeof *op);
+  if (!t || !op) {
+    free(op);
+    tl_res_status(res, 400);
+    return;
+  }
+  op->res = res;
+  int rc = g_redis ? tl_redis_cluster_count(g_redis, t, ccount_done, op)
+                   : TL_ESTATE;
+  if (rc < 0) {
+    free(op);
+    tl_res_status(res, 503);
+    tl_res_text(res, tl_strerror(rc));
+    return;
+  }
+  tl_res_defer(res, ccount_gone, op);
+}
+
 static int sess_routes(tl_app *app, tl_redis *r) {
   static const char *const secrets[] = {"workers-server-session-secret-42",
                                         NULL};
@@ -454,6 +503,7 @@ int main(int argc, char **argv) {
   CHECK(tl_app_ws(app, "/ws", &ws_route, sizeof(member)));
 #ifdef TALON_HAVE_REDIS
   CHECK(tl_app_get(app, "/redis", redis_stats));
+  CHECK(tl_app_get(app, "/ccount", ccount));
   const char *url = getenv("REDIS_URL");
   if (url && *url) {
     const char *buffer = getenv("REDIS_BUFFER");
@@ -476,6 +526,10 @@ int main(int argc, char **argv) {
                               .connect_timeout_ms =
                                   getenv("REDIS_TIMEOUT_MS")
                                       ? (unsigned)atoi(getenv("REDIS_TIMEOUT_MS"))
+                                      : 0,
+                              .cluster_count_ms =
+                                  getenv("REDIS_COUNT_MS")
+                                      ? (unsigned)atoi(getenv("REDIS_COUNT_MS"))
                                       : 0,
                               .command_timeout_ms =
                                   getenv("REDIS_TIMEOUT_MS")
