@@ -42,6 +42,10 @@
  * Sessions (tl_session, kept in memory) end at /logout, at a new sign-in
  * from the same browser, after 24 hours without a request, 7 days after
  * the sign-in, and when the server stops.
+ * With REDIS_URL (and CHAT_SECRET) they live in Redis instead and survive
+ * a restart; the 7 days are then the cookie's Max-Age only (Redis expires
+ * a session after 24 hours without a request). See "across processes"
+ * below for what else is shared then.
  *
  * Limits are per sign-in, not global, so that one client cannot deny
  * everyone else: a session may hold at most 16 sockets (so 16 rooms) at
@@ -71,7 +75,9 @@
  *    it holds; the response does not wait for them.
  *
  * Usage: chat [--workers N] [PORT]   (or PORT=..., HOST=..., WORKERS=...;
- * CHAT_PUBLIC=dir serves another front end)
+ * CHAT_PUBLIC=dir serves another front end; REDIS_URL=redis://HOST:PORT
+ * with CHAT_SECRET=<the same long random string on every process> shares
+ * everything with the other chat processes on that Redis)
  */
 #include <ctype.h>
 #include <limits.h>
@@ -123,6 +129,7 @@ typedef struct chat_user {
   struct room *r;                  /* its room, from open on */
   struct session_socks *session;   /* its session's sockets, from open on */
   struct chat_user *next_of_session;
+  struct user_ref *ref; /* with Redis: for answers after a close */
 } chat_user;
 
 /* A room: the ring of its last HISTORY messages. */
@@ -155,6 +162,9 @@ typedef struct chat_state {
   size_t nrooms, nidle; /* all rooms / rooms nobody is in */
   json_int_t next_id;   /* of messages, joins and leaves */
   session_socks *sessions[SESSION_BUCKETS];
+#ifdef TALON_HAVE_REDIS
+  tl_redis *redis; /* with REDIS_URL: shared with other processes */
+#endif
 } chat_state;
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -442,7 +452,235 @@ static void socks_revoke(tl_app *app, const char *id) {
   unlock(st);
 }
 
+/* ---- across processes: Redis ---------------------------------------------
+ *
+ * With REDIS_URL set, several chat processes share everything through one
+ * Redis (talon/redis.h), on the worker's own Redis connection, never
+ * blocking a loop:
+ *  - sessions: tl_redis_session_store (signed in through one process,
+ *    signed in on all; the cookie's secret is CHAT_SECRET, the same on
+ *    every process);
+ *  - messages: one script (MSG_LUA) checks that the sender's session is
+ *    still alive, numbers the message (INCR chat:seq: one sequence for all
+ *    processes), appends it to the room's history (RPUSH + LTRIM of the
+ *    list chat:hist:ROOM, so a process started late has it) and returns
+ *    it; the answer is published to the room (the bridge carries it to
+ *    the other processes). A socket whose session was signed out through
+ *    another process is closed (4001) at its next message;
+ *  - history: a joining socket subscribes first, then reads the list: a
+ *    message is either in the list or published after the subscription
+ *    (both is fine: the page drops ids it shows). The page keeps what
+ *    arrives before the welcome and shows it after the history. One gap
+ *    remains: when a room's first member on this process joins, the
+ *    process's Redis SUBSCRIBE travels on another connection than the
+ *    read, so a message published elsewhere in that instant (well under
+ *    a millisecond) can miss the newcomer;
+ *  - presence: member counts are tl_redis_cluster_count over every
+ *    process; join and leave events carry the count and, as "id", its
+ *    version, which orders counts across processes;
+ *  - sign-out: the session's sockets here close at once (as without
+ *    Redis); those on other processes are told {"type":"signed_out"} on
+ *    the session's topic (the page closes them) and closed by their
+ *    server at their next message.
+ * The per-session socket cap counts the sockets of this process. */
+#ifdef TALON_HAVE_REDIS
+
+/* A socket, for answers that may come after it closed: `u` is NULL then.
+ * Used on the socket's worker only (the answers come there), so plain
+ * counts suffice. */
+typedef struct user_ref {
+  chat_user *u;
+  unsigned refs;
+} user_ref;
+
+static void ref_drop(user_ref *ref) {
+  if (--ref->refs == 0)
+    free(ref);
+}
+
+/* KEYS: chat:seq, chat:hist:ROOM, the sender's session key; ARGV: the
+ * message's JSON before and after its id, the history length. */
+static const char MSG_LUA[] =
+    "if redis.call('EXISTS', KEYS[3]) == 0 then return false end\n"
+    "local id = redis.call('INCR', KEYS[1])\n"
+    "local s = ARGV[1] .. id .. ARGV[2]\n"
+    "redis.call('RPUSH', KEYS[2], s)\n"
+    "redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)\n"
+    "return s\n";
+
+#define SESSION_PREFIX "talon:sess:"
+
+typedef struct msg_op {
+  tl_app *app;
+  user_ref *ref;
+  char topic[ROOM_MAX_CHARS + 6];
+} msg_op;
+
+static void msg_done(tl_redis *r, int status, const tl_redis_reply *rep,
+                     void *arg) {
+  msg_op *op = arg;
+  chat_user *u = op->ref->u;
+  if (status == 0 && rep->type == TL_REDIS_STRING) {
+    tl_app_publish(op->app, op->topic, rep->str, rep->len, TL_WS_TEXT);
+  } else if (status == 0 && rep->type == TL_REDIS_NIL) {
+    if (u) /* signed out through another process */
+      tl_ws_close(u->ws, CLOSE_SIGNED_OUT, "signed out");
+  } else if (u) {
+    send_error(u->ws, "message not sent: the server's store is unavailable");
+  }
+  ref_drop(op->ref);
+  free(op);
+}
+
+/* A message of `u` (valid UTF-8, no NUL): numbered, kept and published
+ * through Redis. */
+static void redis_message(tl_redis *redis, chat_user *u, const char *data,
+                          size_t len) {
+  /* The JSON after the id: {"name":...,"text":...,"time":...} with its
+   * '{' replaced by ','. jansson keeps the keys in insertion order. */
+  char *tail = dump(json_pack("{s:s, s:s%, s:I}", "name", u->name, "text",
+                              data, len, "time", now_ms()));
+  msg_op *op = tail ? malloc(sizeof *op) : NULL;
+  if (!op) {
+    free(tail);
+    send_error(u->ws, "message refused");
+    return;
+  }
+  tail[0] = ',';
+  op->app = tl_ws_app(u->ws);
+  op->ref = u->ref;
+  snprintf(op->topic, sizeof op->topic, "%s", u->topic);
+  char hist[ROOM_MAX_CHARS + 16], sess[sizeof SESSION_PREFIX + TL_SESSION_ID_LEN];
+  snprintf(hist, sizeof hist, "chat:hist:%s", u->room);
+  snprintf(sess, sizeof sess, SESSION_PREFIX "%s", u->sid);
+  char keep[16];
+  snprintf(keep, sizeof keep, "%d", HISTORY);
+  const char *argv[] = {"EVAL", MSG_LUA, "3", "chat:seq", hist, sess,
+                        "{\"type\":\"message\",\"id\":", tail, keep};
+  int rc = tl_redis_command(redis, 9, argv, NULL, msg_done, op);
+  free(tail);
+  if (rc < 0) {
+    free(op);
+    send_error(u->ws, "message not sent: the server's store is unavailable");
+    return;
+  }
+  u->ref->refs++;
+}
+
+static void welcome_done(tl_redis *r, int status, const tl_redis_reply *rep,
+                         void *arg) {
+  user_ref *ref = arg;
+  chat_user *u = ref->u;
+  if (u && (status < 0 || rep->type != TL_REDIS_ARRAY)) {
+    tl_ws_close(u->ws, 1011, "the server's store is unavailable");
+  } else if (u) {
+    json_t *history = json_array();
+    for (size_t i = 0; i < rep->elements; i++) {
+      const tl_redis_reply *e = &rep->element[i];
+      json_t *m = e->type == TL_REDIS_STRING
+                      ? json_loadb(e->str, e->len, 0, NULL)
+                      : NULL;
+      if (m)
+        json_array_append_new(history, m);
+    }
+    send_json(u->ws, json_pack("{s:s, s:s, s:s, s:i, s:o}", "type",
+                               "welcome", "name", u->name, "room", u->room,
+                               "max_bytes", MAX_PAYLOAD, "history", history));
+  }
+  ref_drop(ref);
+}
+
+/* A socket joined its room (under no lock): subscribe to the room and
+ * to its session's topic, then read the history for the welcome. */
+static void redis_open(tl_redis *redis, chat_user *u) {
+  tl_ws *ws = u->ws;
+  user_ref *ref = malloc(sizeof *ref);
+  char sess_topic[TL_SESSION_ID_LEN + 9];
+  snprintf(sess_topic, sizeof sess_topic, "session:%s", u->sid);
+  if (!ref || tl_ws_subscribe(ws, u->topic) != 0 ||
+      tl_ws_subscribe(ws, sess_topic) != 0) {
+    free(ref);
+    tl_ws_close(ws, 4011, "could not join the room");
+    return;
+  }
+  *ref = (user_ref){.u = u, .refs = 1};
+  u->ref = ref;
+  char hist[ROOM_MAX_CHARS + 16];
+  snprintf(hist, sizeof hist, "chat:hist:%s", u->room);
+  const char *argv[] = {"LRANGE", hist, "0", "-1"};
+  if (tl_redis_command(redis, 4, argv, NULL, welcome_done, ref) != 0) {
+    tl_ws_close(ws, 1011, "the server's store is unavailable");
+    return;
+  }
+  ref->refs++;
+}
+
+static void redis_close(chat_user *u) {
+  if (!u->ref)
+    return;
+  u->ref->u = NULL;
+  ref_drop(u->ref);
+  u->ref = NULL;
+}
+
+typedef struct presence_op {
+  tl_app *app;
+  bool join;
+  char name[NAME_MAX_CHARS + 1];
+  char topic[ROOM_MAX_CHARS + 6];
+} presence_op;
+
+static void presence_done(tl_redis *r, int status, long long count,
+                          long long version, void *arg) {
+  presence_op *op = arg;
+  if (status == 0) {
+    char *event = dump(json_pack("{s:s, s:I, s:s, s:I, s:I}", "type",
+                                 op->join ? "join" : "leave", "id",
+                                 (json_int_t)version, "name", op->name,
+                                 "members", (json_int_t)count, "time",
+                                 now_ms()));
+    if (event)
+      tl_app_publish(op->app, op->topic, event, strlen(event), TL_WS_TEXT);
+    free(event);
+  }
+  free(op);
+}
+
+/* A join or leave: announced with the member count over every process. */
+static void redis_presence(tl_redis *redis, tl_app *app, const chat_user *u,
+                           const char *topic, bool join) {
+  presence_op *op = malloc(sizeof *op);
+  if (!op)
+    return;
+  op->app = app;
+  op->join = join;
+  snprintf(op->name, sizeof op->name, "%s", u->name);
+  snprintf(op->topic, sizeof op->topic, "%s", topic);
+  if (tl_redis_cluster_count(redis, topic, presence_done, op) != 0)
+    free(op); /* Redis unavailable (or stopping): no announcement */
+}
+
+/* Sign-out of session `id`: its sockets on other processes are told. */
+static void redis_signed_out(tl_app *app, const char *id) {
+  char topic[TL_SESSION_ID_LEN + 9];
+  snprintf(topic, sizeof topic, "session:%s", id);
+  static const char msg[] = "{\"type\":\"signed_out\"}";
+  tl_app_publish(app, topic, msg, sizeof msg - 1, TL_WS_TEXT);
+}
+
+#endif /* TALON_HAVE_REDIS */
+
 /* ---- HTTP routes ------------------------------------------------------- */
+
+/* Session `id` ended (sign-out, or replaced by a new sign-in): its sockets
+ * close, here and, with Redis, on the other processes. */
+static void signed_out(tl_app *app, const char *id) {
+  socks_revoke(app, id);
+#ifdef TALON_HAVE_REDIS
+  if (state_of(app)->redis)
+    redis_signed_out(app, id);
+#endif
+}
 
 static void me(tl_req *req, tl_res *res) {
   char name[NAME_MAX_CHARS + 1];
@@ -520,7 +758,7 @@ static void login(tl_req *req, tl_res *res) {
     return;
   }
   if (*old)
-    socks_revoke(tl_req_app(req), old);
+    signed_out(tl_req_app(req), old);
   snprintf(location, sizeof location, "/?room=%s", room);
   tl_res_redirect(res, 303, location);
 }
@@ -540,7 +778,7 @@ static void logout(tl_req *req, tl_res *res) {
     return;
   }
   if (*old)
-    socks_revoke(tl_req_app(req), old);
+    signed_out(tl_req_app(req), old);
   tl_res_redirect(res, 303, "/");
 }
 
@@ -609,6 +847,13 @@ static void on_open(tl_ws *ws) {
       tl_ws_close(ws, 1011, "out of memory");
     return;
   }
+#ifdef TALON_HAVE_REDIS
+  if (st->redis) {
+    unlock(st);
+    redis_open(st->redis, u);
+    return;
+  }
+#endif
   room *r = u->r;
   json_t *history = json_array();
   for (unsigned i = 0; i < r->count; i++)
@@ -627,6 +872,9 @@ static void on_close(tl_ws *ws, int code, const char *reason, size_t len) {
   chat_state *st = lock(tl_ws_app(ws));
   socks_detach(st, tl_ws_data(ws));
   unlock(st);
+#ifdef TALON_HAVE_REDIS
+  redis_close(tl_ws_data(ws));
+#endif
 }
 
 /* Joins and leaves (also of closing sockets, after on_close): announce
@@ -640,6 +888,8 @@ static void on_subscription(tl_ws *ws, const char *topic, int new_count,
   chat_user *u = tl_ws_data(ws);
   tl_app *app = tl_ws_app(ws);
   bool join = new_count > old_count;
+  if (strcmp(topic, u->topic) != 0)
+    return; /* the session's topic (with Redis) */
   chat_state *st = lock(app);
   room *r = u->r;
   r->members += join ? 1 : -1;
@@ -649,6 +899,15 @@ static void on_subscription(tl_ws *ws, const char *topic, int new_count,
     st->nidle++;
     r->used = tl_app_now(app);
   }
+#ifdef TALON_HAVE_REDIS
+  if (st->redis) {
+    if (r->members == 0)
+      rooms_trim(st, NULL);
+    unlock(st);
+    redis_presence(st->redis, app, u, topic, join);
+    return;
+  }
+#endif
   char *event = dump(json_pack(
       "{s:s, s:I, s:s, s:i, s:I}", "type", join ? "join" : "leave", "id",
       ++st->next_id, "name", u->name, "members", r->members, "time", now_ms()));
@@ -692,6 +951,13 @@ static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
     return;
   }
   u->tokens -= 1.0;
+#ifdef TALON_HAVE_REDIS
+  tl_redis *redis = state_of(app)->redis;
+  if (redis) {
+    redis_message(redis, u, data, len);
+    return;
+  }
+#endif
 
   /* talon checked that text is valid UTF-8; jansson escapes it. A NUL
    * (valid UTF-8, "\u0000") makes json_stringn fail: refused. The
@@ -807,7 +1073,10 @@ int main(int argc, char **argv) {
   example_opts o;
   int rc = example_args(
       argc, argv, "chat",
-      "  CHAT_PUBLIC     the front end's folder [examples/chat/public]\n", &o);
+      "  CHAT_PUBLIC     the front end's folder [examples/chat/public]\n"
+      "  CHAT_SECRET     signs the session cookies [random per start];\n"
+      "                  required with REDIS_URL (the same on every process)\n",
+      &o);
   if (rc >= 0)
     return rc;
 
@@ -819,12 +1088,28 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  /* With Redis, every process must sign cookies with the same secret. */
+  const char *redis_url = getenv("REDIS_URL");
+  bool shared = redis_url && *redis_url;
+  const char *secret_env = getenv("CHAT_SECRET");
   char secret[65];
-  if (!random_secret(secret)) {
+  if (secret_env && *secret_env) {
+    if (strlen(secret_env) < 16) {
+      fprintf(stderr, "chat: CHAT_SECRET must have at least 16 characters\n");
+      return 1;
+    }
+  } else if (shared) {
+    fprintf(stderr, "chat: with REDIS_URL, set CHAT_SECRET (the same long "
+                    "random string on every process: it signs the session "
+                    "cookies)\n");
+    return 1;
+  } else if (!random_secret(secret)) {
     fprintf(stderr, "chat: cannot read /dev/urandom\n");
     return 1;
   }
-  const char *const secrets[] = {secret, NULL};
+  const char *const secrets[] = {secret_env && *secret_env ? secret_env
+                                                           : secret,
+                                 NULL};
 
   chat_state state = {0};
   pthread_mutexattr_t recursive;
@@ -837,11 +1122,35 @@ int main(int argc, char **argv) {
                                             .max_body_bytes = 16 << 10});
   if (!app)
     return 1;
-  int redis_rc = example_redis(app, "chat");
+  tl_session_options sopt = {.cookie_name = "sid",
+                             .cookie_max_age = SESSION_MAX_S,
+                             .idle_timeout_s = SESSION_IDLE_S,
+                             .absolute_timeout_s = SESSION_MAX_S};
+#ifdef TALON_HAVE_REDIS
+  tl_session_store store;
+  if (shared) {
+    /* Topics, sessions, history and member counts in Redis. */
+    int e = tl_redis_attach(
+        app, &(tl_redis_options){.url = redis_url, .cluster_count_ms = 1000},
+        &state.redis);
+    if (!e)
+      e = tl_redis_session_store(
+          state.redis, &(tl_redis_session_options){.idle_timeout_s = SESSION_IDLE_S},
+          &store);
+    if (e) {
+      fprintf(stderr, "chat: REDIS_URL=%s: %s\n", redis_url, tl_strerror(e));
+      tl_app_free(app);
+      return 1;
+    }
+    sopt.store = &store;
+  }
+#else
+  int redis_rc = example_redis(app, "chat"); /* says it is not built */
   if (redis_rc >= 0) {
     tl_app_free(app);
     return redis_rc;
   }
+#endif
   tl_app_set_data(app, &state);
 
   int err = 0;
@@ -861,11 +1170,7 @@ int main(int argc, char **argv) {
   err |= tl_app_use(app, tl_cookies(&(tl_cookies_options){.secrets = secrets}));
   err |= tl_app_use(
       app, tl_static(pub, &(tl_static_options){.cache_control = "no-cache"}));
-  err |= tl_app_use(app, tl_session(&(tl_session_options){
-                             .cookie_name = "sid",
-                             .cookie_max_age = SESSION_MAX_S,
-                             .idle_timeout_s = SESSION_IDLE_S,
-                             .absolute_timeout_s = SESSION_MAX_S}));
+  err |= tl_app_use(app, tl_session(&sopt));
 
   tl_middleware form[] = {tl_body_urlencoded(
       &(tl_body_urlencoded_options){.max_bytes = 4096, .max_fields = 8})};

@@ -27,6 +27,8 @@ def pytest_addoption(parser):
                      help="path to bench/chat_server (optional)")
     parser.addoption("--hello", action="store", default=None,
                      help="path to examples/hello (optional)")
+    parser.addoption("--chat", action="store", default=None,
+                     help="path to examples/chat (optional)")
 
 
 def free_port():

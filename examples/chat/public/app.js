@@ -26,6 +26,10 @@ let noticeTimer = 0;
 // for messages, joins and leaves) sort it out.
 let shown = new Set(); // ids of the messages on the page
 let membersId = 0;     // id of the event the member count is from
+// Across processes (Redis) a socket subscribes before it reads the
+// history, so live messages may come before the welcome: kept here and
+// shown after the history.
+let early = null;      // [] until the current socket's welcome
 
 function roomFromUrl() {
   const r = new URLSearchParams(location.search).get('room') || '';
@@ -146,6 +150,7 @@ function connect() {
   const sock = new WebSocket(`${proto}//${location.host}/chat/${encodeURIComponent(room)}`);
   let opened = false;
   ws = sock;
+  early = [];
   sock.onopen = () => {
     opened = true;
     retry = 0;
@@ -202,6 +207,10 @@ async function onClosed(e, opened) {
 function onData(raw) {
   let m;
   try { m = JSON.parse(raw); } catch { return; }
+  if (early && m.type !== 'welcome' && m.type !== 'signed_out') {
+    early.push(m);
+    return;
+  }
   switch (m.type) {
     case 'welcome':
       maxBytes = m.max_bytes || maxBytes;
@@ -213,6 +222,17 @@ function onData(raw) {
                `Last ${m.history.length} message${m.history.length === 1 ? '' : 's'} in #${room}`));
         for (const h of m.history) addMessage(h);
       }
+      if (early) {
+        const later = early;
+        early = null;
+        for (const e of later) onData(JSON.stringify(e));
+      }
+      break;
+    case 'signed_out':
+      // Signed out through another server process: as the 4001 close
+      // this server would have sent.
+      stopSocket();
+      onClosed({ code: 4001 }, true);
       break;
     case 'message':
       if (m.name === me && m.text === pending) pending = '';
