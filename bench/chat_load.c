@@ -36,6 +36,13 @@
  *          the (i mod n)-th (servers bridged through Redis); the RESULT
  *          line's dlv_p50_us/dlv_p99_us time each message from its send
  *          to its arrival at the other clients
+ *   -S     Socket.IO (bench/sio/chat-server.js): the same room spoken in
+ *          Socket.IO's protocol over WebSocket (engine.io 4): the path is
+ *          /socket.io/?EIO=4&transport=websocket&name=NAME, the client
+ *          answers the open packet with a namespace connect ("40") and
+ *          counts as connected at the server's "40{...}", answers pings
+ *          ("2") with pongs ("3"), and a message M travels as the event
+ *          42["msg","M"] both ways (JSON-escaped); implies -L
  *   -L     lenient: start 300 ms after the last handshake without waiting
  *          for "ready", and count lost messages (skipped sequence numbers,
  *          and what did not arrive within 2 s of the end) instead of
@@ -111,6 +118,7 @@ static int opt_port = 0;     /* the first of opt_ports */
 static int opt_ports[16];    /* PORT may list several: client i uses [i % n] */
 static int opt_nports = 0;
 static int opt_lenient = 0; /* -L: count lost messages instead of failing */
+static int opt_sio = 0;     /* -S: Socket.IO framing */
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -135,6 +143,7 @@ static uv_loop_t *loop;
 static conn *conns;
 static uint8_t *pattern; /* opt_size + PAT_SPREAD bytes of filler */
 static uint8_t *scratch; /* one outgoing message */
+static uint8_t *sio_out, *sio_in; /* -S: the framed message out, unescaped in */
 static size_t msg_cap;   /* longest message a client can receive */
 static int n_open, n_ready, n_closed;
 static uint64_t total_sent, total_received;  /* since "ready" */
@@ -250,7 +259,23 @@ static void send_msg(conn *c, uint64_t now) {
   put_hex32(scratch, seq);
   scratch[8] = ' ';
   memcpy(scratch + SEQ_LEN, filler((uint32_t)c->ws.id, seq), opt_size - SEQ_LEN);
-  wsc_put_frame(&c->ws, 1, 0, scratch, opt_size);
+  if (opt_sio) {
+    /* 42["msg","<the message, JSON-escaped>"] */
+    static const char head[] = "42[\"msg\",\"";
+    uint8_t *o = sio_out;
+    memcpy(o, head, sizeof head - 1);
+    o += sizeof head - 1;
+    for (size_t i = 0; i < opt_size; i++) {
+      if (scratch[i] == '"' || scratch[i] == '\\')
+        *o++ = '\\';
+      *o++ = scratch[i];
+    }
+    *o++ = '"';
+    *o++ = ']';
+    wsc_put_frame(&c->ws, 1, 0, sio_out, (size_t)(o - sio_out));
+  } else {
+    wsc_put_frame(&c->ws, 1, 0, scratch, opt_size);
+  }
   c->t_sent[seq % opt_inflight] = now;
   c->t_ring[seq % RING] = now;
   total_sent++;
@@ -387,18 +412,60 @@ static void frame_data(wsc_conn *w, const uint8_t *p, size_t n) {
   c->msg_len += n;
 }
 
+static void opened(wsc_conn *w);
+static void now_open(void);
+
+/* -S: a Socket.IO packet (one WebSocket text message). */
+static void sio_packet(conn *c, const uint8_t *m, size_t len, uint64_t now) {
+  static const char head[] = "42[\"msg\",\"";
+  size_t hl = sizeof head - 1;
+  if (len >= 1 && m[0] == '0' && (len == 1 || m[1] == '{')) {
+    wsc_put_frame(&c->ws, 1, 0, (const uint8_t *)"40", 2); /* open: connect */
+    return;
+  }
+  if (len >= 2 && m[0] == '4' && m[1] == '0') {
+    now_open(); /* the namespace is connected */
+    return;
+  }
+  if (len == 1 && m[0] == '2') {
+    wsc_put_frame(&c->ws, 1, 0, (const uint8_t *)"3", 1); /* ping: pong */
+    return;
+  }
+  if (len < hl + 2 || memcmp(m, head, hl) != 0 || m[len - 2] != '"' || m[len - 1] != ']')
+    fatal(c->ws.id, "unexpected Socket.IO packet '%.*s'", (int)(len < 120 ? len : 120),
+          (const char *)m);
+  size_t n = 0;
+  for (size_t i = hl; i < len - 2; i++) {
+    if (m[i] == '\\' && i + 1 < len - 2)
+      i++;
+    sio_in[n++] = m[i];
+  }
+  message_done(c, sio_in, n, now);
+}
+
 static void message_end(wsc_conn *w, uint64_t now) {
   conn *c = (conn *)w;
   w->in_msg = 0;
-  message_done(c, c->msg, c->msg_len, now);
+  if (opt_sio)
+    sio_packet(c, c->msg, c->msg_len, now);
+  else
+    message_done(c, c->msg, c->msg_len, now);
 }
 
 static void short_text(wsc_conn *w, const uint8_t *p, size_t len, uint64_t now) {
-  message_done((conn *)w, p, len, now);
+  if (opt_sio)
+    sio_packet((conn *)w, p, len, now);
+  else
+    message_done((conn *)w, p, len, now);
 }
 
 static void opened(wsc_conn *w) {
   (void)w;
+  if (!opt_sio) /* -S: open once the namespace is connected */
+    now_open();
+}
+
+static void now_open(void) {
   if (++n_open == opt_clients && opt_lenient) {
     /* -L does not wait for "ready" (servers that do not share a room
      * would never all send it): every client starts 300 ms after the last
@@ -412,7 +479,11 @@ static void opened(wsc_conn *w) {
 
 /* The request target: the path and the client's name. */
 static void target(wsc_conn *w, char *buf, size_t size) {
-  snprintf(buf, size, "%s?name=" NAME_PREFIX "%d", opt_path, w->id);
+  if (opt_sio)
+    snprintf(buf, size, "/socket.io/?EIO=4&transport=websocket&name=" NAME_PREFIX "%d",
+             w->id);
+  else
+    snprintf(buf, size, "%s?name=" NAME_PREFIX "%d", opt_path, w->id);
 }
 
 static void on_closed(wsc_conn *w);
@@ -557,7 +628,7 @@ static void on_setup_timeout(uv_timer_t *t) {
 static void usage(void) {
   fprintf(stderr,
           "usage: chat_load [-c clients] [-k inflight] [-d seconds] [-w warmup] [-s size]\n"
-          "                 [-p path] [-P server_pid] [-H ipv4] [-L] PORT\n");
+          "                 [-p path] [-P server_pid] [-H ipv4] [-L] [-S] PORT\n");
   exit(1);
 }
 
@@ -568,7 +639,7 @@ int main(int argc, char **argv) {
   int ch;
   wsc_prog = "chat_load";
   wsc_conn_fmt = "client %d (" NAME_PREFIX "%d): ";
-  while ((ch = getopt(argc, argv, "c:k:d:w:s:p:P:H:L")) != -1) {
+  while ((ch = getopt(argc, argv, "c:k:d:w:s:p:P:H:LS")) != -1) {
     switch (ch) {
     case 'c': opt_clients = (int)parse_int(optarg, 1, 100000, "-c"); break;
     case 'k': opt_inflight = (unsigned)parse_int(optarg, 1, 1 << 16, "-k"); break;
@@ -579,6 +650,7 @@ int main(int argc, char **argv) {
     case 'P': opt_pid = (int)parse_int(optarg, 1, 1 << 30, "-P"); break;
     case 'H': opt_host = optarg; break;
     case 'L': opt_lenient = 1; break;
+    case 'S': opt_sio = opt_lenient = 1; break;
     default: usage();
     }
   }
@@ -613,6 +685,11 @@ int main(int argc, char **argv) {
     pattern[i] = (uint8_t)(' ' + (wsc_rng() >> 32) % 95);
   scratch = xmalloc(opt_size);
   msg_cap = opt_size + NAME_ROOM;
+  if (opt_sio) {
+    sio_out = xmalloc(2 * opt_size + 16);
+    sio_in = xmalloc(msg_cap);
+    msg_cap = 2 * msg_cap + 16; /* framing and escapes */
+  }
 
   loop = uv_default_loop();
   uv_timer_init(loop, &t_setup);
@@ -691,7 +768,7 @@ int main(int argc, char **argv) {
     free(conns[i].ws.out.p), free(conns[i].ws.wbuf.p), free(conns[i].ws.hs);
   }
   free(conns);
-  free(pattern), free(scratch);
+  free(pattern), free(scratch), free(sio_out), free(sio_in);
   uv_loop_close(loop);
   return 0;
 }
