@@ -420,6 +420,38 @@ static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
   return REDIS_OK;
 }
 
+/* A connection to Redis on the calling thread's loop, `data` in its
+ * context, AUTH queued first (answered to `setup`, may be NULL). NULL and
+ * *err (TL_ENOMEM, UV_ECONNREFUSED) on failure. */
+static redisAsyncContext *open_conn(tl_redis *r, void *data,
+                                    redisConnectCallback *on_conn,
+                                    redisDisconnectCallback *on_disc,
+                                    redisCallbackFn *setup, int *err) {
+  redisAsyncContext *c = redisAsyncConnect(r->host, r->port);
+  *err = TL_ENOMEM;
+  if (!c)
+    return NULL;
+  if (c->err) {
+    redisAsyncFree(c);
+    *err = UV_ECONNREFUSED;
+    return NULL;
+  }
+  c->data = data;
+  if (ev_attach(c, tl_app_loop(r->app)) != REDIS_OK) {
+    redisAsyncFree(c);
+    return NULL;
+  }
+  redisAsyncSetConnectCallback(c, on_conn);
+  redisAsyncSetDisconnectCallback(c, on_disc);
+  if (r->password) {
+    const char *argv[2] = {"AUTH", r->password};
+    size_t lens[2] = {4, strlen(r->password)};
+    redisAsyncCommandArgv(c, setup, NULL, 2, argv, lens);
+  }
+  *err = 0;
+  return c;
+}
+
 /* ---- commands: one connection per worker ---------------------------------
 
    Each worker sends its commands on its own connection, on its own loop,
@@ -582,27 +614,15 @@ static int w_connect(wconn *w) {
     w->timer.data = w;
     w->timer_open = true;
   }
-  redisAsyncContext *c = redisAsyncConnect(r->host, r->port);
-  if (!c)
-    return TL_ENOMEM;
-  if (c->err) {
-    redisAsyncFree(c);
-    w->retry_at = uv_now(loop) + r->backoff_min;
-    return UV_ECONNREFUSED;
-  }
-  c->data = w;
-  if (ev_attach(c, loop) != REDIS_OK) {
-    redisAsyncFree(c);
-    return TL_ENOMEM;
-  }
-  redisAsyncSetConnectCallback(c, w_on_connect);
-  redisAsyncSetDisconnectCallback(c, w_on_disconnect);
   /* The setup goes first; its answers need no callback: a wrong password
    * shows in the answers to the commands that follow (NOAUTH errors). */
-  if (r->password) {
-    const char *argv[2] = {"AUTH", r->password};
-    size_t lens[2] = {4, strlen(r->password)};
-    redisAsyncCommandArgv(c, NULL, NULL, 2, argv, lens);
+  int err = 0;
+  redisAsyncContext *c =
+      open_conn(r, w, w_on_connect, w_on_disconnect, NULL, &err);
+  if (!c) {
+    if (err == UV_ECONNREFUSED)
+      w->retry_at = uv_now(loop) + r->backoff_min;
+    return err;
   }
   if (r->db)
     redisAsyncCommand(c, NULL, NULL, "SELECT %d", r->db);
@@ -908,26 +928,11 @@ static void on_disconnect(const redisAsyncContext *c, int status) {
 }
 
 static redisAsyncContext *open_one(tl_redis *r) {
-  redisAsyncContext *c = redisAsyncConnect(r->host, r->port);
-  if (!c)
-    return NULL;
-  if (c->err) {
-    redisAsyncFree(c);
-    return NULL;
-  }
-  c->data = r;
-  if (ev_attach(c, tl_app_loop(r->app)) != REDIS_OK) {
-    redisAsyncFree(c);
-    return NULL;
-  }
-  redisAsyncSetConnectCallback(c, on_connect);
-  redisAsyncSetDisconnectCallback(c, on_disconnect);
-  if (r->password) {
-    const char *argv[2] = {"AUTH", r->password};
-    size_t lens[2] = {4, strlen(r->password)};
-    redisAsyncCommandArgv(c, on_setup, NULL, 2, argv, lens);
-  }
-  redisAsyncCommand(c, on_setup, (void *)1, "PING");
+  int err;
+  redisAsyncContext *c =
+      open_conn(r, r, on_connect, on_disconnect, on_setup, &err);
+  if (c)
+    redisAsyncCommand(c, on_setup, (void *)1, "PING");
   return c;
 }
 

@@ -3,6 +3,7 @@
 
     pytest tests/redis --workers-server PATH/workers_server
 """
+import contextlib
 import os
 import shutil
 import socket
@@ -152,21 +153,31 @@ def redis(tmp_path):
     r.kill()
 
 
-@pytest.fixture
-def nodes(server_bin, redis):
-    """Three bridged processes of 2 workers each, up and connected."""
+@contextlib.contextmanager
+def bridged_nodes(server_bin, url, count, env=None, allow_dead=False):
+    """`count` bridged processes of 2 workers each, up and connected;
+    stopped and checked for a clean exit after (with allow_dead, one that
+    already died, killed by the test, is left alone)."""
     started = []
     try:
-        for _ in range(3):
-            n = Node(server_bin, redis.url)
+        for _ in range(count):
+            n = Node(server_bin, url, env=env)
             n.start()
             started.append(n)
         for n in started:
             n.wait_state(lambda st: st["state"] == 2, what="connected")
         yield started
         for n in started:
-            n.stop()
-            n.check_clean_exit()
+            if not (allow_dead and n.proc.poll() is not None):
+                n.stop()
+                n.check_clean_exit()
     finally:
         for n in started:
             n.close()
+
+
+@pytest.fixture
+def nodes(server_bin, redis):
+    """Three bridged processes of 2 workers each, up and connected."""
+    with bridged_nodes(server_bin, redis.url, 3) as started:
+        yield started

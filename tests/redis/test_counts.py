@@ -5,7 +5,7 @@ import asyncio
 import signal
 import time
 
-from conftest import Node
+from conftest import Node, bridged_nodes
 from test_bridge import member, run, subscribe
 
 
@@ -24,13 +24,9 @@ def wait_ccount(node, want, timeout=10):
 
 
 def test_cluster_count_sums_nodes_and_forgets_dead_ones(server_bin, redis):
-    nodes = [Node(server_bin, redis.url, env={"REDIS_COUNT_MS": "300"})
-             for _ in range(3)]
-    try:
-        for n in nodes:
-            n.start()
-        for n in nodes:
-            n.wait_state(lambda st: st["state"] == 2, what="connected")
+    with bridged_nodes(server_bin, redis.url, 3,
+                       env={"REDIS_COUNT_MS": "300"},
+                       allow_dead=True) as nodes:
         a, b, c = nodes
 
         async def go():
@@ -64,12 +60,6 @@ def test_cluster_count_sums_nodes_and_forgets_dead_ones(server_bin, redis):
             for ws in on_a:
                 ws.transport.abort()  # its server is gone
         run(go())
-        for n in (b, c):
-            n.stop()
-            n.check_clean_exit()
-    finally:
-        for n in nodes:
-            n.close()
 
 
 def test_cluster_count_is_off_by_default(server_bin, redis):

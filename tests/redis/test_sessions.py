@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import Node
+from conftest import Node, bridged_nodes
 
 
 def request(node, path, cookie=None, timeout=30):
@@ -52,23 +52,23 @@ def session_keys(redis):
 
 @pytest.fixture
 def pair(server_bin, redis):
-    started = []
-    try:
-        for _ in range(2):
-            n = Node(server_bin, redis.url,
-                     env={"SESSION_IDLE_S": "2", "REDIS_TIMEOUT_MS": "500",
-                          "REDIS_BACKOFF_MS": "50"})
-            n.start()
-            started.append(n)
-        for n in started:
-            n.wait_state(lambda st: st["state"] == 2, what="connected")
+    with bridged_nodes(server_bin, redis.url, 2,
+                       env={"SESSION_IDLE_S": "2", "REDIS_TIMEOUT_MS": "500",
+                            "REDIS_BACKOFF_MS": "50"}) as started:
         yield started
-        for n in started:
-            n.stop()
-            n.check_clean_exit()
+
+
+def cookie_from(server_bin, redis, name):
+    """A valid session cookie of `name`, made by a process of its own on
+    `redis` (every workers_server signs with the same secret)."""
+    good = Node(server_bin, redis.url).start()
+    try:
+        cookie = request(good, f"/sess/login?name={name}")[2]
+        good.stop()
+        good.check_clean_exit()
+        return cookie
     finally:
-        for n in started:
-            n.close()
+        good.close()
 
 
 def test_signed_in_on_one_process_is_signed_in_on_all(pair, redis):

@@ -10,7 +10,7 @@ import time
 
 from conftest import Node
 from test_bridge import fake_redis, member, run, subscribe, expect
-from test_sessions import request
+from test_sessions import cookie_from, request
 
 
 class SilentRedis:
@@ -64,13 +64,7 @@ def test_silent_redis_at_start_is_a_timeout_error(server_bin):
 
 def test_silent_redis_local_only_serves_and_retries(server_bin, redis):
     # A valid session cookie, made against a real Redis (same secret).
-    good = Node(server_bin, redis.url).start()
-    try:
-        cookie = request(good, "/sess/login?name=ann")[2]
-        good.stop()
-        good.check_clean_exit()
-    finally:
-        good.close()
+    cookie = cookie_from(server_bin, redis, "ann")
     s = SilentRedis()
     n = Node(server_bin, f"redis://127.0.0.1:{s.port}",
              env={"REDIS_TIMEOUT_MS": "300", "REDIS_LOCAL_ONLY": "1",
@@ -107,13 +101,7 @@ def test_silent_redis_local_only_serves_and_retries(server_bin, redis):
 
 
 def test_garbage_answers_to_session_lookups(server_bin, redis):
-    good = Node(server_bin, redis.url).start()
-    try:
-        cookie = request(good, "/sess/login?name=bea")[2]
-        good.stop()
-        good.check_clean_exit()
-    finally:
-        good.close()
+    cookie = cookie_from(server_bin, redis, "bea")
 
     def handler(c):
         c.settimeout(2)
