@@ -1031,6 +1031,12 @@ static int bridge_start(void *ctx, tl_app *app) {
 
 static void bridge_stop(void *ctx) {
   tl_redis *r = ctx;
+  /* This node's counts go now, not three periods later. The command
+   * connection of worker 0 is still open (the stop hooks run after this)
+   * and hands the scripts to the kernel at once. */
+  if (r->count_ms)
+    for (chan *c = r->chans; c; c = c->next)
+      count_report(r, c->name, c->len, 0, NULL, NULL);
   r->stopping = true;
   r->listening = false;
   if (r->retry) {

@@ -182,9 +182,9 @@ typedef void (*tl_redis_count_cb)(tl_redis *r, int status, long long count,
  * the same atomic step this node's own count is written first, so it is
  * exact for this node at the moment of the call; another node's part is
  * as of its last report: its last call of this function for the topic
- * or its periodic refresh, at most cluster_count_ms old (a node that
- * stopped reports 0 as its last subscriber leaves; one that died is
- * dropped after 3 * cluster_count_ms). Call on a worker's thread; `cb`
+ * or its periodic refresh, at most cluster_count_ms old (a node reports
+ * 0 when its last subscriber of the topic leaves and when it stops; one
+ * that died is dropped after 3 * cluster_count_ms). Call on a worker's thread; `cb`
  * runs later on it, exactly once if this returns 0. Returns 0,
  * TL_EINVAL, TL_ESTATE (cluster_count_ms is 0, or as tl_redis_command),
  * or tl_redis_command's errors. */

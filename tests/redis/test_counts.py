@@ -62,6 +62,27 @@ def test_cluster_count_sums_nodes_and_forgets_dead_ones(server_bin, redis):
         run(go())
 
 
+def test_a_stopping_node_takes_its_count_away(server_bin, redis):
+    # A long period: without the stop's report the count would stay for
+    # three periods (6 s).
+    with bridged_nodes(server_bin, redis.url, 2,
+                       env={"REDIS_COUNT_MS": "2000"},
+                       allow_dead=True) as (b, c):
+        async def go():
+            on_b = [await member(b, f"b{i}") for i in range(2)]
+            for ws in on_b:
+                await subscribe(ws, "room")
+            wait_ccount(c, 2)
+            b.stop()  # its sockets still open: closed by the stop
+            b.check_clean_exit()
+            t0 = time.monotonic()
+            wait_ccount(c, 0, timeout=5)
+            assert time.monotonic() - t0 < 2
+            for ws in on_b:
+                ws.transport.abort()
+        run(go())
+
+
 def test_cluster_count_is_off_by_default(server_bin, redis):
     n = Node(server_bin, redis.url).start()
     try:
