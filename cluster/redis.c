@@ -34,9 +34,23 @@ typedef struct pending {
   char data[];       /* channel, then message */
 } pending;
 
+/* A tl_redis_await_subscription() waiting on worker 0. */
+typedef struct waiter {
+  struct waiter *next;
+  tl_redis *r;
+  unsigned worker; /* where the callback runs */
+  tl_redis_done_cb cb;
+  void *arg;
+  int status;
+  size_t len;
+  char topic[];
+} waiter;
+
 /* A channel this node subscribes to. */
 typedef struct chan {
   struct chan *next;
+  bool active;     /* Redis confirmed the SUBSCRIBE on this connection */
+  waiter *waiters; /* until it does */
   size_t len;
   char name[]; /* the topic, NUL-terminated */
 } chan;
@@ -274,16 +288,48 @@ typedef struct interest_call {
 /* On worker 0: subscribe or unsubscribe to match the app's subscribers of
  * the topic now (interest calls from several workers may come in any
  * order; the count is the truth). */
-static void interest_on_worker0(tl_app *app, void *arg) {
-  interest_call *ic = arg;
-  tl_redis *r = ic->r;
-  bool want = !r->stopping && tl_app_subscriber_count(app, ic->topic) > 0;
-  chan *c = chan_find(r, ic->topic, ic->len);
+/* ---- waiting for a subscription ---------------------------------------- */
+
+static void waiter_fire(tl_app *app, void *arg) {
+  waiter *w = arg;
+  w->cb(w->r, w->status, w->arg);
+  free(w);
+}
+
+/* Sends `w`'s answer to its worker. */
+static void waiter_done(waiter *w, int status) {
+  w->status = status;
+  if (tl_app_call(w->r->app, w->worker, waiter_fire, w) != 0)
+    free(w); /* out of memory: the one case without an answer */
+}
+
+static void waiters_done(chan *c, int status) {
+  while (c->waiters) {
+    waiter *w = c->waiters;
+    c->waiters = w->next;
+    waiter_done(w, status);
+  }
+}
+
+/* The subscribed connection is gone: no channel is active any more. */
+static void chans_lost(tl_redis *r, int status) {
+  for (chan *c = r->chans; c; c = c->next) {
+    c->active = false;
+    waiters_done(c, status);
+  }
+}
+
+/* Subscribes or unsubscribes to match the app's subscribers of the topic
+ * now (interest calls from several workers may come in any order; the
+ * count is the truth). Returns the channel if subscribed. */
+static chan *chan_sync(tl_redis *r, const char *topic, size_t len) {
+  bool want = !r->stopping && tl_app_subscriber_count(r->app, topic) > 0;
+  chan *c = chan_find(r, topic, len);
   if (want && !c) {
-    c = malloc(sizeof *c + ic->len + 1);
+    c = calloc(1, sizeof *c + len + 1);
     if (c) {
-      c->len = ic->len;
-      memcpy(c->name, ic->topic, ic->len + 1);
+      c->len = len;
+      memcpy(c->name, topic, len + 1);
       c->next = r->chans;
       r->chans = c;
       atomic_fetch_add_explicit(&r->nchans, 1, memory_order_relaxed);
@@ -298,9 +344,57 @@ static void interest_on_worker0(tl_app *app, void *arg) {
     channel_command(r, "UNSUBSCRIBE", c->name, c->len);
     if (r->count_ms) /* this node has none now */
       count_report(r, c->name, c->len, 0, NULL, NULL);
+    waiters_done(c, TL_ENOENT);
     free(c);
+    c = NULL;
   }
+  return c;
+}
+
+static void interest_on_worker0(tl_app *app, void *arg) {
+  interest_call *ic = arg;
+  chan_sync(ic->r, ic->topic, ic->len);
   free(ic);
+}
+
+static void await_on_worker0(tl_app *app, void *arg) {
+  waiter *w = arg;
+  tl_redis *r = w->r;
+  /* The interest call of the caller's subscription came first (calls from
+   * one thread to one worker keep their order); one of another worker's
+   * may still be on its way, so the count decides. */
+  chan *c = chan_sync(r, w->topic, w->len);
+  if (!c)
+    waiter_done(w, r->stopping ? TL_ECLOSED : TL_ENOENT);
+  else if (c->active)
+    waiter_done(w, 0);
+  else if (!r->sub || !r->sub_ready)
+    waiter_done(w, TL_EIO);
+  else {
+    w->next = c->waiters;
+    c->waiters = w;
+  }
+}
+
+int tl_redis_await_subscription(tl_redis *r, const char *topic,
+                                tl_redis_done_cb cb, void *arg) {
+  if (!r || !topic || !*topic || !cb)
+    return TL_EINVAL;
+  int worker = tl_app_worker(r->app);
+  if (worker < 0)
+    return TL_ESTATE;
+  size_t n = strlen(topic);
+  waiter *w = malloc(sizeof *w + n + 1);
+  if (!w)
+    return TL_ENOMEM;
+  *w = (waiter){.r = r, .worker = (unsigned)worker, .cb = cb, .arg = arg,
+                .len = n};
+  memcpy(w->topic, topic, n + 1);
+  if (tl_app_call(r->app, 0, await_on_worker0, w) != 0) {
+    free(w);
+    return TL_ENOMEM;
+  }
+  return 0;
 }
 
 static void bridge_interest(void *ctx, const char *topic, bool on) {
@@ -324,8 +418,18 @@ static void on_channel_message(redisAsyncContext *c, void *reply, void *arg) {
     return;
   redisReply *kind = rep->element[0], *ch = rep->element[1],
              *msg = rep->element[2];
+  if (kind->type == REDIS_REPLY_STRING && strcmp(kind->str, "subscribe") == 0 &&
+      ch->type == REDIS_REPLY_STRING && ch->len > r->plen &&
+      memcmp(ch->str, r->prefix, r->plen) == 0) {
+    chan *cn = chan_find(r, ch->str + r->plen, ch->len - r->plen);
+    if (cn) { /* Redis has it: a publish from now on comes here */
+      cn->active = true;
+      waiters_done(cn, 0);
+    }
+    return;
+  }
   if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") != 0)
-    return; /* a (un)subscribe confirmation */
+    return; /* an unsubscribe confirmation */
   if (ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING ||
       ch->len <= r->plen || memcmp(ch->str, r->prefix, r->plen) != 0)
     return;
@@ -851,6 +955,7 @@ static void drop_conn(redisAsyncContext *c) {
 /* A connection was lost (or never made): the other goes too, and what is
  * missing is made again after the backoff. */
 static void schedule_retry(tl_redis *r) {
+  chans_lost(r, TL_EIO);
   if (r->stopping || r->retry)
     return;
   drop_conn(r->pub);
@@ -1037,6 +1142,7 @@ static void bridge_stop(void *ctx) {
   if (r->count_ms)
     for (chan *c = r->chans; c; c = c->next)
       count_report(r, c->name, c->len, 0, NULL, NULL);
+  chans_lost(r, TL_ECLOSED);
   r->stopping = true;
   r->listening = false;
   if (r->retry) {

@@ -467,14 +467,12 @@ static void socks_revoke(tl_app *app, const char *id) {
  *    it; the answer is published to the room (the bridge carries it to
  *    the other processes). A socket whose session was signed out through
  *    another process is closed (4001) at its next message;
- *  - history: a joining socket subscribes first, then reads the list: a
- *    message is either in the list or published after the subscription
- *    (both is fine: the page drops ids it shows). The page keeps what
- *    arrives before the welcome and shows it after the history. One gap
- *    remains: when a room's first member on this process joins, the
- *    process's Redis SUBSCRIBE travels on another connection than the
- *    read, so a message published elsewhere in that instant (well under
- *    a millisecond) can miss the newcomer;
+ *  - history: a joining socket subscribes first and reads the list once
+ *    Redis has this process's subscription (tl_redis_await_subscription):
+ *    a message is then either in the list or published after the
+ *    subscription took effect (or both, which is fine: the page drops ids
+ *    it shows). The page keeps what arrives before the welcome and shows
+ *    it after the history;
  *  - presence: member counts are tl_redis_cluster_count over every
  *    process; join and leave events carry the count and, as "id", its
  *    version, which orders counts across processes;
@@ -590,8 +588,26 @@ static void welcome_done(tl_redis *r, int status, const tl_redis_reply *rep,
   ref_drop(ref);
 }
 
+/* The room's channel is subscribed at Redis: the history read now
+ * misses nothing published later. */
+static void subscribed(tl_redis *redis, int status, void *arg) {
+  user_ref *ref = arg;
+  chat_user *u = ref->u;
+  char hist[ROOM_MAX_CHARS + 16];
+  if (u && status == 0) {
+    snprintf(hist, sizeof hist, "chat:hist:%s", u->room);
+    const char *argv[] = {"LRANGE", hist, "0", "-1"};
+    if (tl_redis_command(redis, 4, argv, NULL, welcome_done, ref) == 0)
+      return; /* the reference goes on to welcome_done */
+  }
+  if (u)
+    tl_ws_close(u->ws, 1011, "the server's store is unavailable");
+  ref_drop(ref);
+}
+
 /* A socket joined its room (under no lock): subscribe to the room and
- * to its session's topic, then read the history for the welcome. */
+ * to its session's topic; once Redis has the subscription, read the
+ * history for the welcome. */
 static void redis_open(tl_redis *redis, chat_user *u) {
   tl_ws *ws = u->ws;
   user_ref *ref = malloc(sizeof *ref);
@@ -605,10 +621,7 @@ static void redis_open(tl_redis *redis, chat_user *u) {
   }
   *ref = (user_ref){.u = u, .refs = 1};
   u->ref = ref;
-  char hist[ROOM_MAX_CHARS + 16];
-  snprintf(hist, sizeof hist, "chat:hist:%s", u->room);
-  const char *argv[] = {"LRANGE", hist, "0", "-1"};
-  if (tl_redis_command(redis, 4, argv, NULL, welcome_done, ref) != 0) {
+  if (tl_redis_await_subscription(redis, u->topic, subscribed, ref) != 0) {
     tl_ws_close(ws, 1011, "the server's store is unavailable");
     return;
   }

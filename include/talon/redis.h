@@ -163,6 +163,32 @@ TL_EXTERN int tl_redis_command(tl_redis *r, int argc, const char *const *argv,
                                const size_t *lens, tl_redis_reply_cb cb,
                                void *arg);
 
+/* ---- state in Redis beside topics ----------------------------------------
+ *
+ * An app that keeps a topic's past in Redis (a chat room's history in a
+ * list, say) and its present on the topic reads the past after
+ * subscribing. A read made before this process's SUBSCRIBE is active at
+ * Redis could miss a message published in between (published before the
+ * subscription, stored after the read); tl_redis_await_subscription()
+ * closes that gap. */
+
+/* A status for the caller: 0 or a negative code. */
+typedef void (*tl_redis_done_cb)(tl_redis *r, int status, void *arg);
+
+/* Call `cb` on the calling worker's thread once this process's
+ * subscription to `topic`'s channel is active at Redis: with status 0,
+ * a command this worker sends from then on (tl_redis_command, inside the
+ * callback or later) is processed by Redis after the SUBSCRIBE, so a
+ * message published to the topic after that command reaches this
+ * process. At once (a coming loop turn) when it is active already. Call it after subscribing a socket
+ * (tl_ws_subscribe); `topic` is copied. Failures: TL_ENOENT (no
+ * subscriber of the topic here any more), TL_EIO (the connection to
+ * Redis is down or was lost first), TL_ECLOSED (the app is stopping).
+ * `cb` runs exactly once if this returns 0. Returns 0, TL_EINVAL,
+ * TL_ESTATE (not on a worker's thread) or TL_ENOMEM. */
+TL_EXTERN int tl_redis_await_subscription(tl_redis *r, const char *topic,
+                                          tl_redis_done_cb cb, void *arg);
+
 /* ---- subscriber counts over every node ------------------------------------
  *
  * tl_app_subscriber_count() is this process's count (exact, at once).

@@ -42,7 +42,9 @@
  * answers the bridge's counters as JSON, and GET /node its node id.
  * REDIS_TIMEOUT_MS sets the connect and command timeouts; REDIS_COUNT_MS
  * turns on cluster-wide counts: GET /ccount?topic=T answers
- * tl_redis_cluster_count as "<count> <version>". Sessions in
+ * tl_redis_cluster_count as "<count> <version>"; GET /await?topic=T
+ * answers "0" once tl_redis_await_subscription says the topic's channel
+ * is subscribed at Redis (or 503 and the error). Sessions in
  * Redis (tl_redis_session_store; SESSION_IDLE_S its TTL) under /sess:
  * GET /sess/login?name=N signs in ("ok <worker>"), /sess/me answers the
  * name or "nobody", /sess/logout ends the session ("bye").
@@ -341,6 +343,38 @@ static void ccount(tl_req *req, tl_res *res) {
   tl_res_defer(res, ccount_gone, op);
 }
 
+/* GET /await?topic=T: tl_redis_await_subscription; "0" or the error's
+ * name (503). The same deferred-response pattern as /ccount. */
+static void await_done(tl_redis *r, int status, void *arg) {
+  ccount_op *op = arg;
+  tl_res *res = op->res;
+  free(op);
+  if (!res)
+    return;
+  if (status < 0)
+    tl_res_status(res, 503);
+  tl_res_text(res, status < 0 ? tl_strerror(status) : "0");
+}
+
+static void await_sub(tl_req *req, tl_res *res) {
+  const char *t = tl_req_query(req, "topic");
+  ccount_op *op = malloc(sizeof *op);
+  if (!t || !op || !g_redis) {
+    free(op);
+    tl_res_status(res, 400);
+    return;
+  }
+  op->res = res;
+  int rc = tl_redis_await_subscription(g_redis, t, await_done, op);
+  if (rc < 0) {
+    free(op);
+    tl_res_status(res, 503);
+    tl_res_text(res, tl_strerror(rc));
+    return;
+  }
+  tl_res_defer(res, ccount_gone, op);
+}
+
 static int sess_routes(tl_app *app, tl_redis *r) {
   static const char *const secrets[] = {"workers-server-session-secret-42",
                                         NULL};
@@ -504,6 +538,7 @@ int main(int argc, char **argv) {
 #ifdef TALON_HAVE_REDIS
   CHECK(tl_app_get(app, "/redis", redis_stats));
   CHECK(tl_app_get(app, "/ccount", ccount));
+  CHECK(tl_app_get(app, "/await", await_sub));
   const char *url = getenv("REDIS_URL");
   if (url && *url) {
     const char *buffer = getenv("REDIS_BUFFER");
