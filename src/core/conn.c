@@ -216,7 +216,10 @@ void tl__conn_opened(tl__conn *c) {
 void tl__conn_freed(uv_handle_t *h) {
   tl__conn *c = (tl__conn *)h;
   tl__server *s = c->srv;
-  free(c);
+  if (c->proto->release)
+    c->proto->release(c);
+  else
+    free(c);
   s->nconns--;
   if (s->on_conn_freed)
     s->on_conn_freed(s);
@@ -794,7 +797,9 @@ static char *tls_plain(tl__server *s) {
 }
 
 static void tls_log(tl__conn *c, const char *what) {
-  tl__tls_log(tl__tls_ctx(c->tls), tl__tls_clock_of(c->tls)->peer, what);
+  tl__server *s = c->srv;
+  tl__tls_log(tl__tls_ctx(c->tls), tl__tls_clock_of(c->tls)->peer, what,
+              s->log, s->owner);
 }
 
 /* Writes the ciphertext the last TLS call produced. False when that
