@@ -252,6 +252,12 @@ static void slow(tl_req *req, tl_res *res) {
 #ifdef TALON_HAVE_REDIS
 static tl_redis *g_redis;
 
+/* $NAME as a number, else `dflt`. */
+static unsigned env_uint(const char *name, unsigned dflt) {
+  const char *v = getenv(name);
+  return v ? (unsigned)atoi(v) : dflt;
+}
+
 static void redis_stats(tl_req *req, tl_res *res) {
   tl_redis_stats s;
   if (!g_redis || tl_redis_get_stats(g_redis, &s) != 0) {
@@ -296,83 +302,79 @@ static void sess_logout(tl_req *req, tl_res *res) {
   tl_res_text(res, tl_session_destroy(req, res) == 0 ? "bye" : "failed");
 }
 
-/* GET /ccount?topic=T: tl_redis_cluster_count, "<count> <version>" (or
- * the error's name, 503). */
-typedef struct ccount_op {
+/* GET /ccount?topic=T and /await?topic=T: a Redis call whose answer
+ * finishes a deferred response (the client may leave first). */
+typedef struct topic_op {
   tl_res *res; /* NULL once the client left */
-} ccount_op;
+} topic_op;
 
-static void ccount_gone(tl_res *res, void *arg) {
-  ((ccount_op *)arg)->res = NULL;
+static void topic_op_gone(tl_res *res, void *arg) {
+  ((topic_op *)arg)->res = NULL;
 }
 
-static void ccount_done(tl_redis *r, int status, long long count,
-                        long long version, void *arg) {
-  ccount_op *op = arg;
+/* The response of `op` (NULL if the client left), and `op` freed; for a
+ * negative status it is answered 503 and the error's name here. */
+static tl_res *topic_op_end(topic_op *op, int status) {
   tl_res *res = op->res;
   free(op);
-  if (!res)
-    return;
-  char buf[64];
-  if (status < 0) {
+  if (res && status < 0) {
     tl_res_status(res, 503);
     tl_res_text(res, tl_strerror(status));
-    return;
+    return NULL;
   }
-  snprintf(buf, sizeof buf, "%lld %lld", count, version);
-  tl_res_text(res, buf);
+  return res;
 }
 
-static void ccount(tl_req *req, tl_res *res) {
+/* Starts `start(topic, op)` and defers the response, or answers 400/503. */
+static void topic_call(tl_req *req, tl_res *res,
+                       int (*start)(const char *topic, topic_op *op)) {
   const char *t = tl_req_query(req, "topic");
-  ccount_op *op = malloc(sizeof *op);
+  topic_op *op = malloc(sizeof *op);
   if (!t || !op) {
     free(op);
     tl_res_status(res, 400);
     return;
   }
   op->res = res;
-  int rc = g_redis ? tl_redis_cluster_count(g_redis, t, ccount_done, op)
-                   : TL_ESTATE;
+  int rc = g_redis ? start(t, op) : TL_ESTATE;
   if (rc < 0) {
-    free(op);
-    tl_res_status(res, 503);
-    tl_res_text(res, tl_strerror(rc));
+    topic_op_end(op, rc);
     return;
   }
-  tl_res_defer(res, ccount_gone, op);
+  tl_res_defer(res, topic_op_gone, op);
 }
 
-/* GET /await?topic=T: tl_redis_await_subscription; "0" or the error's
- * name (503). The same deferred-response pattern as /ccount. */
+/* /ccount: tl_redis_cluster_count, "<count> <version>". */
+static void ccount_done(tl_redis *r, int status, long long count,
+                        long long version, void *arg) {
+  tl_res *res = topic_op_end(arg, status);
+  char buf[64];
+  snprintf(buf, sizeof buf, "%lld %lld", count, version);
+  if (res)
+    tl_res_text(res, buf);
+}
+
+static int ccount_start(const char *topic, topic_op *op) {
+  return tl_redis_cluster_count(g_redis, topic, ccount_done, op);
+}
+
+static void ccount(tl_req *req, tl_res *res) {
+  topic_call(req, res, ccount_start);
+}
+
+/* /await: tl_redis_await_subscription, "0". */
 static void await_done(tl_redis *r, int status, void *arg) {
-  ccount_op *op = arg;
-  tl_res *res = op->res;
-  free(op);
-  if (!res)
-    return;
-  if (status < 0)
-    tl_res_status(res, 503);
-  tl_res_text(res, status < 0 ? tl_strerror(status) : "0");
+  tl_res *res = topic_op_end(arg, status);
+  if (res)
+    tl_res_text(res, "0");
+}
+
+static int await_start(const char *topic, topic_op *op) {
+  return tl_redis_await_subscription(g_redis, topic, await_done, op);
 }
 
 static void await_sub(tl_req *req, tl_res *res) {
-  const char *t = tl_req_query(req, "topic");
-  ccount_op *op = malloc(sizeof *op);
-  if (!t || !op || !g_redis) {
-    free(op);
-    tl_res_status(res, 400);
-    return;
-  }
-  op->res = res;
-  int rc = tl_redis_await_subscription(g_redis, t, await_done, op);
-  if (rc < 0) {
-    free(op);
-    tl_res_status(res, 503);
-    tl_res_text(res, tl_strerror(rc));
-    return;
-  }
-  tl_res_defer(res, ccount_gone, op);
+  topic_call(req, res, await_start);
 }
 
 static int sess_routes(tl_app *app, tl_redis *r) {
@@ -542,36 +544,20 @@ int main(int argc, char **argv) {
   const char *url = getenv("REDIS_URL");
   if (url && *url) {
     const char *buffer = getenv("REDIS_BUFFER");
-    CHECK(tl_redis_attach(app,
-                          &(tl_redis_options){
-                              .url = url,
-                              .prefix = getenv("REDIS_PREFIX"),
-                              .max_buffer_bytes =
-                                  buffer ? (size_t)atol(buffer) : 0,
-                              .reconnect_min_ms =
-                                  getenv("REDIS_BACKOFF_MS")
-                                      ? (unsigned)atoi(getenv("REDIS_BACKOFF_MS"))
-                                      : 50,
-                              .reconnect_max_ms =
-                                  getenv("REDIS_BACKOFF_MS")
-                                      ? (unsigned)atoi(getenv("REDIS_BACKOFF_MS"))
-                                      : 500,
-                              .start_without_redis =
-                                  getenv("REDIS_LOCAL_ONLY") != NULL,
-                              .connect_timeout_ms =
-                                  getenv("REDIS_TIMEOUT_MS")
-                                      ? (unsigned)atoi(getenv("REDIS_TIMEOUT_MS"))
-                                      : 0,
-                              .cluster_count_ms =
-                                  getenv("REDIS_COUNT_MS")
-                                      ? (unsigned)atoi(getenv("REDIS_COUNT_MS"))
-                                      : 0,
-                              .command_timeout_ms =
-                                  getenv("REDIS_TIMEOUT_MS")
-                                      ? (unsigned)atoi(getenv("REDIS_TIMEOUT_MS"))
-                                      : 0,
-                          },
-                          &g_redis));
+    CHECK(tl_redis_attach(
+        app,
+        &(tl_redis_options){
+            .url = url,
+            .prefix = getenv("REDIS_PREFIX"),
+            .max_buffer_bytes = buffer ? (size_t)atol(buffer) : 0,
+            .reconnect_min_ms = env_uint("REDIS_BACKOFF_MS", 50),
+            .reconnect_max_ms = env_uint("REDIS_BACKOFF_MS", 500),
+            .start_without_redis = getenv("REDIS_LOCAL_ONLY") != NULL,
+            .connect_timeout_ms = env_uint("REDIS_TIMEOUT_MS", 0),
+            .command_timeout_ms = env_uint("REDIS_TIMEOUT_MS", 0),
+            .cluster_count_ms = env_uint("REDIS_COUNT_MS", 0),
+        },
+        &g_redis));
     CHECK(sess_routes(app, g_redis));
   }
 #endif
