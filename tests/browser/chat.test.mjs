@@ -13,18 +13,17 @@ import { mkdtempSync, rmSync, statSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { launchChromium } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
 // The node packages live in tests/interop (installed by bash
 // .ci/install-deps, through .ci/install-node-deps).
 const require = createRequire(join(root, 'tests/interop/package.json'));
-const { chromium } = require('playwright-core');
 const WebSocket = require('ws');
 
 // Resolved here: the server runs from a temporary working directory.
 const CHAT_BIN = resolve(process.env.CHAT_BIN || join(root, 'build/examples/chat'));
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const SCREENSHOT = join(root, 'docs/chat.png');
 const T = { timeout: 90_000 };
 const WAIT = { timeout: 15_000 };
@@ -100,12 +99,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(13
 
 before(async () => {
   server = await startChat();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-           '--disable-component-update', '--disable-sync', '--no-first-run',
-           '--disable-dev-shm-usage'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -10,19 +10,16 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { launchChromium } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
-const require = createRequire(join(root, 'tests/interop/package.json'));
-const { chromium } = require('playwright-core');
 
 const CHAT_BIN = resolve(process.env.CHAT_BIN || join(root, 'build/examples/chat'));
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const T = { timeout: 90_000 };
 const WAIT = { timeout: 15_000 };
 
@@ -100,12 +97,7 @@ before(async () => {
     s.url = `http://127.0.0.1:${s.m[1]}`;
     chats.push(s);
   }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-           '--disable-component-update', '--disable-sync', '--no-first-run',
-           '--disable-dev-shm-usage'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -6,17 +6,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { launchChromium } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
-const require = createRequire(join(root, 'tests/interop/package.json'));
-const { chromium } = require('playwright-core');
 
 const HELLO_BIN = resolve(process.env.HELLO_BIN || join(root, 'build/examples/hello'));
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const T = { timeout: 60_000 };
 
 let server;
@@ -64,12 +61,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(13
 
 before(async () => {
   server = await startHello();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-           '--disable-component-update', '--disable-sync', '--no-first-run',
-           '--disable-dev-shm-usage'],
-  });
+  browser = await launchChromium();
   page = await (await browser.newContext()).newPage();
   await page.goto(`${server.url}/`); // same origin as /events
 });
