@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync, statSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchChromium } from './lib.mjs';
+import { launchChromium, members, messageLine, send, WAIT } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
@@ -26,7 +26,6 @@ const WebSocket = require('ws');
 const CHAT_BIN = resolve(process.env.CHAT_BIN || join(root, 'build/examples/chat'));
 const SCREENSHOT = join(root, 'docs/chat.png');
 const T = { timeout: 90_000 };
-const WAIT = { timeout: 15_000 };
 const ROOM = 'lobby';
 const XSS = '<img src=x onerror=alert(1)>';
 
@@ -225,17 +224,8 @@ async function waitForLog(re, ms = 5000) {
   assert.match(server.stdout(), re);
 }
 
-const members = (page, n) => page.locator(`#members[data-count="${n}"]`).waitFor(WAIT);
 const eventLine = (page, text) =>
   page.locator('#log li.event', { hasText: text }).last().waitFor(WAIT);
-const messageLine = (page, author, text) =>
-  page.locator('#log li.msg', { has: page.locator('.author', { hasText: author }) })
-    .filter({ has: page.locator('.text', { hasText: text }) }).last().waitFor(WAIT);
-
-async function send(page, text) {
-  await page.fill('#text', text);
-  await page.press('#text', 'Enter');
-}
 
 // The exact texts (textContent) of the page's messages, in order.
 const texts = (page) => page.$$eval('#log li.msg', (lis) => lis.map((li) => ({

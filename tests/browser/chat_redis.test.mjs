@@ -14,14 +14,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchChromium } from './lib.mjs';
+import { launchChromium, members, messageLine, send, WAIT } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
 
 const CHAT_BIN = resolve(process.env.CHAT_BIN || join(root, 'build/examples/chat'));
 const T = { timeout: 90_000 };
-const WAIT = { timeout: 15_000 };
 
 function which(cmd) {
   try {
@@ -125,15 +124,6 @@ async function joinAs(server, name, room = 'lobby') {
   return { context, page };
 }
 
-const members = (page, n) => page.locator(`#members[data-count="${n}"]`).waitFor(WAIT);
-const messageLine = (page, author, text) =>
-  page.locator('#log li.msg', { has: page.locator('.author', { hasText: author }) })
-    .filter({ has: page.locator('.text', { hasText: text }) }).last().waitFor(WAIT);
-
-async function send(page, text) {
-  await page.fill('#text', text);
-  await page.press('#text', 'Enter');
-}
 
 test('two browsers on two chat processes talk through Redis', { ...T, skip: SKIP }, async () => {
   const [a, b] = chats;

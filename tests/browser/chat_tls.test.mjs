@@ -13,14 +13,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchChromium } from './lib.mjs';
+import { launchChromium, messageLine, WAIT } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
 
 const CHAT_BIN = resolve(process.env.CHAT_BIN || join(root, 'build/examples/chat'));
 const T = { timeout: 90_000 };
-const WAIT = { timeout: 15_000 };
 
 let dir, child, stdout = '', stderr = '', port, browser, spki;
 const problems = [];
@@ -93,9 +92,6 @@ async function joinAs(name) {
   return { context, page };
 }
 
-const messageLine = (page, author, text) =>
-  page.locator('#log li.msg', { has: page.locator('.author', { hasText: author }) })
-    .filter({ has: page.locator('.text', { hasText: text }) }).last().waitFor(WAIT);
 
 test('two users chat over HTTPS and WSS', T, async () => {
   const alice = await joinAs('alice');

@@ -20,3 +20,19 @@ export function launchChromium(extraArgs = []) {
            '--disable-dev-shm-usage', ...extraArgs],
   });
 }
+
+// ---- the chat page (examples/chat/public) -----------------------------------
+
+export const WAIT = { timeout: 15_000 };
+
+// Resolve once the page shows `n` members / the message `text` by `author`.
+export const members = (page, n) => page.locator(`#members[data-count="${n}"]`).waitFor(WAIT);
+export const messageLine = (page, author, text) =>
+  page.locator('#log li.msg', { has: page.locator('.author', { hasText: author }) })
+    .filter({ has: page.locator('.text', { hasText: text }) }).last().waitFor(WAIT);
+
+// Types `text` into the composer and sends it.
+export async function send(page, text) {
+  await page.fill('#text', text);
+  await page.press('#text', 'Enter');
+}
