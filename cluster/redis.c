@@ -77,6 +77,7 @@ struct tl_redis {
   bool pub_ready, sub_ready, stopping, listening;
   tl_timer *retry;
   tl_timer *setup_timer; /* bounds the wait for the setup answers */
+  tl_timer *stop_timer;  /* bounds a stop's wait for pending replies */
   pending *queue, **queue_tail; /* publishes waiting for the connection */
   size_t queued;                 /* their bytes */
   size_t inflight;               /* bytes sent, not yet acknowledged */
@@ -1019,6 +1020,11 @@ static void on_connect(const redisAsyncContext *c, int status) {
 
 static void on_disconnect(const redisAsyncContext *c, int status) {
   tl_redis *r = c->data;
+  if (r->stopping && r->stop_timer &&
+      !((c == r->pub ? NULL : r->pub) || (c == r->sub ? NULL : r->sub))) {
+    tl_timer_stop(r->stop_timer); /* the last one ended in time */
+    r->stop_timer = NULL;
+  }
   if (c == r->pub) {
     r->pub = NULL;
     r->pub_ready = false;
@@ -1120,6 +1126,7 @@ static int bridge_start(void *ctx, tl_app *app) {
   tl_redis *r = ctx;
   r->stopping = false;
   r->listening = true;
+  r->stop_timer = NULL; /* the app freed the last run's timers */
   r->backoff = r->backoff_min;
   int err = probe(r);
   if (err && !r->start_without) {
@@ -1132,6 +1139,19 @@ static int bridge_start(void *ctx, tl_app *app) {
     r->count_timer =
         tl_timer_start(app, r->count_ms, r->count_ms, count_refresh, r);
   return 0;
+}
+
+/* command_timeout_ms into a stop: connections still waiting for replies
+ * are freed (what they carried counts as dropped). */
+static void on_stop_timeout(tl_timer *t, void *arg) {
+  tl_redis *r = arg;
+  r->stop_timer = NULL;
+  redisAsyncContext *cs[2] = {r->pub, r->sub};
+  r->pub = r->sub = NULL;
+  r->pub_ready = r->sub_ready = false;
+  for (int i = 0; i < 2; i++)
+    if (cs[i])
+      redisAsyncFree(cs[i]);
 }
 
 static void bridge_stop(void *ctx) {
@@ -1176,6 +1196,10 @@ static void bridge_stop(void *ctx) {
       redisAsyncFree(cs[i]);
     }
   }
+  /* A Redis that stopped answering would hold the stop forever. */
+  if ((r->pub || r->sub) && !r->stop_timer)
+    r->stop_timer =
+        tl_timer_start(r->app, r->command_timeout, 0, on_stop_timeout, r);
   /* What waits is lost with the stop. */
   while (r->queue) {
     pending *m = r->queue;

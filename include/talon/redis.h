@@ -70,7 +70,10 @@ typedef struct tl_redis_options {
   unsigned connect_timeout_ms;
   /* A command of tl_redis_command() (so a session lookup) not answered
    * in this time fails with UV_ETIMEDOUT, and its connection is closed
-   * (the next command opens another) [2000 ms]. */
+   * (the next command opens another) [2000 ms]. A stop waits at most
+   * this long for the replies to publishes already sent (a Redis that
+   * went silent cannot hold tl_app_listen() from returning); what is
+   * still unanswered then counts as dropped. */
   unsigned command_timeout_ms;
   /* Cluster-wide subscriber counts (tl_redis_cluster_count) [0: off].
    * When set, every node writes its own count of each topic it has

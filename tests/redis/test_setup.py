@@ -120,3 +120,36 @@ def test_garbage_answers_to_session_lookups(server_bin, redis):
     finally:
         n.close()
         stop()
+
+
+def test_stop_with_redis_silent_mid_stream(server_bin, redis):
+    """Redis stops answering (SIGSTOP: the connections stay open) while
+    publishes wait for their replies: the stop still ends, within the
+    command timeout, and cleanly."""
+    import os
+    import signal
+    n = Node(server_bin, redis.url, env={"REDIS_TIMEOUT_MS": "500"}).start()
+    try:
+        n.wait_state(lambda st: st["state"] == 2, what="connected")
+
+        async def go():
+            x = await member(n, "x")
+            y = await member(n, "y")
+            for ws in (x, y):
+                await subscribe(ws, "room")
+            os.kill(redis.proc.pid, signal.SIGSTOP)
+            for i in range(50):
+                await x.send(f"pub room {i}")
+            for i in range(50):  # local delivery goes on
+                assert await expect(y) == str(i)
+            await x.close()
+            await y.close()
+        run(go())
+        assert n.redis_stats()["buffered"] > 0
+        t0 = time.monotonic()
+        n.stop()
+        n.check_clean_exit()
+        assert time.monotonic() - t0 < 10
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+        n.close()
