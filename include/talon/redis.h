@@ -32,7 +32,8 @@
  * Commands: tl_redis_command() sends any Redis command from a worker on
  * that worker's own connection (opened at start, on the worker's loop, so
  * a round trip never blocks a loop) and calls back on the same thread.
- * The Redis session store (tl_redis_session_store) is built on it.
+ * The Redis session store (tl_redis_session_store) is built on it. A
+ * process thus holds 2 + workers connections to Redis.
  */
 #ifndef TALON_REDIS_H
 #define TALON_REDIS_H
