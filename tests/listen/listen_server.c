@@ -3,7 +3,7 @@
  * "fd:N" or "systemd[:NAME]" (include/talon/app.h), plain or TLS.
  *
  *   listen_server [--workers N] [--mode OCTAL] [--static DIR]
- *                 [--cert PEM --key PEM] [--tls] HOST PORT
+ *                 [--send-timeout MS] [--cert PEM --key PEM] [--tls] HOST PORT
  *                 [[--tls] HOST PORT]...
  *
  * The first HOST PORT is tl_app_listen's own (tl_app_listen_tls with
@@ -111,14 +111,15 @@ static void on_listen(tl_app *app, const char *host, int port) {
 
 static int usage(void) {
   fprintf(stderr, "usage: listen_server [--workers N] [--mode OCTAL] "
-                  "[--static DIR] [--cert PEM --key PEM] [--tls] HOST PORT "
+                  "[--static DIR] [--send-timeout MS] [--cert PEM --key PEM] "
+                  "[--tls] HOST PORT "
                   "...\n");
   return 2;
 }
 
 int main(int argc, char **argv) {
   int workers = 1;
-  unsigned mode = 0;
+  unsigned mode = 0, send_timeout = 0;
   const char *static_dir = NULL, *cert = NULL, *key = NULL;
   bool tls_next = false;
   for (int i = 1; i < argc; i++) {
@@ -127,6 +128,8 @@ int main(int argc, char **argv) {
       workers = atoi(argv[++i]);
     else if (strcmp(a, "--mode") == 0 && i + 1 < argc)
       mode = (unsigned)strtoul(argv[++i], NULL, 8);
+    else if (strcmp(a, "--send-timeout") == 0 && i + 1 < argc)
+      send_timeout = (unsigned)atoi(argv[++i]);
     else if (strcmp(a, "--static") == 0 && i + 1 < argc)
       static_dir = argv[++i];
     else if (strcmp(a, "--cert") == 0 && i + 1 < argc)
@@ -159,6 +162,7 @@ int main(int argc, char **argv) {
   }
   tl_app *app = tl_app_new(&(tl_app_config){.workers = workers,
                                             .unix_mode = mode,
+                                            .send_timeout_ms = send_timeout,
                                             .on_listen = on_listen,
                                             .max_body_bytes = 16 << 20});
   if (!app)

@@ -8,7 +8,9 @@ import asyncio
 import hashlib
 import os
 import socket
+import ssl
 import stat
+import time
 
 import pytest
 import websockets
@@ -92,6 +94,46 @@ def test_websocket_over_unix_socket(server, sockdir):
             await ws.send(blob)
             assert await ws.recv() == blob
     asyncio.run(asyncio.wait_for(talk(), 30))
+
+
+def read_slowly(path, route, stall, pause, limit):
+    """Requests ROUTE over the unix socket, reads nothing for STALL
+    seconds, then 64 KiB every PAUSE seconds for at most LIMIT seconds;
+    the bytes read until the server closed (or the time ran out)."""
+    got = b""
+    with socket.socket(socket.AF_UNIX) as c:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.settimeout(10)
+        c.connect(path)
+        c.sendall(f"GET {route} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(stall)
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                chunk = c.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            got += chunk
+            time.sleep(pause)
+    return got
+
+
+def test_send_timeout_on_a_unix_socket(server, sockdir):
+    """The peer's progress is seen on a unix socket too: a client that
+    stops reading is closed after send_timeout_ms, one that reads slowly
+    but steadily is not."""
+    path = os.path.join(sockdir, "slow.sock")
+    server("--send-timeout", "500", "unix:" + path, "0")
+    n = 32 << 20
+    # Nothing for 1.5 s: closed; what the socket buffers held arrives.
+    stalled = read_slowly(path, f"/big?n={n}", 1.5, 0, 10.0)
+    assert 0 < len(stalled) < n // 2, len(stalled)
+    # 64 KiB every 0.15 s for 1.5 s (three timeouts' time): kept.
+    steady = read_slowly(path, f"/big?n={n}", 0, 0.15, 1.5)
+    assert len(steady) >= 8 * 65536, len(steady)
+    assert curl_unix(path) == b"hello"
 
 
 def test_stale_socket_file_is_replaced(server, sockdir):
@@ -211,6 +253,16 @@ def test_tcp_unix_and_tls_together(server, sockdir, tmp_path):
     got = curl_unix(tls_unix, "/who", tls=True)
     assert b'"tls":true' in got and b'"remote":"unix:"' in got
     assert len(curl_unix(tls_unix, "/big?n=3000000", tls=True)) == 3000000
+
+    async def wss():
+        ctx = ssl.create_default_context(cafile=cert)
+        async with websockets.unix_connect(tls_unix, "wss://localhost/ws",
+                                           ssl=ctx, server_hostname="localhost",
+                                           max_size=None) as ws:
+            blob = os.urandom(1 << 20)
+            await ws.send(blob)
+            assert await ws.recv() == blob
+    asyncio.run(asyncio.wait_for(wss(), 30))
     assert curl_tcp("localhost", ports[4]) == b"hello"
     s.stop()
     s.check_clean_exit()
