@@ -61,8 +61,8 @@ static inline bool example_parse_workers(const char *s, int *workers) {
 #define EXAMPLE_TLS_HELP                                                       \
   "  TLS_CERT        PEM certificate (chain): also serve HTTPS/WSS\n"          \
   "  TLS_KEY         its PEM private key\n"                                    \
-  "  TLS_PORT        the HTTPS port [3443]; SIGHUP reloads the files\n"       \
-  "  TLS_HOST        where HTTPS listens, as HOST [HOST; required when\n"     \
+  "  TLS_PORT        the HTTPS port [3443]; SIGHUP reloads the files\n"        \
+  "  TLS_HOST        where HTTPS listens, as HOST [HOST; required when\n"      \
   "                  HOST is a unix socket or inherited]\n"
 
 static inline void example_usage(FILE *f, const char *name,
@@ -81,8 +81,8 @@ static inline void example_usage(FILE *f, const char *name,
           "  WORKERS         worker threads, 0: one per CPU [1]\n"
           "  REDIS_URL       share topics with other processes through "
           "Redis\n"
-          "                  (redis://HOST:PORT) [unset: this process only]\n"
-          EXAMPLE_TLS_HELP "%s",
+          "                  (redis://HOST:PORT) [unset: this process "
+          "only]\n" EXAMPLE_TLS_HELP "%s",
           name, EXAMPLE_DEFAULT_PORT, EXAMPLE_DEFAULT_HOST,
           env_help ? env_help : "");
 }
@@ -236,8 +236,8 @@ static inline bool example_url(char *buf, size_t size, const char *host,
 /* "NAME: listening on URL" (`tls`: https), or for a unix socket "NAME:
  * listening on unix:/path" with the curl line that reaches it, or for
  * inherited sockets "NAME: listening on systemd (inherited sockets)". */
-static inline void example__print(const char *name, const char *host,
-                                  int port, bool tls) {
+static inline void example__print(const char *name, const char *host, int port,
+                                  bool tls) {
   char url[EXAMPLE_URL_MAX];
   const char *path = example_unix_path(host);
   if (path)

@@ -62,7 +62,7 @@ static int check_host(const char *host, int port) {
     if (len == 0)
       return TL_EINVAL;
     return len < sizeof(((struct sockaddr_un *)0)->sun_path) ? 0
-                                                              : UV_ENAMETOOLONG;
+                                                             : UV_ENAMETOOLONG;
   }
   if (prefixed(host, FD_PREFIX))
     return digits(host + strlen(FD_PREFIX), 1L << 30) < 0 ? TL_EINVAL : 0;

@@ -189,8 +189,7 @@ static void worker_main(void *arg) {
   tl__worker *w = arg;
   tl_app *app = w->app;
   current = w;
-  w->start_err =
-      tl__server_open(&w->srv, app->bound, app->nbound, true);
+  w->start_err = tl__server_open(&w->srv, app->bound, app->nbound, true);
   uv_sem_post(&app->started);
   if (w->start_err == 0) {
     tl__server_loop(&w->srv);

@@ -331,8 +331,8 @@ static int queue_rest(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n,
       o += l;
     }
   }
-  int err = uv_write(&w->req, &c->sock.stream, w->bufs, (unsigned)nb,
-                     on_write_done);
+  int err =
+      uv_write(&w->req, &c->sock.stream, w->bufs, (unsigned)nb, on_write_done);
   if (err) {
     for (uint32_t i = 0; i < w->nrefs; i++)
       tl__shared_unref(w->refs[i]);
@@ -650,8 +650,8 @@ static uint32_t untaken(const tl__conn *c) {
   uint64_t n = uv_stream_get_write_queue_size(&c->sock.stream);
 #ifdef SIOCOUTQ
   int fd, q;
-  if (uv_fileno(&c->sock.handle, &fd) == 0 &&
-      ioctl(fd, SIOCOUTQ, &q) == 0 && q > 0)
+  if (uv_fileno(&c->sock.handle, &fd) == 0 && ioctl(fd, SIOCOUTQ, &q) == 0 &&
+      q > 0)
     n += (uint64_t)q;
 #endif
   return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;

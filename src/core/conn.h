@@ -279,7 +279,7 @@ struct tl__server {
   tl__work *work;    /* deferred to the next turn */
   tl__work *working; /* being run in this turn */
   uint32_t turn;     /* loop turns so far (wraps) */
-  int port; /* the first listener's bound port (0: a unix socket) */
+  int port;          /* the first listener's bound port (0: a unix socket) */
   bool running, stopping, handles_open;
 };
 

@@ -66,9 +66,8 @@ static int open_inet(uv_loop_t *loop, tl__listener *l,
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
       (reuse_port &&
        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) ||
-      (ss.ss_family == AF_INET6 &&
-       setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) !=
-           0) ||
+      (ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
+                                              &v6only, sizeof v6only) != 0) ||
       bind(fd, (const struct sockaddr *)&ss, addr_len(&ss)) != 0 ||
       listen(fd, backlog) != 0) {
     int err = sys_err();
@@ -140,8 +139,8 @@ static int open_unix(uv_loop_t *loop, tl__listener *l,
   return adopt(loop, l, fd, true);
 }
 
-static int open_fd(uv_loop_t *loop, tl__listener *l,
-                   const tl__listen_spec *sp, int backlog) {
+static int open_fd(uv_loop_t *loop, tl__listener *l, const tl__listen_spec *sp,
+                   int backlog) {
   int type;
   socklen_t tlen = sizeof type;
   struct sockaddr_storage ss;
@@ -149,9 +148,9 @@ static int open_fd(uv_loop_t *loop, tl__listener *l,
   if (getsockopt(sp->fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
       getsockname(sp->fd, (struct sockaddr *)&ss, &alen) != 0)
     return sys_err(); /* UV_EBADF, UV_ENOTSOCK */
-  if (type != SOCK_STREAM || (ss.ss_family != AF_UNIX &&
-                              ss.ss_family != AF_INET &&
-                              ss.ss_family != AF_INET6))
+  if (type != SOCK_STREAM ||
+      (ss.ss_family != AF_UNIX && ss.ss_family != AF_INET &&
+       ss.ss_family != AF_INET6))
     return TL_EINVAL;
   /* A copy: the descriptor given stays the caller's (a later listen can
    * take it again). Listening already (systemd did) or only bound. */
@@ -174,14 +173,9 @@ int tl__listener_open(uv_loop_t *loop, tl__listener *l,
   case TL__LISTEN_INET:
     err = open_inet(loop, l, sp, port, reuse_port, backlog);
     break;
-  case TL__LISTEN_UNIX:
-    err = open_unix(loop, l, sp, backlog);
-    break;
-  case TL__LISTEN_FD:
-    err = open_fd(loop, l, sp, backlog);
-    break;
-  default:
-    err = TL_EINVAL;
+  case TL__LISTEN_UNIX: err = open_unix(loop, l, sp, backlog); break;
+  case TL__LISTEN_FD: err = open_fd(loop, l, sp, backlog); break;
+  default: err = TL_EINVAL;
   }
   if (err)
     return err;
@@ -189,8 +183,7 @@ int tl__listener_open(uv_loop_t *loop, tl__listener *l,
   if (l->sock.handle.type == UV_TCP) {
     struct sockaddr_storage bound;
     int blen = sizeof bound;
-    if (uv_tcp_getsockname(&l->sock.tcp, (struct sockaddr *)&bound, &blen) ==
-        0)
+    if (uv_tcp_getsockname(&l->sock.tcp, (struct sockaddr *)&bound, &blen) == 0)
       l->port = get_port(&bound);
   }
   return 0;
@@ -211,8 +204,7 @@ void tl__listener_close(tl__listener *l) {
   if (l->owns_path) {
     struct stat st;
     l->owns_path = false;
-    if (lstat(l->spec->path, &st) == 0 &&
-        (uint64_t)st.st_dev == l->path_dev &&
+    if (lstat(l->spec->path, &st) == 0 && (uint64_t)st.st_dev == l->path_dev &&
         (uint64_t)st.st_ino == l->path_ino)
       unlink(l->spec->path);
   }

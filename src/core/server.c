@@ -34,8 +34,7 @@ typedef struct walk_ctx {
 static void walk_one(uv_handle_t *h, void *arg) {
   walk_ctx *w = arg;
   if ((h->type == UV_TCP || h->type == UV_NAMED_PIPE) && h->data == h &&
-      !uv_is_closing(h) &&
-      !(((tl__conn *)h)->flags & TL__CONN_CLOSING))
+      !uv_is_closing(h) && !(((tl__conn *)h)->flags & TL__CONN_CLOSING))
     w->fn((tl__conn *)h, w->arg);
 }
 
@@ -398,8 +397,7 @@ int tl__server_listener_port(const tl__server *s, size_t i) {
   return s->running ? port_of(s, i) : 0;
 }
 
-int tl__server_share(const tl__server *s, tl__listen_spec **specs,
-                     size_t *n) {
+int tl__server_share(const tl__server *s, tl__listen_spec **specs, size_t *n) {
   *specs = NULL;
   *n = 0;
   if (!s->running || s->nlisteners == 0)

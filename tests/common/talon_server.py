@@ -83,6 +83,17 @@ def listen_re(host=None):
                       % re.escape(host))
 
 
+def has_ipv6_loopback():
+    """Whether this machine can bind ::1."""
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 ACTIVATE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         "activate.py")
 

@@ -145,15 +145,6 @@ def who(family, addr):
     return json.loads(body)
 
 
-def has_ipv6_loopback():
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
 def make_cert(d):
     """A self-signed EC certificate for localhost in D; (cert, key)."""
     cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")

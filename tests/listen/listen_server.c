@@ -28,6 +28,10 @@
 #include <talon.h>
 #include <talon/mw/static.h>
 
+#define TEST_SERVER_NAME "listen_server"
+#define TEST_SERVER_OWN_ON_LISTEN
+#include "test_server.h" /* test_big, test_echo */
+
 #define MAX_LISTENERS 16
 
 typedef struct listener {
@@ -68,28 +72,6 @@ static void env(tl_req *req, tl_res *res) {
   env_entry(body, sizeof body, "LISTEN_FDNAMES", true);
   strncat(body, "}", sizeof body - strlen(body) - 1);
   tl_res_json(res, body);
-}
-
-static void big(tl_req *req, tl_res *res) {
-  const char *q = tl_req_query(req, "n");
-  size_t n = q ? strtoul(q, NULL, 10) : 1000000;
-  char *p = malloc(n ? n : 1);
-  if (!p) {
-    tl_res_status(res, 500);
-    tl_res_text(res, "oom");
-    return;
-  }
-  for (size_t i = 0; i < n; i++)
-    p[i] = (char)('a' + i % 26);
-  tl_res_header(res, "Content-Type", "application/octet-stream");
-  tl_res_send(res, p, n);
-  free(p);
-}
-
-static void echo(tl_req *req, tl_res *res) {
-  tl_slice b = tl_req_body(req);
-  tl_res_header(res, "Content-Type", "application/octet-stream");
-  tl_res_send(res, b.ptr, b.len);
 }
 
 static void ws_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
@@ -168,21 +150,21 @@ int main(int argc, char **argv) {
   if (!app)
     return 1;
   if (static_dir)
-    tl_app_use(app,
-               tl_static(static_dir, &(tl_static_options){.prefix = "/static"}));
+    tl_app_use(
+        app, tl_static(static_dir, &(tl_static_options){.prefix = "/static"}));
   tl_app_get(app, "/", hello);
   tl_app_get(app, "/who", who);
   tl_app_get(app, "/env", env);
-  tl_app_get(app, "/big", big);
-  tl_app_post(app, "/echo", echo);
+  tl_app_get(app, "/big", test_big);
+  tl_app_post(app, "/echo", test_echo);
   tl_app_ws(app, "/ws", &echo_ws, 0);
   int rc = 0;
   for (size_t i = 1; !rc && i < g_n; i++)
     rc = tl_app_add_listener(app, g_listeners[i].host, g_listeners[i].port,
                              g_listeners[i].tls ? tls : NULL);
   if (!rc && g_listeners[0].tls)
-    rc = tls ? tl_app_listen_tls(app, g_listeners[0].host,
-                                 g_listeners[0].port, tls)
+    rc = tls ? tl_app_listen_tls(app, g_listeners[0].host, g_listeners[0].port,
+                                 tls)
              : TL_EINVAL;
   else if (!rc)
     rc = tl_app_listen(app, g_listeners[0].host, g_listeners[0].port);

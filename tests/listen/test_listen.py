@@ -15,9 +15,10 @@ import time
 import pytest
 import websockets
 
-from conftest import (curl_tcp, curl_unix, has_ipv6_loopback, http_get,
-                      make_cert, tcp_listener, unix_listener, who)
-from talon_server import activation_prefix, skip_if_wrapped
+from conftest import (curl_tcp, curl_unix, http_get, make_cert, tcp_listener,
+                      unix_listener, who)
+from talon_server import (activation_prefix, has_ipv6_loopback,
+                          skip_if_wrapped)
 
 
 # ---- unix domain sockets ---------------------------------------------------
