@@ -158,6 +158,34 @@ def make_cert(d):
     return cert, key
 
 
+HOSTS = """127.0.0.1 localhost
+127.0.0.1 dual.test
+::1 dual.test
+0.0.0.0 wild.test
+:: wild.test
+"""
+_unshare_ok = None
+
+
+def hosts_prefix(d):
+    """A command to put before the server's so that it resolves names
+    with its own hosts file (HOSTS, in D): dual.test is 127.0.0.1 and ::1,
+    wild.test 0.0.0.0 and ::. A mount namespace of its own (unshare -rm)
+    binds the file over /etc/hosts; the resolver is the real one. None
+    where namespaces are not allowed."""
+    global _unshare_ok
+    path = os.path.join(d, "hosts")
+    with open(path, "w") as f:
+        f.write(HOSTS)
+    cmd = ["unshare", "-rm", "sh", "-c",
+           'mount --bind "$0" /etc/hosts && exec "$@"', path]
+    if _unshare_ok is None:
+        r = subprocess.run([*cmd, "getent", "ahosts", "dual.test"],
+                           capture_output=True, text=True, timeout=10)
+        _unshare_ok = r.returncode == 0 and "::1" in r.stdout
+    return cmd if _unshare_ok else None
+
+
 def tcp_listener(host="127.0.0.1"):
     """A listening TCP socket on HOST, any free port."""
     s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)

@@ -15,8 +15,8 @@ import time
 import pytest
 import websockets
 
-from conftest import (curl_tcp, curl_unix, http_get, make_cert, tcp_listener,
-                      unix_listener, who)
+from conftest import (curl_tcp, curl_unix, hosts_prefix, http_get, make_cert,
+                      tcp_listener, unix_listener, who)
 from talon_server import (activation_prefix, has_ipv6_loopback,
                           skip_if_wrapped)
 
@@ -225,6 +225,25 @@ def test_localhost_binds_what_it_resolves_to(server):
             continue
         with pytest.raises(ConnectionRefusedError):
             http_get(fam, (a, port))
+
+
+@skip_if_wrapped("the server runs under unshare")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback (::1)")
+def test_name_with_both_families(server, tmp_path):
+    """A name that resolves to 127.0.0.1 and ::1 (a hosts file of the
+    server's own): a socket on each, one port for both (port 0 picked
+    once); one that resolves to 0.0.0.0 and :: binds both wildcards (the
+    IPv6 one IPv6-only, else the second bind would fail)."""
+    prefix = hosts_prefix(str(tmp_path))
+    if prefix is None:
+        pytest.skip("no mount namespace (unshare -rm) for a hosts file")
+    s = server("dual.test", "0", "wild.test", "0", prefix=prefix)
+    ports = s.ports()
+    assert ports[0] > 0 and ports[1] > 0
+    for port in ports.values():
+        assert who(socket.AF_INET, ("127.0.0.1", port))["remote"] == \
+            "127.0.0.1"
+        assert who(socket.AF_INET6, ("::1", port))["remote"] == "::1"
 
 
 @pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback (::1)")

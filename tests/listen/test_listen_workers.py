@@ -9,8 +9,11 @@ import socket
 
 import websockets
 
-from conftest import curl_unix, tcp_listener, unix_listener
-from talon_server import activation_prefix, skip_if_wrapped
+import pytest
+
+from conftest import curl_unix, hosts_prefix, tcp_listener, unix_listener
+from talon_server import (activation_prefix, has_ipv6_loopback,
+                          skip_if_wrapped)
 
 ROUNDS = 40     # batches of connections, at most
 BATCH = 16      # connections open at once in a batch
@@ -75,3 +78,17 @@ def test_two_workers_on_inherited_sockets(server, sockdir):
         assert workers_seen(socket.AF_INET,
                             ("127.0.0.1", tcp.getsockname()[1])) == {0, 1}
         assert curl_unix(path) == b"hello"
+
+
+@skip_if_wrapped("the server runs under unshare")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback (::1)")
+def test_two_workers_on_a_name_with_both_families(server, tmp_path):
+    """Every worker binds each address of the name (SO_REUSEPORT), on the
+    one port worker 0 was given."""
+    prefix = hosts_prefix(str(tmp_path))
+    if prefix is None:
+        pytest.skip("no mount namespace (unshare -rm) for a hosts file")
+    s = server("--workers", "2", "dual.test", "0", prefix=prefix)
+    port = s.ports()[0]
+    assert workers_seen(socket.AF_INET, ("127.0.0.1", port)) == {0, 1}
+    assert workers_seen(socket.AF_INET6, ("::1", port)) == {0, 1}
