@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "app/app.h"
+#include "core/listen.h"
 #include "core/tls.h"
 
 #define UNIX_PREFIX "unix:"
@@ -217,10 +218,7 @@ static int resolve_name(uv_loop_t *loop, spec_list *sl, size_t index,
       continue;
     struct sockaddr_storage ss = {0};
     memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-    if (ss.ss_family == AF_INET6)
-      ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)l->port);
-    else
-      ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)l->port);
+    tl__addr_set_port(&ss, l->port);
     if (has_addr(sl, index, (struct sockaddr *)&ss, sizeof ss))
       continue;
     tl__listen_spec *sp = add_spec(sl, TL__LISTEN_INET, index, l->tls);

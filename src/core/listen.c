@@ -24,14 +24,14 @@ static socklen_t addr_len(const struct sockaddr_storage *ss) {
                                    : sizeof(struct sockaddr_in);
 }
 
-static void set_port(struct sockaddr_storage *ss, int port) {
+void tl__addr_set_port(struct sockaddr_storage *ss, int port) {
   if (ss->ss_family == AF_INET6)
     ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
   else
     ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
 }
 
-static int get_port(const struct sockaddr_storage *ss) {
+int tl__addr_port(const struct sockaddr_storage *ss) {
   return ntohs(ss->ss_family == AF_INET6
                    ? ((const struct sockaddr_in6 *)ss)->sin6_port
                    : ((const struct sockaddr_in *)ss)->sin_port);
@@ -58,7 +58,7 @@ static int open_inet(uv_loop_t *loop, tl__listener *l,
                      const tl__listen_spec *sp, int port, bool reuse_port,
                      int backlog) {
   struct sockaddr_storage ss = sp->addr;
-  set_port(&ss, port);
+  tl__addr_set_port(&ss, port);
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return sys_err();
@@ -184,7 +184,7 @@ int tl__listener_open(uv_loop_t *loop, tl__listener *l,
     struct sockaddr_storage bound;
     int blen = sizeof bound;
     if (uv_tcp_getsockname(&l->sock.tcp, (struct sockaddr *)&bound, &blen) == 0)
-      l->port = get_port(&bound);
+      l->port = tl__addr_port(&bound);
   }
   return 0;
 }
@@ -193,7 +193,7 @@ void tl__listener_share(const tl__listener *l, tl__listen_spec *out) {
   *out = *l->spec;
   out->optional = false;
   if (l->spec->kind == TL__LISTEN_INET) {
-    set_port(&out->addr, l->port);
+    tl__addr_set_port(&out->addr, l->port);
     return;
   }
   out->kind = TL__LISTEN_FD;

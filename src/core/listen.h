@@ -7,6 +7,10 @@
 
 #include "core/conn.h"
 
+/* The port of an IPv4 or IPv6 address (host order), and setting it. */
+int tl__addr_port(const struct sockaddr_storage *ss);
+void tl__addr_set_port(struct sockaddr_storage *ss, int port);
+
 /* Opens `l` as `sp` says, on `loop`, with the TCP port `port` (in place
  * of the spec's own: a listener's later sockets take its first one's),
  * SO_REUSEPORT when `reuse_port` (INET: the other workers bind the same

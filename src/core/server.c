@@ -313,9 +313,7 @@ static void close_listeners(tl__server *s, size_t n) {
  * so that a name's addresses (127.0.0.1 and ::1) share one port. */
 static int group_port(const tl__server *s, size_t opened,
                       const tl__listen_spec *sp, bool *taken) {
-  int port = ntohs(sp->addr.ss_family == AF_INET6
-                       ? ((const struct sockaddr_in6 *)&sp->addr)->sin6_port
-                       : ((const struct sockaddr_in *)&sp->addr)->sin_port);
+  int port = tl__addr_port(&sp->addr);
   *taken = false;
   if (sp->kind != TL__LISTEN_INET || port != 0)
     return port;
