@@ -55,9 +55,34 @@ tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size) {
 
 static const tl__conn_proto ws_proto;
 
+/* The pool for blocks of `size` bytes on this loop; made on first use
+ * when `make` (NULL on out of memory). */
+static tl__pool *pool_for(tl__wsctx *ctx, size_t size, bool make) {
+  size = (size + 15) & ~(size_t)15;
+  for (size_t i = 0; i < ctx->npools; i++)
+    if (ctx->pools[i]->size == size)
+      return ctx->pools[i];
+  if (!make)
+    return NULL;
+  tl__pool **pools = realloc(ctx->pools, (ctx->npools + 1) * sizeof *pools);
+  if (!pools)
+    return NULL;
+  ctx->pools = pools;
+  tl__pool *p = malloc(sizeof *p);
+  if (!p)
+    return NULL;
+  tl__pool_init(p, size);
+  pools[ctx->npools++] = p;
+  return p;
+}
+
+static size_t block_size(const tl__wsroute *route) {
+  return sizeof(tl_ws) + route->data_size;
+}
+
 tl_ws *tl__ws_new(tl__server *srv, tl__wsctx *ctx, const tl__wsroute *route) {
-  size_t size = sizeof(tl_ws) + route->data_size;
-  tl_ws *ws = calloc(1, size);
+  tl__pool *pool = pool_for(ctx, block_size(route), true);
+  tl_ws *ws = pool ? tl__pool_alloc(pool) : NULL;
   if (!ws)
     return NULL;
   ws->conn.srv = srv;
@@ -67,9 +92,16 @@ tl_ws *tl__ws_new(tl__server *srv, tl__wsctx *ctx, const tl__wsroute *route) {
   return ws;
 }
 
+/* The block goes back to its pool (the connection's memory: the core
+ * calls this from its close callback). */
+static void release(tl__conn *c) {
+  tl_ws *ws = (tl_ws *)c;
+  tl__pool_free(pool_for(ws->ctx, block_size(ws->route), false), ws);
+}
+
 void tl__ws_discard(tl_ws *ws) {
   free(ws->pmd);
-  free(ws);
+  release(&ws->conn);
 }
 
 /* ---- deadlines -------------------------------------------------------- */
@@ -208,6 +240,13 @@ void tl__wsctx_free(tl__wsctx *ctx) {
   free(ctx->observers);
   ctx->observers = NULL;
   ctx->nobservers = ctx->cap_observers = 0;
+  for (size_t i = 0; i < ctx->npools; i++) {
+    tl__pool_destroy(ctx->pools[i]);
+    free(ctx->pools[i]);
+  }
+  free(ctx->pools);
+  ctx->pools = NULL;
+  ctx->npools = 0;
 }
 
 int tl__wsctx_observe(tl__wsctx *ctx, const tl_ws_observer *obs) {
@@ -970,6 +1009,7 @@ static const tl__conn_proto ws_proto = {
     .on_timeout = on_timeout,
     .on_shutdown = on_shutdown,
     .on_close = on_close,
+    .release = release,
 };
 
 void tl_ws_get_stats(const tl_ws *ws, tl_ws_stats *stats) {

@@ -4,6 +4,7 @@
 
 #include <stdalign.h>
 
+#include "core/pool.h"
 #include "core/server.h"
 #include "talon.h"
 #include "ws/parser.h"
@@ -34,6 +35,10 @@ typedef struct tl__wsctx {
   /* Called for every closing socket after its close handler and the
    * observers ran (the app leaves its topics there). May be NULL. */
   void (*on_closed)(tl_ws *ws);
+  /* The blocks of this loop's sockets, one pool per block size (a
+   * route's context size decides it): see core/pool.h. */
+  tl__pool **pools;
+  size_t npools;
 } tl__wsctx;
 
 void tl__wsctx_free(tl__wsctx *ctx);
