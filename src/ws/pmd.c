@@ -222,6 +222,25 @@ int tl__pmd_deflate_whole(struct libdeflate_compressor *c, const void *data,
   return 0;
 }
 
+int tl__pmd_inflate_whole(struct libdeflate_decompressor *d, uint8_t *data,
+                          size_t len, size_t cap, tl__buf *out) {
+  if (len == 0)
+    return 1;
+  if (tl__buf_reserve(out, cap) != 0)
+    return TL_ENOMEM;
+  uint8_t first = data[0];
+  data[0] |= 1; /* BFINAL of the first block */
+  size_t used = 0, made = 0;
+  enum libdeflate_result r = libdeflate_deflate_decompress_ex(
+      d, data, len, out->data + out->len, cap, &used, &made);
+  data[0] = first;
+  if (r != LIBDEFLATE_SUCCESS ||
+      !(used == len || (used + 1 == len && data[used] == 0)))
+    return 1;
+  out->len += made;
+  return 0;
+}
+
 /* The empty stored block the sender removed from the end of every
  * message (RFC 7692 7.2.2): fed after the message's own bytes. */
 static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};

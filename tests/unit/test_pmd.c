@@ -842,6 +842,78 @@ static void deflate_whole(void **state) {
   free(p);
 }
 
+/* The one-call inflate of a message that starts no context: taken when
+ * the message is one block (as a sync-flushing sender makes of a few KiB,
+ * zlib's and talon's own), declined untouched otherwise. */
+static void inflate_whole(void **state) {
+  (void)state;
+  struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+  assert_non_null(d);
+  static const size_t sizes[] = {1, 100, 3000, 20000};
+  for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+    size_t n = sizes[k];
+    unsigned char *p = text_bytes(n, 11 + (unsigned)k);
+    z_stream ref;
+    memset(&ref, 0, sizeof ref);
+    assert_int_equal(
+        deflateInit2(&ref, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    size_t zn;
+    unsigned char *z = ref_deflate(&ref, p, n, Z_SYNC_FLUSH, &zn);
+    deflateEnd(&ref);
+    unsigned char first = z[0];
+    tl__buf out = {0};
+    assert_int_equal(tl__pmd_inflate_whole(d, z, zn, 64 * 1024, &out), 0);
+    assert_int_equal(out.len, n);
+    assert_memory_equal(out.data, p, n);
+    assert_int_equal(z[0], first); /* the input is as it was */
+    /* Too small a cap: declined, nothing appended. */
+    out.len = 0;
+    if (n > 1) {
+      assert_int_equal(tl__pmd_inflate_whole(d, z, zn, n - 1, &out), 1);
+      assert_int_equal(out.len, 0);
+      assert_int_equal(z[0], first);
+    }
+    tl__buf_free(&out);
+    free(z);
+    free(p);
+  }
+  /* Two blocks (a sync flush in the middle): declined, and the stream
+   * path reads it. */
+  unsigned char *p = text_bytes(2000, 3);
+  z_stream ref;
+  memset(&ref, 0, sizeof ref);
+  assert_int_equal(deflateInit2(&ref, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY),
+                   Z_OK);
+  size_t an, bn;
+  unsigned char *a = ref_deflate(&ref, p, 1000, Z_FULL_FLUSH, &an);
+  unsigned char *b = ref_deflate(&ref, p + 1000, 1000, Z_SYNC_FLUSH, &bn);
+  deflateEnd(&ref);
+  unsigned char *two = malloc(an + bn);
+  memcpy(two, a, an);
+  memcpy(two + an, b, bn);
+  tl__buf out = {0};
+  assert_int_equal(tl__pmd_inflate_whole(d, two, an + bn, 64 * 1024, &out), 1);
+  assert_int_equal(out.len, 0);
+  z_stream i;
+  assert_int_equal(tl__pmd_inflate_init(&i, 15), 0);
+  assert_int_equal(tl__pmd_inflate(&i, two, an + bn, true, 1 << 20, &out), 0);
+  assert_int_equal(out.len, 2000);
+  assert_memory_equal(out.data, p, 2000);
+  inflateEnd(&i);
+  /* Garbage and nothing: declined. */
+  out.len = 0;
+  unsigned char junk[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+  assert_int_equal(tl__pmd_inflate_whole(d, junk, sizeof junk, 1024, &out), 1);
+  assert_int_equal(tl__pmd_inflate_whole(d, junk, 0, 1024, &out), 1);
+  assert_int_equal(out.len, 0);
+  tl__buf_free(&out);
+  free(a);
+  free(b);
+  free(two);
+  free(p);
+  libdeflate_free_decompressor(d);
+}
+
 static void after_final_block(void **state) {
   (void)state;
   unsigned char *p = text_bytes(3000, 5);
@@ -1016,7 +1088,7 @@ static void inflate_in_slices(void **state) {
 }
 
 int main(void) {
-  static struct CMUnitTest tests[NROWS + 15];
+  static struct CMUnitTest tests[NROWS + 16];
   for (size_t k = 0; k < NROWS; k++) {
     char *name = malloc(strlen(rows[k].name) + 16);
     sprintf(name, "negotiate: %s", rows[k].name);
@@ -1039,10 +1111,11 @@ int main(void) {
       cmocka_unit_test(corrupt),
       cmocka_unit_test(after_final_block),
       cmocka_unit_test(deflate_whole),
+      cmocka_unit_test(inflate_whole),
       cmocka_unit_test(inflate_in_slices),
   };
-  _Static_assert(sizeof more / sizeof more[0] == 15, "tests array size");
-  for (size_t k = 0; k < 15; k++)
+  _Static_assert(sizeof more / sizeof more[0] == 16, "tests array size");
+  for (size_t k = 0; k < 16; k++)
     tests[NROWS + k] = more[k];
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   return rc;
