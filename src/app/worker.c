@@ -190,8 +190,7 @@ static void worker_main(void *arg) {
   tl__worker *w = arg;
   tl_app *app = w->app;
   current = w;
-  w->start_err =
-      tl__server_open(&w->srv, app->listen_bound, app->nlisten, true);
+  w->start_err = tl__server_open(&w->srv, app->bound, app->nbound, true);
   uv_sem_post(&app->started);
   if (w->start_err == 0) {
     tl__server_loop(&w->srv);
@@ -247,27 +246,20 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls) {
     err = share(app);
   }
   if (!err)
-    err = tl__app_listen_prepare(app, host, port, tls);
+    err = tl__app_listen_prepare(app, &w0->srv.loop, host, port, tls);
   if (!err)
-    err = tl__server_open(&w0->srv, app->listen, app->nlisten,
-                          app->nworkers > 1);
+    err = tl__server_open(&w0->srv, app->open, app->nopen, app->nworkers > 1);
   if (err) {
     tl__app_listen_done(app);
     tl__app_log_unfix(app);
     atomic_store(&app->running, false);
     return err;
   }
-  /* The others bind the ports worker 0 got (port 0 picked one), one after
-   * the other. */
-  if (app->nworkers > 1) {
-    app->listen_bound = malloc(app->nlisten * sizeof *app->listen_bound);
-    if (!app->listen_bound)
-      err = TL_ENOMEM;
-    for (size_t i = 0; !err && i < app->nlisten; i++) {
-      app->listen_bound[i] = app->listen[i];
-      app->listen_bound[i].port = tl__server_listener_port(&w0->srv, i);
-    }
-  }
+  /* The others bind the TCP ports worker 0 got (port 0 picked one), and
+   * take copies of its unix and inherited sockets (SO_REUSEPORT is no
+   * use there: a second bind of a path fails), one after the other. */
+  if (app->nworkers > 1)
+    err = tl__server_share(&w0->srv, &app->bound, &app->nbound);
   for (unsigned i = 1; i < app->nworkers && !err; i++) {
     tl__worker *w = &app->workers[i];
     err = uv_thread_create(&w->thread, worker_main, w);
@@ -300,8 +292,9 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls) {
       uv_run(&w->srv.loop, UV_RUN_NOWAIT);
     w->thread_started = false;
   }
-  free(app->listen_bound);
-  app->listen_bound = NULL;
+  free(app->bound);
+  app->bound = NULL;
+  app->nbound = 0;
   tl__app_listen_done(app);
   tl__app_log_unfix(app);
   atomic_store(&app->running, false);
