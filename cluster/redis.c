@@ -85,6 +85,7 @@ struct tl_redis {
   bool ever_up;
   /* any thread */
   _Atomic uint64_t forwarded, received, own, dropped, malformed, reconnects;
+  _Atomic uint64_t commands, command_errors;
   _Atomic size_t buffered, nchans;
   _Atomic int state;
 };
@@ -628,6 +629,9 @@ static void w_arm(wconn *w, uint64_t timeout) {
 
 static void w_answer(wcmd *k, int status, const redisReply *rep) {
   wconn *w = k->w;
+  atomic_fetch_add_explicit(status < 0 ? &w->r->command_errors
+                                       : &w->r->commands,
+                            1, memory_order_relaxed);
   if (k->cb) {
     tl_redis_reply conv = {0};
     if (rep && conv_reply(rep, &conv) != 0)
@@ -1309,6 +1313,9 @@ int tl_redis_get_stats(const tl_redis *r, tl_redis_stats *s) {
   s->dropped = atomic_load_explicit(&m->dropped, memory_order_relaxed);
   s->malformed = atomic_load_explicit(&m->malformed, memory_order_relaxed);
   s->reconnects = atomic_load_explicit(&m->reconnects, memory_order_relaxed);
+  s->commands = atomic_load_explicit(&m->commands, memory_order_relaxed);
+  s->command_errors =
+      atomic_load_explicit(&m->command_errors, memory_order_relaxed);
   s->buffered = atomic_load_explicit(&m->buffered, memory_order_relaxed);
   s->channels = atomic_load_explicit(&m->nchans, memory_order_relaxed);
   s->state = atomic_load_explicit(&m->state, memory_order_relaxed);

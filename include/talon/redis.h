@@ -98,6 +98,10 @@ typedef struct tl_redis_stats {
   uint64_t dropped;    /* publishes lost: buffer full, or lost in flight */
   uint64_t malformed;  /* messages on our channels not in talon's format */
   uint64_t reconnects; /* connections established again after a loss */
+  uint64_t commands;       /* tl_redis_command()s answered by Redis */
+  uint64_t command_errors; /* ... failed: lost, timed out, refused (a
+                            * session write lost this way is counted
+                            * here) */
   size_t buffered;     /* bytes waiting for Redis now */
   size_t channels;     /* channels subscribed now */
   int state;           /* TL_REDIS_* */

@@ -195,3 +195,8 @@ def test_redis_killed_with_lookups_in_flight(pair, redis):
     assert results == [503] * 16, results
     for n in (a, b):
         n.assert_alive()
+    # Each failed lookup is counted (the login's and early lookups were
+    # answered).
+    stats = [n.redis_stats() for n in (a, b)]
+    assert sum(st["command_errors"] for st in stats) >= 16, stats
+    assert sum(st["commands"] for st in stats) >= 1, stats

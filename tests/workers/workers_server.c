@@ -269,11 +269,13 @@ static void redis_stats(tl_req *req, tl_res *res) {
   snprintf(buf, sizeof buf,
            "{\"forwarded\":%llu,\"received\":%llu,\"own\":%llu,"
            "\"dropped\":%llu,\"malformed\":%llu,\"reconnects\":%llu,"
-           "\"buffered\":%zu,\"channels\":%zu,\"state\":%d}",
+           "\"buffered\":%zu,\"channels\":%zu,\"state\":%d,"
+           "\"commands\":%llu,\"command_errors\":%llu}",
            (unsigned long long)s.forwarded, (unsigned long long)s.received,
            (unsigned long long)s.own, (unsigned long long)s.dropped,
            (unsigned long long)s.malformed, (unsigned long long)s.reconnects,
-           s.buffered, s.channels, s.state);
+           s.buffered, s.channels, s.state, (unsigned long long)s.commands,
+           (unsigned long long)s.command_errors);
   tl_res_json(res, buf);
 }
 
