@@ -65,6 +65,10 @@ struct tl_app {
   tl__listen_spec *listen;
   size_t nlisten;
   tl__listen_spec *listen_bound; /* with worker 0's ports, for the others */
+  size_t nbound;                 /* listeners the workers open (0: run) */
+  /* Client sockets made before the loops run (tl_ws_connect, in
+   * connect.c): worker 0 starts them, or the app frees them. */
+  tl_ws *connects;
   /* Listening: the host given, whether tl_app_listen runs, whether the
    * start failed (stop hooks do not run then), whether a stop of all
    * workers was already asked for. */
@@ -95,5 +99,6 @@ int tl__app_listen_prepare(tl_app *app, const char *host, int port,
                            tl_tls *tls);
 void tl__app_listen_done(tl_app *app);
 void tl__app_listeners_free(tl_app *app);
+
 
 #endif

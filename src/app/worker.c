@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "ws/client.h"
 #include "app/timer.h"
 #include "pubsub/hub.h"
 
@@ -190,7 +191,7 @@ static void worker_main(void *arg) {
   tl_app *app = w->app;
   current = w;
   w->start_err =
-      tl__server_open(&w->srv, app->listen_bound, app->nlisten, true);
+      tl__server_open(&w->srv, app->listen_bound, app->nbound, true);
   uv_sem_post(&app->started);
   if (w->start_err == 0) {
     tl__server_loop(&w->srv);
@@ -225,9 +226,29 @@ static void on_listen(tl_app *app) {
     app->opt.on_listen(app, app->host, app->workers[0].srv.port);
 }
 
+/* Client sockets made before the loops ran (tl_ws_connect) start on
+ * worker 0. */
+static void start_connects(tl_app *app, tl__worker *w) {
+  /* The list is newest first: start them in the order they were made. */
+  tl_ws *rev = NULL;
+  while (app->connects) {
+    tl_ws *ws = app->connects;
+    app->connects = *tl__wsc_next(ws);
+    *tl__wsc_next(ws) = rev;
+    rev = ws;
+  }
+  while (rev) {
+    tl_ws *ws = rev;
+    rev = *tl__wsc_next(ws);
+    tl__wsc_start(ws, &w->srv, &w->ws);
+  }
+}
+
 /* The listen call's own listener (with TLS when `tls` is given) and the
- * added ones (app/listen.c), on every worker. */
-static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls) {
+ * added ones (app/listen.c), on every worker; with `none`, no listener
+ * (tl_app_run). */
+static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls,
+                     bool none) {
   if (!app)
     return TL_EINVAL;
   bool idle = false;
@@ -243,23 +264,27 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls) {
     atomic_store(&app->stopping, false);
     err = share(app);
   }
-  if (!err)
+  if (!err && none && app->nlisten > 1)
+    err = TL_EINVAL; /* listeners were added: tl_app_listen opens them */
+  if (!err && !none)
     err = tl__app_listen_prepare(app, host, port, tls);
+  app->nbound = none ? 0 : app->nlisten;
   if (!err)
-    err = tl__server_open(&w0->srv, app->listen, app->nlisten,
+    err = tl__server_open(&w0->srv, none ? NULL : app->listen, app->nbound,
                           app->nworkers > 1);
   if (err) {
-    tl__app_listen_done(app);
+    if (!none)
+      tl__app_listen_done(app);
     atomic_store(&app->running, false);
     return err;
   }
   /* The others bind the ports worker 0 got (port 0 picked one), one after
    * the other. */
-  if (app->nworkers > 1) {
-    app->listen_bound = malloc(app->nlisten * sizeof *app->listen_bound);
+  if (app->nworkers > 1 && app->nbound) {
+    app->listen_bound = malloc(app->nbound * sizeof *app->listen_bound);
     if (!app->listen_bound)
       err = TL_ENOMEM;
-    for (size_t i = 0; !err && i < app->nlisten; i++) {
+    for (size_t i = 0; !err && i < app->nbound; i++) {
       app->listen_bound[i] = app->listen[i];
       app->listen_bound[i].port = tl__server_listener_port(&w0->srv, i);
     }
@@ -281,7 +306,9 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls) {
     atomic_store(&app->failed, true);
     stop_all(app);
   } else {
-    on_listen(app);
+    if (!none)
+      on_listen(app);
+    start_connects(app, w0);
   }
   tl__server_loop(&w0->srv);
   after_run(w0);
@@ -298,17 +325,22 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls) {
   }
   free(app->listen_bound);
   app->listen_bound = NULL;
-  tl__app_listen_done(app);
+  if (!none)
+    tl__app_listen_done(app);
   atomic_store(&app->running, false);
   return err;
 }
 
 int tl_app_listen(tl_app *app, const char *host, int port) {
-  return listen_on(app, host, port, NULL);
+  return listen_on(app, host, port, NULL, false);
 }
 
 int tl_app_listen_tls(tl_app *app, const char *host, int port, tl_tls *tls) {
-  return tls ? listen_on(app, host, port, tls) : TL_EINVAL;
+  return tls ? listen_on(app, host, port, tls, false) : TL_EINVAL;
+}
+
+int tl_app_run(tl_app *app) {
+  return listen_on(app, NULL, 0, NULL, true);
 }
 
 void tl_app_stop(tl_app *app) {

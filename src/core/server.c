@@ -378,9 +378,7 @@ int tl__server_open(tl__server *s, const tl__listen_spec *specs, size_t n,
                     bool reuse_port) {
   if (s->running)
     return TL_ESTATE;
-  if (n == 0)
-    return TL_EINVAL;
-  const char *host = specs[0].host;
+  const char *host = n ? specs[0].host : "";
   snprintf(s->listen_host, sizeof s->listen_host, "%s",
            *host ? host : "0.0.0.0");
   /* A peer that resets the connection while we write must cost only that
@@ -390,13 +388,13 @@ int tl__server_open(tl__server *s, const tl__listen_spec *specs, size_t n,
   s->rbuf = malloc(s->rbuf_size);
   if (!s->rbuf)
     return TL_ENOMEM;
-  int err = open_listeners(s, specs, n, reuse_port);
+  int err = n ? open_listeners(s, specs, n, reuse_port) : 0;
   if (err) {
     free(s->rbuf);
     s->rbuf = NULL;
     return err;
   }
-  s->port = s->listeners[0].port;
+  s->port = n ? s->listeners[0].port : 0;
 
   uv_timer_init(&s->loop, &s->sweep);
   s->sweep.data = s;

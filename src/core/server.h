@@ -10,12 +10,13 @@
 /* Initialise the loop (the rest starts in tl__server_run). 0 or a libuv
  * error. */
 int tl__server_init(tl__server *s, void *owner);
-/* Bind and listen on every one of `specs` (`n` >= 1; borrowed while the
- * server runs: with workers, every worker's server opens the same list,
- * with SO_REUSEPORT when `reuse_port`, so that other servers' listeners
- * can share the ports), ready to run. 0; TL_EINVAL (a bad address, or no
- * spec); TL_ESTATE (running); a libuv error if a bind or listen failed
- * (then none stays open); TL_ENOMEM. */
+/* Bind and listen on every one of `specs` (borrowed while the server
+ * runs: with workers, every worker's server opens the same list, with
+ * SO_REUSEPORT when `reuse_port`, so that other servers' listeners can
+ * share the ports), ready to run. With `n` 0 the loop runs for outgoing
+ * connections only. 0; TL_EINVAL (a bad address); TL_ESTATE (running); a
+ * libuv error if a bind or listen failed (then none stays open);
+ * TL_ENOMEM. */
 int tl__server_open(tl__server *s, const tl__listen_spec *specs, size_t n,
                     bool reuse_port);
 /* The bound port of listener `i` while running, else 0. */

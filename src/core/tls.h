@@ -45,8 +45,21 @@ typedef struct tl__tls_clock {
 /* A server-side connection state using `ctx`'s current certificates.
  * NULL on out of memory. */
 tl__tls *tl__tls_new_server(tl_tls *ctx);
+/* A client-side state for a connection to `host` (a DNS name, sent as
+ * SNI and checked against the certificate; or an IP literal, checked
+ * against its IP subjectAltNames), offering ALPN http/1.1, TLS 1.2 at
+ * least. With `verify`, the server's certificate must chain to `ca_file`
+ * (PEM) or, when that is NULL, to the system's CA store; without it,
+ * nothing about the certificate is checked. NULL on failure, with the
+ * reason in `err`. */
+tl__tls *tl__tls_new_client(const char *host, const char *ca_file,
+                            bool verify, char *err, size_t errsize);
+bool tl__tls_is_client(const tl__tls *t);
+/* Whether the state failed (tl__tls_error says why). */
+bool tl__tls_failed(const tl__tls *t);
 void tl__tls_free(tl__tls *t);
-/* The context it was made from, and its handshake timeout (ms). */
+/* The context it was made from (NULL for a client), and its handshake
+ * timeout (ms). */
 tl_tls *tl__tls_ctx(const tl__tls *t);
 unsigned tl__tls_handshake_timeout(const tl_tls *ctx);
 tl__tls_clock *tl__tls_clock_of(tl__tls *t);

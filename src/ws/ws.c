@@ -3,6 +3,7 @@
  * handshake and timeouts. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "ws/wsconn.h"
 
@@ -25,8 +26,13 @@ static uint64_t now_ms(const tl_ws *ws) {
 
 tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size) {
   tl__wsroute *rt = calloc(1, sizeof *rt);
-  if (!rt)
-    return NULL;
+  if (rt)
+    tl__wsroute_init(rt, h, data_size);
+  return rt;
+}
+
+void tl__wsroute_init(tl__wsroute *rt, const tl_ws_handlers *h,
+                      size_t data_size) {
   rt->h = *h;
   rt->data_size = data_size;
   rt->max_inflated = h->max_payload ? h->max_payload : DEFAULT_MAX_INFLATED;
@@ -50,20 +56,29 @@ tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size) {
     rt->h.compress_mem_level = 8;
   if (!rt->h.compress_threshold)
     rt->h.compress_threshold = 128;
-  return rt;
 }
 
 static const tl__conn_proto ws_proto;
 
-tl_ws *tl__ws_new(tl__server *srv, tl__wsctx *ctx, const tl__wsroute *route) {
-  size_t size = sizeof(tl_ws) + route->data_size;
-  tl_ws *ws = calloc(1, size);
+tl_ws *tl__ws_alloc(tl__server *srv, tl__wsctx *ctx, size_t data_size,
+                    size_t extra, void **extra_out) {
+  size_t a = alignof(max_align_t);
+  size_t at = sizeof(tl_ws) + (data_size + a - 1) / a * a;
+  tl_ws *ws = calloc(1, at + extra);
   if (!ws)
     return NULL;
   ws->conn.srv = srv;
   ws->ctx = ctx;
   ws->conn.proto = &ws_proto;
-  ws->route = route;
+  if (extra_out)
+    *extra_out = (char *)ws + at;
+  return ws;
+}
+
+tl_ws *tl__ws_new(tl__server *srv, tl__wsctx *ctx, const tl__wsroute *route) {
+  tl_ws *ws = tl__ws_alloc(srv, ctx, route->data_size, 0, NULL);
+  if (ws)
+    ws->route = route;
   return ws;
 }
 
@@ -136,15 +151,51 @@ static void touch(tl_ws *ws) {
  * a slow socket (and reports backpressure) instead of piling up memory. */
 #define CORK_LIMIT (64 * 1024)
 
+/* A fresh mask for a client's frame: wyrand (a 64-bit multiply-xorshift
+ * generator, a few cycles per call) over a per-loop state seeded from the
+ * OS. RFC 6455 asks for masks a peer cannot predict from earlier ones;
+ * the seed is unpredictable and the state is never shown whole. */
+static void next_mask(tl__wsctx *ctx, uint8_t mask[4]) {
+  if (!ctx->mask_seeded) {
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+      seed = (uint64_t)(uintptr_t)ctx ^ (uint64_t)uv_hrtime();
+    ctx->mask_state = seed;
+    ctx->mask_seeded = true;
+  }
+  ctx->mask_state += UINT64_C(0xa0761d6478bd642f);
+  unsigned __int128 t = (unsigned __int128)ctx->mask_state *
+                        (ctx->mask_state ^ UINT64_C(0xe7037ed1a0b428db));
+  uint64_t r = (uint64_t)(t >> 64) ^ (uint64_t)t;
+  memcpy(mask, &r, 4);
+}
+
 static int write_frame_rsv(tl_ws *ws, int op, bool rsv1, const void *data,
                            size_t len) {
-  uint8_t hdr[10];
-  size_t n = tl__ws_frame_header(hdr, true, rsv1, op, len);
+  uint8_t hdr[14];
+  uint8_t mask[4];
+  bool client = ws->route->client;
+  size_t n;
+  if (client) {
+    next_mask(ws->ctx, mask);
+    n = tl__ws_frame_header_masked(hdr, true, rsv1, op, len, mask);
+  } else {
+    n = tl__ws_frame_header(hdr, true, rsv1, op, len);
+  }
   tl__conn *c = &ws->conn;
   if (!tl__conn_cork(c, n + len))
     return TL_ENOMEM;
-  tl__conn_write(c, hdr, n);
-  int err = tl__conn_write(c, data, len);
+  int err = tl__conn_write(c, hdr, n);
+  if (!err && client && len) {
+    /* Masked while copied into the cork: one pass over the payload. */
+    char *at = tl__conn_space(c, len);
+    if (at)
+      tl__ws_mask_copy((uint8_t *)at, data, len, mask);
+    else
+      err = TL_ENOMEM;
+  } else if (!err) {
+    err = tl__conn_write(c, data, len);
+  }
   if (!err && c->q && c->q->out.len + c->q->shared_bytes >= CORK_LIMIT)
     tl__conn_flush(c);
   return err;
@@ -299,6 +350,8 @@ static bool want_compress(const tl_ws *ws, size_t len, int compress) {
 }
 
 bool tl__ws_shares_compressed(const tl_ws *ws, size_t len, int compress) {
+  if (ws->route->client)
+    return false; /* its frames are masked: built for it alone */
   /* A subscriber can take the once-compressed published frame when its
    * compressor keeps no context (the frame is built by a fresh stream). */
   return want_compress(ws, len, compress) &&
@@ -344,7 +397,7 @@ static void report_close(tl_ws *ws, int code, const char *reason, size_t len) {
   if (opened && ws->route->h.close)
     ws->route->h.close(ws, code, reason ? reason : "", len);
   const tl__wsctx *ctx = ws->ctx;
-  for (size_t i = 0; opened && i < ctx->nobservers; i++)
+  for (size_t i = 0; opened && !ws->route->client && i < ctx->nobservers; i++)
     if (ctx->observers[i].close)
       ctx->observers[i].close(ws, code, ctx->observers[i].arg);
   /* After the close handler, so it could still see and publish to its
@@ -448,6 +501,8 @@ int tl__ws_queue_shared(tl_ws *ws, tl__shared *f, size_t off, size_t flen,
                         const void *data, size_t len, int op) {
   if (!sendable(ws))
     return TL_ECLOSED;
+  if (ws->route->client) /* a client masks every frame: no shared bytes */
+    return tl_ws_send_ex(ws, data, len, (tl_opcode)op, -1);
   if (!admit(ws, flen, data, len, op))
     return TL_WS_DROPPED;
   tl__conn *c = &ws->conn;
@@ -563,6 +618,14 @@ void tl_ws_resume(tl_ws *ws) {
 }
 
 /* ---- receiving --------------------------------------------------------- */
+
+/* Whether a data message is delivered. Closing: a server discards data
+ * after its close frame; a client still delivers what the server sent
+ * before answering ours (wscat prints the replies to its last lines). */
+static bool takes_data(const tl_ws *ws) {
+  return ws->state == TL_WS_OPEN ||
+         (ws->route->client && ws->state == TL_WS_CLOSING);
+}
 
 /* Stops the parser once the socket can no longer take messages. */
 static int gone(const tl_ws *ws) {
@@ -768,7 +831,7 @@ static void inflate_more(tl__work *w) {
   tl_ws *ws = f->ws;
   tl__conn *c = &ws->conn;
   int rc = -1; /* not open any more: dropped, like data after a close */
-  if (ws->state == TL_WS_OPEN) {
+  if (takes_data(ws)) {
     rc = inflate_slice(ws, f->zs, &f->msg, f->op, &f->out, &f->utf8);
     if (rc == TL__PMD_MORE) {
       tl__server_defer(c->srv, w);
@@ -795,8 +858,8 @@ static void inflate_more(tl__work *w) {
 static int on_message(void *ud, int op, uint8_t *data, size_t len,
                       bool compressed) {
   tl_ws *ws = ud;
-  if (ws->state != TL_WS_OPEN)
-    return 0; /* closing: data after our close frame is discarded */
+  if (!takes_data(ws))
+    return 0;
   tl__buf *out = NULL;
   if (compressed) {
     int rc = inflate_message(ws, op, data, len, &out);
@@ -961,6 +1024,8 @@ static void on_close(tl__conn *c) {
   }
   tl__wsp_free(&ws->parser);
   free_streams(ws);
+  if (ws->route->release)
+    ws->route->release(ws);
 }
 
 static const tl__conn_proto ws_proto = {
@@ -978,10 +1043,12 @@ void tl_ws_get_stats(const tl_ws *ws, tl_ws_stats *stats) {
 
 void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   tl__conn *c = &ws->conn;
+  c->proto = &ws_proto; /* a client's handshake had its own */
   uv_tcp_nodelay(&c->tcp, 1);
   tl__wsp_init(&ws->parser);
   ws->parser.max_payload = ws->route->h.max_payload;
   ws->parser.allow_rsv1 = ws->pmd != NULL;
+  ws->parser.client = ws->route->client;
   ws->state = TL_WS_OPEN;
   tl__count(&ws->ctx->nopen, 1);
   ws->stats.opened_ms = now_ms(ws);
@@ -991,7 +1058,7 @@ void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   if (ws->route->h.open)
     ws->route->h.open(ws);
   const tl__wsctx *ctx = ws->ctx;
-  for (size_t i = 0; !gone(ws) && i < ctx->nobservers; i++)
+  for (size_t i = 0; req && !gone(ws) && i < ctx->nobservers; i++)
     if (ctx->observers[i].open)
       ctx->observers[i].open(ws, req, ctx->observers[i].arg);
   if (!gone(ws) && prelen)

@@ -1386,6 +1386,11 @@ size_t oom_ws_frame_header(uint8_t *out, bool fin, bool rsv1, int opcode,
                            uint64_t len);
 void oom_ws_unmask(uint8_t *data, size_t len, const uint8_t mask[4],
                    size_t pos);
+size_t oom_ws_frame_header_masked(uint8_t *out, bool fin, bool rsv1,
+                                  int opcode, uint64_t len,
+                                  const uint8_t mask[4]);
+void oom_ws_mask_copy(uint8_t *dst, const uint8_t *src, size_t len,
+                      const uint8_t mask[4]);
 bool oom_ws_close_code_valid(int code);
 uint32_t oom_utf8_validate(uint32_t state, const uint8_t *p, size_t len);
 
@@ -1399,6 +1404,8 @@ uint32_t oom_utf8_validate(uint32_t state, const uint8_t *p, size_t len);
 #define tl__wsp_in_progress oom_wsp_in_progress
 #define tl__ws_frame_header oom_ws_frame_header
 #define tl__ws_unmask oom_ws_unmask
+#define tl__ws_frame_header_masked oom_ws_frame_header_masked
+#define tl__ws_mask_copy oom_ws_mask_copy
 #define tl__ws_close_code_valid oom_ws_close_code_valid
 #define tl__utf8_validate oom_utf8_validate
 #include "ws/parser.c"
@@ -1410,6 +1417,8 @@ uint32_t oom_utf8_validate(uint32_t state, const uint8_t *p, size_t len);
 #undef tl__wsp_in_progress
 #undef tl__ws_frame_header
 #undef tl__ws_unmask
+#undef tl__ws_frame_header_masked
+#undef tl__ws_mask_copy
 #undef tl__ws_close_code_valid
 #undef tl__utf8_validate
 #pragma pop_macro("fail")
