@@ -889,7 +889,7 @@ static int on_control(void *ud, int op, uint8_t *data, size_t len) {
        * that pings without reading is paused, not buffered for. */
       check_inbound(ws);
     }
-  } else if (ws->route->h.pong && ws->state == TL_WS_OPEN) {
+  } else if (ws->route->h.pong && takes_data(ws)) {
     ws->route->h.pong(ws, data, len);
   }
   return gone(ws) && ws->state != TL_WS_CLOSING;
@@ -1061,7 +1061,8 @@ void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   for (size_t i = 0; req && !gone(ws) && i < ctx->nobservers; i++)
     if (ctx->observers[i].open)
       ctx->observers[i].open(ws, req, ctx->observers[i].arg);
-  if (!gone(ws) && prelen)
+  /* Also when `open` started to close: a close frame may be among them. */
+  if (prelen && !(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)))
     feed(ws, (char *)pre, prelen);
   if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) && can_read(ws))
     tl__conn_read_start(c);
