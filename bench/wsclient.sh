@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Client-side WebSocket echo benchmark: talon's client
 # (build-bench/bench/wsclient_load, on tl_ws_connect) against Node's `ws`
-# client (bench/wsclient_node.mjs) and Bun's WebSocket client
-# (bench/bun/wsclient.js), each against two echo servers: talon's
+# client and Bun's WebSocket client (both bench/wsclient.mjs), each
+# against two echo servers: talon's
 # examples/echo and a Python `websockets` server (bench/py_echo.py).
 #
 # Every client keeps CONNECTIONS sockets with one SIZE-byte text message
@@ -83,8 +83,8 @@ run_client() { # client url -> the client's result line
   local -a args=("$url" "$CONNECTIONS" "$SIZE" "$DURATION" "$WARMUP")
   case $c in
     talon) taskset -c "$CLIENT_CPU" "$LOAD_BIN" "${args[@]}" ;;
-    node) taskset -c "$CLIENT_CPU" node "$BENCH_DIR/wsclient_node.mjs" "${args[@]}" ;;
-    bun) taskset -c "$CLIENT_CPU" "$BUN" "$BENCH_DIR/bun/wsclient.js" "${args[@]}" ;;
+    node) taskset -c "$CLIENT_CPU" node "$BENCH_DIR/wsclient.mjs" "${args[@]}" ;;
+    bun) taskset -c "$CLIENT_CPU" "$BUN" "$BENCH_DIR/wsclient.mjs" "${args[@]}" ;;
   esac
 }
 

@@ -8,7 +8,7 @@
  *   wsclient_load URL CONNECTIONS SIZE DURATION_S WARMUP_S
  *
  * bench/wsclient.sh runs it beside the Node `ws` and Bun clients doing the
- * same (bench/wsclient_node.mjs, bench/bun/wsclient.js).
+ * same (bench/wsclient.mjs, under node and under bun).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -266,15 +266,6 @@ static int build_request(tl__wsc *st, const url_parts *u, const char *key,
   return err ? err : add(b, "\r\n");
 }
 
-static char *dup_n(const char *s, size_t n) {
-  char *d = malloc(n + 1);
-  if (d) {
-    memcpy(d, s, n);
-    d[n] = '\0';
-  }
-  return d;
-}
-
 /* Frees what the state owns (not the block). */
 static void state_free(tl__wsc *st) {
   free(st->url);
@@ -355,7 +346,7 @@ tl_ws *tl__wsc_new(const char *url, const tl_ws_handlers *h, size_t data_size,
   st->on_fail = o->on_fail;
   char key[25];
   int e = 0;
-  if (!(st->url = strdup(url)) || !(st->host = dup_n(u.host, u.host_len)) ||
+  if (!(st->url = strdup(url)) || !(st->host = strndup(u.host, u.host_len)) ||
       (o->ca_file && !(st->ca_file = strdup(o->ca_file))) ||
       (e = join_protocols(st, o->protocols)) != 0 ||
       (e = make_key(key, st->accept)) != 0 ||

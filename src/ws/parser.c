@@ -165,11 +165,12 @@ uint32_t tl__utf8_validate(uint32_t state, const uint8_t *p, size_t len) {
 
 /* ---- framing helpers --------------------------------------------------- */
 
-void tl__ws_unmask(uint8_t *data, size_t len, const uint8_t mask[4],
-                   size_t pos) {
-  /* The 8-byte mask starts at phase `pos`; 8 is a multiple of 4, so it
-   * stays in phase for every word. Loads and stores go through memcpy:
-   * `data` has any alignment, and compilers turn these into plain moves. */
+/* dst = src XOR the mask from phase `pos` (0-3); dst may be src. The
+ * 8-byte mask starts at phase `pos`; 8 is a multiple of 4, so it stays in
+ * phase for every word. Loads and stores go through memcpy: the buffers
+ * have any alignment, and compilers turn these into plain moves. */
+static void xor_mask(uint8_t *dst, const uint8_t *src, size_t len,
+                     const uint8_t mask[4], size_t pos) {
   uint8_t m8[8];
   for (size_t i = 0; i < 8; i++)
     m8[i] = mask[(pos + i) & 3];
@@ -178,21 +179,31 @@ void tl__ws_unmask(uint8_t *data, size_t len, const uint8_t mask[4],
   size_t i = 0;
   for (; len - i >= 32; i += 32) {
     uint64_t w[4];
-    memcpy(w, data + i, 32);
+    memcpy(w, src + i, 32);
     w[0] ^= m;
     w[1] ^= m;
     w[2] ^= m;
     w[3] ^= m;
-    memcpy(data + i, w, 32);
+    memcpy(dst + i, w, 32);
   }
   for (; len - i >= 8; i += 8) {
     uint64_t w;
-    memcpy(&w, data + i, 8);
+    memcpy(&w, src + i, 8);
     w ^= m;
-    memcpy(data + i, &w, 8);
+    memcpy(dst + i, &w, 8);
   }
   for (; i < len; i++)
-    data[i] ^= m8[i & 7];
+    dst[i] = src[i] ^ m8[i & 7];
+}
+
+void tl__ws_unmask(uint8_t *data, size_t len, const uint8_t mask[4],
+                   size_t pos) {
+  xor_mask(data, data, len, mask, pos);
+}
+
+void tl__ws_mask_copy(uint8_t *dst, const uint8_t *src, size_t len,
+                      const uint8_t mask[4]) {
+  xor_mask(dst, src, len, mask, 0);
 }
 
 size_t tl__ws_frame_header(uint8_t *out, bool fin, bool rsv1, int opcode,
@@ -221,34 +232,6 @@ size_t tl__ws_frame_header_masked(uint8_t *out, bool fin, bool rsv1,
   out[1] |= 0x80;
   memcpy(out + n, mask, 4);
   return n + 4;
-}
-
-void tl__ws_mask_copy(uint8_t *dst, const uint8_t *src, size_t len,
-                      const uint8_t mask[4]) {
-  /* As tl__ws_unmask, a word at a time, reading and writing once. */
-  uint8_t m8[8];
-  for (size_t i = 0; i < 8; i++)
-    m8[i] = mask[i & 3];
-  uint64_t m;
-  memcpy(&m, m8, 8);
-  size_t i = 0;
-  for (; len - i >= 32; i += 32) {
-    uint64_t w[4];
-    memcpy(w, src + i, 32);
-    w[0] ^= m;
-    w[1] ^= m;
-    w[2] ^= m;
-    w[3] ^= m;
-    memcpy(dst + i, w, 32);
-  }
-  for (; len - i >= 8; i += 8) {
-    uint64_t w;
-    memcpy(&w, src + i, 8);
-    w ^= m;
-    memcpy(dst + i, &w, 8);
-  }
-  for (; i < len; i++)
-    dst[i] = src[i] ^ m8[i & 7];
 }
 
 bool tl__ws_close_code_valid(int code) {

@@ -100,20 +100,21 @@ def wscat(request):
     return run
 
 
-@pytest.fixture(scope="module")
-def echo(request):
-    s = TalonServer([binary_option(request.config, "echo"), "0"],
-                    name="echo", tmp_prefix="talon-wsc-").start()
+def _server(request, opt, name):
+    s = TalonServer([binary_option(request.config, opt), "0"], name=name,
+                    tmp_prefix="talon-wsc-").start()
     yield s
     finish(s)
+
+
+@pytest.fixture(scope="module")
+def echo(request):
+    yield from _server(request, "echo", "echo")
 
 
 @pytest.fixture(scope="module")
 def ws_server(request):
-    s = TalonServer([binary_option(request.config, "ws_server"), "0"],
-                    name="ws_test_server", tmp_prefix="talon-wsc-").start()
-    yield s
-    finish(s)
+    yield from _server(request, "ws_server", "ws_test_server")
 
 
 @pytest.fixture(scope="session")
