@@ -1007,7 +1007,7 @@ static void on_timeout(tl__conn *c) {
 static void on_shutdown(tl__conn *c) {
   tl_ws *ws = (tl_ws *)c;
   if (ws->state == TL_WS_OPEN)
-    fail(ws, 1001, "server shutting down");
+    fail(ws, 1001, ws->route->client ? "going away" : "server shutting down");
   else
     tl__conn_end(c);
 }
