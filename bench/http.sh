@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# HTTP benchmark: talon's examples/hello against Bun.serve's hello world.
+# HTTP benchmark: talon's examples/hello against Bun.serve's hello world
+# and, when built (bench/uws-build.sh), uWebSockets' own HelloWorld.
 #
 # Each server is pinned to one core (SERVER_CPU, default 0) and wrk to the
 # other (CLIENT_CPU, default 1), wrk with one thread. Two modes are measured:
@@ -7,13 +8,21 @@
 #   pipelined  the same, with PIPELINE requests written at once (pipeline.lua)
 # Each mode: a short warm-up per server, then ROUNDS rounds alternating talon
 # and bun, DURATION seconds each. Prints requests/s per round, the median and
-# mean, and the talon/bun ratio of the medians. Traffic goes to 127.0.0.1 only.
+# mean, and the ratios of the medians. Each round also prints the load
+# average before it and the CPU time stolen by the hypervisor during it
+# (/proc/stat); a round with more than STEAL_MAX% stolen is discarded (left
+# out of the median, marked with a * in the table). Traffic goes to
+# 127.0.0.1 only.
 #
 # Environment (defaults in brackets):
 #   DURATION [10]  seconds per round        WARMUP [2]       seconds of warm-up
 #   CONNECTIONS [64]                        ROUNDS [3]
 #   PIPELINE [16]  requests per write in pipelined mode
-#   MODES ["plain pipelined"]               SERVERS ["talon bun"]
+#   MODES ["plain pipelined"]               SERVERS ["talon bun"]; "uws":
+#                  uWebSockets' HelloWorld (UWS_BIN [build-bench/uws/HelloWorld],
+#                  built by bench/uws-build.sh; it listens on port 3000, which
+#                  must be free, and answers "Hello world!")
+#   STEAL_MAX [10] discard rounds with more steal time than this (percent)
 #   TALON_PORT [18081]  BUN_PORT [18082]    SERVER_CPU [0]   CLIENT_CPU [1]
 #                  SERVER_CPU / CLIENT_CPU: CPU lists for taskset -c (0, 0,1, 0-3)
 #   WORKERS [1]    talon worker threads (0: one per CPU), all on SERVER_CPU
@@ -39,6 +48,9 @@ ROUNDS=${ROUNDS:-3}
 PIPELINE=${PIPELINE:-16}
 MODES=${MODES:-plain pipelined}
 SERVERS=${SERVERS:-talon bun}
+STEAL_MAX=${STEAL_MAX:-10}
+UWS_BIN=${UWS_BIN:-"$ROOT/build-bench/uws/HelloWorld"}
+UWS_PORT=3000
 TALON_PORT=${TALON_PORT:-18081}
 BUN_PORT=${BUN_PORT:-18082}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -61,7 +73,7 @@ for v in DURATION WARMUP CONNECTIONS ROUNDS PIPELINE TALON_PORT BUN_PORT; do
 done
 (( DURATION > 0 && ROUNDS > 0 && CONNECTIONS > 0 && PIPELINE > 0 )) \
   || die "DURATION, ROUNDS, CONNECTIONS and PIPELINE must be positive"
-for s in $SERVERS; do [[ $s == talon || $s == bun ]] || die "unknown server '$s' in SERVERS"; done
+for s in $SERVERS; do [[ $s == talon || $s == bun || $s == uws ]] || die "unknown server '$s' in SERVERS"; done
 for m in $MODES; do [[ $m == plain || $m == pipelined ]] || die "unknown mode '$m' in MODES"; done
 
 mkdir -p "$LOG_DIR"
@@ -99,16 +111,17 @@ http_get() {
 # The numbers only mean something if every request gets exactly one
 # "200 Hello World" response: wrk counts responses, not requests.
 verify_server() {
-  local name=$1 port=$2 n resp statuses ok bodies
+  local name=$1 port=$2 n resp statuses ok bodies body="Hello World"
+  [[ $name == uws ]] && body="Hello world!"
   for n in 1 "$PIPELINE"; do
     resp=$(http_get "$port" "$n") || true
     # (a body is not followed by a newline: count matches, not lines)
     statuses=$(grep -o 'HTTP/1\.[01] [0-9][0-9][0-9] ' <<<"$resp" | wc -l)
     ok=$(grep -o 'HTTP/1\.[01] 200 ' <<<"$resp" | wc -l)
-    bodies=$(grep -o 'Hello World' <<<"$resp" | wc -l)
+    bodies=$(grep -o "$body" <<<"$resp" | wc -l)
     if (( statuses != n || ok != n || bodies != n )); then
       head -n 40 <<<"$resp" >&2
-      log "$name: $n request(s) on one connection got $statuses response(s), $ok with 200, $bodies with 'Hello World' (want $n each)"
+      log "$name: $n request(s) on one connection got $statuses response(s), $ok with 200, $bodies with '$body' (want $n each)"
       if [[ $VERIFY == 1 ]]; then
         die "$name does not answer one 200 'Hello World' per request; its requests/s would be wrong (VERIFY=0 to run anyway)"
       fi
@@ -118,7 +131,7 @@ verify_server() {
   done
 }
 
-port_of() { if [[ $1 == talon ]]; then echo "$TALON_PORT"; else echo "$BUN_PORT"; fi; }
+port_of() { case $1 in talon) echo "$TALON_PORT" ;; uws) echo "$UWS_PORT" ;; *) echo "$BUN_PORT" ;; esac; }
 
 # run_wrk NAME MODE SECONDS TAG -> prints requests/s
 run_wrk() {
@@ -149,11 +162,18 @@ check_cpus
 have() { [[ " $SERVERS " == *" $1 "* ]]; }
 if have talon; then build_talon; fi
 if have bun; then ensure_bun; fi
+if have uws; then
+  [[ -x $UWS_BIN ]] || die "no uWebSockets HelloWorld at $UWS_BIN: build it with bench/uws-build.sh (or set UWS_BIN)"
+fi
 
 if have talon; then start_server talon "$TALON_PORT" "$TALON_BIN" "$TALON_PORT"; fi
 if have bun; then
   log "bun: $BUN ($("$BUN" --version))"
   start_server bun "$BUN_PORT" "$BUN" "$BENCH_DIR/bun/hello.js" "$BUN_PORT"
+fi
+if have uws; then
+  log "uws: $UWS_BIN ($(tr '\n' ' ' <"$(dirname "$UWS_BIN")/VERSION" 2>/dev/null))"
+  READY="Listening on port" start_server uws "$UWS_PORT" "$UWS_BIN"
 fi
 
 declare -A RES=()
@@ -166,18 +186,27 @@ for mode in $MODES; do
   fi
   for r in $(seq 1 "$ROUNDS"); do
     for s in $SERVERS; do
+      load=$(cut -d' ' -f1 /proc/loadavg)
+      snap=$(cpu_snap)
       rps=$(run_wrk "$s" "$mode" "$DURATION" "r$r")
-      log "$mode round $r: $s $rps req/s"
-      RES[$mode,$s]+="$rps "
+      steal=$(steal_pct "$snap" "$(cpu_snap)")
+      if awk -v s="$steal" -v m="$STEAL_MAX" 'BEGIN {exit !(s > m)}'; then
+        log "$mode round $r: $s $rps req/s (load $load, steal $steal%: discarded)"
+        RES[$mode,$s]+="$rps* "
+      else
+        log "$mode round $r: $s $rps req/s (load $load, steal $steal%)"
+        RES[$mode,$s]+="$rps "
+      fi
     done
   done
 done
 
 # ---- report ----------------------------------------------------------------
 report() {
-  local mode s vals med
-  printf 'talon vs Bun.serve, hello world; %s conns, wrk -t1 on cpu %s, server on cpu %s, %s x %ss rounds\n' \
-    "$CONNECTIONS" "$CLIENT_CPU" "$SERVER_CPU" "$ROUNDS" "$DURATION"
+  local mode s vals kept med peer
+  printf 'hello world (%s); %s conns, wrk -t1 on cpu %s, server on cpu %s, %s x %ss rounds\n' \
+    "$SERVERS" "$CONNECTIONS" "$CLIENT_CPU" "$SERVER_CPU" "$ROUNDS" "$DURATION"
+  printf '(* = round discarded: more than %s%% of CPU time stolen)\n' "$STEAL_MAX"
   printf '%-10s %-6s' mode server
   for r in $(seq 1 "$ROUNDS"); do printf ' %10s' "round$r"; done
   printf ' %10s %10s\n' median mean
@@ -187,16 +216,26 @@ report() {
     [[ $mode == pipelined ]] && label="pipe$PIPELINE"
     for s in $SERVERS; do
       read -ra vals <<<"${RES[$mode,$s]}"
-      med=$(median "${vals[@]}")
-      med_of[$s]=$med
+      kept=()
+      for v in "${vals[@]}"; do [[ $v == *'*' ]] || kept+=("$v"); done
       printf '%-10s %-6s' "$label" "$s"
       for v in "${vals[@]}"; do printf ' %10s' "$v"; done
-      printf ' %10s %10s\n' "$med" "$(mean "${vals[@]}")"
+      if (( ${#kept[@]} )); then
+        med=$(median "${kept[@]}")
+        printf ' %10s %10s\n' "$med" "$(mean "${kept[@]}")"
+      else
+        med=0
+        printf ' %10s %10s\n' "-" "-"
+      fi
+      med_of[$s]=$med
     done
-    if have talon && have bun; then
-      printf '%-10s %-6s %s\n' "$label" ratio \
-        "$(awk -v t="${med_of[talon]}" -v b="${med_of[bun]}" \
-             'BEGIN {if (b > 0) printf "talon/bun = %.2f (medians)", t/b; else print "n/a"}')"
+    if have talon; then
+      for peer in bun uws; do
+        have "$peer" || continue
+        printf '%-10s %-6s %s\n' "$label" ratio \
+          "$(awk -v t="${med_of[talon]}" -v b="${med_of[$peer]}" -v p="$peer" \
+               'BEGIN {if (b > 0 && t > 0) printf "talon/%s = %.2f (medians)", p, t/b; else print "n/a"}')"
+      done
     fi
     unset med_of
   done

@@ -129,7 +129,8 @@ cpus_of() {
 }
 
 # start_server NAME PORT CMD... : runs CMD pinned to SERVER_CPU with PORT and
-# HOST in its environment, waits until it prints 'listening on http://' and
+# HOST in its environment, waits until it prints 'listening on http://' (or
+# $READY, for servers that say it otherwise) and
 # accepts connections, then runs verify_server NAME PORT.
 start_server() {
   local name=$1 port=$2; shift 2
@@ -144,12 +145,22 @@ start_server() {
       cat "$logf" >&2
       die "$name exited during start-up (log: $logf)"
     fi
-    if grep -q "listening on http://" "$logf" && port_open "$port"; then ready=1; break; fi
+    if grep -q "${READY:-listening on http://}" "$logf" && port_open "$port"; then ready=1; break; fi
     sleep 0.1
   done
-  (( ready )) || { cat "$logf" >&2; die "$name did not report 'listening on http://' within 10 s"; }
+  (( ready )) || { cat "$logf" >&2; die "$name did not report '${READY:-listening on http://}' within 10 s"; }
   verify_server "$name" "$port"
 }
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
 mean() { printf '%s\n' "$@" | awk '{s+=$1} END {printf "%d\n", s/NR}'; }
+
+# cpu_snap: "total steal" jiffies of all CPUs so far (/proc/stat).
+cpu_snap() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9; exit}' /proc/stat; }
+# steal_pct "T0 S0" "T1 S1": the share of CPU time stolen by the hypervisor
+# between two snapshots, in percent with one decimal.
+steal_pct() {
+  local t0 s0 t1 s1
+  read -r t0 s0 <<<"$1"; read -r t1 s1 <<<"$2"
+  awk -v dt=$((t1 - t0)) -v ds=$((s1 - s0)) 'BEGIN {printf "%.1f", (dt > 0 ? 100 * ds / dt : 0)}'
+}

@@ -101,6 +101,7 @@ typedef struct logger {
   pthread_mutex_t lanes_lock;
   _Atomic(lane **) lanes;
   unsigned nlanes;
+  tl_app *app; /* set by attach: the app whose server lines it takes */
 } logger;
 
 /* What one worker keeps to itself. */
@@ -814,6 +815,48 @@ fail:
   lost(lg);
 }
 
+/* A line of the server's own (tl_app_on_log), on the worker's thread:
+ *   text  [10/Oct/2024:13:55:36 +0000] talon tls: 127.0.0.1:5000: WHAT
+ *   JSON  {"time":...,"type":"server","message":"tls: 127.0.0.1:5000: WHAT"} */
+static void server_line(void *arg, const char *line) {
+  logger *lg = arg;
+  lane *ln = lane_here(lg, lg->app);
+  if (!ln) {
+    lost(lg);
+    return;
+  }
+  buf *b = &ln->line;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  b->len = 0;
+  if (buf_reserve(b, 128 + strlen(line))) {
+    lost(lg);
+    return;
+  }
+  if (lg->format == TL_LOG_JSON) {
+    buf_str(b, "{\"time\":");
+    iso_time(b, lg, &now);
+    buf_str(b, ",\"type\":\"server\",\"message\":");
+    esc_json(b, line);
+    buf_str(b, "}\n");
+  } else {
+    clf_time(b, lg, &now);
+    buf_str(b, " talon ");
+    esc_text(b, line);
+    buf_str(b, "\n");
+  }
+  if (b->len && b->data[b->len - 1] == '\n')
+    emit(ln, b->data, b->len);
+  else
+    lost(lg);
+}
+
+static int logger_attach(void *ctx, tl_app *app) {
+  logger *lg = ctx;
+  lg->app = app;
+  return tl_app_on_log(app, server_line, lg);
+}
+
 static int logger_fn(tl_req *req, tl_res *res, void *ctx) {
   logger *lg = ctx;
   lane *ln = lane_here(lg, tl_req_app(req));
@@ -893,6 +936,7 @@ tl_middleware tl_logger(const tl_logger_options *opts) {
   mw.fn = logger_fn;
   mw.ctx = lg;
   mw.free = logger_free;
+  mw.attach = logger_attach;
   return mw;
 }
 

@@ -17,7 +17,7 @@
  *
  * What may be called from where:
  *  - Setting up (tl_app_new, routes, middleware, tl_app_ws, observers,
- *    tl_app_on_stop, tl_app_not_found): one thread, before tl_app_listen.
+ *    tl_app_on_stop, tl_app_on_log, tl_app_not_found): one thread, before tl_app_listen.
  *  - tl_req_*, tl_res_*, tl_ws_* (including subscribe and publish), the
  *    timer API, tl_app_loop, tl_app_now: on the worker thread that runs
  *    the handler, i.e. inside the app's callbacks. Functions that take the
@@ -184,6 +184,29 @@ typedef void (*tl_app_stop_cb)(tl_app *app, void *arg);
  * stop). Returns 0, TL_EINVAL if `app` or `cb` is NULL, TL_ESTATE while
  * several workers run, or TL_ENOMEM. */
 TL_EXTERN int tl_app_on_stop(tl_app *app, tl_app_stop_cb cb, void *arg);
+
+/* The server's own messages: what goes wrong below the request level,
+ * where no handler or middleware sees it (today: a TLS handshake that
+ * failed and why, a handshake that timed out, plain HTTP sent to a TLS
+ * port). `line` is one line without a newline, "tls: PEER: WHAT" (the
+ * source, the peer's address, what happened); valid only during the
+ * call. Called on the worker thread of the connection concerned, so with
+ * several workers from several threads at once. At most about 10 lines a
+ * second per TLS context reach the hooks; the rest are counted and
+ * reported as "tls: N more lines suppressed". */
+typedef void (*tl_app_log_fn)(void *arg, const char *line);
+
+/* Send the server's own messages (above) to `fn` with `arg` (borrowed:
+ * keep it valid while the app lives). Every hook gets every line; adding
+ * the same fn and arg twice adds it once. Without any hook nothing is
+ * printed: the library itself never writes to stdout or stderr. The
+ * logger middleware (talon/mw/logger.h) adds itself, so an app that uses
+ * it gets these lines in its log. A TLS context with its own `log`
+ * (talon/tls.h) reports there instead. Call before tl_app_listen(), or
+ * from a middleware's `attach` (talon/middleware.h) during it. Returns 0,
+ * TL_EINVAL if `app` or `fn` is NULL, TL_ESTATE once the workers run, or
+ * TL_ENOMEM. */
+TL_EXTERN int tl_app_on_log(tl_app *app, tl_app_log_fn fn, void *arg);
 
 /* The calling worker's libuv loop (worker 0's outside any worker; valid
  * from tl_app_new to tl_app_free), for work the timer API (talon/timer.h)

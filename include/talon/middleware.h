@@ -56,6 +56,14 @@ typedef struct tl_middleware {
    * TL_EINVAL; tl_app_use, tl_router_use and the route functions return
    * it. 0 reads as TL_EINVAL. */
   int error;
+  /* Called at every tl_app_listen() of the app that holds the middleware
+   * (wherever it was registered: app, router or route), on the listening
+   * thread, before any request and before the workers start: for
+   * middleware that wants app-wide hooks, e.g. tl_app_on_log (the
+   * logger's). Also at a later listen of the same app, so it must be
+   * idempotent. A non-zero return (a TL_E* code) makes the listen fail
+   * with it. May be NULL. */
+  int (*attach)(void *ctx, tl_app *app);
 } tl_middleware;
 
 /* Continue the chain of a request whose middleware returned TL_PENDING:

@@ -78,7 +78,9 @@ typedef struct tl_tls_config {
    * port), one line without a newline, at most about 10 lines a second
    * (the rest are counted and reported as suppressed). Called on the
    * connection's loop thread; `line` is valid only during the call.
-   * [NULL: the line goes to stderr, prefixed "talon tls: "] */
+   * [NULL: the line goes to the log hooks of the app that accepted the
+   * connection (tl_app_on_log, which the logger middleware uses),
+   * prefixed "tls: "; with no hook, nowhere: talon prints nothing] */
   void (*log)(void *arg, const char *line);
   void *log_arg;
 } tl_tls_config;

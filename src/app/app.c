@@ -99,6 +99,7 @@ void tl_app_free(tl_app *app) {
   if (app->has_backend && app->backend.free)
     app->backend.free(app->backend.ctx);
   tl__app_stop_hooks_free(app);
+  tl__app_log_free(app);
   tl__app_listeners_free(app);
   connects_free(app);
   tl__http_free(&app->workers[0].http);

@@ -28,6 +28,11 @@ typedef struct tl__stop_hook {
   void *arg;
 } tl__stop_hook;
 
+typedef struct tl__log_hook {
+  tl_app_log_fn fn;
+  void *arg;
+} tl__log_hook;
+
 enum { /* kinds of mail between workers */
        TL__MAIL_PUBSUB = 0, /* a tl__xbatch */
        TL__MAIL_CALL = 1    /* tl_app_call */
@@ -59,6 +64,10 @@ struct tl_app {
   void *data;
   tl__stop_hook *stop_hooks;
   size_t nstop_hooks;
+  /* tl_app_on_log's hooks: fixed while the workers run (log.c). */
+  tl__log_hook *log_hooks;
+  size_t nlog_hooks;
+  bool log_fixed;
   /* The listeners tl_app_listen opens (app/listen.c): [0] is the listen
    * call's own, the rest were added with tl_app_add_listener; every
    * worker opens them all. */
@@ -82,6 +91,14 @@ struct tl_app {
 /* thread.c: the worker of `app` running on the calling thread, or worker
  * 0 when the calling thread runs none (before listen, or a thread of the
  * user's); and the calling thread's worker slot itself (NULL: none). */
+/* log.c: the server's own messages to the app's hooks (a server's `log`,
+ * whose owner is the worker); middleware's attach at listen, after which
+ * the hooks are fixed until tl__app_log_unfix; freeing the hooks. */
+void tl__app_log(void *worker, const char *line);
+int tl__app_attach(tl_app *app);
+void tl__app_log_unfix(tl_app *app);
+void tl__app_log_free(tl_app *app);
+
 tl__worker *tl__app_here(tl_app *app);
 tl__worker **tl__app_current(void);
 

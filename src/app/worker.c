@@ -136,6 +136,7 @@ int tl__worker_init(tl_app *app, tl__worker *w, unsigned id) {
   w->srv.factory_arg = &w->http;
   w->srv.after_flush = after_flush;
   w->srv.on_stop = begin_stop;
+  w->srv.log = tl__app_log;
   return 0;
 }
 
@@ -256,6 +257,8 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls,
     return TL_ESTATE;
   tl__worker *w0 = &app->workers[0];
   int err = tl__router_compile(&w0->http);
+  if (!err)
+    err = tl__app_attach(app);
   if (!err && host && strlen(host) >= sizeof app->host)
     err = TL_EINVAL;
   if (!err) {
@@ -275,6 +278,7 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls,
   if (err) {
     if (!none)
       tl__app_listen_done(app);
+    tl__app_log_unfix(app);
     atomic_store(&app->running, false);
     return err;
   }
@@ -327,6 +331,7 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls,
   app->listen_bound = NULL;
   if (!none)
     tl__app_listen_done(app);
+  tl__app_log_unfix(app);
   atomic_store(&app->running, false);
   return err;
 }

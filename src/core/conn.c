@@ -807,7 +807,9 @@ static char *tls_plain(tl__server *s) {
 static void tls_log(tl__conn *c, const char *what) {
   if (tl__tls_is_client(c->tls))
     return; /* a client's failure goes to its protocol (tl__tls_error) */
-  tl__tls_log(tl__tls_ctx(c->tls), tl__tls_clock_of(c->tls)->peer, what);
+  tl__server *s = c->srv;
+  tl__tls_log(tl__tls_ctx(c->tls), tl__tls_clock_of(c->tls)->peer, what,
+              s->log, s->owner);
 }
 
 /* Writes the ciphertext the last TLS call produced. False when that

@@ -215,6 +215,10 @@ struct tl__server {
    * the owner can close what it keeps on the loop. May be NULL. */
   void (*on_stop)(void *owner);
   void *owner; /* the app */
+  /* Where the server's own messages go (a TLS connection's failures):
+   * one line, no newline, valid during the call. May be NULL: then they
+   * go nowhere. */
+  void (*log)(void *owner, const char *line);
   /* Called after a connection's memory went (conn.c): the stop may be
    * complete. */
   void (*on_conn_freed)(tl__server *s);

@@ -538,7 +538,16 @@ unsigned tl__tls_handshake_timeout(const tl_tls *ctx) {
   return ctx->handshake_timeout_ms;
 }
 
-void tl__tls_log(tl_tls *ctx, const char *peer, const char *what) {
+void tl__tls_log(tl_tls *ctx, const char *peer, const char *what,
+                 void (*sink)(void *arg, const char *line), void *arg) {
+  /* The context's own log takes the lines as they were ("PEER: WHAT"). */
+  const char *tag = ctx->log ? "" : "tls: ";
+  if (ctx->log) {
+    sink = ctx->log;
+    arg = ctx->log_arg;
+  }
+  if (!sink)
+    return; /* the library prints nothing itself */
   time_t now = time(NULL);
   unsigned suppressed = 0;
   bool say;
@@ -557,19 +566,14 @@ void tl__tls_log(tl_tls *ctx, const char *peer, const char *what) {
   pthread_mutex_unlock(&ctx->lock);
   char line[384];
   if (suppressed) {
-    snprintf(line, sizeof line, "%u more lines suppressed", suppressed);
-    if (ctx->log)
-      ctx->log(ctx->log_arg, line);
-    else
-      fprintf(stderr, "talon tls: %s\n", line);
+    snprintf(line, sizeof line, "%s%u more lines suppressed", tag, suppressed);
+    sink(arg, line);
   }
   if (!say)
     return;
-  snprintf(line, sizeof line, "%s: %s", peer && *peer ? peer : "?", what);
-  if (ctx->log)
-    ctx->log(ctx->log_arg, line);
-  else
-    fprintf(stderr, "talon tls: %s\n", line);
+  snprintf(line, sizeof line, "%s%s: %s", tag, peer && *peer ? peer : "?",
+           what);
+  sink(arg, line);
 }
 
 /* ---- connections ------------------------------------------------------ */

@@ -94,9 +94,11 @@ const char *tl__tls_error(const tl__tls *t);
 void tl__tls_info(const tl__tls *t, tl_tls_info *info);
 const char *tl__tls_server_name(const tl__tls *t);
 
-/* Reports `what` about peer `peer` through the context's log (rate
- * limited, see tl_tls_config.log). */
-void tl__tls_log(tl_tls *ctx, const char *peer, const char *what);
+/* Reports `what` about peer `peer` (rate limited, see tl_tls_config.log)
+ * through the context's log, or when it has none through `sink` with
+ * `arg`, as "tls: PEER: WHAT"; with neither, nowhere. */
+void tl__tls_log(tl_tls *ctx, const char *peer, const char *what,
+                 void (*sink)(void *arg, const char *line), void *arg);
 
 /* Context references for listeners (the app's and the workers'). */
 tl_tls *tl__tls_ref(tl_tls *ctx);

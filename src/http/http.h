@@ -79,6 +79,12 @@ typedef struct tl__route {
 
 int tl__router_compile(tl__http *http);
 void tl__router_free_compiled(tl__http *http);
+/* Calls `fn` for every middleware of router `r` and its mounted routers
+ * (router level and route level, outer first); stops at the first
+ * non-zero return and returns it, else 0. */
+int tl__router_each_mw(tl_router *r,
+                       int (*fn)(const tl_middleware *mw, void *arg),
+                       void *arg);
 void tl__router_destroy(tl_router *r, bool run_mw_free);
 /* Adds an upgrade route with `nmw` route-level middleware (copied, as
  * for tl_router_route); ownership of `up->data` passes to the router on

@@ -261,6 +261,20 @@ static int compile_router(tl__http *http, tl_router *r, const char *prefix,
   return err;
 }
 
+int tl__router_each_mw(tl_router *r,
+                       int (*fn)(const tl_middleware *mw, void *arg),
+                       void *arg) {
+  int err = 0;
+  for (size_t i = 0; i < r->nmw && !err; i++)
+    err = fn(&r->mw[i], arg);
+  for (size_t i = 0; i < r->nroutes && !err; i++)
+    for (size_t k = 0; k < r->routes[i].nmw && !err; k++)
+      err = fn(&r->routes[i].mw[k], arg);
+  for (size_t i = 0; i < r->nmounts && !err; i++)
+    err = tl__router_each_mw(r->mounts[i].child, fn, arg);
+  return err;
+}
+
 void tl__router_free_compiled(tl__http *http) {
   while (http->compiled) {
     tl__route *next = http->compiled->next_alloc;

@@ -1,6 +1,7 @@
 """The examples' TLS from the environment (examples/common.h): hello
 with TLS_CERT/TLS_KEY serves HTTPS beside HTTP, SIGHUP reloads."""
 import signal
+import socket
 import subprocess
 import time
 
@@ -36,3 +37,31 @@ def test_hello_bad_certificate_is_a_clear_error(request, pki):
         "TLS_PORT": "0"}, capture_output=True, timeout=10)
     assert r.returncode == 1
     assert b"hello: TLS:" in r.stderr
+
+
+def test_hello_without_logger_prints_nothing_of_tls(request, pki):
+    """The library writes nothing itself: hello has no logger, so plain
+    HTTP on its TLS port is answered (400) and nothing reaches stderr."""
+    hello = binary_option(request.config, "hello")
+    s = TalonServer([hello, "0"], name="hello", env={
+        "HOST": HOST, "TLS_PORT": "0",
+        "TLS_CERT": pki.path("server.pem"),
+        "TLS_KEY": pki.path("server.key")}).start()
+    try:
+        port = int(s.wait_stdout(TLS_RE).group("port"))
+        c = socket.create_connection((HOST, port), timeout=5)
+        c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while True:
+            chunk = c.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        c.close()
+        assert got.startswith(b"HTTP/1.1 400 "), got
+        # The line would be written before the server closed the socket.
+        time.sleep(0.2)
+        assert "plain HTTP" not in s.stderr(), s.stderr()
+        assert "tls" not in s.stderr(), s.stderr()
+    finally:
+        finish(s)

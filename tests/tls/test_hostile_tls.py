@@ -3,7 +3,9 @@ ClientHello, a handshake that never finishes, a flood of them, a peer
 vanishing mid-record, renegotiation. Each must cost only its own
 connection: the server stays up, a canary is served, a clear line is
 logged, and nothing leaks (the ASan build's exit check)."""
+import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -82,8 +84,30 @@ def test_plain_http_on_tls_port(srv):
     assert got.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert b"https://" in got
     s.close()
-    srv.wait_stdout_or_err("plain HTTP on the TLS port")
+    err = srv.wait_stdout_or_err("plain HTTP on the TLS port")
+    # tls_server logs through the logger middleware (tl_app_on_log): a
+    # timestamped line naming the source and the peer.
+    assert re.search(r"^\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
+                     r"talon tls: 127\.0\.0\.1: plain HTTP on the TLS "
+                     r"port", err, re.M), err
     canary(srv)
+
+
+def test_tls_log_line_in_json(make_server):
+    """With the logger's JSON format the TLS line is a JSON object of type
+    "server" carrying the same message."""
+    srv = make_server(env={"LOG_FORMAT": "json"})
+    s = srv.raw_connect()
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    closed_by_server(s)
+    s.close()
+    err = srv.wait_stdout_or_err("plain HTTP on the TLS port")
+    lines = [json.loads(x) for x in err.splitlines()
+             if "plain HTTP" in x]
+    assert lines and lines[0]["type"] == "server", err
+    assert lines[0]["message"].startswith(
+        "tls: 127.0.0.1: plain HTTP on the TLS port"), lines
+    assert "time" in lines[0]
 
 
 def test_garbage(srv):

@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include <talon.h>
+#include <talon/mw/logger.h>
 #include <talon/mw/security.h>
 #include <talon/mw/static.h>
 
@@ -191,6 +192,13 @@ int main(int argc, char **argv) {
   });
   if (!app)
     return 1;
+  /* The TLS log (failed handshakes, timeouts, plain HTTP) reaches the
+   * logger through tl_app_on_log; the tests read it from stderr. */
+  const char *fmt = getenv("LOG_FORMAT");
+  tl_app_use(app, tl_logger(&(tl_logger_options){
+                      .file = stderr,
+                      .format = fmt && !strcmp(fmt, "json") ? TL_LOG_JSON
+                                                            : TL_LOG_COMBINED}));
   tl_app_use(app, tl_security_headers(
                       &(tl_security_headers_options){.hsts_max_age = 600}));
   if (argc > 1)

@@ -51,6 +51,13 @@
  *           "messages_in":3,"messages_out":4,"bytes_in":45,"bytes_out":60}
  *   (HTTP request lines have no "type" member.) Each open socket holds a
  *   record of about 100 bytes plus its target and path until it closes.
+ * Server lines: the logger joins the app's log hooks (tl_app_on_log,
+ * through the middleware's attach at listen), so what the server reports
+ * below the request level (a failed TLS handshake and why, a handshake
+ * timeout, plain HTTP on a TLS port) lands in the same log:
+ *   text   [10/Oct/2024:13:55:36 +0000] talon tls: 203.0.113.9: handshake
+ *            failed: ...
+ *   JSON   {"time":...,"type":"server","message":"tls: 203.0.113.9: ..."}
  * In the text formats a body of 0 bytes is "-" and a missing Referer or
  * User-Agent is "-"; `"`, `\`, control bytes and bytes >= 0x80 in the
  * request line and headers are written as \" \\ \xHH (no log injection). In
