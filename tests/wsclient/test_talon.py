@@ -230,3 +230,17 @@ def test_connect_on_a_worker(probe, echo):
               args=["--workers", "2"])
     assert r.one("open")["worker"] == 1
     assert r.messages()[0]["data"] == "w"
+
+
+def test_connect_before_listen_and_from_a_thread(probe, echo):
+    # Made before tl_app_listen: starts when the loop runs, beside the
+    # app's own listener.
+    r = probe(url(echo, "/ws"), ["text l", "await 1", "close 1000"],
+              args=["--listen"])
+    assert r.messages()[0]["data"] == "l"
+    # From a thread that is not a worker, while the app runs: handed to
+    # worker 0.
+    r = probe(url(echo, "/ws"), ["text t", "await 1", "close 1000"],
+              args=["--from-thread"])
+    assert r.one("open")["worker"] == 0
+    assert r.messages()[0]["data"] == "t"

@@ -9,7 +9,10 @@
  * --deflate shared|dedicated, --window BITS, --max-payload N,
  * --connect-ms N, --handshake-ms N, --idle-s N, --workers N (the connect is
  * made on the last worker's thread through tl_app_call), --backpressure N
- * (max_backpressure), --data TEXT (the context block's start).
+ * (max_backpressure), --data TEXT (the context block's start), --listen
+ * (tl_app_listen on 127.0.0.1, port 0, instead of tl_app_run: a server
+ * and a client in one app), --from-thread (the connect is made on a
+ * thread of the program's own while the loop runs).
  *
  * Commands, run in order once the socket is open (one per line):
  *   text S | binary HEX | big N (N bytes i % 251, binary) | ping S | pong S
@@ -24,6 +27,7 @@
  * text at open). The program stops after close or fail.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +51,7 @@ static const char *url;
 static tl_ws_handlers handlers;
 static tl_ws_client_options copts;
 static int workers = 1;
+static bool listen_too, from_thread;
 
 static void json_str(const char *p, size_t n) {
   putchar('"');
@@ -288,6 +293,18 @@ static void connect_here(tl_app *a, void *arg) {
   }
 }
 
+static void *thread_connect(void *arg) {
+  connect_here(app, NULL); /* not a worker: handed to worker 0 */
+  return NULL;
+}
+
+/* On the loop: a thread of ours makes the connect. */
+static void start_thread(tl_timer *t, void *arg) {
+  pthread_t th;
+  if (pthread_create(&th, NULL, thread_connect, NULL) == 0)
+    pthread_detach(th);
+}
+
 int main(int argc, char **argv) {
   static const char *headers[MAX_LIST + 1], *protos[MAX_LIST + 1];
   static ctxdata init;
@@ -345,6 +362,10 @@ int main(int argc, char **argv) {
     } else if (!strcmp(a, "--workers") && v) {
       workers = atoi(v);
       i++;
+    } else if (!strcmp(a, "--listen")) {
+      listen_too = true;
+    } else if (!strcmp(a, "--from-thread")) {
+      from_thread = true;
     } else if (!strcmp(a, "--data") && v) {
       snprintf(init.text, sizeof init.text, "%s", v);
       copts.data = &init;
@@ -370,7 +391,9 @@ int main(int argc, char **argv) {
   free(line);
   app = tl_app_new(&(tl_app_config){.workers = workers});
   int rc = 0;
-  if (workers > 1) {
+  if (from_thread) {
+    tl_timer_start(app, 50, 0, start_thread, NULL);
+  } else if (workers > 1) {
     /* On a worker's thread: the socket lives on that worker. */
     rc = tl_app_call(app, (unsigned)workers - 1, connect_here, NULL);
   } else {
@@ -383,7 +406,7 @@ int main(int argc, char **argv) {
       free(cmds[i]);
     return 0;
   }
-  rc = tl_app_run(app);
+  rc = listen_too ? tl_app_listen(app, "127.0.0.1", 0) : tl_app_run(app);
   if (rc)
     printf("{\"ev\":\"run-error\",\"rc\":\"%s\"}\n", tl_err_name(rc));
   tl_app_free(app);
