@@ -197,15 +197,17 @@ def read_frame(sock):
 
 
 class RawServer:
-    """Accepts connections on 127.0.0.1 (a free port) and runs
+    """Accepts connections on 127.0.0.1 (or `host`; a free port) and runs
     handler(sock, server) for each on its own thread. `requests` keeps
     what each handler stored; `errors` what each raised."""
 
-    def __init__(self, handler):
+    def __init__(self, handler, host=HOST):
         self.handler = handler
-        self.sock = socket.socket()
+        self.host = host
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host
+                                  else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((HOST, 0))
+        self.sock.bind((host, 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.requests = []
@@ -216,7 +218,8 @@ class RawServer:
         self.thread.start()
 
     def url(self, path="/"):
-        return f"ws://{HOST}:{self.port}{path}"
+        h = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{h}:{self.port}{path}"
 
     def _accept(self):
         while not self.closing:
@@ -253,8 +256,8 @@ class RawServer:
 def raw_server():
     servers = []
 
-    def make(handler):
-        s = RawServer(handler)
+    def make(handler, host=HOST):
+        s = RawServer(handler, host)
         servers.append(s)
         return s
     yield make

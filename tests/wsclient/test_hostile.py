@@ -56,6 +56,19 @@ def test_request_is_well_formed_and_frames_masked(probe, raw_server):
     assert seen[2] == 1000
 
 
+def test_ipv6_literal_and_host_header(probe, raw_server):
+    hosts = []
+
+    def h(sock, srv):
+        hosts.append(served(sock, srv, then=frame(1, b"v6"))["host"])
+        expect_close_frame(sock)
+        sock.sendall(frame(8, (1000).to_bytes(2, "big")))
+    srv = raw_server(h, host="::1")
+    r = probe(srv.url("/six"), ["await 1", "close 1000"])
+    assert r.messages()[0]["data"] == "v6"
+    assert hosts == [f"[::1]:{srv.port}"]
+
+
 def test_masks_differ_per_frame(probe, raw_server):
     masks = []
 
