@@ -80,8 +80,8 @@ struct tl__tls {
   size_t in_len;
   bool in_kept;
   bool hs_done, seen, failed, closed, out_err;
-  bool client;                /* tl__tls_new_client */
-  BIO_METHOD *own_bio_method; /* a client's */
+  bool client;                     /* tl__tls_new_client */
+  tl__tls_client_ctx *client_ctx; /* a client's (a reference) */
   tl__buf kept;
   tl__buf *out; /* where the BIO writes, during a call */
   const char *err;
@@ -181,6 +181,18 @@ static int bio_create(BIO *b) {
 static int bio_destroy(BIO *b) {
   BIO_set_data(b, NULL);
   return 1;
+}
+
+static BIO_METHOD *new_bio_method(int type) {
+  BIO_METHOD *m = BIO_meth_new(type, "talon memory");
+  if (!m)
+    return NULL;
+  BIO_meth_set_write(m, bio_write);
+  BIO_meth_set_read(m, bio_read);
+  BIO_meth_set_ctrl(m, bio_ctrl);
+  BIO_meth_set_create(m, bio_create);
+  BIO_meth_set_destroy(m, bio_destroy);
+  return m;
 }
 
 /* ---- callbacks during the handshake ---------------------------------- */
@@ -483,19 +495,13 @@ tl_tls *tl_tls_new(const tl_tls_config *cfg, char *err, size_t errsize) {
   oom |= (cfg->client_ca_file && !ctx->client_ca_file) ||
          (cfg->ciphers && !ctx->ciphers) ||
          (cfg->ciphersuites && !ctx->ciphersuites);
-  ctx->bio_method =
-      BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "talon memory");
+  ctx->bio_method = new_bio_method(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK);
   oom |= !ctx->bio_method;
   if (oom) {
     set_err(err, errsize, "%s%s", "out of memory", NULL);
     ctx_free(ctx);
     return NULL;
   }
-  BIO_meth_set_write(ctx->bio_method, bio_write);
-  BIO_meth_set_read(ctx->bio_method, bio_read);
-  BIO_meth_set_ctrl(ctx->bio_method, bio_ctrl);
-  BIO_meth_set_create(ctx->bio_method, bio_create);
-  BIO_meth_set_destroy(ctx->bio_method, bio_destroy);
   if (!(ctx->gen = gen_build(ctx, err, errsize))) {
     ctx_free(ctx);
     return NULL;
@@ -606,35 +612,27 @@ static bool is_ip_literal(const char *host) {
          inet_pton(AF_INET6, host, buf) == 1;
 }
 
-static BIO_METHOD *new_bio_method(int type) {
-  BIO_METHOD *m = BIO_meth_new(type, "talon memory");
-  if (!m)
-    return NULL;
-  BIO_meth_set_write(m, bio_write);
-  BIO_meth_set_read(m, bio_read);
-  BIO_meth_set_ctrl(m, bio_ctrl);
-  BIO_meth_set_create(m, bio_create);
-  BIO_meth_set_destroy(m, bio_destroy);
-  return m;
-}
 
-tl__tls *tl__tls_new_client(const char *host, const char *ca_file,
-                            bool verify, char *err, size_t errsize) {
-  tl__tls *t = calloc(1, sizeof *t);
-  if (!t) {
-    set_err(err, errsize, "%s%s", "out of memory", NULL);
-    return NULL;
-  }
-  t->client = true;
-  /* One SSL_CTX per connection: it holds this connection's trust
-   * settings (a CA file, or verification off), and the SSL object keeps
-   * its own reference. The BIO method is the connection's too, of the
-   * plain source/sink type: a fresh type index per connection would run
-   * out (OpenSSL has a few hundred). */
-  SSL_CTX *sc = SSL_CTX_new(TLS_client_method());
-  BIO *b = NULL;
+/* A client's trust settings, shared by the connections of one loop that
+ * use the same ones: loading the system's CA store takes about 20 ms,
+ * too long to pay per connection on the loop. */
+struct tl__tls_client_ctx {
+  unsigned refs; /* one loop's: no atomics */
+  SSL_CTX *ssl_ctx;
+  /* The memory BIO's method, of the plain source/sink type: a fresh type
+   * index per context would run out (OpenSSL has a few hundred). */
+  BIO_METHOD *bio_method;
+};
+
+tl__tls_client_ctx *tl__tls_client_ctx_new(const char *ca_file, bool verify,
+                                           char *err, size_t errsize) {
+  tl__tls_client_ctx *cc = calloc(1, sizeof *cc);
   const char *why = "out of memory";
-  if (!sc)
+  if (!cc)
+    goto fail;
+  cc->refs = 1;
+  SSL_CTX *sc = cc->ssl_ctx = SSL_CTX_new(TLS_client_method());
+  if (!sc || !(cc->bio_method = new_bio_method(BIO_TYPE_SOURCE_SINK)))
     goto fail;
   SSL_CTX_set_min_proto_version(sc, TLS1_2_VERSION);
   SSL_CTX_set_options(sc, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
@@ -651,12 +649,40 @@ tl__tls *tl__tls_new_client(const char *host, const char *ca_file,
   static const unsigned char alpn[] = "\x08http/1.1";
   if (SSL_CTX_set_alpn_protos(sc, alpn, sizeof alpn - 1) != 0)
     goto fail;
-  if (!(t->ssl = SSL_new(sc)) ||
-      !(t->own_bio_method = new_bio_method(BIO_TYPE_SOURCE_SINK)) ||
-      !(b = BIO_new(t->own_bio_method)))
+  return cc;
+fail:
+  if (err && errsize) {
+    char r[160];
+    if (ERR_peek_last_error())
+      snprintf(err, errsize, "%s: %s", why, ssl_reason(r, sizeof r));
+    else
+      snprintf(err, errsize, "%s", why);
+  }
+  ERR_clear_error();
+  tl__tls_client_ctx_free(cc);
+  return NULL;
+}
+
+void tl__tls_client_ctx_free(tl__tls_client_ctx *cc) {
+  if (!cc || --cc->refs > 0)
+    return;
+  SSL_CTX_free(cc->ssl_ctx);
+  if (cc->bio_method)
+    BIO_meth_free(cc->bio_method);
+  free(cc);
+}
+
+tl__tls *tl__tls_new_client(tl__tls_client_ctx *cc, const char *host,
+                            bool verify) {
+  tl__tls *t = calloc(1, sizeof *t);
+  if (!t)
+    return NULL;
+  t->client = true;
+  t->client_ctx = cc;
+  cc->refs++;
+  BIO *b = NULL;
+  if (!(t->ssl = SSL_new(cc->ssl_ctx)) || !(b = BIO_new(cc->bio_method)))
     goto fail;
-  SSL_CTX_free(sc);
-  sc = NULL;
   BIO_set_data(b, t);
   SSL_set_bio(t->ssl, b, b);
   SSL_set_app_data(t->ssl, t);
@@ -675,16 +701,7 @@ tl__tls *tl__tls_new_client(const char *host, const char *ca_file,
   SSL_set_connect_state(t->ssl);
   return t;
 fail:
-  if (err && errsize) {
-    char r[160];
-    unsigned long e = ERR_peek_last_error();
-    if (e)
-      snprintf(err, errsize, "%s: %s", why, ssl_reason(r, sizeof r));
-    else
-      snprintf(err, errsize, "%s", why);
-  }
   ERR_clear_error();
-  SSL_CTX_free(sc);
   tl__tls_free(t);
   return NULL;
 }
@@ -702,8 +719,7 @@ void tl__tls_free(tl__tls *t) {
     return;
   if (t->ssl)
     SSL_free(t->ssl);
-  if (t->own_bio_method)
-    BIO_meth_free(t->own_bio_method);
+  tl__tls_client_ctx_free(t->client_ctx);
   gen_unref(t->gen);
   tl_tls_free(t->ctx);
   tl__buf_free(&t->kept);

@@ -643,6 +643,33 @@ static const tl__conn_proto hs_proto = {
     .on_close = hs_close,
 };
 
+/* The loop's TLS context for these trust settings, made on first use
+ * and kept (tl__wsctx_free lets them go). A failed one is not kept: a CA
+ * file that appears later is read then. */
+static tl__tls_client_ctx *trust_of(tl__wsctx *ctx, const char *ca_file,
+                                    bool verify, char *err, size_t errsize) {
+  for (tl__wsc_trust *t = ctx->trust; t; t = t->next)
+    if (t->verify == verify &&
+        (!verify || (t->ca_file && ca_file ? strcmp(t->ca_file, ca_file) == 0
+                                           : t->ca_file == ca_file)))
+      return t->ctx;
+  tl__wsc_trust *t = calloc(1, sizeof *t);
+  if (!t || (ca_file && verify && !(t->ca_file = strdup(ca_file)))) {
+    free(t);
+    snprintf(err, errsize, "out of memory");
+    return NULL;
+  }
+  if (!(t->ctx = tl__tls_client_ctx_new(ca_file, verify, err, errsize))) {
+    free(t->ca_file);
+    free(t);
+    return NULL;
+  }
+  t->verify = verify;
+  t->next = ctx->trust;
+  ctx->trust = t;
+  return t->ctx;
+}
+
 /* TCP is up: TLS if wss, the request, and wait for the answer. */
 static void on_dialed(tl__conn *c, int status, bool dns) {
   tl_ws *ws = (tl_ws *)c;
@@ -660,12 +687,13 @@ static void on_dialed(tl__conn *c, int status, bool dns) {
   }
   if (st->tls) {
     char err[200];
-    tl__tls *t =
-        tl__tls_new_client(st->host, st->ca_file, st->verify, err, sizeof err);
+    tl__tls_client_ctx *cc = trust_of(ws->ctx, st->ca_file, st->verify, err,
+                                      sizeof err);
+    tl__tls *t = cc ? tl__tls_new_client(cc, st->host, st->verify) : NULL;
     if (!t) {
       char msg[224];
-      snprintf(msg, sizeof msg, "TLS: %s", err);
-      report(ws, TL_WS_FAIL_TLS, TL_EINVAL, msg, NULL);
+      snprintf(msg, sizeof msg, "TLS: %s", cc ? "out of memory" : err);
+      report(ws, TL_WS_FAIL_TLS, cc ? TL_ENOMEM : TL_EINVAL, msg, NULL);
       return;
     }
     if (tl__conn_tls_connect(c, t) != 0)

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "core/tls.h"
 #include "ws/wsconn.h"
 
 /* How long we wait for the peer's close frame after sending ours. */
@@ -255,6 +256,13 @@ void tl__wsctx_free(tl__wsctx *ctx) {
     pmd_shared_free(ctx->pmd);
     free(ctx->pmd);
     ctx->pmd = NULL;
+  }
+  while (ctx->trust) {
+    tl__wsc_trust *t = ctx->trust;
+    ctx->trust = t->next;
+    tl__tls_client_ctx_free(t->ctx);
+    free(t->ca_file);
+    free(t);
   }
   free(ctx->observers);
   ctx->observers = NULL;

@@ -35,10 +35,22 @@ typedef struct tl__wsctx {
    * the OS on first use; each frame takes a fresh 32-bit mask. */
   uint64_t mask_state;
   bool mask_seeded;
+  /* wss:// trust settings in use on this loop (client.c), kept for the
+   * loop's life: loading the system's CA store takes about 20 ms. */
+  struct tl__wsc_trust *trust;
   /* Called for every closing socket after its close handler and the
    * observers ran (the app leaves its topics there). May be NULL. */
   void (*on_closed)(tl_ws *ws);
 } tl__wsctx;
+
+/* One cached client TLS context: its CA file (NULL: the system's
+ * store) and whether it verifies. */
+typedef struct tl__wsc_trust {
+  struct tl__wsc_trust *next;
+  char *ca_file;
+  bool verify;
+  struct tl__tls_client_ctx *ctx;
+} tl__wsc_trust;
 
 void tl__wsctx_free(tl__wsctx *ctx);
 /* Adds an observer (copied). 0, TL_EINVAL or TL_ENOMEM. */
