@@ -18,8 +18,9 @@
 #   SKIP_BUILD [0]  BUN (a bun binary; else bench/node_modules, installed
 #   by npm when missing)
 # Node's client needs tests/interop's npm packages (.ci/install-node-deps).
-# Run it on a quiet machine (uptime's load under 1.5): the numbers are
-# only worth comparing with each other, on the same machine.
+# Run it on a quiet machine (uptime's load under 1.5; each round's line
+# ends with the 1-minute load average after it): the numbers are only
+# worth comparing with each other, on the same machine.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -101,7 +102,7 @@ for s in $SERVERS; do
       line=$(run_client "$c" "ws://$HOST:$port/ws" 2>>"$LOG_DIR/$c.err") \
         || die "$c client against $s failed: $line (see $LOG_DIR/$c.err)"
       [[ $line == *"errors=0"* ]] || die "$c client against $s: $line"
-      log "round $r server=$s client=$c: $line"
+      log "round $r server=$s client=$c: $line (load $(cut -d' ' -f1 /proc/loadavg))"
       rate=$(sed -n 's/.*msgs\/s=\([0-9]*\).*/\1/p' <<<"$line")
       p99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$line")
       RATE[$s.$c]+="$rate "
