@@ -5,9 +5,9 @@
 #include <string.h>
 
 #include "app/app.h"
-#include "ws/client.h"
 #include "app/timer.h"
 #include "pubsub/hub.h"
+#include "ws/client.h"
 
 /* The worker on this thread (app/thread.c). */
 #define current (*tl__app_current())
@@ -191,8 +191,7 @@ static void worker_main(void *arg) {
   tl__worker *w = arg;
   tl_app *app = w->app;
   current = w;
-  w->start_err =
-      tl__server_open(&w->srv, app->listen_bound, app->nbound, true);
+  w->start_err = tl__server_open(&w->srv, app->listen_bound, app->nbound, true);
   uv_sem_post(&app->started);
   if (w->start_err == 0) {
     tl__server_loop(&w->srv);

@@ -80,7 +80,7 @@ struct tl__tls {
   size_t in_len;
   bool in_kept;
   bool hs_done, seen, failed, closed, out_err;
-  bool client;                     /* tl__tls_new_client */
+  bool client;                    /* tl__tls_new_client */
   tl__tls_client_ctx *client_ctx; /* a client's (a reference) */
   tl__buf kept;
   tl__buf *out; /* where the BIO writes, during a call */

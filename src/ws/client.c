@@ -687,8 +687,8 @@ static void on_dialed(tl__conn *c, int status, bool dns) {
   }
   if (st->tls) {
     char err[200];
-    tl__tls_client_ctx *cc = trust_of(ws->ctx, st->ca_file, st->verify, err,
-                                      sizeof err);
+    tl__tls_client_ctx *cc =
+        trust_of(ws->ctx, st->ca_file, st->verify, err, sizeof err);
     tl__tls *t = cc ? tl__tls_new_client(cc, st->host, st->verify) : NULL;
     if (!t) {
       char msg[224];

@@ -225,9 +225,8 @@ size_t tl__ws_frame_header(uint8_t *out, bool fin, bool rsv1, int opcode,
   return 10;
 }
 
-size_t tl__ws_frame_header_masked(uint8_t *out, bool fin, bool rsv1,
-                                  int opcode, uint64_t len,
-                                  const uint8_t mask[4]) {
+size_t tl__ws_frame_header_masked(uint8_t *out, bool fin, bool rsv1, int opcode,
+                                  uint64_t len, const uint8_t mask[4]) {
   size_t n = tl__ws_frame_header(out, fin, rsv1, opcode, len);
   out[1] |= 0x80;
   memcpy(out + n, mask, 4);

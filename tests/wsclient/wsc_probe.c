@@ -97,7 +97,8 @@ static void run(void) {
       size_t n = strlen(arg) / 2;
       unsigned char *b = malloc(n + 1);
       for (size_t i = 0; i < n; i++)
-        b[i] = (unsigned char)(hexval(arg[2 * i]) << 4 | hexval(arg[2 * i + 1]));
+        b[i] =
+            (unsigned char)(hexval(arg[2 * i]) << 4 | hexval(arg[2 * i + 1]));
       send_rc(tl_ws_send(sock, b, n, TL_WS_BINARY));
       free(b);
     } else if (!strncmp(c, "big ", 4)) {
@@ -134,7 +135,8 @@ static void run(void) {
       char *sp = strchr(arg, ' ');
       *sp = '\0';
       int rc = tl_app_publish(app, arg, sp + 1, strlen(sp + 1), TL_WS_TEXT);
-      printf("{\"ev\":\"apppub\",\"rc\":%d}\n", rc == TL_WS_BACKPRESSURE ? -1 : rc);
+      printf("{\"ev\":\"apppub\",\"rc\":%d}\n",
+             rc == TL_WS_BACKPRESSURE ? -1 : rc);
     } else if (!strncmp(c, "flood ", 6)) {
       unsigned long n = 0, size = 0;
       sscanf(arg, "%lu %lu", &n, &size);
@@ -162,9 +164,9 @@ static void run(void) {
              "\"bytes_in\":%llu,\"bytes_out\":%llu,\"ws_count\":%zu,"
              "\"client\":%s}\n",
              (unsigned long long)s.messages_in,
-             (unsigned long long)s.messages_out,
-             (unsigned long long)s.bytes_in, (unsigned long long)s.bytes_out,
-             tl_app_ws_count(app), tl_ws_is_client(sock) ? "true" : "false");
+             (unsigned long long)s.messages_out, (unsigned long long)s.bytes_in,
+             (unsigned long long)s.bytes_out, tl_app_ws_count(app),
+             tl_ws_is_client(sock) ? "true" : "false");
     } else if (!strcmp(c, "pause")) {
       tl_ws_pause(sock);
     } else if (!strcmp(c, "resume")) {
@@ -319,8 +321,8 @@ int main(int argc, char **argv) {
       .drain = on_drain,
       .dropped = on_dropped,
   };
-  copts = (tl_ws_client_options){.headers = headers, .protocols = protos,
-                                 .on_fail = on_fail};
+  copts = (tl_ws_client_options){
+      .headers = headers, .protocols = protos, .on_fail = on_fail};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
