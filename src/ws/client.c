@@ -442,7 +442,8 @@ static bool parse_head(char *head, response *r) {
 }
 
 /* The value of header `name`, several joined by ", " into `tmp`; NULL
- * when absent (or when the joined values do not fit). */
+ * when absent (or when the joined values do not fit, which a `tmp` of
+ * MAX_HEAD bytes rules out). */
 static const char *get(const response *r, const char *name, char *tmp,
                        size_t size) {
   const char *one = NULL;
@@ -465,7 +466,7 @@ static const char *get(const response *r, const char *name, char *tmp,
  * `msg` filled. */
 static int check_101(tl_ws *ws, const response *r, char *msg, size_t size) {
   tl__wsc *st = state_of(ws);
-  char tmp[1024];
+  char tmp[MAX_HEAD]; /* any header's values joined fit: the head does */
   const char *v = get(r, "upgrade", tmp, sizeof tmp);
   if (!v || !tl_token_list_has(v, "websocket")) {
     snprintf(msg, size, "the 101 has no Upgrade: websocket");
