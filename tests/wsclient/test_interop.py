@@ -2,10 +2,11 @@
 python3-websockets, in a thread of this process) and Node `ws`
 (node_server.mjs, with tests/interop's npm packages). Messages both
 ways, fragments, permessage-deflate both ways, pings from the server,
-close codes and subprotocols."""
+close codes and subprotocols; the Python server over TLS too."""
 import asyncio
 import os
 import re
+import ssl
 import subprocess
 import threading
 import time
@@ -38,8 +39,8 @@ async def py_handler(ws, path=None):
             await ws.send(msg)
 
 
-@pytest.fixture(scope="module")
-def pyserver():
+def run_pyserver(ssl_ctx=None):
+    """A websockets server in a thread: yields its port."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     state = {}
@@ -47,7 +48,7 @@ def pyserver():
     async def main():
         srv = await websockets.serve(py_handler, HOST, 0,
                                      subprotocols=["b", "a"],
-                                     max_size=None)
+                                     max_size=None, ssl=ssl_ctx)
         state["port"] = srv.sockets[0].getsockname()[1]
         state["stop"] = asyncio.Event()
         ready.set()
@@ -59,9 +60,24 @@ def pyserver():
                          daemon=True)
     t.start()
     assert ready.wait(10)
-    yield f"ws://{HOST}:{state['port']}"
+    yield state["port"]
     loop.call_soon_threadsafe(state["stop"].set)
     t.join(10)
+
+
+@pytest.fixture(scope="module")
+def pyserver():
+    for port in run_pyserver():
+        yield f"ws://{HOST}:{port}"
+
+
+@pytest.fixture(scope="module")
+def pyserver_tls(tls_mod, tmp_path_factory):
+    pki = tls_mod.PKI(str(tmp_path_factory.mktemp("pki")))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki.path("server.pem"), pki.path("server.key"))
+    for port in run_pyserver(ctx):
+        yield f"wss://localhost:{port}", pki
 
 
 # ---- Node ws ----------------------------------------------------------------
@@ -143,3 +159,17 @@ def test_wscat(wscat, server):
     r = wscat(server + "/echo", "alpha\nbeta\n", args=["-w", "1"])
     assert r.rc == 0 and r.stdout == "alpha\nbeta\n", r.stderr
     assert time.monotonic() - t < 10
+
+
+def test_python_server_over_tls(probe, wscat, pyserver_tls):
+    base, pki = pyserver_tls
+    text = "over tls " * 3000
+    r = probe(base + "/echo", [f"text {text}", "big 300000", "await 2",
+                               "close 1000"],
+              args=["--ca", pki.ca, "--deflate", "shared"])
+    m = r.messages()
+    assert m[0]["data"] == text and m[1]["len"] == 300000
+    f = probe(base + "/echo", []).one("fail")
+    assert f["reason"] == "tls" and "verify failed" in f["message"]
+    r = wscat(base + "/echo", "tls\n", args=["--no-check", "-w", "1"])
+    assert r.rc == 0 and r.stdout == "tls\n", r.stderr
