@@ -433,7 +433,9 @@ typedef struct tl_ws_client_options {
    * tl_ws_protocol(). [none] */
   const char *const *protocols;
   /* DNS and TCP connect together [10000 ms]; then the TLS handshake and
-   * the HTTP upgrade together [10000 ms]. */
+   * the HTTP upgrade together [10000 ms]. Checked by the loop's timeout
+   * sweep, like every talon timeout: a timeout fires up to one sweep
+   * later (a quarter of the app's shortest HTTP timeout, at most 1 s). */
   unsigned connect_timeout_ms;
   unsigned handshake_timeout_ms;
   /* wss://: the server's certificate is verified against the system's CA
