@@ -471,7 +471,7 @@ typedef struct tl_ws_client_options {
  * Returns 0 (the outcome comes through open or on_fail), TL_EINVAL (NULL
  * app, url or h; a URL that is not ws:// or wss://; a header without
  * "Name: value" or with a line break; a subprotocol that is not a
- * token), or TL_ENOMEM. */
+ * token), TL_ESTATE (the app is stopping), or TL_ENOMEM. */
 TL_EXTERN int tl_ws_connect(tl_app *app, const char *url,
                             const tl_ws_handlers *h, size_t data_size,
                             const tl_ws_client_options *options);

@@ -16,6 +16,10 @@ int tl_ws_connect(tl_app *app, const char *url, const tl_ws_handlers *h,
                   size_t data_size, const tl_ws_client_options *options) {
   if (!app)
     return TL_EINVAL;
+  /* A stopping app takes no new socket (and a failure callback that
+   * reconnects does not recurse on the shutdown's failures). */
+  if (atomic_load(&app->running) && atomic_load(&app->stopping))
+    return TL_ESTATE;
   int err = 0;
   tl_ws *ws = tl__wsc_new(url, h, data_size, options, &err);
   if (!ws)
