@@ -367,9 +367,10 @@ TL_EXTERN void tl_ws_resume(tl_ws *ws);
  * TL_NO_COMPRESSION offers nothing; otherwise permessage-deflate is
  * offered with client_max_window_bits (= compress_window_bits with a
  * dedicated compressor below 15), client_no_context_takeover unless
- * the compressor is dedicated, and server_no_context_takeover unless the
+ * the compressor is dedicated, server_no_context_takeover unless the
  * decompressor is dedicated (a server that keeps its context anyway gets
- * a dedicated decompressor on that socket). Whatever the server answers
+ * a dedicated decompressor on that socket), and server_max_window_bits
+ * when the options ask for it. Whatever the server answers
  * is honoured; a message arriving compressed is bounded by max_payload
  * (1 MiB when unset) once inflated.
  */
@@ -446,6 +447,13 @@ typedef struct tl_ws_client_options {
    * certificate at all (self-signed certificates; anyone on the path
    * can read and change the traffic). [false] */
   bool tls_insecure_skip_verify;
+  /* With permessage-deflate offered (the handlers' compression): ask the
+   * server to compress with a window of at most 2^N bytes, 8..15
+   * (server_max_window_bits); a server that answers without it, or with
+   * more, fails the connect (TL_WS_FAIL_EXTENSION). With a dedicated
+   * decompressor its memory is then about 2^N + 7 KiB per socket. [0:
+   * not asked; the server picks, up to 15] */
+  int server_max_window_bits;
   /* The context block (data_size bytes) starts as a copy of this; NULL:
    * zeroed. */
   const void *data;
@@ -471,7 +479,7 @@ typedef struct tl_ws_client_options {
  * Returns 0 (the outcome comes through open or on_fail), TL_EINVAL (NULL
  * app, url or h; a URL that is not ws:// or wss://; a header without
  * "Name: value" or with a line break; a subprotocol that is not a
- * token), TL_ESTATE (the app is stopping), or TL_ENOMEM. */
+ * token; server_max_window_bits outside 8..15), TL_ESTATE (the app is stopping), or TL_ENOMEM. */
 TL_EXTERN int tl_ws_connect(tl_app *app, const char *url,
                             const tl_ws_handlers *h, size_t data_size,
                             const tl_ws_client_options *options);

@@ -47,6 +47,7 @@ typedef struct tl__wsc {
   tl__buf request;         /* the request head */
   tl__buf head;            /* the response head so far */
   unsigned connect_ms, handshake_ms;
+  int server_bits; /* server_max_window_bits asked for; 0: none */
   void (*on_fail)(tl_app *app, const tl_ws_connect_failure *f, void *data);
 } tl__wsc;
 
@@ -212,7 +213,7 @@ static int add(tl__buf *b, const char *s) {
 }
 
 /* The permessage-deflate offer the route's compression asks for. */
-static int add_offer(tl__buf *b, const tl_ws_handlers *h) {
+static int add_offer(tl__buf *b, const tl_ws_handlers *h, int server_bits) {
   char line[160];
   int c = h->compression;
   int bits = (c & TL_DEDICATED_COMPRESSOR) ? h->compress_window_bits : 15;
@@ -225,6 +226,10 @@ static int add_offer(tl__buf *b, const tl_ws_handlers *h) {
   int err = add(b, line);
   if (!err && bits < 15) {
     snprintf(line, sizeof line, "=%d", bits);
+    err = add(b, line);
+  }
+  if (!err && server_bits) {
+    snprintf(line, sizeof line, "; server_max_window_bits=%d", server_bits);
     err = add(b, line);
   }
   return err ? err : add(b, "\r\n");
@@ -257,7 +262,7 @@ static int build_request(tl__wsc *st, const url_parts *u, const char *key,
       err = add(b, "\r\n");
   }
   if (!err && st->offered_pmd)
-    err = add_offer(b, &st->route.h);
+    err = add_offer(b, &st->route.h, st->server_bits);
   for (const char *const *h = o->headers; !err && h && *h; h++) {
     err = add(b, *h);
     if (!err)
@@ -291,6 +296,9 @@ static int check_options(const tl_ws_client_options *o) {
   for (const char *const *p = o->protocols; p && *p; p++)
     if (!token_ok(*p))
       return TL_EINVAL;
+  if (o->server_max_window_bits &&
+      (o->server_max_window_bits < 8 || o->server_max_window_bits > 15))
+    return TL_EINVAL;
   return 0;
 }
 
@@ -344,6 +352,7 @@ tl_ws *tl__wsc_new(const char *url, const tl_ws_handlers *h, size_t data_size,
   st->handshake_ms =
       o->handshake_timeout_ms ? o->handshake_timeout_ms : DEFAULT_HANDSHAKE_MS;
   st->on_fail = o->on_fail;
+  st->server_bits = st->offered_pmd ? o->server_max_window_bits : 0;
   char key[25];
   int e = 0;
   if (!(st->url = strdup(url)) || !(st->host = strndup(u.host, u.host_len)) ||
@@ -503,7 +512,8 @@ static int check_101(tl_ws *ws, const response *r, char *msg, size_t size) {
         (c & TL_DEDICATED_COMPRESSOR) ? st->route.h.compress_window_bits : 15;
     if (!st->offered_pmd ||
         !tl__pmd_client_accept(v, strlen(v), bits,
-                               !(c & TL_DEDICATED_COMPRESSOR), &ag)) {
+                               !(c & TL_DEDICATED_COMPRESSOR), st->server_bits,
+                               &ag)) {
       snprintf(msg, size,
                "the server answered an extension not offered: %.200s", v);
       return TL_WS_FAIL_EXTENSION;

@@ -141,7 +141,8 @@ bool tl__pmd_negotiate(const char *header, size_t len,
 }
 
 bool tl__pmd_client_accept(const char *header, size_t len, int our_bits,
-                           bool reset_ours, tl__pmd_agreed *ag) {
+                           bool reset_ours, int their_max,
+                           tl__pmd_agreed *ag) {
   memset(ag, 0, sizeof *ag);
   const char *e = header + len;
   /* One answer, to the one offer made: a second element is an extension
@@ -152,6 +153,10 @@ bool tl__pmd_client_accept(const char *header, size_t len, int our_bits,
   /* The answer to client_max_window_bits carries a value; 8 cannot be
    * honoured by zlib's raw deflate (it makes 9-bit windows). */
   if (!o.is_pmd || !o.valid || (o.has_cbits && o.cbits < 9))
+    return false;
+  /* Asked for a server window of at most their_max: the answer must name
+   * one within it (RFC 7692 7.1.2.1). */
+  if (their_max && (!o.has_sbits || o.sbits > their_max))
     return false;
   ag->on = true;
   ag->server_no_takeover = o.cnct || reset_ours;

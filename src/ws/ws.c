@@ -234,9 +234,9 @@ static z_stream *new_deflater(int bits, int mem_level) {
   return zs;
 }
 
-static z_stream *new_inflater(void) {
+static z_stream *new_inflater(int bits) {
   z_stream *zs = malloc(sizeof *zs);
-  if (zs && tl__pmd_inflate_init(zs, 15) != 0) {
+  if (zs && tl__pmd_inflate_init(zs, bits) != 0) {
     free(zs);
     zs = NULL;
   }
@@ -743,12 +743,14 @@ static z_stream *inflater_for(tl_ws *ws, tl__pmd_shared *ps, bool *fresh) {
    * it resets. */
   if (ws->route->h.compression & TL_DEDICATED_DECOMPRESSOR) {
     if (!ws->pmd->inflater)
-      ws->pmd->inflater = new_inflater();
+      /* The peer's window: 15 from a client (the server never asks for
+       * less), what the server agreed to for a client socket. */
+      ws->pmd->inflater = new_inflater(ws->pmd->agreed.client_bits);
     *fresh = ws->pmd->agreed.client_no_takeover;
     return ws->pmd->inflater;
   }
   if (!ps->inflate)
-    ps->inflate = new_inflater();
+    ps->inflate = new_inflater(15);
   *fresh = true;
   return ps->inflate;
 }

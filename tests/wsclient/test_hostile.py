@@ -276,6 +276,23 @@ def test_deflate_offer_and_server_context_takeover(probe, raw_server):
         "hello hello hello", "hello hello hello again"]
 
 
+def test_server_window_asked_for_and_not_honoured(probe, raw_server):
+    offers = []
+
+    def h(sock, srv, answer):
+        _, hd = read_head(sock)
+        offers.append(hd.get("sec-websocket-extensions"))
+        sock.sendall(upgrade_answer(hd, b"Sec-WebSocket-Extensions: " +
+                                    answer + b"\r\n"))
+    for answer in (b"permessage-deflate; server_no_context_takeover",
+                   b"permessage-deflate; server_max_window_bits=12"):
+        srv = raw_server(lambda s, v, a=answer: h(s, v, a))
+        f = probe(srv.url(), [], args=["--deflate", "shared",
+                                       "--server-window", "11"]).one("fail")
+        assert f["reason"] == "extension", answer
+    assert offers[0].endswith("; server_max_window_bits=11")
+
+
 def test_deflate_bomb_bounded_by_max_payload(probe, raw_server):
     def h(sock, srv):
         served(sock, srv, extra=b"Sec-WebSocket-Extensions: "

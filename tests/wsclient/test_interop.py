@@ -125,6 +125,13 @@ def test_deflate_both_ways(probe, server):
         assert [x["data"] for x in r.messages()] == [text, "short", text]
 
 
+def test_deflate_small_server_window(probe, server):
+    text = "".join(f"{i:05d}" for i in range(20000))
+    r = probe(server + "/echo", [f"text {text}", "await 1", "close 1000"],
+              args=["--deflate", "dedicated", "--server-window", "9"])
+    assert r.messages()[0]["data"] == text
+
+
 def test_fragments(probe, server):
     r = probe(server + "/frag", ["text frag", "await 1", "close 1000"])
     assert r.messages()[0]["data"] == "one-two-three"

@@ -198,6 +198,19 @@ def test_deflate_window_bits(probe, echo):
     assert r.messages()[0]["data"] == text
 
 
+def test_deflate_server_window(probe, echo):
+    # The server is asked for a 2^10 window; the dedicated inflater is
+    # made that small, and messages larger than it still inflate right.
+    text = "".join(f"{i:05d}" for i in range(20000))
+    r = probe(url(echo, "/ws"), [f"text {text}", f"text {text}", "await 2",
+                                 "close 1000"],
+              args=["--deflate", "dedicated", "--server-window", "10"])
+    assert [m["data"] for m in r.messages()] == [text, text]
+    r = probe(url(echo, "/ws"), [], args=["--deflate", "shared",
+                                          "--server-window", "16"])
+    assert r.one("connect-error")["rc"] == "TL_EINVAL"
+
+
 def test_backpressure_and_drain(probe, ws_server):
     # 400 sends of 64 KiB in one callback: the kernel takes a few MiB,
     # the rest waits in the client's backlog, so sends report

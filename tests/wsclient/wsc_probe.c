@@ -6,7 +6,8 @@
  *   wsc_probe [options] URL < script
  *
  * Options: -H 'Name: value', -s PROTO (repeatable), --no-check, --ca FILE,
- * --deflate shared|dedicated, --window BITS, --max-payload N,
+ * --deflate shared|dedicated, --window BITS (compress_window_bits),
+ * --server-window BITS (server_max_window_bits), --max-payload N,
  * --connect-ms N, --handshake-ms N, --idle-s N, --workers N (the connect is
  * made on the last worker's thread through tl_app_call), --backpressure N
  * (max_backpressure), --data TEXT (the context block's start), --listen
@@ -342,6 +343,9 @@ int main(int argc, char **argv) {
           !strcmp(v, "dedicated")
               ? TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR
               : TL_SHARED_COMPRESSOR | TL_SHARED_DECOMPRESSOR;
+      i++;
+    } else if (!strcmp(a, "--server-window") && v) {
+      copts.server_max_window_bits = atoi(v);
       i++;
     } else if (!strcmp(a, "--window") && v) {
       handlers.compress_window_bits = atoi(v);
