@@ -171,8 +171,9 @@ typedef struct tl_ws_handlers {
 
 /* tl_ws_handlers.compression. Memory per connection, measured in the
  * notes: shared compressor and decompressor cost nothing per connection
- * (one zlib stream per app, reset per message: server_no_context_takeover
- * / client_no_context_takeover are negotiated); a dedicated compressor
+ * (one per worker, each message on its own: server_no_context_takeover /
+ * client_no_context_takeover are negotiated; libdeflate in one call where
+ * it can, a reset zlib stream otherwise); a dedicated compressor
  * keeps context per connection (best ratio, see compress_window_bits); a
  * dedicated decompressor lets clients keep their context (about 40 KiB per
  * connection). */

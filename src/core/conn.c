@@ -216,7 +216,10 @@ void tl__conn_opened(tl__conn *c) {
 void tl__conn_freed(uv_handle_t *h) {
   tl__conn *c = (tl__conn *)h;
   tl__server *s = c->srv;
-  free(c);
+  if (c->proto->release)
+    c->proto->release(c);
+  else
+    free(c);
   s->nconns--;
   if (s->on_conn_freed)
     s->on_conn_freed(s);

@@ -46,6 +46,9 @@ typedef struct tl__conn_proto {
   void (*on_shutdown)(tl__conn *c);
   /* The connection is closing: last call before the memory goes. */
   void (*on_close)(tl__conn *c);
+  /* Frees the connection's block (after libuv closed its handle). NULL:
+   * free(). */
+  void (*release)(tl__conn *c);
 } tl__conn_proto;
 
 enum {

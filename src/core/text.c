@@ -14,21 +14,30 @@ static inline unsigned char lower(unsigned char c) {
 }
 
 bool tl_str_ieq(const char *p, size_t n, const char *s) {
-  for (size_t i = 0; i < n; i++)
-    if (s[i] == '\0' ||
-        lower((unsigned char)p[i]) != lower((unsigned char)s[i]))
+  for (size_t i = 0; i < n; i++) {
+    unsigned char a = (unsigned char)p[i], b = (unsigned char)s[i];
+    if (a == b) {
+      if (!b)
+        return false; /* `s` ended where `p` holds a NUL */
+      continue;
+    }
+    /* Equal but for case only if both are letters: (a | 0x20) is then
+     * the lower case of each ('@' and '`' are not letters). */
+    unsigned char l = (unsigned char)(a | 0x20);
+    if (l != (b | 0x20) || (unsigned)(l - 'a') > 'z' - 'a')
       return false;
+  }
   return s[n] == '\0';
 }
 
 /* ---- tokens and lists ---------------------------------------------------- */
 
+/* RFC 9110 5.6.2 tchar: digits, letters and !#$%&'*+-.^_`|~, one bit per
+ * byte value (0-127; bytes >= 128 are not). */
+static const uint64_t TCHAR[2] = {0x03ff6cfa00000000u, 0x57ffffffc7fffffeu};
+
 bool tl_is_tchar(int c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-      (c >= 'A' && c <= 'Z'))
-    return true;
-  /* strchr would also find the terminating NUL: 0 is excluded first. */
-  return c > 0 && c < 128 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+  return c >= 0 && c < 128 && (TCHAR[c >> 6] >> (c & 63)) & 1;
 }
 
 bool tl_is_token(const char *p, size_t n) {

@@ -211,19 +211,6 @@ static bool is_ows(char c) {
 /* RFC 9110 5.6.2 tchar: what a header name may be made of. llhttp lets
  * some others through; a name with a space or an empty name is a request
  * smuggling vector, so it gets 400. */
-static bool is_token(const char *p, size_t n) {
-  static const char extra[] = "!#$%&'*+-.^_`|~";
-  if (n == 0)
-    return false;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)p[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-          (c >= '0' && c <= '9') || (c && strchr(extra, c))))
-      return false;
-  }
-  return true;
-}
-
 static int on_headers_complete(llhttp_t *p) {
   tl__hconn *h = H(p);
   tl_req *r = &h->req;
@@ -231,14 +218,25 @@ static int on_headers_complete(llhttp_t *p) {
   if (!head_ends_right(h))
     return fail(h, 400, "Bad Request");
   unsigned hosts = 0;
+  const tl__hdr *expect_hd = NULL;
+  r->upgrade_hdr = NULL;
   /* Trim and NUL-terminate every span in place: the byte after each is
-   * part of the already-parsed head (':' , OWS, CR or a space). */
+   * part of the already-parsed head (':' , OWS, CR or a space). The
+   * headers the server itself reads are found on the way (the length
+   * first: most names differ in it). */
   for (uint32_t i = 0; i < r->nhdrs; i++) {
     tl__hdr *hd = &r->hdrs[i];
-    if (!is_token(h->msg + hd->name_off, hd->name_len))
+    const char *name = h->msg + hd->name_off;
+    if (!tl_is_token(name, hd->name_len))
       return fail(h, 400, "Bad Request");
     h->msg[hd->name_off + hd->name_len] = '\0';
-    hosts += tl_str_ieq(h->msg + hd->name_off, hd->name_len, "host");
+    if (hd->name_len == 4)
+      hosts += tl_str_ieq(name, 4, "host");
+    else if (hd->name_len == 6 && !expect_hd && tl_str_ieq(name, 6, "expect"))
+      expect_hd = hd;
+    else if (hd->name_len == 7 && !r->upgrade_hdr &&
+             tl_str_ieq(name, 7, "upgrade"))
+      r->upgrade_hdr = hd;
     if (hd->value_off == UINT32_MAX)
       continue;
     while (hd->value_len && is_ows(h->msg[hd->value_off]))
@@ -279,7 +277,7 @@ static int on_headers_complete(llhttp_t *p) {
   h->body_limit = rt && rt->max_body ? rt->max_body : o->max_body_bytes;
   if (has_len && p->content_length > h->body_limit)
     return fail(h, 413, "Content Too Large");
-  const char *expect = tl_req_header(r, "expect");
+  const char *expect = expect_hd ? tl__req_hdr_value(r, expect_hd) : NULL;
   if (expect) {
     if (!tl_str_ieq(expect, strlen(expect), "100-continue"))
       return fail(h, 417, "Expectation Failed");
@@ -291,7 +289,7 @@ static int on_headers_complete(llhttp_t *p) {
   /* A request asking to upgrade takes the ordinary path, whose end
    * hands the connection over (process, HPE_PAUSED_UPGRADE). */
   if (rt && rt->stream_body && (chunked || p->content_length > 0) &&
-      !tl_req_header(r, "upgrade")) {
+      !r->upgrade_hdr) {
     /* Dispatched at once (process); the body follows (stream_feed). */
     h->phase = TL__P_STREAM;
     h->bs.seen = 0;

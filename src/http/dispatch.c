@@ -32,8 +32,9 @@ void tl__route_req(tl_req *r) {
   }
   r->ws_upgrade = false;
   if (r->method == HTTP_GET) {
-    const char *up = tl_req_header(r, "upgrade");
-    r->ws_upgrade = tl_token_list_has(up, "websocket");
+    r->ws_upgrade =
+        r->upgrade_hdr &&
+        tl_token_list_has(tl__req_hdr_value(r, r->upgrade_hdr), "websocket");
   }
   r->match_status = 404;
   if (r->ws_upgrade)

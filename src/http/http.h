@@ -169,6 +169,9 @@ struct tl_req {
   uint32_t nhdrs;
   int cur_hdr_state; /* 0 none, 1 in name, 2 in value */
   tl__hdr *hdrs;     /* max_headers entries, after the conn block */
+  /* The first Upgrade header, found with the others (on_headers_complete;
+   * NULL: none). */
+  const tl__hdr *upgrade_hdr;
   /* Routing result. */
   const tl__route *route;
   int match_status; /* 0, 404, 405 */
@@ -296,6 +299,8 @@ void tl__hconn_upgrade_release(tl__hconn *h);
 
 /* request.c: bytes of the target before '?' (*q: the '?' or NULL). */
 size_t tl__req_path_len(const tl_req *req, const char **q);
+/* A header's value ("" for an empty one). */
+const char *tl__req_hdr_value(const tl_req *req, const tl__hdr *hd);
 
 /* dispatch.c: routing (done when the head is complete), the chain. */
 void tl__route_req(tl_req *r);

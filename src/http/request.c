@@ -75,7 +75,7 @@ const char *tl_req_param(tl_req *req, const char *name) {
   return NULL;
 }
 
-static const char *hdr_value(const tl_req *req, const tl__hdr *hd) {
+const char *tl__req_hdr_value(const tl_req *req, const tl__hdr *hd) {
   return hd->value_off == UINT32_MAX ? "" : req->h->msg + hd->value_off;
 }
 
@@ -90,7 +90,7 @@ const char *tl_req_header_at(const tl_req *req, const char *name,
     if (hd->name_len == n &&
         tl_str_ieq(req->h->msg + hd->name_off, hd->name_len, name) &&
         index-- == 0)
-      return hdr_value(req, hd);
+      return tl__req_hdr_value(req, hd);
   }
   return NULL;
 }
@@ -111,7 +111,7 @@ int tl_req_header_get(const tl_req *req, size_t i, tl_slice *name,
   if (name)
     *name = (tl_slice){req->h->msg + hd->name_off, hd->name_len};
   if (value)
-    *value = (tl_slice){hdr_value(req, hd), hd->value_len};
+    *value = (tl_slice){tl__req_hdr_value(req, hd), hd->value_len};
   return 0;
 }
 

@@ -125,17 +125,25 @@ static bool status_has_body(int s) {
 static int write_head(tl_res *res, int64_t clen) {
   tl__hconn *h = res->h;
   tl__conn *c = &h->conn;
-  const char *reason = tl__status_reason(res->status);
-  size_t rlen = strlen(reason);
+  const char *reason = NULL;
+  size_t rlen = 0;
+  if (res->status != 200) {
+    reason = tl__status_reason(res->status);
+    rlen = strlen(reason);
+  }
   tl__buf *o = tl__conn_cork(c, 128 + rlen + res->hdrs.len);
   if (!o)
     return TL_ENOMEM;
   char *p = o->data + o->len;
-  p = PUTS(p, "HTTP/1.1 ");
-  p = put_u64(p, (uint64_t)res->status);
-  *p++ = ' ';
-  p = put(p, reason, rlen);
-  p = PUTS(p, "\r\n");
+  if (!reason) { /* the usual one, whole */
+    p = PUTS(p, "HTTP/1.1 200 OK\r\n");
+  } else {
+    p = PUTS(p, "HTTP/1.1 ");
+    p = put_u64(p, (uint64_t)res->status);
+    *p++ = ' ';
+    p = put(p, reason, rlen);
+    p = PUTS(p, "\r\n");
+  }
   p = put(p, res->hdrs.data, res->hdrs.len);
   p = PUTS(p, "Date: ");
   p = put(p, date_now(h->http), 29);
@@ -211,36 +219,50 @@ int tl_res_get_status(const tl_res *res) {
   return res->status;
 }
 
-static bool bad_header_text(const char *s) {
-  for (; *s; s++)
-    if (*s == '\r' || *s == '\n')
-      return true;
-  return false;
+/* Sets the lengths of a header's name and value in *nl and *vl; false
+ * when the name is NULL, empty or holds ':', CR or LF, or the value is
+ * NULL or holds CR or LF (one pass over each). */
+static bool header_text(const char *name, const char *value, size_t *nl,
+                        size_t *vl) {
+  if (!name || !value || !*name)
+    return false;
+  *nl = strcspn(name, ":\r\n");
+  *vl = strcspn(value, "\r\n");
+  return name[*nl] == '\0' && value[*vl] == '\0';
+}
+
+/* The flag a header named `name` (`nl` bytes) sets, or 0. */
+static unsigned header_flag(const char *name, size_t nl) {
+  /* The usual spelling first: one memcmp. */
+  if (nl == 12 && (!memcmp(name, "Content-Type", 12) ||
+                   tl_str_ieq(name, nl, "content-type")))
+    return TL__R_HAS_CTYPE;
+  if (nl == 14 && (!memcmp(name, "Content-Length", 14) ||
+                   tl_str_ieq(name, nl, "content-length")))
+    return TL__R_HAS_CLEN;
+  return 0;
 }
 
 int tl_res_header(tl_res *res, const char *name, const char *value) {
-  if (!name || !value || !*name || bad_header_text(name) ||
-      bad_header_text(value) || strchr(name, ':'))
+  size_t nl, vl;
+  if (!header_text(name, value, &nl, &vl))
     return TL_EINVAL;
   if (res->flags & (TL__R_HEAD_SENT | TL__R_FINISHED))
     return TL_ESTATE;
-  size_t nl = strlen(name), vl = strlen(value);
   int err = tl__buf_reserve(&res->hdrs, nl + vl + 4);
   if (err)
     return err;
-  tl__buf *b = &res->hdrs;
-  memcpy(b->data + b->len, name, nl);
-  b->len += nl;
-  memcpy(b->data + b->len, ": ", 2);
-  b->len += 2;
-  memcpy(b->data + b->len, value, vl);
-  b->len += vl;
-  memcpy(b->data + b->len, "\r\n", 2);
-  b->len += 2;
-  if (tl_str_ieq(name, nl, "content-length"))
-    res->flags |= TL__R_HAS_CLEN;
-  else if (tl_str_ieq(name, nl, "content-type"))
-    res->flags |= TL__R_HAS_CTYPE;
+  char *p = res->hdrs.data + res->hdrs.len;
+  memcpy(p, name, nl);
+  p += nl;
+  *p++ = ':';
+  *p++ = ' ';
+  memcpy(p, value, vl);
+  p += vl;
+  *p++ = '\r';
+  *p++ = '\n';
+  res->hdrs.len = (size_t)(p - res->hdrs.data);
+  res->flags |= header_flag(name, nl);
   return 0;
 }
 
@@ -293,22 +315,19 @@ int tl_res_remove_header(tl_res *res, const char *name) {
   if (res->flags & (TL__R_HEAD_SENT | TL__R_FINISHED))
     return TL_ESTATE;
   int n = remove_lines(&res->hdrs, name);
-  size_t nl = strlen(name);
-  if (n && tl_str_ieq(name, nl, "content-length"))
-    res->flags &= ~TL__R_HAS_CLEN;
-  else if (n && tl_str_ieq(name, nl, "content-type"))
-    res->flags &= ~TL__R_HAS_CTYPE;
+  if (n)
+    res->flags &= ~header_flag(name, strlen(name));
   return n;
 }
 
 int tl_res_set_header(tl_res *res, const char *name, const char *value) {
-  if (!name || !value || !*name || bad_header_text(name) ||
-      bad_header_text(value) || strchr(name, ':'))
+  size_t nl, vl;
+  if (!header_text(name, value, &nl, &vl))
     return TL_EINVAL;
   if (res->flags & (TL__R_HEAD_SENT | TL__R_FINISHED))
     return TL_ESTATE;
   /* Room first, so that a failure leaves the old lines in place. */
-  int err = tl__buf_reserve(&res->hdrs, strlen(name) + strlen(value) + 4);
+  int err = tl__buf_reserve(&res->hdrs, nl + vl + 4);
   if (err)
     return err;
   tl_res_remove_header(res, name);

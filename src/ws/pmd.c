@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <libdeflate.h>
+
 #include "talon/common.h"
 
 /* ---- negotiation --------------------------------------------------------- */
@@ -230,6 +232,38 @@ int tl__pmd_deflate(z_stream *zs, const void *data, size_t len, bool reset,
    * (RFC 7692 7.2.3.6). */
   if (out->len == start)
     return tl__buf_append(out, "\x00", 1);
+  return 0;
+}
+
+int tl__pmd_deflate_whole(struct libdeflate_compressor *c, const void *data,
+                          size_t len, tl__buf *out) {
+  /* Room for the message itself: more than that is not worth sending. */
+  if (tl__buf_reserve(out, len + 1) != 0)
+    return TL_ENOMEM;
+  size_t n = libdeflate_deflate_compress(c, data, len, out->data + out->len,
+                                         len);
+  if (n == 0)
+    return TL_EIO;
+  out->len += n;
+  return 0;
+}
+
+int tl__pmd_inflate_whole(struct libdeflate_decompressor *d, uint8_t *data,
+                          size_t len, size_t cap, tl__buf *out) {
+  if (len == 0)
+    return 1;
+  if (tl__buf_reserve(out, cap) != 0)
+    return TL_ENOMEM;
+  uint8_t first = data[0];
+  data[0] |= 1; /* BFINAL of the first block */
+  size_t used = 0, made = 0;
+  enum libdeflate_result r = libdeflate_deflate_decompress_ex(
+      d, data, len, out->data + out->len, cap, &used, &made);
+  data[0] = first;
+  if (r != LIBDEFLATE_SUCCESS ||
+      !(used == len || (used + 1 == len && data[used] == 0)))
+    return 1;
+  out->len += made;
   return 0;
 }
 

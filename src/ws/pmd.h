@@ -59,6 +59,29 @@ bool tl__pmd_client_accept(const char *header, size_t len, int our_bits,
 int tl__pmd_deflate(z_stream *zs, const void *data, size_t len, bool reset,
                     tl__buf *out);
 
+/* Compress `len` bytes as one message into `out` (appended) in one call
+ * of libdeflate `c`: a whole DEFLATE stream whose last block has BFINAL
+ * set, which a receiver takes as it is (RFC 7692 7.2.3.3). Only for a
+ * message sent without context takeover, with a 32 KiB window allowed
+ * (server_max_window_bits 15). Returns 0, TL_ENOMEM, or TL_EIO when the
+ * output would not be smaller than the input (send it uncompressed). */
+struct libdeflate_compressor;
+int tl__pmd_deflate_whole(struct libdeflate_compressor *c, const void *data,
+                          size_t len, tl__buf *out);
+
+/* Inflate a message that starts no context (the sender resets) in one
+ * libdeflate call, when it is one DEFLATE block (what a sync-flushing
+ * sender makes of a message of up to some KiB) and inflates to at most
+ * `cap` bytes: the block is marked final for the call (its first bit,
+ * restored after), and must then account for the whole input but for the
+ * header byte of the empty stored block whose other bytes the sender
+ * removed (RFC 7692 7.2.1). Returns 0 with the message appended to
+ * `out`, 1 when it did not apply (inflate with a zlib stream instead:
+ * nothing was appended, `data` is as it was), or TL_ENOMEM. */
+struct libdeflate_decompressor;
+int tl__pmd_inflate_whole(struct libdeflate_decompressor *d, uint8_t *data,
+                          size_t len, size_t cap, tl__buf *out);
+
 /* Inflate one compressed message (the tail 00 00 ff ff is appended here)
  * into `out` (appended), refusing to produce more than `max` bytes.
  * Returns 0, 1009 if the output would pass `max`, 1007 for corrupt data,

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include <libdeflate.h>
+
 #include "core/tls.h"
 #include "ws/wsconn.h"
 
@@ -61,6 +63,45 @@ void tl__wsroute_init(tl__wsroute *rt, const tl_ws_handlers *h,
 
 static const tl__conn_proto ws_proto;
 
+/* The pool for blocks of `size` bytes on this loop; made on first use
+ * when `make` (NULL on out of memory). */
+static tl__pool *pool_for(tl__wsctx *ctx, size_t size, bool make) {
+  size = (size + 15) & ~(size_t)15;
+  for (size_t i = 0; i < ctx->npools; i++)
+    if (ctx->pools[i]->size == size)
+      return ctx->pools[i];
+  if (!make)
+    return NULL;
+  tl__pool **pools = realloc(ctx->pools, (ctx->npools + 1) * sizeof *pools);
+  if (!pools)
+    return NULL;
+  ctx->pools = pools;
+  tl__pool *p = malloc(sizeof *p);
+  if (!p)
+    return NULL;
+  tl__pool_init(p, size);
+  pools[ctx->npools++] = p;
+  return p;
+}
+
+static size_t block_size(const tl__wsroute *route) {
+  return sizeof(tl_ws) + route->data_size;
+}
+
+tl_ws *tl__ws_new(tl__server *srv, tl__wsctx *ctx, const tl__wsroute *route) {
+  tl__pool *pool = pool_for(ctx, block_size(route), true);
+  tl_ws *ws = pool ? tl__pool_alloc(pool) : NULL;
+  if (!ws)
+    return NULL;
+  ws->conn.srv = srv;
+  ws->ctx = ctx;
+  ws->conn.proto = &ws_proto;
+  ws->route = route;
+  return ws;
+}
+
+/* A client's block comes from calloc: it is made before its loop is
+ * known (tl_ws_connect may run on any thread), and clients are few. */
 tl_ws *tl__ws_alloc(tl__server *srv, tl__wsctx *ctx, size_t data_size,
                     size_t extra, void **extra_out) {
   size_t a = alignof(max_align_t);
@@ -76,16 +117,19 @@ tl_ws *tl__ws_alloc(tl__server *srv, tl__wsctx *ctx, size_t data_size,
   return ws;
 }
 
-tl_ws *tl__ws_new(tl__server *srv, tl__wsctx *ctx, const tl__wsroute *route) {
-  tl_ws *ws = tl__ws_alloc(srv, ctx, route->data_size, 0, NULL);
-  if (ws)
-    ws->route = route;
-  return ws;
+/* The block goes back to its pool, or to free() for a client's (the
+ * connection's memory: the core calls this from its close callback). */
+static void release(tl__conn *c) {
+  tl_ws *ws = (tl_ws *)c;
+  if (ws->route->client)
+    free(ws);
+  else
+    tl__pool_free(pool_for(ws->ctx, block_size(ws->route), false), ws);
 }
 
 void tl__ws_discard(tl_ws *ws) {
   free(ws->pmd);
-  free(ws);
+  release(&ws->conn);
 }
 
 /* ---- deadlines -------------------------------------------------------- */
@@ -221,6 +265,10 @@ static void pmd_shared_free(tl__pmd_shared *ps) {
     free(ps->inflate);
     ps->inflate = NULL;
   }
+  libdeflate_free_compressor(ps->whole); /* NULL is fine */
+  ps->whole = NULL;
+  libdeflate_free_decompressor(ps->unwhole);
+  ps->unwhole = NULL;
   tl__buf_free(&ps->scratch);
   tl__buf_free(&ps->scratch_in);
 }
@@ -267,6 +315,13 @@ void tl__wsctx_free(tl__wsctx *ctx) {
   free(ctx->observers);
   ctx->observers = NULL;
   ctx->nobservers = ctx->cap_observers = 0;
+  for (size_t i = 0; i < ctx->npools; i++) {
+    tl__pool_destroy(ctx->pools[i]);
+    free(ctx->pools[i]);
+  }
+  free(ctx->pools);
+  ctx->pools = NULL;
+  ctx->npools = 0;
 }
 
 int tl__wsctx_observe(tl__wsctx *ctx, const tl_ws_observer *obs) {
@@ -289,10 +344,17 @@ tl__buf *tl__ws_deflate_shared(tl__wsctx *ctx, int bits, const void *data,
   tl__pmd_shared *ps = pmd_of(ctx);
   if (!ps)
     return NULL;
-  if (!ps->deflate[bits])
+  if (bits != 15 && !ps->deflate[bits])
     ps->deflate[bits] = new_deflater(bits, 8);
   tl__buf *out = &ps->scratch;
   out->len = 0;
+  if (bits == 15) {
+    /* zlib's default level, in libdeflate's terms (its level 6 packs
+     * about as well, in a third of the time). */
+    if (!ps->whole && !(ps->whole = libdeflate_alloc_compressor(6)))
+      return NULL;
+    return tl__pmd_deflate_whole(ps->whole, data, len, out) == 0 ? out : NULL;
+  }
   /* A fresh stream for every message (no context kept), so a frame that
    * is not smaller is not worth sending compressed. */
   if (!ps->deflate[bits] ||
@@ -665,6 +727,10 @@ static bool can_read(const tl_ws *ws) {
  * the loop for seconds.) */
 #define INFLATE_BUDGET (1024 * 1024)
 
+/* The most a message may inflate to for the one-call path: larger ones
+ * take the zlib stream (at most this much inflating is then redone). */
+#define WHOLE_MAX (64 * 1024)
+
 /* A compressed message inflated over several loop turns. Its compressed
  * bytes are copied (they were in the parser's buffer or the receive
  * buffer, both gone after the read), and so are the bytes that followed
@@ -802,16 +868,42 @@ static int defer_inflate(tl_ws *ws, z_stream *zs, const tl__pmd_msg *m, int op,
  * big, 1011 out of memory. The size limit applies to the inflated
  * message, and inflating stops as soon as it is passed: a bomb costs
  * nothing past the limit. */
-static int inflate_message(tl_ws *ws, int op, const uint8_t *data, size_t len,
+static int inflate_message(tl_ws *ws, int op, uint8_t *data, size_t len,
                            tl__buf **out) {
   tl__pmd_shared *ps = pmd_of(ws->ctx);
   bool fresh = true;
   z_stream *zs = ps ? inflater_for(ws, ps, &fresh) : NULL;
-  tl__pmd_msg m;
-  if (!zs || tl__pmd_inflate_start(zs, &m, data, len, fresh) != 0)
+  if (!zs)
     return 1011;
   tl__buf *o = &ps->scratch_in;
   o->len = 0;
+  /* A message that starts no context, in one call when it can be
+   * (small enough for this turn's budget and the route's limit). */
+  size_t cap = budget_left(ws);
+  if (cap > WHOLE_MAX)
+    cap = WHOLE_MAX;
+  if (cap > ws->route->max_inflated)
+    cap = ws->route->max_inflated;
+  if (fresh && cap > 0 &&
+      (ps->unwhole || (ps->unwhole = libdeflate_alloc_decompressor()))) {
+    int rc = tl__pmd_inflate_whole(ps->unwhole, data, len, cap, o);
+    if (rc == 0) {
+      ws->pmd->spent += (uint32_t)o->len;
+      if (op == TL_WS_TEXT &&
+          tl__utf8_validate(TL__UTF8_ACCEPT, (const uint8_t *)o->data,
+                            o->len) != TL__UTF8_ACCEPT) {
+        tl__buf_reset(o, 64 * 1024);
+        return 1007;
+      }
+      *out = o;
+      return 0;
+    }
+    if (rc < 0)
+      return 1011;
+  }
+  tl__pmd_msg m;
+  if (tl__pmd_inflate_start(zs, &m, data, len, fresh) != 0)
+    return 1011;
   uint32_t utf8 = TL__UTF8_ACCEPT;
   int rc = inflate_slice(ws, zs, &m, op, o, &utf8);
   if (rc == TL__PMD_MORE)
@@ -1045,6 +1137,7 @@ static const tl__conn_proto ws_proto = {
     .on_timeout = on_timeout,
     .on_shutdown = on_shutdown,
     .on_close = on_close,
+    .release = release,
 };
 
 void tl_ws_get_stats(const tl_ws *ws, tl_ws_stats *stats) {

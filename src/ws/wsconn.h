@@ -4,6 +4,7 @@
 
 #include <stdalign.h>
 
+#include "core/pool.h"
 #include "core/server.h"
 #include "talon.h"
 #include "ws/parser.h"
@@ -13,6 +14,12 @@
  * compressors) and a scratch buffer for (de)compressed messages. */
 typedef struct tl__pmd_shared {
   z_stream *deflate[16]; /* by window bits, created on first use */
+  /* Window bits 15: one call per message (tl__pmd_deflate_whole), two to
+   * three times faster than a reset zlib stream. On first use. */
+  struct libdeflate_compressor *whole;
+  /* Messages that start no context and are one block: inflated in one
+   * call (tl__pmd_inflate_whole). On first use. */
+  struct libdeflate_decompressor *unwhole;
   z_stream *inflate;
   tl__buf scratch;    /* compressed output */
   tl__buf scratch_in; /* inflated input */
@@ -41,6 +48,10 @@ typedef struct tl__wsctx {
   /* Called for every closing socket after its close handler and the
    * observers ran (the app leaves its topics there). May be NULL. */
   void (*on_closed)(tl_ws *ws);
+  /* The blocks of this loop's sockets, one pool per block size (a
+   * route's context size decides it): see core/pool.h. */
+  tl__pool **pools;
+  size_t npools;
 } tl__wsctx;
 
 /* One cached client TLS context: its CA file (NULL: the system's
@@ -136,9 +147,10 @@ void tl__wsroute_init(tl__wsroute *rt, const tl_ws_handlers *h,
 /* Allocate a connection block of `srv` with `route->data_size` zeroed
  * bytes of context. NULL on out of memory. */
 tl_ws *tl__ws_new(tl__server *srv, tl__wsctx *ctx, const tl__wsroute *route);
-/* A block with `data_size` bytes of context and `extra` zeroed bytes
- * after it (aligned for any type; *extra_out points there), its route
- * not set yet. NULL on out of memory. */
+/* A client's block (from calloc, freed with free(), not the pool) with
+ * `data_size` bytes of context and `extra` zeroed bytes after it
+ * (aligned for any type; *extra_out points there), its route not set
+ * yet. NULL on out of memory. */
 tl_ws *tl__ws_alloc(tl__server *srv, tl__wsctx *ctx, size_t data_size,
                     size_t extra, void **extra_out);
 /* Queue a published frame (bytes [off, off+flen) of `f`, built from

@@ -17,6 +17,9 @@
  * was stopped at limit + 1 bytes. The output buffer's capacity stays
  * within a generous bound of the limit (the limit exists to bound
  * memory). A failed message ends the stream (talon closes the socket).
+ * With reset and window 15, tl__pmd_inflate_whole (the one-call path) runs
+ * first on each message: input untouched, output within the limit, and
+ * the same output as the stream when both read the message.
  * Round trip: each message deflated (tl__pmd_deflate, the same reset mode)
  * and inflated again gives the message back when it fits the limit, and
  * 1009 when it does not. */
@@ -25,8 +28,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libdeflate.h>
+
 #include "core/buf.h"
+#include "talon/common.h"
 #include "ws/pmd.h"
+
+static struct libdeflate_decompressor *dec;
 
 static const size_t limits[4] = {16, 1000, 65536, 1 << 20};
 static const int bits_of[4] = {9, 11, 13, 15};
@@ -43,8 +51,25 @@ static void raw_inflate(const uint8_t *d, size_t n, size_t piece, bool reset,
     if (!copy)
       abort();
     memcpy(copy, d + off, len);
+    /* The one-call path for messages that start no context: when it
+     * takes a message, it leaves the input as it was, stays within the
+     * limit, and gives what the stream gives whenever the stream reads
+     * it too (libdeflate may take a little the stream refuses). */
+    tl__buf whole = {0};
+    int wrc = 1;
+    if (reset && bits == 15) {
+      wrc = tl__pmd_inflate_whole(dec, copy, len, max, &whole);
+      if (memcmp(copy, d + off, len) != 0 || (wrc == 0 && whole.len > max) ||
+          (wrc != 0 && wrc != 1 && wrc != TL_ENOMEM) ||
+          (wrc != 0 && whole.len != 0))
+        abort();
+    }
     out.len = 0;
     int rc = tl__pmd_inflate(&zs, copy, len, reset, max, &out);
+    if (wrc == 0 && rc == 0 &&
+        (whole.len != out.len || memcmp(whole.data, out.data, out.len) != 0))
+      abort();
+    tl__buf_free(&whole);
     free(copy);
     if (rc == 0 && out.len > max)
       abort();
@@ -130,6 +155,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 2)
     return 0;
+  if (!dec && !(dec = libdeflate_alloc_decompressor()))
+    abort();
   uint8_t flags = data[0];
   size_t piece = (data[1] == 0 || data[1] == 255) ? SIZE_MAX
                                                   : (size_t)(data[1] & 63) + 1;

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <libdeflate.h>
 #include <zlib.h>
 
 #include "core/buf.h"
@@ -790,6 +791,129 @@ static void corrupt(void **state) {
 
 /* A message that ends its deflate stream (BFINAL) is fine; anything after
  * the final block is corrupt (1007). */
+/* libdeflate's whole-message form (the shared compressor's, window 15):
+ * a stream ending in a final block, read by talon's inflater (twice on
+ * one stream, as a client keeping its inflater would) and by plain zlib
+ * with the tail appended, as RFC 7692 7.2.2 has every receiver do. */
+static void deflate_whole(void **state) {
+  (void)state;
+  unsigned char *p = text_bytes(3000, 7);
+  struct libdeflate_compressor *c = libdeflate_alloc_compressor(6);
+  assert_non_null(c);
+  tl__buf z = {0}, out = {0};
+  assert_int_equal(tl__pmd_deflate_whole(c, p, 3000, &z), 0);
+  assert_true(z.len < 1500);
+  z_stream i;
+  assert_int_equal(tl__pmd_inflate_init(&i, 15), 0);
+  for (int k = 0; k < 2; k++) {
+    out.len = 0;
+    assert_int_equal(tl__pmd_inflate(&i, z.data, z.len, false, 1 << 20, &out),
+                     0);
+    assert_int_equal(out.len, 3000);
+    assert_memory_equal(out.data, p, 3000);
+  }
+  inflateEnd(&i);
+  z_stream r;
+  memset(&r, 0, sizeof r);
+  assert_int_equal(inflateInit2(&r, -15), Z_OK);
+  unsigned char in[4096], res[4096];
+  memcpy(in, z.data, z.len);
+  memcpy(in + z.len, "\x00\x00\xff\xff", 4);
+  r.next_in = in;
+  r.avail_in = (uInt)(z.len + 4);
+  r.next_out = res;
+  r.avail_out = sizeof res;
+  int rc = inflate(&r, Z_SYNC_FLUSH);
+  assert_true(rc == Z_STREAM_END || rc == Z_OK);
+  assert_int_equal(sizeof res - r.avail_out, 3000);
+  assert_memory_equal(res, p, 3000);
+  inflateEnd(&r);
+  /* Bytes that do not shrink, and nothing at all: sent uncompressed. */
+  unsigned char noise[200];
+  uint32_t x = 12345;
+  for (size_t k = 0; k < sizeof noise; k++)
+    noise[k] = (unsigned char)((x = x * 1103515245u + 12345u) >> 24);
+  z.len = 0;
+  assert_int_equal(tl__pmd_deflate_whole(c, noise, sizeof noise, &z), TL_EIO);
+  assert_int_equal(tl__pmd_deflate_whole(c, "", 0, &z), TL_EIO);
+  libdeflate_free_compressor(c);
+  tl__buf_free(&z);
+  tl__buf_free(&out);
+  free(p);
+}
+
+/* The one-call inflate of a message that starts no context: taken when
+ * the message is one block (as a sync-flushing sender makes of a few KiB,
+ * zlib's and talon's own), declined untouched otherwise. */
+static void inflate_whole(void **state) {
+  (void)state;
+  struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+  assert_non_null(d);
+  static const size_t sizes[] = {1, 100, 3000, 20000};
+  for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+    size_t n = sizes[k];
+    unsigned char *p = text_bytes(n, 11 + (unsigned)k);
+    z_stream ref;
+    memset(&ref, 0, sizeof ref);
+    assert_int_equal(
+        deflateInit2(&ref, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    size_t zn;
+    unsigned char *z = ref_deflate(&ref, p, n, Z_SYNC_FLUSH, &zn);
+    deflateEnd(&ref);
+    unsigned char first = z[0];
+    tl__buf out = {0};
+    assert_int_equal(tl__pmd_inflate_whole(d, z, zn, 64 * 1024, &out), 0);
+    assert_int_equal(out.len, n);
+    assert_memory_equal(out.data, p, n);
+    assert_int_equal(z[0], first); /* the input is as it was */
+    /* Too small a cap: declined, nothing appended. */
+    out.len = 0;
+    if (n > 1) {
+      assert_int_equal(tl__pmd_inflate_whole(d, z, zn, n - 1, &out), 1);
+      assert_int_equal(out.len, 0);
+      assert_int_equal(z[0], first);
+    }
+    tl__buf_free(&out);
+    free(z);
+    free(p);
+  }
+  /* Two blocks (a sync flush in the middle): declined, and the stream
+   * path reads it. */
+  unsigned char *p = text_bytes(2000, 3);
+  z_stream ref;
+  memset(&ref, 0, sizeof ref);
+  assert_int_equal(deflateInit2(&ref, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY),
+                   Z_OK);
+  size_t an, bn;
+  unsigned char *a = ref_deflate(&ref, p, 1000, Z_FULL_FLUSH, &an);
+  unsigned char *b = ref_deflate(&ref, p + 1000, 1000, Z_SYNC_FLUSH, &bn);
+  deflateEnd(&ref);
+  unsigned char *two = malloc(an + bn);
+  memcpy(two, a, an);
+  memcpy(two + an, b, bn);
+  tl__buf out = {0};
+  assert_int_equal(tl__pmd_inflate_whole(d, two, an + bn, 64 * 1024, &out), 1);
+  assert_int_equal(out.len, 0);
+  z_stream i;
+  assert_int_equal(tl__pmd_inflate_init(&i, 15), 0);
+  assert_int_equal(tl__pmd_inflate(&i, two, an + bn, true, 1 << 20, &out), 0);
+  assert_int_equal(out.len, 2000);
+  assert_memory_equal(out.data, p, 2000);
+  inflateEnd(&i);
+  /* Garbage and nothing: declined. */
+  out.len = 0;
+  unsigned char junk[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+  assert_int_equal(tl__pmd_inflate_whole(d, junk, sizeof junk, 1024, &out), 1);
+  assert_int_equal(tl__pmd_inflate_whole(d, junk, 0, 1024, &out), 1);
+  assert_int_equal(out.len, 0);
+  tl__buf_free(&out);
+  free(a);
+  free(b);
+  free(two);
+  free(p);
+  libdeflate_free_decompressor(d);
+}
+
 static void after_final_block(void **state) {
   (void)state;
   unsigned char *p = text_bytes(3000, 5);
@@ -1011,7 +1135,7 @@ static void client_accept(void **state) {
 }
 
 int main(void) {
-  static struct CMUnitTest tests[NROWS + 15];
+  static struct CMUnitTest tests[NROWS + 17];
   for (size_t k = 0; k < NROWS; k++) {
     char *name = malloc(strlen(rows[k].name) + 16);
     sprintf(name, "negotiate: %s", rows[k].name);
@@ -1033,11 +1157,13 @@ int main(void) {
       cmocka_unit_test(inflate_bomb),
       cmocka_unit_test(corrupt),
       cmocka_unit_test(after_final_block),
+      cmocka_unit_test(deflate_whole),
+      cmocka_unit_test(inflate_whole),
       cmocka_unit_test(inflate_in_slices),
       cmocka_unit_test(client_accept),
   };
-  _Static_assert(sizeof more / sizeof more[0] == 15, "tests array size");
-  for (size_t k = 0; k < 15; k++)
+  _Static_assert(sizeof more / sizeof more[0] == 17, "tests array size");
+  for (size_t k = 0; k < 17; k++)
     tests[NROWS + k] = more[k];
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   return rc;

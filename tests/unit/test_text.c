@@ -20,6 +20,13 @@ static void test_str_ieq(void **state) {
   assert_false(tl_str_ieq("Content-Lengt", 13, "content-length"));
   assert_false(tl_str_ieq("Content-Length", 14, "content-lengt"));
   assert_false(tl_str_ieq("a[", 2, "a{"));             /* not a bit trick */
+  /* Pairs that differ in bit 0x20 only but are not letters. */
+  assert_false(tl_str_ieq("@", 1, "`"));
+  assert_false(tl_str_ieq("^", 1, "~"));
+  assert_false(tl_str_ieq("_", 1, "\x7f"));
+  assert_false(tl_str_ieq("\r", 1, "-"));
+  assert_false(tl_str_ieq(" ", 1, ""));
+  assert_true(tl_str_ieq("zZaA", 4, "ZzAa"));
   assert_false(tl_str_ieq("\xc3\xa9", 2, "\xc3\x89")); /* ASCII only */
   assert_true(tl_str_ieq("", 0, ""));
   assert_true(tl_str_ieq(NULL, 0, ""));
