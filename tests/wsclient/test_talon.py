@@ -257,3 +257,12 @@ def test_connect_before_listen_and_from_a_thread(probe, echo):
               args=["--from-thread"])
     assert r.one("open")["worker"] == 0
     assert r.messages()[0]["data"] == "t"
+
+
+def test_client_idle_timeout(probe, echo):
+    # The client's own idle_timeout_s: a quiet server gets 1001 from it.
+    t = time.monotonic()
+    r = probe(url(echo, "/ws"), [], args=["--idle-s", "1"])
+    c = r.one("close")
+    assert c["code"] == 1001 and c["reason"] == "idle timeout"
+    assert time.monotonic() - t < 5
