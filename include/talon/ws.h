@@ -359,7 +359,9 @@ TL_EXTERN void tl_ws_resume(tl_ws *ws);
  * and everything else a server socket checks holds (UTF-8, control
  * frames, fragments, max_payload, inflating bounded by it). Timeouts:
  * idle_timeout_s, send_pings, message_timeout_s and max_lifetime_s apply
- * as for a server socket. Observers (tl_app_ws_observe) do not see client
+ * as for a server socket (so a quiet upstream is closed with 1001 after
+ * 120 s unless send_pings is set or the timeout is TL_WS_NO_TIMEOUT);
+ * tl_app_stop closes open client sockets with 1001 too. Observers (tl_app_ws_observe) do not see client
  * sockets; tl_app_ws_count counts them. After tl_ws_close(), the messages
  * the server sent before its close frame are still delivered (a server
  * socket drops them).
@@ -371,8 +373,8 @@ TL_EXTERN void tl_ws_resume(tl_ws *ws);
  * the compressor is dedicated, server_no_context_takeover unless the
  * decompressor is dedicated (a server that keeps its context anyway gets
  * a dedicated decompressor on that socket), and server_max_window_bits
- * when the options ask for it. Whatever the server answers
- * is honoured; a message arriving compressed is bounded by max_payload
+ * when the options ask for it. Within what was offered, whatever the
+ * server answers is honoured; a message arriving compressed is bounded by max_payload
  * (1 MiB when unset) once inflated.
  */
 
