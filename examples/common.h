@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <talon.h>
 #ifdef TALON_HAVE_REDIS
@@ -60,7 +61,9 @@ static inline bool example_parse_workers(const char *s, int *workers) {
 #define EXAMPLE_TLS_HELP                                                       \
   "  TLS_CERT        PEM certificate (chain): also serve HTTPS/WSS\n"          \
   "  TLS_KEY         its PEM private key\n"                                    \
-  "  TLS_PORT        the HTTPS port [3443]; SIGHUP reloads the files\n"
+  "  TLS_PORT        the HTTPS port [3443]; SIGHUP reloads the files\n"        \
+  "  TLS_HOST        where HTTPS listens, as HOST [HOST; required when\n"      \
+  "                  HOST is a unix socket or inherited]\n"
 
 static inline void example_usage(FILE *f, const char *name,
                                  const char *env_help) {
@@ -70,12 +73,16 @@ static inline void example_usage(FILE *f, const char *name,
           "  --workers N     worker threads, 0: one per CPU [$WORKERS, "
           "else 1]\n"
           "environment:\n"
-          "  HOST            the address to listen on [%s]; :: for IPv6\n"
+          "  HOST            where to listen [%s]: an address (:: is IPv6\n"
+          "                  and IPv4), a name (localhost), unix:/PATH for a\n"
+          "                  unix socket, fd:N for an inherited socket,\n"
+          "                  systemd for socket activation [the default\n"
+          "                  when LISTEN_FDS is set for this process]\n"
           "  WORKERS         worker threads, 0: one per CPU [1]\n"
           "  REDIS_URL       share topics with other processes through "
           "Redis\n"
-          "                  (redis://HOST:PORT) [unset: this process only]\n"
-          EXAMPLE_TLS_HELP "%s",
+          "                  (redis://HOST:PORT) [unset: this process "
+          "only]\n" EXAMPLE_TLS_HELP "%s",
           name, EXAMPLE_DEFAULT_PORT, EXAMPLE_DEFAULT_HOST,
           env_help ? env_help : "");
 }
@@ -87,9 +94,20 @@ typedef struct example_opts {
   int workers; /* for tl_app_config.workers */
 } example_opts;
 
+/* Whether systemd passed this process sockets (LISTEN_FDS set, and
+ * LISTEN_PID ours): then the host is "systemd" unless HOST says. */
+static inline bool example_socket_activated(void) {
+  const char *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
+  int n, p;
+  return fds && pid && example_parse_uint(fds, 65536, &n) && n > 0 &&
+         example_parse_uint(pid, 1L << 30, &p) && p == (int)getpid();
+}
+
 /* Reads the command line and PORT / HOST / WORKERS. The port is the only
  * positional argument, else $PORT (empty counts as unset), else 3000; the
- * host is $HOST, else 0.0.0.0; the worker count is --workers N, else
+ * host is $HOST, else "systemd" when systemd passed sockets, else 0.0.0.0
+ * (any form tl_app_listen() takes: an address, a name, "unix:/path",
+ * "fd:N", "systemd[:NAME]"); the worker count is --workers N, else
  * $WORKERS, else 1 (0: one per CPU). `env_help` lists the example's other
  * variables for the usage text (lines of two spaces, the name padded to
  * 16 columns, the meaning and a newline; may be NULL).
@@ -146,7 +164,7 @@ static inline int example_args(int argc, char **argv, const char *name,
   }
   o->host = getenv("HOST");
   if (!o->host || !*o->host)
-    o->host = EXAMPLE_DEFAULT_HOST;
+    o->host = example_socket_activated() ? "systemd" : EXAMPLE_DEFAULT_HOST;
   return -1;
 }
 
@@ -174,16 +192,34 @@ static inline int example_redis(tl_app *app, const char *name) {
 #endif
 }
 
+/* The socket path of a "unix:/path" host, or NULL. */
+static inline const char *example_unix_path(const char *host) {
+  return strncmp(host, "unix:", 5) == 0 ? host + 5 : NULL;
+}
+
+/* Whether `host` is a TCP address or name (not a unix socket, not
+ * inherited sockets: "fd:N", "systemd[:NAME]"). */
+static inline bool example_host_is_tcp(const char *host) {
+  return !example_unix_path(host) && strncmp(host, "fd:", 3) != 0 &&
+         strncmp(host, "systemd", 7) != 0;
+}
+
 /* "http://HOST:PORT" into `buf`: an IPv6 address goes in brackets and the
  * '%' before a zone becomes "%25" (RFC 3986, RFC 6874), so that the URL
- * can be pasted into a browser or curl as printed. */
-static inline void example_url(char *buf, size_t size, const char *host,
+ * can be pasted into a browser or curl as printed. A host that is not a
+ * TCP address or name (a unix socket, inherited sockets) is copied as it
+ * is; returns whether `buf` is an http URL. */
+static inline bool example_url(char *buf, size_t size, const char *host,
                                int port) {
+  if (!example_host_is_tcp(host)) {
+    snprintf(buf, size, "%s", host);
+    return false;
+  }
   bool v6 = strchr(host, ':') != NULL;
   size_t o = 0;
   int n = snprintf(buf, size, "http://%s", v6 ? "[" : "");
   if (n < 0 || (size_t)n >= size)
-    return;
+    return true;
   o = (size_t)n;
   for (const char *p = host; *p && o + 4 < size; p++) {
     if (*p == '%') {
@@ -194,16 +230,33 @@ static inline void example_url(char *buf, size_t size, const char *host,
     }
   }
   snprintf(buf + o, size - o, "%s:%d", v6 ? "]" : "", port);
+  return true;
 }
 
-/* Prints "NAME: listening on URL" and flushes stdout: the tests (and
+/* "NAME: listening on URL" (`tls`: https), or for a unix socket "NAME:
+ * listening on unix:/path" with the curl line that reaches it, or for
+ * inherited sockets "NAME: listening on systemd (inherited sockets)". */
+static inline void example__print(const char *name, const char *host, int port,
+                                  bool tls) {
+  char url[EXAMPLE_URL_MAX];
+  const char *path = example_unix_path(host);
+  if (path)
+    printf("%s: listening on %s (curl%s --unix-socket %s %s://localhost/)\n",
+           name, host, tls ? " -k" : "", path, tls ? "https" : "http");
+  else if (!example_url(url, sizeof url, host, port))
+    printf("%s: listening on %s (inherited sockets%s)\n", name, host,
+           tls ? ", TLS" : "");
+  else
+    printf("%s: listening on %s%s\n", name, tls ? "https" : "http", url + 4);
+}
+
+/* Prints "NAME: listening on URL" (or the unix socket, or the inherited
+ * sockets, see example__print) and flushes stdout: the tests (and
  * whoever starts an example with port 0) read the port from that line,
  * and stdout is a pipe then, which stdio would buffer. */
 static inline void example_print_listening(const char *name, const char *host,
                                            int port) {
-  char url[EXAMPLE_URL_MAX];
-  example_url(url, sizeof url, host, port);
-  printf("%s: listening on %s\n", name, url);
+  example__print(name, host, port, false);
   fflush(stdout);
 }
 
@@ -220,6 +273,7 @@ static inline void example_print_listening(const char *name, const char *host,
  * One app per example process, so one state. */
 typedef struct example_tls_state {
   tl_tls *tls;
+  const char *host; /* where HTTPS listens */
   tl_timer *timer;
   const char *name;
 } example_tls_state;
@@ -256,6 +310,15 @@ static inline int example_tls(tl_app *app, const char *name, const char *host) {
   const char *cert = getenv("TLS_CERT"), *key = getenv("TLS_KEY");
   if (!cert || !*cert)
     return 0;
+  const char *tls_host = getenv("TLS_HOST");
+  if (tls_host && *tls_host) {
+    host = tls_host;
+  } else if (!example_host_is_tcp(host)) {
+    /* One socket file or inherited socket cannot serve both. */
+    fprintf(stderr, "%s: TLS: HOST=%s: set TLS_HOST (where HTTPS listens)\n",
+            name, host);
+    return 1;
+  }
   int port = EXAMPLE_DEFAULT_TLS_PORT;
   const char *p = getenv("TLS_PORT");
   if (p && *p && !example_parse_port(p, &port)) {
@@ -277,6 +340,7 @@ static inline int example_tls(tl_app *app, const char *name, const char *host) {
     return 1;
   }
   example__tls.tls = tls;
+  example__tls.host = host;
   example__tls.name = name;
   example__tls.timer = tl_timer_start(app, 500, 500, example__tls_tick, NULL);
   tl_app_on_stop(app, example__tls_stop, NULL);
@@ -284,16 +348,16 @@ static inline int example_tls(tl_app *app, const char *name, const char *host) {
   return 0;
 }
 
-/* Prints "NAME: listening on https://HOST:PORT" when example_tls added a
- * TLS listener (call from on_listen, after example_print_listening). */
+/* Prints "NAME: listening on https://HOST:PORT" (or the unix socket, or
+ * the inherited sockets) when example_tls added a TLS listener (call from
+ * on_listen, after example_print_listening). `host` is HOST; the line
+ * names TLS_HOST when that was set. */
 static inline void example_print_tls(tl_app *app, const char *name,
                                      const char *host) {
-  int port = tl_app_listener_port(app, 1);
-  if (!port)
+  if (!example__tls.tls)
     return;
-  char url[EXAMPLE_URL_MAX];
-  example_url(url, sizeof url, host, port);
-  printf("%s: listening on https%s\n", name, url + 4);
+  example__print(name, example__tls.host ? example__tls.host : host,
+                 tl_app_listener_port(app, 1), true);
   fflush(stdout);
 }
 

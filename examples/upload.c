@@ -332,9 +332,8 @@ static int make_dir(const char *path) {
 }
 
 static void on_listen(tl_app *app, const char *host, int port) {
-  char url[EXAMPLE_URL_MAX];
-  example_url(url, sizeof url, host, port);
-  printf("upload: listening on %s (files in %s)\n", url, upload_dir);
+  example_print_listening("upload", host, port);
+  printf("upload: files in %s\n", upload_dir);
   fflush(stdout);
   example_print_tls(app, "upload", host);
 }

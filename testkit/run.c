@@ -11,6 +11,7 @@
 #include <talon/timer.h>
 
 #include <errno.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -65,8 +66,14 @@ int tl_test_start(tl_test **out, tl_app *app, const tl_test_options *opts) {
   if (opts)
     o = *opts;
   const char *host = o.host ? o.host : "127.0.0.1";
-  if (strlen(host) >= 64)
+  /* A numeric address: the client connects to the host it listens on
+   * (a name tl_app_listen would resolve, or a unix socket, it cannot). */
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                           .ai_flags = AI_NUMERICHOST};
+  struct addrinfo *ai;
+  if (strlen(host) >= 64 || getaddrinfo(host, NULL, &hints, &ai) != 0)
     return TL_EINVAL;
+  freeaddrinfo(ai);
   tl_test *t = calloc(1, sizeof *t);
   if (!t)
     return TL_ENOMEM;

@@ -796,10 +796,11 @@ static void on_listen(tl_app *app, const char *host, int port) {
   /* A wildcard address is not one to browse to: name localhost then. */
   bool any = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
   char url[EXAMPLE_URL_MAX];
-  example_url(url, sizeof url, any ? "localhost" : host, port);
+  bool browsable = example_url(url, sizeof url, any ? "localhost" : host, port);
   example_print_listening("chat", host, port);
   example_print_tls(app, "chat", host);
-  printf("chat: open %s/ in two browser windows (Ctrl-C stops)\n", url);
+  if (browsable) /* a browser does not open unix sockets */
+    printf("chat: open %s/ in two browser windows (Ctrl-C stops)\n", url);
   fflush(stdout);
 }
 

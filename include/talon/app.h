@@ -82,8 +82,13 @@ typedef struct tl_app_config {
    * process may use; at most TL_WORKERS_MAX. With more than one,
    * max_connections is shared out evenly (each worker takes its part). */
   int workers;
-  /* Called once the listener accepts connections, with the bound port
-   * (useful with port 0). May be NULL. `host` is the listen host. */
+  /* The permissions of a unix socket file the app makes ("unix:/path"
+   * listeners), e.g. 0660 for a group's clients to connect; set before
+   * the socket accepts [0: what the process's umask leaves of 0777]. */
+  unsigned unix_mode;
+  /* Called once the listeners accept connections, with the listen call's
+   * host as given and its bound port (useful with port 0; 0 for a unix
+   * socket or a descriptor not on TCP). May be NULL. */
   void (*on_listen)(tl_app *app, const char *host, int port);
 } tl_app_config;
 
@@ -112,17 +117,55 @@ TL_EXTERN int tl_app_run(tl_app *app);
  * no-op. */
 TL_EXTERN void tl_app_free(tl_app *app);
 
-/* Bind `host`:`port` (IPv4 or IPv6 literal; port 0 picks a free port),
- * compile the routes, start the workers (each binds the same port with
- * SO_REUSEPORT when there are several) and run worker 0 on this thread
- * until the app stops (tl_app_stop, SIGINT or SIGTERM, which only worker
- * 0 handles). If any worker fails to listen, the others are stopped and
- * its error returned. Shutdown is graceful: stop accepting, close idle
- * connections, let in-flight requests finish within shutdown_timeout_ms,
- * then close the rest. SIGPIPE is ignored from here on (a peer resetting
- * a connection must not kill the process). Returns 0 after a clean stop;
- * TL_EINVAL for a bad host or port; TL_ESTATE if already listening; a libuv
- * error if bind or listen failed (e.g. UV_EADDRINUSE); TL_ENOMEM. */
+/* Listen on `host`:`port`, compile the routes, start the workers and run
+ * worker 0 on this thread until the app stops (tl_app_stop, SIGINT or
+ * SIGTERM, which only worker 0 handles). `host` (borrowed for the call;
+ * NULL or "" is 0.0.0.0) is one of:
+ *  - an IPv4 or IPv6 address: "127.0.0.1", "0.0.0.0" (IPv4 only), "::"
+ *    (dual stack: IPV6_V6ONLY off, so IPv4 clients connect too), "::1",
+ *    "fe80::1%eth0";
+ *  - a name, resolved with getaddrinfo(3) synchronously here, before any
+ *    loop runs (listening comes before serving: nothing else waits):
+ *    every address it resolves to gets a socket on the same port (for
+ *    "localhost", 127.0.0.1 and ::1 when the hosts file gives both; the
+ *    IPv6 ones IPv6-only then); an address this machine does not have
+ *    (UV_EADDRNOTAVAIL, UV_EAFNOSUPPORT) is skipped if another binds;
+ *  - "unix:/path": a unix domain socket (`port` ignored; the path is
+ *    shorter than 108 bytes, relative paths from the working directory).
+ *    A file at the path that is a socket nobody accepts on (left by a
+ *    server that was killed) is removed first; a socket something accepts
+ *    on is UV_EADDRINUSE, any other file UV_EEXIST. The file gets
+ *    tl_app_config.unix_mode (else the umask decides) and is removed when
+ *    the listener closes (at stop), if it is still the one made. All
+ *    workers accept on one socket. A request on it has remote address
+ *    "unix:" (tl_req_remote_address);
+ *  - "fd:N": the listening (or bound) stream socket at descriptor N,
+ *    TCP or unix, e.g. inherited from a parent. The app listens on
+ *    copies (every worker one); N stays the caller's and open;
+ *  - "systemd": every socket systemd passed by socket activation
+ *    (LISTEN_FDS descriptors from 3, when LISTEN_PID is this process), or
+ *    "systemd:NAME" those whose LISTEN_FDNAMES entry (FileDescriptorName=)
+ *    is NAME; `port` ignored. At the first such listen of an app the
+ *    three variables are read and unset (as sd_listen_fds(1) does: a
+ *    child started later must not take the sockets), and the descriptors
+ *    get FD_CLOEXEC; they stay open, so a later listen of the same app
+ *    takes them again. Another app in the process sees none: give it
+ *    "fd:N". Call from one thread while no other reads the environment.
+ * With several workers each binds the same TCP port (SO_REUSEPORT: the
+ * kernel spreads connections over them); unix and inherited sockets are
+ * one socket all workers accept on. If any worker fails to listen, the
+ * others are stopped and its error returned. Shutdown is graceful: stop
+ * accepting, close idle connections, let in-flight requests finish
+ * within shutdown_timeout_ms, then close the rest. SIGPIPE is ignored
+ * from here on (a peer resetting a connection must not kill the process).
+ * Returns 0 after a clean stop; TL_EINVAL for a bad host or port (or
+ * "fd:N" that is no TCP or unix stream socket); UV_ENAMETOOLONG for a
+ * unix path of 108 bytes or more; a libuv getaddrinfo error for a name
+ * that does not resolve (UV_EAI_NONAME, UV_EAI_AGAIN); TL_ENOENT for
+ * "systemd" with no socket passed (or none of that name); TL_ESTATE if
+ * already listening; a libuv error if a socket could not be opened
+ * (UV_EADDRINUSE, UV_EACCES, UV_EEXIST, UV_EBADF, UV_ENOTSOCK, ...);
+ * TL_ENOMEM. */
 TL_EXTERN int tl_app_listen(tl_app *app, const char *host, int port);
 
 /* Ask a running app to shut down gracefully: every worker stops (in-flight
@@ -136,7 +179,8 @@ TL_EXTERN void tl_app_stop(tl_app *app);
  * streams) end themselves when they see it. Any thread. */
 TL_EXTERN bool tl_app_stopping(const tl_app *app);
 
-/* The bound port while listening, else 0. Any thread. */
+/* The bound port of the listen call's own listener while listening,
+ * else 0 (also for a unix socket). Any thread. */
 TL_EXTERN int tl_app_port(const tl_app *app);
 
 /* How many workers the app runs (TL_WORKERS_AUTO resolved). Any thread. */

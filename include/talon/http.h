@@ -186,9 +186,11 @@ TL_EXTERN bool tl_req_body_pending(const tl_req *req);
 /* HTTP version: 10 for HTTP/1.0, 11 for HTTP/1.1. */
 TL_EXTERN int tl_req_version(const tl_req *req);
 
-/* The peer's address as text ("127.0.0.1", "::1") into `buf` of `size`
- * bytes, NUL-terminated. Returns 0, TL_ETOOBIG if `buf` is too small, or a
- * libuv error. */
+/* The peer's address as text ("127.0.0.1", "::1"; "::ffff:127.0.0.1" for
+ * an IPv4 client of a dual-stack "::" listener; "unix:" for a client of a
+ * unix socket listener, which has no address of its own) into `buf` of
+ * `size` bytes, NUL-terminated. Returns 0, TL_ETOOBIG if `buf` is too
+ * small, or a libuv error. */
 TL_EXTERN int tl_req_remote_address(const tl_req *req, char *buf, size_t size);
 
 /* The app serving this request. */

@@ -61,7 +61,8 @@ typedef struct tl_test_ws tl_test_ws;
 
 /* Options for tl_test_start(); zero fields mean the default. */
 typedef struct tl_test_options {
-  /* The address to listen on and connect to ["127.0.0.1"]; copied. */
+  /* The address to listen on and connect to ["127.0.0.1"], an IPv4 or
+   * IPv6 address (no name, no unix socket: TL_EINVAL); copied. */
   const char *host;
   /* How long a request, a WebSocket handshake or a close waits for the
    * server [5000 ms]. */

@@ -108,10 +108,15 @@ TL_EXTERN void tl_tls_free(tl_tls *tls);
 
 /* Adds a listener on `host`:`port` that tl_app_listen() (or
  * tl_app_listen_tls()) opens beside its own, with TLS when `tls` is not
- * NULL (the app takes its own reference), plain TCP when it is. Call
- * before listening. Listeners are numbered in the order they are added,
- * from 1 (tl_app_listener_port). Returns 0, TL_EINVAL (NULL app, bad
- * host or port), TL_ESTATE (listening) or TL_ENOMEM. */
+ * NULL (the app takes its own reference), plain when it is. `host` takes
+ * every form tl_app_listen() does (an address, a name, "unix:/path",
+ * "fd:N", "systemd[:NAME]"), so one app can serve TCP, TLS and unix
+ * sockets together; TLS works on a unix socket too. Call before
+ * listening. Listeners are numbered in the order they are added, from 1
+ * (tl_app_listener_port). Returns 0, TL_EINVAL (NULL app, bad host form
+ * or port), UV_ENAMETOOLONG (a unix path of 108 bytes or more),
+ * TL_ESTATE (listening) or TL_ENOMEM; names are resolved and sockets
+ * opened at listen, which returns those errors. */
 TL_EXTERN int tl_app_add_listener(tl_app *app, const char *host, int port,
                                   tl_tls *tls);
 
@@ -121,7 +126,8 @@ TL_EXTERN int tl_app_listen_tls(tl_app *app, const char *host, int port,
                                 tl_tls *tls);
 
 /* The bound port of listener `i` while listening (0: the one of the
- * listen call, 1...: the added ones in order), else 0. */
+ * listen call, 1...: the added ones in order; a name with several
+ * addresses has one port for all), else 0 (also for a unix socket). */
 TL_EXTERN int tl_app_listener_port(const tl_app *app, size_t i);
 
 /* Whether the request came over TLS that talon terminated. */

@@ -23,6 +23,18 @@
 #include "talon.h"
 #include "ws/wsconn.h"
 
+/* Room for a listener's host as given: a name (253), an IPv6 address
+ * with a zone, "unix:" and a path (107), "fd:N", "systemd:NAME". */
+#define TL__HOST_MAX 264
+
+/* A listener the user asked for: tl_app_listen's own or one added with
+ * tl_app_add_listener, its host as given (app/listen.c). */
+typedef struct tl__app_listener {
+  char host[TL__HOST_MAX];
+  int port;
+  tl_tls *tls; /* a reference of the app's, or NULL */
+} tl__app_listener;
+
 typedef struct tl__stop_hook {
   tl_app_stop_cb cb;
   void *arg;
@@ -68,20 +80,30 @@ struct tl_app {
   tl__log_hook *log_hooks;
   size_t nlog_hooks;
   bool log_fixed;
-  /* The listeners tl_app_listen opens (app/listen.c): [0] is the listen
-   * call's own, the rest were added with tl_app_add_listener; every
-   * worker opens them all. */
-  tl__listen_spec *listen;
+  /* The listeners (app/listen.c): [0] is the listen call's own, the
+   * rest were added with tl_app_add_listener. At each listen they are
+   * resolved into the sockets worker 0 opens (`open`: a name may give
+   * several addresses, "systemd" several descriptors), and worker 0's
+   * open sockets are described for the others (`bound`). */
+  tl__app_listener *listen;
   size_t nlisten;
-  tl__listen_spec *listen_bound; /* with worker 0's ports, for the others */
-  size_t nbound;                 /* listeners the workers open (0: run) */
+  tl__listen_spec *open;
+  size_t nopen;
+  tl__listen_spec *bound;
+  size_t nbound; /* 0 with tl_app_run: no listener */
+  /* The sockets systemd passed (LISTEN_FDS for this process), read and
+   * unset at the first listen on "systemd" (app/listen.c): how many,
+   * from descriptor 3, and their names (LISTEN_FDNAMES, or NULL). */
+  bool sd_read;
+  int sd_nfds;
+  char *sd_names;
   /* Client sockets made before the loops run (tl_ws_connect, in
    * connect.c): worker 0 starts them, or the app frees them. */
   tl_ws *connects;
   /* Listening: the host given, whether tl_app_listen runs, whether the
    * start failed (stop hooks do not run then), whether a stop of all
    * workers was already asked for. */
-  char host[64];
+  char host[TL__HOST_MAX];
   _Atomic bool running;
   _Atomic bool failed;
   _Atomic bool stopping;
@@ -109,11 +131,15 @@ void tl__worker_free(tl__worker *w);
 void tl__worker_use_backend(tl__worker *w);
 
 /* app/listen.c: sets the listen call's own listener, app->listen[0] (on
- * host:port, with TLS when `tls` is given: a reference is taken), before
- * the servers open app->listen; _done drops that reference after the
- * run; the list goes with the app. */
-int tl__app_listen_prepare(tl_app *app, const char *host, int port,
-                           tl_tls *tls);
+ * host:port, with TLS when `tls` is given: a reference is taken), and
+ * resolves the list into app->open (names with getaddrinfo, on `loop`,
+ * synchronously), for worker 0's server to open. _done drops that
+ * reference and the resolved list after the run; the list goes with the
+ * app. Returns 0, TL_EINVAL or UV_ENAMETOOLONG (a bad host), a libuv
+ * getaddrinfo error (UV_EAI_NONAME: a name that does not resolve),
+ * TL_ENOENT (no socket from systemd), TL_ENOMEM. */
+int tl__app_listen_prepare(tl_app *app, uv_loop_t *loop, const char *host,
+                           int port, tl_tls *tls);
 void tl__app_listen_done(tl_app *app);
 void tl__app_listeners_free(tl_app *app);
 

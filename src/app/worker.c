@@ -191,7 +191,7 @@ static void worker_main(void *arg) {
   tl__worker *w = arg;
   tl_app *app = w->app;
   current = w;
-  w->start_err = tl__server_open(&w->srv, app->listen_bound, app->nbound, true);
+  w->start_err = tl__server_open(&w->srv, app->bound, app->nbound, true);
   uv_sem_post(&app->started);
   if (w->start_err == 0) {
     tl__server_loop(&w->srv);
@@ -269,29 +269,21 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls,
   if (!err && none && app->nlisten > 1)
     err = TL_EINVAL; /* listeners were added: tl_app_listen opens them */
   if (!err && !none)
-    err = tl__app_listen_prepare(app, host, port, tls);
-  app->nbound = none ? 0 : app->nlisten;
-  if (!err)
-    err = tl__server_open(&w0->srv, none ? NULL : app->listen, app->nbound,
-                          app->nworkers > 1);
+    err = tl__app_listen_prepare(app, &w0->srv.loop, host, port, tls);
+  if (!err) /* with none: no listener (app->open is NULL, nopen 0) */
+    err = tl__server_open(&w0->srv, app->open, app->nopen, app->nworkers > 1);
   if (err) {
-    if (!none)
-      tl__app_listen_done(app);
+    tl__app_listen_done(app);
     tl__app_log_unfix(app);
     atomic_store(&app->running, false);
     return err;
   }
-  /* The others bind the ports worker 0 got (port 0 picked one), one after
-   * the other. */
-  if (app->nworkers > 1 && app->nbound) {
-    app->listen_bound = malloc(app->nbound * sizeof *app->listen_bound);
-    if (!app->listen_bound)
-      err = TL_ENOMEM;
-    for (size_t i = 0; !err && i < app->nbound; i++) {
-      app->listen_bound[i] = app->listen[i];
-      app->listen_bound[i].port = tl__server_listener_port(&w0->srv, i);
-    }
-  }
+  /* The others bind the TCP ports worker 0 got (port 0 picked one), and
+   * take copies of its unix and inherited sockets (SO_REUSEPORT is no
+   * use there: a second bind of a path fails), one after the other. With
+   * none (tl_app_run) they open nothing either. */
+  if (app->nworkers > 1 && !none)
+    err = tl__server_share(&w0->srv, &app->bound, &app->nbound);
   for (unsigned i = 1; i < app->nworkers && !err; i++) {
     tl__worker *w = &app->workers[i];
     err = uv_thread_create(&w->thread, worker_main, w);
@@ -326,10 +318,10 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls,
       uv_run(&w->srv.loop, UV_RUN_NOWAIT);
     w->thread_started = false;
   }
-  free(app->listen_bound);
-  app->listen_bound = NULL;
-  if (!none)
-    tl__app_listen_done(app);
+  free(app->bound);
+  app->bound = NULL;
+  app->nbound = 0;
+  tl__app_listen_done(app);
   tl__app_log_unfix(app);
   atomic_store(&app->running, false);
   return err;

@@ -207,7 +207,7 @@ static size_t corked(const tl__conn *c) {
  * connection's handle has itself as `data`; no other handle of the loop
  * does. */
 void tl__conn_opened(tl__conn *c) {
-  c->tcp.data = c;
+  c->sock.handle.data = c;
   c->flags |= TL__CONN_COUNTED;
   tl__count(&c->srv->conns_open, 1);
   c->taken_at = (uint32_t)tl__server_now(c->srv);
@@ -244,7 +244,7 @@ void tl__conn_close(tl__conn *c) {
     tl__tls_free(c->tls);
     c->tls = NULL;
   }
-  uv_close((uv_handle_t *)&c->tcp, tl__conn_freed);
+  uv_close(&c->sock.handle, tl__conn_freed);
 }
 
 static void flush(tl__conn *c, bool force);
@@ -334,8 +334,8 @@ static int queue_rest(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n,
       o += l;
     }
   }
-  int err = uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, (unsigned)nb,
-                     on_write_done);
+  int err =
+      uv_write(&w->req, &c->sock.stream, w->bufs, (unsigned)nb, on_write_done);
   if (err) {
     for (uint32_t i = 0; i < w->nrefs; i++)
       tl__shared_unref(w->refs[i]);
@@ -352,7 +352,7 @@ static int write_bufs(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n) {
   size_t done = 0;
   if (c->backlog == 0) {
     size_t batch = n < 1024 ? n : 1024; /* IOV_MAX */
-    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)batch);
+    int w = uv_try_write(&c->sock.stream, bufs, (unsigned)batch);
     if (w < 0 && w != UV_EAGAIN)
       return w;
     if (w > 0)
@@ -566,7 +566,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
 void tl__conn_read_start(tl__conn *c) {
   if (c->flags & (TL__CONN_READING | TL__CONN_CLOSING))
     return;
-  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+  if (uv_read_start(&c->sock.stream, on_alloc, on_read) == 0)
     c->flags |= TL__CONN_READING;
   /* Input the reader paused on is inside the TLS state, not the socket:
    * libuv would not report it again, so the flush phase feeds it. */
@@ -579,7 +579,7 @@ void tl__conn_read_start(tl__conn *c) {
 void tl__conn_read_stop(tl__conn *c) {
   if (!(c->flags & TL__CONN_READING))
     return;
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_read_stop(&c->sock.stream);
   c->flags &= ~TL__CONN_READING;
 }
 
@@ -624,25 +624,31 @@ void tl__conn_end(tl__conn *c) {
   }
   req->data = c;
   /* libuv runs the shutdown after every queued write has gone out. */
-  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown_done) != 0) {
+  if (uv_shutdown(req, &c->sock.stream, on_shutdown_done) != 0) {
     free(req);
     tl__conn_close(c);
   }
 }
 
 int tl__conn_peer_name(const tl__conn *c, char *buf, size_t size) {
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  int err = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
-  if (err)
-    return err;
   char tmp[64];
-  if (ss.ss_family == AF_INET6)
-    err = uv_ip6_name((struct sockaddr_in6 *)&ss, tmp, sizeof tmp);
-  else
-    err = uv_ip4_name((struct sockaddr_in *)&ss, tmp, sizeof tmp);
-  if (err)
-    return err;
+  if (c->sock.handle.type == UV_NAMED_PIPE) {
+    /* A unix socket's client is a process of this machine, most often
+     * with no name of its own: "unix:", as nginx says. */
+    snprintf(tmp, sizeof tmp, "unix:");
+  } else {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    int err = uv_tcp_getpeername(&c->sock.tcp, (struct sockaddr *)&ss, &len);
+    if (err)
+      return err;
+    if (ss.ss_family == AF_INET6)
+      err = uv_ip6_name((struct sockaddr_in6 *)&ss, tmp, sizeof tmp);
+    else
+      err = uv_ip4_name((struct sockaddr_in *)&ss, tmp, sizeof tmp);
+    if (err)
+      return err;
+  }
   size_t n = strlen(tmp);
   if (n + 1 > size)
     return TL_ETOOBIG;
@@ -655,11 +661,11 @@ int tl__conn_peer_name(const tl__conn *c, char *buf, size_t size) {
  * shows a slow reader's progress: its reads free the window and the kernel
  * queue shrinks long before libuv can write more. Capped at 32 bits. */
 static uint32_t untaken(const tl__conn *c) {
-  uint64_t n = uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+  uint64_t n = uv_stream_get_write_queue_size(&c->sock.stream);
 #ifdef SIOCOUTQ
   int fd, q;
-  if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 &&
-      ioctl(fd, SIOCOUTQ, &q) == 0 && q > 0)
+  if (uv_fileno(&c->sock.handle, &fd) == 0 && ioctl(fd, SIOCOUTQ, &q) == 0 &&
+      q > 0)
     n += (uint64_t)q;
 #endif
   return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
@@ -737,7 +743,7 @@ int tl__conn_send_file(tl__conn *c, int fd, int64_t *off, int64_t end) {
   if (c->tls)
     return tls_send_file(c, fd, off, end);
   int sock;
-  if (uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0) {
+  if (uv_fileno(&c->sock.handle, &sock) != 0) {
     tl__conn_close(c);
     return TL_EIO;
   }
@@ -1070,14 +1076,23 @@ static int tls_send_file(tl__conn *c, int fd, int64_t *off, int64_t end) {
 int tl__conn_move(tl__conn *from, tl__conn *to, bool *inited) {
   *inited = false;
   int fd;
-  if (uv_fileno((uv_handle_t *)&from->tcp, &fd) != 0)
+  if (uv_fileno(&from->sock.handle, &fd) != 0)
     return TL_EIO;
   int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (nfd < 0)
     return TL_EIO;
-  uv_tcp_init(&from->srv->loop, &to->tcp);
-  *inited = true;
-  int err = uv_tcp_open(&to->tcp, nfd);
+  int err;
+  if (from->sock.handle.type == UV_NAMED_PIPE) {
+    uv_pipe_init(&from->srv->loop, &to->sock.pipe, 0);
+    *inited = true;
+    err = uv_pipe_open(&to->sock.pipe, nfd);
+  } else {
+    uv_tcp_init(&from->srv->loop, &to->sock.tcp);
+    *inited = true;
+    err = uv_tcp_open(&to->sock.tcp, nfd);
+    if (!err) /* the socket has it already; libuv's handle learns it */
+      uv_tcp_nodelay(&to->sock.tcp, 1);
+  }
   if (err) {
     close(nfd);
     return err;

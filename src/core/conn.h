@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "core/buf.h"
@@ -134,8 +135,18 @@ typedef struct tl__outq {
   struct tl__outq *next; /* the server's pool */
 } tl__outq;
 
+/* The libuv handle of a connection or listener: a TCP socket, or a unix
+ * domain socket (a "pipe" to libuv). The stream calls (read, write,
+ * shutdown, fileno) are the same for both; `handle.type` says which. */
+typedef union tl__sock {
+  uv_handle_t handle;
+  uv_stream_t stream;
+  uv_tcp_t tcp;   /* handle.type == UV_TCP */
+  uv_pipe_t pipe; /* handle.type == UV_NAMED_PIPE */
+} tl__sock;
+
 struct tl__conn {
-  uv_tcp_t tcp;
+  tl__sock sock; /* first: the handle's address is the connection's */
   tl__server *srv;
   const tl__conn_proto *proto;
   tl__conn *dirty_next; /* the flush list */
@@ -172,20 +183,54 @@ struct tl__work {
  * factory_arg. */
 typedef tl__conn *(*tl__conn_factory)(tl__server *srv, void *arg);
 
-/* A listener to open: data, so that every worker's server can open the
- * same list (owned by the caller, read-only while servers run). */
+/* A listening socket to open: data, so that every worker's server can
+ * open the same list (owned by the caller, read-only while servers run).
+ * One spec is one socket; the app turns what the user gave (a name, a
+ * path, inherited descriptors) into specs (app/listen.c). */
+enum {
+  TL__LISTEN_INET = 0, /* bind `addr` (a numeric address and port) */
+  TL__LISTEN_UNIX = 1, /* bind a unix domain socket at `path` */
+  TL__LISTEN_FD = 2    /* listen on a copy of the open socket `fd` */
+};
+
 typedef struct tl__listen_spec {
-  char host[64];      /* IPv4 or IPv6 literal; "" for 0.0.0.0 */
-  int port;           /* 0: any free port */
-  struct tl_tls *tls; /* NULL: plain TCP; else TLS with this context */
+  int kind;
+  /* Which of the app's listeners this socket serves (several sockets of
+   * one listener: a name that resolved to several addresses, or every
+   * socket systemd passed); tl__server_listener_port asks by it. */
+  size_t index;
+  /* INET: the address and port (0: any free port; the sockets of one
+   * listener get the port its first one was given). */
+  struct sockaddr_storage addr;
+  /* INET, IPv6: IPV6_V6ONLY on (the name also resolved to IPv4
+   * addresses, which have their own sockets) or off (dual stack: "::"
+   * takes IPv4 clients too). */
+  bool v6only;
+  /* INET: a socket that may be skipped when its address family or
+   * address is not available on this machine, as long as another socket
+   * of the listener binds (a name's ::1 on a host without IPv6). */
+  bool optional;
+  /* UNIX: the socket file (NUL-terminated, shorter than sun_path), and
+   * the permissions it gets before listening (0: what the umask gave). */
+  char path[108];
+  unsigned mode;
+  /* FD: an open SOCK_STREAM socket (TCP or unix), bound; it is
+   * duplicated, the descriptor itself stays the caller's. */
+  int fd;
+  struct tl_tls *tls; /* NULL: plain; else TLS with this context */
 } tl__listen_spec;
 
 /* An open listener of a server. */
 typedef struct tl__listener {
-  uv_tcp_t tcp;
+  tl__sock sock;
   tl__server *srv;
   const tl__listen_spec *spec;
-  int port; /* bound */
+  int port;    /* bound TCP port; 0 for a unix socket */
+  bool inited; /* the handle was initialised: it must be closed */
+  /* A socket file this listener made (UNIX): removed at close if it is
+   * still the one made (its device and inode), not a newer one. */
+  bool owns_path;
+  uint64_t path_dev, path_ino;
 } tl__listener;
 
 typedef struct tl__server_config {
@@ -241,8 +286,7 @@ struct tl__server {
   tl__work *work;    /* deferred to the next turn */
   tl__work *working; /* being run in this turn */
   uint32_t turn;     /* loop turns so far (wraps) */
-  int port;             /* the first listener's bound port */
-  char listen_host[64]; /* the first listener's host */
+  int port;          /* the first listener's bound port (0: a unix socket) */
   bool running, stopping, handles_open;
 };
 
@@ -346,17 +390,19 @@ bool tl__conn_tls_expired(tl__conn *c);
  * resumed. Runs in the flush phase, outside any protocol callback. */
 void tl__conn_feed(tl__conn *c);
 /* Moves the socket, and the TLS state with what it has read, from `from`
- * to `to` (a fresh block): the descriptor is duplicated into to->tcp,
- * which is initialised on from's loop (adopt `to` afterwards, also when
- * this fails after the handle was initialised: *inited says so). `from`
- * keeps its own descriptor, to be closed. 0, TL_EIO or a libuv error. */
+ * to `to` (a fresh block): the descriptor is duplicated into to->sock, a
+ * handle of the same kind (TCP or unix) initialised on from's loop
+ * (adopt `to` afterwards, also when this fails after the handle was
+ * initialised: *inited says so). `from` keeps its own descriptor, to be
+ * closed. 0, TL_EIO or a libuv error. */
 int tl__conn_move(tl__conn *from, tl__conn *to, bool *inited);
 /* Whether the connection speaks TLS; its state, or NULL. */
 struct tl__tls *tl__conn_tls(const tl__conn *c);
 /* Start or stop reading. */
 void tl__conn_read_start(tl__conn *c);
 void tl__conn_read_stop(tl__conn *c);
-/* The peer's address as text into buf; 0, TL_ETOOBIG or a libuv error. */
+/* The peer's address as text into buf ("unix:" for a peer on a unix
+ * socket); 0, TL_ETOOBIG or a libuv error. */
 int tl__conn_peer_name(const tl__conn *c, char *buf, size_t size);
 /* Set the deadline `ms` from now (0: none). */
 void tl__conn_timeout(tl__conn *c, unsigned ms);

@@ -73,9 +73,11 @@ static int take_socket(tl__dial *d) {
   int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (nfd < 0)
     return TL_EIO;
-  int err = uv_tcp_open(&d->c->tcp, nfd);
+  int err = uv_tcp_open(&d->c->sock.tcp, nfd);
   if (err)
     close(nfd);
+  else /* talon writes once per loop turn: no Nagle delay */
+    uv_tcp_nodelay(&d->c->sock.tcp, 1);
   return err;
 }
 
@@ -133,7 +135,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
 
 tl__dial *tl__dial_start(tl__server *s, tl__conn *c, const char *host, int port,
                          tl__dial_cb done, int *err) {
-  uv_tcp_init(&s->loop, &c->tcp);
+  uv_tcp_init(&s->loop, &c->sock.tcp);
   tl__server_adopt(s, c);
   tl__dial *d = calloc(1, sizeof *d);
   if (!d) {

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/listen.h"
 #include "core/tls.h"
 #include "talon/common.h"
 #ifdef TALON_FAULT_INJECTION
@@ -32,8 +33,8 @@ typedef struct walk_ctx {
 
 static void walk_one(uv_handle_t *h, void *arg) {
   walk_ctx *w = arg;
-  if (h->type == UV_TCP && h->data == h && !uv_is_closing(h) &&
-      !(((tl__conn *)h)->flags & TL__CONN_CLOSING))
+  if ((h->type == UV_TCP || h->type == UV_NAMED_PIPE) && h->data == h &&
+      !uv_is_closing(h) && !(((tl__conn *)h)->flags & TL__CONN_CLOSING))
     w->fn((tl__conn *)h, w->arg);
 }
 
@@ -162,41 +163,49 @@ static void on_sweep(uv_timer_t *t) {
   each_conn(s, sweep_one, &now);
 }
 
+/* A connection's handle, of the listener's kind. */
+static void sock_init(uv_loop_t *loop, tl__sock *k, uv_handle_type type) {
+  if (type == UV_NAMED_PIPE)
+    uv_pipe_init(loop, &k->pipe, 0);
+  else
+    uv_tcp_init(loop, &k->tcp);
+}
+
 static void on_connection(uv_stream_t *ls, int status) {
   tl__server *s = ls->data;
   const tl__listener *l =
       (const tl__listener *)(const void *)((char *)ls -
-                                           offsetof(tl__listener, tcp));
+                                           offsetof(tl__listener, sock));
   if (status < 0 || s->stopping)
     return;
   tl__conn *c = s->factory(s, s->factory_arg);
   if (!c) {
     /* Out of memory: accept into a throwaway handle and close it, so the
      * client is not left hanging in the backlog. */
-    uv_tcp_t *tmp = malloc(sizeof *tmp);
-    if (tmp && uv_tcp_init(&s->loop, tmp) == 0) {
-      if (uv_accept(ls, (uv_stream_t *)tmp) == 0) {
+    tl__sock *tmp = malloc(sizeof *tmp);
+    if (tmp) {
+      sock_init(&s->loop, tmp, ls->type);
+      if (uv_accept(ls, &tmp->stream) == 0) {
       }
-      uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
-    } else {
-      free(tmp);
+      uv_close(&tmp->handle, (uv_close_cb)free);
     }
     return;
   }
   c->srv = s;
-  uv_tcp_init(&s->loop, &c->tcp);
+  sock_init(&s->loop, &c->sock, ls->type);
   s->nconns++;
-  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+  if (uv_accept(ls, &c->sock.stream) != 0) {
     c->flags |= TL__CONN_CLOSING;
-    uv_close((uv_handle_t *)&c->tcp, tl__conn_freed);
+    uv_close(&c->sock.handle, tl__conn_freed);
     return;
   }
   if (s->nconns > s->cfg.max_connections) {
     c->flags |= TL__CONN_CLOSING;
-    uv_close((uv_handle_t *)&c->tcp, tl__conn_freed);
+    uv_close(&c->sock.handle, tl__conn_freed);
     return;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
+  if (ls->type == UV_TCP)
+    uv_tcp_nodelay(&c->sock.tcp, 1);
   tl__conn_opened(c);
   if (l->spec->tls && tl__conn_tls_start(c, l->spec->tls) != 0) {
     tl__conn_close(c);
@@ -251,7 +260,7 @@ static void begin_stop(tl__server *s) {
     return;
   s->stopping = true;
   for (size_t i = 0; i < s->nlisteners; i++)
-    close_handle((uv_handle_t *)&s->listeners[i].tcp);
+    tl__listener_close(&s->listeners[i]);
   if (s->on_stop)
     s->on_stop(s->owner);
   each_conn(s, shutdown_one, NULL);
@@ -290,97 +299,119 @@ int tl__server_init(tl__server *s, void *owner) {
   return 0;
 }
 
-static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
-  if (port < 0 || port > 65535)
-    return TL_EINVAL;
-  if (!host || !*host)
-    host = "0.0.0.0";
-  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
-    return 0;
-  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
-    return 0;
-  return TL_EINVAL;
-}
-
-/* A listening socket for `ss` that shares its port with the other
- * workers' (SO_REUSEPORT: the kernel spreads new connections over them). */
-static int bind_shared(uv_tcp_t *t, const struct sockaddr_storage *ss) {
-  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return uv_translate_sys_error(errno);
-  int on = 1;
-  socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                            : sizeof(struct sockaddr_in);
-  int err = 0;
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
-      bind(fd, (const struct sockaddr *)ss, len) != 0)
-    err = uv_translate_sys_error(errno);
-  if (!err)
-    err = uv_tcp_open(t, fd);
-  if (err)
-    close(fd);
-  return err;
-}
-
 static void close_listeners(tl__server *s, size_t n) {
   for (size_t i = 0; i < n; i++)
-    uv_close((uv_handle_t *)&s->listeners[i].tcp, NULL);
+    tl__listener_close(&s->listeners[i]);
   uv_run(&s->loop, UV_RUN_NOWAIT);
   free(s->listeners);
   s->listeners = NULL;
   s->nlisteners = 0;
 }
 
-/* Binds and listens on every spec; on failure none stays open. */
+/* The port a TCP socket of spec `sp` binds: its own, or, when that is 0
+ * (any free port), the one an earlier socket of the same listener got,
+ * so that a name's addresses (127.0.0.1 and ::1) share one port. */
+static int group_port(const tl__server *s, size_t opened,
+                      const tl__listen_spec *sp, bool *taken) {
+  int port = tl__addr_port(&sp->addr);
+  *taken = false;
+  if (sp->kind != TL__LISTEN_INET || port != 0)
+    return port;
+  for (size_t i = 0; i < opened; i++) {
+    const tl__listener *l = &s->listeners[i];
+    if (l->spec->index == sp->index && l->spec->kind == TL__LISTEN_INET) {
+      *taken = true;
+      return l->port;
+    }
+  }
+  return 0;
+}
+
+/* Whether some socket of listener `index` is open. */
+static bool has_listener(const tl__server *s, size_t n, size_t index) {
+  for (size_t i = 0; i < n; i++)
+    if (s->listeners[i].spec->index == index)
+      return true;
+  return false;
+}
+
+/* Opens every spec and starts accepting; on failure none stays open.
+ * *clash: the failure was a port taken that an earlier socket of the
+ * same listener had picked (port 0): worth another try. */
 static int open_listeners(tl__server *s, const tl__listen_spec *specs, size_t n,
-                          bool reuse_port) {
+                          bool reuse_port, bool *clash) {
+  *clash = false;
   if (!(s->listeners = calloc(n, sizeof *s->listeners)))
     return TL_ENOMEM;
+  size_t k = 0; /* slots used */
+  int err = 0, skipped = 0;
   for (size_t i = 0; i < n; i++) {
-    tl__listener *l = &s->listeners[i];
-    struct sockaddr_storage ss;
-    int err = parse_addr(specs[i].host, specs[i].port, &ss);
-    if (err) {
-      close_listeners(s, i);
-      return err;
-    }
-    uv_tcp_init(&s->loop, &l->tcp);
-    l->tcp.data = s; /* not the handle itself: that marks a connection */
+    tl__listener *l = &s->listeners[k];
     l->srv = s;
     l->spec = &specs[i];
-    if (reuse_port)
-      err = bind_shared(&l->tcp, &ss);
-    else
-      err = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
-    if (!err)
-      err = uv_listen((uv_stream_t *)&l->tcp, s->cfg.backlog, on_connection);
-    if (err) {
-      close_listeners(s, i + 1);
-      return err;
+    bool taken;
+    int port = group_port(s, k, &specs[i], &taken);
+    err = tl__listener_open(&s->loop, l, &specs[i], port, reuse_port,
+                            s->cfg.backlog);
+    if (!err) {
+      l->sock.handle.data = s; /* not the handle itself: that marks a conn */
+      err = uv_listen(&l->sock.stream, s->cfg.backlog, on_connection);
     }
-    struct sockaddr_storage bound;
-    int blen = sizeof bound;
-    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &blen);
-    l->port = ntohs(bound.ss_family == AF_INET6
-                        ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                        : ((struct sockaddr_in *)&bound)->sin_port);
+    if (err && !l->inited && specs[i].optional &&
+        (err == UV_EAFNOSUPPORT || err == UV_EADDRNOTAVAIL)) {
+      /* This address is not on this machine; the listener's others may
+       * be. The slot was not used. */
+      skipped = err;
+      memset(l, 0, sizeof *l);
+      err = 0;
+      continue;
+    }
+    k++;
+    if (err) {
+      *clash = taken && err == UV_EADDRINUSE;
+      break;
+    }
   }
-  s->nlisteners = n;
+  for (size_t i = 0; !err && i < n; i++)
+    if (!has_listener(s, k, specs[i].index))
+      err = skipped;
+  if (err) {
+    close_listeners(s, k);
+    return err;
+  }
+  s->nlisteners = k;
+  return 0;
+}
+
+/* The bound port of the app's listener `i` (its first socket's). */
+static int port_of(const tl__server *s, size_t i) {
+  for (size_t j = 0; j < s->nlisteners; j++)
+    if (s->listeners[j].spec->index == i)
+      return s->listeners[j].port;
   return 0;
 }
 
 int tl__server_listener_port(const tl__server *s, size_t i) {
-  return s->running && i < s->nlisteners ? s->listeners[i].port : 0;
+  return s->running ? port_of(s, i) : 0;
+}
+
+int tl__server_share(const tl__server *s, tl__listen_spec **specs, size_t *n) {
+  *specs = NULL;
+  *n = 0;
+  if (!s->running || s->nlisteners == 0)
+    return TL_ESTATE;
+  if (!(*specs = calloc(s->nlisteners, sizeof **specs)))
+    return TL_ENOMEM;
+  for (size_t i = 0; i < s->nlisteners; i++)
+    tl__listener_share(&s->listeners[i], &(*specs)[i]);
+  *n = s->nlisteners;
+  return 0;
 }
 
 int tl__server_open(tl__server *s, const tl__listen_spec *specs, size_t n,
                     bool reuse_port) {
   if (s->running)
     return TL_ESTATE;
-  const char *host = n ? specs[0].host : "";
-  snprintf(s->listen_host, sizeof s->listen_host, "%s",
-           *host ? host : "0.0.0.0");
   /* A peer that resets the connection while we write must cost only that
    * connection: write(2) and sendfile(2) would raise SIGPIPE. */
   signal(SIGPIPE, SIG_IGN);
@@ -388,13 +419,19 @@ int tl__server_open(tl__server *s, const tl__listen_spec *specs, size_t n,
   s->rbuf = malloc(s->rbuf_size);
   if (!s->rbuf)
     return TL_ENOMEM;
-  int err = n ? open_listeners(s, specs, n, reuse_port) : 0;
+  int err = 0;
+  bool clash;
+  for (int tries = 0; n > 0; tries++) { /* none: outgoing connections only */
+    err = open_listeners(s, specs, n, reuse_port, &clash);
+    if (!err || !clash || tries == 8)
+      break;
+  }
   if (err) {
     free(s->rbuf);
     s->rbuf = NULL;
     return err;
   }
-  s->port = n ? s->listeners[0].port : 0;
+  s->port = port_of(s, 0);
 
   uv_timer_init(&s->loop, &s->sweep);
   s->sweep.data = s;

@@ -10,17 +10,27 @@
 /* Initialise the loop (the rest starts in tl__server_run). 0 or a libuv
  * error. */
 int tl__server_init(tl__server *s, void *owner);
-/* Bind and listen on every one of `specs` (borrowed while the server
- * runs: with workers, every worker's server opens the same list, with
- * SO_REUSEPORT when `reuse_port`, so that other servers' listeners can
- * share the ports), ready to run. With `n` 0 the loop runs for outgoing
- * connections only. 0; TL_EINVAL (a bad address); TL_ESTATE (running); a
- * libuv error if a bind or listen failed (then none stays open);
- * TL_ENOMEM. */
+/* Open every one of `specs` (borrowed while the server runs) and accept
+ * on them (core/listen.h), ready to run; with SO_REUSEPORT on TCP
+ * sockets when `reuse_port`, so that other workers' servers can bind the
+ * same ports. With `n` 0 the loop runs for outgoing connections only
+ * (tl_app_run). The TCP sockets of one listener (spec.index) that ask
+ * for port 0 share the port the first one got (tried again a few times
+ * if another process has it on the other address). A spec marked
+ * optional whose address is not on this machine is skipped, as long as
+ * its listener gets some socket. 0; TL_EINVAL (a bad spec); TL_ESTATE
+ * (running); a libuv error if a socket could not be opened (then none
+ * stays open); TL_ENOMEM. */
 int tl__server_open(tl__server *s, const tl__listen_spec *specs, size_t n,
                     bool reuse_port);
-/* The bound port of listener `i` while running, else 0. */
+/* The bound port of the app's listener `i` (spec.index; its first
+ * socket's) while running, else 0 (also for a unix socket). */
 int tl__server_listener_port(const tl__server *s, size_t i);
+/* The specs another worker's server opens to listen beside this one's
+ * open sockets (tl__listener_share): an array of *n for the caller to
+ * free; its descriptors are borrowed from this server while it runs.
+ * 0, TL_ESTATE (not open) or TL_ENOMEM. */
+int tl__server_share(const tl__server *s, tl__listen_spec **specs, size_t *n);
 /* Run the loop of an opened server until it is stopped and every handle
  * is closed. */
 void tl__server_loop(tl__server *s);

@@ -1147,7 +1147,6 @@ void tl_ws_get_stats(const tl_ws *ws, tl_ws_stats *stats) {
 void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   tl__conn *c = &ws->conn;
   c->proto = &ws_proto; /* a client's handshake had its own */
-  uv_tcp_nodelay(&c->tcp, 1);
   tl__wsp_init(&ws->parser);
   ws->parser.max_payload = ws->route->h.max_payload;
   ws->parser.allow_rsv1 = ws->pmd != NULL;

@@ -83,6 +83,35 @@ def listen_re(host=None):
                       % re.escape(host))
 
 
+def has_ipv6_loopback():
+    """Whether this machine can bind ::1."""
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+ACTIVATE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        "activate.py")
+
+
+def activation_prefix(fds, names=None, pid=None):
+    """The command to put before a server's to start it as systemd's
+    socket activation would, with the descriptors FDS (pass them with
+    pass_fds) as 3, 4, ... (activate.py; Python, so not under a
+    TALON_TEST_WRAPPER)."""
+    import sys
+    cmd = [sys.executable, ACTIVATE]
+    if names is not None:
+        cmd += ["--names", names]
+    if pid is not None:
+        cmd += ["--pid", str(pid)]
+    return [*cmd, *(str(fd) for fd in fds), "--"]
+
+
 def sanitizer_env(extra=None, drop=(), asan_extra=()):
     """os.environ without `drop`, with ASAN_OPTIONS getting detect_leaks=1
     (and each `asan_extra` "key=value" whose key is not set) and
@@ -182,7 +211,9 @@ class TalonServer:
             if m:
                 if self.expect_host is not None:
                     assert m.group("host") == self.expect_host, m.group(0)
-                self.port = int(m.group("port"))
+                # An empty port group: a listener with no TCP port (a
+                # unix socket, inherited sockets).
+                self.port = int(m.group("port") or 0)
                 return self
             if self.proc.poll() is not None:
                 break

@@ -1,12 +1,15 @@
 /* Pieces every C test server needs (tests/<suite>/<name>_server.c), kept in
  * one place. Define TEST_SERVER_NAME (a string, for error messages) before
- * including this header. Header-only: each server is one program. */
+ * including this header, and TEST_SERVER_OWN_ON_LISTEN if the server
+ * prints its own listening lines. Header-only: each server is one
+ * program. */
 #ifndef TALON_TESTS_COMMON_TEST_SERVER_H
 #define TALON_TESTS_COMMON_TEST_SERVER_H
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <talon.h>
 
@@ -14,11 +17,37 @@
 #error "define TEST_SERVER_NAME before including test_server.h"
 #endif
 
+#ifndef TEST_SERVER_OWN_ON_LISTEN
 /* The line the Python fixture (tests/common/talon_server.py) waits for. */
 static void on_listen(tl_app *app, const char *host, int port) {
   (void)app;
   printf("listening on http://%s:%d\n", host, port);
   fflush(stdout);
+}
+#endif
+
+/* GET /big?n=N: N bytes (default 1000000) of "abc...z" repeated. */
+__attribute__((unused)) static void test_big(tl_req *req, tl_res *res) {
+  const char *q = tl_req_query(req, "n");
+  size_t n = q ? strtoul(q, NULL, 10) : 1000000;
+  char *p = malloc(n ? n : 1);
+  if (!p) {
+    tl_res_status(res, 500);
+    tl_res_text(res, "oom");
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    p[i] = (char)('a' + i % 26);
+  tl_res_header(res, "Content-Type", "application/octet-stream");
+  tl_res_send(res, p, n);
+  free(p);
+}
+
+/* POST /echo: the body back. */
+__attribute__((unused)) static void test_echo(tl_req *req, tl_res *res) {
+  tl_slice b = tl_req_body(req);
+  tl_res_header(res, "Content-Type", "application/octet-stream");
+  tl_res_send(res, b.ptr, b.len);
 }
 
 /* In main(): a set-up call that fails ends the program with status 1. */

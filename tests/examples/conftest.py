@@ -28,7 +28,8 @@ from talon_server import (HOST, LISTEN_RE, SANITIZER_MARKS,  # noqa: E402,F401
 EXAMPLES = ("hello", "echo", "rest", "upload", "auth", "chat")
 # Only what a test sets of these reaches an example.
 EXAMPLE_ENV = ("PORT", "UPLOAD_DIR", "CORS_ORIGIN", "SESSION_SECRET",
-               "RATE_LIMIT", "RATE_BURST", "LOOKUP_DELAY_MS", "CHAT_PUBLIC")
+               "RATE_LIMIT", "RATE_BURST", "LOOKUP_DELAY_MS", "CHAT_PUBLIC",
+               "TLS_HOST", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
 
 def pytest_addoption(parser):

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from conftest import EXAMPLES, _env, example_bin
-from talon_server import TalonServer
+from talon_server import TalonServer, has_ipv6_loopback
 
 BAD_PORTS = ["abc", "80x", "x80", "-1", "+80", " 80", "65536",
              "99999999999999999999", "0x50", "8.0", ""]
@@ -66,16 +66,7 @@ def test_help(example):
         assert "HOST" in r.stdout and r.stderr == ""
 
 
-def ipv6_loopback():
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback (::1)")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback (::1)")
 def test_ipv6_url_in_brackets(example, tmp_path):
     name, path = example
     # upload creates its folder; keep it out of the working directory.

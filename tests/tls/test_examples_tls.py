@@ -39,6 +39,45 @@ def test_hello_bad_certificate_is_a_clear_error(request, pki):
     assert b"hello: TLS:" in r.stderr
 
 
+def test_hello_https_on_a_unix_socket(request, pki, tmp_path):
+    """HOST and TLS_HOST both unix sockets: HTTP on one, HTTPS on the
+    other; with HOST a unix socket and no TLS_HOST, a clear error (one
+    socket file cannot serve both)."""
+    import os
+    import re
+    import tempfile
+    hello = binary_option(request.config, "hello")
+    tls_env = {"TLS_CERT": pki.path("server.pem"),
+               "TLS_KEY": pki.path("server.key")}
+    with tempfile.TemporaryDirectory(prefix="tl-tls-") as d:
+        plain, secure = os.path.join(d, "h.sock"), os.path.join(d, "s.sock")
+        r = subprocess.run([hello, "0"], env={"HOST": "unix:" + plain,
+                                              **tls_env},
+                           capture_output=True, timeout=10)
+        assert r.returncode == 1
+        assert b"set TLS_HOST" in r.stderr, r.stderr
+        s = TalonServer([hello, "0"], name="hello", env={
+            "HOST": "unix:" + plain, "TLS_HOST": "unix:" + secure,
+            **tls_env})
+        s.listen_re = re.compile(r"listening on (?P<host>unix:\S+) \(curl "
+                                 r"--unix-socket \S+ http://\S+\)(?P<port>)")
+        try:
+            s.start()
+            s.wait_stdout(re.escape(f"listening on unix:{secure} (curl -k "
+                                    f"--unix-socket {secure} "
+                                    f"https://localhost/)"))
+            r = subprocess.run(["curl", "-sS", "--unix-socket", plain,
+                                "http://localhost/"], capture_output=True)
+            assert r.stdout == b"Hello World", r.stderr
+            r = subprocess.run(["curl", "-sS", "--cacert", pki.ca,
+                                "--unix-socket", secure,
+                                "https://localhost/"], capture_output=True)
+            assert r.stdout == b"Hello World", r.stderr
+        finally:
+            finish(s)
+        assert not os.path.exists(plain) and not os.path.exists(secure)
+
+
 def test_hello_without_logger_prints_nothing_of_tls(request, pki):
     """The library writes nothing itself: hello has no logger, so plain
     HTTP on its TLS port is answered (400) and nothing reaches stderr."""

@@ -30,6 +30,10 @@
 #include <talon/mw/security.h>
 #include <talon/mw/static.h>
 
+#define TEST_SERVER_NAME "tls_server"
+#define TEST_SERVER_OWN_ON_LISTEN
+#include "test_server.h" /* test_big, test_echo */
+
 static tl_tls *g_tls;
 
 static void hello(tl_req *req, tl_res *res) {
@@ -52,28 +56,6 @@ static void info(tl_req *req, tl_res *res) {
            sni ? sni : "", i.alpn ? i.alpn : "", i.resumed ? "true" : "false",
            i.client_verified ? "true" : "false", i.client_subject);
   tl_res_json(res, body);
-}
-
-static void echo(tl_req *req, tl_res *res) {
-  tl_slice b = tl_req_body(req);
-  tl_res_header(res, "Content-Type", "application/octet-stream");
-  tl_res_send(res, b.ptr, b.len);
-}
-
-static void big(tl_req *req, tl_res *res) {
-  const char *q = tl_req_query(req, "n");
-  size_t n = q ? strtoul(q, NULL, 10) : 1000000;
-  char *p = malloc(n ? n : 1);
-  if (!p) {
-    tl_res_status(res, 500);
-    tl_res_text(res, "oom");
-    return;
-  }
-  for (size_t i = 0; i < n; i++)
-    p[i] = (char)('a' + i % 26);
-  tl_res_header(res, "Content-Type", "application/octet-stream");
-  tl_res_send(res, p, n);
-  free(p);
 }
 
 static void reload(tl_req *req, tl_res *res) {
@@ -206,8 +188,8 @@ int main(int argc, char **argv) {
                tl_static(argv[1], &(tl_static_options){.prefix = "/static"}));
   tl_app_get(app, "/", hello);
   tl_app_get(app, "/info", info);
-  tl_app_post(app, "/echo", echo);
-  tl_app_get(app, "/big", big);
+  tl_app_post(app, "/echo", test_echo);
+  tl_app_get(app, "/big", test_big);
   tl_app_post(app, "/reload", reload);
   tl_app_ws(app, "/ws", &echo_ws, 0);
   tl_app_ws(app, "/chat", &chat_ws, 0);

@@ -71,7 +71,9 @@ typedef struct tl_rate_limit_options {
   size_t max_keys;
   /* Client key; borrowed, like `key_arg`, for the middleware's lifetime.
    * [NULL: tl_req_remote_address(); a request whose address cannot be
-   * read counts against the shared key "unknown"] */
+   * read counts against the shared key "unknown"; every client of a unix
+   * socket listener against "unix:" (behind a proxy there, key on what
+   * the proxy says, e.g. X-Forwarded-For)] */
   tl_rate_limit_key_fn key;
   void *key_arg;
   /* TL_RATE_LIMIT_HEADERS_*. [NONE] */
