@@ -100,6 +100,18 @@ typedef struct tl_app_config {
  * out of memory or if the loop cannot be created. Free with tl_app_free(). */
 TL_EXTERN tl_app *tl_app_new(const tl_app_config *options);
 
+/* Run the app's loops without listening: for a program that only makes
+ * outgoing connections (tl_ws_connect, timers, tl_app_call), like a
+ * WebSocket client. Client sockets made before this call start when the
+ * loops run. Runs until tl_app_stop() (or SIGINT/SIGTERM), which closes
+ * the open sockets (WebSockets with 1001) as for tl_app_listen; the loop
+ * does not end by itself when nothing is left to do. With workers > 1
+ * every worker runs its loop. on_listen is not called. Returns 0 after the
+ * stop; TL_EINVAL if listeners were added (tl_app_add_listener: use
+ * tl_app_listen), TL_ESTATE if already running, TL_ENOMEM. Called on the
+ * thread that set the app up, like tl_app_listen. */
+TL_EXTERN int tl_app_run(tl_app *app);
+
 /* Free the app, its routers, middleware contexts (their free functions
  * run) and loop. Must not be called while tl_app_listen() runs. NULL is a
  * no-op. */

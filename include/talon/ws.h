@@ -333,6 +333,172 @@ TL_EXTERN int tl_app_ws_observe(tl_app *app, const tl_ws_observer *observer);
 TL_EXTERN void tl_ws_pause(tl_ws *ws);
 TL_EXTERN void tl_ws_resume(tl_ws *ws);
 
+
+/* ---- the client -------------------------------------------------------
+ *
+ *   static void got(tl_ws *ws, const void *p, size_t n, tl_opcode op) {
+ *     printf("%.*s\n", (int)n, (const char *)p);
+ *   }
+ *   static void failed(tl_app *app, const tl_ws_connect_failure *f,
+ *                      void *data) {
+ *     fprintf(stderr, "%s: %s\n", f->url, f->message);
+ *     tl_app_stop(app);
+ *   }
+ *   static const tl_ws_handlers feed = {.message = got};
+ *   tl_ws_connect(app, "wss://example.com/feed?x=1", &feed, 0,
+ *                 &(tl_ws_client_options){.on_fail = failed});
+ *   tl_app_run(app);        // no listener needed (or tl_app_listen)
+ *
+ * A client socket is a `tl_ws *` like any other: the same handlers (open,
+ * message, close, drain, ping, pong, error, dropped, subscription; not
+ * upgrade), the same typed context, and tl_ws_send, tl_ws_close,
+ * tl_ws_ping, tl_ws_subscribe / tl_ws_publish (it can join the app's
+ * local topics), backpressure results, pause/resume and stats work as for
+ * a server socket. Its frames are masked with a fresh mask each; frames
+ * from the server must not be (a masked one fails the socket with 1002),
+ * and everything else a server socket checks holds (UTF-8, control
+ * frames, fragments, max_payload, inflating bounded by it). Timeouts:
+ * idle_timeout_s, send_pings, message_timeout_s and max_lifetime_s apply
+ * as for a server socket (so a quiet upstream is closed with 1001 after
+ * 120 s unless send_pings is set or the timeout is TL_WS_NO_TIMEOUT);
+ * tl_app_stop closes open client sockets with 1001 too. Observers (tl_app_ws_observe) do not see client
+ * sockets; tl_app_ws_count counts them. After tl_ws_close(), the messages
+ * the server sent before its close frame are still delivered (a server
+ * socket drops them).
+ *
+ * The handlers' compression field says what the client offers:
+ * TL_NO_COMPRESSION offers nothing; otherwise permessage-deflate is
+ * offered with client_max_window_bits (= compress_window_bits with a
+ * dedicated compressor below 15), client_no_context_takeover unless
+ * the compressor is dedicated, server_no_context_takeover unless the
+ * decompressor is dedicated (a server that keeps its context anyway gets
+ * a dedicated decompressor on that socket), and server_max_window_bits
+ * when the options ask for it. Within what was offered, whatever the
+ * server answers is honoured; a message arriving compressed is bounded by max_payload
+ * (1 MiB when unset) once inflated.
+ */
+
+/* Why a connect failed (tl_ws_connect_failure.reason). */
+typedef enum tl_ws_fail_reason {
+  TL_WS_FAIL_DNS = 1,     /* the host did not resolve (code: UV_EAI_*) */
+  TL_WS_FAIL_CONNECT,     /* TCP connect failed (code: UV_ECONNREFUSED,
+                             UV_ENETUNREACH, ...) */
+  TL_WS_FAIL_TIMEOUT,     /* connect_timeout_ms or handshake_timeout_ms
+                             passed (code: UV_ETIMEDOUT) */
+  TL_WS_FAIL_TLS,         /* the TLS handshake failed: the certificate
+                             did not verify (message says why), or a
+                             protocol error */
+  TL_WS_FAIL_STATUS,      /* the server answered with a status other than
+                             101 (status and headers are set) */
+  TL_WS_FAIL_ACCEPT,      /* a 101 without the right Sec-WebSocket-Accept,
+                             Upgrade: websocket or Connection: Upgrade */
+  TL_WS_FAIL_EXTENSION,   /* the 101 names an extension the client did not
+                             offer, or parameters it cannot take */
+  TL_WS_FAIL_SUBPROTOCOL, /* the 101 names a subprotocol not offered */
+  TL_WS_FAIL_RESPONSE,    /* the response is not HTTP, or its head passed
+                             16 KiB */
+  TL_WS_FAIL_CLOSED,      /* the server closed or reset the connection
+                             before the handshake completed */
+  TL_WS_FAIL_SHUTDOWN,    /* the app stopped first */
+  TL_WS_FAIL_NOMEM        /* out of memory */
+} tl_ws_fail_reason;
+
+/* A header of a failed handshake's response; both strings NUL-terminated
+ * (names as sent). */
+typedef struct tl_ws_header {
+  const char *name;
+  const char *value;
+} tl_ws_header;
+
+/* What the failure callback gets. Every pointer is valid only during the
+ * call: copy what you keep. */
+typedef struct tl_ws_connect_failure {
+  tl_ws_fail_reason reason;
+  int code;            /* a libuv (negative errno, UV_EAI_*) or TL_E*
+                          code, or 0 */
+  int status;          /* the HTTP status, 0 when no response was read */
+  const char *message; /* one line for people, never NULL ("connection
+                          refused", "certificate verify failed: ...",
+                          "HTTP 403 Forbidden") */
+  const char *url;     /* the URL given to tl_ws_connect */
+  const tl_ws_header *headers; /* the response's headers, when a response
+                                  was read (nheaders of them) */
+  size_t nheaders;
+} tl_ws_connect_failure;
+
+/* Options of tl_ws_connect() (NULL: all defaults; a zero field means the
+ * default, in brackets). Everything is copied. */
+typedef struct tl_ws_client_options {
+  /* Extra request headers, "Name: value" each, NULL-terminated (cookies,
+   * Authorization, Origin, ...). [none] */
+  const char *const *headers;
+  /* Subprotocols offered in Sec-WebSocket-Protocol, in order of
+   * preference, NULL-terminated; the server's choice is
+   * tl_ws_protocol(). [none] */
+  const char *const *protocols;
+  /* DNS and TCP connect together [10000 ms]; then the TLS handshake and
+   * the HTTP upgrade together [10000 ms]. Checked by the loop's timeout
+   * sweep, like every talon timeout: a timeout fires up to one sweep
+   * later (a quarter of the app's shortest HTTP timeout, at most 1 s). */
+  unsigned connect_timeout_ms;
+  unsigned handshake_timeout_ms;
+  /* wss://: the server's certificate is verified against the system's CA
+   * store and must name the host of the URL. `ca_file` (PEM) replaces
+   * the store. [NULL] */
+  const char *ca_file;
+  /* DANGEROUS, for development only: do not verify the server's
+   * certificate at all (self-signed certificates; anyone on the path
+   * can read and change the traffic). [false] */
+  bool tls_insecure_skip_verify;
+  /* With permessage-deflate offered (the handlers' compression): ask the
+   * server to compress with a window of at most 2^N bytes, 8..15
+   * (server_max_window_bits); a server that answers without it, or with
+   * more, fails the connect (TL_WS_FAIL_EXTENSION). With a dedicated
+   * decompressor its memory is then about 2^N + 7 KiB per socket. [0:
+   * not asked; the server picks, up to 15] */
+  int server_max_window_bits;
+  /* The context block (data_size bytes) starts as a copy of this; NULL:
+   * zeroed. */
+  const void *data;
+  /* The connect failed (the socket never opened; no handler of `h`
+   * runs): `data` is the context block, freed after the call. Runs on the
+   * loop that connected. NULL: failures are silent. */
+  void (*on_fail)(tl_app *app, const tl_ws_connect_failure *failure,
+                  void *data);
+} tl_ws_client_options;
+
+/* Connect to `url` (ws:// or wss://, host as a name, an IPv4 address or
+ * [an IPv6 one], optional :port, path and ?query) and run `h` on the
+ * socket once the server accepts: `open` first, then as for a server
+ * socket; or, if the connect fails, `options->on_fail`. `h` is copied;
+ * `data_size` is the context's size (0 allowed).
+ * Threads and loops: called on a worker's thread (in a handler, a timer,
+ * a tl_app_call function), the socket lives on that worker's loop;
+ * called before tl_app_listen / tl_app_run (on the thread that then
+ * calls it), it connects on worker 0 when the loops start; called from
+ * any other thread while the app runs, it is handed to worker 0 (as
+ * tl_app_call). The name is resolved on libuv's thread pool; the loop
+ * never blocks.
+ * Returns 0 (the outcome comes through open or on_fail), TL_EINVAL (NULL
+ * app, url or h; a URL that is not ws:// or wss://; a header without
+ * "Name: value" or with a line break; a subprotocol that is not a
+ * token; server_max_window_bits outside 8..15), TL_ESTATE (the app is stopping), or TL_ENOMEM. */
+TL_EXTERN int tl_ws_connect(tl_app *app, const char *url,
+                            const tl_ws_handlers *h, size_t data_size,
+                            const tl_ws_client_options *options);
+
+/* The subprotocol the server chose for a client socket, or NULL (none,
+ * or a server socket). Lives as long as the socket. */
+TL_EXTERN const char *tl_ws_protocol(const tl_ws *ws);
+
+/* Whether `ws` is a client socket (tl_ws_connect). */
+TL_EXTERN bool tl_ws_is_client(const tl_ws *ws);
+
+/* A short name for a failure reason ("dns", "connect", "timeout", "tls",
+ * "status", "accept", "extension", "subprotocol", "response", "closed",
+ * "shutdown", "nomem"). */
+TL_EXTERN const char *tl_ws_fail_reason_name(tl_ws_fail_reason reason);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "ws/client.h"
 #include "app/timer.h"
 #include "pubsub/hub.h"
 
@@ -82,6 +83,14 @@ fail:
   return NULL;
 }
 
+static void connects_free(tl_app *app) {
+  while (app->connects) {
+    tl_ws *ws = app->connects;
+    app->connects = *tl__wsc_next(ws);
+    tl__wsc_discard(ws);
+  }
+}
+
 void tl_app_free(tl_app *app) {
   if (!app || atomic_load(&app->running))
     return;
@@ -92,6 +101,7 @@ void tl_app_free(tl_app *app) {
   tl__app_stop_hooks_free(app);
   tl__app_log_free(app);
   tl__app_listeners_free(app);
+  connects_free(app);
   tl__http_free(&app->workers[0].http);
   tl__hub_free(app->hub);
   uv_sem_destroy(&app->started);

@@ -90,13 +90,16 @@ struct tl_app {
   tl__listen_spec *open;
   size_t nopen;
   tl__listen_spec *bound;
-  size_t nbound;
+  size_t nbound; /* 0 with tl_app_run: no listener */
   /* The sockets systemd passed (LISTEN_FDS for this process), read and
    * unset at the first listen on "systemd" (app/listen.c): how many,
    * from descriptor 3, and their names (LISTEN_FDNAMES, or NULL). */
   bool sd_read;
   int sd_nfds;
   char *sd_names;
+  /* Client sockets made before the loops run (tl_ws_connect, in
+   * connect.c): worker 0 starts them, or the app frees them. */
+  tl_ws *connects;
   /* Listening: the host given, whether tl_app_listen runs, whether the
    * start failed (stop hooks do not run then), whether a stop of all
    * workers was already asked for. */
@@ -139,5 +142,6 @@ int tl__app_listen_prepare(tl_app *app, uv_loop_t *loop, const char *host,
                            int port, tl_tls *tls);
 void tl__app_listen_done(tl_app *app);
 void tl__app_listeners_free(tl_app *app);
+
 
 #endif

@@ -7,6 +7,7 @@
 #include "app/app.h"
 #include "app/timer.h"
 #include "pubsub/hub.h"
+#include "ws/client.h"
 
 /* The worker on this thread (app/thread.c). */
 #define current (*tl__app_current())
@@ -225,9 +226,29 @@ static void on_listen(tl_app *app) {
     app->opt.on_listen(app, app->host, app->workers[0].srv.port);
 }
 
+/* Client sockets made before the loops ran (tl_ws_connect) start on
+ * worker 0. */
+static void start_connects(tl_app *app, tl__worker *w) {
+  /* The list is newest first: start them in the order they were made. */
+  tl_ws *rev = NULL;
+  while (app->connects) {
+    tl_ws *ws = app->connects;
+    app->connects = *tl__wsc_next(ws);
+    *tl__wsc_next(ws) = rev;
+    rev = ws;
+  }
+  while (rev) {
+    tl_ws *ws = rev;
+    rev = *tl__wsc_next(ws);
+    tl__wsc_start(ws, &w->srv, &w->ws);
+  }
+}
+
 /* The listen call's own listener (with TLS when `tls` is given) and the
- * added ones (app/listen.c), on every worker. */
-static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls) {
+ * added ones (app/listen.c), on every worker; with `none`, no listener
+ * (tl_app_run). */
+static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls,
+                     bool none) {
   if (!app)
     return TL_EINVAL;
   bool idle = false;
@@ -245,9 +266,11 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls) {
     atomic_store(&app->stopping, false);
     err = share(app);
   }
-  if (!err)
+  if (!err && none && app->nlisten > 1)
+    err = TL_EINVAL; /* listeners were added: tl_app_listen opens them */
+  if (!err && !none)
     err = tl__app_listen_prepare(app, &w0->srv.loop, host, port, tls);
-  if (!err)
+  if (!err) /* with none: no listener (app->open is NULL, nopen 0) */
     err = tl__server_open(&w0->srv, app->open, app->nopen, app->nworkers > 1);
   if (err) {
     tl__app_listen_done(app);
@@ -257,8 +280,9 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls) {
   }
   /* The others bind the TCP ports worker 0 got (port 0 picked one), and
    * take copies of its unix and inherited sockets (SO_REUSEPORT is no
-   * use there: a second bind of a path fails), one after the other. */
-  if (app->nworkers > 1)
+   * use there: a second bind of a path fails), one after the other. With
+   * none (tl_app_run) they open nothing either. */
+  if (app->nworkers > 1 && !none)
     err = tl__server_share(&w0->srv, &app->bound, &app->nbound);
   for (unsigned i = 1; i < app->nworkers && !err; i++) {
     tl__worker *w = &app->workers[i];
@@ -277,7 +301,9 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls) {
     atomic_store(&app->failed, true);
     stop_all(app);
   } else {
-    on_listen(app);
+    if (!none)
+      on_listen(app);
+    start_connects(app, w0);
   }
   tl__server_loop(&w0->srv);
   after_run(w0);
@@ -302,11 +328,15 @@ static int listen_on(tl_app *app, const char *host, int port, tl_tls *tls) {
 }
 
 int tl_app_listen(tl_app *app, const char *host, int port) {
-  return listen_on(app, host, port, NULL);
+  return listen_on(app, host, port, NULL, false);
 }
 
 int tl_app_listen_tls(tl_app *app, const char *host, int port, tl_tls *tls) {
-  return tls ? listen_on(app, host, port, tls) : TL_EINVAL;
+  return tls ? listen_on(app, host, port, tls, false) : TL_EINVAL;
+}
+
+int tl_app_run(tl_app *app) {
+  return listen_on(app, NULL, 0, NULL, true);
 }
 
 void tl_app_stop(tl_app *app) {

@@ -468,35 +468,46 @@ int tl__conn_write_shared(tl__conn *c, tl__shared *f, size_t off, size_t len) {
   return 0;
 }
 
-int tl__conn_write(tl__conn *c, const void *p, size_t n) {
+char *tl__conn_space(tl__conn *c, size_t n) {
   if (c->flags & (TL__CONN_CLOSING | TL__CONN_LINGER))
-    return TL_ECLOSED;
-  if (n == 0)
-    return 0;
+    return NULL;
   tl__outq *q = q_get(c);
   if (!q)
-    return TL_ENOMEM;
+    return NULL;
   tl__conn_mark_dirty(c); /* the flush gives an unused queue back */
   if (cover_own(q))
-    return TL_ENOMEM;
+    return NULL;
   if (q->nsegs && q->segs[q->nsegs - 1].ref) {
     /* After a shared block: own bytes start a new segment. */
     if (q->nsegs == q->cap_segs) {
       tl__seg *g = realloc(q->segs, q->cap_segs * 2 * sizeof *g);
       if (!g)
-        return TL_ENOMEM;
+        return NULL;
       q->segs = g;
       q->cap_segs *= 2;
     }
     q->segs[q->nsegs++] = (tl__seg){NULL, q->out.len, 0};
   }
-  int err = tl__buf_append(&q->out, p, n);
-  if (err)
-    return err;
+  if (tl__buf_reserve(&q->out, n))
+    return NULL;
+  char *at = q->out.data + q->out.len;
+  q->out.len += n;
   if (q->nsegs) {
     q->segs[q->nsegs - 1].len += n;
     q->covered += n;
   }
+  return at;
+}
+
+int tl__conn_write(tl__conn *c, const void *p, size_t n) {
+  if (c->flags & (TL__CONN_CLOSING | TL__CONN_LINGER))
+    return TL_ECLOSED;
+  if (n == 0)
+    return 0;
+  char *at = tl__conn_space(c, n);
+  if (!at)
+    return TL_ENOMEM;
+  memcpy(at, p, n);
   return 0;
 }
 
@@ -803,6 +814,8 @@ static char *tls_plain(tl__server *s) {
 }
 
 static void tls_log(tl__conn *c, const char *what) {
+  if (tl__tls_is_client(c->tls))
+    return; /* a client's failure goes to its protocol (tl__tls_error) */
   tl__server *s = c->srv;
   tl__tls_log(tl__tls_ctx(c->tls), tl__tls_clock_of(c->tls)->peer, what,
               s->log, s->owner);
@@ -841,8 +854,8 @@ int tl__conn_tls_start(tl__conn *c, struct tl_tls *ctx) {
 }
 
 bool tl__conn_tls_expired(tl__conn *c) {
-  if (!c->tls || !tl__tls_handshaking(c->tls))
-    return false;
+  if (!c->tls || !tl__tls_handshaking(c->tls) || tl__tls_is_client(c->tls))
+    return false; /* a client's protocol times its own handshake */
   if (!(c->flags & TL__CONN_ENDING))
     tls_log(c, tl__tls_seen(c->tls) ? "handshake timeout"
                                     : "handshake timeout (nothing received)");
@@ -907,8 +920,14 @@ static void tls_pump(tl__conn *c) {
       tl__conn_close(c);
       return;
     }
-    if (was_hs && !tl__tls_handshaking(t))
-      handshake_done(c);
+    if (was_hs && !tl__tls_handshaking(t)) {
+      if (tl__tls_is_client(t)) {
+        if (corked(c) > 0) /* the request waited for the handshake */
+          tl__conn_mark_dirty(c);
+      } else {
+        handshake_done(c);
+      }
+    }
     /* The receive buffer is reused once this returns, and the protocol
      * may move the connection (an upgrade): keep what is unused. */
     if (tl__tls_keep_input(t) != 0) {
@@ -929,6 +948,12 @@ static void tls_pump(tl__conn *c) {
         (c->flags & TL__CONN_LINGER))
       return;
   }
+}
+
+int tl__conn_tls_connect(tl__conn *c, struct tl__tls *t) {
+  c->tls = t;
+  tls_pump(c); /* no input yet: this writes the ClientHello */
+  return (c->flags & TL__CONN_CLOSING) ? TL_ECLOSED : 0;
 }
 
 static void tls_on_read(tl__conn *c, char *data, size_t n) {

@@ -325,6 +325,11 @@ tl__buf *tl__conn_cork(tl__conn *c, size_t extra);
 /* Queue bytes in the cork buffer; flushed at the end of the loop turn.
  * Returns 0, TL_ECLOSED or TL_ENOMEM. */
 int tl__conn_write(tl__conn *c, const void *p, size_t n);
+/* Room for `n` more bytes at the end of the cork, counted as written:
+ * the caller fills all `n` at the returned place before anything else is
+ * queued (the WebSocket client masks its payload straight into it).
+ * NULL when closing or out of memory. */
+char *tl__conn_space(tl__conn *c, size_t n);
 /* Queue bytes [off, off+len) of a shared block after everything queued so
  * far (a reference is taken; no copy). When they directly follow the last
  * queued piece of the same block, that piece just grows: subscribers that
@@ -370,6 +375,13 @@ int tl__conn_send_file(tl__conn *c, int fd, int64_t *off, int64_t end);
  * the context's handshake timeout (the protocol's deadline waits). 0 or
  * TL_ENOMEM (then close it). */
 int tl__conn_tls_start(tl__conn *c, struct tl_tls *ctx);
+/* A client connection speaks TLS through `t` (tl__tls_new_client; the
+ * connection owns it from now): the ClientHello is written at once, the
+ * handshake goes on as the server answers, and what the protocol corks
+ * meanwhile leaves when it is done. A failed handshake closes the
+ * connection (proto->on_close can read tl__tls_error). The protocol
+ * keeps its own deadline. 0, or TL_ECLOSED (closed already). */
+int tl__conn_tls_connect(tl__conn *c, struct tl__tls *t);
 /* The deadline passed: true if the handshake was still running (the
  * connection is then closed and the timeout logged); false if it is the
  * protocol's deadline. */

@@ -412,8 +412,6 @@ int tl__server_open(tl__server *s, const tl__listen_spec *specs, size_t n,
                     bool reuse_port) {
   if (s->running)
     return TL_ESTATE;
-  if (n == 0)
-    return TL_EINVAL;
   /* A peer that resets the connection while we write must cost only that
    * connection: write(2) and sendfile(2) would raise SIGPIPE. */
   signal(SIGPIPE, SIG_IGN);
@@ -421,9 +419,9 @@ int tl__server_open(tl__server *s, const tl__listen_spec *specs, size_t n,
   s->rbuf = malloc(s->rbuf_size);
   if (!s->rbuf)
     return TL_ENOMEM;
-  int err;
+  int err = 0;
   bool clash;
-  for (int tries = 0;; tries++) {
+  for (int tries = 0; n > 0; tries++) { /* none: outgoing connections only */
     err = open_listeners(s, specs, n, reuse_port, &clash);
     if (!err || !clash || tries == 8)
       break;

@@ -10,16 +10,17 @@
 /* Initialise the loop (the rest starts in tl__server_run). 0 or a libuv
  * error. */
 int tl__server_init(tl__server *s, void *owner);
-/* Open every one of `specs` (`n` >= 1; borrowed while the server runs)
- * and accept on them (core/listen.h), ready to run; with SO_REUSEPORT on
- * TCP sockets when `reuse_port`, so that other workers' servers can bind
- * the same ports. The TCP sockets of one listener (spec.index) that ask
+/* Open every one of `specs` (borrowed while the server runs) and accept
+ * on them (core/listen.h), ready to run; with SO_REUSEPORT on TCP
+ * sockets when `reuse_port`, so that other workers' servers can bind the
+ * same ports. With `n` 0 the loop runs for outgoing connections only
+ * (tl_app_run). The TCP sockets of one listener (spec.index) that ask
  * for port 0 share the port the first one got (tried again a few times
  * if another process has it on the other address). A spec marked
  * optional whose address is not on this machine is skipped, as long as
- * its listener gets some socket. 0; TL_EINVAL (no spec, a bad spec);
- * TL_ESTATE (running); a libuv error if a socket could not be opened
- * (then none stays open); TL_ENOMEM. */
+ * its listener gets some socket. 0; TL_EINVAL (a bad spec); TL_ESTATE
+ * (running); a libuv error if a socket could not be opened (then none
+ * stays open); TL_ENOMEM. */
 int tl__server_open(tl__server *s, const tl__listen_spec *specs, size_t n,
                     bool reuse_port);
 /* The bound port of the app's listener `i` (spec.index; its first

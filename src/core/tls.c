@@ -17,6 +17,7 @@
  */
 #include "core/tls.h"
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -79,6 +80,8 @@ struct tl__tls {
   size_t in_len;
   bool in_kept;
   bool hs_done, seen, failed, closed, out_err;
+  bool client;                    /* tl__tls_new_client */
+  tl__tls_client_ctx *client_ctx; /* a client's (a reference) */
   tl__buf kept;
   tl__buf *out; /* where the BIO writes, during a call */
   const char *err;
@@ -178,6 +181,18 @@ static int bio_create(BIO *b) {
 static int bio_destroy(BIO *b) {
   BIO_set_data(b, NULL);
   return 1;
+}
+
+static BIO_METHOD *new_bio_method(int type) {
+  BIO_METHOD *m = BIO_meth_new(type, "talon memory");
+  if (!m)
+    return NULL;
+  BIO_meth_set_write(m, bio_write);
+  BIO_meth_set_read(m, bio_read);
+  BIO_meth_set_ctrl(m, bio_ctrl);
+  BIO_meth_set_create(m, bio_create);
+  BIO_meth_set_destroy(m, bio_destroy);
+  return m;
 }
 
 /* ---- callbacks during the handshake ---------------------------------- */
@@ -480,19 +495,13 @@ tl_tls *tl_tls_new(const tl_tls_config *cfg, char *err, size_t errsize) {
   oom |= (cfg->client_ca_file && !ctx->client_ca_file) ||
          (cfg->ciphers && !ctx->ciphers) ||
          (cfg->ciphersuites && !ctx->ciphersuites);
-  ctx->bio_method =
-      BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "talon memory");
+  ctx->bio_method = new_bio_method(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK);
   oom |= !ctx->bio_method;
   if (oom) {
     set_err(err, errsize, "%s%s", "out of memory", NULL);
     ctx_free(ctx);
     return NULL;
   }
-  BIO_meth_set_write(ctx->bio_method, bio_write);
-  BIO_meth_set_read(ctx->bio_method, bio_read);
-  BIO_meth_set_ctrl(ctx->bio_method, bio_ctrl);
-  BIO_meth_set_create(ctx->bio_method, bio_create);
-  BIO_meth_set_destroy(ctx->bio_method, bio_destroy);
   if (!(ctx->gen = gen_build(ctx, err, errsize))) {
     ctx_free(ctx);
     return NULL;
@@ -594,11 +603,123 @@ tl__tls *tl__tls_new_server(tl_tls *ctx) {
   return t;
 }
 
+/* ---- the client side -------------------------------------------------- */
+
+/* Whether `host` is an IP address literal (no SNI; checked as an IP). */
+static bool is_ip_literal(const char *host) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, host, buf) == 1 ||
+         inet_pton(AF_INET6, host, buf) == 1;
+}
+
+
+/* A client's trust settings, shared by the connections of one loop that
+ * use the same ones: loading the system's CA store takes about 20 ms,
+ * too long to pay per connection on the loop. */
+struct tl__tls_client_ctx {
+  unsigned refs; /* one loop's: no atomics */
+  SSL_CTX *ssl_ctx;
+  /* The memory BIO's method, of the plain source/sink type: a fresh type
+   * index per context would run out (OpenSSL has a few hundred). */
+  BIO_METHOD *bio_method;
+};
+
+tl__tls_client_ctx *tl__tls_client_ctx_new(const char *ca_file, bool verify,
+                                           char *err, size_t errsize) {
+  tl__tls_client_ctx *cc = calloc(1, sizeof *cc);
+  const char *why = "out of memory";
+  if (!cc)
+    goto fail;
+  cc->refs = 1;
+  SSL_CTX *sc = cc->ssl_ctx = SSL_CTX_new(TLS_client_method());
+  if (!sc || !(cc->bio_method = new_bio_method(BIO_TYPE_SOURCE_SINK)))
+    goto fail;
+  SSL_CTX_set_min_proto_version(sc, TLS1_2_VERSION);
+  SSL_CTX_set_options(sc, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  if (verify) {
+    if (ca_file ? SSL_CTX_load_verify_locations(sc, ca_file, NULL) != 1
+                : SSL_CTX_set_default_verify_paths(sc) != 1) {
+      why = ca_file ? "cannot load the CA file" : "cannot load the CA store";
+      goto fail;
+    }
+    SSL_CTX_set_verify(sc, SSL_VERIFY_PEER, NULL);
+  } else {
+    SSL_CTX_set_verify(sc, SSL_VERIFY_NONE, NULL);
+  }
+  static const unsigned char alpn[] = "\x08http/1.1";
+  if (SSL_CTX_set_alpn_protos(sc, alpn, sizeof alpn - 1) != 0)
+    goto fail;
+  return cc;
+fail:
+  if (err && errsize) {
+    char r[160];
+    if (ERR_peek_last_error())
+      snprintf(err, errsize, "%s: %s", why, ssl_reason(r, sizeof r));
+    else
+      snprintf(err, errsize, "%s", why);
+  }
+  ERR_clear_error();
+  tl__tls_client_ctx_free(cc);
+  return NULL;
+}
+
+void tl__tls_client_ctx_free(tl__tls_client_ctx *cc) {
+  if (!cc || --cc->refs > 0)
+    return;
+  SSL_CTX_free(cc->ssl_ctx);
+  if (cc->bio_method)
+    BIO_meth_free(cc->bio_method);
+  free(cc);
+}
+
+tl__tls *tl__tls_new_client(tl__tls_client_ctx *cc, const char *host,
+                            bool verify) {
+  tl__tls *t = calloc(1, sizeof *t);
+  if (!t)
+    return NULL;
+  t->client = true;
+  t->client_ctx = cc;
+  cc->refs++;
+  BIO *b = NULL;
+  if (!(t->ssl = SSL_new(cc->ssl_ctx)) || !(b = BIO_new(cc->bio_method)))
+    goto fail;
+  BIO_set_data(b, t);
+  SSL_set_bio(t->ssl, b, b);
+  SSL_set_app_data(t->ssl, t);
+  bool ip = is_ip_literal(host);
+  if (!ip && SSL_set_tlsext_host_name(t->ssl, host) != 1)
+    goto fail;
+  if (verify) {
+    /* The certificate must name the host: a DNS name (wildcards of one
+     * label), or for an address literal an IP subjectAltName. */
+    X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
+    X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if ((ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, host)
+            : X509_VERIFY_PARAM_set1_host(vp, host, 0)) != 1)
+      goto fail;
+  }
+  SSL_set_connect_state(t->ssl);
+  return t;
+fail:
+  ERR_clear_error();
+  tl__tls_free(t);
+  return NULL;
+}
+
+bool tl__tls_is_client(const tl__tls *t) {
+  return t->client;
+}
+
+bool tl__tls_failed(const tl__tls *t) {
+  return t->failed;
+}
+
 void tl__tls_free(tl__tls *t) {
   if (!t)
     return;
   if (t->ssl)
     SSL_free(t->ssl);
+  tl__tls_client_ctx_free(t->client_ctx);
   gen_unref(t->gen);
   tl_tls_free(t->ctx);
   tl__buf_free(&t->kept);
@@ -662,6 +783,13 @@ static int fail(tl__tls *t, int e) {
   if (t->out_err) {
     t->err = "out of memory";
     ERR_clear_error();
+  } else if (e == SSL_ERROR_SSL && t->client && !t->hs_done &&
+             SSL_get_verify_result(t->ssl) != X509_V_OK) {
+    /* Say which check refused the server's certificate. */
+    snprintf(t->errbuf, sizeof t->errbuf, "certificate verify failed: %s",
+             X509_verify_cert_error_string(SSL_get_verify_result(t->ssl)));
+    ERR_clear_error();
+    t->err = t->errbuf;
   } else if (e == SSL_ERROR_SSL) {
     t->err = ssl_reason(t->errbuf, sizeof t->errbuf);
   } else {
@@ -687,7 +815,7 @@ int tl__tls_read(tl__tls *t, char *buf, size_t cap, size_t *got, tl__buf *out) {
   if (!t->hs_done) {
     if (!t->seen && t->in_len) {
       t->seen = true;
-      if (looks_like_http(t->in, t->in_len)) {
+      if (!t->client && looks_like_http(t->in, t->in_len)) {
         t->failed = true;
         t->err = "plain HTTP on the TLS port";
         t->out = NULL;

@@ -45,8 +45,30 @@ typedef struct tl__tls_clock {
 /* A server-side connection state using `ctx`'s current certificates.
  * NULL on out of memory. */
 tl__tls *tl__tls_new_server(tl_tls *ctx);
+/* The client side. A client context holds trust settings: with
+ * `verify`, the server's certificate must chain to `ca_file` (PEM) or,
+ * when that is NULL, to the system's CA store (about 20 ms to load, so a
+ * loop keeps its contexts); without it, nothing about the certificate is
+ * checked. It offers ALPN http/1.1 and TLS 1.2 at least. Counted
+ * references on one loop's thread (not atomic). NULL on failure, with the
+ * reason in `err`. */
+typedef struct tl__tls_client_ctx tl__tls_client_ctx;
+tl__tls_client_ctx *tl__tls_client_ctx_new(const char *ca_file, bool verify,
+                                           char *err, size_t errsize);
+/* Drops a reference (NULL: nothing). */
+void tl__tls_client_ctx_free(tl__tls_client_ctx *cc);
+/* A client-side state (taking a reference to `cc`) for a connection to
+ * `host`: a DNS name, sent as SNI and, with `verify` (as `cc` was made),
+ * checked against the certificate; or an IP literal, checked against its
+ * IP subjectAltNames. NULL on out of memory. */
+tl__tls *tl__tls_new_client(tl__tls_client_ctx *cc, const char *host,
+                            bool verify);
+bool tl__tls_is_client(const tl__tls *t);
+/* Whether the state failed (tl__tls_error says why). */
+bool tl__tls_failed(const tl__tls *t);
 void tl__tls_free(tl__tls *t);
-/* The context it was made from, and its handshake timeout (ms). */
+/* The context it was made from (NULL for a client), and its handshake
+ * timeout (ms). */
 tl_tls *tl__tls_ctx(const tl__tls *t);
 unsigned tl__tls_handshake_timeout(const tl_tls *ctx);
 tl__tls_clock *tl__tls_clock_of(tl__tls *t);

@@ -165,11 +165,12 @@ uint32_t tl__utf8_validate(uint32_t state, const uint8_t *p, size_t len) {
 
 /* ---- framing helpers --------------------------------------------------- */
 
-void tl__ws_unmask(uint8_t *data, size_t len, const uint8_t mask[4],
-                   size_t pos) {
-  /* The 8-byte mask starts at phase `pos`; 8 is a multiple of 4, so it
-   * stays in phase for every word. Loads and stores go through memcpy:
-   * `data` has any alignment, and compilers turn these into plain moves. */
+/* dst = src XOR the mask from phase `pos` (0-3); dst may be src. The
+ * 8-byte mask starts at phase `pos`; 8 is a multiple of 4, so it stays in
+ * phase for every word. Loads and stores go through memcpy: the buffers
+ * have any alignment, and compilers turn these into plain moves. */
+static void xor_mask(uint8_t *dst, const uint8_t *src, size_t len,
+                     const uint8_t mask[4], size_t pos) {
   uint8_t m8[8];
   for (size_t i = 0; i < 8; i++)
     m8[i] = mask[(pos + i) & 3];
@@ -178,21 +179,31 @@ void tl__ws_unmask(uint8_t *data, size_t len, const uint8_t mask[4],
   size_t i = 0;
   for (; len - i >= 32; i += 32) {
     uint64_t w[4];
-    memcpy(w, data + i, 32);
+    memcpy(w, src + i, 32);
     w[0] ^= m;
     w[1] ^= m;
     w[2] ^= m;
     w[3] ^= m;
-    memcpy(data + i, w, 32);
+    memcpy(dst + i, w, 32);
   }
   for (; len - i >= 8; i += 8) {
     uint64_t w;
-    memcpy(&w, data + i, 8);
+    memcpy(&w, src + i, 8);
     w ^= m;
-    memcpy(data + i, &w, 8);
+    memcpy(dst + i, &w, 8);
   }
   for (; i < len; i++)
-    data[i] ^= m8[i & 7];
+    dst[i] = src[i] ^ m8[i & 7];
+}
+
+void tl__ws_unmask(uint8_t *data, size_t len, const uint8_t mask[4],
+                   size_t pos) {
+  xor_mask(data, data, len, mask, pos);
+}
+
+void tl__ws_mask_copy(uint8_t *dst, const uint8_t *src, size_t len,
+                      const uint8_t mask[4]) {
+  xor_mask(dst, src, len, mask, 0);
 }
 
 size_t tl__ws_frame_header(uint8_t *out, bool fin, bool rsv1, int opcode,
@@ -212,6 +223,14 @@ size_t tl__ws_frame_header(uint8_t *out, bool fin, bool rsv1, int opcode,
   for (int i = 0; i < 8; i++)
     out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
   return 10;
+}
+
+size_t tl__ws_frame_header_masked(uint8_t *out, bool fin, bool rsv1, int opcode,
+                                  uint64_t len, const uint8_t mask[4]) {
+  size_t n = tl__ws_frame_header(out, fin, rsv1, opcode, len);
+  out[1] |= 0x80;
+  memcpy(out + n, mask, 4);
+  return n + 4;
 }
 
 bool tl__ws_close_code_valid(int code) {
@@ -287,9 +306,9 @@ static int check_byte0(const tl__wsp *p, uint8_t b) {
 
 /* Checks byte 1: the mask bit and, for control frames, the 7-bit length
  * (126 and 127 announce more than 125 bytes, so they fail here too). */
-static int check_byte1(uint8_t b0, uint8_t b1) {
-  if (!(b1 & 0x80))
-    return 1002;
+static int check_byte1(const tl__wsp *p, uint8_t b0, uint8_t b1) {
+  if (!(b1 & 0x80) != p->client)
+    return 1002; /* a client's frames are masked, a server's are not */
   if (is_control(b0 & 0x0f) && (b1 & 0x7f) > 125)
     return 1002;
   return 0;
@@ -300,7 +319,7 @@ static size_t header_need(const tl__wsp *p) {
   if (p->hdr_len < 2)
     return 2;
   uint8_t l7 = p->hdr[1] & 0x7f;
-  return 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + 4;
+  return 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + (p->client ? 0 : 4);
 }
 
 /* Takes header bytes from data[*off..len). Returns 0 with p->in_frame set
@@ -321,7 +340,7 @@ static int read_header(tl__wsp *p, const uint8_t *data, size_t len,
     if (before < 1 && p->hdr_len >= 1 && (rc = check_byte0(p, p->hdr[0])))
       return rc;
     if (before < 2 && p->hdr_len >= 2) {
-      if ((rc = check_byte1(p->hdr[0], p->hdr[1])))
+      if ((rc = check_byte1(p, p->hdr[0], p->hdr[1])))
         return rc;
       continue; /* the full header size is known only now */
     }
@@ -366,7 +385,10 @@ static int read_header(tl__wsp *p, const uint8_t *data, size_t len,
   }
   p->fin = (h[0] & 0x80) != 0;
   p->opcode = (uint8_t)op;
-  memcpy(p->mask, h + at, 4);
+  if (p->client)
+    memset(p->mask, 0, 4); /* unmasking with zeros is skipped */
+  else
+    memcpy(p->mask, h + at, 4);
   p->remaining = flen;
   p->mask_pos = 0;
   p->in_frame = true;
@@ -438,7 +460,8 @@ static int feed(tl__wsp *p, uint8_t *data, size_t len,
       if (whole && (is_control(p->opcode) || single)) {
         size_t n = (size_t)p->remaining;
         uint8_t *d = data + off;
-        tl__ws_unmask(d, n, p->mask, 0);
+        if (!p->client)
+          tl__ws_unmask(d, n, p->mask, 0);
         off += n;
         p->remaining = 0;
         p->in_frame = false;
@@ -466,7 +489,8 @@ static int feed(tl__wsp *p, uint8_t *data, size_t len,
       n = (size_t)p->remaining;
     if (n > 0) {
       uint8_t *d = data + off;
-      tl__ws_unmask(d, n, p->mask, p->mask_pos);
+      if (!p->client)
+        tl__ws_unmask(d, n, p->mask, p->mask_pos);
       p->mask_pos = (uint8_t)((p->mask_pos + n) & 3);
       if (is_control(p->opcode)) {
         /* After the message's bytes; n <= 125 in all. */

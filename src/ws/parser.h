@@ -8,6 +8,7 @@
  *
  * It enforces every MUST of RFC 6455 sections 5 and 7 for a server:
  *   - client frames must be masked                           -> 1002
+ *     (for a client parser: server frames must not be)
  *   - RSV1-3 must be 0 (RSV1 allowed on the first frame of a data message
  *     only when `allow_rsv1` is set, for permessage-deflate)  -> 1002
  *   - unknown opcodes (3-7, 11-15)                             -> 1002
@@ -85,6 +86,9 @@ typedef struct tl__wsp {
   uint8_t msg_opcode; /* of the message in progress */
   uint8_t utf8_state;
   bool allow_rsv1 : 1; /* setting: permessage-deflate negotiated */
+  /* Setting: the parser reads a server's frames (talon is the client),
+   * which must not be masked (a masked one fails with 1002). */
+  bool client : 1;
   bool in_frame : 1;   /* header parsed, payload in progress */
   bool fin : 1;
   bool in_message : 1; /* a data message is in progress */
@@ -126,6 +130,18 @@ bool tl__wsp_in_progress(const tl__wsp *p);
  * Returns its length (2, 4 or 10). */
 size_t tl__ws_frame_header(uint8_t *out, bool fin, bool rsv1, int opcode,
                            uint64_t len);
+
+/* Write a client (masked) frame header with `mask` into `out` (at least
+ * 14 bytes). Returns its length (6, 8 or 14). */
+size_t tl__ws_frame_header_masked(uint8_t *out, bool fin, bool rsv1,
+                                  int opcode, uint64_t len,
+                                  const uint8_t mask[4]);
+
+/* Copy `len` bytes from `src` to `dst` XORed with `mask` (phase 0): the
+ * client's send path masks while it copies into the output buffer, so
+ * the payload is walked once. */
+void tl__ws_mask_copy(uint8_t *dst, const uint8_t *src, size_t len,
+                      const uint8_t mask[4]);
 
 /* XOR `len` bytes with `mask`, starting at mask phase `pos` (0-3). Fast
  * for large buffers (word at a time). */

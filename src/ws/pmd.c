@@ -142,6 +142,32 @@ bool tl__pmd_negotiate(const char *header, size_t len,
   return false;
 }
 
+bool tl__pmd_client_accept(const char *header, size_t len, int our_bits,
+                           bool reset_ours, int their_max,
+                           tl__pmd_agreed *ag) {
+  memset(ag, 0, sizeof *ag);
+  const char *e = header + len;
+  /* One answer, to the one offer made: a second element is an extension
+   * the client did not offer. */
+  if (next_sep(header, e, ',') != e)
+    return false;
+  offer o = parse_offer(header, e);
+  /* The answer to client_max_window_bits carries a value; 8 cannot be
+   * honoured by zlib's raw deflate (it makes 9-bit windows). */
+  if (!o.is_pmd || !o.valid || (o.has_cbits && o.cbits < 9))
+    return false;
+  /* Asked for a server window of at most their_max: the answer must name
+   * one within it (RFC 7692 7.1.2.1). */
+  if (their_max && (!o.has_sbits || o.sbits > their_max))
+    return false;
+  ag->on = true;
+  ag->server_no_takeover = o.cnct || reset_ours;
+  ag->client_no_takeover = o.snct;
+  ag->server_bits = o.has_cbits && o.cbits < our_bits ? o.cbits : our_bits;
+  ag->client_bits = o.has_sbits ? o.sbits : 15;
+  return true;
+}
+
 /* ---- zlib glue ------------------------------------------------------------
  */
 

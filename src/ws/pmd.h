@@ -39,6 +39,20 @@ bool tl__pmd_negotiate(const char *header, size_t len,
                        const tl__pmd_policy *policy, tl__pmd_agreed *agreed,
                        char *out, size_t out_size);
 
+/* The client's side: the server's answer `header` to an offer of
+ * permessage-deflate with client_max_window_bits (and
+ * client_no_context_takeover when `reset_ours`, and
+ * server_max_window_bits=`their_max` when that is not 0). On a valid
+ * answer fills
+ * `agreed` from the client's point of view (server_* fields: the
+ * client's own compressor, whose window is `our_bits` or less;
+ * client_* fields: the server's) and returns true; false for anything
+ * else (another extension, bad or unknown parameters, a window of 8, a
+ * server window missing or over `their_max`). */
+bool tl__pmd_client_accept(const char *header, size_t len, int our_bits,
+                           bool reset_ours, int their_max,
+                           tl__pmd_agreed *agreed);
+
 /* Compress `len` bytes as one message into `out` (appended), with the
  * trailing 00 00 ff ff removed (RFC 7692 7.2.1). If `reset`, the stream
  * starts fresh (no context takeover). Returns 0 or TL_ENOMEM / TL_EIO. */

@@ -3,9 +3,11 @@
  * handshake and timeouts. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <libdeflate.h>
 
+#include "core/tls.h"
 #include "ws/wsconn.h"
 
 /* How long we wait for the peer's close frame after sending ours. */
@@ -27,8 +29,13 @@ static uint64_t now_ms(const tl_ws *ws) {
 
 tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size) {
   tl__wsroute *rt = calloc(1, sizeof *rt);
-  if (!rt)
-    return NULL;
+  if (rt)
+    tl__wsroute_init(rt, h, data_size);
+  return rt;
+}
+
+void tl__wsroute_init(tl__wsroute *rt, const tl_ws_handlers *h,
+                      size_t data_size) {
   rt->h = *h;
   rt->data_size = data_size;
   rt->max_inflated = h->max_payload ? h->max_payload : DEFAULT_MAX_INFLATED;
@@ -52,7 +59,6 @@ tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size) {
     rt->h.compress_mem_level = 8;
   if (!rt->h.compress_threshold)
     rt->h.compress_threshold = 128;
-  return rt;
 }
 
 static const tl__conn_proto ws_proto;
@@ -94,11 +100,31 @@ tl_ws *tl__ws_new(tl__server *srv, tl__wsctx *ctx, const tl__wsroute *route) {
   return ws;
 }
 
-/* The block goes back to its pool (the connection's memory: the core
- * calls this from its close callback). */
+/* A client's block comes from calloc: it is made before its loop is
+ * known (tl_ws_connect may run on any thread), and clients are few. */
+tl_ws *tl__ws_alloc(tl__server *srv, tl__wsctx *ctx, size_t data_size,
+                    size_t extra, void **extra_out) {
+  size_t a = alignof(max_align_t);
+  size_t at = sizeof(tl_ws) + (data_size + a - 1) / a * a;
+  tl_ws *ws = calloc(1, at + extra);
+  if (!ws)
+    return NULL;
+  ws->conn.srv = srv;
+  ws->ctx = ctx;
+  ws->conn.proto = &ws_proto;
+  if (extra_out)
+    *extra_out = (char *)ws + at;
+  return ws;
+}
+
+/* The block goes back to its pool, or to free() for a client's (the
+ * connection's memory: the core calls this from its close callback). */
 static void release(tl__conn *c) {
   tl_ws *ws = (tl_ws *)c;
-  tl__pool_free(pool_for(ws->ctx, block_size(ws->route), false), ws);
+  if (ws->route->client)
+    free(ws);
+  else
+    tl__pool_free(pool_for(ws->ctx, block_size(ws->route), false), ws);
 }
 
 void tl__ws_discard(tl_ws *ws) {
@@ -170,15 +196,51 @@ static void touch(tl_ws *ws) {
  * a slow socket (and reports backpressure) instead of piling up memory. */
 #define CORK_LIMIT (64 * 1024)
 
+/* A fresh mask for a client's frame: wyrand (a 64-bit multiply-xorshift
+ * generator, a few cycles per call) over a per-loop state seeded from the
+ * OS. RFC 6455 asks for masks a peer cannot predict from earlier ones;
+ * the seed is unpredictable and the state is never shown whole. */
+static void next_mask(tl__wsctx *ctx, uint8_t mask[4]) {
+  if (!ctx->mask_seeded) {
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+      seed = (uint64_t)(uintptr_t)ctx ^ (uint64_t)uv_hrtime();
+    ctx->mask_state = seed;
+    ctx->mask_seeded = true;
+  }
+  ctx->mask_state += UINT64_C(0xa0761d6478bd642f);
+  unsigned __int128 t = (unsigned __int128)ctx->mask_state *
+                        (ctx->mask_state ^ UINT64_C(0xe7037ed1a0b428db));
+  uint64_t r = (uint64_t)(t >> 64) ^ (uint64_t)t;
+  memcpy(mask, &r, 4);
+}
+
 static int write_frame_rsv(tl_ws *ws, int op, bool rsv1, const void *data,
                            size_t len) {
-  uint8_t hdr[10];
-  size_t n = tl__ws_frame_header(hdr, true, rsv1, op, len);
+  uint8_t hdr[14];
+  uint8_t mask[4];
+  bool client = ws->route->client;
+  size_t n;
+  if (client) {
+    next_mask(ws->ctx, mask);
+    n = tl__ws_frame_header_masked(hdr, true, rsv1, op, len, mask);
+  } else {
+    n = tl__ws_frame_header(hdr, true, rsv1, op, len);
+  }
   tl__conn *c = &ws->conn;
   if (!tl__conn_cork(c, n + len))
     return TL_ENOMEM;
-  tl__conn_write(c, hdr, n);
-  int err = tl__conn_write(c, data, len);
+  int err = tl__conn_write(c, hdr, n);
+  if (!err && client && len) {
+    /* Masked while copied into the cork: one pass over the payload. */
+    char *at = tl__conn_space(c, len);
+    if (at)
+      tl__ws_mask_copy((uint8_t *)at, data, len, mask);
+    else
+      err = TL_ENOMEM;
+  } else if (!err) {
+    err = tl__conn_write(c, data, len);
+  }
   if (!err && c->q && c->q->out.len + c->q->shared_bytes >= CORK_LIMIT)
     tl__conn_flush(c);
   return err;
@@ -220,9 +282,9 @@ static z_stream *new_deflater(int bits, int mem_level) {
   return zs;
 }
 
-static z_stream *new_inflater(void) {
+static z_stream *new_inflater(int bits) {
   z_stream *zs = malloc(sizeof *zs);
-  if (zs && tl__pmd_inflate_init(zs, 15) != 0) {
+  if (zs && tl__pmd_inflate_init(zs, bits) != 0) {
     free(zs);
     zs = NULL;
   }
@@ -242,6 +304,13 @@ void tl__wsctx_free(tl__wsctx *ctx) {
     pmd_shared_free(ctx->pmd);
     free(ctx->pmd);
     ctx->pmd = NULL;
+  }
+  while (ctx->trust) {
+    tl__wsc_trust *t = ctx->trust;
+    ctx->trust = t->next;
+    tl__tls_client_ctx_free(t->ctx);
+    free(t->ca_file);
+    free(t);
   }
   free(ctx->observers);
   ctx->observers = NULL;
@@ -351,6 +420,8 @@ static bool want_compress(const tl_ws *ws, size_t len, int compress) {
 }
 
 bool tl__ws_shares_compressed(const tl_ws *ws, size_t len, int compress) {
+  if (ws->route->client)
+    return false; /* its frames are masked: built for it alone */
   /* A subscriber can take the once-compressed published frame when its
    * compressor keeps no context (the frame is built by a fresh stream). */
   return want_compress(ws, len, compress) &&
@@ -396,7 +467,7 @@ static void report_close(tl_ws *ws, int code, const char *reason, size_t len) {
   if (opened && ws->route->h.close)
     ws->route->h.close(ws, code, reason ? reason : "", len);
   const tl__wsctx *ctx = ws->ctx;
-  for (size_t i = 0; opened && i < ctx->nobservers; i++)
+  for (size_t i = 0; opened && !ws->route->client && i < ctx->nobservers; i++)
     if (ctx->observers[i].close)
       ctx->observers[i].close(ws, code, ctx->observers[i].arg);
   /* After the close handler, so it could still see and publish to its
@@ -500,6 +571,8 @@ int tl__ws_queue_shared(tl_ws *ws, tl__shared *f, size_t off, size_t flen,
                         const void *data, size_t len, int op) {
   if (!sendable(ws))
     return TL_ECLOSED;
+  if (ws->route->client) /* a client masks every frame: no shared bytes */
+    return tl_ws_send_ex(ws, data, len, (tl_opcode)op, -1);
   if (!admit(ws, flen, data, len, op))
     return TL_WS_DROPPED;
   tl__conn *c = &ws->conn;
@@ -616,6 +689,14 @@ void tl_ws_resume(tl_ws *ws) {
 
 /* ---- receiving --------------------------------------------------------- */
 
+/* Whether a data message is delivered. Closing: a server discards data
+ * after its close frame; a client still delivers what the server sent
+ * before answering ours (wscat prints the replies to its last lines). */
+static bool takes_data(const tl_ws *ws) {
+  return ws->state == TL_WS_OPEN ||
+         (ws->route->client && ws->state == TL_WS_CLOSING);
+}
+
 /* Stops the parser once the socket can no longer take messages. */
 static int gone(const tl_ws *ws) {
   return ws->state != TL_WS_OPEN || (ws->conn.flags & TL__CONN_CLOSING);
@@ -728,12 +809,14 @@ static z_stream *inflater_for(tl_ws *ws, tl__pmd_shared *ps, bool *fresh) {
    * it resets. */
   if (ws->route->h.compression & TL_DEDICATED_DECOMPRESSOR) {
     if (!ws->pmd->inflater)
-      ws->pmd->inflater = new_inflater();
+      /* The peer's window: 15 from a client (the server never asks for
+       * less), what the server agreed to for a client socket. */
+      ws->pmd->inflater = new_inflater(ws->pmd->agreed.client_bits);
     *fresh = ws->pmd->agreed.client_no_takeover;
     return ws->pmd->inflater;
   }
   if (!ps->inflate)
-    ps->inflate = new_inflater();
+    ps->inflate = new_inflater(15);
   *fresh = true;
   return ps->inflate;
 }
@@ -850,7 +933,7 @@ static void inflate_more(tl__work *w) {
   tl_ws *ws = f->ws;
   tl__conn *c = &ws->conn;
   int rc = -1; /* not open any more: dropped, like data after a close */
-  if (ws->state == TL_WS_OPEN) {
+  if (takes_data(ws)) {
     rc = inflate_slice(ws, f->zs, &f->msg, f->op, &f->out, &f->utf8);
     if (rc == TL__PMD_MORE) {
       tl__server_defer(c->srv, w);
@@ -877,8 +960,8 @@ static void inflate_more(tl__work *w) {
 static int on_message(void *ud, int op, uint8_t *data, size_t len,
                       bool compressed) {
   tl_ws *ws = ud;
-  if (ws->state != TL_WS_OPEN)
-    return 0; /* closing: data after our close frame is discarded */
+  if (!takes_data(ws))
+    return 0;
   tl__buf *out = NULL;
   if (compressed) {
     int rc = inflate_message(ws, op, data, len, &out);
@@ -908,7 +991,7 @@ static int on_control(void *ud, int op, uint8_t *data, size_t len) {
        * that pings without reading is paused, not buffered for. */
       check_inbound(ws);
     }
-  } else if (ws->route->h.pong && ws->state == TL_WS_OPEN) {
+  } else if (ws->route->h.pong && takes_data(ws)) {
     ws->route->h.pong(ws, data, len);
   }
   return gone(ws) && ws->state != TL_WS_CLOSING;
@@ -1026,7 +1109,7 @@ static void on_timeout(tl__conn *c) {
 static void on_shutdown(tl__conn *c) {
   tl_ws *ws = (tl_ws *)c;
   if (ws->state == TL_WS_OPEN)
-    fail(ws, 1001, "server shutting down");
+    fail(ws, 1001, ws->route->client ? "going away" : "server shutting down");
   else
     tl__conn_end(c);
 }
@@ -1043,6 +1126,8 @@ static void on_close(tl__conn *c) {
   }
   tl__wsp_free(&ws->parser);
   free_streams(ws);
+  if (ws->route->release)
+    ws->route->release(ws);
 }
 
 static const tl__conn_proto ws_proto = {
@@ -1061,9 +1146,11 @@ void tl_ws_get_stats(const tl_ws *ws, tl_ws_stats *stats) {
 
 void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   tl__conn *c = &ws->conn;
+  c->proto = &ws_proto; /* a client's handshake had its own */
   tl__wsp_init(&ws->parser);
   ws->parser.max_payload = ws->route->h.max_payload;
   ws->parser.allow_rsv1 = ws->pmd != NULL;
+  ws->parser.client = ws->route->client;
   ws->state = TL_WS_OPEN;
   tl__count(&ws->ctx->nopen, 1);
   ws->stats.opened_ms = now_ms(ws);
@@ -1073,10 +1160,11 @@ void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   if (ws->route->h.open)
     ws->route->h.open(ws);
   const tl__wsctx *ctx = ws->ctx;
-  for (size_t i = 0; !gone(ws) && i < ctx->nobservers; i++)
+  for (size_t i = 0; req && !gone(ws) && i < ctx->nobservers; i++)
     if (ctx->observers[i].open)
       ctx->observers[i].open(ws, req, ctx->observers[i].arg);
-  if (!gone(ws) && prelen)
+  /* Also when `open` started to close: a close frame may be among them. */
+  if (prelen && !(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)))
     feed(ws, (char *)pre, prelen);
   if (!(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)) && can_read(ws))
     tl__conn_read_start(c);

@@ -38,6 +38,13 @@ typedef struct tl__wsctx {
   uint64_t nopen; /* sockets opened and not yet closed (tl_app_ws_count) */
   uint64_t messages_in, messages_out; /* whole messages; out: queued */
   uint64_t dropped;                   /* messages dropped for backpressure */
+  /* The client's masks (ws.c): a fast generator's state, seeded from
+   * the OS on first use; each frame takes a fresh 32-bit mask. */
+  uint64_t mask_state;
+  bool mask_seeded;
+  /* wss:// trust settings in use on this loop (client.c), kept for the
+   * loop's life: loading the system's CA store takes about 20 ms. */
+  struct tl__wsc_trust *trust;
   /* Called for every closing socket after its close handler and the
    * observers ran (the app leaves its topics there). May be NULL. */
   void (*on_closed)(tl_ws *ws);
@@ -46,6 +53,15 @@ typedef struct tl__wsctx {
   tl__pool **pools;
   size_t npools;
 } tl__wsctx;
+
+/* One cached client TLS context: its CA file (NULL: the system's
+ * store) and whether it verifies. */
+typedef struct tl__wsc_trust {
+  struct tl__wsc_trust *next;
+  char *ca_file;
+  bool verify;
+  struct tl__tls_client_ctx *ctx;
+} tl__wsc_trust;
 
 void tl__wsctx_free(tl__wsctx *ctx);
 /* Adds an observer (copied). 0, TL_EINVAL or TL_ENOMEM. */
@@ -57,6 +73,12 @@ typedef struct tl__wsroute {
   tl_ws_handlers h;
   size_t data_size;
   size_t max_inflated; /* bytes of a message once inflated */
+  /* A client socket's (ws/client.c): each has a route of its own, in its
+   * block, and frames it sends are masked. */
+  bool client;
+  /* Called when the socket closes, after its close handler (a client
+   * lets go of what its handshake held). May be NULL. */
+  void (*release)(tl_ws *ws);
 } tl__wsroute;
 
 /* A compressed message that is inflated over several loop turns (ws.c). */
@@ -118,10 +140,19 @@ bool tl__ws_shares_compressed(const tl_ws *ws, size_t len, int compress);
 /* A route's settings: `h` copied with defaults applied. NULL on out of
  * memory. Freed with free(). */
 tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size);
+/* The same into `rt`. */
+void tl__wsroute_init(tl__wsroute *rt, const tl_ws_handlers *h,
+                      size_t data_size);
 
 /* Allocate a connection block of `srv` with `route->data_size` zeroed
  * bytes of context. NULL on out of memory. */
 tl_ws *tl__ws_new(tl__server *srv, tl__wsctx *ctx, const tl__wsroute *route);
+/* A client's block (from calloc, freed with free(), not the pool) with
+ * `data_size` bytes of context and `extra` zeroed bytes after it
+ * (aligned for any type; *extra_out points there), its route not set
+ * yet. NULL on out of memory. */
+tl_ws *tl__ws_alloc(tl__server *srv, tl__wsctx *ctx, size_t data_size,
+                    size_t extra, void **extra_out);
 /* Queue a published frame (bytes [off, off+flen) of `f`, built from
  * `data`, `len`, `op`) for `ws` with the same backpressure rules as
  * tl_ws_send. Returns the frame size, TL_WS_BACKPRESSURE, TL_WS_DROPPED
@@ -130,7 +161,8 @@ int tl__ws_queue_shared(tl_ws *ws, tl__shared *f, size_t off, size_t flen,
                         const void *data, size_t len, int op);
 
 /* Open an accepted socket: run `open` (and observers, with the upgrade
- * request), then feed `pre` (frames that came with the handshake). */
+ * request; a client socket has none, and observers do not see it), then
+ * feed `pre` (frames that came with the handshake). */
 void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen);
 
 /* Free a block that never became a connection (rejected upgrade). */

@@ -4,7 +4,8 @@
  *     -Isrc src/ws/parser.c src/core/buf.c tests/fuzz/fuzz_ws_parser.c \
  *     -o fuzz_ws_parser
  *
- * The first 4 input bytes pick the settings and how the rest is cut into
+ * The first 4 input bytes pick the settings (the limit, RSV1, a stop, the
+ * server's or the client's parser) and how the rest is cut into
  * pieces. The rest is parsed twice, whole and in pieces, and the two runs
  * must produce the same callbacks and result. Callbacks also check what
  * the contract promises about their arguments.
@@ -83,12 +84,13 @@ static int feed(tl__wsp *p, const uint8_t *d, size_t n, run *r) {
 
 /* Whole if `nsizes` is 0; else in pieces of sizes[k] + 1 bytes, cycling. */
 static int parse(const uint8_t *d, size_t n, const uint8_t *sizes,
-                 size_t nsizes, size_t max_payload, bool rsv1, int stop_at,
-                 run *r) {
+                 size_t nsizes, size_t max_payload, bool rsv1, bool client,
+                 int stop_at, run *r) {
   tl__wsp p;
   tl__wsp_init(&p);
   p.max_payload = max_payload;
   p.allow_rsv1 = rsv1;
+  p.client = client;
   memset(r, 0, sizeof *r);
   r->hash = UINT64_C(0xcbf29ce484222325);
   r->stop_at = stop_at;
@@ -122,6 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t max_payload = limits[data[0] & 3];
   bool rsv1 = data[0] & 4;
   int stop_at = (data[0] >> 3) & 7; /* 0: never */
+  bool client = data[0] & 0x40;     /* the client's parser: unmasked frames */
   /* Piece sizes: bytes 1-3 give up to 3 sizes (1..256) to cycle through;
    * byte 1 bit 7 asks for one byte at a time. */
   uint8_t sizes[3] = {data[1] & 0x7f, data[2], data[3]};
@@ -134,8 +137,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size -= 4;
 
   run whole, pieces;
-  int a = parse(data, size, NULL, 0, max_payload, rsv1, stop_at, &whole);
-  int b = parse(data, size, sizes, nsizes, max_payload, rsv1, stop_at, &pieces);
+  int a =
+      parse(data, size, NULL, 0, max_payload, rsv1, client, stop_at, &whole);
+  int b = parse(data, size, sizes, nsizes, max_payload, rsv1, client, stop_at,
+                &pieces);
   if (a != b || whole.hash != pieces.hash || whole.events != pieces.events)
     abort();
   if (a != 0 && a != 1002 && a != 1007 && a != 1009 && a != TL__WSP_STOPPED)

@@ -1087,8 +1087,55 @@ static void inflate_in_slices(void **state) {
   free(zeros);
 }
 
+/* The client's reading of a server's answer, from its own point of view
+ * (server_* fields: the client's compressor). */
+static void client_accept(void **state) {
+  tl__pmd_agreed a;
+  const char *ok = "permessage-deflate; server_no_context_takeover";
+  assert_true(tl__pmd_client_accept(ok, strlen(ok), 15, true, 0, &a));
+  assert_true(a.on && a.server_no_takeover && a.client_no_takeover);
+  assert_int_equal(a.server_bits, 15);
+  assert_int_equal(a.client_bits, 15);
+  const char *bits =
+      "permessage-deflate;client_max_window_bits=10; server_max_window_bits=12";
+  assert_true(tl__pmd_client_accept(bits, strlen(bits), 15, false, 0, &a));
+  assert_false(a.server_no_takeover || a.client_no_takeover);
+  assert_int_equal(a.server_bits, 10);
+  assert_int_equal(a.client_bits, 12);
+  /* Our window is never widened; the server may ask us to reset. */
+  const char *wide = "permessage-deflate; client_max_window_bits=15; "
+                     "client_no_context_takeover";
+  assert_true(tl__pmd_client_accept(wide, strlen(wide), 11, false, 0, &a));
+  assert_int_equal(a.server_bits, 11);
+  assert_true(a.server_no_takeover);
+  static const char *bad[] = {
+      "x-webkit-deflate-frame",
+      "permessage-deflate, permessage-deflate",
+      "permessage-deflate; unknown",
+      "permessage-deflate; server_max_window_bits",
+      "permessage-deflate; client_max_window_bits=8",
+      "permessage-deflate; client_max_window_bits=16",
+      "permessage-deflate; server_no_context_takeover; "
+      "server_no_context_takeover",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    assert_false(
+        tl__pmd_client_accept(bad[i], strlen(bad[i]), 15, true, 0, &a));
+  /* Asked for server_max_window_bits=10: the answer must name 10 or
+   * less. */
+  const char *s10 = "permessage-deflate; server_max_window_bits=10";
+  assert_true(tl__pmd_client_accept(s10, strlen(s10), 15, true, 10, &a));
+  assert_int_equal(a.client_bits, 10);
+  const char *s9 = "permessage-deflate; server_max_window_bits=9";
+  assert_true(tl__pmd_client_accept(s9, strlen(s9), 15, true, 10, &a));
+  assert_int_equal(a.client_bits, 9);
+  const char *s12 = "permessage-deflate; server_max_window_bits=12";
+  assert_false(tl__pmd_client_accept(s12, strlen(s12), 15, true, 10, &a));
+  assert_false(tl__pmd_client_accept(ok, strlen(ok), 15, true, 10, &a));
+}
+
 int main(void) {
-  static struct CMUnitTest tests[NROWS + 16];
+  static struct CMUnitTest tests[NROWS + 17];
   for (size_t k = 0; k < NROWS; k++) {
     char *name = malloc(strlen(rows[k].name) + 16);
     sprintf(name, "negotiate: %s", rows[k].name);
@@ -1113,9 +1160,10 @@ int main(void) {
       cmocka_unit_test(deflate_whole),
       cmocka_unit_test(inflate_whole),
       cmocka_unit_test(inflate_in_slices),
+      cmocka_unit_test(client_accept),
   };
-  _Static_assert(sizeof more / sizeof more[0] == 16, "tests array size");
-  for (size_t k = 0; k < 16; k++)
+  _Static_assert(sizeof more / sizeof more[0] == 17, "tests array size");
+  for (size_t k = 0; k < 17; k++)
     tests[NROWS + k] = more[k];
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   return rc;

@@ -181,9 +181,10 @@ typedef struct cfg {
   size_t max_payload;
   bool allow_rsv1;
   int stop_at;
+  bool client; /* the parser reads a server's (unmasked) frames */
 } cfg;
 
-static const cfg dflt = {0, false, 0};
+static const cfg dflt = {0, false, 0, false};
 
 /* Feeds a private, exactly sized copy of one piece. */
 static int feed_copy(tl__wsp *p, const uint8_t *src, size_t n, rec *r) {
@@ -204,6 +205,7 @@ static int run(const uint8_t *in, size_t len, const cfg *c, size_t step,
   tl__wsp_init(&p);
   p.max_payload = c->max_payload;
   p.allow_rsv1 = c->allow_rsv1;
+  p.client = c->client;
   memset(r, 0, sizeof *r);
   r->stop_at = c->stop_at;
   int rc = 0;
@@ -429,7 +431,7 @@ static void t3_reserved_bits(void **state) {
 }
 
 static void t3_rsv1_deflate(void **state) {
-  cfg c = {0, true, 0};
+  cfg c = {0, true, 0, false};
   tl__buf in = {0}, e = {0};
   /* Compressed text is not UTF-8 checked: 0xff is passed through. */
   frame_s(&in, FIN | RSV1 | OP_TEXT, "\xff\x01");
@@ -954,7 +956,7 @@ static void t9_large_fragmented(void **state) {
 /* ---- limits -------------------------------------------------------------- */
 
 static void t_max_payload(void **state) {
-  cfg c = {100, false, 0};
+  cfg c = {100, false, 0, false};
   uint8_t *pl = pattern(200);
   tl__buf in = {0}, e = {0};
   frame(&in, FIN | OP_BIN, pl, 100);
@@ -996,7 +998,7 @@ static void t_max_payload(void **state) {
   tl__buf_free(&whole);
   /* Control frames are not messages: a 125-byte ping passes a 10-byte
    * limit. */
-  cfg small = {10, false, 0};
+  cfg small = {10, false, 0, false};
   frame(&in, FIN | OP_PING, pl, 125);
   ev_ctl(&e, OP_PING, pl, 125);
   check_cfg(&in, &small, &e, 0);
@@ -1067,7 +1069,7 @@ static void t_stop(void **state) {
   frame_s(&in, FIN | OP_PONG, "five");
   frame(&in, FIN | OP_CLOSE, "", 0);
   for (int stop = 1; stop <= 6; stop++) {
-    cfg c = {0, false, stop};
+    cfg c = {0, false, stop, false};
     ev_msg(&e, OP_TEXT, "one", 3, false);
     if (stop >= 2)
       ev_ctl(&e, OP_PING, "two", 3);
@@ -1334,6 +1336,73 @@ static void t_frame_header_roundtrip(void **state) {
   }
 }
 
+/* The client's parser: a server's frames are unmasked; every rule but
+ * the mask holds, at every split; a masked frame fails with 1002. */
+static void t_client_mode(void **state) {
+  static const cfg client = {0, false, 0, true};
+  static const cfg client_small = {100, false, 0, true};
+  tl__buf in = {0}, e = {0};
+  uint8_t *big = pattern(70000);
+  frame_ex(&in, FIN | OP_TEXT, "hello", 5, false, LEN_MIN);
+  frame_ex(&in, OP_BIN, "ab", 2, false, LEN_16);
+  frame_ex(&in, FIN | OP_PING, "p", 1, false, LEN_MIN);
+  frame_ex(&in, FIN | OP_CONT, "cd", 2, false, LEN_64);
+  frame_ex(&in, FIN | OP_BIN, big, 70000, false, LEN_MIN);
+  ev_msg(&e, OP_TEXT, "hello", 5, false);
+  ev_ctl(&e, OP_PING, "p", 1);
+  ev_msg(&e, OP_BIN, "abcd", 4, false);
+  ev_msg(&e, OP_BIN, big, 70000, false);
+  check_cfg(&in, &client, &e, 0);
+  done(&in, &e);
+  free(big);
+  /* Masked: refused, also when it is a control frame. */
+  frame_ex(&in, FIN | OP_TEXT, "ok", 2, false, LEN_MIN);
+  frame_s(&in, FIN | OP_TEXT, "masked");
+  ev_msg(&e, OP_TEXT, "ok", 2, false);
+  check_cfg(&in, &client, &e, 1002);
+  done(&in, &e);
+  frame_s(&in, FIN | OP_PING, "");
+  check_cfg(&in, &client, &e, 1002);
+  done(&in, &e);
+  /* Invalid UTF-8 and the size limit hold too. */
+  frame_ex(&in, FIN | OP_TEXT, "\xc3\x28", 2, false, LEN_MIN);
+  check_cfg(&in, &client, &e, 1007);
+  done(&in, &e);
+  header_only(&in, FIN | OP_BIN, 101, LEN_MIN);
+  in.data[1] &= 0x7f; /* the same header, unmasked (no key follows) */
+  in.len -= 4;
+  check_cfg(&in, &client_small, &e, 1009);
+  done(&in, &e);
+}
+
+/* Masking while copying equals copying then masking, at every alignment
+ * and length. */
+static void t_mask_copy(void **state) {
+  uint8_t src[80], dst[88], ref[88];
+  const uint8_t mask[4] = {0xde, 0xad, 0xbe, 0xef};
+  for (size_t i = 0; i < sizeof src; i++)
+    src[i] = (uint8_t)(rnd() >> 24);
+  for (size_t align = 0; align < 8; align++) {
+    for (size_t len = 0; len <= 80; len++) {
+      memset(dst, 0x55, sizeof dst);
+      memset(ref, 0x55, sizeof ref);
+      memcpy(ref + align, src, len);
+      tl__ws_unmask(ref + align, len, mask, 0);
+      tl__ws_mask_copy(dst + align, src, len, mask);
+      assert_memory_equal(dst, ref, sizeof dst);
+    }
+  }
+  uint8_t h[14];
+  assert_int_equal(tl__ws_frame_header_masked(h, true, false, 1, 5, mask), 6);
+  assert_int_equal(h[0], 0x81);
+  assert_int_equal(h[1], 0x85);
+  assert_memory_equal(h + 2, mask, 4);
+  assert_int_equal(tl__ws_frame_header_masked(h, true, true, 2, 70000, mask),
+                   14);
+  assert_int_equal(h[1], 0xff);
+  assert_memory_equal(h + 10, mask, 4);
+}
+
 static void t_unmask(void **state) {
   uint8_t buf[64 + 8], ref[64 + 8];
   const uint8_t mask[4] = {0x12, 0x34, 0xab, 0xcd};
@@ -1386,6 +1455,11 @@ size_t oom_ws_frame_header(uint8_t *out, bool fin, bool rsv1, int opcode,
                            uint64_t len);
 void oom_ws_unmask(uint8_t *data, size_t len, const uint8_t mask[4],
                    size_t pos);
+size_t oom_ws_frame_header_masked(uint8_t *out, bool fin, bool rsv1,
+                                  int opcode, uint64_t len,
+                                  const uint8_t mask[4]);
+void oom_ws_mask_copy(uint8_t *dst, const uint8_t *src, size_t len,
+                      const uint8_t mask[4]);
 bool oom_ws_close_code_valid(int code);
 uint32_t oom_utf8_validate(uint32_t state, const uint8_t *p, size_t len);
 
@@ -1399,6 +1473,8 @@ uint32_t oom_utf8_validate(uint32_t state, const uint8_t *p, size_t len);
 #define tl__wsp_in_progress oom_wsp_in_progress
 #define tl__ws_frame_header oom_ws_frame_header
 #define tl__ws_unmask oom_ws_unmask
+#define tl__ws_frame_header_masked oom_ws_frame_header_masked
+#define tl__ws_mask_copy oom_ws_mask_copy
 #define tl__ws_close_code_valid oom_ws_close_code_valid
 #define tl__utf8_validate oom_utf8_validate
 #include "ws/parser.c"
@@ -1410,6 +1486,8 @@ uint32_t oom_utf8_validate(uint32_t state, const uint8_t *p, size_t len);
 #undef tl__wsp_in_progress
 #undef tl__ws_frame_header
 #undef tl__ws_unmask
+#undef tl__ws_frame_header_masked
+#undef tl__ws_mask_copy
 #undef tl__ws_close_code_valid
 #undef tl__utf8_validate
 #pragma pop_macro("fail")
@@ -1454,6 +1532,8 @@ int main(void) {
       cmocka_unit_test(t1_one_mib),
       cmocka_unit_test(t1_nonminimal_length),
       cmocka_unit_test(t1_unmasked),
+      cmocka_unit_test(t_client_mode),
+      cmocka_unit_test(t_mask_copy),
       cmocka_unit_test(t1_length_top_bit),
       cmocka_unit_test(t2_ping_pong),
       cmocka_unit_test(t2_ping_too_long),
