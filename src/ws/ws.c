@@ -349,8 +349,9 @@ tl__buf *tl__ws_deflate_shared(tl__wsctx *ctx, int bits, const void *data,
   tl__buf *out = &ps->scratch;
   out->len = 0;
   if (bits == 15) {
-    /* zlib's default level, in libdeflate's terms (its level 6 packs
-     * about as well, in a third of the time). */
+    /* zlib's default level, in libdeflate's terms: its level 6 packs
+     * about as well with about half the instructions (callgrind, 4 KiB
+     * messages). */
     if (!ps->whole && !(ps->whole = libdeflate_alloc_compressor(6)))
       return NULL;
     return tl__pmd_deflate_whole(ps->whole, data, len, out) == 0 ? out : NULL;
