@@ -243,12 +243,9 @@ static unsigned header_flag(const char *name, size_t nl) {
   return 0;
 }
 
-int tl_res_header(tl_res *res, const char *name, const char *value) {
-  size_t nl, vl;
-  if (!header_text(name, value, &nl, &vl))
-    return TL_EINVAL;
-  if (res->flags & (TL__R_HEAD_SENT | TL__R_FINISHED))
-    return TL_ESTATE;
+/* Appends "name: value\r\n" (lengths checked by header_text). */
+static int append_header(tl_res *res, const char *name, size_t nl,
+                         const char *value, size_t vl) {
   int err = tl__buf_reserve(&res->hdrs, nl + vl + 4);
   if (err)
     return err;
@@ -264,6 +261,15 @@ int tl_res_header(tl_res *res, const char *name, const char *value) {
   res->hdrs.len = (size_t)(p - res->hdrs.data);
   res->flags |= header_flag(name, nl);
   return 0;
+}
+
+int tl_res_header(tl_res *res, const char *name, const char *value) {
+  size_t nl, vl;
+  if (!header_text(name, value, &nl, &vl))
+    return TL_EINVAL;
+  if (res->flags & (TL__R_HEAD_SENT | TL__R_FINISHED))
+    return TL_ESTATE;
+  return append_header(res, name, nl, value, vl);
 }
 
 int tl_res_headerf(tl_res *res, const char *name, const char *fmt, ...) {
@@ -287,24 +293,43 @@ int tl_res_headerf(tl_res *res, const char *name, const char *fmt, ...) {
   return err;
 }
 
+/* A line of a header block ("Name: value\r\n"): where it starts, where
+ * its colon is, and where the next line starts. */
+typedef struct hline {
+  size_t start, colon, end;
+} hline;
+
+/* The next line named `name` in `b` at or after *at (*at moves past it):
+ * true with *l set, false when none is left. */
+static bool find_line(const tl__buf *b, size_t *at, const char *name,
+                      hline *l) {
+  while (*at < b->len) {
+    const char *p = b->data + *at, *e = b->data + b->len;
+    const char *colon = memchr(p, ':', (size_t)(e - p));
+    const char *lf = memchr(p, '\n', (size_t)(e - p));
+    if (!colon || !lf)
+      break;
+    size_t start = *at;
+    *at = (size_t)(lf + 1 - b->data);
+    if (colon < lf && tl_str_ieq(p, (size_t)(colon - p), name)) {
+      *l = (hline){start, (size_t)(colon - b->data), *at};
+      return true;
+    }
+  }
+  *at = b->len;
+  return false;
+}
+
 /* Removes every header line named `name` from `b`; returns how many. */
 static int remove_lines(tl__buf *b, const char *name) {
   int n = 0;
-  size_t i = 0;
-  while (i < b->len) {
-    const char *p = b->data + i, *end = b->data + b->len;
-    const char *colon = memchr(p, ':', (size_t)(end - p));
-    const char *eol = memchr(p, '\n', (size_t)(end - p));
-    if (!colon || !eol)
-      break;
-    size_t line = (size_t)(eol + 1 - p);
-    if (colon < eol && tl_str_ieq(p, (size_t)(colon - p), name)) {
-      memmove(b->data + i, eol + 1, (size_t)(end - eol - 1));
-      b->len -= line;
-      n++;
-    } else {
-      i += line;
-    }
+  size_t at = 0;
+  hline l;
+  while (find_line(b, &at, name, &l)) {
+    memmove(b->data + l.start, b->data + l.end, b->len - l.end);
+    b->len -= l.end - l.start;
+    at = l.start;
+    n++;
   }
   return n;
 }
@@ -330,41 +355,27 @@ int tl_res_set_header(tl_res *res, const char *name, const char *value) {
   int err = tl__buf_reserve(&res->hdrs, nl + vl + 4);
   if (err)
     return err;
-  tl_res_remove_header(res, name);
-  return tl_res_header(res, name, value);
+  if (remove_lines(&res->hdrs, name))
+    res->flags &= ~header_flag(name, nl);
+  return append_header(res, name, nl, value, vl);
 }
 
 const char *tl_res_get_header(tl_res *res, const char *name) {
-  size_t nl = name ? strlen(name) : 0;
-  const char *p = res->hdrs.data, *end = p + res->hdrs.len;
-  while (nl && p < end) {
-    const char *colon = memchr(p, ':', (size_t)(end - p));
-    const char *eol = memchr(p, '\r', (size_t)(end - p));
-    if (!colon || !eol)
-      break;
-    if (colon < eol && tl_str_ieq(p, (size_t)(colon - p), name)) {
-      const char *v = colon + 1;
-      while (v < eol && *v == ' ')
-        v++;
-      return tl__arena_strndup(&res->h->arena, v, (size_t)(eol - v));
-    }
-    p = eol + 2;
-  }
-  return NULL;
+  size_t at = 0;
+  hline l;
+  if (!name || !*name || !find_line(&res->hdrs, &at, name, &l))
+    return NULL;
+  const char *v = res->hdrs.data + l.colon + 1;
+  const char *cr = res->hdrs.data + l.end - 2; /* the line ends "\r\n" */
+  while (v < cr && *v == ' ')
+    v++;
+  return tl__arena_strndup(&res->h->arena, v, (size_t)(cr - v));
 }
 
 bool tl_res_has_header(const tl_res *res, const char *name) {
-  const char *p = res->hdrs.data, *end = p + res->hdrs.len;
-  while (p < end) {
-    const char *colon = memchr(p, ':', (size_t)(end - p));
-    const char *eol = memchr(p, '\n', (size_t)(end - p));
-    if (!colon || !eol)
-      break;
-    if (tl_str_ieq(p, (size_t)(colon - p), name))
-      return true;
-    p = eol + 1;
-  }
-  return false;
+  size_t at = 0;
+  hline l;
+  return find_line(&res->hdrs, &at, name, &l);
 }
 
 /* Runs a filter's begin once; true when it engaged. */
