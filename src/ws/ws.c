@@ -344,8 +344,6 @@ tl__buf *tl__ws_deflate_shared(tl__wsctx *ctx, int bits, const void *data,
   tl__pmd_shared *ps = pmd_of(ctx);
   if (!ps)
     return NULL;
-  if (bits != 15 && !ps->deflate[bits])
-    ps->deflate[bits] = new_deflater(bits, 8);
   tl__buf *out = &ps->scratch;
   out->len = 0;
   if (bits == 15) {
@@ -358,6 +356,8 @@ tl__buf *tl__ws_deflate_shared(tl__wsctx *ctx, int bits, const void *data,
   }
   /* A fresh stream for every message (no context kept), so a frame that
    * is not smaller is not worth sending compressed. */
+  if (!ps->deflate[bits])
+    ps->deflate[bits] = new_deflater(bits, 8);
   if (!ps->deflate[bits] ||
       tl__pmd_deflate(ps->deflate[bits], data, len, true, out) != 0 ||
       out->len >= len)
