@@ -248,20 +248,34 @@ int tl__pmd_deflate_whole(struct libdeflate_compressor *c, const void *data,
   return 0;
 }
 
-int tl__pmd_inflate_whole(struct libdeflate_decompressor *d, uint8_t *data,
-                          size_t len, size_t cap, tl__buf *out) {
-  if (len == 0)
+/* What the one-call path puts after a message: the tail the sender
+ * removed (an empty stored block, RFC 7692 7.2.2), then an empty final
+ * stored block, because libdeflate reads until a final block. */
+static const uint8_t whole_end[9] = {0x00, 0x00, 0xff, 0xff, 0x01,
+                                     0x00, 0x00, 0xff, 0xff};
+
+int tl__pmd_inflate_whole(struct libdeflate_decompressor *d,
+                          const uint8_t *data, size_t len, size_t cap,
+                          tl__buf *in, tl__buf *out) {
+  /* Compressed bytes beyond the output limit and stored blocks' headers
+   * are left to the stream, which refuses or bounds them. */
+  if (len == 0 || len > cap + cap / 1024 + 64)
     return 1;
-  if (tl__buf_reserve(out, cap) != 0)
+  in->len = 0;
+  if (tl__buf_append(in, data, len) != 0 ||
+      tl__buf_append(in, whole_end, sizeof whole_end) != 0 ||
+      tl__buf_reserve(out, cap) != 0)
     return TL_ENOMEM;
-  uint8_t first = data[0];
-  data[0] |= 1; /* BFINAL of the first block */
   size_t used = 0, made = 0;
   enum libdeflate_result r = libdeflate_deflate_decompress_ex(
-      d, data, len, out->data + out->len, cap, &used, &made);
-  data[0] = first;
-  if (r != LIBDEFLATE_SUCCESS ||
-      !(used == len || (used + 1 == len && data[used] == 0)))
+      d, in->data, in->len, out->data + out->len, cap, &used, &made);
+  /* The stream reads the same bits the same way as far as it goes: the
+   * message and its tail. It stops there, at a block boundary if the
+   * message is sound (tl__pmd_inflate_some), where libdeflate goes on to
+   * read the final empty block and ends on its last byte. A final block
+   * of the message's own ends the stream too, which then must have used
+   * every byte of the message. Anything else, the stream decides. */
+  if (r != LIBDEFLATE_SUCCESS || (used != in->len && used != len))
     return 1;
   out->len += made;
   return 0;
@@ -275,7 +289,12 @@ int tl__pmd_inflate_start(z_stream *zs, tl__pmd_msg *m, const void *data,
                           size_t len, bool reset) {
   m->in = data;
   m->in_len = len;
-  m->tail = false;
+  /* An empty payload is an empty message, and the stream is left as it
+   * is: RFC 7692 7.2.3.6 has a sender write one 00 byte for it, but with
+   * nothing in front of it the tail would leave the stream inside a
+   * stored block, and the next message would be read as its bytes. */
+  m->empty = len == 0;
+  m->tail = m->empty;
   return reset && inflateReset(zs) != Z_OK ? 1011 : 0;
 }
 
@@ -287,8 +306,13 @@ int tl__pmd_inflate_some(z_stream *zs, tl__pmd_msg *m, size_t max,
       /* Once the tail is taken in, everything before it has come out:
        * zlib reads a block's header only after the previous block's last
        * byte went out. */
+      /* A message ends on a block boundary: the tail is an empty stored
+       * block, after which zlib waits for the next block's header, on a
+       * byte boundary (zlib.h: data_type is 128 + the unused bits there).
+       * Data that stops inside a block is corrupt, not a short message:
+       * its decoding would depend on what follows. */
       if (m->tail)
-        return 0;
+        return m->empty || (zs->data_type & 0xc7) == 0x80 ? 0 : 1007;
       m->tail = true;
       m->in = tail;
       m->in_len = sizeof tail;

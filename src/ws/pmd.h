@@ -70,17 +70,19 @@ int tl__pmd_deflate_whole(struct libdeflate_compressor *c, const void *data,
                           size_t len, tl__buf *out);
 
 /* Inflate a message that starts no context (the sender resets) in one
- * libdeflate call, when it is one DEFLATE block (what a sync-flushing
- * sender makes of a message of up to some KiB) and inflates to at most
- * `cap` bytes: the block is marked final for the call (its first bit,
- * restored after), and must then account for the whole input but for the
- * header byte of the empty stored block whose other bytes the sender
- * removed (RFC 7692 7.2.1). Returns 0 with the message appended to
- * `out`, 1 when it did not apply (inflate with a zlib stream instead:
- * nothing was appended, `data` is as it was), or TL_ENOMEM. */
+ * libdeflate call, when it inflates to at most `cap` bytes: the message
+ * is copied into `in` (a scratch buffer, overwritten) with the tail the
+ * sender removed and an empty final block after it, and must decode to
+ * its end as the stream would (see tl__pmd_inflate_some). Returns 0 with
+ * the message appended to `out`, 1 when it did not apply (inflate with a
+ * zlib stream instead: nothing was appended), or TL_ENOMEM. For a sound
+ * message the output is the stream's; a corrupt one that this path takes
+ * is one whose blocks, read on into the appended bytes, happen to end
+ * exactly at their end. */
 struct libdeflate_decompressor;
-int tl__pmd_inflate_whole(struct libdeflate_decompressor *d, uint8_t *data,
-                          size_t len, size_t cap, tl__buf *out);
+int tl__pmd_inflate_whole(struct libdeflate_decompressor *d,
+                          const uint8_t *data, size_t len, size_t cap,
+                          tl__buf *in, tl__buf *out);
 
 /* Inflate one compressed message (the tail 00 00 ff ff is appended here)
  * into `out` (appended), refusing to produce more than `max` bytes.
@@ -97,6 +99,7 @@ typedef struct tl__pmd_msg {
   const uint8_t *in; /* compressed bytes not yet taken by zlib */
   size_t in_len;
   bool tail; /* the message's bytes are in; `in` is the appended tail */
+  bool empty; /* an empty payload: nothing is fed (see tl__pmd_inflate_start) */
 } tl__pmd_msg;
 
 /* Returned by tl__pmd_inflate_some when its budget ran out first. */

@@ -271,6 +271,7 @@ static void pmd_shared_free(tl__pmd_shared *ps) {
   ps->unwhole = NULL;
   tl__buf_free(&ps->scratch);
   tl__buf_free(&ps->scratch_in);
+  tl__buf_free(&ps->whole_in);
 }
 
 static z_stream *new_deflater(int bits, int mem_level) {
@@ -887,7 +888,8 @@ static int inflate_message(tl_ws *ws, int op, uint8_t *data, size_t len,
     cap = ws->route->max_inflated;
   if (fresh && cap > 0 &&
       (ps->unwhole || (ps->unwhole = libdeflate_alloc_decompressor()))) {
-    int rc = tl__pmd_inflate_whole(ps->unwhole, data, len, cap, o);
+    int rc = tl__pmd_inflate_whole(ps->unwhole, data, len, cap,
+                                   &ps->whole_in, o);
     if (rc == 0) {
       ws->pmd->spent += (uint32_t)o->len;
       if (op == TL_WS_TEXT &&

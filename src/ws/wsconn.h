@@ -17,12 +17,13 @@ typedef struct tl__pmd_shared {
   /* Window bits 15: one call per message (tl__pmd_deflate_whole), two to
    * three times faster than a reset zlib stream. On first use. */
   struct libdeflate_compressor *whole;
-  /* Messages that start no context and are one block: inflated in one
-   * call (tl__pmd_inflate_whole). On first use. */
+  /* Messages that start no context: inflated in one call when they can
+   * be (tl__pmd_inflate_whole). On first use. */
   struct libdeflate_decompressor *unwhole;
   z_stream *inflate;
   tl__buf scratch;    /* compressed output */
   tl__buf scratch_in; /* inflated input */
+  tl__buf whole_in;   /* a message's compressed bytes, for unwhole */
 } tl__pmd_shared;
 
 /* The ws layer's state in an app (one per loop): what its sockets share.
