@@ -111,9 +111,37 @@ static bool head_ends_right(const tl__hconn *h) {
   return lf && crlf_before(h, lf + 3);
 }
 
+/* The header entries a connection block holds (hdr_store). */
+static uint32_t hdrs_inline(const tl__http *http) {
+  return http->opt->max_headers < TL__HDRS_INLINE ? http->opt->max_headers
+                                                  : TL__HDRS_INLINE;
+}
+
+/* Back to the connection's own header entries. */
+static void hdrs_shrink(tl__hconn *h) {
+  if (h->req.hdrs != h->hdr_store) {
+    free(h->req.hdrs);
+    h->req.hdrs = h->hdr_store;
+    h->hdr_cap = hdrs_inline(h->http);
+  }
+}
+
+/* Room for max_headers entries, the lines so far copied. */
+static int hdrs_grow(tl__hconn *h) {
+  uint32_t max = h->http->opt->max_headers;
+  tl__hdr *a = malloc(max * sizeof *a);
+  if (!a)
+    return -1;
+  memcpy(a, h->req.hdrs, h->req.nhdrs * sizeof *a);
+  h->req.hdrs = a;
+  h->hdr_cap = max;
+  return 0;
+}
+
 static int on_message_begin(llhttp_t *p) {
   tl__hconn *h = H(p);
   tl_req *r = &h->req;
+  hdrs_shrink(h);
   h->phase = TL__P_HEAD;
   h->ntail = 0;
   h->crlf_due = 0;
@@ -178,6 +206,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   if (r->cur_hdr_state != 1) {
     if (r->nhdrs >= h->http->opt->max_headers)
       return fail(h, 431, "Request Header Fields Too Large");
+    if (r->nhdrs == h->hdr_cap && hdrs_grow(h) != 0)
+      return fail(h, 503, "Service Unavailable");
     tl__hdr *hd = &r->hdrs[r->nhdrs++];
     hd->value_off = UINT32_MAX;
     hd->value_len = 0;
@@ -987,6 +1017,7 @@ static void on_close(tl__conn *c) {
   stream_reset(h);
   tl__hconn_upgrade_release(h);
   tl__req_reset(&h->req);
+  hdrs_shrink(h);
   tl__res_reset(&h->res);
   tl__buf_free(&h->res.hdrs);
   tl__arena_free(&h->arena);
@@ -1006,10 +1037,10 @@ static const tl__conn_proto http_proto = {
 
 tl__conn *tl__hconn_new(tl__server *srv, void *arg) {
   tl__http *http = arg;
-  tl__hconn *h =
-      calloc(1, sizeof *h + http->opt->max_headers * sizeof(tl__hdr));
+  tl__hconn *h = calloc(1, sizeof *h + hdrs_inline(http) * sizeof(tl__hdr));
   if (!h)
     return NULL;
+  h->hdr_cap = hdrs_inline(http);
   h->http = http;
   h->conn.proto = &http_proto;
   h->conn.srv = srv;

@@ -285,9 +285,17 @@ struct tl__hconn {
    * connection or the response ends first. */
   void *up_pending;
   void (*up_release)(tl__hconn *h);
-  char *up_protocol;   /* the subprotocol the handler chose (owned) */
-  tl__hdr hdr_store[]; /* http->opt->max_headers entries */
+  char *up_protocol; /* the subprotocol the handler chose (owned) */
+  /* Entries req.hdrs has room for: hdr_store's, or max_headers while a
+   * request with more header lines than hdr_store holds is parsed (an
+   * array of its own, freed when the next request begins or the
+   * connection closes). */
+  uint32_t hdr_cap;
+  /* The first min(max_headers, TL__HDRS_INLINE) header lines: enough
+   * for browsers' requests, and a connection that waits costs little. */
+  tl__hdr hdr_store[];
 };
+#define TL__HDRS_INLINE 32
 
 /* conn.c: a new connection block of `srv` for `http` (tl__http *), the
  * server's factory. */

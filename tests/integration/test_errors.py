@@ -71,10 +71,21 @@ def test_many_headers_over_limit_by_size(server):
 
 
 def test_header_count_limit(server):
-    ok = [(f"X-H{i}", "v") for i in range(MAX_HEADERS - 1)]  # + Host = 32
+    ok = [(f"X-H{i}", f"v{i}") for i in range(MAX_HEADERS - 1)]  # + Host
     r = get(server.port, "/echo", headers=ok)
     assert r.status == 200
     assert r.json()["nheaders"] == MAX_HEADERS
+    # A connection holds 32 header lines itself and takes an array for a
+    # request with more: every line arrives, in order, and requests on the
+    # same connection after it (fewer lines, then more again) are whole.
+    with Conn(server.port) as c:
+        for n in (40, 3, MAX_HEADERS - 1, 0, 33):
+            hdrs = [(f"X-H{i}", f"v{i}") for i in range(n)]
+            r = c.request("GET", "/echo", headers=hdrs)
+            assert r.status == 200
+            got = r.json()["headers"]
+            assert len(got) == n + 1
+            assert [tuple(h) for h in got if h[0] != "Host"] == hdrs
     too_many = [(f"X-H{i}", "v") for i in range(MAX_HEADERS + 8)]
     error_then_close(server.port, build_request("GET", "/echo", headers=too_many), 431)
     assert_still_serving(server.port)

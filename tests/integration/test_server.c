@@ -695,7 +695,7 @@ int main(int argc, char **argv) {
       .max_header_bytes = 4096,
       .max_url_bytes = 1024,
       .max_body_bytes = 65536,
-      .max_headers = 32,
+      .max_headers = 64, /* past the 32 a connection holds inline */
       .header_timeout_ms = 500,
       .keepalive_timeout_ms = 700,
       .shutdown_timeout_ms = 1000,
