@@ -7,6 +7,11 @@
 # published to the room as "NAME: M", sender included. The number is
 # messages received per second by all clients together.
 #
+# A third server, "probe" (bench/fanout_probe.c), is the ceiling to hold
+# talon against: the same protocol on bare epoll, each loop turn's frames
+# built once into one buffer written to every subscriber. With it in
+# SERVERS, the report adds talon/probe ratios.
+#
 # Each server is pinned to one core (SERVER_CPU, default 0) and the client
 # to the other (CLIENT_CPU, default 1). Scenarios (SCENARIOS):
 #   cNkM   bench/chat_load.c: N clients, each keeping M messages in flight
@@ -26,8 +31,9 @@
 #   ROUNDS [3]     SCENARIOS ["c16k1 c16k16 c64k1 c256k1 js16"]
 #   SIZE [16]      bytes of each chat_load message
 #   BATCH [1600]   messages per client per batch (js scenarios)
-#   SERVERS ["talon bun"]
-#   TALON_PORT [18101]  BUN_PORT [18102]  SERVER_CPU [0]  CLIENT_CPU [1]
+#   SERVERS ["talon bun"]  any of talon, bun, probe
+#   TALON_PORT [18101]  BUN_PORT [18102]  PROBE_PORT [18103]
+#   SERVER_CPU [0]  CLIENT_CPU [1]
 #                  SERVER_CPU / CLIENT_CPU: CPU lists for taskset -c (0, 0,1, 0-3)
 #   WORKERS [1]    talon worker threads (0: one per CPU), all on SERVER_CPU
 #   SKIP_BUILD [0] 1: do not run cmake (chat_server and chat_load are still
@@ -53,6 +59,7 @@ BATCH=${BATCH:-1600}
 SERVERS=${SERVERS:-talon bun}
 TALON_PORT=${TALON_PORT:-18101}
 BUN_PORT=${BUN_PORT:-18102}
+PROBE_PORT=${PROBE_PORT:-18103}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
@@ -62,6 +69,7 @@ BUILD_DIR="$ROOT/build-bench"
 CHAT_SERVER="$BUILD_DIR/bench/chat_server"
 TALON_BIN=${TALON_BIN:-$CHAT_SERVER}
 CHAT_LOAD="$BUILD_DIR/chat_load"
+PROBE_BIN="$BUILD_DIR/fanout_probe"
 RESULTS_DIR="$BENCH_DIR/.results"
 STAMP=$(date +%Y%m%d-%H%M%S)
 LOG_DIR="$RESULTS_DIR/chat-$STAMP"
@@ -69,12 +77,12 @@ LOG_DIR="$RESULTS_DIR/chat-$STAMP"
 # log, die, cleanup, ensure_bun, build_talon, port_open, start_server, median
 source "$BENCH_DIR/lib.sh"
 
-for v in DURATION WARMUP ROUNDS SIZE BATCH TALON_PORT BUN_PORT; do
+for v in DURATION WARMUP ROUNDS SIZE BATCH TALON_PORT BUN_PORT PROBE_PORT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
 done
 (( DURATION > 0 && ROUNDS > 0 && BATCH > 0 )) || die "DURATION, ROUNDS and BATCH must be positive"
 (( SIZE >= 9 )) || die "SIZE must be at least 9 (sequence number and a space)"
-for s in $SERVERS; do [[ $s == talon || $s == bun ]] || die "unknown server '$s' in SERVERS"; done
+for s in $SERVERS; do [[ $s == talon || $s == bun || $s == probe ]] || die "unknown server '$s' in SERVERS"; done
 for sc in $SCENARIOS; do
   [[ $sc =~ ^c([0-9]+)k([0-9]+)$ || $sc =~ ^js([0-9]+)$ ]] \
     || die "bad scenario '$sc' in SCENARIOS (cNkM or jsN)"
@@ -97,6 +105,15 @@ build_chat_load() {
   gcc -O2 -Wall -o "$CHAT_LOAD" "$BENCH_DIR/chat_load.c" "$BENCH_DIR/wsclient.c" -luv >"$LOG_DIR/chat_load-build.log" 2>&1 \
     || { cat "$LOG_DIR/chat_load-build.log" >&2
          die "building chat_load failed (it needs gcc and libuv1-dev)"; }
+}
+
+build_probe() {
+  if [[ -x $PROBE_BIN && $PROBE_BIN -nt $BENCH_DIR/fanout_probe.c ]]; then return; fi
+  log "building fanout_probe: gcc -O2 -o build-bench/fanout_probe bench/fanout_probe.c -lcrypto"
+  mkdir -p "$BUILD_DIR"
+  gcc -O2 -Wall -o "$PROBE_BIN" "$BENCH_DIR/fanout_probe.c" -lcrypto >"$LOG_DIR/probe-build.log" 2>&1 \
+    || { cat "$LOG_DIR/probe-build.log" >&2
+         die "building fanout_probe failed (it needs gcc and libssl-dev)"; }
 }
 
 # talon in Release (lib.sh's cmake configure and build, which builds the
@@ -143,7 +160,9 @@ verify_server() {
   done
 }
 
-port_of() { if [[ $1 == talon ]]; then echo "$TALON_PORT"; else echo "$BUN_PORT"; fi; }
+port_of() {
+  case $1 in talon) echo "$TALON_PORT" ;; bun) echo "$BUN_PORT" ;; *) echo "$PROBE_PORT" ;; esac
+}
 
 stop_server() {
   local name=$1 pid=${PID[$1]:-}
@@ -164,6 +183,7 @@ start_group() {
   export CLIENTS_COUNT=$1
   if have talon; then start_server talon "$TALON_PORT" "$TALON_BIN" "$TALON_PORT"; fi
   if have bun; then start_server bun "$BUN_PORT" "$BUN" "$BENCH_DIR/bunchat/chat-server.js" "$BUN_PORT"; fi
+  if have probe; then start_server probe "$PROBE_PORT" "$PROBE_BIN" "$PROBE_PORT"; fi
 }
 
 # CPU time (user + system, all threads) a process has used, in clock ticks.
@@ -217,6 +237,7 @@ needs_bun=0
 have bun && needs_bun=1
 [[ " $SCENARIOS" == *" js"* ]] && needs_bun=1
 build_chat_load
+have probe && build_probe
 if have talon; then
   if [[ $TALON_BIN == "$CHAT_SERVER" ]]; then
     build_chat_server
@@ -302,7 +323,17 @@ report() {
                 printf " (medians)"
               }')"
     fi
-    printf '%-8s %-6s 1-min load average before each run (talon, bun alternating): %s\n' "$sc" load "${LOADS[$sc]}"
+    if have talon && have probe; then
+      printf '%-8s %-6s %s\n' "$sc" ratio \
+        "$(awk -v t="${med_mps[talon]}" -v p="${med_mps[probe]}" -v tc="${med_mpc[talon]:--}" \
+               -v pc="${med_mpc[probe]:--}" -v js="${sc%%[0-9]*}" \
+             'BEGIN {
+                if (p > 0) printf "talon/probe msgs/s = %.2f", t/p; else printf "msgs/s n/a"
+                if (js != "js" && pc > 0) printf ", msgs per server CPU-s = %.2f", tc/pc
+                printf " (medians)"
+              }')"
+    fi
+    printf '%-8s %-6s 1-min load average before each run (%s alternating): %s\n' "$sc" load "${SERVERS// /, }" "${LOADS[$sc]}"
     unset med_mps med_mpc
   done
 }

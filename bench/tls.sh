@@ -13,14 +13,18 @@
 #              client run by bun (bench/bunchat/chat-client.js): CHAT_CLIENTS
 #              clients, BATCH messages per batch; talon also over ws://
 #              (what encrypting every frame per subscriber costs)
-#   idle       bytes per idle WebSocket connection: IDLE_N connections held
+#   idle       bytes per idle connection: IDLE_N WebSocket connections held
 #              open by bench/idle_ws.py, server RSS growth divided by N,
-#              for talon and bun, ws:// and wss://
+#              for talon and bun, ws:// and wss://; then IDLE_HTTP_N
+#              keep-alive HTTP connections to the hello servers, each after
+#              one GET /, http:// and https:// (fewer, read after 1 s: the
+#              servers close idle keep-alive connections after 5 s)
 # Traffic goes to 127.0.0.1 only.
 #
 # Environment (defaults in brackets):
 #   DURATION [5]  ROUNDS [3]  CONNECTIONS [64]  PIPELINE [16]
 #   CHAT_CLIENTS ["16 256"]  BATCH [1600 / clients]  IDLE_N [10000]
+#   IDLE_HTTP_N [2000]
 #   PARTS ["https handshake wss idle"]  SERVERS ["talon bun"]
 #   PORT_A [18181] PORT_B [18182] (talon plain, TLS)  BUN_PORT [18183]
 #   SERVER_CPU [0]  CLIENT_CPU [1]  SKIP_BUILD [0]  BUN
@@ -35,6 +39,7 @@ PIPELINE=${PIPELINE:-16}
 CHAT_CLIENTS=${CHAT_CLIENTS:-16 256}
 BATCH=${BATCH:-}
 IDLE_N=${IDLE_N:-10000}
+IDLE_HTTP_N=${IDLE_HTTP_N:-2000}
 PARTS=${PARTS:-https handshake wss idle}
 SERVERS=${SERVERS:-talon bun}
 PORT_A=${PORT_A:-18181}
@@ -156,6 +161,16 @@ part_idle() {
       record "$s idle $scheme bytes/conn" "${r:-failed}"
       stop "$s"
     done
+    for scheme in http https; do
+      if [[ $s == bun && $scheme == http ]]; then TLS_CERT= start bun http; else start "$s" http; fi
+      local port=$TLS_AT
+      [[ $scheme == http ]] && port=${PLAIN_AT:-$BUN_PORT}
+      local r
+      r=$(taskset -c "$CLIENT_CPU" /usr/bin/python3 "$BENCH_DIR/idle_ws.py" --settle 1 "${PID[$s]}" \
+          "$scheme://127.0.0.1:$port/" "$IDLE_HTTP_N" | awk '/^RESULT/ {for (i=1;i<=NF;i++) if ($i ~ /^bytes_per_conn=/) {sub("bytes_per_conn=","",$i); print $i}}' || true)
+      record "$s idle $scheme bytes/conn" "${r:-failed}"
+      stop "$s"
+    done
   done
 }
 
@@ -164,7 +179,7 @@ for p in $PARTS; do
     https) log "HTTPS hello and handshakes"; part_https ;;
     handshake) ;; # measured with https
     wss) log "WSS chat fan-out"; part_wss ;;
-    idle) log "idle WebSocket connections"; part_idle ;;
+    idle) log "idle connections (WebSocket, then HTTP keep-alive)"; part_idle ;;
   esac
 done
 
