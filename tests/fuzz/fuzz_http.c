@@ -302,7 +302,8 @@ static void start_app(void) {
   tl_app_config cfg = {.max_header_bytes = 2048,
                        .max_url_bytes = 256,
                        .max_body_bytes = 4096,
-                       .max_headers = 24,
+                       /* past the 32 entries a connection holds */
+                       .max_headers = 40,
                        .header_timeout_ms = 1000,
                        .keepalive_timeout_ms = 1000,
                        .shutdown_timeout_ms = 200,
