@@ -249,7 +249,7 @@ if (( needs_bun )); then ensure_bun; log "bun: $BUN ($("$BUN" --version))"; fi
 LOAD_START=$(cat /proc/loadavg)
 log "load average at start: $LOAD_START"
 
-declare -A MPS=() SCPU=() MPC=() CCPU=() P99=() LOADS=()
+declare -A MPS=() SCPU=() MPC=() CCPU=() P99=() LOADS=() STEALS=()
 # Scenarios grouped by client count, in the order of their first mention.
 declare -a counts=()
 for sc in $SCENARIOS; do
@@ -264,11 +264,14 @@ for n in "${counts[@]}"; do
     for r in $(seq 1 "$ROUNDS"); do
       for s in $SERVERS; do
         l=$(load1)
+        snap0=$(cpu_snap)
         res=$(run_load "$s" "$sc" "r$r") || exit 1
+        st=$(steal_pct "$snap0" "$(cpu_snap)")
         read -r mps scpu mpc ccpu p99 <<<"$res"
-        log "$sc round $r: $s $mps msgs/s, server cpu ${scpu}%, $mpc msgs per server CPU-s, client cpu ${ccpu}%, rtt p99 ${p99} us (load $l)"
+        log "$sc round $r: $s $mps msgs/s, server cpu ${scpu}%, $mpc msgs per server CPU-s, client cpu ${ccpu}%, rtt p99 ${p99} us (load $l, steal $st%)"
         MPS[$sc,$s]+="$mps "; SCPU[$sc,$s]+="$scpu "; MPC[$sc,$s]+="$mpc "
         CCPU[$sc,$s]+="$ccpu "; P99[$sc,$s]+="$p99 "; LOADS[$sc]+="$l "
+        STEALS[$sc]+="$st "
       done
     done
   done
@@ -334,6 +337,7 @@ report() {
               }')"
     fi
     printf '%-8s %-6s 1-min load average before each run (%s alternating): %s\n' "$sc" load "${SERVERS// /, }" "${LOADS[$sc]}"
+    printf '%-8s %-6s steal time during each run, %% of all CPU time (/proc/stat): %s\n' "$sc" steal "${STEALS[$sc]}"
     unset med_mps med_mpc
   done
 }

@@ -9,7 +9,7 @@
  * that runs this. */
 static void start_here(tl_app *app, void *arg) {
   tl__worker *w = tl__app_here(app);
-  tl__wsc_start(arg, &w->srv, &w->ws);
+  tl__wsc_start(arg, &w->srv);
 }
 
 int tl_ws_connect(tl_app *app, const char *url, const tl_ws_handlers *h,
@@ -26,7 +26,7 @@ int tl_ws_connect(tl_app *app, const char *url, const tl_ws_handlers *h,
     return err;
   tl__worker *w = *tl__app_current();
   if (w && w->app == app) {
-    tl__wsc_start(ws, &w->srv, &w->ws);
+    tl__wsc_start(ws, &w->srv);
     return 0;
   }
   if (!atomic_load(&app->running)) {

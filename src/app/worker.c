@@ -104,7 +104,7 @@ int tl__worker_init(tl_app *app, tl__worker *w, unsigned id) {
   w->ws.app = app;
   w->ws.above = &w->pubsub;
   w->ws.on_closed = ws_closed;
-  w->http.upgrade_ctx = &w->ws;
+  w->srv.ws = &w->ws;
   tl__pubsub_init(&w->pubsub, &w->ws);
   if (app->hub && tl__pubsub_join(&w->pubsub, app->hub, id, post_batch) != 0) {
     tl__mailbox_close(&w->mail);
@@ -210,7 +210,6 @@ static int share(tl_app *app) {
     __typeof__(w->http.cnt) cnt = w->http.cnt;
     w->http = w0->http;
     w->http.cnt = cnt;
-    w->http.upgrade_ctx = &w->ws;
     w->http.date[0] = '\0';
     w->http.date_sec = 0;
     w->ws.nobservers = 0;
@@ -240,7 +239,7 @@ static void start_connects(tl_app *app, tl__worker *w) {
   while (rev) {
     tl_ws *ws = rev;
     rev = *tl__wsc_next(ws);
-    tl__wsc_start(ws, &w->srv, &w->ws);
+    tl__wsc_start(ws, &w->srv);
   }
 }
 

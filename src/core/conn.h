@@ -263,6 +263,10 @@ struct tl__server {
    * the owner can close what it keeps on the loop. May be NULL. */
   void (*on_stop)(void *owner);
   void *owner; /* the app */
+  /* The WebSocket layer's state on this loop (tl__wsctx, ws/wsconn.h),
+   * opaque here: the app sets it with the loop, ws/ reads it, so that a
+   * socket's block need not hold a pointer to it. */
+  void *ws;
   /* Where the server's own messages go (a TLS connection's failures):
    * one line, no newline, valid during the call. May be NULL: then they
    * go nowhere. */

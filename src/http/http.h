@@ -105,9 +105,6 @@ struct tl__http {
   tl__route *compiled;
   tl_handler not_found;
   bool compiled_ok;
-  /* The state of the protocols the app upgrades to (the ws layer's),
-   * opaque here: set by the app, read by the upgrade entries. */
-  void *upgrade_ctx;
   llhttp_settings_t settings;
   /* Counters of this loop (tl_app_get_stats sums them; tl__count):
    * responses finished, by status class (index status / 100; 0: other);

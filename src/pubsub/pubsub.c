@@ -45,7 +45,7 @@ void tl__pubsub_init(tl__pubsub *ps, tl__wsctx *ws) {
 
 /* The registry a socket's topics live in. */
 static tl__pubsub *ps_of(const tl_ws *ws) {
-  return ws->ctx->above;
+  return tl__ws_ctx(ws)->above;
 }
 
 void tl__pubsub_free(tl__pubsub *ps) {

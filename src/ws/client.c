@@ -333,7 +333,7 @@ tl_ws *tl__wsc_new(const char *url, const tl_ws_handlers *h, size_t data_size,
     return NULL;
   *err = TL_ENOMEM;
   void *extra = NULL;
-  tl_ws *ws = tl__ws_alloc(NULL, NULL, data_size, sizeof(tl__wsc), &extra);
+  tl_ws *ws = tl__ws_alloc(data_size, sizeof(tl__wsc), &extra);
   if (!ws)
     return NULL;
   tl__wsc *st = extra;
@@ -402,7 +402,7 @@ static void report(tl_ws *ws, tl_ws_fail_reason why, int code,
           .headers = r ? r->headers : NULL,
           .nheaders = r ? r->n : 0,
       };
-      st->on_fail(ws->ctx->app, &f, ws->route->data_size ? ws->data : NULL);
+      st->on_fail(tl__ws_ctx(ws)->app, &f, ws->route->data_size ? ws->data : NULL);
     }
   }
   tl__conn_close(&ws->conn);
@@ -630,7 +630,7 @@ static void hs_close(tl__conn *c) {
                                    .code = TL_EIO,
                                    .message = msg,
                                    .url = st->url};
-        st->on_fail(ws->ctx->app, &f, ws->route->data_size ? ws->data : NULL);
+        st->on_fail(tl__ws_ctx(ws)->app, &f, ws->route->data_size ? ws->data : NULL);
       }
     } else if (st->on_fail) {
       int code = c->error ? c->error : TL_ECLOSED;
@@ -638,7 +638,7 @@ static void hs_close(tl__conn *c) {
                                  .code = code,
                                  .message = tl_strerror(code),
                                  .url = st->url};
-      st->on_fail(ws->ctx->app, &f, ws->route->data_size ? ws->data : NULL);
+      st->on_fail(tl__ws_ctx(ws)->app, &f, ws->route->data_size ? ws->data : NULL);
     }
   }
   free(ws->pmd);
@@ -699,7 +699,7 @@ static void on_dialed(tl__conn *c, int status, bool dns) {
   if (st->tls) {
     char err[200];
     tl__tls_client_ctx *cc =
-        trust_of(ws->ctx, st->ca_file, st->verify, err, sizeof err);
+        trust_of(tl__ws_ctx(ws), st->ca_file, st->verify, err, sizeof err);
     tl__tls *t = cc ? tl__tls_new_client(cc, st->host, st->verify) : NULL;
     if (!t) {
       char msg[224];
@@ -713,10 +713,9 @@ static void on_dialed(tl__conn *c, int status, bool dns) {
   tl__conn_read_start(c);
 }
 
-void tl__wsc_start(tl_ws *ws, tl__server *srv, tl__wsctx *ctx) {
+void tl__wsc_start(tl_ws *ws, tl__server *srv) {
   tl__wsc *st = state_of(ws);
   ws->conn.srv = srv;
-  ws->ctx = ctx;
   ws->conn.proto = &hs_proto;
   int err = 0;
   st->dial =

@@ -12,9 +12,9 @@
  * set (TL_EINVAL, TL_ENOMEM) on failure. Any thread. */
 tl_ws *tl__wsc_new(const char *url, const tl_ws_handlers *h, size_t data_size,
                    const tl_ws_client_options *options, int *err);
-/* Starts connecting on `srv`'s loop (its thread), the socket's layer
- * state being `ctx`. The outcome comes through the handlers or on_fail. */
-void tl__wsc_start(tl_ws *ws, tl__server *srv, tl__wsctx *ctx);
+/* Starts connecting on `srv`'s loop (its thread; its `ws` is the layer's
+ * state there). The outcome comes through the handlers or on_fail. */
+void tl__wsc_start(tl_ws *ws, tl__server *srv);
 /* Frees a socket that was never started. */
 void tl__wsc_discard(tl_ws *ws);
 /* The link of a list of sockets waiting to start (the app's). */

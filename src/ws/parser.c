@@ -21,13 +21,26 @@
  */
 #include "ws/parser.h"
 
+#include <stdlib.h>
 #include <string.h>
 
-/* After a buffered message is delivered its buffer is kept for the next
- * one only if it is this small. Zero: an idle connection holds no message
- * buffer at all (measured: keeping 16 KiB cost ~8 KiB RSS per idle socket
- * after one 4 KiB message); only messages that span reads pay a malloc. */
-#define MSG_KEEP 0
+/* p->msg: made for a message's first byte that spans reads, freed once
+ * it is delivered, so that an idle connection holds no message buffer at
+ * all (measured: keeping a 16 KiB one cost ~8 KiB RSS per idle socket
+ * after one 4 KiB message); only messages that span reads pay for it. */
+static int msg_append(tl__wsp *p, const uint8_t *d, size_t n) {
+  if (!p->msg && !(p->msg = calloc(1, sizeof *p->msg)))
+    return -1;
+  return tl__buf_append(p->msg, d, n);
+}
+
+static void msg_drop(tl__wsp *p) {
+  if (p->msg) {
+    tl__buf_free(p->msg);
+    free(p->msg);
+    p->msg = NULL;
+  }
+}
 
 /* ---- UTF-8 ------------------------------------------------------------- */
 
@@ -245,7 +258,7 @@ void tl__wsp_init(tl__wsp *p) {
 }
 
 void tl__wsp_free(tl__wsp *p) {
-  tl__buf_free(&p->msg);
+  msg_drop(p);
   p->msg_len = 0;
   p->in_message = false;
 }
@@ -423,12 +436,12 @@ static int buffered_message(tl__wsp *p, const tl__wsp_callbacks *cb, void *ud) {
     return fail(p, 1007); /* a sequence was cut by the end of the message */
   /* Callbacks get a non-NULL pointer even for an empty message. */
   uint8_t empty = 0;
-  uint8_t *d = p->msg.data ? (uint8_t *)p->msg.data : &empty;
+  uint8_t *d = p->msg && p->msg->data ? (uint8_t *)p->msg->data : &empty;
   int r = cb->on_message(ud, p->msg_opcode, d, (size_t)p->msg_len,
                          p->msg_compressed);
   p->in_message = false;
   p->msg_len = 0;
-  tl__buf_reset(&p->msg, MSG_KEEP);
+  msg_drop(p);
   return answer(p, r);
 }
 
@@ -494,7 +507,7 @@ static int feed(tl__wsp *p, uint8_t *data, size_t len,
       p->mask_pos = (uint8_t)((p->mask_pos + n) & 3);
       if (is_control(p->opcode)) {
         /* After the message's bytes; n <= 125 in all. */
-        if (tl__buf_append(&p->msg, d, n))
+        if (msg_append(p, d, n))
           return fail(p, 1011);
       } else {
         if (checks_utf8(p)) {
@@ -505,7 +518,7 @@ static int feed(tl__wsp *p, uint8_t *data, size_t len,
         /* Out of memory fails this connection only: 1011 is the close code
          * for "the server hit an unexpected condition", and being a close
          * code it takes the caller's usual path for a failed parse. */
-        if (tl__buf_append(&p->msg, d, n))
+        if (msg_append(p, d, n))
           return fail(p, 1011);
         p->msg_len += n;
       }
@@ -521,12 +534,13 @@ static int feed(tl__wsp *p, uint8_t *data, size_t len,
        * so that the buffer is consistent whatever the callback does. An
        * empty control frame never allocated anything. */
       uint8_t empty = 0;
-      size_t at = (size_t)p->msg_len, cn = p->msg.len - at;
-      uint8_t *d = cn ? (uint8_t *)p->msg.data + at : &empty;
-      p->msg.len = at;
+      size_t at = (size_t)p->msg_len, cn = p->msg ? p->msg->len - at : 0;
+      uint8_t *d = cn ? (uint8_t *)p->msg->data + at : &empty;
+      if (p->msg)
+        p->msg->len = at;
       rc = control_frame(p, d, cn, cb, ud);
       if (p->msg_len == 0)
-        tl__buf_reset(&p->msg, MSG_KEEP);
+        msg_drop(p);
     } else if (p->fin) {
       rc = buffered_message(p, cb, ud);
     } else {

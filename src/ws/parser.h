@@ -76,8 +76,10 @@ typedef struct tl__wsp {
   uint64_t remaining; /* payload bytes left in the current frame */
   uint64_t msg_len;   /* bytes of the data message so far */
   /* Bytes that span calls: the data message's first (msg_len), then
-   * those of a control frame in progress (at most 125). */
-  tl__buf msg;
+   * those of a control frame in progress (at most 125). Made on the
+   * first such byte and freed once they are delivered: an idle parser
+   * holds nothing, and a pointer is 16 bytes less in every socket. */
+  tl__buf *msg;
   uint8_t hdr[14]; /* a frame header split across calls */
   uint8_t hdr_len;
   uint8_t opcode; /* of the current frame */

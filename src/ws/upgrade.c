@@ -202,7 +202,7 @@ static void upgrade(tl_req *req, tl_res *res, void *data) {
   /* Upgrades never keep the HTTP connection: success moves the socket,
    * failure closes it (the client may already be sending frames). */
   tl_res_close_after(res);
-  tl_ws *ws = tl__ws_new(h->conn.srv, h->http->upgrade_ctx, rt);
+  tl_ws *ws = tl__ws_new(h->conn.srv, rt);
   if (!ws) {
     reject(res, 503, "Service Unavailable\n");
     return;

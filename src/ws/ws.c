@@ -88,13 +88,12 @@ static size_t block_size(const tl__wsroute *route) {
   return sizeof(tl_ws) + route->data_size;
 }
 
-tl_ws *tl__ws_new(tl__server *srv, tl__wsctx *ctx, const tl__wsroute *route) {
-  tl__pool *pool = pool_for(ctx, block_size(route), true);
+tl_ws *tl__ws_new(tl__server *srv, const tl__wsroute *route) {
+  tl__pool *pool = pool_for(srv->ws, block_size(route), true);
   tl_ws *ws = pool ? tl__pool_alloc(pool) : NULL;
   if (!ws)
     return NULL;
   ws->conn.srv = srv;
-  ws->ctx = ctx;
   ws->conn.proto = &ws_proto;
   ws->route = route;
   return ws;
@@ -102,15 +101,12 @@ tl_ws *tl__ws_new(tl__server *srv, tl__wsctx *ctx, const tl__wsroute *route) {
 
 /* A client's block comes from calloc: it is made before its loop is
  * known (tl_ws_connect may run on any thread), and clients are few. */
-tl_ws *tl__ws_alloc(tl__server *srv, tl__wsctx *ctx, size_t data_size,
-                    size_t extra, void **extra_out) {
+tl_ws *tl__ws_alloc(size_t data_size, size_t extra, void **extra_out) {
   size_t a = alignof(max_align_t);
   size_t at = sizeof(tl_ws) + (data_size + a - 1) / a * a;
   tl_ws *ws = calloc(1, at + extra);
   if (!ws)
     return NULL;
-  ws->conn.srv = srv;
-  ws->ctx = ctx;
   ws->conn.proto = &ws_proto;
   if (extra_out)
     *extra_out = (char *)ws + at;
@@ -124,7 +120,7 @@ static void release(tl__conn *c) {
   if (ws->route->client)
     free(ws);
   else
-    tl__pool_free(pool_for(ws->ctx, block_size(ws->route), false), ws);
+    tl__pool_free(pool_for(tl__ws_ctx(ws), block_size(ws->route), false), ws);
 }
 
 void tl__ws_discard(tl_ws *ws) {
@@ -222,7 +218,7 @@ static int write_frame_rsv(tl_ws *ws, int op, bool rsv1, const void *data,
   bool client = ws->route->client;
   size_t n;
   if (client) {
-    next_mask(ws->ctx, mask);
+    next_mask(tl__ws_ctx(ws), mask);
     n = tl__ws_frame_header_masked(hdr, true, rsv1, op, len, mask);
   } else {
     n = tl__ws_frame_header(hdr, true, rsv1, op, len);
@@ -395,8 +391,8 @@ static tl__buf *compress_for(tl_ws *ws, const void *data, size_t len) {
   bool dedicated = (ws->route->h.compression & TL_DEDICATED_COMPRESSOR) &&
                    !ws->pmd->agreed.server_no_takeover;
   if (!dedicated)
-    return tl__ws_deflate_shared(ws->ctx, bits, data, len);
-  tl__pmd_shared *ps = pmd_of(ws->ctx);
+    return tl__ws_deflate_shared(tl__ws_ctx(ws), bits, data, len);
+  tl__pmd_shared *ps = pmd_of(tl__ws_ctx(ws));
   if (!ps)
     return NULL;
   if (!ws->pmd->deflater)
@@ -465,10 +461,10 @@ static void report_close(tl_ws *ws, int code, const char *reason, size_t len) {
   bool opened = ws->state != 0;
   ws->state = TL_WS_CLOSED;
   if (opened)
-    tl__count(&ws->ctx->nopen, (uint64_t)-1);
+    tl__count(&tl__ws_ctx(ws)->nopen, (uint64_t)-1);
   if (opened && ws->route->h.close)
     ws->route->h.close(ws, code, reason ? reason : "", len);
-  const tl__wsctx *ctx = ws->ctx;
+  const tl__wsctx *ctx = tl__ws_ctx(ws);
   for (size_t i = 0; opened && !ws->route->client && i < ctx->nobservers; i++)
     if (ctx->observers[i].close)
       ctx->observers[i].close(ws, code, ctx->observers[i].arg);
@@ -509,7 +505,7 @@ static bool admit(tl_ws *ws, size_t frame, const void *data, size_t len,
     return true;
   if (ws->dropped != UINT32_MAX)
     ws->dropped++;
-  tl__count(&ws->ctx->dropped, 1);
+  tl__count(&tl__ws_ctx(ws)->dropped, 1);
   if (ws->route->h.close_on_backpressure_limit) {
     fail(ws, 1008, "backpressure limit");
     return false;
@@ -528,7 +524,7 @@ static bool admit(tl_ws *ws, size_t frame, const void *data, size_t len,
 static int queued(tl_ws *ws, size_t frame) {
   tl__conn *c = &ws->conn;
   ws->stats.messages_out++;
-  tl__count(&ws->ctx->messages_out, 1);
+  tl__count(&tl__ws_ctx(ws)->messages_out, 1);
   if (c->backlog > 0 || tl__conn_pending(c) > ws->route->h.max_backpressure) {
     ws->want_drain = true;
     return TL_WS_BACKPRESSURE;
@@ -872,7 +868,7 @@ static int defer_inflate(tl_ws *ws, z_stream *zs, const tl__pmd_msg *m, int op,
  * nothing past the limit. */
 static int inflate_message(tl_ws *ws, int op, uint8_t *data, size_t len,
                            tl__buf **out) {
-  tl__pmd_shared *ps = pmd_of(ws->ctx);
+  tl__pmd_shared *ps = pmd_of(tl__ws_ctx(ws));
   bool fresh = true;
   z_stream *zs = ps ? inflater_for(ws, ps, &fresh) : NULL;
   if (!zs)
@@ -921,7 +917,7 @@ static int inflate_message(tl_ws *ws, int op, uint8_t *data, size_t len,
 /* Hands a whole message to the app. */
 static void deliver(tl_ws *ws, int op, const void *data, size_t len) {
   ws->stats.messages_in++;
-  tl__count(&ws->ctx->messages_in, 1);
+  tl__count(&tl__ws_ctx(ws)->messages_in, 1);
   ws->stats.bytes_in += len;
   if (ws->route->h.message)
     ws->route->h.message(ws, data, len, (tl_opcode)op);
@@ -1155,14 +1151,14 @@ void tl__ws_start(tl_ws *ws, tl_req *req, const char *pre, size_t prelen) {
   ws->parser.allow_rsv1 = ws->pmd != NULL;
   ws->parser.client = ws->route->client;
   ws->state = TL_WS_OPEN;
-  tl__count(&ws->ctx->nopen, 1);
+  tl__count(&tl__ws_ctx(ws)->nopen, 1);
   ws->stats.opened_ms = now_ms(ws);
   ws->life_armed = ws->route->h.max_lifetime_s != 0;
   set_deadline(ws, 0); /* the lifetime alone, if idle timeouts are off */
   touch(ws);
   if (ws->route->h.open)
     ws->route->h.open(ws);
-  const tl__wsctx *ctx = ws->ctx;
+  const tl__wsctx *ctx = tl__ws_ctx(ws);
   for (size_t i = 0; req && !gone(ws) && i < ctx->nobservers; i++)
     if (ctx->observers[i].open)
       ctx->observers[i].open(ws, req, ctx->observers[i].arg);

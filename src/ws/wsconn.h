@@ -104,7 +104,6 @@ typedef struct tl__wspmd {
 struct tl_ws {
   tl__conn conn; /* first: the core's view */
   const tl__wsroute *route;
-  tl__wsctx *ctx;
   tl__wsp parser;
   tl__wspmd *pmd;          /* NULL: no compression */
   struct tl__subset *subs; /* topics (src/pubsub); NULL: none */
@@ -122,8 +121,13 @@ struct tl_ws {
   alignas(max_align_t) unsigned char data[];
 };
 
+/* The ws layer's state on the connection's loop. */
+static inline tl__wsctx *tl__ws_ctx(const tl_ws *ws) {
+  return (tl__wsctx *)ws->conn.srv->ws;
+}
+
 /* The app a connection belongs to. */
-#define tl__ws_app(ws) ((ws)->ctx->app)
+#define tl__ws_app(ws) (tl__ws_ctx(ws)->app)
 
 /* Compresses a message of `len` bytes once with the app's shared
  * (context-free) compressor for `bits`: one deflate, kept only if it is
@@ -145,15 +149,14 @@ tl__wsroute *tl__wsroute_new(const tl_ws_handlers *h, size_t data_size);
 void tl__wsroute_init(tl__wsroute *rt, const tl_ws_handlers *h,
                       size_t data_size);
 
-/* Allocate a connection block of `srv` with `route->data_size` zeroed
- * bytes of context. NULL on out of memory. */
-tl_ws *tl__ws_new(tl__server *srv, tl__wsctx *ctx, const tl__wsroute *route);
+/* Allocate a connection block of `srv` (whose `ws` is set) with
+ * `route->data_size` zeroed bytes of context. NULL on out of memory. */
+tl_ws *tl__ws_new(tl__server *srv, const tl__wsroute *route);
 /* A client's block (from calloc, freed with free(), not the pool) with
  * `data_size` bytes of context and `extra` zeroed bytes after it
- * (aligned for any type; *extra_out points there), its route not set
- * yet. NULL on out of memory. */
-tl_ws *tl__ws_alloc(tl__server *srv, tl__wsctx *ctx, size_t data_size,
-                    size_t extra, void **extra_out);
+ * (aligned for any type; *extra_out points there), its route and server
+ * not set yet. NULL on out of memory. */
+tl_ws *tl__ws_alloc(size_t data_size, size_t extra, void **extra_out);
 /* Queue a published frame (bytes [off, off+flen) of `f`, built from
  * `data`, `len`, `op`) for `ws` with the same backpressure rules as
  * tl_ws_send. Returns the frame size, TL_WS_BACKPRESSURE, TL_WS_DROPPED

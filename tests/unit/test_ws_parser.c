@@ -1018,11 +1018,12 @@ static void t_memory(void **state) {
   header_only(&in, OP_BIN, UINT64_C(1) << 40, LEN_64);
   put(&in, "0123456789", 10);
   assert_int_equal(tl__wsp_feed(&p, (uint8_t *)in.data, in.len, &cbs, &r), 0);
-  assert_int_equal(p.msg.len, 10);
-  assert_true(p.msg.cap <= 1024);
+  assert_non_null(p.msg);
+  assert_int_equal(p.msg->len, 10);
+  assert_true(p.msg->cap <= 1024);
   assert_int_equal(p.msg_len, 10);
   tl__wsp_free(&p);
-  assert_null(p.msg.data);
+  assert_null(p.msg);
   tl__buf_free(&in);
 
   tl__wsp_init(&p);
@@ -1032,8 +1033,7 @@ static void t_memory(void **state) {
   frame(&in, FIN | OP_CONT, pl + n / 2, n - n / 2);
   assert_int_equal(tl__wsp_feed(&p, (uint8_t *)in.data, in.len, &cbs, &r), 0);
   assert_int_equal(r.events, 1);
-  assert_null(p.msg.data);
-  assert_int_equal(p.msg.cap, 0);
+  assert_null(p.msg);
   tl__buf_free(&in);
   free(pl);
 
@@ -1043,17 +1043,16 @@ static void t_memory(void **state) {
   assert_int_equal(r.events, 2);
   /* Even a small message's buffer is released once delivered: an idle
    * connection holds no message memory. */
-  assert_null(p.msg.data);
-  assert_int_equal(p.msg.cap, 0);
+  assert_null(p.msg);
   tl__buf_free(&in);
   frame_s(&in, OP_TEXT, "again ");
   frame_s(&in, FIN | OP_CONT, "small");
   assert_int_equal(tl__wsp_feed(&p, (uint8_t *)in.data, in.len, &cbs, &r), 0);
   assert_int_equal(r.events, 3);
-  assert_null(p.msg.data);
+  assert_null(p.msg);
   tl__buf_free(&in);
   tl__wsp_free(&p);
-  assert_null(p.msg.data);
+  assert_null(p.msg);
   tl__buf_free(&r.log);
 }
 
@@ -1257,7 +1256,7 @@ static void t_zero_copy(void **state) {
   assert_int_equal(tl__wsp_feed(&p, (uint8_t *)in.data, in.len, &c, NULL), 0);
   assert_ptr_equal(seen_ptr, (uint8_t *)in.data + 6);
   assert_memory_equal(in.data + 6, "hello", 5);
-  assert_null(p.msg.data);
+  assert_null(p.msg);
   tl__wsp_free(&p);
   tl__buf_free(&in);
 }
@@ -1519,7 +1518,7 @@ static void t_out_of_memory(void **state) {
     uint8_t byte = 0x81;
     assert_int_equal(oom_wsp_feed(&p, &byte, 1, &cbs, &r), 1011);
     oom_wsp_free(&p);
-    assert_null(p.msg.data);
+    assert_null(p.msg);
     tl__buf_free(&r.log);
   }
   oom_countdown = 0;
