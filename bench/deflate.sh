@@ -38,6 +38,7 @@
 #   OFFER [browser]   browser: "permessage-deflate; client_max_window_bits";
 #                     cnct: adds client_no_context_takeover
 #   MEM [1]  MEM_CONNS [2000]  MEM_SIZES ["200 4096"]
+#   CTX_BYTES [0]  per-socket context of talon's server (tl_app_ws data_size)
 #   BASE_PORT [18301]  (servers use BASE_PORT, BASE_PORT+1, ...)
 #   SERVER_CPU [0]  CLIENT_CPU [1]
 #   SKIP_BUILD [0]  1: do not run cmake (deflate_server and ws_load_deflate

@@ -13,7 +13,9 @@
  *
  * Every message is echoed with tl_ws_send(): compressed when the extension
  * was negotiated and the message is at least compress_threshold (128)
- * bytes. Limits are 64 MiB like examples/echo. Prints
+ * bytes. Limits are 64 MiB like examples/echo. CTX_BYTES=N gives each
+ * socket an N-byte context (tl_app_ws's data_size; default 0), for the
+ * memory figure with a user context. Prints
  * "deflate_server (MODE): listening on http://HOST:PORT" once listening.
  */
 #include <stdio.h>
@@ -72,7 +74,8 @@ int main(int argc, char **argv) {
       &(tl_app_config){.on_listen = on_listen, .max_connections = 100000});
   if (!app)
     return 1;
-  tl_app_ws(app, "/ws", &echo, 0);
+  const char *ctx_s = getenv("CTX_BYTES");
+  tl_app_ws(app, "/ws", &echo, ctx_s ? (size_t)atoi(ctx_s) : 0);
   int err = tl_app_listen(app, host, port);
   if (err)
     fprintf(stderr, "deflate_server: %s\n", tl_strerror(err));
