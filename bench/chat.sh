@@ -316,26 +316,17 @@ report() {
         [[ $metric == msgs/cpu-s ]] && med_mpc[$s]=$med
       done
     done
-    if have talon && have bun; then
+    for peer in bun probe; do
+      have talon && have "$peer" || continue
       printf '%-8s %-6s %s\n' "$sc" ratio \
-        "$(awk -v t="${med_mps[talon]}" -v b="${med_mps[bun]}" -v tc="${med_mpc[talon]:--}" \
-               -v bc="${med_mpc[bun]:--}" -v js="${sc%%[0-9]*}" \
+        "$(awk -v t="${med_mps[talon]}" -v p="${med_mps[$peer]}" -v tc="${med_mpc[talon]:--}" \
+               -v pc="${med_mpc[$peer]:--}" -v js="${sc%%[0-9]*}" -v peer="$peer" \
              'BEGIN {
-                if (b > 0) printf "talon/bun msgs/s = %.2f", t/b; else printf "msgs/s n/a"
-                if (js != "js" && bc > 0) printf ", msgs per server CPU-s = %.2f", tc/bc
-                printf " (medians)"
-              }')"
-    fi
-    if have talon && have probe; then
-      printf '%-8s %-6s %s\n' "$sc" ratio \
-        "$(awk -v t="${med_mps[talon]}" -v p="${med_mps[probe]}" -v tc="${med_mpc[talon]:--}" \
-               -v pc="${med_mpc[probe]:--}" -v js="${sc%%[0-9]*}" \
-             'BEGIN {
-                if (p > 0) printf "talon/probe msgs/s = %.2f", t/p; else printf "msgs/s n/a"
+                if (p > 0) printf "talon/%s msgs/s = %.2f", peer, t/p; else printf "msgs/s n/a"
                 if (js != "js" && pc > 0) printf ", msgs per server CPU-s = %.2f", tc/pc
                 printf " (medians)"
               }')"
-    fi
+    done
     printf '%-8s %-6s 1-min load average before each run (%s alternating): %s\n' "$sc" load "${SERVERS// /, }" "${LOADS[$sc]}"
     printf '%-8s %-6s steal time during each run, %% of all CPU time (/proc/stat): %s\n' "$sc" steal "${STEALS[$sc]}"
     unset med_mps med_mpc
