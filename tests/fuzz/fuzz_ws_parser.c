@@ -107,7 +107,7 @@ static int parse(const uint8_t *d, size_t n, const uint8_t *sizes,
   /* The message so far stays within the limit; the spanning buffer holds
    * at most its bytes plus one control frame in progress (125). */
   if ((p.max_payload && p.msg_len > p.max_payload) ||
-      p.msg.len > p.msg_len + 125)
+      (p.msg && p.msg->len > p.msg_len + 125))
     abort();
   if (rc != 0 && feed(&p, d, n, r) != rc)
     abort(); /* sticky */
