@@ -402,7 +402,8 @@ static void report(tl_ws *ws, tl_ws_fail_reason why, int code,
           .headers = r ? r->headers : NULL,
           .nheaders = r ? r->n : 0,
       };
-      st->on_fail(tl__ws_ctx(ws)->app, &f, ws->route->data_size ? ws->data : NULL);
+      st->on_fail(tl__ws_ctx(ws)->app, &f,
+                  ws->route->data_size ? ws->data : NULL);
     }
   }
   tl__conn_close(&ws->conn);
@@ -630,7 +631,8 @@ static void hs_close(tl__conn *c) {
                                    .code = TL_EIO,
                                    .message = msg,
                                    .url = st->url};
-        st->on_fail(tl__ws_ctx(ws)->app, &f, ws->route->data_size ? ws->data : NULL);
+        st->on_fail(tl__ws_ctx(ws)->app, &f,
+                    ws->route->data_size ? ws->data : NULL);
       }
     } else if (st->on_fail) {
       int code = c->error ? c->error : TL_ECLOSED;
@@ -638,7 +640,8 @@ static void hs_close(tl__conn *c) {
                                  .code = code,
                                  .message = tl_strerror(code),
                                  .url = st->url};
-      st->on_fail(tl__ws_ctx(ws)->app, &f, ws->route->data_size ? ws->data : NULL);
+      st->on_fail(tl__ws_ctx(ws)->app, &f,
+                  ws->route->data_size ? ws->data : NULL);
     }
   }
   free(ws->pmd);

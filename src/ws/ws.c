@@ -884,8 +884,8 @@ static int inflate_message(tl_ws *ws, int op, uint8_t *data, size_t len,
     cap = ws->route->max_inflated;
   if (fresh && cap > 0 &&
       (ps->unwhole || (ps->unwhole = libdeflate_alloc_decompressor()))) {
-    int rc = tl__pmd_inflate_whole(ps->unwhole, data, len, cap,
-                                   &ps->whole_in, o);
+    int rc =
+        tl__pmd_inflate_whole(ps->unwhole, data, len, cap, &ps->whole_in, o);
     if (rc == 0) {
       ws->pmd->spent += (uint32_t)o->len;
       if (op == TL_WS_TEXT &&

@@ -907,8 +907,8 @@ static void inflate_whole(void **state) {
   memcpy(two, a, an);
   memcpy(two + an, b, bn);
   tl__buf out = {0}, in = {0};
-  assert_int_equal(
-      tl__pmd_inflate_whole(d, two, an + bn, 64 * 1024, &in, &out), 0);
+  assert_int_equal(tl__pmd_inflate_whole(d, two, an + bn, 64 * 1024, &in, &out),
+                   0);
   assert_int_equal(out.len, 2000);
   assert_memory_equal(out.data, p, 2000);
   out.len = 0;
@@ -933,8 +933,8 @@ static void inflate_whole(void **state) {
   /* Garbage and nothing: declined. */
   out.len = 0;
   unsigned char junk[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-  assert_int_equal(
-      tl__pmd_inflate_whole(d, junk, sizeof junk, 1024, &in, &out), 1);
+  assert_int_equal(tl__pmd_inflate_whole(d, junk, sizeof junk, 1024, &in, &out),
+                   1);
   assert_int_equal(tl__pmd_inflate_whole(d, junk, 0, 1024, &in, &out), 1);
   assert_int_equal(out.len, 0);
   tl__buf_free(&out);
