@@ -1,13 +1,17 @@
 /* Connection I/O: reads into the server's receive buffer, corked writes
- * with one libuv write in flight, shared blocks, the backlog, the peer's
+ * with one queued write at a time, shared blocks, the backlog, the peer's
  * progress, graceful end and close. The server (server.c) accepts, sweeps
  * and flushes; this file knows nothing of its lifecycle. */
 #include "core/conn.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stddef.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 #if defined(__linux__)
@@ -24,17 +28,120 @@
  * giving up on the peer's FIN. */
 #define LINGER_MS 2000
 
-/* A write libuv could not finish at once. Own bytes are copied into
- * `own`; shared blocks are referenced, not copied. */
-typedef struct write_req {
-  uv_write_t req;
-  tl__conn *conn;
-  size_t len;
+/* Output the kernel did not take at once, queued on the connection
+ * (c->pend) and written as the socket becomes writable. Own bytes are
+ * copied into `own`; shared blocks are referenced, not copied. `bufs`
+ * from `cur` on is what is left: the first of them is advanced in place
+ * as the kernel takes part of it. */
+typedef struct tl__wreq {
+  struct tl__wreq *next;
+  size_t len;  /* bytes in all, for the backlog */
+  size_t done; /* bytes written so far */
+  uint32_t nbufs, cur;
   uint32_t nrefs;
   tl__shared **refs;
-  uv_buf_t *bufs;
+  struct iovec *bufs;
   char own[];
-} write_req;
+} tl__wreq;
+
+/* ---- the socket ----------------------------------------------------------
+ *
+ * A connection's socket is a descriptor under a libuv poll handle (see
+ * tl__sock in conn.h): it is watched for readable while the protocol
+ * reads and for writable while output is queued or a shutdown waits for
+ * it, and read, written and shut down here with plain system calls. */
+
+static void on_poll(uv_poll_t *h, int status, int events);
+static void sock_arm(tl__conn *c);
+
+int tl__sock_open(uv_loop_t *loop, tl__sock *k, int fd) {
+  return uv_poll_init(loop, &k->poll, fd);
+}
+
+int tl__sock_fd(const tl__sock *k) {
+  uv_os_fd_t fd;
+  return uv_fileno(&k->handle, &fd) == 0 ? fd : -1;
+}
+
+void tl__sock_close(tl__sock *k, uv_close_cb cb) {
+  int fd = tl__sock_fd(k);
+  /* uv_close stops the poll (the descriptor leaves epoll) before it
+   * returns, so the descriptor can go now: its number may be reused by
+   * the next accept of this turn, which must not meet a stale watcher. */
+  uv_close(&k->handle, cb);
+  if (fd >= 0)
+    close(fd);
+}
+
+int tl__conn_take_socket(tl__conn *c, int fd) {
+  int cur = tl__sock_fd(&c->sock);
+  if (cur < 0)
+    return UV_EBADF;
+  /* The descriptor leaves epoll before the socket behind it changes. */
+  if (c->flags & (TL__CONN_ARM_R | TL__CONN_ARM_W)) {
+    uv_poll_stop(&c->sock.poll);
+    c->flags &= ~(TL__CONN_ARM_R | TL__CONN_ARM_W);
+  }
+  if (dup3(fd, cur, O_CLOEXEC) < 0)
+    return uv_translate_sys_error(errno);
+  int on = 1; /* talon writes once per loop turn: no Nagle delay */
+  setsockopt(cur, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  c->flags &= ~TL__CONN_UNIX;
+  sock_arm(c);
+  return 0;
+}
+
+/* Watches what the connection waits for: readable while the protocol
+ * reads and the read side is open, writable while output is queued or a
+ * shutdown waits. */
+static void sock_arm(tl__conn *c) {
+  if ((c->flags & TL__CONN_CLOSING) || c->sock.handle.type != UV_POLL)
+    return;
+  unsigned want = 0;
+  if ((c->flags & (TL__CONN_READING | TL__CONN_RDONE)) == TL__CONN_READING)
+    want |= TL__CONN_ARM_R;
+  if (c->pend || (c->flags & TL__CONN_SHUT))
+    want |= TL__CONN_ARM_W;
+  if ((c->flags & (TL__CONN_ARM_R | TL__CONN_ARM_W)) == want)
+    return;
+  int err = 0;
+  if (want)
+    err = uv_poll_start(&c->sock.poll,
+                        (want & TL__CONN_ARM_R ? UV_READABLE : 0) |
+                            (want & TL__CONN_ARM_W ? UV_WRITABLE : 0),
+                        on_poll);
+  else
+    uv_poll_stop(&c->sock.poll);
+  if (err) {
+    c->error = err;
+    tl__conn_close(c);
+    return;
+  }
+  c->flags = (c->flags & ~(TL__CONN_ARM_R | TL__CONN_ARM_W)) | want;
+}
+
+/* One sendmsg of up to 1024 (IOV_MAX) buffers: the bytes taken (> 0),
+ * UV_EAGAIN when the socket is full, or a libuv error (UV_EPIPE,
+ * UV_ECONNRESET, ...). MSG_NOSIGNAL: a peer gone is an error, not a
+ * signal. */
+static ssize_t sock_send(tl__conn *c, struct iovec *iov, size_t n) {
+  struct msghdr m = {.msg_iov = iov, .msg_iovlen = n < 1024 ? n : 1024};
+  int fd = tl__sock_fd(&c->sock);
+  if (fd < 0)
+    return UV_ENOTCONN;
+  for (;;) {
+    ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
+    if (w > 0)
+      return w;
+    if (w == 0)
+      return UV_EAGAIN; /* (only for an empty write, never asked) */
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return UV_EAGAIN;
+    return uv_translate_sys_error(errno);
+  }
+}
 
 /* A block of `extra` trailing bytes with one reference and one holder;
  * the caller sets where its bytes are. NULL on out of memory. */
@@ -204,10 +311,13 @@ static size_t corked(const tl__conn *c) {
 
 /* The server keeps no list of its connections (two pointers less in
  * every block): libuv's own handle queue is walked instead (server.c). A
- * connection's handle has itself as `data`; no other handle of the loop
- * does. */
+ * connection's handle has &tl__conn_mark as `data`; no other handle
+ * does (other poll handles, such as the Redis bridge's, point `data` at
+ * their own state). */
+const char tl__conn_mark = 0;
+
 void tl__conn_opened(tl__conn *c) {
-  c->sock.handle.data = c;
+  c->sock.handle.data = (void *)&tl__conn_mark;
   c->flags |= TL__CONN_COUNTED;
   tl__count(&c->srv->conns_open, 1);
   c->taken_at = (uint32_t)tl__server_now(c->srv);
@@ -244,34 +354,77 @@ void tl__conn_close(tl__conn *c) {
     tl__tls_free(c->tls);
     c->tls = NULL;
   }
-  uv_close(&c->sock.handle, tl__conn_freed);
+  while (c->pend) {
+    tl__wreq *w = c->pend;
+    c->pend = w->next;
+    for (uint32_t i = 0; i < w->nrefs; i++)
+      tl__shared_unref(w->refs[i]);
+    free(w);
+  }
+  c->backlog = 0;
+  tl__sock_close(&c->sock, tl__conn_freed);
 }
 
 static void flush(tl__conn *c, bool force);
 static void tls_flush(tl__conn *c);
 
-static void on_write_done(uv_write_t *req, int status) {
-  write_req *w = (write_req *)req;
-  tl__conn *c = w->conn;
+/* A queued write is out: what was corked meanwhile follows, and the
+ * protocol hears when nothing waits any more. */
+static void wreq_done(tl__conn *c, tl__wreq *w) {
   c->backlog -= w->len;
   for (uint32_t i = 0; i < w->nrefs; i++)
     tl__shared_unref(w->refs[i]);
   free(w);
-  if (c->flags & TL__CONN_CLOSING)
-    return;
-  if (status < 0) {
-    c->error = status;
-    tl__conn_close(c);
-    return;
-  }
   if (c->backlog > 0)
     return;
-  /* What was corked while this write was in flight goes out now. */
   if (corked(c) > 0)
     flush(c, false);
   if (c->backlog == 0 && corked(c) == 0 && c->proto->on_drain &&
       !(c->flags & (TL__CONN_CLOSING | TL__CONN_ENDING)))
     c->proto->on_drain(c);
+}
+
+static void on_shutdown_done(tl__conn *c, int status);
+
+/* The socket is writable: writes what is queued, oldest first, for as
+ * long as the kernel takes it; then the shutdown that waited for it. */
+static void on_writable(tl__conn *c) {
+  while (c->pend) {
+    tl__wreq *w = c->pend;
+    ssize_t n = sock_send(c, w->bufs + w->cur, w->nbufs - w->cur);
+    if (n == UV_EAGAIN)
+      return;
+    if (n < 0) {
+      c->error = (int)n;
+      tl__conn_close(c);
+      return;
+    }
+    w->done += (size_t)n;
+    while (n > 0) {
+      struct iovec *b = &w->bufs[w->cur];
+      if ((size_t)n < b->iov_len) {
+        b->iov_base = (char *)b->iov_base + n;
+        b->iov_len -= (size_t)n;
+        break;
+      }
+      n -= (ssize_t)b->iov_len;
+      w->cur++;
+    }
+    if (w->done < w->len)
+      continue;
+    c->pend = w->next;
+    wreq_done(c, w);
+    if (c->flags & TL__CONN_CLOSING)
+      return;
+  }
+  if (c->flags & TL__CONN_SHUT) {
+    c->flags &= ~TL__CONN_SHUT;
+    int fd = tl__sock_fd(&c->sock);
+    int st = fd >= 0 && shutdown(fd, SHUT_WR) == 0
+                 ? 0
+                 : (fd < 0 ? UV_ENOTCONN : uv_translate_sys_error(errno));
+    on_shutdown_done(c, st);
+  }
 }
 
 /* Whether a queue that may wait on a slow peer should reference `len`
@@ -286,18 +439,17 @@ static bool worth_referencing(const tl__shared *f, size_t len) {
   return len >= f->cap / 2 || (!f->origin && f->data != f->bytes);
 }
 
-/* Hands what the kernel did not take to libuv: `bufs[0..n)` after the
- * first `skip` bytes. Own bytes and small slices of shared blocks are
- * copied; large slices keep their reference (taken over from the
- * segments). */
-static int queue_rest(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n,
-                      size_t skip) {
+/* Queues what the kernel did not take: `bufs[0..n)` after the first
+ * `skip` bytes. Own bytes and small slices of shared blocks are copied;
+ * large slices keep their reference (taken over from the segments). */
+static int queue_rest(tl__conn *c, struct iovec *bufs, tl__seg *segs,
+                      size_t n, size_t skip) {
   size_t own = 0, total = 0, nrefs = 0;
   size_t first = 0;
-  while (first < n && skip >= bufs[first].len)
-    skip -= bufs[first++].len;
+  while (first < n && skip >= bufs[first].iov_len)
+    skip -= bufs[first++].iov_len;
   for (size_t i = first; i < n; i++) {
-    size_t l = bufs[i].len - (i == first ? skip : 0);
+    size_t l = bufs[i].iov_len - (i == first ? skip : 0);
     total += l;
     if (segs && segs[i].ref && worth_referencing(segs[i].ref, l))
       nrefs++;
@@ -310,61 +462,61 @@ static int queue_rest(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n,
   /* Layout after the header: own bytes, padded so that the buf and ref
    * arrays that follow are aligned. */
   size_t own_pad = (own + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
-  write_req *w = malloc(sizeof *w + own_pad + nb * sizeof(uv_buf_t) +
-                        nrefs * sizeof(tl__shared *));
+  tl__wreq *w = malloc(sizeof *w + own_pad + nb * sizeof(struct iovec) +
+                       nrefs * sizeof(tl__shared *));
   if (!w)
     return TL_ENOMEM;
-  w->bufs = (uv_buf_t *)(void *)(w->own + own_pad);
+  w->bufs = (struct iovec *)(void *)(w->own + own_pad);
   w->refs = (tl__shared **)(void *)(w->bufs + nb);
+  w->next = NULL;
   w->nrefs = 0;
-  w->conn = c;
   w->len = total;
+  w->done = 0;
+  w->nbufs = (uint32_t)nb;
+  w->cur = 0;
   char *o = w->own;
   for (size_t i = first; i < n; i++) {
     size_t cut = i == first ? skip : 0;
-    char *p = bufs[i].base + cut;
-    size_t l = bufs[i].len - cut;
+    char *p = (char *)bufs[i].iov_base + cut;
+    size_t l = bufs[i].iov_len - cut;
     if (segs && segs[i].ref && worth_referencing(segs[i].ref, l)) {
       w->refs[w->nrefs++] = segs[i].ref;
       segs[i].ref = NULL;
-      w->bufs[i - first] = uv_buf_init(p, (unsigned)l);
+      w->bufs[i - first] = (struct iovec){p, l};
     } else {
       memcpy(o, p, l);
-      w->bufs[i - first] = uv_buf_init(o, (unsigned)l);
+      w->bufs[i - first] = (struct iovec){o, l};
       o += l;
     }
   }
-  int err =
-      uv_write(&w->req, &c->sock.stream, w->bufs, (unsigned)nb, on_write_done);
-  if (err) {
-    for (uint32_t i = 0; i < w->nrefs; i++)
-      tl__shared_unref(w->refs[i]);
-    free(w);
-    return err;
-  }
+  tl__wreq **tail = &c->pend;
+  while (*tail)
+    tail = &(*tail)->next;
+  *tail = w;
   c->backlog += total;
+  sock_arm(c);
   return 0;
 }
 
 /* Writes as much as the kernel takes of `bufs` (nothing when a backlog
  * is queued: order), and queues the rest. */
-static int write_bufs(tl__conn *c, uv_buf_t *bufs, tl__seg *segs, size_t n) {
+static int write_bufs(tl__conn *c, struct iovec *bufs, tl__seg *segs,
+                      size_t n) {
   size_t done = 0;
   if (c->backlog == 0) {
-    size_t batch = n < 1024 ? n : 1024; /* IOV_MAX */
-    int w = uv_try_write(&c->sock.stream, bufs, (unsigned)batch);
+    ssize_t w = sock_send(c, bufs, n);
     if (w < 0 && w != UV_EAGAIN)
-      return w;
+      return (int)w;
     if (w > 0)
       done = (size_t)w;
   }
   return queue_rest(c, bufs, segs, n, done);
 }
 
-/* Hands the corked output to the kernel, and what it does not take to
- * libuv. A connection has at most one libuv write in flight: while one
- * is, the output stays corked in its queue (unless `force`) and goes out
- * when that write completes (on_write_done). A peer that does not read
+/* Hands the corked output to the kernel, and queues what it does not
+ * take. A connection has at most one queued write: while one waits, the
+ * output stays corked (unless `force`) and goes out when that write
+ * completes (wreq_done). A peer that does not read
  * then costs one growing queue, bounded by the protocol's limits, not one
  * write request per loop turn. */
 static void flush(tl__conn *c, bool force) {
@@ -384,12 +536,12 @@ static void flush(tl__conn *c, bool force) {
   tl__count(&c->srv->bytes_out, corked(c));
   if (q->nsegs == 0) {
     if (q->out.len) {
-      uv_buf_t b = uv_buf_init(q->out.data, (unsigned)q->out.len);
+      struct iovec b = {q->out.data, q->out.len};
       err = write_bufs(c, &b, NULL, 1);
     }
   } else {
-    uv_buf_t small[64];
-    uv_buf_t *bufs = NULL;
+    struct iovec small[64];
+    struct iovec *bufs = NULL;
     if (cover_own(q) == 0)
       bufs = q->nsegs <= 64 ? small : malloc(q->nsegs * sizeof *bufs);
     if (!bufs) {
@@ -399,15 +551,15 @@ static void flush(tl__conn *c, bool force) {
     for (uint32_t i = 0; i < q->nsegs; i++) {
       tl__seg *g = &q->segs[i];
       char *p = (g->ref ? g->ref->data : q->out.data) + g->off;
-      bufs[i] = uv_buf_init(p, (unsigned)g->len);
+      bufs[i] = (struct iovec){p, g->len};
     }
     err = write_bufs(c, bufs, q->segs, q->nsegs);
     if (bufs != small)
       free(bufs);
-    drop_segs(q); /* references not handed to libuv are released */
+    drop_segs(q); /* references not queued are released */
   }
   /* Whatever the kernel did not take was copied or referenced by the
-   * queued write: the queue is empty and goes back to the pool. */
+   * queued write: the cork queue is empty and goes back to the pool. */
   q->out.len = 0;
   q_put(c);
   if (err) {
@@ -438,9 +590,7 @@ int tl__conn_write_shared(tl__conn *c, tl__shared *f, size_t off, size_t len) {
     return TL_ENOMEM;
   if (q->nsegs) {
     tl__seg *last = &q->segs[q->nsegs - 1];
-    /* (A piece stays below 2 GiB: libuv's buffers count in 32 bits.) */
-    if (last->ref == f && last->off + last->len == off &&
-        last->len + len <= INT32_MAX) {
+    if (last->ref == f && last->off + last->len == off) {
       last->len += len;
       q->shared_bytes += len;
       return 0;
@@ -530,19 +680,12 @@ size_t tl__conn_pending(const tl__conn *c) {
   return corked(c) + c->backlog;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  tl__conn *c = (tl__conn *)h;
-  buf->base = c->srv->rbuf;
-  buf->len = c->srv->rbuf_size;
-}
-
 static void tls_on_read(tl__conn *c, char *data, size_t n);
 static void tls_on_eof(tl__conn *c);
 
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
-  tl__conn *c = (tl__conn *)st;
-  if (c->flags & TL__CONN_CLOSING)
-    return;
+/* What a read gave: n > 0 bytes in the receive buffer, or the end of
+ * the read side (UV_EOF, or a libuv error). */
+static void on_read(tl__conn *c, ssize_t n, char *data) {
   if (c->flags & TL__CONN_LINGER) {
     if (n < 0)
       tl__conn_close(c);
@@ -551,9 +694,9 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   if (n > 0) {
     tl__count(&c->srv->bytes_in, (uint64_t)n);
     if (c->tls)
-      tls_on_read(c, buf->base, (size_t)n);
+      tls_on_read(c, data, (size_t)n);
     else
-      c->proto->on_read(c, buf->base, (size_t)n);
+      c->proto->on_read(c, data, (size_t)n);
   } else if (n < 0) {
     if (n == UV_EOF)
       c->flags |= TL__CONN_PEER_EOF;
@@ -563,13 +706,57 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   }
 }
 
+/* The socket is readable: reads into the server's receive buffer, again
+ * while a read fills it (at most 32 times, so that one busy peer does
+ * not hold the loop), for as long as the protocol reads. */
+static void on_readable(tl__conn *c) {
+  int fd = tl__sock_fd(&c->sock);
+  tl__server *s = c->srv;
+  for (int i = 0; i < 32; i++) {
+    ssize_t n = read(fd, s->rbuf, s->rbuf_size);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    if (n <= 0) {
+      /* The read side is over: never watched again. */
+      c->flags |= TL__CONN_RDONE;
+      on_read(c, n == 0 ? UV_EOF : uv_translate_sys_error(errno), NULL);
+      return;
+    }
+    on_read(c, n, s->rbuf);
+    if ((size_t)n < s->rbuf_size ||
+        (c->flags & (TL__CONN_CLOSING | TL__CONN_READING)) != TL__CONN_READING)
+      return;
+  }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  tl__conn *c = (tl__conn *)h;
+  if (c->flags & TL__CONN_CLOSING)
+    return;
+  if (status < 0) {
+    /* An error on the socket (POLLERR: a reset, a timeout); libuv has
+     * stopped the handle. The read or write that follows meets the
+     * error and ends the connection as a stream's would. */
+    c->flags &= ~(TL__CONN_ARM_R | TL__CONN_ARM_W);
+    events = UV_READABLE | UV_WRITABLE;
+  }
+  if ((events & UV_READABLE) &&
+      (c->flags & (TL__CONN_READING | TL__CONN_RDONE)) == TL__CONN_READING)
+    on_readable(c);
+  if ((events & UV_WRITABLE) && !(c->flags & TL__CONN_CLOSING))
+    on_writable(c);
+  sock_arm(c);
+}
+
 void tl__conn_read_start(tl__conn *c) {
   if (c->flags & (TL__CONN_READING | TL__CONN_CLOSING))
     return;
-  if (uv_read_start(&c->sock.stream, on_alloc, on_read) == 0)
-    c->flags |= TL__CONN_READING;
+  c->flags |= TL__CONN_READING;
+  sock_arm(c);
   /* Input the reader paused on is inside the TLS state, not the socket:
-   * libuv would not report it again, so the flush phase feeds it. */
+   * the socket would not report it again, so the flush phase feeds it. */
   if (c->tls && tl__tls_has_input(c->tls)) {
     c->flags |= TL__CONN_FEED;
     tl__conn_mark_dirty(c);
@@ -579,8 +766,8 @@ void tl__conn_read_start(tl__conn *c) {
 void tl__conn_read_stop(tl__conn *c) {
   if (!(c->flags & TL__CONN_READING))
     return;
-  uv_read_stop(&c->sock.stream);
   c->flags &= ~TL__CONN_READING;
+  sock_arm(c);
 }
 
 void tl__conn_timeout(tl__conn *c, unsigned ms) {
@@ -589,11 +776,7 @@ void tl__conn_timeout(tl__conn *c, unsigned ms) {
 
 static bool tls_close_notify(tl__conn *c);
 
-static void on_shutdown_done(uv_shutdown_t *req, int status) {
-  tl__conn *c = req->data;
-  free(req);
-  if (c->flags & TL__CONN_CLOSING)
-    return;
+static void on_shutdown_done(tl__conn *c, int status) {
   if (status < 0) {
     tl__conn_close(c);
     return;
@@ -617,31 +800,25 @@ void tl__conn_end(tl__conn *c) {
     return;
   if (c->tls && !tls_close_notify(c))
     return;
-  uv_shutdown_t *req = malloc(sizeof *req);
-  if (!req) {
-    tl__conn_close(c);
-    return;
-  }
-  req->data = c;
-  /* libuv runs the shutdown after every queued write has gone out. */
-  if (uv_shutdown(req, &c->sock.stream, on_shutdown_done) != 0) {
-    free(req);
-    tl__conn_close(c);
-  }
+  /* The shutdown runs once every queued write has gone out, from the
+   * writable event (also when nothing is queued: never from inside the
+   * caller). */
+  c->flags |= TL__CONN_SHUT;
+  sock_arm(c);
 }
 
 int tl__conn_peer_name(const tl__conn *c, char *buf, size_t size) {
   char tmp[64];
-  if (c->sock.handle.type == UV_NAMED_PIPE) {
+  if (c->flags & TL__CONN_UNIX) {
     /* A unix socket's client is a process of this machine, most often
      * with no name of its own: "unix:", as nginx says. */
     snprintf(tmp, sizeof tmp, "unix:");
   } else {
     struct sockaddr_storage ss;
-    int len = sizeof ss;
-    int err = uv_tcp_getpeername(&c->sock.tcp, (struct sockaddr *)&ss, &len);
-    if (err)
-      return err;
+    socklen_t len = sizeof ss;
+    if (getpeername(tl__sock_fd(&c->sock), (struct sockaddr *)&ss, &len) != 0)
+      return uv_translate_sys_error(errno);
+    int err;
     if (ss.ss_family == AF_INET6)
       err = uv_ip6_name((struct sockaddr_in6 *)&ss, tmp, sizeof tmp);
     else
@@ -656,24 +833,23 @@ int tl__conn_peer_name(const tl__conn *c, char *buf, size_t size) {
   return 0;
 }
 
-/* Bytes written but not yet taken by the peer: libuv's queue plus the
+/* Bytes written but not yet taken by the peer: our queue plus the
  * kernel's send queue (unsent and unacknowledged). The kernel part is what
  * shows a slow reader's progress: its reads free the window and the kernel
- * queue shrinks long before libuv can write more. Capped at 32 bits. */
+ * queue shrinks long before we can write more. Capped at 32 bits. */
 static uint32_t untaken(const tl__conn *c) {
-  uint64_t n = uv_stream_get_write_queue_size(&c->sock.stream);
+  uint64_t n = c->backlog - (c->pend ? c->pend->done : 0);
 #ifdef SIOCOUTQ
-  int fd, q;
-  if (uv_fileno(&c->sock.handle, &fd) == 0 && ioctl(fd, SIOCOUTQ, &q) == 0 &&
-      q > 0)
+  int fd = tl__sock_fd(&c->sock), q;
+  if (fd >= 0 && ioctl(fd, SIOCOUTQ, &q) == 0 && q > 0)
     n += (uint64_t)q;
 #endif
   return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
 /* Looks at the peer's progress; returns whether output waits for it.
- * What it has taken is what was handed to the socket less what libuv and
- * the kernel still hold: counting that, not the untaken bytes, keeps what
+ * What it has taken is what was handed to the socket less what our queue
+ * and the kernel still hold: counting that, not the untaken bytes, keeps what
  * we queue meanwhile from hiding what the peer took. More taken is
  * progress, dated now; so is output beginning to wait, as the peer has
  * had no time to take any. */
@@ -742,8 +918,8 @@ static int tls_send_file(tl__conn *c, int fd, int64_t *off, int64_t end);
 int tl__conn_send_file(tl__conn *c, int fd, int64_t *off, int64_t end) {
   if (c->tls)
     return tls_send_file(c, fd, off, end);
-  int sock;
-  if (uv_fileno(&c->sock.handle, &sock) != 0) {
+  int sock = tl__sock_fd(&c->sock);
+  if (sock < 0) {
     tl__conn_close(c);
     return TL_EIO;
   }
@@ -767,8 +943,8 @@ int tl__conn_send_file(tl__conn *c, int fd, int64_t *off, int64_t end) {
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0 && errno == EAGAIN) {
-      /* The socket is full. Queue one chunk through libuv, which then
-       * tells us (drain) when the socket takes bytes again. */
+      /* The socket is full. Queue one chunk, which tells us (drain)
+       * when the socket takes bytes again. */
       char chunk[16384];
       size_t m = want < sizeof chunk ? want : sizeof chunk;
       ssize_t r = pread(fd, chunk, m, (off_t)*off);
@@ -789,7 +965,7 @@ int tl__conn_send_file(tl__conn *c, int fd, int64_t *off, int64_t end) {
 /* ---- TLS ----------------------------------------------------------------
  *
  * With TLS the connection sits between the socket and the protocol: what
- * libuv reads is ciphertext, handed to the TLS state (core/tls.h) and
+ * the socket gives is ciphertext, handed to the TLS state (core/tls.h) and
  * decrypted into the server's plaintext buffer, which proto->on_read gets
  * as it would the receive buffer; what the protocol corks is encrypted at
  * the flush, coalesced into full records, and written like plain output.
@@ -827,7 +1003,7 @@ static bool tls_push(tl__conn *c) {
   tl__buf *o = &c->srv->tls_out;
   if (o->len == 0)
     return true;
-  uv_buf_t b = uv_buf_init(o->data, (unsigned)o->len);
+  struct iovec b = {o->data, o->len};
   c->sent += (uint32_t)o->len;
   int err = write_bufs(c, &b, NULL, 1); /* the rest is copied */
   tl__buf_reset(o, TLS_OUT_KEEP);
@@ -882,8 +1058,8 @@ static void tls_answer_plain(tl__conn *c) {
                                "Connection: close\r\n\r\n"
                                "This port speaks HTTPS: use an https:// URL.\n";
   tls_log(c, "plain HTTP on the TLS port: answered 400");
-  uv_buf_t b = uv_buf_init((char *)answer, sizeof answer - 1);
-  c->sent += (uint32_t)b.len;
+  struct iovec b = {(char *)answer, sizeof answer - 1};
+  c->sent += (uint32_t)b.iov_len;
   if (write_bufs(c, &b, NULL, 1) != 0) {
     tl__conn_close(c);
     return;
@@ -1075,28 +1251,19 @@ static int tls_send_file(tl__conn *c, int fd, int64_t *off, int64_t end) {
 
 int tl__conn_move(tl__conn *from, tl__conn *to, bool *inited) {
   *inited = false;
-  int fd;
-  if (uv_fileno(&from->sock.handle, &fd) != 0)
+  int fd = tl__sock_fd(&from->sock);
+  if (fd < 0)
     return TL_EIO;
   int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (nfd < 0)
     return TL_EIO;
-  int err;
-  if (from->sock.handle.type == UV_NAMED_PIPE) {
-    uv_pipe_init(&from->srv->loop, &to->sock.pipe, 0);
-    *inited = true;
-    err = uv_pipe_open(&to->sock.pipe, nfd);
-  } else {
-    uv_tcp_init(&from->srv->loop, &to->sock.tcp);
-    *inited = true;
-    err = uv_tcp_open(&to->sock.tcp, nfd);
-    if (!err) /* the socket has it already; libuv's handle learns it */
-      uv_tcp_nodelay(&to->sock.tcp, 1);
-  }
+  int err = tl__sock_open(&from->srv->loop, &to->sock, nfd);
   if (err) {
     close(nfd);
     return err;
   }
+  *inited = true;
+  to->flags |= from->flags & TL__CONN_UNIX;
   to->tls = from->tls;
   from->tls = NULL;
   return 0;

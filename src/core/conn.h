@@ -10,8 +10,9 @@
  *  2. Reads arrive in the server's one receive buffer (valid only during
  *     proto->on_read); the protocol copies what it must keep.
  *  3. Writes are appended to the connection's cork buffer and flushed once
- *     per loop turn (uv_check), with uv_try_write; what the kernel does not
- *     take becomes a queued uv_write (the backlog).
+ *     per loop turn (uv_check) with one sendmsg; what the kernel does not
+ *     take is queued on the connection (the backlog) and written when
+ *     the socket is writable again.
  *  4. tl__conn_close() calls proto->on_close at once (the protocol
  *     releases its state and tells the user), then uv_close; the block is
  *     freed in the close callback, after the loop turn.
@@ -54,7 +55,7 @@ typedef struct tl__conn_proto {
 
 enum {
   TL__CONN_CLOSING = 1u << 0,  /* tl__conn_close() ran */
-  TL__CONN_READING = 1u << 1,  /* uv_read_start active */
+  TL__CONN_READING = 1u << 1,  /* the protocol reads (tl__conn_read_start) */
   TL__CONN_DIRTY = 1u << 2,    /* on the flush list */
   TL__CONN_ENDING = 1u << 3,   /* close once the backlog is written */
   TL__CONN_LINGER = 1u << 4,   /* write side shut: discard input until EOF */
@@ -63,6 +64,11 @@ enum {
   TL__CONN_WAKE = 1u << 7,     /* on_wake is due */
   TL__CONN_COUNTED = 1u << 8,  /* counted in the server's conns_open */
   TL__CONN_FEED = 1u << 9,     /* TLS input waits for a resumed reader */
+  TL__CONN_RDONE = 1u << 10,   /* the socket's read side ended (EOF, error) */
+  TL__CONN_SHUT = 1u << 11,    /* shut the write side once the backlog is out */
+  TL__CONN_ARM_R = 1u << 12,   /* the poll handle watches readable */
+  TL__CONN_ARM_W = 1u << 13,   /* the poll handle watches writable */
+  TL__CONN_UNIX = 1u << 14,    /* a unix domain socket, not TCP */
 };
 
 /* A reference-counted byte block written to many connections without a
@@ -135,15 +141,38 @@ typedef struct tl__outq {
   struct tl__outq *next; /* the server's pool */
 } tl__outq;
 
-/* The libuv handle of a connection or listener: a TCP socket, or a unix
- * domain socket (a "pipe" to libuv). The stream calls (read, write,
- * shutdown, fileno) are the same for both; `handle.type` says which. */
+/* The libuv handle of a connection or listener: a poll handle on the
+ * socket's descriptor (TCP or unix domain), which talon reads, writes,
+ * accepts and shuts down itself (conn.c, server.c). A stream handle would
+ * do that for us but costs 104 bytes more in every connection (264 for a
+ * uv_pipe_t against 160); what it did here is a read per readable event,
+ * one sendmsg per flush and a queue of what the kernel did not take. The
+ * descriptor is the handle's (uv_fileno) and is closed with it
+ * (tl__sock_close). */
 typedef union tl__sock {
   uv_handle_t handle;
-  uv_stream_t stream;
-  uv_tcp_t tcp;   /* handle.type == UV_TCP */
-  uv_pipe_t pipe; /* handle.type == UV_NAMED_PIPE */
+  uv_poll_t poll;
+  /* Only a dialing connection for which no socket could be made: a
+   * handle without a descriptor, so that it closes the normal way (its
+   * dial failed at once and the caller closes it: the server's walk of
+   * connections, which looks at poll handles only, never sees it). */
+  uv_timer_t none;
 } tl__sock;
+
+/* Makes `k` a poll handle on `fd` (a connected or listening socket,
+ * made non-blocking), not yet watching anything. 0 or a libuv error;
+ * on error the descriptor is left open. Loop thread. */
+int tl__sock_open(uv_loop_t *loop, tl__sock *k, int fd);
+/* The socket's descriptor, or -1 when `k` has none. */
+int tl__sock_fd(const tl__sock *k);
+/* Closes the handle (`cb` runs after the loop turn, the memory must live
+ * until then) and its descriptor, at once. */
+void tl__sock_close(tl__sock *k, uv_close_cb cb);
+/* Puts the socket `fd` (connected, non-blocking; still the caller's)
+ * under c's descriptor number in place of the one there (dial.c: the
+ * connection's handle is made before its socket is connected), with
+ * TCP_NODELAY. 0 or a libuv error. */
+int tl__conn_take_socket(tl__conn *c, int fd);
 
 struct tl__conn {
   tl__sock sock; /* first: the handle's address is the connection's */
@@ -151,7 +180,8 @@ struct tl__conn {
   const tl__conn_proto *proto;
   tl__conn *dirty_next; /* the flush list */
   tl__outq *q;          /* NULL: nothing corked */
-  size_t backlog;       /* bytes handed to uv_write, not yet written */
+  size_t backlog;       /* bytes queued (pend), not yet written */
+  struct tl__wreq *pend; /* what the kernel did not take, oldest first */
   uint64_t deadline;    /* loop time (ms) when on_timeout fires; 0: none */
   unsigned flags;
   /* The peer's progress (see tl__conn_output_waits): bytes handed to the
@@ -226,7 +256,9 @@ typedef struct tl__listener {
   tl__server *srv;
   const tl__listen_spec *spec;
   int port;    /* bound TCP port; 0 for a unix socket */
-  bool inited; /* the handle was initialised: it must be closed */
+  bool inited;    /* the handle was initialised: it must be closed */
+  bool unix_sock; /* a unix domain socket (its connections too) */
+  bool paused;    /* accepting stopped: out of descriptors (server.c) */
   /* A socket file this listener made (UNIX): removed at close if it is
    * still the one made (its device and inode), not a newer one. */
   bool owns_path;
@@ -318,6 +350,8 @@ static inline uint64_t tl__server_now(const tl__server *s) {
  * look at its output (true: the peer took nothing for send_timeout_ms);
  * the output queues' pool is emptied. */
 void tl__conn_opened(tl__conn *c);
+/* What a connection's handle.data points at (tl__conn_opened). */
+extern const char tl__conn_mark;
 void tl__conn_freed(uv_handle_t *h);
 bool tl__conn_sweep_stalled(tl__conn *c, uint64_t now);
 void tl__conn_pool_free(tl__server *s);

@@ -2,13 +2,15 @@
  *
  * Each attempt uses the dial's own handle, not the connection's: a libuv
  * handle whose connect failed cannot be connected again, and closing the
- * connection's handle would free the connection. When an attempt
- * succeeds its descriptor is duplicated into the connection's handle
- * (initialised and adopted from the start, so that deadlines, shutdown
- * and close work while the dial runs) and the attempt's handle closes. */
+ * connection's handle would free the connection. The connection's handle
+ * is made and adopted from the start (so that deadlines, shutdown and
+ * close work while the dial runs) on a placeholder socket; when an
+ * attempt succeeds its socket is duplicated onto the placeholder's
+ * descriptor number (tl__conn_take_socket) and the attempt's handle
+ * closes. */
 #include "core/dial.h"
 
-#include <fcntl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,15 +72,7 @@ static int take_socket(tl__dial *d) {
   int fd;
   if (uv_fileno((uv_handle_t *)&d->h, &fd) != 0)
     return TL_EIO;
-  int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (nfd < 0)
-    return TL_EIO;
-  int err = uv_tcp_open(&d->c->sock.tcp, nfd);
-  if (err)
-    close(nfd);
-  else /* talon writes once per loop turn: no Nagle delay */
-    uv_tcp_nodelay(&d->c->sock.tcp, 1);
-  return err;
+  return tl__conn_take_socket(d->c, fd);
 }
 
 static void on_connected(uv_connect_t *req, int status) {
@@ -101,7 +95,7 @@ static void attempt(tl__dial *d) {
       d->last_err = err;
       continue;
     }
-    d->h.data = d; /* not the handle itself: that marks a connection */
+    d->h.data = d; /* not tl__conn_mark: that marks a connection */
     d->h_open = true;
     d->req.data = d;
     err = uv_tcp_connect(&d->req, &d->h, ai->ai_addr, on_connected);
@@ -135,7 +129,19 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
 
 tl__dial *tl__dial_start(tl__server *s, tl__conn *c, const char *host, int port,
                          tl__dial_cb done, int *err) {
-  uv_tcp_init(&s->loop, &c->sock.tcp);
+  /* The connection's handle is a poll on a socket that only holds the
+   * place (never watched): the connected one is put under its number. */
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int e = fd < 0 ? uv_translate_sys_error(errno)
+                 : tl__sock_open(&s->loop, &c->sock, fd);
+  if (e) {
+    if (fd >= 0)
+      close(fd);
+    uv_timer_init(&s->loop, &c->sock.none);
+    tl__server_adopt(s, c);
+    *err = e;
+    return NULL;
+  }
   tl__server_adopt(s, c);
   tl__dial *d = calloc(1, sizeof *d);
   if (!d) {

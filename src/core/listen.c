@@ -40,18 +40,14 @@ int tl__addr_port(const struct sockaddr_storage *ss) {
 /* Makes the libuv handle of a listening descriptor (taken over: closed
  * with the handle). */
 static int adopt(uv_loop_t *loop, tl__listener *l, int fd, bool unix_sock) {
-  int err;
-  l->inited = true;
-  if (unix_sock) {
-    uv_pipe_init(loop, &l->sock.pipe, 0);
-    err = uv_pipe_open(&l->sock.pipe, fd);
-  } else {
-    uv_tcp_init(loop, &l->sock.tcp);
-    err = uv_tcp_open(&l->sock.tcp, fd);
-  }
-  if (err)
+  int err = tl__sock_open(loop, &l->sock, fd);
+  if (err) {
     close(fd);
-  return err;
+    return err;
+  }
+  l->inited = true;
+  l->unix_sock = unix_sock;
+  return 0;
 }
 
 static int open_inet(uv_loop_t *loop, tl__listener *l,
@@ -180,10 +176,11 @@ int tl__listener_open(uv_loop_t *loop, tl__listener *l,
   if (err)
     return err;
   l->port = 0;
-  if (l->sock.handle.type == UV_TCP) {
+  if (!l->unix_sock) {
     struct sockaddr_storage bound;
-    int blen = sizeof bound;
-    if (uv_tcp_getsockname(&l->sock.tcp, (struct sockaddr *)&bound, &blen) == 0)
+    socklen_t blen = sizeof bound;
+    if (getsockname(tl__sock_fd(&l->sock), (struct sockaddr *)&bound,
+                    &blen) == 0)
       l->port = tl__addr_port(&bound);
   }
   return 0;
@@ -197,7 +194,7 @@ void tl__listener_share(const tl__listener *l, tl__listen_spec *out) {
     return;
   }
   out->kind = TL__LISTEN_FD;
-  uv_fileno(&l->sock.handle, &out->fd);
+  out->fd = tl__sock_fd(&l->sock);
 }
 
 void tl__listener_close(tl__listener *l) {
@@ -209,5 +206,5 @@ void tl__listener_close(tl__listener *l) {
       unlink(l->spec->path);
   }
   if (l->inited && !uv_is_closing(&l->sock.handle))
-    uv_close(&l->sock.handle, NULL);
+    tl__sock_close(&l->sock, NULL);
 }

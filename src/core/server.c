@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,7 +35,7 @@ typedef struct walk_ctx {
 
 static void walk_one(uv_handle_t *h, void *arg) {
   walk_ctx *w = arg;
-  if ((h->type == UV_TCP || h->type == UV_NAMED_PIPE) && h->data == h &&
+  if (h->type == UV_POLL && h->data == &tl__conn_mark &&
       !uv_is_closing(h) && !(((tl__conn *)h)->flags & TL__CONN_CLOSING))
     w->fn((tl__conn *)h, w->arg);
 }
@@ -157,61 +159,102 @@ static void sweep_one(tl__conn *c, void *arg) {
     tl__conn_close(c);
 }
 
+static void resume_accepting(tl__server *s);
+
 static void on_sweep(uv_timer_t *t) {
   tl__server *s = t->data;
   uint64_t now = uv_now(&s->loop);
+  if (!s->stopping)
+    resume_accepting(s);
   each_conn(s, sweep_one, &now);
 }
 
-/* A connection's handle, of the listener's kind. */
-static void sock_init(uv_loop_t *loop, tl__sock *k, uv_handle_type type) {
-  if (type == UV_NAMED_PIPE)
-    uv_pipe_init(loop, &k->pipe, 0);
-  else
-    uv_tcp_init(loop, &k->tcp);
-}
-
-static void on_connection(uv_stream_t *ls, int status) {
-  tl__server *s = ls->data;
-  const tl__listener *l =
-      (const tl__listener *)(const void *)((char *)ls -
-                                           offsetof(tl__listener, sock));
-  if (status < 0 || s->stopping)
-    return;
+/* Takes one accepted socket: a connection block from the factory, its
+ * handle, the limit, TLS, and reading. */
+static void take(tl__server *s, const tl__listener *l, int fd) {
   tl__conn *c = s->factory(s, s->factory_arg);
   if (!c) {
-    /* Out of memory: accept into a throwaway handle and close it, so the
-     * client is not left hanging in the backlog. */
-    tl__sock *tmp = malloc(sizeof *tmp);
-    if (tmp) {
-      sock_init(&s->loop, tmp, ls->type);
-      if (uv_accept(ls, &tmp->stream) == 0) {
-      }
-      uv_close(&tmp->handle, (uv_close_cb)free);
-    }
+    close(fd); /* out of memory: the client is not left hanging */
     return;
   }
   c->srv = s;
-  sock_init(&s->loop, &c->sock, ls->type);
-  s->nconns++;
-  if (uv_accept(ls, &c->sock.stream) != 0) {
-    c->flags |= TL__CONN_CLOSING;
-    uv_close(&c->sock.handle, tl__conn_freed);
+  if (tl__sock_open(&s->loop, &c->sock, fd) != 0) {
+    close(fd);
+    if (c->proto->release)
+      c->proto->release(c);
+    else
+      free(c);
     return;
   }
+  s->nconns++;
   if (s->nconns > s->cfg.max_connections) {
     c->flags |= TL__CONN_CLOSING;
-    uv_close(&c->sock.handle, tl__conn_freed);
+    tl__sock_close(&c->sock, tl__conn_freed);
     return;
   }
-  if (ls->type == UV_TCP)
-    uv_tcp_nodelay(&c->sock.tcp, 1);
+  if (l->unix_sock) {
+    c->flags |= TL__CONN_UNIX;
+  } else {
+    int on = 1; /* talon writes once per loop turn: no Nagle delay */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  }
   tl__conn_opened(c);
   if (l->spec->tls && tl__conn_tls_start(c, l->spec->tls) != 0) {
     tl__conn_close(c);
     return;
   }
   tl__conn_read_start(c);
+}
+
+static void on_listen_ready(uv_poll_t *h, int status, int events);
+
+/* Out of descriptors: accepting stops until the next tick (on_sweep),
+ * and the clients wait in the kernel's backlog meanwhile, rather than the
+ * listener reporting readable again at once, every turn. */
+static void pause_accepting(tl__listener *l) {
+  uv_poll_stop(&l->sock.poll);
+  l->paused = true;
+}
+
+static void resume_accepting(tl__server *s) {
+  for (size_t i = 0; i < s->nlisteners; i++) {
+    tl__listener *l = &s->listeners[i];
+    if (l->paused && !uv_is_closing(&l->sock.handle)) {
+      l->paused = false;
+      uv_poll_start(&l->sock.poll, UV_READABLE, on_listen_ready);
+    }
+  }
+}
+
+/* The listening socket is readable: accepts every connection waiting
+ * (several workers may share one socket: another may have taken it). */
+static void on_listen_ready(uv_poll_t *h, int status, int events) {
+  tl__listener *l =
+      (tl__listener *)(void *)((char *)h - offsetof(tl__listener, sock));
+  tl__server *s = l->srv;
+  if (status < 0 || s->stopping)
+    return;
+  int lfd = tl__sock_fd(&l->sock);
+  for (;;) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      take(s, l, fd);
+      if (s->stopping || uv_is_closing(&l->sock.handle))
+        return;
+      continue;
+    }
+    switch (errno) {
+    case EINTR:
+    case ECONNABORTED: /* the client left while it waited */
+    case EPROTO:
+      continue;
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM: pause_accepting(l); return;
+    default: return; /* EAGAIN: none left */
+    }
+  }
 }
 
 void tl__server_adopt(tl__server *s, tl__conn *c) {
@@ -354,8 +397,8 @@ static int open_listeners(tl__server *s, const tl__listen_spec *specs, size_t n,
     err = tl__listener_open(&s->loop, l, &specs[i], port, reuse_port,
                             s->cfg.backlog);
     if (!err) {
-      l->sock.handle.data = s; /* not the handle itself: that marks a conn */
-      err = uv_listen(&l->sock.stream, s->cfg.backlog, on_connection);
+      l->sock.handle.data = s; /* not tl__conn_mark: that marks a conn */
+      err = uv_poll_start(&l->sock.poll, UV_READABLE, on_listen_ready);
     }
     if (err && !l->inited && specs[i].optional &&
         (err == UV_EAFNOSUPPORT || err == UV_EADDRNOTAVAIL)) {
