@@ -186,9 +186,6 @@ start_group() {
   if have probe; then start_server probe "$PROBE_PORT" "$PROBE_BIN" "$PROBE_PORT"; fi
 }
 
-# CPU time (user + system, all threads) a process has used, in clock ticks.
-cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
-CLK_TCK=$(getconf CLK_TCK)
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
 # run_load NAME SCENARIO TAG -> prints

@@ -189,9 +189,6 @@ stop_server() {
   unset 'PID[$name]'
 }
 
-# CPU time (user + system, all threads) a process has used, in clock ticks.
-cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
-CLK_TCK=$(getconf CLK_TCK)
 
 # run_load NAME SIZE INFLIGHT TAG -> prints
 #   "msgs_per_s p50_us p99_us msgs_per_cpu_s rx_ratio client_cpu"

@@ -133,7 +133,8 @@ verify_server() {
 
 port_of() { case $1 in talon) echo "$TALON_PORT" ;; uws) echo "$UWS_PORT" ;; *) echo "$BUN_PORT" ;; esac; }
 
-# run_wrk NAME MODE SECONDS TAG -> prints requests/s
+# run_wrk NAME MODE SECONDS TAG -> prints "requests/s requests" (wrk's
+# rate and the count behind it)
 run_wrk() {
   local name=$1 mode=$2 secs=$3 tag=$4 port out
   port=$(port_of "$name")
@@ -145,13 +146,14 @@ run_wrk() {
   taskset -c "$CLIENT_CPU" wrk "${args[@]}" >"$out" 2>&1 \
     || { cat "$out" >&2; die "wrk failed against $name ($mode)"; }
   kill -0 "${PID[$name]}" 2>/dev/null || die "$name died during the $mode run (log: $LOG_DIR/$name.log)"
-  local rps
+  local rps n
   rps=$(awk '/^Requests\/sec:/ {printf "%d", $2}' "$out")
-  [[ -n $rps ]] || { cat "$out" >&2; die "no Requests/sec in wrk output ($name, $mode)"; }
+  n=$(awk '/ requests in / {print $1; exit}' "$out")
+  [[ -n $rps && -n $n ]] || { cat "$out" >&2; die "no Requests/sec in wrk output ($name, $mode)"; }
   if grep -qE 'Non-2xx|Socket errors' "$out"; then
     log "warning: $name $mode $tag: $(grep -E 'Non-2xx|Socket errors' "$out" | tr -s ' ' | tr '\n' ' ')"
   fi
-  echo "$rps"
+  echo "$rps $n"
 }
 
 # ---- main ------------------------------------------------------------------
@@ -176,7 +178,7 @@ if have uws; then
   READY="Listening on port" start_server uws "$UWS_PORT" "$UWS_BIN"
 fi
 
-declare -A RES=()
+declare -A RES=() PERCPU=() CPUS=()
 for mode in $MODES; do
   if (( WARMUP > 0 )); then
     for s in $SERVERS; do
@@ -188,34 +190,47 @@ for mode in $MODES; do
     for s in $SERVERS; do
       load=$(cut -d' ' -f1 /proc/loadavg)
       snap=$(cpu_snap)
-      rps=$(run_wrk "$s" "$mode" "$DURATION" "r$r")
+      core0=$(core_snap "${CLIENT_CPU%%[,-]*}")
+      ticks0=$(cpu_ticks "${PID[$s]}")
+      read -r rps nreq < <(run_wrk "$s" "$mode" "$DURATION" "r$r")
+      ticks1=$(cpu_ticks "${PID[$s]}")
+      ccpu=$(busy_pct "$core0" "$(core_snap "${CLIENT_CPU%%[,-]*}")")
       steal=$(steal_pct "$snap" "$(cpu_snap)")
+      # What the server's CPU time bought: wrk's count over the server's
+      # user + system seconds in the round (all its threads).
+      read -r scpu percpu < <(awk -v n="$nreq" -v t=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v d="$DURATION" \
+        'BEGIN {printf "%.0f %d\n", 100 * t / hz / d, (t > 0 ? n / (t / hz) : 0)}')
+      what="$rps req/s, server cpu $scpu%, $percpu req per server cpu-s, client core $ccpu% busy"
+      mark=""
       if awk -v s="$steal" -v m="$STEAL_MAX" 'BEGIN {exit !(s > m)}'; then
-        log "$mode round $r: $s $rps req/s (load $load, steal $steal%: discarded)"
-        RES[$mode,$s]+="$rps* "
+        log "$mode round $r: $s $what (load $load, steal $steal%: discarded)"
+        mark="*"
       else
-        log "$mode round $r: $s $rps req/s (load $load, steal $steal%)"
-        RES[$mode,$s]+="$rps "
+        log "$mode round $r: $s $what (load $load, steal $steal%)"
       fi
+      RES[$mode,$s]+="$rps$mark "
+      PERCPU[$mode,$s]+="$percpu$mark "
+      CPUS[$mode,$s]+="$scpu/$ccpu$mark "
     done
   done
 done
 
 # ---- report ----------------------------------------------------------------
-report() {
-  local mode s vals kept med peer
-  printf 'hello world (%s); %s conns, wrk -t1 on cpu %s, server on cpu %s, %s x %ss rounds\n' \
-    "$SERVERS" "$CONNECTIONS" "$CLIENT_CPU" "$SERVER_CPU" "$ROUNDS" "$DURATION"
-  printf '(* = round discarded: more than %s%% of CPU time stolen)\n' "$STEAL_MAX"
+# table TITLE ARRAY: per mode and server the rounds, median and mean, and
+# the ratio of talon's median to each peer's.
+table() {
+  local mode s vals kept med peer label
+  local -n arr=$2
+  printf '%s\n' "$1"
   printf '%-10s %-6s' mode server
   for r in $(seq 1 "$ROUNDS"); do printf ' %10s' "round$r"; done
   printf ' %10s %10s\n' median mean
   for mode in $MODES; do
     declare -A med_of=()
-    local label=$mode
+    label=$mode
     [[ $mode == pipelined ]] && label="pipe$PIPELINE"
     for s in $SERVERS; do
-      read -ra vals <<<"${RES[$mode,$s]}"
+      read -ra vals <<<"${arr[$mode,$s]}"
       kept=()
       for v in "${vals[@]}"; do [[ $v == *'*' ]] || kept+=("$v"); done
       printf '%-10s %-6s' "$label" "$s"
@@ -238,6 +253,19 @@ report() {
       done
     fi
     unset med_of
+  done
+}
+
+report() {
+  local mode s
+  printf 'hello world (%s); %s conns, wrk -t1 on cpu %s, server on cpu %s, %s x %ss rounds\n' \
+    "$SERVERS" "$CONNECTIONS" "$CLIENT_CPU" "$SERVER_CPU" "$ROUNDS" "$DURATION"
+  printf '(* = round discarded: more than %s%% of CPU time stolen)\n' "$STEAL_MAX"
+  table "requests/s:" RES
+  table "requests per server CPU-second (the figure to compare when wrk's core, not the server's, is the limit):" PERCPU
+  printf 'server CPU %% / client (wrk) core busy %%, per round:\n'
+  for mode in $MODES; do
+    for s in $SERVERS; do printf '%-10s %-6s %s\n' "$mode" "$s" "${CPUS[$mode,$s]}"; done
   done
 }
 

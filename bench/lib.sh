@@ -155,6 +155,21 @@ start_server() {
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
 mean() { printf '%s\n' "$@" | awk '{s+=$1} END {printf "%d\n", s/NR}'; }
 
+# CPU time (user + system, all threads) a process has used, in clock ticks
+# (the command name in /proc/PID/stat may hold spaces: cut after its ')').
+cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+
+# core_snap N: "total idle" jiffies of CPU N so far (/proc/stat); idle
+# counts iowait too.
+core_snap() { awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6; exit}' /proc/stat; }
+# busy_pct "T0 I0" "T1 I1": how busy that CPU was between two snapshots, %.
+busy_pct() {
+  local t0 i0 t1 i1
+  read -r t0 i0 <<<"$1"; read -r t1 i1 <<<"$2"
+  awk -v dt=$((t1 - t0)) -v di=$((i1 - i0)) 'BEGIN {printf "%.0f", (dt > 0 ? 100 * (dt - di) / dt : 0)}'
+}
+
 # cpu_snap: "total steal" jiffies of all CPUs so far (/proc/stat).
 cpu_snap() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9; exit}' /proc/stat; }
 # steal_pct "T0 S0" "T1 S1": the share of CPU time stolen by the hypervisor

@@ -94,8 +94,6 @@ wrk_rps() { # wrk args... -> requests/s
     awk '/Requests\/sec/ {printf "%d\n", $2}' || true
 }
 
-# CPU ticks (utime + stime) of a process.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 declare -A R=()
 record() { R[$1]="${R[$1]:-} $2"; printf '  %-28s %s\n' "$1" "$2"; }
