@@ -36,6 +36,16 @@
 #   SERVER_CPU [0]  CLIENT_CPU [1]
 #                  SERVER_CPU / CLIENT_CPU: CPU lists for taskset -c (0, 0,1, 0-3)
 #   WORKERS [1]    talon worker threads (0: one per CPU), all on SERVER_CPU
+#   DEFLATE [0]    1: publish with compression. Both servers get DEFLATE=1
+#                  (permessage-deflate with their shared compressor; talon
+#                  compresses a published message once for all subscribers,
+#                  Bun is asked to compress every publish), chat_load runs
+#                  with -z (offers the extension, inflates and checks every
+#                  message; the filler is words, compressible like chat
+#                  text) and the report adds the share of messages that came
+#                  compressed and their wire/inflated size. Use a SIZE of
+#                  at least 128: talon leaves shorter messages uncompressed
+#                  (compress_threshold). Not with the probe.
 #   SKIP_BUILD [0] 1: do not run cmake (chat_server and chat_load are still
 #                  built when missing or older than their source)
 #   TALON_BIN      talon chat server [build-bench/bench/chat_server]: port as
@@ -63,6 +73,7 @@ PROBE_PORT=${PROBE_PORT:-18103}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
+DEFLATE=${DEFLATE:-0}
 HOST=127.0.0.1 # used by lib.sh
 
 BUILD_DIR="$ROOT/build-bench"
@@ -83,6 +94,14 @@ done
 (( DURATION > 0 && ROUNDS > 0 && BATCH > 0 )) || die "DURATION, ROUNDS and BATCH must be positive"
 (( SIZE >= 9 )) || die "SIZE must be at least 9 (sequence number and a space)"
 for s in $SERVERS; do [[ $s == talon || $s == bun || $s == probe ]] || die "unknown server '$s' in SERVERS"; done
+[[ $DEFLATE == 0 || $DEFLATE == 1 ]] || die "DEFLATE must be 0 or 1 (got '$DEFLATE')"
+if [[ $DEFLATE == 1 ]]; then
+  [[ " $SERVERS " != *" probe "* ]] || die "DEFLATE=1: the probe does not compress; leave it out of SERVERS"
+  [[ " $SCENARIOS" != *" js"* && $SCENARIOS != js* ]] || die "DEFLATE=1: only cNkM scenarios (chat_load -z)"
+fi
+export DEFLATE # the servers read it
+ZOPT=()
+[[ $DEFLATE == 1 ]] && ZOPT=(-z)
 for sc in $SCENARIOS; do
   [[ $sc =~ ^c([0-9]+)k([0-9]+)$ || $sc =~ ^js([0-9]+)$ ]] \
     || die "bad scenario '$sc' in SCENARIOS (cNkM or jsN)"
@@ -100,11 +119,11 @@ trap 'exit 143' TERM
 build_chat_load() {
   if [[ $SKIP_BUILD == 1 && -x $CHAT_LOAD && $CHAT_LOAD -nt $BENCH_DIR/chat_load.c
         && $CHAT_LOAD -nt $BENCH_DIR/wsclient.c && $CHAT_LOAD -nt $BENCH_DIR/wsclient.h ]]; then return; fi
-  log "building chat_load: gcc -O2 -o build-bench/chat_load bench/chat_load.c bench/wsclient.c -luv"
+  log "building chat_load: gcc -O2 -o build-bench/chat_load bench/chat_load.c bench/wsclient.c -luv -lz"
   mkdir -p "$BUILD_DIR"
-  gcc -O2 -Wall -o "$CHAT_LOAD" "$BENCH_DIR/chat_load.c" "$BENCH_DIR/wsclient.c" -luv >"$LOG_DIR/chat_load-build.log" 2>&1 \
+  gcc -O2 -Wall -o "$CHAT_LOAD" "$BENCH_DIR/chat_load.c" "$BENCH_DIR/wsclient.c" -luv -lz >"$LOG_DIR/chat_load-build.log" 2>&1 \
     || { cat "$LOG_DIR/chat_load-build.log" >&2
-         die "building chat_load failed (it needs gcc and libuv1-dev)"; }
+         die "building chat_load failed (it needs gcc, libuv1-dev and zlib1g-dev)"; }
 }
 
 build_probe() {
@@ -155,7 +174,7 @@ verify_server() {
   (( n <= 16 )) && checks+=("-k 1 -s 70000")
   for args in "${checks[@]}"; do
     read -ra a <<<"$args"
-    taskset -c "$CLIENT_CPU" "$CHAT_LOAD" -c "$n" "${a[@]}" -w 0 -d 0.3 "$port" >>"$out" 2>&1 \
+    taskset -c "$CLIENT_CPU" "$CHAT_LOAD" -c "$n" "${a[@]}" "${ZOPT[@]}" -w 0 -d 0.3 "$port" >>"$out" 2>&1 \
       || { cat "$out" >&2; die "$name fails the chat check (chat_load -c $n $args -w 0 -d 0.3 $port)"; }
   done
 }
@@ -189,7 +208,8 @@ start_group() {
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
 # run_load NAME SCENARIO TAG -> prints
-#   "msgs_per_s server_cpu_pct msgs_per_server_cpu_s client_cpu_pct rtt_p99_us"
+#   "msgs_per_s server_cpu_pct msgs_per_server_cpu_s client_cpu_pct rtt_p99_us
+#    compressed_pct wire_ratio"
 run_load() {
   local name=$1 sc=$2 tag=$3 port out line pid
   port=$(port_of "$name")
@@ -198,14 +218,15 @@ run_load() {
   echo "load average before: $(cat /proc/loadavg)" >"$out"
   if [[ $sc =~ ^c([0-9]+)k([0-9]+)$ ]]; then
     taskset -c "$CLIENT_CPU" "$CHAT_LOAD" -c "${BASH_REMATCH[1]}" -k "${BASH_REMATCH[2]}" \
-        -s "$SIZE" -w "$WARMUP" -d "$DURATION" -P "$pid" "$port" >>"$out" 2>&1 \
+        -s "$SIZE" "${ZOPT[@]}" -w "$WARMUP" -d "$DURATION" -P "$pid" "$port" >>"$out" 2>&1 \
       || { cat "$out" >&2; die "chat_load failed against $name ($sc, $tag)"; }
     line=$(grep '^RESULT ' "$out" || true)
     [[ -n $line ]] || { cat "$out" >&2; die "no RESULT line from chat_load ($name, $sc)"; }
     grep -q 'warning' "$out" && log "$name $sc $tag: $(grep warning "$out" | tr '\n' ' ')"
     awk '{for (i = 2; i <= NF; i++) {split($i, kv, "="); v[kv[1]] = kv[2]}
-          printf "%s %s %s %s %s\n", v["msgs_per_s"], v["server_cpu_pct"],
-                 v["msgs_per_server_cpu_s"], v["client_cpu_pct"], v["rtt_p99_us"]}' <<<"$line"
+          printf "%s %s %s %s %s %s %s\n", v["msgs_per_s"], v["server_cpu_pct"],
+                 v["msgs_per_server_cpu_s"], v["client_cpu_pct"], v["rtt_p99_us"],
+                 v["compressed_pct"], v["wire_ratio"]}' <<<"$line"
   else
     # The JS client: server CPU over the whole client run (connect and
     # warm-up included), so only its percentage is shown.
@@ -219,7 +240,7 @@ run_load() {
     [[ -n $line ]] || { cat "$out" >&2; die "no RESULT line from chat-client.js ($name, $sc)"; }
     awk -v ticks=$((c1 - c0)) -v hz="$CLK_TCK" -v ns=$((t1 - t0)) \
         '{for (i = 2; i <= NF; i++) {split($i, kv, "="); v[kv[1]] = kv[2]}
-          printf "%s %.1f - - -\n", v["msgs_per_s"], ticks * 1e11 / hz / ns}' <<<"$line"
+          printf "%s %.1f - - - - -\n", v["msgs_per_s"], ticks * 1e11 / hz / ns}' <<<"$line"
   fi
   kill -0 "$pid" 2>/dev/null || die "$name died during the $sc run (log: $LOG_DIR/$name.log)"
 }
@@ -246,7 +267,7 @@ if (( needs_bun )); then ensure_bun; log "bun: $BUN ($("$BUN" --version))"; fi
 LOAD_START=$(cat /proc/loadavg)
 log "load average at start: $LOAD_START"
 
-declare -A MPS=() SCPU=() MPC=() CCPU=() P99=() LOADS=() STEALS=()
+declare -A MPS=() SCPU=() MPC=() CCPU=() P99=() ZPCT=() WIRE=() LOADS=() STEALS=()
 # Scenarios grouped by client count, in the order of their first mention.
 declare -a counts=()
 for sc in $SCENARIOS; do
@@ -264,10 +285,13 @@ for n in "${counts[@]}"; do
         snap0=$(cpu_snap)
         res=$(run_load "$s" "$sc" "r$r") || exit 1
         st=$(steal_pct "$snap0" "$(cpu_snap)")
-        read -r mps scpu mpc ccpu p99 <<<"$res"
-        log "$sc round $r: $s $mps msgs/s, server cpu ${scpu}%, $mpc msgs per server CPU-s, client cpu ${ccpu}%, rtt p99 ${p99} us (load $l, steal $st%)"
+        read -r mps scpu mpc ccpu p99 zpct wire <<<"$res"
+        ztxt=""
+        [[ $DEFLATE == 1 ]] && ztxt=", ${zpct}% compressed, wire/inflated $wire"
+        log "$sc round $r: $s $mps msgs/s, server cpu ${scpu}%, $mpc msgs per server CPU-s, client cpu ${ccpu}%, rtt p99 ${p99} us$ztxt (load $l, steal $st%)"
         MPS[$sc,$s]+="$mps "; SCPU[$sc,$s]+="$scpu "; MPC[$sc,$s]+="$mpc "
-        CCPU[$sc,$s]+="$ccpu "; P99[$sc,$s]+="$p99 "; LOADS[$sc]+="$l "
+        CCPU[$sc,$s]+="$ccpu "; P99[$sc,$s]+="$p99 "; ZPCT[$sc,$s]+="$zpct "
+        WIRE[$sc,$s]+="$wire "; LOADS[$sc]+="$l "
         STEALS[$sc]+="$st "
       done
     done
@@ -286,7 +310,8 @@ medf() {
 
 report() {
   local sc s vals med metric
-  printf 'talon vs Bun.serve, Bun'"'"'s chat benchmark protocol (publish "NAME: msg" to all, sender included)\n'
+  printf 'talon vs Bun.serve, Bun'"'"'s chat benchmark protocol (publish "NAME: msg" to all, sender included)%s\n' \
+    "$([[ $DEFLATE == 1 ]] && echo ", permessage-deflate (publish compressed), $SIZE-byte messages")"
   printf 'client on cpu %s, servers on cpu %s, %s rounds x %ss (+%ss warm-up), bun %s\n' \
     "$CLIENT_CPU" "$SERVER_CPU" "$ROUNDS" "$DURATION" "$WARMUP" "$("${BUN:-false}" --version 2>/dev/null || echo -)"
   printf 'load average: start %s; end %s\n' "$LOAD_START" "$LOAD_END"
@@ -296,13 +321,17 @@ report() {
   for sc in $SCENARIOS; do
     declare -A med_mps=() med_mpc=()
     for s in $SERVERS; do
-      for metric in msgs/s srv_cpu% msgs/cpu-s cli_cpu% rtt_p99us; do
+      local -a metrics=(msgs/s srv_cpu% msgs/cpu-s cli_cpu% rtt_p99us)
+      [[ $DEFLATE == 1 ]] && metrics+=(compr% wire/raw)
+      for metric in "${metrics[@]}"; do
         case $metric in
           msgs/s)     read -ra vals <<<"${MPS[$sc,$s]}" ;;
           srv_cpu%)   read -ra vals <<<"${SCPU[$sc,$s]}" ;;
           msgs/cpu-s) read -ra vals <<<"${MPC[$sc,$s]}" ;;
           cli_cpu%)   read -ra vals <<<"${CCPU[$sc,$s]}" ;;
           rtt_p99us)  read -ra vals <<<"${P99[$sc,$s]}" ;;
+          compr%)     read -ra vals <<<"${ZPCT[$sc,$s]}" ;;
+          wire/raw)   read -ra vals <<<"${WIRE[$sc,$s]}" ;;
         esac
         [[ $sc == js* && $metric != msgs/s && $metric != srv_cpu% ]] && continue
         printf '%-8s %-6s %-10s' "$sc" "$s" "$metric"

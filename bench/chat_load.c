@@ -43,6 +43,18 @@
  *          counts as connected at the server's "40{...}", answers pings
  *          ("2") with pongs ("3"), and a message M travels as the event
  *          42["msg","M"] both ways (JSON-escaped); implies -L
+ *   -z     permessage-deflate (RFC 7692): offer it as a browser does
+ *          ("permessage-deflate; client_max_window_bits"), require the
+ *          server to agree, and inflate every compressed message (one
+ *          inflate stream per client, 15-bit window, context kept, which
+ *          reads servers with or without context takeover) before the
+ *          checks below; messages are sent uncompressed. The filler is
+ *          then words from a small vocabulary (compressible like chat
+ *          text) instead of random characters. The RESULT line adds
+ *          compressed_pct (of the messages received in the window) and
+ *          wire_ratio (their bytes on the wire over their inflated bytes).
+ *          For the publish side of permessage-deflate: a server compresses
+ *          each published message once for all its subscribers
  *   -L     lenient: start 300 ms after the last handshake without waiting
  *          for "ready", and count lost messages (skipped sequence numbers,
  *          and what did not arrive within 2 s of the end) instead of
@@ -79,7 +91,7 @@
  * success, 1 on a usage error, a failed connection or handshake, a
  * protocol error or a wrong, lost, duplicated or reordered message.
  *
- * Build: gcc -O2 -o chat_load chat_load.c wsclient.c -luv
+ * Build: gcc -O2 -o chat_load chat_load.c wsclient.c -luv -lz
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -89,6 +101,7 @@
 #include <unistd.h>
 
 #include <uv.h>
+#include <zlib.h>
 
 #include "wsclient.h"
 
@@ -119,6 +132,7 @@ static int opt_ports[16];    /* PORT may list several: client i uses [i % n] */
 static int opt_nports = 0;
 static int opt_lenient = 0; /* -L: count lost messages instead of failing */
 static int opt_sio = 0;     /* -S: Socket.IO framing */
+static int opt_deflate = 0; /* -z: permessage-deflate */
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -137,6 +151,12 @@ typedef struct conn {
   uint64_t *t_sent;  /* send time of message seq, at [seq % inflight] */
   uint64_t *t_ring;  /* send time of message seq, at [seq % RING] */
   uint64_t received; /* messages received after "ready" */
+  /* -z: the message in progress is compressed (RSV1): its bytes so far in
+   * zmsg (at most zmsg_cap), inflated by `inf` at its end. */
+  int msg_z;
+  uint8_t *zmsg;
+  size_t zmsg_len;
+  z_stream *inf;
 } conn;
 
 static uv_loop_t *loop;
@@ -156,6 +176,10 @@ static uint64_t watch_received, watch_last_recv;
 static unsigned watch_idle_ms, watch_secs;
 static int close_unanswered;
 static uint64_t n_gaps; /* -L: messages skipped (seen lost) so far */
+static size_t zmsg_cap;  /* -z: longest compressed message */
+static uint64_t n_zrecv, n_zwire, n_zplain; /* -z, in the window: compressed
+                                               messages, their wire and
+                                               inflated bytes */
 
 /* ---- CPU time --------------------------------------------------------------- */
 
@@ -388,28 +412,69 @@ bad:
 static void frame_begin(wsc_conn *w) {
   conn *c = (conn *)w;
   int rsv = wsc_frame_rsv(w);
-  if (rsv)
+  /* RSV1 (4): compressed, allowed with -z on a message's first frame. */
+  if (rsv & ~(opt_deflate ? 4 : 0))
     fatal(w->id, "RSV bits 0x%x set without a negotiated extension", rsv);
   uint64_t len = wsc_frame_len(w);
   if (w->f_op >= 8)
     return;
+  if ((rsv & 4) && w->f_op == 0)
+    fatal(w->id, "RSV1 set on a continuation frame");
   if (w->f_op == 1) {
     if (w->in_msg)
       fatal(w->id, "new data frame inside a fragmented message");
     w->in_msg = 1;
     c->msg_len = 0;
+    c->zmsg_len = 0;
+    c->msg_z = (rsv & 4) != 0;
   } else if (w->f_op == 2) {
     fatal(w->id, "received a binary message (all are text)");
   }
-  if (c->msg_len + len > msg_cap)
-    fatal(w->id, "received a message of at least %" PRIu64 " bytes, the longest "
-          "possible is %zu", c->msg_len + len, msg_cap);
+  if (c->msg_z ? c->zmsg_len + len > zmsg_cap : c->msg_len + len > msg_cap)
+    fatal(w->id, "received a %smessage of at least %" PRIu64 " bytes, the longest "
+          "possible is %zu", c->msg_z ? "compressed " : "",
+          (c->msg_z ? c->zmsg_len : c->msg_len) + len, c->msg_z ? zmsg_cap : msg_cap);
 }
 
 static void frame_data(wsc_conn *w, const uint8_t *p, size_t n) {
   conn *c = (conn *)w;
+  if (c->msg_z) {
+    memcpy(c->zmsg + c->zmsg_len, p, n);
+    c->zmsg_len += n;
+    return;
+  }
   memcpy(c->msg + c->msg_len, p, n);
   c->msg_len += n;
+}
+
+/* -z: inflates the compressed message in zmsg into msg (RFC 7692 7.2.2:
+ * the tail 00 00 ff ff appended); it must be whole (nothing left over)
+ * and fit in msg_cap. */
+static void inflate_msg(conn *c) {
+  static const uint8_t tail[4] = {0, 0, 0xff, 0xff};
+  memcpy(c->zmsg + c->zmsg_len, tail, 4);
+  z_stream *z = c->inf;
+  z->next_in = c->zmsg;
+  z->avail_in = (uInt)(c->zmsg_len + 4);
+  z->next_out = c->msg;
+  z->avail_out = (uInt)msg_cap;
+  int r = inflate(z, Z_SYNC_FLUSH);
+  /* A final block (BFINAL, which a server without context takeover may
+   * send) ends the stream before the tail: the next message starts anew. */
+  if (r == Z_STREAM_END && z->avail_in <= 4) {
+    z->avail_in = 0;
+    inflateReset(z);
+  }
+  if ((r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END) || z->avail_in != 0)
+    fatal(c->ws.id, "inflate: %s (%d; %u of %zu compressed bytes left, %zu inflated)",
+          z->msg ? z->msg : "no more room", r, z->avail_in, c->zmsg_len + 4,
+          msg_cap - z->avail_out);
+  c->msg_len = msg_cap - z->avail_out;
+  if (phase == PH_MEASURE) {
+    n_zrecv++;
+    n_zwire += c->zmsg_len;
+    n_zplain += c->msg_len;
+  }
 }
 
 static void opened(wsc_conn *w);
@@ -446,6 +511,8 @@ static void sio_packet(conn *c, const uint8_t *m, size_t len, uint64_t now) {
 static void message_end(wsc_conn *w, uint64_t now) {
   conn *c = (conn *)w;
   w->in_msg = 0;
+  if (c->msg_z)
+    inflate_msg(c);
   if (opt_sio)
     sio_packet(c, c->msg, c->msg_len, now);
   else
@@ -488,8 +555,27 @@ static void target(wsc_conn *w, char *buf, size_t size) {
 
 static void on_closed(wsc_conn *w);
 
+/* The server's Sec-WebSocket-Extensions answer (NULL: none): with -z it
+ * must be permessage-deflate (any of its parameters: the client sends
+ * uncompressed and inflates with a 15-bit window, which reads them all);
+ * without, any extension is an error. */
+static void handshake_ext(wsc_conn *w, const char *ext) {
+  if (!opt_deflate) {
+    if (ext)
+      fatal(w->id, "handshake: server chose extensions '%s' that were not offered", ext);
+    return;
+  }
+  if (!ext)
+    fatal(w->id, "handshake: the server declined permessage-deflate (-z)");
+  size_t n = strlen("permessage-deflate");
+  if (strncmp(ext, "permessage-deflate", n) != 0 || (ext[n] && ext[n] != ';' && ext[n] != ' ')
+      || strchr(ext, ','))
+    fatal(w->id, "handshake: unexpected extension answer '%s'", ext);
+}
+
 static const wsc_ops ops = {
     .target = target,
+    .handshake_ext = handshake_ext,
     .opened = opened,
     .frame_begin = frame_begin,
     .frame_data = frame_data,
@@ -628,7 +714,7 @@ static void on_setup_timeout(uv_timer_t *t) {
 static void usage(void) {
   fprintf(stderr,
           "usage: chat_load [-c clients] [-k inflight] [-d seconds] [-w warmup] [-s size]\n"
-          "                 [-p path] [-P server_pid] [-H ipv4] [-L] [-S] PORT\n");
+          "                 [-p path] [-P server_pid] [-H ipv4] [-L] [-S] [-z] PORT\n");
   exit(1);
 }
 
@@ -639,7 +725,7 @@ int main(int argc, char **argv) {
   int ch;
   wsc_prog = "chat_load";
   wsc_conn_fmt = "client %d (" NAME_PREFIX "%d): ";
-  while ((ch = getopt(argc, argv, "c:k:d:w:s:p:P:H:LS")) != -1) {
+  while ((ch = getopt(argc, argv, "c:k:d:w:s:p:P:H:LSz")) != -1) {
     switch (ch) {
     case 'c': opt_clients = (int)parse_int(optarg, 1, 100000, "-c"); break;
     case 'k': opt_inflight = (unsigned)parse_int(optarg, 1, 1 << 16, "-k"); break;
@@ -651,6 +737,7 @@ int main(int argc, char **argv) {
     case 'H': opt_host = optarg; break;
     case 'L': opt_lenient = 1; break;
     case 'S': opt_sio = opt_lenient = 1; break;
+    case 'z': opt_deflate = 1; break;
     default: usage();
     }
   }
@@ -680,15 +767,37 @@ int main(int argc, char **argv) {
   wsc_hooks = ops;
   wsc_host = opt_host, wsc_port = opt_port, wsc_path = opt_path;
   wsc_rng_seed();
+  if (opt_deflate && opt_sio)
+    fatal(-1, "-z and -S cannot be combined");
   pattern = xmalloc(opt_size + PAT_SPREAD);
-  for (size_t i = 0; i < opt_size + PAT_SPREAD; i++) /* printable ASCII: valid UTF-8 */
-    pattern[i] = (uint8_t)(' ' + (wsc_rng() >> 32) % 95);
+  if (opt_deflate) { /* words, compressible like chat text */
+    static const char *const words[] = {
+        "the", "room", "message", "hello", "and", "you", "we", "meeting", "at", "today",
+        "see", "link", "is", "ok", "thanks", "will", "deploy", "build", "later", "on",
+        "it", "check", "this", "coffee", "lunch", "a", "for", "fixed", "test", "done",
+        "with", "review"};
+    size_t i = 0;
+    while (i < opt_size + PAT_SPREAD) {
+      const char *wd = words[(wsc_rng() >> 32) % (sizeof words / sizeof *words)];
+      for (; *wd && i < opt_size + PAT_SPREAD; wd++)
+        pattern[i++] = (uint8_t)*wd;
+      if (i < opt_size + PAT_SPREAD)
+        pattern[i++] = ' ';
+    }
+  } else {
+    for (size_t i = 0; i < opt_size + PAT_SPREAD; i++) /* printable ASCII: valid UTF-8 */
+      pattern[i] = (uint8_t)(' ' + (wsc_rng() >> 32) % 95);
+  }
   scratch = xmalloc(opt_size);
   msg_cap = opt_size + NAME_ROOM;
   if (opt_sio) {
     sio_out = xmalloc(2 * opt_size + 16);
     sio_in = xmalloc(msg_cap);
     msg_cap = 2 * msg_cap + 16; /* framing and escapes */
+  }
+  if (opt_deflate) {
+    wsc_extra_headers = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    zmsg_cap = msg_cap + msg_cap / 1000 + 64 + 4; /* deflate's worst growth; the tail */
   }
 
   loop = uv_default_loop();
@@ -704,6 +813,12 @@ int main(int argc, char **argv) {
     conn *c = &conns[i];
     c->ws.id = i;
     c->msg = xmalloc(msg_cap);
+    if (opt_deflate) {
+      c->zmsg = xmalloc(zmsg_cap);
+      c->inf = xcalloc(1, sizeof *c->inf);
+      if (inflateInit2(c->inf, -15) != Z_OK)
+        fatal(i, "inflateInit2 failed");
+    }
     c->expect = xcalloc((size_t)opt_clients, sizeof *c->expect);
     c->t_sent = xcalloc(opt_inflight, sizeof *c->t_sent);
     c->t_ring = xcalloc(RING, sizeof *c->t_ring);
@@ -755,16 +870,19 @@ int main(int argc, char **argv) {
          "server_cpu_pct=%.1f msgs_per_server_cpu_s=%.0f client_cpu_pct=%.1f "
          "received=%" PRIu64 " sent=%" PRIu64 " secs=%.3f all_received=%" PRIu64
          " clients=%d inflight=%u size=%zu lost=%" PRIu64 " expected=%" PRIu64
-         " dlv_p50_us=%.1f dlv_p99_us=%.1f\n",
+         " dlv_p50_us=%.1f dlv_p99_us=%.1f compressed_pct=%.1f wire_ratio=%.3f\n",
          (double)n_recv / secs, (double)n_sent / secs, wsc_hist_pct(0.50) / 1e3,
          wsc_hist_pct(0.99) / 1e3, 100 * srv / secs, srv > 0 ? (double)n_recv / srv : 0,
          100 * cli / secs, n_recv, n_sent, secs, total_received, opt_clients,
          opt_inflight, opt_size, lost, expected, dlv_pct(0.50) / 1e3,
-         dlv_pct(0.99) / 1e3);
+         dlv_pct(0.99) / 1e3, n_recv ? 100.0 * (double)n_zrecv / (double)n_recv : 0,
+         n_zplain ? (double)n_zwire / (double)n_zplain : 0);
   fflush(stdout);
   for (int i = 0; i < opt_clients; i++) {
     free(conns[i].msg), free(conns[i].expect), free(conns[i].t_sent);
-    free(conns[i].t_ring);
+    free(conns[i].t_ring), free(conns[i].zmsg);
+    if (conns[i].inf)
+      inflateEnd(conns[i].inf), free(conns[i].inf);
     free(conns[i].ws.out.p), free(conns[i].ws.wbuf.p), free(conns[i].ws.hs);
   }
   free(conns);

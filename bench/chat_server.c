@@ -20,7 +20,10 @@
  * Usage: chat_server [PORT]   (or PORT=...; default 3000; HOST=... default
  * 127.0.0.1; CLIENTS_COUNT=... default 16; WORKERS=... default 1, 0: one
  * per CPU; REDIS_URL=redis://HOST:PORT shares the room with other
- * processes through Redis). Prints
+ * processes through Redis; DEFLATE=1 turns on permessage-deflate with the
+ * shared compressor and decompressor, so that each published message of
+ * at least compress_threshold (128) bytes is compressed once for all
+ * subscribers). Prints
  * "chat: listening on http://HOST:PORT" once it accepts connections.
  *
  * Build: the CMake target `chat_server` (bench/CMakeLists.txt) gives
@@ -179,7 +182,11 @@ int main(int argc, char **argv) {
     return 1;
 #endif
   }
-  int err = tl_app_ws(app, "/*", &chat, sizeof(client));
+  tl_ws_handlers h = chat;
+  const char *deflate = getenv("DEFLATE");
+  if (deflate && strcmp(deflate, "1") == 0)
+    h.compression = TL_SHARED_COMPRESSOR | TL_SHARED_DECOMPRESSOR;
+  int err = tl_app_ws(app, "/*", &h, sizeof(client));
   if (err) {
     fprintf(stderr, "chat: tl_app_ws: %s\n", tl_strerror(err));
     tl_app_free(app);

@@ -8,7 +8,11 @@
 #   pipelined  the same, with PIPELINE requests written at once (pipeline.lua)
 # Each mode: a short warm-up per server, then ROUNDS rounds alternating talon
 # and bun, DURATION seconds each. Prints requests/s per round, the median and
-# mean, and the ratios of the medians. Each round also prints the load
+# mean, and the ratios of the medians; then the same for requests per server
+# CPU-second (wrk's request count over the server's utime + stime in the
+# round, /proc/PID/stat: the figure to compare when wrk's core is the
+# limit), and per round the server's CPU % and how busy the client's core
+# was (/proc/stat; near 100: wrk is the limit). Each round also prints the load
 # average before it and the CPU time stolen by the hypervisor during it
 # (/proc/stat); a round with more than STEAL_MAX% stolen is discarded (left
 # out of the median, marked with a * in the table). Traffic goes to

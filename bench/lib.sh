@@ -131,7 +131,8 @@ cpus_of() {
 # start_server NAME PORT CMD... : runs CMD pinned to SERVER_CPU with PORT and
 # HOST in its environment, waits until it prints 'listening on http://' (or
 # $READY, for servers that say it otherwise) and
-# accepts connections, then runs verify_server NAME PORT.
+# accepts connections (up to 30 s: a first run of Bun on a fresh machine
+# took more than 10), then runs verify_server NAME PORT.
 start_server() {
   local name=$1 port=$2; shift 2
   local logf="$LOG_DIR/$name.log"
@@ -140,7 +141,7 @@ start_server() {
   PORT=$port HOST=$HOST taskset -c "$SERVER_CPU" "$@" >"$logf" 2>&1 &
   PID[$name]=$!
   local i ready=0
-  for i in $(seq 1 100); do
+  for i in $(seq 1 300); do
     if ! kill -0 "${PID[$name]}" 2>/dev/null; then
       cat "$logf" >&2
       die "$name exited during start-up (log: $logf)"
@@ -148,7 +149,7 @@ start_server() {
     if grep -q "${READY:-listening on http://}" "$logf" && port_open "$port"; then ready=1; break; fi
     sleep 0.1
   done
-  (( ready )) || { cat "$logf" >&2; die "$name did not report '${READY:-listening on http://}' within 10 s"; }
+  (( ready )) || { cat "$logf" >&2; die "$name did not report '${READY:-listening on http://}' within 30 s"; }
   verify_server "$name" "$port"
 }
 

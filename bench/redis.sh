@@ -45,7 +45,7 @@ command -v redis-server >/dev/null || die "redis-server is missing (.ci/install-
 TALON_BIN="$ROOT/build-bench/bench/chat_server"
 build_talon
 CHAT_LOAD="$ROOT/build-bench/chat_load"
-gcc -O2 -Wall -o "$CHAT_LOAD" "$BENCH_DIR/chat_load.c" "$BENCH_DIR/wsclient.c" -luv \
+gcc -O2 -Wall -o "$CHAT_LOAD" "$BENCH_DIR/chat_load.c" "$BENCH_DIR/wsclient.c" -luv -lz \
   || die "building chat_load failed"
 
 RPORT=18131 A=18132 B=18133 ONE=18134

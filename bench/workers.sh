@@ -94,7 +94,7 @@ ensure_bun
 CHAT_LOAD="$ROOT/build-bench/chat_load"
 if [[ ! -x $CHAT_LOAD || $CHAT_LOAD -ot $BENCH_DIR/chat_load.c ]]; then
   mkdir -p "$ROOT/build-bench"
-  gcc -O2 -Wall -o "$CHAT_LOAD" "$BENCH_DIR/chat_load.c" "$BENCH_DIR/wsclient.c" -luv \
+  gcc -O2 -Wall -o "$CHAT_LOAD" "$BENCH_DIR/chat_load.c" "$BENCH_DIR/wsclient.c" -luv -lz \
     || die "building chat_load failed"
 fi
 TALON_BIN=${TALON_BIN:-$ROOT/build-bench/bench/chat_server}

@@ -14,10 +14,14 @@
 // is dropped. Port: first argument, else $PORT, else 3000. Host: $HOST,
 // else 127.0.0.1. CLIENTS_COUNT: default 16. REUSE_PORT=1: listen with
 // reusePort (SO_REUSEPORT), so that several processes share the port, each
-// with its own room (bench/workers.sh shows what that loses).
+// with its own room (bench/workers.sh shows what that loses). DEFLATE=1:
+// perMessageDeflate on (Bun's shared compressor and decompressor) and every
+// message published with compress set (publishText's third argument), the
+// publish side of bench/chat.sh DEFLATE=1.
 const port = Number(process.argv[2] || process.env.PORT || 3000);
 const hostname = process.env.HOST || "127.0.0.1";
 const expected = parseInt(process.env.CLIENTS_COUNT || "", 10) || 16;
+const deflate = process.env.DEFLATE === "1";
 
 let waiting = expected;
 let joined = 0;
@@ -40,7 +44,7 @@ const server = Bun.serve({
     return new Response("WebSocket upgrade expected", { status: 400 });
   },
   websocket: {
-    perMessageDeflate: false,
+    perMessageDeflate: deflate,
     publishToSelf: true,
     backpressureLimit: 64 * 1024 * 1024,
     open(ws) {
@@ -55,7 +59,7 @@ const server = Bun.serve({
     },
     message(ws, msg) {
       // 0: dropped for every subscriber (-1, backpressure, still queued).
-      if (ws.publishText("room", `${ws.data.name}: ${msg}`) === 0 && failed++ === 0)
+      if (ws.publishText("room", `${ws.data.name}: ${msg}`, deflate) === 0 && failed++ === 0)
         console.error("chat: warning: a publish was dropped");
     },
     close() {
