@@ -31,7 +31,12 @@
 #   ROUNDS [3]     SCENARIOS ["c16k1 c16k16 c64k1 c256k1 js16"]
 #   SIZE [16]      bytes of each chat_load message
 #   BATCH [1600]   messages per client per batch (js scenarios)
-#   SERVERS ["talon bun"]  any of talon, bun, probe
+#   SERVERS ["talon bun"]  any of talon, bun, probe, talonw
+#                  talonw: the same talon server with WORKERS_B workers [2]
+#                  (all on SERVER_CPU, port TALONW_PORT [18104]): with
+#                  SERVERS="talon talonw" the rounds alternate one worker
+#                  and WORKERS_B, and the report prints talonw/talon, what
+#                  crossing workers costs
 #   TALON_PORT [18101]  BUN_PORT [18102]  PROBE_PORT [18103]
 #   SERVER_CPU [0]  CLIENT_CPU [1]
 #                  SERVER_CPU / CLIENT_CPU: CPU lists for taskset -c (0, 0,1, 0-3)
@@ -70,6 +75,8 @@ SERVERS=${SERVERS:-talon bun}
 TALON_PORT=${TALON_PORT:-18101}
 BUN_PORT=${BUN_PORT:-18102}
 PROBE_PORT=${PROBE_PORT:-18103}
+TALONW_PORT=${TALONW_PORT:-18104}
+WORKERS_B=${WORKERS_B:-2}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
@@ -88,12 +95,12 @@ LOG_DIR="$RESULTS_DIR/chat-$STAMP"
 # log, die, cleanup, ensure_bun, build_talon, port_open, start_server, median
 source "$BENCH_DIR/lib.sh"
 
-for v in DURATION WARMUP ROUNDS SIZE BATCH TALON_PORT BUN_PORT PROBE_PORT; do
+for v in DURATION WARMUP ROUNDS SIZE BATCH TALON_PORT BUN_PORT PROBE_PORT TALONW_PORT WORKERS_B; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
 done
 (( DURATION > 0 && ROUNDS > 0 && BATCH > 0 )) || die "DURATION, ROUNDS and BATCH must be positive"
 (( SIZE >= 9 )) || die "SIZE must be at least 9 (sequence number and a space)"
-for s in $SERVERS; do [[ $s == talon || $s == bun || $s == probe ]] || die "unknown server '$s' in SERVERS"; done
+for s in $SERVERS; do [[ $s == talon || $s == bun || $s == probe || $s == talonw ]] || die "unknown server '$s' in SERVERS"; done
 [[ $DEFLATE == 0 || $DEFLATE == 1 ]] || die "DEFLATE must be 0 or 1 (got '$DEFLATE')"
 if [[ $DEFLATE == 1 ]]; then
   [[ " $SERVERS " != *" probe "* ]] || die "DEFLATE=1: the probe does not compress; leave it out of SERVERS"
@@ -180,7 +187,7 @@ verify_server() {
 }
 
 port_of() {
-  case $1 in talon) echo "$TALON_PORT" ;; bun) echo "$BUN_PORT" ;; *) echo "$PROBE_PORT" ;; esac
+  case $1 in talon) echo "$TALON_PORT" ;; bun) echo "$BUN_PORT" ;; talonw) echo "$TALONW_PORT" ;; *) echo "$PROBE_PORT" ;; esac
 }
 
 stop_server() {
@@ -203,6 +210,7 @@ start_group() {
   if have talon; then start_server talon "$TALON_PORT" "$TALON_BIN" "$TALON_PORT"; fi
   if have bun; then start_server bun "$BUN_PORT" "$BUN" "$BENCH_DIR/bunchat/chat-server.js" "$BUN_PORT"; fi
   if have probe; then start_server probe "$PROBE_PORT" "$PROBE_BIN" "$PROBE_PORT"; fi
+  if have talonw; then WORKERS=$WORKERS_B start_server talonw "$TALONW_PORT" "$TALON_BIN" "$TALONW_PORT"; fi
 }
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
@@ -256,7 +264,7 @@ have bun && needs_bun=1
 [[ " $SCENARIOS" == *" js"* ]] && needs_bun=1
 build_chat_load
 have probe && build_probe
-if have talon; then
+if have talon || have talonw; then
   if [[ $TALON_BIN == "$CHAT_SERVER" ]]; then
     build_chat_server
   fi
@@ -342,13 +350,18 @@ report() {
         [[ $metric == msgs/cpu-s ]] && med_mpc[$s]=$med
       done
     done
-    for peer in bun probe; do
+    # talon/peer; for talonw the other way round: talonw/talon (1 - the
+    # cost of crossing workers)
+    local a b
+    for peer in bun probe talonw; do
       have talon && have "$peer" || continue
+      a=talon b=$peer
+      [[ $peer == talonw ]] && a=talonw b=talon
       printf '%-8s %-6s %s\n' "$sc" ratio \
-        "$(awk -v t="${med_mps[talon]}" -v p="${med_mps[$peer]}" -v tc="${med_mpc[talon]:--}" \
-               -v pc="${med_mpc[$peer]:--}" -v js="${sc%%[0-9]*}" -v peer="$peer" \
+        "$(awk -v t="${med_mps[$a]}" -v p="${med_mps[$b]}" -v tc="${med_mpc[$a]:--}" \
+               -v pc="${med_mpc[$b]:--}" -v js="${sc%%[0-9]*}" -v a="$a" -v b="$b" \
              'BEGIN {
-                if (p > 0) printf "talon/%s msgs/s = %.2f", peer, t/p; else printf "msgs/s n/a"
+                if (p > 0) printf "%s/%s msgs/s = %.2f", a, b, t/p; else printf "msgs/s n/a"
                 if (js != "js" && pc > 0) printf ", msgs per server CPU-s = %.2f", tc/pc
                 printf " (medians)"
               }')"

@@ -176,7 +176,7 @@ static uint64_t watch_received, watch_last_recv;
 static unsigned watch_idle_ms, watch_secs;
 static int close_unanswered;
 static uint64_t n_gaps; /* -L: messages skipped (seen lost) so far */
-static size_t zmsg_cap;  /* -z: longest compressed message */
+static size_t zmsg_cap; /* -z: longest compressed message */
 static uint64_t n_zrecv, n_zwire, n_zplain; /* -z, in the window: compressed
                                                messages, their wire and
                                                inflated bytes */
@@ -431,9 +431,12 @@ static void frame_begin(wsc_conn *w) {
     fatal(w->id, "received a binary message (all are text)");
   }
   if (c->msg_z ? c->zmsg_len + len > zmsg_cap : c->msg_len + len > msg_cap)
-    fatal(w->id, "received a %smessage of at least %" PRIu64 " bytes, the longest "
-          "possible is %zu", c->msg_z ? "compressed " : "",
-          (c->msg_z ? c->zmsg_len : c->msg_len) + len, c->msg_z ? zmsg_cap : msg_cap);
+    fatal(w->id,
+          "received a %smessage of at least %" PRIu64 " bytes, the longest "
+          "possible is %zu",
+          c->msg_z ? "compressed " : "",
+          (c->msg_z ? c->zmsg_len : c->msg_len) + len,
+          c->msg_z ? zmsg_cap : msg_cap);
 }
 
 static void frame_data(wsc_conn *w, const uint8_t *p, size_t n) {
@@ -466,7 +469,8 @@ static void inflate_msg(conn *c) {
     inflateReset(z);
   }
   if ((r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END) || z->avail_in != 0)
-    fatal(c->ws.id, "inflate: %s (%d; %u of %zu compressed bytes left, %zu inflated)",
+    fatal(c->ws.id,
+          "inflate: %s (%d; %u of %zu compressed bytes left, %zu inflated)",
           z->msg ? z->msg : "no more room", r, z->avail_in, c->zmsg_len + 4,
           msg_cap - z->avail_out);
   c->msg_len = msg_cap - z->avail_out;
@@ -562,14 +566,16 @@ static void on_closed(wsc_conn *w);
 static void handshake_ext(wsc_conn *w, const char *ext) {
   if (!opt_deflate) {
     if (ext)
-      fatal(w->id, "handshake: server chose extensions '%s' that were not offered", ext);
+      fatal(w->id,
+            "handshake: server chose extensions '%s' that were not offered",
+            ext);
     return;
   }
   if (!ext)
     fatal(w->id, "handshake: the server declined permessage-deflate (-z)");
   size_t n = strlen("permessage-deflate");
-  if (strncmp(ext, "permessage-deflate", n) != 0 || (ext[n] && ext[n] != ';' && ext[n] != ' ')
-      || strchr(ext, ','))
+  if (strncmp(ext, "permessage-deflate", n) != 0 ||
+      (ext[n] && ext[n] != ';' && ext[n] != ' ') || strchr(ext, ','))
     fatal(w->id, "handshake: unexpected extension answer '%s'", ext);
 }
 
@@ -712,9 +718,10 @@ static void on_setup_timeout(uv_timer_t *t) {
 /* ---- main ----------------------------------------------------------------- */
 
 static void usage(void) {
-  fprintf(stderr,
-          "usage: chat_load [-c clients] [-k inflight] [-d seconds] [-w warmup] [-s size]\n"
-          "                 [-p path] [-P server_pid] [-H ipv4] [-L] [-S] [-z] PORT\n");
+  fprintf(stderr, "usage: chat_load [-c clients] [-k inflight] [-d seconds] "
+                  "[-w warmup] [-s size]\n"
+                  "                 [-p path] [-P server_pid] [-H ipv4] [-L] "
+                  "[-S] [-z] PORT\n");
   exit(1);
 }
 
@@ -772,20 +779,23 @@ int main(int argc, char **argv) {
   pattern = xmalloc(opt_size + PAT_SPREAD);
   if (opt_deflate) { /* words, compressible like chat text */
     static const char *const words[] = {
-        "the", "room", "message", "hello", "and", "you", "we", "meeting", "at", "today",
-        "see", "link", "is", "ok", "thanks", "will", "deploy", "build", "later", "on",
-        "it", "check", "this", "coffee", "lunch", "a", "for", "fixed", "test", "done",
-        "with", "review"};
+        "the",     "room", "message", "hello", "and",   "you", "we",
+        "meeting", "at",   "today",   "see",   "link",  "is",  "ok",
+        "thanks",  "will", "deploy",  "build", "later", "on",  "it",
+        "check",   "this", "coffee",  "lunch", "a",     "for", "fixed",
+        "test",    "done", "with",    "review"};
     size_t i = 0;
     while (i < opt_size + PAT_SPREAD) {
-      const char *wd = words[(wsc_rng() >> 32) % (sizeof words / sizeof *words)];
+      const char *wd =
+          words[(wsc_rng() >> 32) % (sizeof words / sizeof *words)];
       for (; *wd && i < opt_size + PAT_SPREAD; wd++)
         pattern[i++] = (uint8_t)*wd;
       if (i < opt_size + PAT_SPREAD)
         pattern[i++] = ' ';
     }
   } else {
-    for (size_t i = 0; i < opt_size + PAT_SPREAD; i++) /* printable ASCII: valid UTF-8 */
+    for (size_t i = 0; i < opt_size + PAT_SPREAD;
+         i++) /* printable ASCII: valid UTF-8 */
       pattern[i] = (uint8_t)(' ' + (wsc_rng() >> 32) % 95);
   }
   scratch = xmalloc(opt_size);
@@ -796,8 +806,10 @@ int main(int argc, char **argv) {
     msg_cap = 2 * msg_cap + 16; /* framing and escapes */
   }
   if (opt_deflate) {
-    wsc_extra_headers = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
-    zmsg_cap = msg_cap + msg_cap / 1000 + 64 + 4; /* deflate's worst growth; the tail */
+    wsc_extra_headers = "Sec-WebSocket-Extensions: permessage-deflate; "
+                        "client_max_window_bits\r\n";
+    zmsg_cap = msg_cap + msg_cap / 1000 + 64 +
+               4; /* deflate's worst growth; the tail */
   }
 
   loop = uv_default_loop();
@@ -866,17 +878,19 @@ int main(int argc, char **argv) {
     fprintf(stderr, "chat_load: warning: %d connection(s) got no close frame back "
             "within %d ms (all messages had arrived)\n", close_unanswered,
             CLOSE_TIMEOUT_MS);
-  printf("RESULT msgs_per_s=%.0f sent_per_s=%.0f rtt_p50_us=%.1f rtt_p99_us=%.1f "
-         "server_cpu_pct=%.1f msgs_per_server_cpu_s=%.0f client_cpu_pct=%.1f "
-         "received=%" PRIu64 " sent=%" PRIu64 " secs=%.3f all_received=%" PRIu64
-         " clients=%d inflight=%u size=%zu lost=%" PRIu64 " expected=%" PRIu64
-         " dlv_p50_us=%.1f dlv_p99_us=%.1f compressed_pct=%.1f wire_ratio=%.3f\n",
-         (double)n_recv / secs, (double)n_sent / secs, wsc_hist_pct(0.50) / 1e3,
-         wsc_hist_pct(0.99) / 1e3, 100 * srv / secs, srv > 0 ? (double)n_recv / srv : 0,
-         100 * cli / secs, n_recv, n_sent, secs, total_received, opt_clients,
-         opt_inflight, opt_size, lost, expected, dlv_pct(0.50) / 1e3,
-         dlv_pct(0.99) / 1e3, n_recv ? 100.0 * (double)n_zrecv / (double)n_recv : 0,
-         n_zplain ? (double)n_zwire / (double)n_zplain : 0);
+  printf(
+      "RESULT msgs_per_s=%.0f sent_per_s=%.0f rtt_p50_us=%.1f rtt_p99_us=%.1f "
+      "server_cpu_pct=%.1f msgs_per_server_cpu_s=%.0f client_cpu_pct=%.1f "
+      "received=%" PRIu64 " sent=%" PRIu64 " secs=%.3f all_received=%" PRIu64
+      " clients=%d inflight=%u size=%zu lost=%" PRIu64 " expected=%" PRIu64
+      " dlv_p50_us=%.1f dlv_p99_us=%.1f compressed_pct=%.1f wire_ratio=%.3f\n",
+      (double)n_recv / secs, (double)n_sent / secs, wsc_hist_pct(0.50) / 1e3,
+      wsc_hist_pct(0.99) / 1e3, 100 * srv / secs,
+      srv > 0 ? (double)n_recv / srv : 0, 100 * cli / secs, n_recv, n_sent,
+      secs, total_received, opt_clients, opt_inflight, opt_size, lost, expected,
+      dlv_pct(0.50) / 1e3, dlv_pct(0.99) / 1e3,
+      n_recv ? 100.0 * (double)n_zrecv / (double)n_recv : 0,
+      n_zplain ? (double)n_zwire / (double)n_zplain : 0);
   fflush(stdout);
   for (int i = 0; i < opt_clients; i++) {
     free(conns[i].msg), free(conns[i].expect), free(conns[i].t_sent);

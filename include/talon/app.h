@@ -60,8 +60,17 @@ typedef struct tl_app_config {
   unsigned keepalive_timeout_ms;
   /* On shutdown, in-flight requests get this long to finish [5000 ms]. */
   unsigned shutdown_timeout_ms;
-  /* Open connections at most [10000]; further ones are accepted and
-   * closed at once. */
+  /* Open connections at most [10000]; one accepted over the limit is
+   * closed at once. What counts: every connection from its accept until
+   * libuv has closed its handle (at the end of the loop turn in which it
+   * is closed, after any last output was flushed), so a WebSocket upgrade
+   * counts twice for that turn (its HTTP connection closes as the
+   * WebSocket one opens) and a burst of concurrent upgrades near the
+   * limit may have a few refused; the app's own outgoing connections
+   * (tl_ws_connect) count, though the limit never refuses them; listeners
+   * do not count. With workers, each worker holds at most its share,
+   * rounded up: a client is refused when its worker is full even if
+   * another has room. */
   unsigned max_connections;
   /* listen(2) backlog [511]. */
   int backlog;
