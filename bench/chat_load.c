@@ -53,8 +53,9 @@
  *          text) instead of random characters. The RESULT line adds
  *          compressed_pct (of the messages received in the window) and
  *          wire_ratio (their bytes on the wire over their inflated bytes).
- *          For the publish side of permessage-deflate: a server compresses
- *          each published message once for all its subscribers
+ *          For bench/chat.sh DEFLATE=1, the publish side of
+ *          permessage-deflate (a server may compress each published
+ *          message once for all its subscribers)
  *   -L     lenient: start 300 ms after the last handshake without waiting
  *          for "ready", and count lost messages (skipped sequence numbers,
  *          and what did not arrive within 2 s of the end) instead of
@@ -793,9 +794,8 @@ int main(int argc, char **argv) {
       if (i < opt_size + PAT_SPREAD)
         pattern[i++] = ' ';
     }
-  } else {
-    for (size_t i = 0; i < opt_size + PAT_SPREAD;
-         i++) /* printable ASCII: valid UTF-8 */
+  } else { /* printable ASCII: valid UTF-8 */
+    for (size_t i = 0; i < opt_size + PAT_SPREAD; i++)
       pattern[i] = (uint8_t)(' ' + (wsc_rng() >> 32) % 95);
   }
   scratch = xmalloc(opt_size);
