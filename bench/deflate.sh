@@ -13,6 +13,10 @@
 #   dedicated        talon, TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR
 #   dedicated-small  the same, compress_window_bits 9, compress_mem_level 1
 #   bun              Bun, perMessageDeflate: true, ws.send(msg, true)
+#   bun-dedicated    Bun, perMessageDeflate: { compress: "dedicated",
+#                    decompress: "dedicated" } (a compressor per socket, the
+#                    window kept), ws.send(msg, true): the peer of talon's
+#                    dedicated rows when it runs
 #   bun-nocompress   Bun, perMessageDeflate: true, ws.send(msg): Bun's
 #                    default, the echo goes out uncompressed
 # talon echoes with tl_ws_send() (compressed when negotiated and >= 128 B).
@@ -34,7 +38,8 @@
 # Environment (defaults in brackets):
 #   DURATION [10]  WARMUP [1]  ROUNDS [3]  CONNECTIONS [64]
 #   SIZES ["200 4096"]  INFLIGHTS ["1 16"]
-#   SERVERS ["off shared dedicated dedicated-small bun bun-nocompress"]
+#   SERVERS ["off shared dedicated dedicated-small bun bun-dedicated bun-nocompress"]
+#   COMPRESS_LEVEL [1]  zlib level of talon's dedicated compressors
 #   OFFER [browser]   browser: "permessage-deflate; client_max_window_bits";
 #                     cnct: adds client_no_context_takeover
 #   MEM [1]  MEM_CONNS [2000]  MEM_SIZES ["200 4096"]
@@ -61,7 +66,7 @@ ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 SIZES=${SIZES:-200 4096}
 INFLIGHTS=${INFLIGHTS:-1 16}
-SERVERS=${SERVERS:-off shared dedicated dedicated-small bun bun-nocompress}
+SERVERS=${SERVERS:-off shared dedicated dedicated-small bun bun-dedicated bun-nocompress}
 OFFER=${OFFER:-browser}
 MEM=${MEM:-1}
 MEM_CONNS=${MEM_CONNS:-2000}
@@ -91,7 +96,7 @@ for n in $SIZES $INFLIGHTS $MEM_SIZES; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || die "SIZES, INFLIGHTS and MEM_SIZES take positive integers (got '$n')"
 done
 for s in $SERVERS; do
-  case $s in off|shared|dedicated|dedicated-small|bun|bun-nocompress) ;;
+  case $s in off|shared|dedicated|dedicated-small|bun|bun-dedicated|bun-nocompress) ;;
     *) die "unknown server '$s' in SERVERS" ;; esac
 done
 case $OFFER in
@@ -108,7 +113,7 @@ trap 'exit 143' TERM
 
 is_bun() { [[ $1 == bun* ]]; }
 have() { [[ " $SERVERS " == *" $1 "* ]]; }
-have_bun() { have bun || have bun-nocompress; }
+have_bun() { have bun || have bun-dedicated || have bun-nocompress; }
 have_talon() { local s; for s in $SERVERS; do is_bun "$s" || return 0; done; return 1; }
 
 # ---- builds ----------------------------------------------------------------
@@ -174,6 +179,7 @@ launch() { # launch NAME PORT
   local name=$1 port=$2
   case $name in
     bun) BUN_COMPRESS=1 start_server "$name" "$port" "$BUN" "$BENCH_DIR/bun/deflate.js" "$port" ;;
+    bun-dedicated) BUN_COMPRESS=1 BUN_DEFLATE=dedicated start_server "$name" "$port" "$BUN" "$BENCH_DIR/bun/deflate.js" "$port" ;;
     bun-nocompress) BUN_COMPRESS=0 start_server "$name" "$port" "$BUN" "$BENCH_DIR/bun/deflate.js" "$port" ;;
     *) start_server "$name" "$port" "$DEFLATE_SERVER" "$port" "$name" ;;
   esac
@@ -261,6 +267,7 @@ if (( MEM )); then
       launch_as() {
         case $s in
           bun) BUN_COMPRESS=1 start_server "$name" "${PORT_OF[$s]}" "$BUN" "$BENCH_DIR/bun/deflate.js" "${PORT_OF[$s]}" ;;
+          bun-dedicated) BUN_COMPRESS=1 BUN_DEFLATE=dedicated start_server "$name" "${PORT_OF[$s]}" "$BUN" "$BENCH_DIR/bun/deflate.js" "${PORT_OF[$s]}" ;;
           bun-nocompress) BUN_COMPRESS=0 start_server "$name" "${PORT_OF[$s]}" "$BUN" "$BENCH_DIR/bun/deflate.js" "${PORT_OF[$s]}" ;;
           *) start_server "$name" "${PORT_OF[$s]}" "$DEFLATE_SERVER" "${PORT_OF[$s]}" "$s" ;;
         esac
@@ -285,8 +292,17 @@ if (( MEM )); then
 fi
 
 # ---- report ----------------------------------------------------------------
+# peer_of SERVER: the Bun row a row's ratios are taken against: talon's
+# dedicated modes against bun-dedicated when it runs, everything else
+# against bun; empty when that row is not in SERVERS.
+peer_of() {
+  if [[ $1 == dedicated* ]] && have bun-dedicated; then echo bun-dedicated
+  elif have bun; then echo bun
+  fi
+}
+
 report() {
-  local size k sc s vals med line
+  local size k sc s vals med line peer
   printf 'permessage-deflate echo: talon modes vs Bun.serve (perMessageDeflate: true); offer: %s\n' \
     "$([[ $OFFER == cnct ]] && echo 'permessage-deflate; client_no_context_takeover; client_max_window_bits' \
                             || echo 'permessage-deflate; client_max_window_bits')"
@@ -313,8 +329,9 @@ report() {
         read -ra vals <<<"${P50[$sc,$s]}"; printf ' %8s' "$(median "${vals[@]%.*}")"
         read -ra vals <<<"${P99[$sc,$s]}"; printf ' %8s' "$(median "${vals[@]%.*}")"
         printf ' %9s' "${med_mpc[$s]}"
-        if have bun; then
-          awk -v t="${med_mps[$s]}" -v b="${med_mps[bun]}" -v tc="${med_mpc[$s]}" -v bc="${med_mpc[bun]}" \
+        peer=$(peer_of "$s")
+        if [[ -n $peer ]]; then
+          awk -v t="${med_mps[$s]}" -v b="${med_mps[$peer]}" -v tc="${med_mpc[$s]}" -v bc="${med_mpc[$peer]}" \
             'BEGIN {printf " %7s %7s", (b > 0 ? sprintf("%.2f", t / b) : "n/a"), (bc > 0 ? sprintf("%.2f", tc / bc) : "n/a")}'
         else
           printf ' %7s %7s' - -
@@ -326,7 +343,8 @@ report() {
     done
   done
   printf '(median of the rounds; p50/p99: medians of the rounds, us; msgs/cpu: echoes per second of server CPU time;\n'
-  printf ' vs_bun, cpu_vs: msgs/s and msgs/cpu over bun'"'"'s; wire: echo payload bytes on the wire per message byte;\n'
+  printf ' vs_bun, cpu_vs: msgs/s and msgs/cpu over bun'"'"'s (the dedicated rows over bun-dedicated'"'"'s when it ran);\n'
+  printf ' wire: echo payload bytes on the wire per message byte;\n'
   printf ' cl_cpu: the client'"'"'s CPU use, near 1.00 = the client was the limit)\n'
   if (( MEM )); then
     printf '\nmemory: VmRSS of a fresh server, %s connections, one message each after they are idle\n' "$MEM_CONNS"

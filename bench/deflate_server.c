@@ -69,6 +69,9 @@ int main(int argc, char **argv) {
             mode);
     return 2;
   }
+  const char *level_s = getenv("COMPRESS_LEVEL");
+  if (level_s && *level_s)
+    echo.compress_level = atoi(level_s);
   /* Room for the memory run's connections beside the warm-up's. */
   tl_app *app = tl_app_new(
       &(tl_app_config){.on_listen = on_listen, .max_connections = 100000});

@@ -9,10 +9,21 @@
 // was negotiated, which is what talon's tl_ws_send() does for messages of
 // at least 128 bytes; with BUN_COMPRESS=0 it is ws.send(message), so only
 // the client's messages are compressed (inflated by Bun), not the echoes.
+// BUN_DEFLATE=dedicated gives every socket its own compressor and
+// decompressor (`perMessageDeflate: { compress: "dedicated", decompress:
+// "dedicated" }`: the sliding window is kept from message to message, like
+// talon's TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR); the default,
+// `true`, is Bun's shared compressor (no context takeover).
 // Port: first argument, else $PORT, else 3000. Host: $HOST, else 127.0.0.1.
 const port = Number(process.argv[2] || process.env.PORT || 3000);
 const hostname = process.env.HOST || "127.0.0.1";
 const compress = (process.env.BUN_COMPRESS ?? "1") !== "0";
+const mode = process.env.BUN_DEFLATE || "shared";
+if (mode !== "shared" && mode !== "dedicated") {
+  throw new Error(`BUN_DEFLATE=${mode}: shared or dedicated`);
+}
+const perMessageDeflate =
+  mode === "dedicated" ? { compress: "dedicated", decompress: "dedicated" } : true;
 
 const server = Bun.serve({
   port,
@@ -25,7 +36,7 @@ const server = Bun.serve({
     return new Response("Not Found", { status: 404 });
   },
   websocket: {
-    perMessageDeflate: true,
+    perMessageDeflate,
     maxPayloadLength: 64 * 1024 * 1024,
     backpressureLimit: 64 * 1024 * 1024,
     idleTimeout: 960, // the memory test keeps 2000 sockets idle for a while
@@ -35,4 +46,4 @@ const server = Bun.serve({
   },
 });
 
-console.log(`bun deflate echo (compress=${compress}) listening on http://${server.hostname}:${server.port}`);
+console.log(`bun deflate echo (${mode}, compress=${compress}) listening on http://${server.hostname}:${server.port}`);

@@ -153,6 +153,13 @@ typedef struct tl_ws_handlers {
    * connection (15/8: 256 KiB; 9/1: 3 KiB). */
   int compress_window_bits;
   int compress_mem_level;
+  /* zlib level of a dedicated compressor, 1..9 [1]. With the window kept,
+   * 1 (zlib's fastest) gave 1.5-3.5 times the echoes per CPU-second of
+   * zlib's default 6 on chat-like text (bench/deflate.sh, 200 B and 4 KiB
+   * messages; the time at 6 goes to walking match chains) for 15% more
+   * bytes on the wire; higher levels trade CPU for bytes. The shared
+   * compressor's level is fixed (libdeflate 6, about zlib 6's ratio). */
+  int compress_level;
   /* Messages shorter than this are sent uncompressed [128]. */
   size_t compress_threshold;
   /* A frame, or a fragmented message, must be complete within this long

@@ -187,10 +187,10 @@ static void fault_zfree(voidpf opaque, voidpf p) {
 #define SET_ALLOCATOR(zs) ((void)0)
 #endif
 
-int tl__pmd_deflate_init(z_stream *zs, int bits, int mem_level) {
+int tl__pmd_deflate_init(z_stream *zs, int bits, int mem_level, int level) {
   memset(zs, 0, sizeof *zs);
   SET_ALLOCATOR(zs);
-  return deflateInit2(zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -bits, mem_level,
+  return deflateInit2(zs, level, Z_DEFLATED, -bits, mem_level,
                       Z_DEFAULT_STRATEGY) == Z_OK
              ? 0
              : TL_ENOMEM;

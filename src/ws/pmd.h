@@ -118,9 +118,10 @@ int tl__pmd_inflate_start(z_stream *zs, tl__pmd_msg *m, const void *data,
 int tl__pmd_inflate_some(z_stream *zs, tl__pmd_msg *m, size_t max,
                          size_t budget, size_t start, tl__buf *out);
 
-/* Initialise zlib streams for raw deflate with `bits` window. 0 or
+/* Initialise zlib streams for raw deflate with `bits` window (the
+ * deflater at zlib's `level`, 1..9 or Z_DEFAULT_COMPRESSION). 0 or
  * TL_ENOMEM. */
-int tl__pmd_deflate_init(z_stream *zs, int bits, int mem_level);
+int tl__pmd_deflate_init(z_stream *zs, int bits, int mem_level, int level);
 int tl__pmd_inflate_init(z_stream *zs, int bits);
 
 #endif

@@ -57,6 +57,8 @@ void tl__wsroute_init(tl__wsroute *rt, const tl_ws_handlers *h,
     rt->h.compress_window_bits = 15;
   if (rt->h.compress_mem_level < 1 || rt->h.compress_mem_level > 9)
     rt->h.compress_mem_level = 8;
+  if (rt->h.compress_level < 1 || rt->h.compress_level > 9)
+    rt->h.compress_level = 1;
   if (!rt->h.compress_threshold)
     rt->h.compress_threshold = 128;
 }
@@ -270,9 +272,9 @@ static void pmd_shared_free(tl__pmd_shared *ps) {
   tl__buf_free(&ps->whole_in);
 }
 
-static z_stream *new_deflater(int bits, int mem_level) {
+static z_stream *new_deflater(int bits, int mem_level, int level) {
   z_stream *zs = malloc(sizeof *zs);
-  if (zs && tl__pmd_deflate_init(zs, bits, mem_level) != 0) {
+  if (zs && tl__pmd_deflate_init(zs, bits, mem_level, level) != 0) {
     free(zs);
     zs = NULL;
   }
@@ -354,7 +356,7 @@ tl__buf *tl__ws_deflate_shared(tl__wsctx *ctx, int bits, const void *data,
   /* A fresh stream for every message (no context kept), so a frame that
    * is not smaller is not worth sending compressed. */
   if (!ps->deflate[bits])
-    ps->deflate[bits] = new_deflater(bits, 8);
+    ps->deflate[bits] = new_deflater(bits, 8, Z_DEFAULT_COMPRESSION);
   if (!ps->deflate[bits] ||
       tl__pmd_deflate(ps->deflate[bits], data, len, true, out) != 0 ||
       out->len >= len)
@@ -396,7 +398,8 @@ static tl__buf *compress_for(tl_ws *ws, const void *data, size_t len) {
   if (!ps)
     return NULL;
   if (!ws->pmd->deflater)
-    ws->pmd->deflater = new_deflater(bits, ws->route->h.compress_mem_level);
+    ws->pmd->deflater = new_deflater(bits, ws->route->h.compress_mem_level,
+                                     ws->route->h.compress_level);
   tl__buf *out = &ps->scratch;
   out->len = 0;
   /* A dedicated stream has taken the bytes into its history, so the

@@ -11,6 +11,8 @@
  *   /shared        TL_SHARED_COMPRESSOR | TL_SHARED_DECOMPRESSOR
  *   /dedicated     TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR
  *   /small-window  dedicated, compress_window_bits 9, compress_mem_level 1
+ *   /level9        dedicated, compress_level 9 (/dedicated has the default,
+ *                  1)
  *   /comp-only     TL_DEDICATED_COMPRESSOR alone (implies a shared
  *                  decompressor)
  *   /shared-comp   TL_SHARED_COMPRESSOR alone
@@ -200,6 +202,9 @@ static const tl_ws_handlers dedicated_h = {
 static const tl_ws_handlers small_window_h = {
     BASE, .compression = TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR,
     .compress_window_bits = 9, .compress_mem_level = 1};
+static const tl_ws_handlers level9_h = {
+    BASE, .compression = TL_DEDICATED_COMPRESSOR | TL_DEDICATED_DECOMPRESSOR,
+    .compress_level = 9};
 static const tl_ws_handlers comp_only_h = {BASE, .compression =
                                                      TL_DEDICATED_COMPRESSOR};
 static const tl_ws_handlers shared_comp_h = {BASE, .compression =
@@ -295,6 +300,7 @@ int main(int argc, char **argv) {
   CHECK(tl_app_ws(app, "/shared", &shared_h, cs));
   CHECK(tl_app_ws(app, "/dedicated", &dedicated_h, cs));
   CHECK(tl_app_ws(app, "/small-window", &small_window_h, cs));
+  CHECK(tl_app_ws(app, "/level9", &level9_h, cs));
   CHECK(tl_app_ws(app, "/comp-only", &comp_only_h, cs));
   CHECK(tl_app_ws(app, "/shared-comp", &shared_comp_h, cs));
   CHECK(tl_app_ws(app, "/limited", &limited_h, cs));

@@ -22,6 +22,7 @@ ROUTES = {
     "/pub-dedicated": (True, 15, True),
     "/threshold0": (True, 15, True),
     "/small-window": (True, 9, True),
+    "/level9": (True, 15, True),
     "/comp-only": (True, 15, False),
 }
 

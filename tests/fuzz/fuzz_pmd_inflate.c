@@ -96,7 +96,7 @@ static void raw_inflate(const uint8_t *d, size_t n, size_t piece, bool reset,
 static void round_trip(const uint8_t *d, size_t n, size_t piece, bool reset,
                        int bits, size_t max) {
   z_stream def, inf;
-  if (tl__pmd_deflate_init(&def, bits, 8) != 0 ||
+  if (tl__pmd_deflate_init(&def, bits, 8, Z_DEFAULT_COMPRESSION) != 0 ||
       tl__pmd_inflate_init(&inf, bits) != 0)
     abort();
   tl__buf z = {0}, out = {0};

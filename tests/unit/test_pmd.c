@@ -398,7 +398,7 @@ static bool ends_with_tail(const tl__buf *b) {
 static void roundtrip_one(const void *data, size_t len, int bits,
                           bool expect_smaller) {
   z_stream d, i;
-  assert_int_equal(tl__pmd_deflate_init(&d, bits, 8), 0);
+  assert_int_equal(tl__pmd_deflate_init(&d, bits, 8, Z_DEFAULT_COMPRESSION), 0);
   assert_int_equal(tl__pmd_inflate_init(&i, 15), 0);
   tl__buf z = {0}, out = {0};
   assert_int_equal(tl__pmd_deflate(&d, data, len, true, &z), 0);
@@ -466,7 +466,7 @@ static void roundtrip_empty(void **state) {
   /* An empty payload (not a block at all) is taken as an empty message,
    * and the context is kept for the next one. */
   z_stream d;
-  assert_int_equal(tl__pmd_deflate_init(&d, 15, 8), 0);
+  assert_int_equal(tl__pmd_deflate_init(&d, 15, 8, Z_DEFAULT_COMPRESSION), 0);
   tl__buf a = {0}, b = {0};
   assert_int_equal(tl__pmd_deflate(&d, "hello hello", 11, false, &a), 0);
   assert_int_equal(tl__pmd_deflate(&d, "hello hello", 11, false, &b), 0);
@@ -490,7 +490,7 @@ static void roundtrip_empty(void **state) {
 static void empty_with_context_takeover(void **state) {
   (void)state;
   z_stream d, i;
-  assert_int_equal(tl__pmd_deflate_init(&d, 15, 8), 0);
+  assert_int_equal(tl__pmd_deflate_init(&d, 15, 8, Z_DEFAULT_COMPRESSION), 0);
   assert_int_equal(tl__pmd_inflate_init(&i, 15), 0);
   const char *msgs[] = {"", "", "hello hello hello", "", "", "hello", ""};
   int empty_at = -1, bad_at = -1, rc = 0;
@@ -521,7 +521,7 @@ static void context_takeover(void **state) {
   (void)state;
   unsigned char *msg = random_bytes(2000); /* incompressible alone */
   z_stream d, i, fresh;
-  assert_int_equal(tl__pmd_deflate_init(&d, 15, 8), 0);
+  assert_int_equal(tl__pmd_deflate_init(&d, 15, 8, Z_DEFAULT_COMPRESSION), 0);
   assert_int_equal(tl__pmd_inflate_init(&i, 15), 0);
   assert_int_equal(tl__pmd_inflate_init(&fresh, 15), 0);
   size_t first = 0;
@@ -608,7 +608,8 @@ static void deflate_reference_stream(void **state) {
   for (int bits = 9; bits <= 15; bits += 3) {
     for (int mem = 1; mem <= 9; mem += 4) {
       z_stream d, ref;
-      assert_int_equal(tl__pmd_deflate_init(&d, bits, mem), 0);
+      assert_int_equal(
+          tl__pmd_deflate_init(&d, bits, mem, Z_DEFAULT_COMPRESSION), 0);
       memset(&ref, 0, sizeof ref);
       assert_int_equal(inflateInit2(&ref, -bits), Z_OK);
       for (unsigned k = 0; k < 15; k++) {
@@ -636,7 +637,7 @@ static void deflate_reference_stream(void **state) {
 static void appends(void **state) {
   (void)state;
   z_stream d, i;
-  assert_int_equal(tl__pmd_deflate_init(&d, 15, 8), 0);
+  assert_int_equal(tl__pmd_deflate_init(&d, 15, 8, Z_DEFAULT_COMPRESSION), 0);
   assert_int_equal(tl__pmd_inflate_init(&i, 15), 0);
   tl__buf z = {0}, out = {0};
   assert_int_equal(tl__buf_append(&z, "HDR", 3), 0);
@@ -664,7 +665,7 @@ static void limit_exact(void **state) {
     size_t n = sizes[k];
     unsigned char *p = text_bytes(n, 3);
     z_stream d, i;
-    assert_int_equal(tl__pmd_deflate_init(&d, 15, 8), 0);
+    assert_int_equal(tl__pmd_deflate_init(&d, 15, 8, Z_DEFAULT_COMPRESSION), 0);
     assert_int_equal(tl__pmd_inflate_init(&i, 15), 0);
     tl__buf z = {0}, out = {0};
     assert_int_equal(tl__pmd_deflate(&d, p, n, true, &z), 0);
@@ -772,7 +773,7 @@ static void corrupt(void **state) {
   /* A valid message with a byte flipped in the middle. */
   unsigned char *p = text_bytes(20000, 2);
   z_stream d;
-  assert_int_equal(tl__pmd_deflate_init(&d, 15, 8), 0);
+  assert_int_equal(tl__pmd_deflate_init(&d, 15, 8, Z_DEFAULT_COMPRESSION), 0);
   tl__buf z = {0};
   assert_int_equal(tl__pmd_deflate(&d, p, 20000, true, &z), 0);
   int bad = 0;
@@ -970,7 +971,7 @@ static void after_final_block(void **state) {
   }
   /* Then a normal sync-flushed message on the same stream. */
   z_stream d;
-  assert_int_equal(tl__pmd_deflate_init(&d, 15, 8), 0);
+  assert_int_equal(tl__pmd_deflate_init(&d, 15, 8, Z_DEFAULT_COMPRESSION), 0);
   tl__buf zz = {0};
   assert_int_equal(tl__pmd_deflate(&d, "after", 5, true, &zz), 0);
   out.len = 0;
@@ -1049,7 +1050,7 @@ static void inflate_in_slices(void **state) {
   for (size_t b = 0; b < sizeof budgets / sizeof budgets[0]; b++) {
     size_t budget = budgets[b];
     z_stream d, i, one;
-    assert_int_equal(tl__pmd_deflate_init(&d, 15, 8), 0);
+    assert_int_equal(tl__pmd_deflate_init(&d, 15, 8, Z_DEFAULT_COMPRESSION), 0);
     assert_int_equal(tl__pmd_inflate_init(&i, 15), 0);
     assert_int_equal(tl__pmd_inflate_init(&one, 15), 0);
     /* Two messages with context takeover, then random bytes (shorter
