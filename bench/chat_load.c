@@ -258,18 +258,27 @@ static void put_hex32(uint8_t *p, uint32_t v) {
     p[i] = (uint8_t)hexdig[v & 15];
 }
 
+/* hexval[c]: the value of lowercase hex digit c, 16 for anything else.
+ * Looked up rather than compared: this runs for every message received
+ * (up to ~15 M a second), where two range checks per digit were a fifth
+ * of the client's own time. */
+static uint8_t hexval[256];
+
+static void hexval_init(void) {
+  memset(hexval, 16, sizeof hexval);
+  for (int i = 0; i < 16; i++)
+    hexval[(uint8_t)hexdig[i]] = (uint8_t)i;
+}
+
 static int get_hex32(const uint8_t *p, uint32_t *out) {
-  uint32_t v = 0;
+  uint32_t v = 0, bad = 0;
   for (int i = 0; i < 8; i++) {
-    int d;
-    if (p[i] >= '0' && p[i] <= '9')
-      d = p[i] - '0';
-    else if (p[i] >= 'a' && p[i] <= 'f')
-      d = p[i] - 'a' + 10;
-    else
-      return -1;
-    v = v << 4 | (uint32_t)d;
+    uint32_t d = hexval[p[i]];
+    bad |= d;
+    v = v << 4 | (d & 15);
   }
+  if (bad & 16)
+    return -1;
   *out = v;
   return 0;
 }
@@ -379,10 +388,8 @@ static void message_done(conn *c, const uint8_t *m, size_t len, uint64_t now) {
   else if (seq > want)
     fatal(c->ws.id, "message %u of client %u arrived while %u was due: %u message(s) "
           "lost or reordered", seq, from, want, seq - want);
-  const uint8_t *f = filler(from, seq);
-  for (size_t k = SEQ_LEN; k < opt_size; k++)
-    if (m[k] != f[k - SEQ_LEN])
-      fatal(c->ws.id, "message %u of client %u corrupted: '%.*s'", seq, from, (int)opt_size,
+  if (memcmp(m + SEQ_LEN, filler(from, seq), opt_size - SEQ_LEN) != 0)
+    fatal(c->ws.id, "message %u of client %u corrupted: '%.*s'", seq, from, (int)opt_size,
           (const char *)m);
   c->expect[from] = seq + 1;
   if (phase == PH_MEASURE && from != (uint32_t)c->ws.id &&
@@ -751,6 +758,7 @@ int main(int argc, char **argv) {
   }
   if (optind != argc - 1)
     usage();
+  hexval_init();
   for (char *p = argv[optind], *end; *p; p = *end ? end + 1 : end) {
     if (opt_nports == 16)
       fatal(-1, "at most 16 ports");
