@@ -29,6 +29,11 @@
 # Environment (defaults in brackets):
 #   DURATION [10]  measured seconds per round   WARMUP [1]
 #   ROUNDS [3]     SCENARIOS ["c16k1 c16k16 c64k1 c256k1 js16"]
+#   STEAL_MAX [10] a round during which more than this share (percent) of
+#                  the machine's CPU time was stolen by the hypervisor
+#                  (/proc/stat) is discarded: printed with a *, left out of
+#                  the medians (a server with every round discarded has no
+#                  median: "-")
 #   SIZE [16]      bytes of each chat_load message
 #   BATCH [1600]   messages per client per batch (js scenarios)
 #   SERVERS ["talon bun"]  any of talon, bun, probe, talonw
@@ -81,6 +86,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
 DEFLATE=${DEFLATE:-0}
+STEAL_MAX=${STEAL_MAX:-10}
 HOST=127.0.0.1 # used by lib.sh
 
 BUILD_DIR="$ROOT/build-bench"
@@ -98,6 +104,7 @@ source "$BENCH_DIR/lib.sh"
 for v in DURATION WARMUP ROUNDS SIZE BATCH TALON_PORT BUN_PORT PROBE_PORT TALONW_PORT WORKERS_B; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
 done
+[[ $STEAL_MAX =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "STEAL_MAX must be a number (got '$STEAL_MAX')"
 (( DURATION > 0 && ROUNDS > 0 && BATCH > 0 )) || die "DURATION, ROUNDS and BATCH must be positive"
 (( SIZE >= 9 )) || die "SIZE must be at least 9 (sequence number and a space)"
 for s in $SERVERS; do [[ $s == talon || $s == bun || $s == probe || $s == talonw ]] || die "unknown server '$s' in SERVERS"; done
@@ -296,11 +303,18 @@ for n in "${counts[@]}"; do
         read -r mps scpu mpc ccpu p99 zpct wire <<<"$res"
         ztxt=""
         [[ $DEFLATE == 1 ]] && ztxt=", ${zpct}% compressed, wire/inflated $wire"
-        log "$sc round $r: $s $mps msgs/s, server cpu ${scpu}%, $mpc msgs per server CPU-s, client cpu ${ccpu}%, rtt p99 ${p99} us$ztxt (load $l, steal $st%)"
-        MPS[$sc,$s]+="$mps "; SCPU[$sc,$s]+="$scpu "; MPC[$sc,$s]+="$mpc "
-        CCPU[$sc,$s]+="$ccpu "; P99[$sc,$s]+="$p99 "; ZPCT[$sc,$s]+="$zpct "
-        WIRE[$sc,$s]+="$wire "; LOADS[$sc]+="$l "
-        STEALS[$sc]+="$st "
+        m=""
+        if awk -v s="$st" -v m="$STEAL_MAX" 'BEGIN {exit !(s > m)}'; then
+          m="*"
+          st+="%: discarded"
+        else
+          st+="%"
+        fi
+        log "$sc round $r: $s $mps msgs/s, server cpu ${scpu}%, $mpc msgs per server CPU-s, client cpu ${ccpu}%, rtt p99 ${p99} us$ztxt (load $l, steal $st)"
+        MPS[$sc,$s]+="$mps$m "; SCPU[$sc,$s]+="$scpu$m "; MPC[$sc,$s]+="$mpc$m "
+        CCPU[$sc,$s]+="$ccpu$m "; P99[$sc,$s]+="$p99$m "; ZPCT[$sc,$s]+="$zpct$m "
+        WIRE[$sc,$s]+="$wire$m "; LOADS[$sc]+="$l "
+        STEALS[$sc]+="${st%%%*}$m "
       done
     done
   done
@@ -309,9 +323,10 @@ for s in $SERVERS; do stop_server "$s"; done
 LOAD_END=$(cat /proc/loadavg)
 
 # ---- report ----------------------------------------------------------------
-# median of numbers that may be "-" or decimals
+# median of numbers that may be "-" or decimals, leaving out "-" and the
+# values of discarded rounds (marked *)
 medf() {
-  printf '%s\n' "$@" | grep -v '^-$' | sort -g \
+  printf '%s\n' "$@" | { grep -v -e '^-$' -e '\*$' || true; } | sort -g \
     | awk '{a[NR]=$1} END {if (!NR) print "-"; else if (NR%2) print a[(NR+1)/2];
                            else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'
 }
@@ -323,6 +338,7 @@ report() {
   printf 'client on cpu %s, servers on cpu %s, %s rounds x %ss (+%ss warm-up), bun %s\n' \
     "$CLIENT_CPU" "$SERVER_CPU" "$ROUNDS" "$DURATION" "$WARMUP" "$("${BUN:-false}" --version 2>/dev/null || echo -)"
   printf 'load average: start %s; end %s\n' "$LOAD_START" "$LOAD_END"
+  printf '(* = round discarded: more than %s%% of CPU time stolen)\n' "$STEAL_MAX"
   printf '%-8s %-6s %-10s' scenario server metric
   for r in $(seq 1 "$ROUNDS"); do printf ' %11s' "round$r"; done
   printf ' %11s\n' median
@@ -361,8 +377,8 @@ report() {
         "$(awk -v t="${med_mps[$a]}" -v p="${med_mps[$b]}" -v tc="${med_mpc[$a]:--}" \
                -v pc="${med_mpc[$b]:--}" -v js="${sc%%[0-9]*}" -v a="$a" -v b="$b" \
              'BEGIN {
-                if (p > 0) printf "%s/%s msgs/s = %.2f", a, b, t/p; else printf "msgs/s n/a"
-                if (js != "js" && pc > 0) printf ", msgs per server CPU-s = %.2f", tc/pc
+                if (p > 0 && t != "-") printf "%s/%s msgs/s = %.2f", a, b, t/p; else printf "msgs/s n/a"
+                if (js != "js" && pc > 0 && tc != "-") printf ", msgs per server CPU-s = %.2f", tc/pc
                 printf " (medians)"
               }')"
     done

@@ -40,6 +40,9 @@
 #   SIZES ["200 4096"]  INFLIGHTS ["1 16"]
 #   SERVERS ["off shared dedicated dedicated-small bun bun-dedicated bun-nocompress"]
 #   COMPRESS_LEVEL [1]  zlib level of talon's dedicated compressors
+#   STEAL_MAX [10]  a round during which more than this share (percent) of
+#                  the machine's CPU time was stolen (/proc/stat) is
+#                  discarded: printed with a *, left out of the medians
 #   OFFER [browser]   browser: "permessage-deflate; client_max_window_bits";
 #                     cnct: adds client_no_context_takeover
 #   MEM [1]  MEM_CONNS [2000]  MEM_SIZES ["200 4096"]
@@ -75,6 +78,7 @@ BASE_PORT=${BASE_PORT:-18301}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
+STEAL_MAX=${STEAL_MAX:-10}
 HOST=127.0.0.1 # used by lib.sh
 
 BUILD_DIR="$ROOT/build-bench"
@@ -92,6 +96,7 @@ for v in DURATION WARMUP ROUNDS CONNECTIONS MEM MEM_CONNS BASE_PORT; do
 done
 (( DURATION > 0 && ROUNDS > 0 && CONNECTIONS > 0 && MEM_CONNS > 0 )) \
   || die "DURATION, ROUNDS, CONNECTIONS and MEM_CONNS must be positive"
+[[ $STEAL_MAX =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "STEAL_MAX must be a number (got '$STEAL_MAX')"
 for n in $SIZES $INFLIGHTS $MEM_SIZES; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || die "SIZES, INFLIGHTS and MEM_SIZES take positive integers (got '$n')"
 done
@@ -242,14 +247,24 @@ for size in $SIZES; do
     sc="s$size-k$k"
     for r in $(seq 1 "$ROUNDS"); do
       for s in $SERVERS; do
+        l=$(cut -d' ' -f1 /proc/loadavg)
+        snap=$(cpu_snap)
         read -r mps p50 p99 mpc rxr ccpu <<<"$(run_load "$s" "$size" "$k" "r$r")"
-        log "c$CONNECTIONS-k$k-${size}B round $r: $s $mps msgs/s, p50 $p50 us, p99 $p99 us, $mpc msgs per server CPU-s, echo wire/msg $rxr, client cpu $ccpu"
-        MPS[$sc,$s]+="$mps "
-        P50[$sc,$s]+="$p50 "
-        P99[$sc,$s]+="$p99 "
-        MPC[$sc,$s]+="$mpc "
+        st=$(steal_pct "$snap" "$(cpu_snap)")
+        m=""
+        if awk -v s="$st" -v m="$STEAL_MAX" 'BEGIN {exit !(s > m)}'; then
+          m="*"
+          st+="%: discarded"
+        else
+          st+="%"
+        fi
+        log "c$CONNECTIONS-k$k-${size}B round $r: $s $mps msgs/s, p50 $p50 us, p99 $p99 us, $mpc msgs per server CPU-s, echo wire/msg $rxr, client cpu $ccpu (load $l, steal $st)"
+        MPS[$sc,$s]+="$mps$m "
+        P50[$sc,$s]+="${p50%.*}$m "
+        P99[$sc,$s]+="${p99%.*}$m "
+        MPC[$sc,$s]+="$mpc$m "
         RXR[$sc,$s]=$rxr
-        CCPU[$sc,$s]+="$ccpu "
+        CCPU[$sc,$s]+="$ccpu$m "
       done
     done
   done
@@ -308,6 +323,7 @@ report() {
                             || echo 'permessage-deflate; client_max_window_bits')"
   printf 'ws_load_deflate on cpu %s, servers on cpu %s, %s conns, %s x %ss rounds (+%ss warm-up each)\n' \
     "$CLIENT_CPU" "$SERVER_CPU" "$CONNECTIONS" "$ROUNDS" "$DURATION" "$WARMUP"
+  printf '(* = round discarded: more than %s%% of CPU time stolen)\n' "$STEAL_MAX"
   printf 'agreed:\n'
   for s in $SERVERS; do printf '  %-16s %s\n' "$s" "${EXT[$s]:-?}"; done
   printf '\n%-14s %-16s' scenario server
@@ -326,8 +342,8 @@ report() {
         read -ra vals <<<"${MPS[$sc,$s]}"
         for v in "${vals[@]}"; do printf ' %8s' "$v"; done
         printf ' %8s' "${med_mps[$s]}"
-        read -ra vals <<<"${P50[$sc,$s]}"; printf ' %8s' "$(median "${vals[@]%.*}")"
-        read -ra vals <<<"${P99[$sc,$s]}"; printf ' %8s' "$(median "${vals[@]%.*}")"
+        read -ra vals <<<"${P50[$sc,$s]}"; printf ' %8s' "$(median "${vals[@]}")"
+        read -ra vals <<<"${P99[$sc,$s]}"; printf ' %8s' "$(median "${vals[@]}")"
         printf ' %9s' "${med_mpc[$s]}"
         peer=$(peer_of "$s")
         if [[ -n $peer ]]; then
@@ -337,7 +353,7 @@ report() {
           printf ' %7s %7s' - -
         fi
         read -ra vals <<<"${CCPU[$sc,$s]}"
-        printf ' %7s %6s\n' "${RXR[$sc,$s]}" "$(printf '%s\n' "${vals[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
+        printf ' %7s %6s\n' "${RXR[$sc,$s]}" "$(printf '%s\n' "${vals[@]}" | awk '!/\*$/' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
       done
       unset med_mps med_mpc
     done

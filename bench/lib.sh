@@ -153,7 +153,8 @@ start_server() {
   verify_server "$name" "$port"
 }
 
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
+# median of integers; values marked * (a discarded round) are left out
+median() { printf '%s\n' "$@" | awk '!/\*$/' | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
 mean() { printf '%s\n' "$@" | awk '{s+=$1} END {printf "%d\n", s/NR}'; }
 
 # CPU time (user + system, all threads) a process has used, in clock ticks
