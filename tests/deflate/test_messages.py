@@ -250,6 +250,12 @@ def test_send_ex(srv, route):
         c.send_msg("c1 " + small)
         m = c.recv_msg()
         assert m.data == small.encode() and m.compressed
+        # Past 51 bytes the shared compressor is libdeflate's (which
+        # stores up to 51 bytes as they are); under it, a zlib stream.
+        for n in (51, 52, 127):
+            c.send_msg("c1 " + "a" * n)
+            m = c.recv_msg()
+            assert m.data == b"a" * n and m.compressed, n
         c.send_msg("c0 " + large)
         m = c.recv_msg()
         assert m.data == large.encode() and not m.compressed
