@@ -303,18 +303,12 @@ for n in "${counts[@]}"; do
         read -r mps scpu mpc ccpu p99 zpct wire <<<"$res"
         ztxt=""
         [[ $DEFLATE == 1 ]] && ztxt=", ${zpct}% compressed, wire/inflated $wire"
-        m=""
-        if awk -v s="$st" -v m="$STEAL_MAX" 'BEGIN {exit !(s > m)}'; then
-          m="*"
-          st+="%: discarded"
-        else
-          st+="%"
-        fi
-        log "$sc round $r: $s $mps msgs/s, server cpu ${scpu}%, $mpc msgs per server CPU-s, client cpu ${ccpu}%, rtt p99 ${p99} us$ztxt (load $l, steal $st)"
+        m=$(steal_mark "$st")
+        log "$sc round $r: $s $mps msgs/s, server cpu ${scpu}%, $mpc msgs per server CPU-s, client cpu ${ccpu}%, rtt p99 ${p99} us$ztxt (load $l, steal $st%${m:+: discarded})"
         MPS[$sc,$s]+="$mps$m "; SCPU[$sc,$s]+="$scpu$m "; MPC[$sc,$s]+="$mpc$m "
         CCPU[$sc,$s]+="$ccpu$m "; P99[$sc,$s]+="$p99$m "; ZPCT[$sc,$s]+="$zpct$m "
         WIRE[$sc,$s]+="$wire$m "; LOADS[$sc]+="$l "
-        STEALS[$sc]+="${st%%%*}$m "
+        STEALS[$sc]+="$st$m "
       done
     done
   done

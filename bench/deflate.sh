@@ -251,14 +251,8 @@ for size in $SIZES; do
         snap=$(cpu_snap)
         read -r mps p50 p99 mpc rxr ccpu <<<"$(run_load "$s" "$size" "$k" "r$r")"
         st=$(steal_pct "$snap" "$(cpu_snap)")
-        m=""
-        if awk -v s="$st" -v m="$STEAL_MAX" 'BEGIN {exit !(s > m)}'; then
-          m="*"
-          st+="%: discarded"
-        else
-          st+="%"
-        fi
-        log "c$CONNECTIONS-k$k-${size}B round $r: $s $mps msgs/s, p50 $p50 us, p99 $p99 us, $mpc msgs per server CPU-s, echo wire/msg $rxr, client cpu $ccpu (load $l, steal $st)"
+        m=$(steal_mark "$st")
+        log "c$CONNECTIONS-k$k-${size}B round $r: $s $mps msgs/s, p50 $p50 us, p99 $p99 us, $mpc msgs per server CPU-s, echo wire/msg $rxr, client cpu $ccpu (load $l, steal $st%${m:+: discarded})"
         MPS[$sc,$s]+="$mps$m "
         P50[$sc,$s]+="${p50%.*}$m "
         P99[$sc,$s]+="${p99%.*}$m "

@@ -205,13 +205,8 @@ for mode in $MODES; do
       read -r scpu percpu < <(awk -v n="$nreq" -v t=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v d="$DURATION" \
         'BEGIN {printf "%.0f %d\n", 100 * t / hz / d, (t > 0 ? n / (t / hz) : 0)}')
       what="$rps req/s, server cpu $scpu%, $percpu req per server cpu-s, client core $ccpu% busy"
-      mark=""
-      if awk -v s="$steal" -v m="$STEAL_MAX" 'BEGIN {exit !(s > m)}'; then
-        log "$mode round $r: $s $what (load $load, steal $steal%: discarded)"
-        mark="*"
-      else
-        log "$mode round $r: $s $what (load $load, steal $steal%)"
-      fi
+      mark=$(steal_mark "$steal")
+      log "$mode round $r: $s $what (load $load, steal $steal%${mark:+: discarded})"
       RES[$mode,$s]+="$rps$mark "
       PERCPU[$mode,$s]+="$percpu$mark "
       CPUS[$mode,$s]+="$scpu/$ccpu$mark "

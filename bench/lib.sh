@@ -174,6 +174,10 @@ busy_pct() {
 
 # cpu_snap: "total steal" jiffies of all CPUs so far (/proc/stat).
 cpu_snap() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9; exit}' /proc/stat; }
+# steal_mark PCT: "*" when a round's steal time PCT (steal_pct) is over
+# STEAL_MAX: the round is discarded (its values carry the mark and stay
+# out of the medians); nothing otherwise.
+steal_mark() { awk -v s="$1" -v m="$STEAL_MAX" 'BEGIN {if (s > m) print "*"}'; }
 # steal_pct "T0 S0" "T1 S1": the share of CPU time stolen by the hypervisor
 # between two snapshots, in percent with one decimal.
 steal_pct() {
