@@ -6,6 +6,7 @@ not negotiated, and a route without compression. Everyone gets the right
 bytes; RSV1 exactly where expected."""
 import asyncio
 import random
+import zlib
 
 import pytest
 import websockets
@@ -99,6 +100,41 @@ def test_mixed_subscribers(subs):
         for c in (cs["ded-ctx"], cs["shared"]):
             for k in range(2):
                 c.echo(text(3000, 100 + i).encode())
+
+
+def test_repeat_beyond_a_small_window(subs):
+    """A message whose repeat lies further back than a subscriber's
+    window (600 bytes against server_max_window_bits=9, 512) must not be
+    compressed with a distance that window cannot reach: every subscriber
+    inflates it with the window it agreed (the w9 one fails otherwise)."""
+    srv, cs = subs
+    rnd = random.Random(5)
+    for n in (520, 700, 1000, 1024, 1100):
+        head = bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz")
+                     for _ in range(n - 400 if n > 520 else 513))
+        msg = (head + head)[:n]
+        got = publish_and_check(cs, "plain", msg, OP_BINARY, big=True)
+        for name, bits in (("ded-snct-w9", 9), ("shared-w10", 10),
+                           ("shared", 15)):
+            assert strict_inflate(got[name].frames[0][3], bits) == msg, name
+
+
+def strict_inflate(payload, bits):
+    """Inflates like a receiver that keeps only a 2**bits window: zlib
+    gives at most one byte per call, so every back-reference is read from
+    the window, and one further back fails ("invalid distance too far
+    back"). A one-shot inflate would also accept distances into the
+    output it is still making."""
+    d = zlib.decompressobj(-bits)
+    out = bytearray()
+    data = payload + b"\x00\x00\xff\xff"
+    while True:
+        chunk = d.decompress(data, 1)
+        data = d.unconsumed_tail
+        out += chunk
+        # A one-call compressor may end the message with a final block.
+        if d.eof or (not chunk and not data):
+            return bytes(out)
 
 
 def test_incompressible_publish(subs):
