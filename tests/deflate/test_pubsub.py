@@ -104,7 +104,7 @@ def test_mixed_subscribers(subs):
 
 def test_repeat_beyond_a_small_window(subs):
     """A message whose repeat lies further back than a subscriber's
-    window (600 bytes against server_max_window_bits=9, 512) must not be
+    window (513 bytes and more, against server_max_window_bits=9) must not be
     compressed with a distance that window cannot reach: every subscriber
     inflates it with the window it agreed (the w9 one fails otherwise)."""
     srv, cs = subs
