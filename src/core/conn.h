@@ -322,6 +322,8 @@ struct tl__server {
   tl__work *work;    /* deferred to the next turn */
   tl__work *working; /* being run in this turn */
   uint32_t turn;     /* loop turns so far (wraps) */
+  size_t freed;      /* noted by tl__server_freed since the last trim */
+  uint64_t trimmed_at; /* loop time (ms) of the last trim */
   int port;          /* the first listener's bound port (0: a unix socket) */
   bool running, stopping, handles_open;
 };

@@ -13,6 +13,9 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "core/listen.h"
 #include "core/tls.h"
@@ -161,12 +164,28 @@ static void sweep_one(tl__conn *c, void *arg) {
 
 static void resume_accepting(tl__server *s);
 
+void tl__server_freed(tl__server *s, size_t bytes) {
+  s->freed += bytes;
+}
+
+static void trim_heap(tl__server *s, uint64_t now) {
+  /* At most once a second, however short the sweep's period. */
+  if (s->freed < TL__TRIM_AFTER || now - s->trimmed_at < 1000)
+    return;
+  s->freed = 0;
+  s->trimmed_at = now;
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
 static void on_sweep(uv_timer_t *t) {
   tl__server *s = t->data;
   uint64_t now = uv_now(&s->loop);
   if (!s->stopping)
     resume_accepting(s);
   each_conn(s, sweep_one, &now);
+  trim_heap(s, now);
 }
 
 /* Takes one accepted socket: a connection block from the factory, its

@@ -7,6 +7,7 @@
 
 #include <libdeflate.h>
 
+#include "core/server.h"
 #include "core/tls.h"
 #include "ws/wsconn.h"
 
@@ -380,16 +381,23 @@ static void free_streams(tl_ws *ws) {
   tl__wspmd *pm = ws->pmd;
   if (!pm)
     return;
+  /* What zlib's streams hold (zconf.h's memory figures) is noted so that
+   * the loop gives it back after a mass close (tl__server_freed). */
+  size_t bytes = 0;
   if (pm->deflater) {
     deflateEnd(pm->deflater);
     free(pm->deflater);
+    bytes += ((size_t)1 << (pm->agreed.server_bits + 2)) +
+             ((size_t)1 << (ws->route->h.compress_mem_level + 9));
   }
   if (pm->inflater) {
     inflateEnd(pm->inflater);
     free(pm->inflater);
+    bytes += ((size_t)1 << pm->agreed.client_bits) + 7 * 1024;
   }
   free(pm);
   ws->pmd = NULL;
+  tl__server_freed(ws->conn.srv, bytes);
 }
 
 /* Compresses a message for `ws` into the app's scratch buffer. Returns

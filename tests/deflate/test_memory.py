@@ -2,6 +2,8 @@
 right after the handshake (idle), and after one compressed message each
 way (streams created). Prints the numbers; the bounds are generous (no
 claim on speed)."""
+import time
+
 import pytest
 
 from dclient import OP_TEXT, DClient, build_frame
@@ -55,3 +57,17 @@ def test_rss_per_connection(fresh_srv, route, offer, bound, capsys):
                    what="all closed")
     assert idle < 64, f"{route}: {idle:.1f} KiB per idle connection"
     assert active < bound, f"{route}: {active:.1f} KiB per connection"
+    # What the connections held goes back to the system, zlib windows
+    # included (the C library would keep freed heap for reuse): within a
+    # few sweeps (a second each at most), RSS is back near the base.
+    left = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = (srv.rss_kib() - rss0) / N
+        if left < 8:
+            break
+        time.sleep(0.2)
+    with capsys.disabled():
+        print(f"[memory] {route:14s} after closing all: {left:7.1f} KiB/conn "
+              f"left over the base")
+    assert left < 8, f"{route}: {left:.1f} KiB per closed connection kept"
