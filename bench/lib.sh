@@ -153,8 +153,9 @@ start_server() {
   verify_server "$name" "$port"
 }
 
-# median of integers; values marked * (a discarded round) are left out
-median() { printf '%s\n' "$@" | awk '!/\*$/' | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
+# median of integers; values marked * (a discarded round) are left out;
+# "-" when no value is left (awk reads "-" as 0: ratios print n/a)
+median() { printf '%s\n' "$@" | awk '!/\*$/ && NF' | sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "-"; else if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
 mean() { printf '%s\n' "$@" | awk '{s+=$1} END {printf "%d\n", s/NR}'; }
 
 # CPU time (user + system, all threads) a process has used, in clock ticks
