@@ -1,13 +1,15 @@
 """Server memory per connection with 1000 connections in each mode:
-right after the handshake (idle), and after one compressed message each
-way (streams created). Prints the numbers; the bounds are generous (no
-claim on speed)."""
+right after the handshake (idle), after one compressed message each way
+(streams created), and once all have closed (given back to the system,
+compression windows included). Prints the numbers; the bounds are
+generous (no claim on speed)."""
 import time
 
 import pytest
 
 from dclient import OP_TEXT, DClient, build_frame
 from pmdmodel import PMD
+from talon_server import wrapped
 
 N = 1000
 # route, offer, bound on KiB per connection once active
@@ -59,7 +61,11 @@ def test_rss_per_connection(fresh_srv, route, offer, bound, capsys):
     assert active < bound, f"{route}: {active:.1f} KiB per connection"
     # What the connections held goes back to the system, zlib windows
     # included (the C library would keep freed heap for reuse): within a
-    # few sweeps (a second each at most), RSS is back near the base.
+    # few sweeps (a second each at most), RSS is back near the base. Not
+    # under AddressSanitizer or valgrind, whose allocators keep freed
+    # blocks (quarantine) and do not trim.
+    if srv.sanitized() or wrapped():
+        return
     left = None
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
