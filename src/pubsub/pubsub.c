@@ -12,6 +12,7 @@
 typedef struct topic_sub {
   tl_ws *ws;
   uint32_t ws_idx;
+  bool zshare; /* may take shared compressed frames */
 } topic_sub;
 
 struct tl__topic {
@@ -20,6 +21,8 @@ struct tl__topic {
   uint32_t nsubs, cap; /* slots in subs (some NULL while walking) */
   uint32_t live;       /* subscribers */
   uint32_t walking;    /* publishes in progress over this topic */
+  uint32_t zsubs;      /* subscribers that may take shared compressed
+                          frames (tl__ws_shares_compressed) */
   bool holes;
   bool busy;           /* published to since the last flush */
   tl__shared *run;     /* this turn's frames, appended back to back */
@@ -167,6 +170,7 @@ static void walk_end(tl__topic *t) {
 }
 
 static void topic_remove(tl__topic *t, uint32_t idx) {
+  t->zsubs -= t->subs[idx].zshare;
   if (t->walking) {
     t->subs[idx].ws = NULL;
     t->holes = true;
@@ -265,11 +269,15 @@ int tl_ws_subscribe(tl_ws *ws, const char *topic) {
     t->subs = s;
     t->cap = cap;
   }
-  t->subs[t->nsubs] = (topic_sub){ws, ws->subs->n};
+  /* Whether it takes shared compressed frames of some messages (for any
+   * length and compress flag: SIZE_MAX passes every threshold). */
+  bool zshare = tl__ws_shares_compressed(ws, SIZE_MAX, -1);
+  t->subs[t->nsubs] = (topic_sub){ws, ws->subs->n, zshare};
   ws->subs->at[ws->subs->n++] = (tl__sub){t, t->nsubs++};
   t->live++;
+  t->zsubs += zshare;
   /* Other workers forward the compressed form this socket can take. */
-  if (t->link && tl__ws_shares_compressed(ws, SIZE_MAX, -1))
+  if (t->link && zshare)
     tl__hub_wants_compressed(t->link, ws->pmd->agreed.server_bits,
                              ws->route->h.compress_threshold);
   count_and_tell(ws, t, 1);
@@ -496,7 +504,11 @@ static int fan_out(tl__pubsub *ps, tl__topic *t, tl__shared *buf, size_t off,
 /* ---- forwarding between workers ----------------------------------------
 
    A batch entry: the plain frame, `nz` compressed forms, then the topic's
-   bytes; each frame is held (tl__shared_hold) for the receiver. */
+   bytes; each frame is held (tl__shared_hold) for the receiver. Plain
+   frames published to one topic one after the other in a loop turn lie
+   back to back in its run buffer: without compressed forms they share one
+   entry (`count` frames in `plain`), which the receiver queues to each
+   subscriber as one piece. */
 typedef struct xframe {
   tl__shared *buf;
   uint32_t off, len;
@@ -504,10 +516,12 @@ typedef struct xframe {
 
 typedef struct xentry {
   xframe plain;
-  uint32_t hl;     /* the plain frame's header bytes */
-  uint16_t tlen;   /* topic bytes */
-  uint8_t op, nz;  /* compressed forms following */
-  int8_t compress; /* as given to the publish */
+  uint32_t hl;      /* the (first) plain frame's header bytes */
+  uint32_t count;   /* frames in `plain`; more than one only if nz is 0 */
+  uint32_t payload; /* their payload bytes together */
+  uint16_t tlen;    /* topic bytes */
+  uint8_t op, nz;   /* compressed forms following */
+  int8_t compress;  /* as given to the publish */
   /* xzform[nz], then the topic */
 } xentry;
 
@@ -537,8 +551,22 @@ static int batch_add(tl__xbatch **bp, tl__shared *buf, size_t off, size_t flen,
   size_t nz = 0;
   for (int b = 0; z && b < 16; b++)
     nz += z[b].off >= 0;
-  size_t need = entry_size(nz, tlen);
   tl__xbatch *bt = *bp;
+  if (bt && bt->len && nz == 0) {
+    /* The frame right after the last entry's, for the same topic: the
+     * entry grows to cover it (its hold covers the block). */
+    xentry *l = (xentry *)(void *)((char *)bt->data + bt->last);
+    if (l->nz == 0 && l->plain.buf == buf &&
+        (size_t)l->plain.off + l->plain.len == off &&
+        flen <= UINT32_MAX - l->plain.len && l->compress == compress &&
+        l->tlen == tlen && memcmp(entry_topic(l), topic, tlen) == 0) {
+      l->plain.len += (uint32_t)flen;
+      l->count++;
+      l->payload += (uint32_t)(flen - hl);
+      return 0;
+    }
+  }
+  size_t need = entry_size(nz, tlen);
   if (!bt || bt->cap - bt->len < need) {
     size_t cap = bt ? bt->cap * 2 : 4096;
     while (cap - (bt ? bt->len : 0) < need)
@@ -557,6 +585,8 @@ static int batch_add(tl__xbatch **bp, tl__shared *buf, size_t off, size_t flen,
   xentry *e = (xentry *)(void *)((char *)bt->data + bt->len);
   e->plain = (xframe){buf, (uint32_t)off, (uint32_t)flen};
   e->hl = (uint32_t)hl;
+  e->count = 1;
+  e->payload = (uint32_t)(flen - hl);
   e->tlen = (uint16_t)tlen;
   e->op = (uint8_t)op;
   e->nz = (uint8_t)nz;
@@ -571,6 +601,7 @@ static int batch_add(tl__xbatch **bp, tl__shared *buf, size_t off, size_t flen,
     tl__shared_hold(z[b].buf);
   }
   memcpy(entry_topic(e), topic, tlen);
+  bt->last = bt->len;
   bt->len += need;
   return 0;
 }
@@ -797,6 +828,79 @@ static tl__shared *proxy_of(proxies *px, tl__shared *origin) {
   return p;
 }
 
+/* The frames of a batch entry, one by one: `at` is a frame's offset in
+ * the block, `hl` its header and `len` its payload bytes, `op` its
+ * opcode. */
+typedef struct frame_it {
+  size_t at, end, hl, len;
+  int op;
+} frame_it;
+
+static frame_it frames_of(const xentry *e) {
+  return (frame_it){.at = e->plain.off,
+                    .end = (size_t)e->plain.off + e->plain.len};
+}
+
+/* Reads the header at it->at (a frame built here: unmasked, FIN); false
+ * past the last frame. */
+static bool frame_next(const tl__shared *buf, frame_it *it) {
+  if (it->at >= it->end)
+    return false;
+  const uint8_t *p = (const uint8_t *)buf->data + it->at;
+  it->op = p[0] & 0x0f;
+  size_t n = p[1] & 0x7f;
+  it->hl = 2;
+  if (n >= 126) {
+    it->hl = n == 126 ? 4 : 10;
+    n = 0;
+    for (size_t i = 2; i < it->hl; i++)
+      n = n << 8 | p[i];
+  }
+  it->len = n;
+  return true;
+}
+
+#define EACH_FRAME(buf, e, f)                                                  \
+  for (frame_it f = frames_of(e); frame_next(buf, &f); f.at += f.hl + f.len)
+
+/* Queues the frames of entry `e` (more than one, back to back in `buf`,
+ * its proxy) to every subscriber of `t`: in one piece to each that takes
+ * them all as they are, frame by frame to the others. */
+static void fan_out_run(tl__pubsub *ps, tl__topic *t, tl__shared *buf,
+                        const xentry *e) {
+  if (t->zsubs) {
+    /* Some subscribers may take compressed forms, which are built here
+     * (none came with the entry): a message at a time, as published. */
+    EACH_FRAME(buf, e, f) {
+      zform z[16];
+      zforms_init(z);
+      fan_out(ps, t, buf, f.at, f.hl + f.len, buf->data + f.at + f.hl, f.len,
+              f.op, e->compress, NULL, z);
+      zforms_done(z);
+    }
+    return;
+  }
+  t->walking++;
+  uint32_t n = t->nsubs;
+  for (uint32_t i = 0; i < n; i++) {
+    tl_ws *ws = t->subs[i].ws;
+    if (!ws || tl__ws_queue_span(ws, buf, e->plain.off, e->plain.len, e->count,
+                                 e->payload))
+      continue;
+    /* Over its backlog limit with some of them: each frame is admitted or
+     * dropped on its own. A handler run by a drop may close the socket
+     * (its slot is then cleared). */
+    EACH_FRAME(buf, e, f) {
+      if (t->subs[i].ws != ws ||
+          tl__ws_queue_shared(ws, buf, f.at, f.hl + f.len,
+                              buf->data + f.at + f.hl, f.len,
+                              f.op) == TL_ECLOSED)
+        break;
+    }
+  }
+  walk_end(t);
+}
+
 void tl__pubsub_receive(tl__pubsub *ps, tl__xbatch *b) {
   proxies px = {.n = 0};
   xentry *e;
@@ -817,12 +921,16 @@ void tl__pubsub_receive(tl__pubsub *ps, tl__xbatch *b) {
         z[zf->bits] = (zform){p, zf->f.off, zf->f.len, false};
     }
     if (!plain)
-      continue; /* out of memory: this message is lost here */
-    const char *data = plain->data + e->plain.off + e->hl;
-    size_t len = e->plain.len - e->hl;
+      continue; /* out of memory: these messages are lost here */
     t->walking++;
-    fan_out(ps, t, plain, e->plain.off, e->plain.len, data, len, e->op,
-            e->compress, NULL, z);
+    if (e->count > 1) {
+      fan_out_run(ps, t, plain, e);
+    } else {
+      const char *data = plain->data + e->plain.off + e->hl;
+      size_t len = e->plain.len - e->hl;
+      fan_out(ps, t, plain, e->plain.off, e->plain.len, data, len, e->op,
+              e->compress, NULL, z);
+    }
     walk_end(t);
     zforms_done(z);
     maybe_destroy(ps, t);

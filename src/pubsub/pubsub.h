@@ -48,6 +48,7 @@ struct tl__hub;
 typedef struct tl__xbatch {
   tl__mail mail;
   size_t len, cap; /* bytes of entries in `data` */
+  size_t last;     /* where the last entry starts (len > 0) */
   uint64_t data[]; /* entries, 8-byte aligned */
 } tl__xbatch;
 

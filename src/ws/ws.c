@@ -601,6 +601,30 @@ int tl__ws_queue_shared(tl_ws *ws, tl__shared *f, size_t off, size_t flen,
   return queued(ws, flen);
 }
 
+bool tl__ws_queue_span(tl_ws *ws, tl__shared *f, size_t off, size_t span,
+                       uint32_t count, size_t payload) {
+  if (!sendable(ws))
+    return true;
+  if (ws->route->client)
+    return false;
+  /* admit() would take every frame of the run: the backlog stays within
+   * the limit after the last one (or it is a single frame on an empty
+   * queue). Otherwise some are dropped, which goes frame by frame. */
+  size_t pending = tl__conn_pending(&ws->conn);
+  if (pending + span > ws->route->h.max_backpressure &&
+      !(count == 1 && pending == 0))
+    return false;
+  /* Queued as one frame of `payload` bytes (so that the per-frame path
+   * stays the only caller of the connection's write), then counted as
+   * `count` messages. */
+  if (tl__ws_queue_shared(ws, f, off, span, NULL, payload, 0) > 0 &&
+      count > 1) {
+    ws->stats.messages_out += count - 1;
+    tl__count(&tl__ws_ctx(ws)->messages_out, count - 1);
+  }
+  return true;
+}
+
 size_t tl_ws_dropped_count(const tl_ws *ws) {
   return ws->dropped;
 }

@@ -163,6 +163,16 @@ tl_ws *tl__ws_alloc(size_t data_size, size_t extra, void **extra_out);
  * (over its backlog limit), or TL_ECLOSED (not open: skipped). */
 int tl__ws_queue_shared(tl_ws *ws, tl__shared *f, size_t off, size_t flen,
                         const void *data, size_t len, int op);
+/* Queue `count` published frames lying back to back in bytes
+ * [off, off+span) of `f` (`payload` bytes of payload together) for `ws`
+ * in one piece, when that is what queueing them one by one with
+ * tl__ws_queue_shared would do: none over the backlog limit, no client
+ * (whose frames are masked). Returns true when done (queued, or `ws`
+ * takes nothing: not open, or out of memory), false when the caller must
+ * queue them one by one. The caller knows `ws` takes no shared
+ * compressed frame. */
+bool tl__ws_queue_span(tl_ws *ws, tl__shared *f, size_t off, size_t span,
+                       uint32_t count, size_t payload);
 
 /* Open an accepted socket: run `open` (and observers, with the upgrade
  * request; a client socket has none, and observers do not see it), then

@@ -2,8 +2,9 @@
 workers' SO_REUSEPORT listeners, routes and middleware work on every
 worker, WebSocket upgrades fill the typed context on every worker,
 pub/sub crosses workers (exact app-wide counts, sender excluded,
-per-publisher order), calls and publishes from threads that are no
-worker, and a graceful stop of every worker."""
+per-publisher order, runs of publishes with drops and exact counters),
+calls and publishes from threads that are no worker, and a graceful stop
+of every worker."""
 import asyncio
 import collections
 import signal
@@ -14,6 +15,8 @@ import pytest
 import websockets
 
 from conftest import Server, run
+from wsframe import (OP_TEXT, FrameReader, Timeout, accept_for,  # noqa: E402
+                     build_frame, new_key, read_head)
 
 
 def test_connections_spread_over_all_workers(srv):
@@ -194,6 +197,103 @@ def test_compressed_publishes_cross_workers(srv):
                 assert await expect(ws, t[:3]) == t
         await close_all(everyone)
     run(go())
+
+
+class RawSocket(FrameReader):
+    """A blocking WebSocket client of raw frames: a subscriber whose
+    receive buffer the test controls, or a publisher that writes a whole
+    burst of frames with one sendall."""
+
+    def __init__(self, port, path, rcvbuf=None):
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect(("127.0.0.1", port))
+        key = new_key()
+        self.sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        head, rest = read_head(self.sock, 10)
+        assert head.startswith(b"HTTP/1.1 101") and \
+            accept_for(key).encode() in head, head
+        self.buf = bytearray(rest)
+        self.eof = False
+        self.got = []  # every text message, in order
+        hello = self.next(10).split()
+        self.worker = int(hello[2])
+
+    def next(self, timeout):
+        fin, rsv, op, payload = self.read_frame(time.monotonic() + timeout)
+        assert fin and rsv == 0 and op == OP_TEXT, (fin, rsv, op)
+        text = payload.decode()
+        self.got.append(text)
+        return text
+
+    def until(self, prefix, timeout=30):
+        while not (text := self.next(timeout)).startswith(prefix):
+            pass
+        return text
+
+    def command(self, text, reply):
+        self.sock.sendall(build_frame(OP_TEXT, text))
+        return self.until(reply)
+
+    def stats(self):
+        """(messages_out, bytes_out, dropped) before the reply, checked
+        against what this socket received before it."""
+        before = list(self.got)
+        out, nbytes, dropped = map(int, self.command("stats", "stats ")
+                                   .split()[1:])
+        assert out == len(before), (out, len(before))
+        assert nbytes == sum(len(t.encode()) for t in before), nbytes
+        return out, nbytes, dropped
+
+
+def test_a_run_of_publishes_crosses_whole_or_frame_by_frame(srv):
+    """A worker that reads many publishes to one topic in a turn forwards
+    them as one run; the receiving worker queues the run in one piece to a
+    subscriber with room for it and frame by frame to one over its
+    backlog limit, which drops what does not fit. Both get what they get
+    in order, and the socket counters (messages and bytes out, dropped)
+    are exact."""
+    socks = [RawSocket(srv.port, f"/ws?name=c{i}") for i in range(24)]
+    pub = socks[0]
+    fast = next(s for s in socks if s.worker != pub.worker)
+    socks.remove(fast)
+    slows = [RawSocket(srv.port, f"/lean?name=s{i}", rcvbuf=4096)
+             for i in range(24)]
+    slow = next(s for s in slows if s.worker == fast.worker)
+    for s in socks[1:] + slows:
+        if s is not slow:
+            s.sock.close()
+    # The publisher subscribes too (it does not get its own publishes): a
+    # worker with a subscriber of the topic builds the turn's frames back
+    # to back in one buffer, which is what crosses as a run.
+    for s in (pub, fast, slow):
+        s.command("sub run", "ok sub run")
+    n, size = 3000, 1000
+    texts = [f"{i} ".ljust(size, "x") for i in range(n)]
+    pub.sock.sendall(b"".join(build_frame(OP_TEXT, f"pub run {t}")
+                              for t in texts))
+    # The fast one takes everything, in order.
+    got = [fast.next(30) for _ in range(n)]
+    assert got == texts
+    out, nbytes, dropped = fast.stats()
+    assert dropped == 0
+    # The slow one read nothing meanwhile: what it gets now is what was
+    # queued for it, in order, and the rest was dropped.
+    seen = []
+    while True:
+        try:
+            seen.append(int(slow.next(1.5).split()[0]))
+        except Timeout:
+            break
+    assert seen == sorted(set(seen)) and seen[0] == 0, seen[:10]
+    out, nbytes, dropped = slow.stats()
+    assert 0 < len(seen) < n and dropped == n - len(seen), (len(seen), dropped)
+    for s in (pub, fast, slow):
+        s.sock.close()
 
 
 def test_publish_from_a_thread_that_is_no_worker(srv):

@@ -32,6 +32,12 @@
  *                              binary message (any byte, NUL included)
  *     count T                  "count T <tl_app_subscriber_count>"
  *     worker                   "worker <index>"
+ *     stats                    "stats <messages_out> <bytes_out> <dropped>"
+ *                              (tl_ws_get_stats, tl_ws_dropped_count; the
+ *                              reply itself not counted)
+ * WebSocket /lean?name=NAME: the same without compression, with a
+ * max_backpressure of 64 KiB (a subscriber that stops reading has
+ * publishes dropped).
  *   The subscription handler sends "subs T <new> <old>" to the socket that
  *   subscribed or left, so the test sees the app-wide counts it was told.
  *
@@ -460,6 +466,13 @@ static void on_message(tl_ws *ws, const void *data, size_t len, tl_opcode op) {
     sendf(ws, "worker %d", tl_app_worker(tl_ws_app(ws)));
     return;
   }
+  if (strcmp(cmd, "stats") == 0) {
+    tl_ws_stats st;
+    tl_ws_get_stats(ws, &st);
+    sendf(ws, "stats %llu %llu %zu", (unsigned long long)st.messages_out,
+          (unsigned long long)st.bytes_out, tl_ws_dropped_count(ws));
+    return;
+  }
   if (!arg) {
     tl_ws_close(ws, 1008, "bad command");
     return;
@@ -514,6 +527,15 @@ static const tl_ws_handlers ws_route = {
     .compression = TL_SHARED_COMPRESSOR,
 };
 
+static const tl_ws_handlers lean_route = {
+    .upgrade = on_upgrade,
+    .open = on_open,
+    .message = on_message,
+    .subscription = on_subscription,
+    .max_backpressure = 64 << 10,
+    .idle_timeout_s = TL_WS_NO_TIMEOUT,
+};
+
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;
   int workers = argc > 2 ? atoi(argv[2]) : 4;
@@ -539,6 +561,7 @@ int main(int argc, char **argv) {
   CHECK(tl_router_get(api, "/ping", ping));
   CHECK(tl_app_mount(app, "/api", api));
   CHECK(tl_app_ws(app, "/ws", &ws_route, sizeof(member)));
+  CHECK(tl_app_ws(app, "/lean", &lean_route, sizeof(member)));
 #ifdef TALON_HAVE_REDIS
   CHECK(tl_app_get(app, "/redis", redis_stats));
   CHECK(tl_app_get(app, "/ccount", ccount));
